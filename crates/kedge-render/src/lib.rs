@@ -1,0 +1,1 @@
+//! Turns a directory of YAML, JSON or a Kustomize overlay into an ordered set of Kubernetes objects.

@@ -1,0 +1,1 @@
+//! Fetches Git revisions into one shared bare mirror per repository and reads trees at a commit.

@@ -1,0 +1,1 @@
+//! Test kit: starts or reuses the test cluster and loopback git servers, and builds git fixtures.
