@@ -1,0 +1,550 @@
+//! `Application` spec and status types.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What to deploy (a path of a Git repository at a revision), where, and how to keep it in sync.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "kedge.dev",
+    version = "v1alpha1",
+    kind = "Application",
+    plural = "applications",
+    shortname = "app",
+    shortname = "apps",
+    namespaced,
+    status = "ApplicationStatus",
+    printcolumn = r#"{"name":"Sync","type":"string","jsonPath":".status.sync.status"}"#,
+    printcolumn = r#"{"name":"Health","type":"string","jsonPath":".status.health.status"}"#,
+    printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.sync.shortRevision"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationSpec {
+    /// Where the manifests come from.
+    pub source: ApplicationSource,
+    /// Where they are deployed.
+    #[serde(default)]
+    pub destination: ApplicationDestination,
+    /// When and how Kedge syncs; without `automated`, syncs happen only when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_policy: Option<SyncPolicy>,
+    /// Fields Kedge leaves alone: not compared and not applied (e.g. replicas owned by an autoscaler).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_differences: Vec<ResourceIgnoreDifferences>,
+    /// Custom health rules as CEL expressions, per group and kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<HealthCheck>,
+    /// Stops all syncing (automated and self-heal) until set back to false; status keeps being reported.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// A path in a Git repository at a revision.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationSource {
+    /// The repository URL (https://, http://, ssh://, git://, file://). Credentials come from Secrets, never the URL.
+    #[schemars(length(min = 1))]
+    #[serde(rename = "repoURL")]
+    pub repo_url: String,
+    /// Branch, tag, commit SHA (full or short), `HEAD`, or a semver constraint over tags such as `>=1.2.0 <2`.
+    #[serde(default = "default_revision")]
+    #[schemars(default = "default_revision")]
+    pub target_revision: String,
+    /// The directory inside the repository, relative to its root.
+    #[serde(default = "default_path")]
+    #[schemars(default = "default_path")]
+    pub path: String,
+    /// Options for a plain directory of YAML/JSON files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectorySource>,
+    /// Options for a Kustomize directory (detected by its kustomization file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kustomize: Option<KustomizeSource>,
+}
+
+fn default_revision() -> String {
+    "HEAD".to_owned()
+}
+
+fn default_path() -> String {
+    ".".to_owned()
+}
+
+/// Options for a plain directory source.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectorySource {
+    /// Read subdirectories too.
+    #[serde(default)]
+    pub recurse: bool,
+    /// Only files matching this glob (or `{a,b}` list) are read; empty means all.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub include: String,
+    /// Files matching this glob (or `{a,b}` list) are skipped.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub exclude: String,
+}
+
+/// Options for a Kustomize source.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizeSource {
+    /// Images to override, as `kustomize edit set image` takes them (`name=newname:tag`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    /// A prefix added to every object's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_prefix: Option<String>,
+    /// A suffix added to every object's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_suffix: Option<String>,
+}
+
+/// Where an application is deployed.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationDestination {
+    /// Namespace for namespaced objects that do not name one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// When and how an application is synced.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncPolicy {
+    /// Sync automatically on every new revision; without it, only on request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automated: Option<AutomatedSync>,
+    /// Options such as `CreateNamespace=true`, `PruneLast=true`, `ServerSideApply=true`, `Force=false`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sync_options: Vec<String>,
+    /// Retries of a failed sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryStrategy>,
+}
+
+impl SyncPolicy {
+    /// The value of a `Name=value` sync option, if set.
+    pub fn option(&self, name: &str) -> Option<&str> {
+        self.sync_options.iter().find_map(|o| {
+            let (k, v) = o.split_once('=')?;
+            (k.trim() == name).then(|| v.trim())
+        })
+    }
+
+    /// Whether a boolean sync option is set to `true`.
+    pub fn flag(&self, name: &str) -> bool {
+        self.option(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+}
+
+/// Automated sync settings.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutomatedSync {
+    /// Delete objects that were removed from Git.
+    #[serde(default)]
+    pub prune: bool,
+    /// Revert changes made to live objects outside Git.
+    #[serde(default)]
+    pub self_heal: bool,
+    /// Allow a sync whose desired set is empty to prune everything.
+    #[serde(default)]
+    pub allow_empty: bool,
+}
+
+/// Retry of failed syncs with exponential backoff.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryStrategy {
+    /// Maximum number of retries; a negative value retries forever.
+    #[serde(default = "default_retry_limit")]
+    #[schemars(default = "default_retry_limit")]
+    pub limit: i64,
+    /// How long to wait between retries.
+    #[serde(default)]
+    pub backoff: Backoff,
+}
+
+fn default_retry_limit() -> i64 {
+    5
+}
+
+/// Exponential backoff parameters.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Backoff {
+    /// The first wait, e.g. `5s`.
+    #[serde(default = "default_backoff_duration")]
+    #[schemars(default = "default_backoff_duration")]
+    pub duration: String,
+    /// Multiplier applied after each retry.
+    #[serde(default = "default_backoff_factor")]
+    #[schemars(default = "default_backoff_factor", range(min = 1))]
+    pub factor: i64,
+    /// The longest wait, e.g. `3m`.
+    #[serde(default = "default_backoff_max")]
+    #[schemars(default = "default_backoff_max")]
+    pub max_duration: String,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            duration: default_backoff_duration(),
+            factor: default_backoff_factor(),
+            max_duration: default_backoff_max(),
+        }
+    }
+}
+
+fn default_backoff_duration() -> String {
+    "5s".to_owned()
+}
+fn default_backoff_factor() -> i64 {
+    2
+}
+fn default_backoff_max() -> String {
+    "3m".to_owned()
+}
+
+/// Fields to ignore for matching objects.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceIgnoreDifferences {
+    /// API group (empty for the core group).
+    #[serde(default)]
+    pub group: String,
+    /// Kind.
+    pub kind: String,
+    /// Only the object with this name; all when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Only objects in this namespace; all when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// JSON pointers (RFC 6901) of fields to ignore, e.g. `/spec/replicas`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub json_pointers: Vec<String>,
+    /// Fields owned by these field managers are ignored, e.g. `kube-controller-manager`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_fields_managers: Vec<String>,
+}
+
+/// A custom health rule: a CEL expression over `self` (the live object) per group and kind.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// API group (empty for the core group).
+    #[serde(default)]
+    pub group: String,
+    /// Kind.
+    pub kind: String,
+    /// CEL expressions, tried in order: the first that is true gives the state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<String>,
+    /// CEL expression that, when true, makes the object Degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
+    /// CEL expression that, when true, makes the object Progressing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progressing: Option<String>,
+}
+
+/// Observed state of an application.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Whether the live state equals Git.
+    #[serde(default)]
+    pub sync: SyncStatus,
+    /// Aggregated health (the worst of the objects).
+    #[serde(default)]
+    pub health: HealthStatus,
+    /// Ready, Reconciling, Stalled and others, as Kubernetes conventions describe.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Every object of the application with its sync and health state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceStatus>,
+    /// Identities of the objects Kedge applied and owns (the prune set).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inventory: Vec<ObjectRef>,
+    /// The last syncs, newest last (at most 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+    /// The current or last operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_state: Option<OperationState>,
+    /// When the application was last compared with Git and the cluster (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciled_at: Option<String>,
+}
+
+/// Sync state of an application.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    /// `Synced`, `OutOfSync` or `Unknown`.
+    #[serde(default)]
+    pub status: SyncCode,
+    /// The commit SHA compared against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The first 7 characters of `revision`, for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_revision: Option<String>,
+}
+
+/// Whether live equals desired.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SyncCode {
+    /// Every object equals Git.
+    Synced,
+    /// At least one object differs or is missing.
+    OutOfSync,
+    /// Not compared yet, or the comparison failed.
+    #[default]
+    Unknown,
+}
+
+/// Aggregated or per-object health.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthStatus {
+    /// The state.
+    #[serde(default)]
+    pub status: HealthCode,
+    /// Why, when not healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Health states, from best to worst for aggregation purposes as ordered by [`HealthCode::severity`].
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum HealthCode {
+    /// Running as intended.
+    Healthy,
+    /// Not healthy yet, but may become so.
+    Progressing,
+    /// Failed or unable to become healthy.
+    Degraded,
+    /// Paused or suspended on purpose.
+    Suspended,
+    /// Does not exist in the cluster.
+    Missing,
+    /// Health cannot be told.
+    #[default]
+    Unknown,
+}
+
+impl HealthCode {
+    /// How bad a state is when aggregating (higher is worse), as Argo CD orders them.
+    pub fn severity(self) -> u8 {
+        match self {
+            HealthCode::Healthy => 0,
+            HealthCode::Suspended => 1,
+            HealthCode::Progressing => 2,
+            HealthCode::Missing => 3,
+            HealthCode::Degraded => 4,
+            HealthCode::Unknown => 5,
+        }
+    }
+}
+
+/// A status condition following Kubernetes API conventions.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Ready`, `Reconciling`, `Stalled`, `SourceError`, `RenderError`, `SyncError`, ...
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// A CamelCase machine-readable reason.
+    #[serde(default)]
+    pub reason: String,
+    /// A human-readable message.
+    #[serde(default)]
+    pub message: String,
+    /// The generation this condition was set for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the status last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
+/// The identity of a Kubernetes object.
+#[derive(
+    Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    /// API group (empty for core).
+    #[serde(default)]
+    pub group: String,
+    /// API version.
+    #[serde(default)]
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace (empty for cluster-scoped objects).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+/// One object of an application with its state.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceStatus {
+    /// Which object.
+    #[serde(flatten)]
+    pub object: ObjectRef,
+    /// Its sync state.
+    pub status: SyncCode,
+    /// Its health.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatus>,
+    /// Details: what differs and who changed it, or the error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A past sync.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// Increasing id, used for rollback.
+    pub id: i64,
+    /// The commit SHA that was applied.
+    pub revision: String,
+    /// When the sync finished (RFC 3339).
+    pub deployed_at: String,
+    /// `automated`, `self-heal`, `rollback`, or the user who asked.
+    #[serde(default)]
+    pub initiated_by: String,
+    /// `Succeeded` or `Failed`.
+    #[serde(default)]
+    pub result: String,
+}
+
+/// The state of the current or last sync operation.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationState {
+    /// `Running`, `Succeeded`, `Failed` or `Error`.
+    pub phase: String,
+    /// A summary.
+    #[serde(default)]
+    pub message: String,
+    /// When the operation started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// When it finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// What the sync did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_result: Option<SyncResult>,
+}
+
+/// What a sync did, object by object.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncResult {
+    /// The commit SHA applied.
+    pub revision: String,
+    /// Outcome per object.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceResult>,
+}
+
+/// The outcome of one object in a sync.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceResult {
+    /// Which object.
+    #[serde(flatten)]
+    pub object: ObjectRef,
+    /// `Synced`, `Pruned`, `PruneSkipped`, `Failed`, ...
+    pub status: String,
+    /// Details.
+    #[serde(default)]
+    pub message: String,
+    /// `PreSync`, `Sync`, `PostSync` or `SyncFail` for hooks; empty for ordinary objects.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hook_phase: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn argo_shaped_manifest_parses_with_defaults() {
+        let yaml = r#"
+apiVersion: kedge.dev/v1alpha1
+kind: Application
+metadata: { name: guestbook, namespace: kedge }
+spec:
+  source: { repoURL: "https://example.test/repo.git", path: apps/guestbook }
+  destination: { namespace: guestbook }
+  syncPolicy:
+    automated: { prune: true, selfHeal: true }
+    syncOptions: [CreateNamespace=true]
+    retry: { limit: 3 }
+  ignoreDifferences: [ { group: apps, kind: Deployment, jsonPointers: [/spec/replicas] } ]
+"#;
+        let app: Application = serde_saphyr::from_str(yaml).expect("parses");
+        assert_eq!(app.spec.source.target_revision, "HEAD");
+        let policy = app.spec.sync_policy.expect("policy");
+        assert!(policy.flag("CreateNamespace"));
+        assert!(!policy.flag("PruneLast"));
+        assert_eq!(policy.retry.expect("retry").backoff.factor, 2);
+        assert_eq!(
+            app.spec.ignore_differences[0].json_pointers,
+            vec!["/spec/replicas"]
+        );
+    }
+
+    #[test]
+    fn crd_has_printer_columns_and_defaults() {
+        let crd = Application::crd();
+        let v = &crd.spec.versions[0];
+        let cols: Vec<_> = v
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(cols, ["Sync", "Health", "Revision", "Age"]);
+        let schema = serde_json::to_value(&v.schema).expect("schema");
+        let rev = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["source"]["properties"]
+            ["targetRevision"];
+        assert_eq!(rev["default"], "HEAD");
+        assert!(
+            v.subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn health_severity_orders_worst_last() {
+        assert!(HealthCode::Degraded.severity() > HealthCode::Progressing.severity());
+        assert!(HealthCode::Progressing.severity() > HealthCode::Healthy.severity());
+    }
+}

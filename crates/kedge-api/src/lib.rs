@@ -1,0 +1,26 @@
+//! The `Application` custom resource (group `kedge.dev`): the user-facing shape of what Kedge deploys and how it reports.
+//!
+//! The spec mirrors Argo CD's `Application` so that its users read it at once; the status follows Kubernetes API
+//! conventions (conditions with reason, message and observedGeneration).
+//!
+//! ```
+//! use kedge_api::Application;
+//! use kube::CustomResourceExt;
+//! let crd = Application::crd();
+//! assert_eq!(crd.spec.group, "kedge.dev");
+//! ```
+
+mod application;
+mod duration;
+
+pub use application::*;
+pub use duration::{DurationError, parse_duration};
+
+/// Annotation carrying the tracking id that ties a live object to the application that owns it.
+pub const TRACKING_ANNOTATION: &str = "kedge.dev/tracking-id";
+/// Annotation on an Application asking for a refresh (`normal`) or a re-render that bypasses caches (`hard`).
+pub const REFRESH_ANNOTATION: &str = "kedge.dev/refresh";
+/// Finalizer that makes deleting an Application delete the resources it owns.
+pub const RESOURCES_FINALIZER: &str = "kedge.dev/resources-finalizer";
+/// The API group of Kedge's resources.
+pub const GROUP: &str = "kedge.dev";
