@@ -3,5 +3,6 @@
 pub mod client;
 pub mod conditions;
 pub mod history;
+pub mod install;
 pub mod leader;
 pub mod metrics;

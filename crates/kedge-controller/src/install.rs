@@ -1,0 +1,108 @@
+//! The manifests `kedge install` applies: the Application CRD, the controller's namespace, its RBAC and Deployment.
+
+use kedge_api::Application;
+use kube::CustomResourceExt;
+use serde_json::{Value, json};
+
+/// Options of the generated manifests.
+#[derive(Clone, Debug)]
+pub struct InstallOptions {
+    /// Namespace the controller runs in (and where Applications live by default). Default `kedge`.
+    pub namespace: String,
+    /// Container image of the controller.
+    pub image: String,
+}
+
+impl Default for InstallOptions {
+    fn default() -> Self {
+        Self {
+            namespace: "kedge".to_owned(),
+            image: format!("ghcr.io/kedge-dev/kedge:{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// The CRD alone (what a cluster needs before Applications can be created).
+pub fn crd() -> Value {
+    serde_json::to_value(Application::crd()).unwrap_or(Value::Null)
+}
+
+/// Every manifest, in apply order.
+pub fn manifests(opts: &InstallOptions) -> Vec<Value> {
+    let ns = opts.namespace.as_str();
+    let labels =
+        json!({ "app.kubernetes.io/name": "kedge", "app.kubernetes.io/component": "controller" });
+    vec![
+        crd(),
+        json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } }),
+        json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": { "name": "kedge-controller", "namespace": ns }
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": { "name": "kedge-controller" },
+            // Kedge applies whatever Git declares, so it needs every verb on every resource, like Argo CD's
+            // application controller. Restrict it per cluster with projects once they exist.
+            "rules": [
+                { "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] },
+                { "nonResourceURLs": ["*"], "verbs": ["get"] }
+            ]
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": { "name": "kedge-controller" },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kedge-controller" },
+            "subjects": [ { "kind": "ServiceAccount", "name": "kedge-controller", "namespace": ns } ]
+        }),
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "kedge-controller", "namespace": ns, "labels": labels },
+            "spec": {
+                "replicas": 1,
+                "selector": { "matchLabels": labels },
+                "template": {
+                    "metadata": { "labels": labels },
+                    "spec": {
+                        "serviceAccountName": "kedge-controller",
+                        "containers": [{
+                            "name": "kedge",
+                            "image": opts.image,
+                            "args": ["run", "--all-namespaces", "--listen", "0.0.0.0:8080"],
+                            "ports": [ { "name": "http", "containerPort": 8080 } ],
+                            "readinessProbe": { "httpGet": { "path": "/readyz", "port": "http" } },
+                            "livenessProbe": { "httpGet": { "path": "/livez", "port": "http" } },
+                            "resources": { "requests": { "cpu": "100m", "memory": "64Mi" } },
+                            "securityContext": {
+                                "runAsNonRoot": true, "readOnlyRootFilesystem": false,
+                                "allowPrivilegeEscalation": false
+                            }
+                        }]
+                    }
+                }
+            }
+        }),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": { "name": "kedge", "namespace": ns, "labels": labels },
+            "spec": { "selector": labels, "ports": [ { "name": "http", "port": 80, "targetPort": "http" } ] }
+        }),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crd_comes_first_and_rbac_binds_the_service_account() {
+        let m = manifests(&InstallOptions::default());
+        assert_eq!(m[0]["kind"], "CustomResourceDefinition");
+        assert_eq!(m[0]["metadata"]["name"], "applications.kedge.dev");
+        let binding = m
+            .iter()
+            .find(|v| v["kind"] == "ClusterRoleBinding")
+            .expect("binding");
+        assert_eq!(binding["subjects"][0]["namespace"], "kedge");
+    }
+}
