@@ -3,6 +3,7 @@
 pub mod client;
 pub mod conditions;
 pub mod history;
+pub mod probes;
 pub mod install;
 pub mod leader;
 pub mod metrics;
