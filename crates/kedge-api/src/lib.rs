@@ -12,9 +12,11 @@
 
 mod application;
 mod duration;
+mod operation;
 
 pub use application::*;
 pub use duration::{DurationError, parse_duration};
+pub use operation::*;
 
 /// Annotation carrying the tracking id that ties a live object to the application that owns it.
 pub const TRACKING_ANNOTATION: &str = "kedge.dev/tracking-id";
