@@ -1,5 +1,17 @@
 //! Fetches Git revisions into one shared bare mirror per repository and reads trees at a commit.
 
+pub mod error;
+pub mod local;
+pub mod repo;
+pub mod revision;
+pub mod snapshot;
+pub mod source;
 pub mod tree;
 
-pub use tree::{DirEntry, EntryKind, FileTree, TreeError};
+pub use error::{ErrorKind, SourceError};
+pub use local::LocalTree;
+pub use repo::{Credentials, RepoSpec, Scheme, Secret};
+pub use revision::{HistoryChange, RemoteRef, Revision, RevisionSpec};
+pub use snapshot::Snapshot;
+pub use source::{FetchRequest, Source, SourceConfig, SourceStats, install_crypto_provider};
+pub use tree::{DirEntry, EntryKind, FileTree, Limits, TreeError};

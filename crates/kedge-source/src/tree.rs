@@ -94,6 +94,92 @@ pub trait FileTree: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// Limits on what reading one tree may consume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest single file, in bytes (default 10 MiB).
+    pub max_file_bytes: u64,
+    /// Total bytes read from one tree (default 256 MiB).
+    pub max_total_bytes: u64,
+    /// Number of files and directories read from one tree (default 50,000).
+    pub max_objects: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: 10 * 1024 * 1024,
+            max_total_bytes: 256 * 1024 * 1024,
+            max_objects: 50_000,
+        }
+    }
+}
+
+/// Running totals checked against [`Limits`].
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    bytes: std::sync::atomic::AtomicU64,
+    objects: std::sync::atomic::AtomicU64,
+}
+
+impl Budget {
+    /// Accounts for one object (file or directory) of `bytes` bytes at `path`.
+    pub(crate) fn charge(&self, limits: &Limits, path: &str, bytes: u64) -> Result<(), TreeError> {
+        use std::sync::atomic::Ordering;
+        if bytes > limits.max_file_bytes {
+            return Err(TreeError::LimitExceeded {
+                path: path.to_owned(),
+                what: "file size",
+                actual: bytes,
+                limit: limits.max_file_bytes,
+            });
+        }
+        let objects = self.objects.fetch_add(1, Ordering::Relaxed) + 1;
+        if objects > limits.max_objects {
+            return Err(TreeError::LimitExceeded {
+                path: path.to_owned(),
+                what: "object count",
+                actual: objects,
+                limit: limits.max_objects,
+            });
+        }
+        let total = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if total > limits.max_total_bytes {
+            return Err(TreeError::LimitExceeded {
+                path: path.to_owned(),
+                what: "total bytes",
+                actual: total,
+                limit: limits.max_total_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Resolves a symlink `target` found at `link` (both relative to the root) to clean components,
+/// refusing absolute targets and targets that leave the root.
+pub(crate) fn resolve_link(link: &[&str], target: &str) -> Result<Vec<String>, TreeError> {
+    let escape = || TreeError::SymlinkEscape {
+        path: link.join("/"),
+        target: target.to_owned(),
+    };
+    if target.starts_with('/') || Path::new(target).is_absolute() || target.contains('\\') {
+        return Err(escape());
+    }
+    let parent = &link[..link.len().saturating_sub(1)];
+    let joined = if parent.is_empty() {
+        target.to_owned()
+    } else {
+        format!("{}/{}", parent.join("/"), target)
+    };
+    clean_relative(&joined)
+        .map(|parts| parts.into_iter().map(str::to_owned).collect())
+        .map_err(|_| escape())
+}
+
+/// Most symlinks followed while resolving one path.
+pub(crate) const MAX_LINK_HOPS: usize = 40;
+
 /// Splits a relative path into clean components, rejecting absolute paths and `..` that leave the root.
 pub fn clean_relative(path: &str) -> Result<Vec<&str>, TreeError> {
     if path.starts_with('/') || Path::new(path).is_absolute() {

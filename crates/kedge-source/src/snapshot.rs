@@ -1,0 +1,355 @@
+//! A commit's tree read straight from the mirror's object database, implementing [`FileTree`].
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{ErrorKind, SourceError, error_chain};
+use crate::revision::Revision;
+use crate::tree::{
+    Budget, DirEntry, EntryKind, FileTree, Limits, MAX_LINK_HOPS, TreeError, clean_relative,
+    resolve_link,
+};
+
+/// The files of one commit of one repository, read from the object database without a checkout.
+///
+/// Cloning is cheap; clones share the limit budget and the materialized folder.
+#[derive(Clone)]
+pub struct Snapshot {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    repo: gix::ThreadSafeRepository,
+    revision: Revision,
+    root: gix::ObjectId,
+    path: String,
+    limits: Limits,
+    budget: Budget,
+    trees_dir: PathBuf,
+    materialized: Mutex<Option<PathBuf>>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("revision", &self.inner.revision)
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Node {
+    Tree(gix::ObjectId),
+    Blob(gix::ObjectId),
+}
+
+struct Entry {
+    name: String,
+    mode: gix::objs::tree::EntryMode,
+    id: gix::ObjectId,
+}
+
+impl Snapshot {
+    /// Opens the tree of `revision` (already in the mirror at `mirror`).
+    pub(crate) fn open(
+        mirror: &Path,
+        revision: Revision,
+        path: String,
+        limits: Limits,
+        trees_dir: PathBuf,
+    ) -> Result<Self, SourceError> {
+        let fail = |e: String| {
+            SourceError::new(
+                ErrorKind::Cache,
+                "open",
+                revision.repo.clone(),
+                revision.requested.clone(),
+                e,
+            )
+        };
+        let repo = gix::open_opts(mirror, gix::open::Options::isolated())
+            .map_err(|e| fail(error_chain(&e)))?;
+        let root =
+            gix::ObjectId::from_hex(revision.tree.as_bytes()).map_err(|e| fail(e.to_string()))?;
+        Ok(Snapshot {
+            inner: Arc::new(Inner {
+                repo: repo.into_sync(),
+                revision,
+                root,
+                path,
+                limits,
+                budget: Budget::default(),
+                trees_dir,
+                materialized: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The resolved revision.
+    pub fn revision(&self) -> &Revision {
+        &self.inner.revision
+    }
+
+    /// The application path inside the repository, as requested.
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    /// Checks that the application path is a clean relative path that exists at this revision.
+    pub fn check_path(&self) -> Result<(), SourceError> {
+        let rev = &self.inner.revision;
+        let repo = self.inner.repo.to_thread_local();
+        self.lookup(&repo, &self.inner.path)
+            .map(|_| ())
+            .map_err(|e| SourceError::from_tree(&rev.repo, &rev.requested, &e))
+    }
+
+    fn io_err(path: &str, e: impl std::error::Error + Send + Sync + 'static) -> TreeError {
+        TreeError::Io {
+            path: path.to_owned(),
+            source: Box::new(e),
+        }
+    }
+
+    fn entries(
+        repo: &gix::Repository,
+        id: gix::ObjectId,
+        path: &str,
+    ) -> Result<Vec<Entry>, TreeError> {
+        let tree = repo.find_tree(id).map_err(|e| Self::io_err(path, e))?;
+        let mut out = Vec::new();
+        for entry in tree.iter() {
+            let entry = entry.map_err(|e| Self::io_err(path, e))?;
+            out.push(Entry {
+                name: entry.filename().to_string(),
+                mode: entry.mode(),
+                id: entry.object_id(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn link_target(
+        repo: &gix::Repository,
+        id: gix::ObjectId,
+        path: &str,
+    ) -> Result<String, TreeError> {
+        let blob = repo.find_blob(id).map_err(|e| Self::io_err(path, e))?;
+        Ok(String::from_utf8_lossy(&blob.data).into_owned())
+    }
+
+    /// Resolves a path to a tree or blob, following in-tree symlinks in every component.
+    fn lookup(&self, repo: &gix::Repository, path: &str) -> Result<Node, TreeError> {
+        let mut parts: Vec<String> = clean_relative(path)?
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let mut hops = 0;
+        'restart: loop {
+            let mut node = Node::Tree(self.inner.root);
+            for i in 0..parts.len() {
+                let Node::Tree(tree) = node else {
+                    return Err(TreeError::NotFound {
+                        path: path.to_owned(),
+                    });
+                };
+                let shown = parts[..=i].join("/");
+                let entry = Self::entries(repo, tree, &shown)?
+                    .into_iter()
+                    .find(|e| e.name == parts[i])
+                    .ok_or_else(|| TreeError::NotFound {
+                        path: path.to_owned(),
+                    })?;
+                if entry.mode.is_link() {
+                    hops += 1;
+                    if hops > MAX_LINK_HOPS {
+                        return Err(TreeError::SymlinkEscape {
+                            path: shown,
+                            target: "too many levels of symbolic links".into(),
+                        });
+                    }
+                    let target = Self::link_target(repo, entry.id, &shown)?;
+                    let link: Vec<&str> = parts[..=i].iter().map(String::as_str).collect();
+                    let mut resolved = resolve_link(&link, &target)?;
+                    resolved.extend(parts[i + 1..].iter().cloned());
+                    parts = resolved;
+                    continue 'restart;
+                }
+                node = if entry.mode.is_tree() {
+                    Node::Tree(entry.id)
+                } else if entry.mode.is_blob() {
+                    Node::Blob(entry.id)
+                } else {
+                    // Submodules are not part of the tree's content.
+                    return Err(TreeError::NotFound {
+                        path: path.to_owned(),
+                    });
+                };
+            }
+            return Ok(node);
+        }
+    }
+
+    fn write_tree(
+        &self,
+        repo: &gix::Repository,
+        tree: gix::ObjectId,
+        prefix: &str,
+        dest: &Path,
+    ) -> Result<(), TreeError> {
+        for entry in Self::entries(repo, tree, prefix)? {
+            let rel = if prefix.is_empty() {
+                entry.name.clone()
+            } else {
+                format!("{prefix}/{}", entry.name)
+            };
+            if entry.name.contains(['/', '\\'])
+                || entry.name == ".."
+                || entry.name == "."
+                || entry.name == ".git"
+            {
+                continue;
+            }
+            let out = dest.join(&entry.name);
+            if entry.mode.is_tree() {
+                self.inner.budget.charge(&self.inner.limits, &rel, 0)?;
+                fs::create_dir(&out).map_err(|e| Self::io_err(&rel, e))?;
+                self.write_tree(repo, entry.id, &rel, &out)?;
+            } else if entry.mode.is_link() {
+                let target = Self::link_target(repo, entry.id, &rel)?;
+                let parts: Vec<&str> = rel.split('/').collect();
+                match resolve_link(&parts, &target) {
+                    Ok(_) => {
+                        std::os::unix::fs::symlink(&target, &out)
+                            .map_err(|e| Self::io_err(&rel, e))?;
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            tree = %self.describe(),
+                            path = rel,
+                            "not materializing a symlink that points outside the repository"
+                        );
+                    }
+                }
+            } else if entry.mode.is_blob() {
+                let header = repo
+                    .find_header(entry.id)
+                    .map_err(|e| Self::io_err(&rel, e))?;
+                self.inner
+                    .budget
+                    .charge(&self.inner.limits, &rel, header.size())?;
+                let blob = repo
+                    .find_blob(entry.id)
+                    .map_err(|e| Self::io_err(&rel, e))?;
+                fs::write(&out, &blob.data).map_err(|e| Self::io_err(&rel, e))?;
+                if entry.mode.is_executable() {
+                    use std::os::unix::fs::PermissionsExt;
+                    fs::set_permissions(&out, fs::Permissions::from_mode(0o755))
+                        .map_err(|e| Self::io_err(&rel, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FileTree for Snapshot {
+    fn read_dir(&self, dir: &str) -> Result<Vec<DirEntry>, TreeError> {
+        let repo = self.inner.repo.to_thread_local();
+        let Node::Tree(tree) = self.lookup(&repo, dir)? else {
+            return Err(TreeError::WrongType {
+                path: dir.to_owned(),
+                expected: "directory",
+            });
+        };
+        self.inner.budget.charge(&self.inner.limits, dir, 0)?;
+        let base: Vec<String> = clean_relative(dir)?
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let mut out = Vec::new();
+        for e in Self::entries(&repo, tree, dir)? {
+            let kind = if e.mode.is_tree() {
+                EntryKind::Dir
+            } else if e.mode.is_blob() {
+                EntryKind::File
+            } else if e.mode.is_link() {
+                let mut full = base.clone();
+                full.push(e.name.clone());
+                match self.lookup(&repo, &full.join("/")) {
+                    Ok(Node::Tree(_)) => EntryKind::Dir,
+                    // Escaping or dangling links are listed as files and fail when read.
+                    _ => EntryKind::File,
+                }
+            } else {
+                continue;
+            };
+            out.push(DirEntry { name: e.name, kind });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn read_file(&self, path: &str) -> Result<Vec<u8>, TreeError> {
+        let repo = self.inner.repo.to_thread_local();
+        let Node::Blob(id) = self.lookup(&repo, path)? else {
+            return Err(TreeError::WrongType {
+                path: path.to_owned(),
+                expected: "file",
+            });
+        };
+        let header = repo.find_header(id).map_err(|e| Self::io_err(path, e))?;
+        self.inner
+            .budget
+            .charge(&self.inner.limits, path, header.size())?;
+        let blob = repo.find_blob(id).map_err(|e| Self::io_err(path, e))?;
+        Ok(blob.data.clone())
+    }
+
+    fn dir_id(&self, dir: &str) -> Result<String, TreeError> {
+        let repo = self.inner.repo.to_thread_local();
+        match self.lookup(&repo, dir)? {
+            Node::Tree(id) => Ok(id.to_string()),
+            Node::Blob(_) => Err(TreeError::WrongType {
+                path: dir.to_owned(),
+                expected: "directory",
+            }),
+        }
+    }
+
+    fn materialize(&self) -> Result<PathBuf, TreeError> {
+        let mut cached = self
+            .inner
+            .materialized
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = cached.as_ref() {
+            return Ok(p.clone());
+        }
+        let target = self.inner.trees_dir.join(&self.inner.revision.sha);
+        if !target.is_dir() {
+            let tmp = tempfile::Builder::new()
+                .prefix(".tmp-")
+                .tempdir_in(&self.inner.trees_dir)
+                .map_err(|e| Self::io_err("", e))?;
+            let repo = self.inner.repo.to_thread_local();
+            self.write_tree(&repo, self.inner.root, "", tmp.path())?;
+            let tmp_path = tmp.keep();
+            if let Err(e) = fs::rename(&tmp_path, &target) {
+                let _ = fs::remove_dir_all(&tmp_path);
+                // Another process may have won the race; that result is just as good.
+                if !target.is_dir() {
+                    return Err(Self::io_err("", e));
+                }
+            }
+        }
+        *cached = Some(target.clone());
+        Ok(target)
+    }
+
+    fn describe(&self) -> String {
+        format!("{}@{}", self.inner.revision.repo, self.inner.revision.sha)
+    }
+}
