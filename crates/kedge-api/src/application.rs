@@ -236,24 +236,21 @@ pub struct ResourceIgnoreDifferences {
     pub managed_fields_managers: Vec<String>,
 }
 
-/// A custom health rule: a CEL expression over `self` (the live object) per group and kind.
+/// A custom health rule: a CEL expression evaluated with the live object bound to `object`.
+///
+/// The expression returns a state name (`"Healthy"`, `"Progressing"`, `"Degraded"`, ...), a map
+/// `{"status": "...", "message": "..."}`, or a bool (`true` is Healthy, `false` Progressing).
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthCheck {
-    /// API group (empty for the core group).
+    /// API group (empty for the core group, `*` for any).
     #[serde(default)]
     pub group: String,
-    /// Kind.
+    /// Kind (`*` for any).
     pub kind: String,
-    /// CEL expressions, tried in order: the first that is true gives the state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub healthy: Option<String>,
-    /// CEL expression that, when true, makes the object Degraded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub degraded: Option<String>,
-    /// CEL expression that, when true, makes the object Progressing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub progressing: Option<String>,
+    /// The CEL expression.
+    #[schemars(length(min = 1))]
+    pub expression: String,
 }
 
 /// Observed state of an application.
