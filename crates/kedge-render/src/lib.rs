@@ -1,1 +1,231 @@
 //! Turns a directory of YAML, JSON or a Kustomize overlay into an ordered set of Kubernetes objects.
+//!
+//! # Sources
+//!
+//! A [`Renderer`] renders one application path of a [`FileTree`]:
+//!
+//! - If the directory holds `kustomization.yaml`, `kustomization.yml` or `Kustomization`, it is built with
+//!   kustomize (see [`KustomizeConfig`]) in the tree's materialized checkout, so overlays that reference
+//!   `../base` work. The directory options are ignored, as Argo CD does.
+//! - Otherwise every `*.yaml`, `*.yml` and `*.json` file of the directory is read (of its subdirectories too
+//!   with [`RenderOptions::recurse`]), filtered by the include and exclude patterns (Argo CD semantics, see
+//!   [`glob::PatternList`]), in name order, depth first. Other files are ignored.
+//!
+//! YAML is read as kubectl reads it (YAML 1.1 scalars: `0644` is 420, `yes` is true); duplicate keys and alias
+//! bombs are errors that name the file and line. Empty documents are skipped; a document whose kind ends in
+//! `List` contributes its `items`.
+//!
+//! Every object needs `apiVersion`, `kind` and `metadata.name` (or `metadata.generateName`, for hooks that are
+//! named by the server). Two objects with the same group, kind, namespace and name are an error naming both
+//! places. A render reports all its problems at once ([`RenderError::Multiple`]).
+//!
+//! # Cache
+//!
+//! Successful renders are kept in an in-memory LRU (bounded by [`CacheConfig`]) under a key made of the
+//! application path, the [`RenderOptions`] and the content ids ([`FileTree::dir_id`]) of every directory the
+//! render reads:
+//!
+//! - a plain directory: the application directory (its id covers the whole subtree, so it is right with or
+//!   without `recurse`);
+//! - a kustomization: the application directory plus every directory its kustomization files reference,
+//!   followed transitively through the kustomizations found there. Any string of a kustomization that names an
+//!   existing file or directory of the tree counts as a reference (a file contributes its directory); when a
+//!   kustomization cannot be parsed, or there are more than a few hundred, the key is the repository root's id.
+//!   References to remote bases (URLs) are not part of the key: like the rest of the render, they are taken
+//!   as of the first render of that content.
+//!
+//! So a new commit that changes nothing an application reads has the same key and costs a few `dir_id` look-ups
+//! (tree ids for Git) and no parsing. Failed renders are not cached.
+//!
+//! Kustomization fields that name paths (`resources`, `components`, `patches[].path`, generator `files`, ...) must
+//! stay inside the repository: an absolute path or a `..` that leaves the root is refused before kustomize runs.
+//!
+//! Rendering is blocking (file reads, YAML parsing, a subprocess); call it from a blocking thread in async code.
+
+pub mod cache;
+pub mod error;
+pub mod glob;
+pub mod kustomize;
+pub mod object;
+pub mod parse;
+
+mod directory;
+mod inputs;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use kedge_source::{FileTree, TreeError, tree::clean_relative};
+
+pub use cache::{CacheConfig, CacheStats};
+pub use error::RenderError;
+pub use kustomize::{KustomizeCommand, KustomizeConfig};
+pub use object::{ObjectId, RenderedObject, RenderedSet, SourceKind, SourceRef};
+
+use cache::{CacheKey, Lru};
+use inputs::{KustomizeInputs, kustomization_file, kustomize_inputs};
+
+/// Per-application options of a directory source.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct RenderOptions {
+    /// Read subdirectories too.
+    pub recurse: bool,
+    /// Only files whose path (relative to the application directory) matches this pattern list.
+    pub include: Option<String>,
+    /// Skip files whose path (relative to the application directory) matches this pattern list.
+    pub exclude: Option<String>,
+}
+
+/// Configuration of a [`Renderer`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RenderConfig {
+    /// How to run kustomize.
+    pub kustomize: KustomizeConfig,
+    /// Bounds of the render cache.
+    pub cache: CacheConfig,
+}
+
+/// Renders application paths of file trees, with a cache shared by all calls.
+pub struct Renderer {
+    config: RenderConfig,
+    cache: Mutex<Lru>,
+}
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renderer")
+            .field("config", &self.config)
+            .field("cache", &self.cache_stats())
+            .finish()
+    }
+}
+
+impl Default for Renderer {
+    fn default() -> Self {
+        Renderer::new(RenderConfig::default())
+    }
+}
+
+fn tree_err(path: &str) -> impl FnOnce(TreeError) -> RenderError + '_ {
+    move |source| RenderError::Tree {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Renderer {
+    /// A renderer with the given configuration and an empty cache.
+    pub fn new(config: RenderConfig) -> Self {
+        let cache = Mutex::new(Lru::new(config.cache));
+        Renderer { config, cache }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RenderConfig {
+        &self.config
+    }
+
+    /// Cache counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.lock().stats()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Lru> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Renders the application at `path` (relative to the tree root, `""` for the root) into objects.
+    pub fn render(
+        &self,
+        tree: &dyn FileTree,
+        path: &str,
+        options: &RenderOptions,
+    ) -> Result<Arc<RenderedSet>, RenderError> {
+        let app = clean_relative(path).map_err(tree_err(path))?.join("/");
+        let entries = tree.read_dir(&app).map_err(tree_err(&app))?;
+        let kustomization = kustomization_file(&entries);
+
+        let input_dirs = match kustomization {
+            None => vec![app.clone()],
+            Some(_) => match kustomize_inputs(tree, &app)? {
+                KustomizeInputs::Dirs(d) => d,
+                KustomizeInputs::WholeTree => vec![String::new()],
+            },
+        };
+        let key = if self.lock().enabled() {
+            let mut inputs = Vec::with_capacity(input_dirs.len());
+            for d in &input_dirs {
+                let id = tree.dir_id(d).map_err(tree_err(d))?;
+                inputs.push((d.clone(), id));
+            }
+            let key = CacheKey {
+                path: app.clone(),
+                options: options.clone(),
+                inputs,
+            };
+            if let Some(hit) = self.lock().get(&key) {
+                tracing::debug!(path = app, objects = hit.len(), "render cache hit");
+                return Ok(hit);
+            }
+            Some(key)
+        } else {
+            None
+        };
+
+        let mut errors = Vec::new();
+        let (objects, bytes, kind) = match kustomization {
+            None => {
+                let (objects, bytes) =
+                    directory::render_directory(tree, &app, options, &mut errors);
+                (objects, bytes, SourceKind::Directory)
+            }
+            Some(file) => {
+                let (objects, bytes) = self.render_kustomize(tree, &app, file, &mut errors)?;
+                (objects, bytes, SourceKind::Kustomize)
+            }
+        };
+        object::check_duplicates(&objects, &mut errors);
+        if !errors.is_empty() {
+            return Err(RenderError::from_list(&app, errors));
+        }
+        let set = Arc::new(RenderedSet {
+            objects,
+            kind,
+            inputs: key.as_ref().map(|k| k.inputs.clone()).unwrap_or_default(),
+        });
+        if let Some(key) = key {
+            self.lock().insert(key, set.clone(), bytes);
+        }
+        Ok(set)
+    }
+
+    fn render_kustomize(
+        &self,
+        tree: &dyn FileTree,
+        app: &str,
+        file: &str,
+        errors: &mut Vec<RenderError>,
+    ) -> Result<(Vec<RenderedObject>, usize), RenderError> {
+        let command = KustomizeCommand::resolve(&self.config.kustomize)?;
+        let root = tree.materialize().map_err(tree_err(""))?;
+        let dir = if app.is_empty() { root } else { root.join(app) };
+        let label = if app.is_empty() { "." } else { app };
+        let output = kustomize::build(&command, &self.config.kustomize, &dir, label)?;
+        let source_file = if app.is_empty() {
+            file.to_owned()
+        } else {
+            format!("{app}/{file}")
+        };
+        let docs = parse::parse_yaml(&source_file, &output)?;
+        let mut objects = Vec::with_capacity(docs.len());
+        for d in docs {
+            let source = SourceRef {
+                file: source_file.clone(),
+                document: d.index,
+                item: None,
+                line: d.line,
+            };
+            object::objects_from_document(d.value, source, &mut objects, errors);
+        }
+        Ok((objects, output.len()))
+    }
+}

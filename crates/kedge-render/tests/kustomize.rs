@@ -1,0 +1,254 @@
+//! Kustomize sources against the real kustomize (or `kubectl kustomize`).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::TempTree;
+use kedge_render::{
+    KustomizeCommand, KustomizeConfig, RenderConfig, RenderError, RenderOptions, Renderer,
+    SourceKind,
+};
+use serde_json::Value;
+
+/// The reference build: `kubectl kustomize` when kubectl is installed, else `kustomize build`.
+fn reference_build(dir: &Path) -> Vec<Value> {
+    let kubectl = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("kubectl"))
+        .find(|p| p.is_file());
+    let out = match kubectl {
+        Some(k) => Command::new(k).arg("kustomize").arg(dir).output().unwrap(),
+        None => {
+            let cmd = KustomizeCommand::resolve(&KustomizeConfig::default())
+                .expect("kustomize must be installed");
+            let KustomizeCommand::Kustomize(bin) = cmd else {
+                panic!("no kustomize");
+            };
+            Command::new(bin).arg("build").arg(dir).output().unwrap()
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    kedge_render::parse::parse_yaml("reference", &out.stdout)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.value)
+        .collect()
+}
+
+#[test]
+fn overlay_with_parent_base_matches_the_reference_build() {
+    let tree = TempTree::with_fixture("overlay", "");
+    let r = Renderer::default();
+    let set = r
+        .render(&tree, "overlays/prod", &RenderOptions::default())
+        .unwrap();
+    assert_eq!(set.kind, SourceKind::Kustomize);
+    let ours: Vec<Value> = set.objects.iter().map(|o| o.object.clone()).collect();
+    let reference = reference_build(&tree.path("overlays/prod"));
+    assert_eq!(ours, reference);
+    let names: Vec<_> = set
+        .objects
+        .iter()
+        .map(|o| (o.kind.as_str(), o.name.as_str(), o.namespace.as_str()))
+        .collect();
+    assert!(
+        names.contains(&("Deployment", "prod-web", "prod")),
+        "{names:?}"
+    );
+    let d = set.objects.iter().find(|o| o.kind == "Deployment").unwrap();
+    assert_eq!(d.object["spec"]["replicas"], 3);
+    assert_eq!(d.source.file, "overlays/prod/kustomization.yaml");
+    // The inputs are the overlay, the base and the component, not the unrelated directory.
+    let dirs: Vec<_> = set.inputs.iter().map(|(d, _)| d.as_str()).collect();
+    assert_eq!(dirs, ["base", "components/team", "overlays/prod"]);
+}
+
+#[test]
+fn real_world_kustomizations_match_the_reference_build() {
+    // pre-post-sync uses ../kustomize-guestbook as its base, as in the original repository.
+    let tree = TempTree::new();
+    for fixture in ["kustomize-guestbook", "sock-shop", "pre-post-sync"] {
+        tree.copy_fixture(fixture, fixture);
+    }
+    for fixture in ["kustomize-guestbook", "sock-shop", "pre-post-sync"] {
+        let set = Renderer::default()
+            .render(&tree, fixture, &RenderOptions::default())
+            .unwrap();
+        let ours: Vec<Value> = set.objects.iter().map(|o| o.object.clone()).collect();
+        assert_eq!(ours, reference_build(&tree.path(fixture)), "{fixture}");
+        assert!(!ours.is_empty());
+    }
+}
+
+#[test]
+fn cache_follows_the_kustomize_inputs() {
+    let tree = TempTree::with_fixture("overlay", "");
+    let r = Renderer::default();
+    let opts = RenderOptions::default();
+    r.render(&tree, "overlays/prod", &opts).unwrap();
+    assert_eq!(
+        tree.materialized.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    tree.write(
+        "unrelated/configmap.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: changed}\n",
+    );
+    r.render(&tree, "overlays/prod", &opts).unwrap();
+    assert_eq!(
+        r.cache_stats().hits,
+        1,
+        "an unrelated change keeps the cached render"
+    );
+    assert_eq!(
+        tree.materialized.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    let base = std::fs::read_to_string(tree.path("base/deployment.yaml")).unwrap();
+    tree.write(
+        "base/deployment.yaml",
+        &base.replace("containerPort: 8080", "containerPort: 9090"),
+    );
+    let set = r.render(&tree, "overlays/prod", &opts).unwrap();
+    assert_eq!(r.cache_stats().misses, 2, "a change in the base is a miss");
+    let d = set.objects.iter().find(|o| o.kind == "Deployment").unwrap();
+    assert_eq!(
+        d.object["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        9090
+    );
+    tree.write("components/team/kustomization.yaml", "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\ncommonAnnotations:\n  example.com/team: payments\n");
+    let set = r.render(&tree, "overlays/prod", &opts).unwrap();
+    assert_eq!(
+        r.cache_stats().misses,
+        3,
+        "a change in a component is a miss"
+    );
+    assert_eq!(
+        set.objects[0].object["metadata"]["annotations"]["example.com/team"],
+        "payments"
+    );
+}
+
+#[test]
+fn kustomize_failure_carries_its_message() {
+    let tree = TempTree::new();
+    tree.write(
+        "app/kustomization.yaml",
+        "resources:\n  - missing-deployment.yaml\n",
+    );
+    let err = Renderer::default()
+        .render(&tree, "app", &RenderOptions::default())
+        .unwrap_err();
+    let RenderError::KustomizeFailed { dir, stderr, .. } = &err else {
+        panic!("unexpected {err:?}");
+    };
+    assert_eq!(dir, "app");
+    assert!(stderr.contains("missing-deployment.yaml"), "{stderr}");
+    assert!(err.to_string().contains("missing-deployment.yaml"));
+}
+
+#[test]
+fn kustomize_output_is_checked_like_files() {
+    let tree = TempTree::new();
+    tree.write(
+        "app/kustomization.yaml",
+        "resources:\n  - a.yaml\n  - b.yaml\n",
+    );
+    tree.write(
+        "app/a.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+    );
+    tree.write(
+        "app/b.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: b\n",
+    );
+    let set = Renderer::default()
+        .render(&tree, "app", &RenderOptions::default())
+        .unwrap();
+    assert_eq!(set.len(), 2);
+    assert_eq!(set.objects[1].source.document, 1);
+}
+
+#[test]
+fn references_outside_the_repository_are_refused() {
+    let tree = TempTree::new();
+    tree.write("app/kustomization.yaml", "resources:\n  - ../../outside\n");
+    let err = Renderer::default()
+        .render(&tree, "app", &RenderOptions::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, RenderError::OutsideRepository { .. }),
+        "{err:?}"
+    );
+    tree.write(
+        "app/kustomization.yaml",
+        "resources:\n  - /etc/kubernetes\n",
+    );
+    let err = Renderer::default()
+        .render(&tree, "app", &RenderOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("/etc/kubernetes"), "{err}");
+    assert_eq!(
+        tree.materialized.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "kustomize never ran"
+    );
+}
+
+#[test]
+fn a_hanging_kustomize_is_killed_at_the_timeout() {
+    let tools = tempfile::tempdir().unwrap();
+    let fake = tools.path().join("kustomize");
+    std::fs::write(&fake, "#!/bin/sh\necho started >&2\nexec sleep 300\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tree = TempTree::new();
+    tree.write("app/kustomization.yaml", "resources: []\n");
+    let r = Renderer::new(RenderConfig {
+        kustomize: KustomizeConfig {
+            binary: Some(fake),
+            timeout: Duration::from_millis(500),
+            ..KustomizeConfig::default()
+        },
+        ..RenderConfig::default()
+    });
+    let start = Instant::now();
+    let err = r
+        .render(&tree, "app", &RenderOptions::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, RenderError::KustomizeTimeout { .. }),
+        "{err:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_missing_binary_is_a_clear_error() {
+    let tree = TempTree::new();
+    tree.write("app/kustomization.yaml", "resources: []\n");
+    let r = Renderer::new(RenderConfig {
+        kustomize: KustomizeConfig {
+            binary: Some("/nonexistent/kustomize".into()),
+            ..KustomizeConfig::default()
+        },
+        ..RenderConfig::default()
+    });
+    let err = r
+        .render(&tree, "app", &RenderOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, RenderError::KustomizeIo { .. }), "{err:?}");
+    assert!(err.to_string().contains("/nonexistent/kustomize"), "{err}");
+}
