@@ -1,1 +1,76 @@
 //! Plans, applies, prunes and assesses the health of a desired object set against a live cluster.
+//!
+//! # Usage
+//!
+//! ```no_run
+//! # async fn demo(client: kube::Client, desired: Vec<kedge_engine::DesiredObject>) -> Result<(), Box<dyn std::error::Error>> {
+//! use kedge_engine::{AppRef, AppSpec, Engine, EngineConfig, SyncOptions};
+//!
+//! let engine = Engine::new(client, EngineConfig::default())?;
+//! let spec = AppSpec::new(AppRef::new("kedge", "shop"), "shop");
+//! let previous_inventory = Vec::new(); // stored by the controller after the last sync
+//! let plan = engine.plan(&spec, desired, &previous_inventory).await?;
+//! for o in plan.objects.iter().filter(|o| o.needs_apply()) {
+//!     println!("{} {:?} {}", o.id, o.status, o.message);
+//! }
+//! let result = engine.sync(&plan, &SyncOptions::default()).await?;
+//! let inventory = result.inventory; // store for the next plan
+//! # let _ = inventory;
+//! # Ok(()) }
+//! ```
+//!
+//! # Pipeline
+//!
+//! - [`Engine::plan`] resolves each [`DesiredObject`] through cached discovery (namespaced objects
+//!   without a namespace get the destination namespace), reads the live object through
+//!   [`LiveObjects`], and compares it with a server-side apply dry-run of the desired object
+//!   (field manager `kedge`). Server-owned metadata, `status` and Kedge's tracking annotation are
+//!   ignored, so server defaults never show as a diff. Each result is [`SyncStatus::Synced`],
+//!   [`SyncStatus::OutOfSync`] (with a JSON-pointer diff, a YAML text diff with Secret values
+//!   masked, and the field managers that own the drifted fields), [`SyncStatus::Missing`] or
+//!   [`SyncStatus::Error`]. Dry-run results are cached per object and reused while neither the
+//!   desired object nor the live object changed, so a steady-state replan makes no dry-run and no
+//!   write. `ignoreDifferences` ([`IgnoreRule`]) removes fields from the comparison and from the
+//!   apply payload. Objects of the previous inventory that left the desired set become
+//!   [`PruneCandidate`]s.
+//! - [`Engine::sync`] runs PreSync hooks, applies OutOfSync and Missing objects wave by wave
+//!   (`kedge.dev/sync-wave`) and, within a wave, kind group by kind group (Namespaces, CRDs — waiting
+//!   until established —, cluster RBAC, ServiceAccounts, ConfigMaps/Secrets, Services, workloads,
+//!   the rest), concurrently within a group; a wave starts once the previous one is healthy. It
+//!   then prunes (only objects tracked by this application; `Prune=false`, `PruneLast`, the
+//!   empty-set guard and the propagation policy are honoured), runs PostSync hooks, or SyncFail
+//!   hooks on failure. It returns one [`ObjectOutcome`] per object and the new inventory.
+//! - [`HealthChecker`] assesses built-in kinds, generic `Ready`/`Available` conditions and custom
+//!   CEL rules ([`HealthRule`]); [`health::worst`] gives an application's health.
+//!
+//! Every applied object carries `kedge.dev/tracking-id: <app-ns>/<app>:<group>/<kind>:<ns>/<name>`;
+//! an object tracked by another application is never applied over nor deleted.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod apply;
+pub mod attribution;
+mod cluster;
+pub mod diff;
+mod engine;
+pub mod error;
+pub mod fieldpath;
+pub mod health;
+pub mod ignore;
+pub mod object;
+pub mod order;
+pub mod plan;
+
+pub use apply::{Action, HookOutcome, ObjectOutcome, SyncPhase, SyncResult};
+pub use attribution::{Attribution, ManagerRef};
+pub use cluster::{ApiLiveObjects, EngineStats, LiveObjects, Resolved, StatsSnapshot};
+pub use diff::{DiffOp, DiffOpKind, ObjectDiff};
+pub use engine::{AppSpec, Engine, EngineConfig, PropagationPolicy, SyncOptions};
+pub use error::{EngineError, ObjectError};
+pub use health::{Health, HealthChecker, HealthRule, HealthStatus};
+pub use ignore::IgnoreRule;
+pub use object::{AppRef, DesiredObject, ObjectId, ObjectSyncOptions};
+pub use order::{HookDeletePolicy, HookPhase};
+pub use plan::{
+    Plan, PlannedHook, PlannedObject, PruneAction, PruneCandidate, SyncStatus, Tracking,
+};

@@ -1,0 +1,697 @@
+//! Sync: hooks, ordered server-side apply by wave and kind, health gates, prune, and the inventory.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::cluster::{Resolved, api_code, api_message};
+use crate::diff::normalize;
+use crate::engine::{Engine, PropagationPolicy, SyncOptions};
+use crate::error::EngineError;
+use crate::health::{Health, HealthChecker, HealthStatus};
+use crate::object::{ObjectId, TRACKING_ANNOTATION, annotation, set_namespace, split_api_version};
+use crate::order::{HookPhase, kind_rank};
+use crate::plan::{
+    CacheEntry, Plan, PlannedHook, PlannedObject, PruneAction, SyncStatus, Tracking, by_wave,
+    hash_value, live_hash,
+};
+
+/// What a sync did to one object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// Created.
+    Created,
+    /// Changed.
+    Configured,
+    /// Already in sync; not written.
+    Unchanged,
+    /// Deleted by prune.
+    Pruned,
+    /// Left in place by prune (`Prune=false`, pruning disabled, or refused).
+    PruneSkipped,
+    /// Failed; see the message.
+    Failed,
+    /// Not attempted because an earlier step failed.
+    Skipped,
+}
+
+/// The outcome of one object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectOutcome {
+    /// Identity.
+    pub id: ObjectId,
+    /// What happened.
+    pub action: Action,
+    /// Details (API server message on failure).
+    pub message: String,
+}
+
+/// The outcome of one hook run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HookOutcome {
+    /// Identity.
+    pub id: ObjectId,
+    /// Phase it ran in.
+    pub phase: HookPhase,
+    /// True if it completed successfully.
+    pub succeeded: bool,
+    /// Details.
+    pub message: String,
+}
+
+/// Overall result of a sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncPhase {
+    /// Everything was applied (and pruned) as planned.
+    Succeeded,
+    /// Something failed; see the outcomes.
+    Failed,
+}
+
+/// Everything a sync did, and the inventory to store for the next plan.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncResult {
+    /// Succeeded or Failed.
+    pub phase: SyncPhase,
+    /// Summary of the failure, empty on success.
+    pub message: String,
+    /// One outcome per desired object and prune candidate, in the order they were handled.
+    pub outcomes: Vec<ObjectOutcome>,
+    /// Hook runs in order.
+    pub hooks: Vec<HookOutcome>,
+    /// Objects that exist and are tracked by this application after the sync.
+    pub inventory: Vec<ObjectId>,
+}
+
+struct Run<'a> {
+    plan: &'a Plan,
+    options: &'a SyncOptions,
+    health: HealthChecker,
+    outcomes: HashMap<ObjectId, ObjectOutcome>,
+    order: Vec<ObjectId>,
+    hooks: Vec<HookOutcome>,
+    failures: Vec<String>,
+    /// Objects that exist and are owned after the sync.
+    inventory: BTreeSet<ObjectId>,
+}
+
+impl Run<'_> {
+    fn record(&mut self, id: &ObjectId, action: Action, message: impl Into<String>) {
+        let message = message.into();
+        if action == Action::Failed {
+            self.failures.push(format!("{id}: {message}"));
+        }
+        if !self.outcomes.contains_key(id) {
+            self.order.push(id.clone());
+        }
+        self.outcomes.insert(
+            id.clone(),
+            ObjectOutcome {
+                id: id.clone(),
+                action,
+                message,
+            },
+        );
+    }
+}
+
+impl Engine {
+    /// Executes a plan: PreSync hooks, then each wave in kind order (waiting for health between
+    /// waves), prune, PruneLast prune and PostSync hooks; SyncFail hooks when something failed.
+    pub async fn sync(
+        &self,
+        plan: &Plan,
+        options: &SyncOptions,
+    ) -> Result<SyncResult, EngineError> {
+        let health = HealthChecker::new(&plan.spec.health_rules)?.layered(&self.health);
+        let mut run = Run {
+            plan,
+            options,
+            health,
+            outcomes: HashMap::new(),
+            order: Vec::new(),
+            hooks: Vec::new(),
+            failures: plan.invalid.clone(),
+            inventory: BTreeSet::new(),
+        };
+        // Objects that exist and are ours stay in the inventory unless pruned.
+        for o in &plan.objects {
+            if o.tracking == Tracking::Owned {
+                run.inventory.insert(o.id.clone());
+            }
+        }
+        for p in &plan.prune {
+            if matches!(p.action, PruneAction::Delete | PruneAction::Keep) {
+                run.inventory.insert(p.id.clone());
+            }
+        }
+
+        let ok = self.run_hooks(&mut run, HookPhase::PreSync, None).await;
+        if !ok {
+            for o in &plan.objects {
+                run.record(&o.id, Action::Skipped, "PreSync hook failed");
+            }
+        } else {
+            self.apply_waves(&mut run).await;
+        }
+
+        let applied_ok = run.failures.is_empty();
+        if applied_ok {
+            self.prune(&mut run).await;
+        } else {
+            for p in &plan.prune {
+                if p.action == PruneAction::Delete {
+                    run.record(&p.id, Action::PruneSkipped, "not pruned: the sync failed");
+                }
+            }
+        }
+        if run.failures.is_empty() {
+            self.run_hooks(&mut run, HookPhase::PostSync, None).await;
+        }
+        if !run.failures.is_empty() {
+            self.run_hooks(&mut run, HookPhase::SyncFail, None).await;
+        }
+
+        let Run {
+            outcomes,
+            order,
+            hooks,
+            failures,
+            inventory,
+            ..
+        } = run;
+        let mut outcomes = outcomes;
+        Ok(SyncResult {
+            phase: if failures.is_empty() {
+                SyncPhase::Succeeded
+            } else {
+                SyncPhase::Failed
+            },
+            message: failures.join("; "),
+            outcomes: order.iter().filter_map(|id| outcomes.remove(id)).collect(),
+            hooks,
+            inventory: inventory.into_iter().collect(),
+        })
+    }
+
+    async fn apply_waves(&self, run: &mut Run<'_>) {
+        let plan = run.plan;
+        let waves = by_wave(&plan.objects);
+        let mut sync_hook_waves: BTreeSet<i64> = plan
+            .hooks
+            .iter()
+            .filter(|h| h.phases.contains(&HookPhase::Sync))
+            .map(|h| h.wave)
+            .collect();
+        sync_hook_waves.retain(|w| !waves.contains_key(w));
+        let mut all_waves: BTreeSet<i64> = waves.keys().copied().collect();
+        all_waves.extend(sync_hook_waves);
+        let last_wave = all_waves.iter().next_back().copied();
+        let needs_final_health = run.options.wait_healthy
+            || plan
+                .hooks
+                .iter()
+                .any(|h| h.phases.contains(&HookPhase::PostSync))
+            || plan
+                .prune
+                .iter()
+                .any(|p| p.action == PruneAction::Delete && p.options.prune_last);
+        let mut failed = false;
+        for wave in all_waves {
+            let idxs = waves.get(&wave).cloned().unwrap_or_default();
+            if failed {
+                for i in idxs {
+                    run.record(
+                        &plan.objects[i].id,
+                        Action::Skipped,
+                        "an earlier wave failed",
+                    );
+                }
+                continue;
+            }
+            let before = run.failures.len();
+            // Kind groups in order; each group concurrently.
+            let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+            for i in idxs.iter().copied() {
+                let rank = plan.objects[i].rank();
+                match groups.last_mut() {
+                    Some((r, v)) if *r == rank => v.push(i),
+                    _ => groups.push((rank, vec![i])),
+                }
+            }
+            let mut applied: Vec<(ObjectId, Resolved)> = Vec::new();
+            for (_, group) in groups {
+                let options = run.options;
+                let results: Vec<(usize, Result<ApplyOk, String>)> =
+                    futures::stream::iter(group.iter().copied())
+                        .map(|i| async move {
+                            (i, self.apply_object(plan, &plan.objects[i], options).await)
+                        })
+                        .buffer_unordered(self.config.concurrency.max(1))
+                        .collect()
+                        .await;
+                let mut crds = Vec::new();
+                let mut sorted = results;
+                sorted.sort_by_key(|(i, _)| *i);
+                for (i, r) in sorted {
+                    let o = &plan.objects[i];
+                    match r {
+                        Ok(ok) => {
+                            run.record(&o.id, ok.action, ok.message);
+                            run.inventory.insert(o.id.clone());
+                            if o.id.kind == "CustomResourceDefinition"
+                                && o.id.group == "apiextensions.k8s.io"
+                                && ok.action != Action::Unchanged
+                            {
+                                crds.push((o.id.clone(), ok.resource.clone()));
+                            }
+                            applied.push((o.id.clone(), ok.resource));
+                        }
+                        Err(msg) => run.record(&o.id, Action::Failed, msg),
+                    }
+                }
+                if !crds.is_empty() {
+                    self.wait_crds(run, &crds).await;
+                }
+            }
+            let hooks_ok = self.run_hooks(run, HookPhase::Sync, Some(wave)).await;
+            if !hooks_ok || run.failures.len() > before {
+                failed = true;
+                continue;
+            }
+            let is_last = Some(wave) == last_wave;
+            if (!is_last || needs_final_health)
+                && let Err(msg) = self
+                    .wait_healthy(run, &applied, run.options.wave_timeout)
+                    .await
+            {
+                run.failures.push(format!("wave {wave}: {msg}"));
+                failed = true;
+            }
+        }
+    }
+
+    async fn resolve_late(&self, o: &PlannedObject) -> Result<Resolved, String> {
+        if let Some(r) = &o.resource {
+            return Ok(r.clone());
+        }
+        let (_, version) = split_api_version(&o.api_version);
+        let lookup = self
+            .resources
+            .lookup(&o.id.group, version, &o.id.kind)
+            .await
+            .map_err(|e| e.to_string())?;
+        match lookup {
+            Some(r) => Ok(r),
+            None => {
+                self.resources.refresh().await.map_err(|e| e.to_string())?;
+                self.resources
+                    .lookup(&o.id.group, version, &o.id.kind)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("unknown kind {}/{}", o.api_version, o.id.kind))
+            }
+        }
+    }
+
+    async fn apply_object(
+        &self,
+        plan: &Plan,
+        o: &PlannedObject,
+        options: &SyncOptions,
+    ) -> Result<ApplyOk, String> {
+        if o.status == SyncStatus::Error {
+            return Err(o.message.clone());
+        }
+        let resource = self.resolve_late(o).await?;
+        if o.status == SyncStatus::Synced {
+            return Ok(ApplyOk {
+                action: Action::Unchanged,
+                message: String::new(),
+                resource,
+            });
+        }
+        let mut payload = o.payload.clone();
+        if resource.namespaced && o.id.namespace.is_none() {
+            set_namespace(&mut payload, &plan.spec.destination_namespace);
+        }
+        self.stats.applies.fetch_add(1, Ordering::Relaxed);
+        let api = resource.api(&self.client, o.id.namespace.as_deref());
+        let mut pp = PatchParams::apply(&self.config.field_manager);
+        pp.force = options.force_conflicts;
+        let obj = api
+            .patch(&o.id.name, &pp, &Patch::Apply(&payload))
+            .await
+            .map_err(|e| {
+                if api_code(&e) == Some(409) {
+                    format!("conflict: {}", api_message(&e))
+                } else {
+                    api_message(&e)
+                }
+            })?;
+        let obj = serde_json::to_value(obj).map_err(|e| e.to_string())?;
+        // The object as applied is exactly what a dry-run of the same payload would return.
+        let payload_hash = if o.payload_hash.is_empty() {
+            hash_value(&payload)
+        } else {
+            o.payload_hash.clone()
+        };
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(
+                o.id.clone(),
+                CacheEntry {
+                    payload_hash,
+                    live_hash: live_hash(Some(&obj)),
+                    result: normalize(&obj),
+                },
+            );
+        }
+        Ok(ApplyOk {
+            action: if o.status == SyncStatus::Missing {
+                Action::Created
+            } else {
+                Action::Configured
+            },
+            message: o.message.clone(),
+            resource,
+        })
+    }
+
+    async fn wait_crds(&self, run: &mut Run<'_>, crds: &[(ObjectId, Resolved)]) {
+        let deadline = Instant::now() + run.options.wave_timeout;
+        for (id, resource) in crds {
+            loop {
+                let live = self.live.get(resource, None, &id.name).await;
+                self.stats.gets.fetch_add(1, Ordering::Relaxed);
+                let h = match &live {
+                    Ok(l) => run.health.assess(l.as_ref()),
+                    Err(e) => Health {
+                        status: HealthStatus::Unknown,
+                        message: api_message(e),
+                    },
+                };
+                if h.status == HealthStatus::Healthy {
+                    break;
+                }
+                if h.status == HealthStatus::Degraded || Instant::now() >= deadline {
+                    run.record(
+                        id,
+                        Action::Failed,
+                        format!("definition not established: {}", h.message),
+                    );
+                    break;
+                }
+                tokio::time::sleep(self.config.poll_interval).await;
+            }
+        }
+        if let Err(e) = self.resources.refresh().await {
+            run.failures.push(e.to_string());
+        }
+    }
+
+    /// Polls the objects until all are healthy (or suspended); fails on Degraded or timeout.
+    async fn wait_healthy(
+        &self,
+        run: &Run<'_>,
+        objects: &[(ObjectId, Resolved)],
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let mut pending: Vec<&(ObjectId, Resolved)> = objects.iter().collect();
+        loop {
+            let mut still = Vec::new();
+            for item in pending {
+                let (id, r) = item;
+                self.stats.gets.fetch_add(1, Ordering::Relaxed);
+                let live = self
+                    .live
+                    .get(r, id.namespace.as_deref(), &id.name)
+                    .await
+                    .map_err(|e| api_message(&e))?;
+                let h = run.health.assess(live.as_ref());
+                match h.status {
+                    HealthStatus::Healthy | HealthStatus::Suspended => {}
+                    HealthStatus::Degraded => {
+                        return Err(format!("{id} is Degraded: {}", h.message));
+                    }
+                    _ => still.push((item, h)),
+                }
+            }
+            if still.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let (item, h) = &still[0];
+                return Err(format!(
+                    "{} not healthy after {:?}: {} {}",
+                    item.0, timeout, h.status, h.message
+                ));
+            }
+            pending = still.into_iter().map(|(i, _)| i).collect();
+            tokio::time::sleep(self.config.poll_interval).await;
+        }
+    }
+
+    async fn prune(&self, run: &mut Run<'_>) {
+        let plan = run.plan;
+        let mut candidates: Vec<&crate::plan::PruneCandidate> = plan.prune.iter().collect();
+        candidates.sort_by_key(|p| {
+            (
+                p.options.prune_last,
+                std::cmp::Reverse(kind_rank(&p.id.kind)),
+            )
+        });
+        for p in candidates {
+            match &p.action {
+                PruneAction::Gone => {}
+                PruneAction::Keep => run.record(&p.id, Action::PruneSkipped, "Prune=false"),
+                PruneAction::Refuse(msg) => run.record(&p.id, Action::Failed, msg.clone()),
+                PruneAction::Delete if !run.options.prune => {
+                    run.record(&p.id, Action::PruneSkipped, "pruning is disabled")
+                }
+                PruneAction::Delete if plan.would_prune_all && !run.options.allow_empty => {
+                    run.record(
+                        &p.id,
+                        Action::PruneSkipped,
+                        "refusing to prune every object of an empty desired set (allow_empty is off)",
+                    );
+                }
+                PruneAction::Delete => {
+                    let Some(resource) = &p.resource else {
+                        continue;
+                    };
+                    self.stats.deletes.fetch_add(1, Ordering::Relaxed);
+                    let api = resource.api(&self.client, p.id.namespace.as_deref());
+                    let dp = DeleteParams {
+                        propagation_policy: Some(match run.options.propagation {
+                            PropagationPolicy::Foreground => {
+                                kube::api::PropagationPolicy::Foreground
+                            }
+                            PropagationPolicy::Background => {
+                                kube::api::PropagationPolicy::Background
+                            }
+                            PropagationPolicy::Orphan => kube::api::PropagationPolicy::Orphan,
+                        }),
+                        preconditions: p.uid.clone().map(|uid| Preconditions {
+                            uid: Some(uid),
+                            resource_version: None,
+                        }),
+                        ..Default::default()
+                    };
+                    match api.delete(&p.id.name, &dp).await {
+                        Ok(_) => {
+                            run.inventory.remove(&p.id);
+                            run.record(&p.id, Action::Pruned, "");
+                        }
+                        Err(e) if api_code(&e) == Some(404) => {
+                            run.inventory.remove(&p.id);
+                            run.record(&p.id, Action::Pruned, "already gone");
+                        }
+                        Err(e) => run.record(&p.id, Action::Failed, api_message(&e)),
+                    }
+                }
+            }
+        }
+        if plan.would_prune_all && run.options.prune && !run.options.allow_empty {
+            run.failures.push(
+                "refusing to prune every object: the desired set is empty (allow_empty is off)"
+                    .into(),
+            );
+        }
+    }
+
+    /// Runs the hooks of a phase (of one wave for Sync hooks); returns false if one failed.
+    async fn run_hooks(&self, run: &mut Run<'_>, phase: HookPhase, wave: Option<i64>) -> bool {
+        let hooks: Vec<&PlannedHook> = run
+            .plan
+            .hooks
+            .iter()
+            .filter(|h| h.phases.contains(&phase) && wave.is_none_or(|w| w == h.wave))
+            .collect();
+        let mut ok = true;
+        for hook in hooks {
+            let result = self.run_hook(run, hook).await;
+            let (succeeded, message) = match result {
+                Ok(m) => (true, m),
+                Err(m) => (false, m),
+            };
+            if !succeeded {
+                ok = false;
+                if phase != HookPhase::SyncFail {
+                    run.failures
+                        .push(format!("{phase:?} hook {}: {message}", hook.id));
+                }
+            }
+            run.hooks.push(HookOutcome {
+                id: hook.id.clone(),
+                phase,
+                succeeded,
+                message,
+            });
+            if !ok && phase == HookPhase::PreSync {
+                break;
+            }
+        }
+        ok
+    }
+
+    async fn run_hook(&self, run: &Run<'_>, hook: &PlannedHook) -> Result<String, String> {
+        if let Some(e) = &hook.error {
+            return Err(e.clone());
+        }
+        let resource = match &hook.resource {
+            Some(r) => r.clone(),
+            None => {
+                let (group, kind) = (&hook.id.group, &hook.id.kind);
+                let api_version = hook
+                    .payload
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let (_, version) = split_api_version(api_version);
+                self.resources.refresh().await.map_err(|e| e.to_string())?;
+                self.resources
+                    .lookup(group, version, kind)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("unknown kind {api_version}/{kind}"))?
+            }
+        };
+        let mut payload = hook.payload.clone();
+        let mut id = hook.id.clone();
+        if resource.namespaced && id.namespace.is_none() {
+            id.namespace = Some(run.plan.spec.destination_namespace.clone());
+            set_namespace(&mut payload, &run.plan.spec.destination_namespace);
+        }
+        let ns = id.namespace.clone();
+        let api = resource.api(&self.client, ns.as_deref());
+        let deadline = Instant::now() + run.options.hook_timeout;
+        if hook.delete_policy.before_hook_creation {
+            self.stats.gets.fetch_add(1, Ordering::Relaxed);
+            let existing = self
+                .live
+                .get(&resource, ns.as_deref(), &id.name)
+                .await
+                .map_err(|e| api_message(&e))?;
+            if let Some(existing) = existing {
+                let ours = id.tracking_id(&run.plan.spec.app);
+                match annotation(&existing, TRACKING_ANNOTATION) {
+                    Some(t) if t == ours => {}
+                    other => {
+                        return Err(format!(
+                            "refusing to replace {id}: tracked by {}",
+                            other.unwrap_or("nobody")
+                        ));
+                    }
+                }
+                self.delete_and_wait(&resource, &id, deadline).await?;
+            }
+        }
+        self.stats.applies.fetch_add(1, Ordering::Relaxed);
+        let pp = PatchParams::apply(&self.config.field_manager).force();
+        api.patch(&id.name, &pp, &Patch::Apply(&payload))
+            .await
+            .map_err(|e| api_message(&e))?;
+        let outcome = loop {
+            self.stats.gets.fetch_add(1, Ordering::Relaxed);
+            let live = self
+                .live
+                .get(&resource, ns.as_deref(), &id.name)
+                .await
+                .map_err(|e| api_message(&e))?;
+            let h = run.health.assess(live.as_ref());
+            match h.status {
+                HealthStatus::Healthy => break Ok(h.message),
+                HealthStatus::Degraded => break Err(h.message),
+                _ if Instant::now() >= deadline => {
+                    break Err(format!(
+                        "did not complete within {:?}: {}",
+                        run.options.hook_timeout, h.message
+                    ));
+                }
+                _ => tokio::time::sleep(self.config.poll_interval).await,
+            }
+        };
+        let delete = match &outcome {
+            Ok(_) => hook.delete_policy.hook_succeeded,
+            Err(_) => hook.delete_policy.hook_failed,
+        };
+        if delete {
+            self.stats.deletes.fetch_add(1, Ordering::Relaxed);
+            let dp = DeleteParams::background();
+            if let Err(e) = api.delete(&id.name, &dp).await
+                && api_code(&e) != Some(404)
+            {
+                return Err(format!("failed to delete hook: {}", api_message(&e)));
+            }
+        }
+        outcome
+    }
+
+    async fn delete_and_wait(
+        &self,
+        resource: &Resolved,
+        id: &ObjectId,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let api = resource.api(&self.client, id.namespace.as_deref());
+        self.stats.deletes.fetch_add(1, Ordering::Relaxed);
+        match api.delete(&id.name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(e) if api_code(&e) == Some(404) => return Ok(()),
+            Err(e) => {
+                return Err(format!(
+                    "failed to delete previous hook: {}",
+                    api_message(&e)
+                ));
+            }
+        }
+        loop {
+            self.stats.gets.fetch_add(1, Ordering::Relaxed);
+            let live = self
+                .live
+                .get(resource, id.namespace.as_deref(), &id.name)
+                .await
+                .map_err(|e| api_message(&e))?;
+            if live.is_none() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err("previous hook instance is still being deleted".into());
+            }
+            tokio::time::sleep(self.config.poll_interval).await;
+        }
+    }
+}
+
+struct ApplyOk {
+    action: Action,
+    message: String,
+    resource: Resolved,
+}

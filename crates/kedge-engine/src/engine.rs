@@ -1,0 +1,160 @@
+//! The engine: configuration, application spec and shared state (discovery, dry-run cache, stats).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{ApiLiveObjects, EngineStats, LiveObjects, Resources, StatsSnapshot};
+use crate::error::EngineError;
+use crate::health::{HealthChecker, HealthRule};
+use crate::ignore::IgnoreRule;
+use crate::object::{AppRef, ObjectId};
+use crate::plan::CacheEntry;
+
+/// What the engine needs to know about an application.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AppSpec {
+    /// The application (its tracking ids name it).
+    pub app: AppRef,
+    /// Namespace given to namespaced objects that have none.
+    pub destination_namespace: String,
+    /// Fields left out of comparison and apply.
+    #[serde(default)]
+    pub ignore_differences: Vec<IgnoreRule>,
+    /// Custom health rules of this application (before the engine's global ones).
+    #[serde(default)]
+    pub health_rules: Vec<HealthRule>,
+}
+
+impl AppSpec {
+    /// A spec with no ignore or health rules.
+    pub fn new(app: AppRef, destination_namespace: impl Into<String>) -> Self {
+        Self {
+            app,
+            destination_namespace: destination_namespace.into(),
+            ignore_differences: Vec::new(),
+            health_rules: Vec::new(),
+        }
+    }
+}
+
+/// How deleted objects' dependents are removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PropagationPolicy {
+    /// Dependents are deleted before the owner disappears.
+    #[default]
+    Foreground,
+    /// The owner disappears at once; dependents are deleted afterwards.
+    Background,
+    /// Dependents are left behind.
+    Orphan,
+}
+
+/// Options of one sync.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyncOptions {
+    /// Delete objects that left the desired set.
+    pub prune: bool,
+    /// Allow pruning everything when the desired set is empty.
+    pub allow_empty: bool,
+    /// Take over fields owned by other managers on conflict (default true).
+    pub force_conflicts: bool,
+    /// Propagation policy for prune deletions.
+    pub propagation: PropagationPolicy,
+    /// How long a wave may take to become healthy before the sync fails.
+    pub wave_timeout: Duration,
+    /// How long a hook may run.
+    pub hook_timeout: Duration,
+    /// Wait for the last wave to be healthy even without PostSync hooks or PruneLast objects.
+    pub wait_healthy: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            prune: true,
+            allow_empty: false,
+            force_conflicts: true,
+            propagation: PropagationPolicy::Foreground,
+            wave_timeout: Duration::from_secs(300),
+            hook_timeout: Duration::from_secs(300),
+            wait_healthy: false,
+        }
+    }
+}
+
+/// Engine-wide settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Field manager of every apply (default `kedge`).
+    pub field_manager: String,
+    /// Maximum concurrent requests of one plan or one apply group.
+    pub concurrency: usize,
+    /// Global custom health rules.
+    pub health_rules: Vec<HealthRule>,
+    /// Interval between health polls while waiting for waves and hooks.
+    pub poll_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            field_manager: "kedge".into(),
+            concurrency: 32,
+            health_rules: Vec::new(),
+            poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Plans, syncs and assesses applications against one cluster.
+pub struct Engine {
+    pub(crate) client: kube::Client,
+    pub(crate) live: Arc<dyn LiveObjects>,
+    pub(crate) resources: Resources,
+    pub(crate) cache: Mutex<HashMap<ObjectId, CacheEntry>>,
+    pub(crate) stats: Arc<EngineStats>,
+    pub(crate) config: EngineConfig,
+    pub(crate) health: HealthChecker,
+}
+
+impl Engine {
+    /// An engine reading live objects with GET requests.
+    pub fn new(client: kube::Client, config: EngineConfig) -> Result<Self, EngineError> {
+        let live = Arc::new(ApiLiveObjects::new(client.clone()));
+        Self::with_live_objects(client, config, live)
+    }
+
+    /// An engine reading live objects through `live` (e.g. a watch-backed cache).
+    pub fn with_live_objects(
+        client: kube::Client,
+        config: EngineConfig,
+        live: Arc<dyn LiveObjects>,
+    ) -> Result<Self, EngineError> {
+        let stats = Arc::new(EngineStats::default());
+        let health = HealthChecker::new(&config.health_rules)?;
+        Ok(Self {
+            resources: Resources::new(client.clone(), stats.clone()),
+            client,
+            live,
+            cache: Mutex::new(HashMap::new()),
+            stats,
+            config,
+            health,
+        })
+    }
+
+    /// Counters of the requests made so far.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Forgets all cached dry-run results.
+    pub fn clear_cache(&self) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.clear();
+        }
+    }
+}
