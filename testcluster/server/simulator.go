@@ -1,0 +1,615 @@
+package main
+
+// The workload simulator: with no kubelet or scheduler, it gives workloads the
+// status a real cluster would report once their pods run. Deployments get a
+// ReplicaSet (owned, with pod-template-hash) and become Available after the
+// configured delay; Jobs complete. An image whose name contains "fail" never
+// becomes available: Deployments report ProgressDeadlineExceeded and Jobs fail.
+// Everything is driven by informers and a delaying work queue.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+)
+
+type simKey struct {
+	kind, namespace, name string
+}
+
+type simSeen struct {
+	generation int64
+	at         time.Time
+}
+
+type simulator struct {
+	kube  kubernetes.Interface
+	delay time.Duration
+	queue workqueue.TypedRateLimitingInterface[simKey]
+
+	deployments, replicaSets, statefulSets, daemonSets, jobs cache.Store
+	rsIndex                                                  cache.Indexer
+
+	mu   sync.Mutex
+	seen map[simKey]simSeen
+}
+
+const (
+	kindDeployment  = "Deployment"
+	kindReplicaSet  = "ReplicaSet"
+	kindStatefulSet = "StatefulSet"
+	kindDaemonSet   = "DaemonSet"
+	kindJob         = "Job"
+
+	revisionAnnotation = "deployment.kubernetes.io/revision"
+	hashLabel          = appsv1.DefaultDeploymentUniqueLabelKey
+)
+
+func newSimulator(kube kubernetes.Interface, f informers.SharedInformerFactory, delay time.Duration) (*simulator, error) {
+	s := &simulator{
+		kube:  kube,
+		delay: delay,
+		queue: workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[simKey](20*time.Millisecond, 5*time.Second)),
+		seen:  map[simKey]simSeen{},
+	}
+	handler := func(kind string) cache.ResourceEventHandler {
+		return cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj interface{}) { s.enqueue(kind, obj) },
+			UpdateFunc: func(_, obj interface{}) { s.enqueue(kind, obj) },
+			DeleteFunc: func(obj interface{}) { s.forget(kind, obj) },
+		}
+	}
+	type inf struct {
+		kind string
+		i    cache.SharedIndexInformer
+		dst  *cache.Store
+	}
+	rsInformer := f.Apps().V1().ReplicaSets().Informer()
+	if err := rsInformer.AddIndexers(cache.Indexers{"owner": func(obj interface{}) ([]string, error) {
+		rs, ok := obj.(*appsv1.ReplicaSet)
+		if !ok {
+			return nil, nil
+		}
+		if c := metav1.GetControllerOf(rs); c != nil {
+			return []string{string(c.UID)}, nil
+		}
+		return nil, nil
+	}}); err != nil {
+		return nil, fmt.Errorf("failed to index replica sets: %w", err)
+	}
+	s.rsIndex = rsInformer.GetIndexer()
+	for _, x := range []inf{
+		{kindDeployment, f.Apps().V1().Deployments().Informer(), &s.deployments},
+		{kindReplicaSet, rsInformer, &s.replicaSets},
+		{kindStatefulSet, f.Apps().V1().StatefulSets().Informer(), &s.statefulSets},
+		{kindDaemonSet, f.Apps().V1().DaemonSets().Informer(), &s.daemonSets},
+		{kindJob, f.Batch().V1().Jobs().Informer(), &s.jobs},
+	} {
+		if _, err := x.i.AddEventHandler(handler(x.kind)); err != nil {
+			return nil, fmt.Errorf("failed to watch %s: %w", x.kind, err)
+		}
+		*x.dst = x.i.GetStore()
+	}
+	return s, nil
+}
+
+func (s *simulator) enqueue(kind string, obj interface{}) {
+	m, err := metaOf(obj)
+	if err != nil {
+		return
+	}
+	s.queue.Add(simKey{kind, m.GetNamespace(), m.GetName()})
+	// A ReplicaSet change may change its Deployment's status.
+	if rs, ok := obj.(*appsv1.ReplicaSet); ok {
+		if c := metav1.GetControllerOf(rs); c != nil && c.Kind == kindDeployment {
+			s.queue.Add(simKey{kindDeployment, rs.Namespace, c.Name})
+		}
+	}
+}
+
+func (s *simulator) forget(kind string, obj interface{}) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	m, err := metaOf(obj)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	delete(s.seen, simKey{kind, m.GetNamespace(), m.GetName()})
+	s.mu.Unlock()
+}
+
+func metaOf(obj interface{}) (metav1.Object, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		return m, nil
+	}
+	return nil, fmt.Errorf("not an object: %T", obj)
+}
+
+// readyIn returns how long until the given generation counts as rolled out.
+func (s *simulator) readyIn(k simKey, generation int64) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen, ok := s.seen[k]
+	if !ok || seen.generation != generation {
+		seen = simSeen{generation: generation, at: time.Now()}
+		s.seen[k] = seen
+	}
+	return time.Until(seen.at.Add(s.delay))
+}
+
+func (s *simulator) run(ctx context.Context) {
+	go func() {
+		<-ctx.Done()
+		s.queue.ShutDown()
+	}()
+	for i := 0; i < 2; i++ {
+		go func() {
+			for {
+				k, quit := s.queue.Get()
+				if quit {
+					return
+				}
+				after, err := s.sync(ctx, k)
+				switch {
+				case err != nil:
+					if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+						klog.V(2).Infof("simulator: %s %s/%s: %v", k.kind, k.namespace, k.name, err)
+					}
+					s.queue.AddRateLimited(k)
+				default:
+					s.queue.Forget(k)
+					if after > 0 {
+						s.queue.AddAfter(k, after)
+					}
+				}
+				s.queue.Done(k)
+			}
+		}()
+	}
+	<-ctx.Done()
+}
+
+func (s *simulator) sync(ctx context.Context, k simKey) (time.Duration, error) {
+	key := k.name
+	if k.namespace != "" {
+		key = k.namespace + "/" + k.name
+	}
+	var store cache.Store
+	switch k.kind {
+	case kindDeployment:
+		store = s.deployments
+	case kindReplicaSet:
+		store = s.replicaSets
+	case kindStatefulSet:
+		store = s.statefulSets
+	case kindDaemonSet:
+		store = s.daemonSets
+	case kindJob:
+		store = s.jobs
+	}
+	obj, exists, err := store.GetByKey(key)
+	if err != nil || !exists {
+		return 0, err
+	}
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		return s.syncDeployment(ctx, k, o.DeepCopy())
+	case *appsv1.ReplicaSet:
+		return s.syncReplicaSet(ctx, k, o.DeepCopy())
+	case *appsv1.StatefulSet:
+		return s.syncStatefulSet(ctx, k, o.DeepCopy())
+	case *appsv1.DaemonSet:
+		return s.syncDaemonSet(ctx, k, o.DeepCopy())
+	case *batchv1.Job:
+		return s.syncJob(ctx, k, o.DeepCopy())
+	}
+	return 0, nil
+}
+
+// failing reports whether a pod template can never become ready.
+func failing(t *corev1.PodTemplateSpec) bool {
+	for _, cs := range [][]corev1.Container{t.Spec.InitContainers, t.Spec.Containers} {
+		for _, c := range cs {
+			if strings.Contains(c.Image, "fail") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func templateHash(t *corev1.PodTemplateSpec) string {
+	b, err := json.Marshal(t)
+	if err != nil {
+		return "0"
+	}
+	h := fnv.New32a()
+	_, _ = h.Write(b)
+	return rand.SafeEncodeString(strconv.FormatUint(uint64(h.Sum32()), 10))
+}
+
+// condition sets a condition, keeping lastTransitionTime when the status is unchanged.
+func setDeploymentCondition(conds []appsv1.DeploymentCondition, c appsv1.DeploymentCondition) []appsv1.DeploymentCondition {
+	now := metav1.Now()
+	c.LastUpdateTime, c.LastTransitionTime = now, now
+	for i := range conds {
+		if conds[i].Type == c.Type {
+			if conds[i].Status == c.Status {
+				c.LastTransitionTime = conds[i].LastTransitionTime
+				if conds[i].Reason == c.Reason && conds[i].Message == c.Message {
+					c.LastUpdateTime = conds[i].LastUpdateTime
+				}
+			}
+			conds[i] = c
+			return conds
+		}
+	}
+	return append(conds, c)
+}
+
+func deploymentCondition(d *appsv1.Deployment, t appsv1.DeploymentConditionType) *appsv1.DeploymentCondition {
+	for i := range d.Status.Conditions {
+		if d.Status.Conditions[i].Type == t {
+			return &d.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+func (s *simulator) syncDeployment(ctx context.Context, k simKey, d *appsv1.Deployment) (time.Duration, error) {
+	if d.DeletionTimestamp != nil {
+		return 0, nil
+	}
+	replicas := int32(1)
+	if d.Spec.Replicas != nil {
+		replicas = *d.Spec.Replicas
+	}
+	hash := templateHash(&d.Spec.Template)
+	owned, err := s.rsIndex.ByIndex("owner", string(d.UID))
+	if err != nil {
+		return 0, err
+	}
+	var newRS *appsv1.ReplicaSet
+	var oldRSs []*appsv1.ReplicaSet
+	maxRevision := int64(0)
+	for _, o := range owned {
+		rs, ok := o.(*appsv1.ReplicaSet)
+		if !ok || rs.DeletionTimestamp != nil {
+			continue
+		}
+		if r, err := strconv.ParseInt(rs.Annotations[revisionAnnotation], 10, 64); err == nil && r > maxRevision {
+			maxRevision = r
+		}
+		if rs.Labels[hashLabel] == hash {
+			newRS = rs.DeepCopy()
+		} else {
+			oldRSs = append(oldRSs, rs.DeepCopy())
+		}
+	}
+	if newRS == nil {
+		newRS, err = s.createReplicaSet(ctx, d, hash, replicas, maxRevision+1)
+		if err != nil {
+			return 0, err
+		}
+	} else if newRS.Spec.Replicas == nil || *newRS.Spec.Replicas != replicas {
+		newRS.Spec.Replicas = ptr(replicas)
+		if newRS, err = s.kube.AppsV1().ReplicaSets(d.Namespace).Update(ctx, newRS, metav1.UpdateOptions{}); err != nil {
+			return 0, err
+		}
+	}
+	revision := newRS.Annotations[revisionAnnotation]
+	if revision != "" && d.Annotations[revisionAnnotation] != revision {
+		if d.Annotations == nil {
+			d.Annotations = map[string]string{}
+		}
+		d.Annotations[revisionAnnotation] = revision
+		updated, err := s.kube.AppsV1().Deployments(d.Namespace).Update(ctx, d, metav1.UpdateOptions{})
+		if err != nil {
+			return 0, err
+		}
+		d = updated
+	}
+
+	wait := s.readyIn(k, d.Generation)
+	fails := failing(&d.Spec.Template)
+	st := d.Status.DeepCopy()
+	st.ObservedGeneration = d.Generation
+	st.Replicas = replicas
+	st.UpdatedReplicas = replicas
+	rsName := newRS.Name
+	wasAvailable := false
+	if c := deploymentCondition(d, appsv1.DeploymentAvailable); c != nil && c.Status == corev1.ConditionTrue {
+		wasAvailable = true
+	}
+	switch {
+	case wait > 0 && replicas > 0:
+		st.ReadyReplicas, st.AvailableReplicas = 0, 0
+		if wasAvailable {
+			st.ReadyReplicas, st.AvailableReplicas = replicas, replicas
+		}
+		st.UnavailableReplicas = replicas - st.AvailableReplicas
+		if !wasAvailable {
+			st.Conditions = setDeploymentCondition(st.Conditions, appsv1.DeploymentCondition{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionFalse, Reason: "MinimumReplicasUnavailable", Message: "Deployment does not have minimum availability."})
+		}
+		reason, msg := "ReplicaSetUpdated", fmt.Sprintf("ReplicaSet %q is progressing.", rsName)
+		if c := deploymentCondition(d, appsv1.DeploymentProgressing); c == nil {
+			reason, msg = "NewReplicaSetCreated", fmt.Sprintf("Created new replica set %q", rsName)
+		}
+		st.Conditions = setDeploymentCondition(st.Conditions, appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionTrue, Reason: reason, Message: msg})
+	case fails:
+		st.ReadyReplicas, st.AvailableReplicas, st.UnavailableReplicas = 0, 0, replicas
+		st.Conditions = setDeploymentCondition(st.Conditions, appsv1.DeploymentCondition{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionFalse, Reason: "MinimumReplicasUnavailable", Message: "Deployment does not have minimum availability."})
+		st.Conditions = setDeploymentCondition(st.Conditions, appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded", Message: fmt.Sprintf("ReplicaSet %q has timed out progressing.", rsName)})
+	default:
+		st.ReadyReplicas, st.AvailableReplicas, st.UnavailableReplicas = replicas, replicas, 0
+		st.Conditions = setDeploymentCondition(st.Conditions, appsv1.DeploymentCondition{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable", Message: "Deployment has minimum availability."})
+		st.Conditions = setDeploymentCondition(st.Conditions, appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionTrue, Reason: "NewReplicaSetAvailable", Message: fmt.Sprintf("ReplicaSet %q has successfully progressed.", rsName)})
+		for _, old := range oldRSs {
+			if old.Spec.Replicas == nil || *old.Spec.Replicas != 0 {
+				old.Spec.Replicas = ptr(int32(0))
+				if _, err := s.kube.AppsV1().ReplicaSets(old.Namespace).Update(ctx, old, metav1.UpdateOptions{}); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	if !equality.Semantic.DeepEqual(st, &d.Status) {
+		d.Status = *st
+		if _, err := s.kube.AppsV1().Deployments(d.Namespace).UpdateStatus(ctx, d, metav1.UpdateOptions{}); err != nil {
+			return 0, err
+		}
+	}
+	if wait > 0 && replicas > 0 {
+		return wait, nil
+	}
+	return 0, nil
+}
+
+func (s *simulator) createReplicaSet(ctx context.Context, d *appsv1.Deployment, hash string, replicas int32, revision int64) (*appsv1.ReplicaSet, error) {
+	tmpl := d.Spec.Template.DeepCopy()
+	if tmpl.Labels == nil {
+		tmpl.Labels = map[string]string{}
+	}
+	tmpl.Labels[hashLabel] = hash
+	sel := d.Spec.Selector.DeepCopy()
+	if sel == nil {
+		sel = &metav1.LabelSelector{}
+	}
+	if sel.MatchLabels == nil {
+		sel.MatchLabels = map[string]string{}
+	}
+	sel.MatchLabels[hashLabel] = hash
+	maxSurge := int32(0)
+	if ru := d.Spec.Strategy.RollingUpdate; ru != nil && ru.MaxSurge != nil {
+		if v, err := intOrPercent(ru.MaxSurge.String(), replicas, true); err == nil {
+			maxSurge = v
+		}
+	}
+	rs := &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      d.Name + "-" + hash,
+			Namespace: d.Namespace,
+			Labels:    tmpl.Labels,
+			Annotations: map[string]string{
+				"deployment.kubernetes.io/desired-replicas": strconv.Itoa(int(replicas)),
+				"deployment.kubernetes.io/max-replicas":     strconv.Itoa(int(replicas + maxSurge)),
+				revisionAnnotation:                          strconv.FormatInt(revision, 10),
+			},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(d, appsv1.SchemeGroupVersion.WithKind(kindDeployment))},
+		},
+		Spec: appsv1.ReplicaSetSpec{
+			Replicas:        ptr(replicas),
+			MinReadySeconds: d.Spec.MinReadySeconds,
+			Selector:        sel,
+			Template:        *tmpl,
+		},
+	}
+	created, err := s.kube.AppsV1().ReplicaSets(d.Namespace).Create(ctx, rs, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return s.kube.AppsV1().ReplicaSets(d.Namespace).Get(ctx, rs.Name, metav1.GetOptions{})
+	}
+	return created, err
+}
+
+// intOrPercent resolves "25%" or "3" against a total.
+func intOrPercent(v string, total int32, roundUp bool) (int32, error) {
+	if strings.HasSuffix(v, "%") {
+		p, err := strconv.Atoi(strings.TrimSuffix(v, "%"))
+		if err != nil {
+			return 0, err
+		}
+		x := int64(p) * int64(total)
+		if roundUp {
+			return int32((x + 99) / 100), nil
+		}
+		return int32(x / 100), nil
+	}
+	n, err := strconv.Atoi(v)
+	return int32(n), err
+}
+
+func (s *simulator) syncReplicaSet(ctx context.Context, k simKey, rs *appsv1.ReplicaSet) (time.Duration, error) {
+	if rs.DeletionTimestamp != nil {
+		return 0, nil
+	}
+	replicas := int32(1)
+	if rs.Spec.Replicas != nil {
+		replicas = *rs.Spec.Replicas
+	}
+	wait := s.readyIn(k, rs.Generation)
+	st := rs.Status.DeepCopy()
+	st.ObservedGeneration = rs.Generation
+	st.Replicas, st.FullyLabeledReplicas = replicas, replicas
+	ready := replicas
+	if (wait > 0 && st.ReadyReplicas < replicas) || failing(&rs.Spec.Template) {
+		ready = 0
+	}
+	st.ReadyReplicas, st.AvailableReplicas = ready, ready
+	if !equality.Semantic.DeepEqual(st, &rs.Status) {
+		rs.Status = *st
+		if _, err := s.kube.AppsV1().ReplicaSets(rs.Namespace).UpdateStatus(ctx, rs, metav1.UpdateOptions{}); err != nil {
+			return 0, err
+		}
+	}
+	if wait > 0 && ready < replicas && !failing(&rs.Spec.Template) {
+		return wait, nil
+	}
+	return 0, nil
+}
+
+func (s *simulator) syncStatefulSet(ctx context.Context, k simKey, sts *appsv1.StatefulSet) (time.Duration, error) {
+	if sts.DeletionTimestamp != nil {
+		return 0, nil
+	}
+	replicas := int32(1)
+	if sts.Spec.Replicas != nil {
+		replicas = *sts.Spec.Replicas
+	}
+	wait := s.readyIn(k, sts.Generation)
+	fails := failing(&sts.Spec.Template)
+	revision := sts.Name + "-" + templateHash(&sts.Spec.Template)
+	st := sts.Status.DeepCopy()
+	st.ObservedGeneration = sts.Generation
+	st.Replicas = replicas
+	st.UpdateRevision = revision
+	if st.CollisionCount == nil {
+		st.CollisionCount = ptr(int32(0))
+	}
+	if wait > 0 || fails {
+		if st.CurrentRevision == "" {
+			st.CurrentRevision = revision
+		}
+		if st.CurrentRevision == revision {
+			st.ReadyReplicas, st.AvailableReplicas, st.CurrentReplicas, st.UpdatedReplicas = 0, 0, 0, 0
+		} else {
+			st.UpdatedReplicas = 0
+		}
+	} else {
+		st.CurrentRevision = revision
+		st.ReadyReplicas, st.AvailableReplicas, st.CurrentReplicas, st.UpdatedReplicas = replicas, replicas, replicas, replicas
+	}
+	if !equality.Semantic.DeepEqual(st, &sts.Status) {
+		sts.Status = *st
+		if _, err := s.kube.AppsV1().StatefulSets(sts.Namespace).UpdateStatus(ctx, sts, metav1.UpdateOptions{}); err != nil {
+			return 0, err
+		}
+	}
+	if wait > 0 && !fails {
+		return wait, nil
+	}
+	return 0, nil
+}
+
+func (s *simulator) syncDaemonSet(ctx context.Context, k simKey, ds *appsv1.DaemonSet) (time.Duration, error) {
+	if ds.DeletionTimestamp != nil {
+		return 0, nil
+	}
+	wait := s.readyIn(k, ds.Generation)
+	fails := failing(&ds.Spec.Template)
+	// One simulated node.
+	st := ds.Status.DeepCopy()
+	st.ObservedGeneration = ds.Generation
+	st.DesiredNumberScheduled, st.CurrentNumberScheduled, st.NumberMisscheduled = 1, 1, 0
+	if wait > 0 || fails {
+		st.UpdatedNumberScheduled, st.NumberReady, st.NumberAvailable, st.NumberUnavailable = 0, 0, 0, 1
+	} else {
+		st.UpdatedNumberScheduled, st.NumberReady, st.NumberAvailable, st.NumberUnavailable = 1, 1, 1, 0
+	}
+	if !equality.Semantic.DeepEqual(st, &ds.Status) {
+		ds.Status = *st
+		if _, err := s.kube.AppsV1().DaemonSets(ds.Namespace).UpdateStatus(ctx, ds, metav1.UpdateOptions{}); err != nil {
+			return 0, err
+		}
+	}
+	if wait > 0 && !fails {
+		return wait, nil
+	}
+	return 0, nil
+}
+
+func jobFinished(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *simulator) syncJob(ctx context.Context, k simKey, j *batchv1.Job) (time.Duration, error) {
+	if j.DeletionTimestamp != nil || jobFinished(j) || (j.Spec.Suspend != nil && *j.Spec.Suspend) {
+		return 0, nil
+	}
+	wait := s.readyIn(k, 1)
+	completions := int32(1)
+	if j.Spec.Completions != nil {
+		completions = *j.Spec.Completions
+	}
+	parallelism := int32(1)
+	if j.Spec.Parallelism != nil {
+		parallelism = *j.Spec.Parallelism
+	}
+	st := j.Status.DeepCopy()
+	now := metav1.Now()
+	if st.StartTime == nil {
+		st.StartTime = &now
+	}
+	if st.UncountedTerminatedPods == nil {
+		st.UncountedTerminatedPods = &batchv1.UncountedTerminatedPods{}
+	}
+	st.Ready, st.Terminating = ptr(int32(0)), ptr(int32(0))
+	switch {
+	case wait > 0:
+		st.Active = parallelism
+		if parallelism > completions {
+			st.Active = completions
+		}
+	case failing(&j.Spec.Template):
+		backoff := int32(6)
+		if j.Spec.BackoffLimit != nil {
+			backoff = *j.Spec.BackoffLimit
+		}
+		st.Active, st.Failed = 0, backoff+1
+		msg := "Job has reached the specified backoff limit"
+		st.Conditions = append(st.Conditions,
+			batchv1.JobCondition{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, Reason: batchv1.JobReasonBackoffLimitExceeded, Message: msg, LastProbeTime: now, LastTransitionTime: now},
+			batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: batchv1.JobReasonBackoffLimitExceeded, Message: msg, LastProbeTime: now, LastTransitionTime: now})
+	default:
+		st.Active, st.Succeeded = 0, completions
+		st.CompletionTime = &now
+		msg := "Reached expected number of succeeded pods"
+		st.Conditions = append(st.Conditions,
+			batchv1.JobCondition{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, Reason: batchv1.JobReasonCompletionsReached, Message: msg, LastProbeTime: now, LastTransitionTime: now},
+			batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, Reason: batchv1.JobReasonCompletionsReached, Message: msg, LastProbeTime: now, LastTransitionTime: now})
+	}
+	if !equality.Semantic.DeepEqual(st, &j.Status) {
+		j.Status = *st
+		if _, err := s.kube.BatchV1().Jobs(j.Namespace).UpdateStatus(ctx, j, metav1.UpdateOptions{}); err != nil {
+			return 0, err
+		}
+	}
+	if wait > 0 {
+		return wait, nil
+	}
+	return 0, nil
+}
