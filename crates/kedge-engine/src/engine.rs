@@ -158,3 +158,57 @@ impl Engine {
         }
     }
 }
+
+/// Health of an application's objects.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AppHealth {
+    /// The worst health of all objects.
+    pub status: crate::health::HealthStatus,
+    /// Health per object.
+    pub objects: Vec<(ObjectId, crate::health::Health)>,
+}
+
+impl Engine {
+    /// Assesses the live objects of an inventory (one read each through [`LiveObjects`]).
+    pub async fn health(
+        &self,
+        spec: &AppSpec,
+        inventory: &[ObjectId],
+    ) -> Result<AppHealth, EngineError> {
+        use futures::StreamExt;
+        let checker = HealthChecker::new(&spec.health_rules)?.layered(&self.health);
+        let results: Vec<Result<(ObjectId, crate::health::Health), EngineError>> =
+            futures::stream::iter(inventory.iter().cloned())
+                .map(|id| {
+                    let checker = &checker;
+                    async move {
+                        let Some(resource) =
+                            self.resources.lookup_kind(&id.group, &id.kind).await?
+                        else {
+                            return Ok((id, checker.assess(None)));
+                        };
+                        self.stats
+                            .gets
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let h = match self
+                            .live
+                            .get(&resource, id.namespace.as_deref(), &id.name)
+                            .await
+                        {
+                            Ok(live) => checker.assess(live.as_ref()),
+                            Err(e) => crate::health::Health {
+                                status: crate::health::HealthStatus::Unknown,
+                                message: crate::cluster::api_message(&e),
+                            },
+                        };
+                        Ok((id, h))
+                    }
+                })
+                .buffered(self.config.concurrency.max(1))
+                .collect()
+                .await;
+        let objects = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let status = crate::health::worst(objects.iter().map(|(_, h)| h));
+        Ok(AppHealth { status, objects })
+    }
+}

@@ -65,7 +65,7 @@ pub use apply::{Action, HookOutcome, ObjectOutcome, SyncPhase, SyncResult};
 pub use attribution::{Attribution, ManagerRef};
 pub use cluster::{ApiLiveObjects, EngineStats, LiveObjects, Resolved, StatsSnapshot};
 pub use diff::{DiffOp, DiffOpKind, ObjectDiff};
-pub use engine::{AppSpec, Engine, EngineConfig, PropagationPolicy, SyncOptions};
+pub use engine::{AppHealth, AppSpec, Engine, EngineConfig, PropagationPolicy, SyncOptions};
 pub use error::{EngineError, ObjectError};
 pub use health::{Health, HealthChecker, HealthRule, HealthStatus};
 pub use ignore::IgnoreRule;

@@ -410,17 +410,34 @@ impl Engine {
     async fn compare(
         &self,
         spec: &AppSpec,
-        mut o: PlannedObject,
+        o: PlannedObject,
         health: &HealthChecker,
     ) -> PlannedObject {
+        // The live object may change between the read and the dry-run; then read again.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (planned, raced) = self.compare_once(spec, o.clone(), health).await;
+            if !raced || attempt >= 3 {
+                return planned;
+            }
+        }
+    }
+
+    async fn compare_once(
+        &self,
+        spec: &AppSpec,
+        mut o: PlannedObject,
+        health: &HealthChecker,
+    ) -> (PlannedObject, bool) {
         let Some(resource) = o.resource.clone() else {
             if o.status != SyncStatus::Error {
                 o.message = "kind is defined by a CustomResourceDefinition in this set".into();
             }
-            return o;
+            return (o, false);
         };
         if o.status == SyncStatus::Error {
-            return o;
+            return (o, false);
         }
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
         let live = match self
@@ -436,7 +453,7 @@ impl Engine {
                     status: HealthStatus::Unknown,
                     message: o.message.clone(),
                 };
-                return o;
+                return (o, false);
             }
         };
         o.health = health.assess(live.as_ref());
@@ -458,7 +475,7 @@ impl Engine {
         if let Tracking::Foreign(t) = &o.tracking {
             o.status = SyncStatus::Error;
             o.message = format!("shared resource: already tracked by {t}");
-            return o;
+            return (o, false);
         }
         let ignored = Ignored::for_object(&spec.ignore_differences, &o.id, live.as_ref());
         if let Some(l) = &live {
@@ -481,6 +498,12 @@ impl Engine {
             }
             None => match self.dry_run(&resource, &o).await {
                 Ok(v) => {
+                    let rv = |x: &Value| x.pointer("/metadata/resourceVersion").cloned();
+                    if let Some(l) = &live
+                        && rv(l) != rv(&v)
+                    {
+                        return (o, true);
+                    }
                     let result = normalize(&v);
                     if let Ok(mut c) = self.cache.lock() {
                         c.insert(
@@ -499,12 +522,12 @@ impl Engine {
                     o.status = SyncStatus::Missing;
                     o.message = format!("will be created ({})", api_message(&e));
                     o.diff = Some(diff(None, &normalize(&o.payload)));
-                    return o;
+                    return (o, false);
                 }
                 Err(e) => {
                     o.status = SyncStatus::Error;
                     o.message = api_message(&e);
-                    return o;
+                    return (o, false);
                 }
             },
         };
@@ -540,7 +563,7 @@ impl Engine {
                 }
             }
         }
-        o
+        (o, false)
     }
 
     async fn dry_run(&self, resource: &Resolved, o: &PlannedObject) -> Result<Value, kube::Error> {
