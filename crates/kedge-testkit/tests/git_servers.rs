@@ -473,7 +473,8 @@ fn fixture_builds_large_histories_quickly() -> Result<()> {
     );
     ensure!(work.git(["ls-files"])?.lines().count() == 501);
     ensure!(
-        std::fs::read_to_string(work.path().join("data/f00499.yaml"))?.contains("revision: 4999")
+        std::fs::read_to_string(work.path().join("data/004/f00499.yaml"))?
+            .contains("revision: 4999")
     );
     ensure!(took.as_secs() < 60, "took {took:?}");
     Ok(())

@@ -5,6 +5,7 @@ use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tempfile::TempDir;
 
@@ -22,7 +23,7 @@ const EPOCH: u64 = 1_700_000_000;
 pub struct GitFixture {
     dir: TempDir,
     env: BTreeMap<String, String>,
-    clock: std::cell::Cell<u64>,
+    clock: AtomicU64,
 }
 
 impl GitFixture {
@@ -35,7 +36,7 @@ impl GitFixture {
         let fixture = Self {
             dir,
             env: BTreeMap::new(),
-            clock: std::cell::Cell::new(EPOCH),
+            clock: AtomicU64::new(EPOCH),
         };
         fixture.git(["init", "--quiet", "--initial-branch=main"])?;
         Ok(fixture)
@@ -168,14 +169,15 @@ impl GitFixture {
         .map(drop)
     }
 
-    /// Appends `commits` commits to `branch` with `git fast-import` (fast: about 10k commits per second) and moves
-    /// the work tree to its tip; returns the tip SHA. The first commit writes `files` files
-    /// (`data/fNNNNN.yaml`); each later commit rewrites one of them in turn.
+    /// Appends `commits` commits to `branch` with `git fast-import` and moves the work tree to its tip; returns the
+    /// tip SHA. The first commit writes `files` files (`data/DDD/fNNNNN.yaml`, 100 per directory so that each commit
+    /// writes small trees); each later commit rewrites one of them in turn. Dates and contents are fixed, so the
+    /// SHAs are reproducible.
     pub fn fast_history(&self, branch: &str, commits: usize, files: usize) -> Result<String> {
         let files = files.max(1);
         let parent = self.rev_parse(&format!("refs/heads/{branch}")).ok();
         let mut stream = Vec::with_capacity(commits * 200 + files * 64);
-        let start = self.clock.get();
+        let start = self.clock.load(Ordering::Relaxed);
         for i in 0..commits {
             let when = start + i as u64 + 1;
             let msg = format!("commit {i}");
@@ -201,15 +203,17 @@ impl GitFixture {
             };
             for f in touched {
                 let content = format!("file: {f}\nrevision: {i}\n");
+                let path = format!("data/{:03}/f{f:05}.yaml", f / 100);
                 let _ = writeln!(
                     stream,
-                    "M 100644 inline data/f{f:05}.yaml\ndata {}\n{content}",
+                    "M 100644 inline {path}\ndata {}\n{content}",
                     content.len()
                 );
             }
             let _ = writeln!(stream);
         }
-        self.clock.set(start + commits as u64 + 1);
+        self.clock
+            .store(start + commits as u64 + 1, Ordering::Relaxed);
         let mut cmd = self.command(["fast-import", "--quiet", "--done"]);
         stream.extend_from_slice(b"done\n");
         let mut child = cmd
@@ -279,8 +283,7 @@ impl GitFixture {
         S: AsRef<OsStr>,
     {
         // Every command ticks the clock so successive commits get distinct, reproducible dates.
-        let now = self.clock.get() + 1;
-        self.clock.set(now);
+        let now = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
         let date = format!("{now} +0000");
         let mut cmd = git_cmd();
         cmd.current_dir(self.dir.path())
