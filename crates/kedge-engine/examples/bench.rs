@@ -1,0 +1,298 @@
+//! Benchmark against the test cluster: Kedge vs `kubectl apply --server-side` vs raw parallel SSA.
+//!
+//! Run: `cargo run --release -p kedge-engine --example bench [-- OBJECTS]` (default 1000 objects, half
+//! ConfigMaps, half Deployments). Uses `KEDGE_TEST_KUBECONFIG` or starts the test cluster.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use futures::future::BoxFuture;
+use kedge_engine::{
+    AppRef, AppSpec, DesiredObject, Engine, EngineConfig, LiveObjects, Resolved, SyncOptions,
+    SyncPhase,
+};
+use kedge_testkit::TestCluster;
+use kube::api::{Api, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::discovery::ApiResource;
+use serde_json::{Value, json};
+
+#[derive(Clone, Default)]
+struct Counter(Arc<Mutex<u64>>);
+
+impl Counter {
+    fn get(&self) -> u64 {
+        self.0.lock().map(|g| *g).unwrap_or(0)
+    }
+}
+
+impl<S> tower::Layer<S> for Counter {
+    type Service = Counting<S>;
+    fn layer(&self, inner: S) -> Counting<S> {
+        Counting {
+            inner,
+            counter: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Counting<S> {
+    inner: S,
+    counter: Counter,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Counting<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if let Ok(mut g) = self.counter.0.lock() {
+            *g += 1;
+        }
+        self.inner.call(req)
+    }
+}
+
+/// A snapshot of live objects taken with one LIST per kind: what a watch cache gives a controller.
+struct Snapshot(HashMap<(String, String, String), Value>);
+
+impl LiveObjects for Snapshot {
+    fn get<'a>(
+        &'a self,
+        resource: &'a Resolved,
+        namespace: Option<&'a str>,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Value>, kube::Error>> {
+        let key = (
+            resource.resource.kind.clone(),
+            namespace.unwrap_or("").to_string(),
+            name.to_string(),
+        );
+        Box::pin(async move { Ok(self.0.get(&key).cloned()) })
+    }
+}
+
+fn objects(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}")},
+                    "data": {"index": i.to_string(), "payload": "x".repeat(64)}})
+            } else {
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": format!("web-{i}")},
+                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": format!("web-{i}")}},
+                        "template": {"metadata": {"labels": {"app": format!("web-{i}")}},
+                            "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}})
+            }
+        })
+        .collect()
+}
+
+async fn client(cluster: &TestCluster) -> Result<(kube::Client, Counter)> {
+    let kubeconfig = Kubeconfig::read_from(cluster.kubeconfig())?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    let counter = Counter::default();
+    let client = kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&counter)
+        .build();
+    Ok((client, counter))
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()
+        .context("OBJECTS must be a number")?
+        .unwrap_or(1000);
+    let cluster = TestCluster::from_env().await?;
+    let set = objects(n);
+    println!(
+        "objects: {n} ({} ConfigMaps, {} Deployments)",
+        n.div_ceil(2),
+        n / 2
+    );
+
+    // 1. Kedge: plan (dry-run every object) + sync.
+    let ns_kedge = cluster.namespace("bench-kedge").await?;
+    let (kc, counter) = client(&cluster).await?;
+    let engine = Engine::new(kc.clone(), EngineConfig::default())?;
+    let spec = AppSpec::new(AppRef::new("kedge", "bench"), ns_kedge.name());
+    let desired =
+        || -> Vec<DesiredObject> { set.iter().cloned().map(DesiredObject::new).collect() };
+    let t = Instant::now();
+    let r0 = counter.get();
+    let plan = engine.plan(&spec, desired(), &[]).await?;
+    let plan_time = t.elapsed();
+    let plan_requests = counter.get() - r0;
+    let t_sync = Instant::now();
+    let r1 = counter.get();
+    let result = engine.sync(&plan, &SyncOptions::default()).await?;
+    let sync_time = t_sync.elapsed();
+    let sync_requests = counter.get() - r1;
+    let kedge_time = t.elapsed();
+    anyhow::ensure!(
+        result.phase == SyncPhase::Succeeded,
+        "sync failed: {}",
+        result.message
+    );
+    println!(
+        "kedge first sync: {:.2}s total (plan {:.2}s, {} requests; sync {:.2}s, {} requests)",
+        secs(kedge_time),
+        secs(plan_time),
+        plan_requests,
+        secs(sync_time),
+        sync_requests
+    );
+
+    // 2. Replan of the unchanged set (GET-based live reads).
+    // Let the simulator bring every Deployment up, so the live objects stop changing.
+    let t = Instant::now();
+    let settle =
+        kedge_testkit::wait_for(Duration::from_secs(300), Duration::from_secs(1), || async {
+            engine
+                .health(&spec, &result.inventory)
+                .await
+                .is_ok_and(|h| h.status == kedge_engine::HealthStatus::Healthy)
+        })
+        .await;
+    anyhow::ensure!(settle.is_ok(), "objects did not become healthy");
+    println!(
+        "all objects healthy {:.1}s after the sync",
+        secs(t.elapsed())
+    );
+    let _ = engine.plan(&spec, desired(), &result.inventory).await?; // refresh after the rollout
+    let stats = engine.stats();
+    let r2 = counter.get();
+    let t = Instant::now();
+    let replan = engine.plan(&spec, desired(), &result.inventory).await?;
+    let replan_time = t.elapsed();
+    let replan_requests = counter.get() - r2;
+    let delta = engine.stats().since(&stats);
+    println!(
+        "kedge replan (unchanged, GET reads): {:.3}s, {} requests ({} dry-runs, {} writes), synced={}",
+        secs(replan_time),
+        replan_requests,
+        delta.dry_runs,
+        delta.applies,
+        replan.is_synced()
+    );
+
+    // 2b. Replan with a snapshot (what a watch cache gives the controller): two LISTs, then none.
+    let mut snap = HashMap::new();
+    for (group, kind) in [("", "ConfigMap"), ("apps", "Deployment")] {
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, "v1", kind));
+        let api: Api<DynamicObject> = Api::namespaced_with(kc.clone(), ns_kedge.name(), &ar);
+        for o in api.list(&ListParams::default()).await? {
+            let name = o.metadata.name.clone().unwrap_or_default();
+            let mut v = serde_json::to_value(o)?;
+            v["apiVersion"] = json!(ar.api_version);
+            v["kind"] = json!(kind);
+            snap.insert((kind.to_string(), ns_kedge.name().to_string(), name), v);
+        }
+    }
+    let cached = Engine::with_live_objects(
+        kc.clone(),
+        EngineConfig::default(),
+        Arc::new(Snapshot(snap)),
+    )?;
+    let _ = cached.plan(&spec, desired(), &result.inventory).await?; // fills its dry-run cache once
+    let r3 = counter.get();
+    let t = Instant::now();
+    let replan2 = cached.plan(&spec, desired(), &result.inventory).await?;
+    let replan2_time = t.elapsed();
+    println!(
+        "kedge replan (unchanged, watch-cache reads): {:.3}s, {} requests, synced={}",
+        secs(replan2_time),
+        counter.get() - r3,
+        replan2.is_synced()
+    );
+
+    // 3. kubectl apply --server-side of the same files.
+    let ns_kubectl = cluster.namespace("bench-kubectl").await?;
+    let dir = tempfile::tempdir()?;
+    for (i, o) in set.iter().enumerate() {
+        std::fs::write(
+            dir.path().join(format!("{i:05}.json")),
+            serde_json::to_vec(o)?,
+        )?;
+    }
+    let t = Instant::now();
+    let out = cluster
+        .kubectl([
+            "apply",
+            "--server-side",
+            "-n",
+            ns_kubectl.name(),
+            "-f",
+            &dir.path().display().to_string(),
+        ])
+        .await?;
+    let kubectl_time = t.elapsed();
+    anyhow::ensure!(out.success, "kubectl failed: {}", out.stderr);
+    println!("kubectl apply --server-side: {:.2}s", secs(kubectl_time));
+
+    // 4. Raw ceiling: every object as one SSA PATCH, all in parallel.
+    let ns_raw = cluster.namespace("bench-raw").await?;
+    let (rc, _) = client(&cluster).await?;
+    let t = Instant::now();
+    let futs = set.iter().map(|o| {
+        let rc = rc.clone();
+        let ns = ns_raw.name().to_string();
+        async move {
+            let kind = o["kind"].as_str().unwrap_or_default();
+            let group = if kind == "Deployment" { "apps" } else { "" };
+            let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, "v1", kind));
+            let api: Api<DynamicObject> = Api::namespaced_with(rc, &ns, &ar);
+            let name = o["metadata"]["name"].as_str().unwrap_or_default();
+            api.patch(name, &PatchParams::apply("raw").force(), &Patch::Apply(o))
+                .await
+                .map(|_| ())
+        }
+    });
+    let results = futures::future::join_all(futs).await;
+    let raw_time = t.elapsed();
+    let raw_failed = results.iter().filter(|r| r.is_err()).count();
+    println!(
+        "raw parallel SSA ({n} PATCHes at once): {:.2}s, {raw_failed} failed",
+        secs(raw_time)
+    );
+
+    println!("ratios:");
+    println!(
+        "  kubectl / kedge (first sync incl. plan): {:.2}x",
+        secs(kubectl_time) / secs(kedge_time)
+    );
+    println!(
+        "  kedge (first sync incl. plan) / raw ceiling: {:.2}x",
+        secs(kedge_time) / secs(raw_time)
+    );
+    println!(
+        "  kedge sync alone / raw ceiling: {:.2}x",
+        secs(sync_time) / secs(raw_time)
+    );
+    println!(
+        "  kedge replan / first sync: {:.3}x",
+        secs(replan_time) / secs(kedge_time)
+    );
+    for ns in [ns_kedge, ns_kubectl, ns_raw] {
+        ns.cleanup().await?;
+    }
+    Ok(())
+}
