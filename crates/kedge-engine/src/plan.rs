@@ -417,7 +417,9 @@ impl Engine {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (planned, raced) = self.compare_once(spec, o.clone(), health).await;
+            let (planned, raced) = self
+                .compare_once(spec, o.clone(), health, attempt >= 3)
+                .await;
             if !raced || attempt >= 3 {
                 return planned;
             }
@@ -429,6 +431,7 @@ impl Engine {
         spec: &AppSpec,
         mut o: PlannedObject,
         health: &HealthChecker,
+        last_attempt: bool,
     ) -> (PlannedObject, bool) {
         let Some(resource) = o.resource.clone() else {
             if o.status != SyncStatus::Error {
@@ -440,7 +443,7 @@ impl Engine {
             return (o, false);
         }
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
-        let live = match self
+        let mut live = match self
             .live
             .get(&resource, o.id.namespace.as_deref(), &o.id.name)
             .await
@@ -482,7 +485,7 @@ impl Engine {
             ignored.prepare_payload(&mut o.payload, l, &self.config.field_manager);
         }
         o.payload_hash = hash_value(&o.payload);
-        let lhash = live_hash(live.as_ref());
+        let mut lhash = live_hash(live.as_ref());
         let cached = self
             .cache
             .lock()
@@ -502,7 +505,22 @@ impl Engine {
                     if let Some(l) = &live
                         && rv(l) != rv(&v)
                     {
-                        return (o, true);
+                        // The object changed between the read and the dry-run (a controller
+                        // writing status, typically): compare with the version the dry-run saw.
+                        self.stats.gets.fetch_add(1, Ordering::Relaxed);
+                        match self
+                            .live
+                            .get(&resource, o.id.namespace.as_deref(), &o.id.name)
+                            .await
+                        {
+                            Ok(Some(newer)) if rv(&newer) == rv(&v) => {
+                                o.health = health.assess(Some(&newer));
+                                lhash = live_hash(Some(&newer));
+                                live = Some(newer);
+                            }
+                            _ if !last_attempt => return (o, true),
+                            _ => {}
+                        }
                     }
                     let result = normalize(&v);
                     if let Ok(mut c) = self.cache.lock() {

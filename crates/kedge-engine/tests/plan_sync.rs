@@ -60,7 +60,22 @@ async fn server_defaults_make_no_diff_and_replans_are_free() {
         assert_eq!(o.status, SyncStatus::Synced, "{}: {:?}", o.id, o.diff);
         assert_eq!(o.tracking, Tracking::Owned);
     }
-    // Two more replans: once the simulator stopped touching the objects, no dry-run and no write.
+    // Once the simulator rolled the Deployment out, the live objects stop changing; after one
+    // replan that sees the final state, replans make no dry-run and no write.
+    kedge_testkit::wait_for(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || async {
+            ctx.engine
+                .health(&spec, &result.inventory)
+                .await
+                .unwrap()
+                .status
+                == kedge_engine::HealthStatus::Healthy
+        },
+    )
+    .await
+    .unwrap();
     let _ = ctx
         .engine
         .plan(&spec, set(), &result.inventory)
@@ -147,6 +162,30 @@ async fn drift_names_the_manager_and_sync_repairs_it() {
             .starts_with("spec.replicas changed by kubectl-edit (Update) at "),
         "{}",
         o.message
+    );
+
+    // Without force, the hand-edited field is a conflict and nothing is written.
+    let no_force = SyncOptions {
+        force_conflicts: false,
+        ..Default::default()
+    };
+    let refused = ctx.engine.sync(&plan, &no_force).await.unwrap();
+    assert_eq!(refused.phase, SyncPhase::Failed);
+    assert_eq!(refused.outcomes[0].action, Action::Failed);
+    assert!(
+        refused.outcomes[0].message.starts_with("conflict"),
+        "{:?}",
+        refused.outcomes[0]
+    );
+    assert!(
+        refused.outcomes[0].message.contains("kubectl-edit"),
+        "{:?}",
+        refused.outcomes[0]
+    );
+    assert_eq!(refused.inventory, result.inventory);
+    assert_eq!(
+        api.get("api").await.unwrap().data["spec"]["replicas"],
+        json!(4)
     );
 
     let result = ctx
@@ -466,6 +505,8 @@ async fn partial_failure_reports_each_object() {
         bad,
         unknown,
         json!({"kind": "ConfigMap", "metadata": {"name": "no-api-version"}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "scoped-wrong", "namespace": "somewhere"}, "rules": []}),
     ]);
     let plan = ctx.engine.plan(&spec, set, &[]).await.unwrap();
     assert_eq!(plan.invalid.len(), 1, "{:?}", plan.invalid);
@@ -480,6 +521,9 @@ async fn partial_failure_reports_each_object() {
     let (s, msg) = status("bad");
     assert_eq!(s, SyncStatus::Error);
     assert!(msg.contains("selector"), "{msg}");
+    let (s, msg) = status("scoped-wrong");
+    assert_eq!(s, SyncStatus::Error);
+    assert!(msg.contains("cluster-scoped"), "{msg}");
     let (s, msg) = status("g");
     assert_eq!(s, SyncStatus::Error);
     assert!(msg.contains("unknown kind"), "{msg}");
