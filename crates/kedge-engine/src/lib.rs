@@ -43,6 +43,23 @@
 //! - [`HealthChecker`] assesses built-in kinds, generic `Ready`/`Available` conditions and custom
 //!   CEL rules ([`HealthRule`]); [`health::worst`] gives an application's health.
 //!
+//! # Details worth knowing
+//!
+//! - Dry-run cache key: (SHA-256 of the apply payload, SHA-256 of the live object without
+//!   `status`, `resourceVersion` and managedFields timestamps). This is stricter than keying on the
+//!   resourceVersion: a controller writing only status does not invalidate the cache. A successful
+//!   apply seeds the cache with its response, so the plan after a sync needs no dry-run either.
+//! - If the live object changes between the read and the dry-run (the dry-run reports another
+//!   resourceVersion), the object is read again and compared with the version the dry-run saw.
+//! - ignoreDifferences on an existing object: an ignored field that Kedge still owns is sent with
+//!   its live value (so Kedge never changes nor deletes it); one owned by others is left out of
+//!   the payload. A Missing object is created with its full desired state.
+//! - Sync order: PreSync hooks → for each wave: kind groups in order, then the wave's Sync hooks,
+//!   then a health gate (Degraded fails at once, otherwise bounded by
+//!   [`SyncOptions::wave_timeout`]) → prune (reverse kind order, `PruneLast` last) → PostSync hooks;
+//!   SyncFail hooks if anything failed. Later waves and prune are skipped after a failure.
+//! - [`Engine::sync`] executes the plan it is given; plan again right before syncing.
+//!
 //! Every applied object carries `kedge.dev/tracking-id: <app-ns>/<app>:<group>/<kind>:<ns>/<name>`;
 //! an object tracked by another application is never applied over nor deleted.
 
