@@ -106,7 +106,8 @@ pub struct RepoSpec {
     scheme: Scheme,
     /// How to authenticate.
     pub credentials: Credentials,
-    /// Skip SSH host key verification. Only for repositories explicitly marked insecure.
+    /// Skip SSH host key verification and allow credentials over plain `http://` to non-loopback hosts.
+    /// Only for repositories explicitly marked insecure.
     pub insecure_skip_host_key_check: bool,
 }
 
@@ -186,7 +187,7 @@ impl RepoSpec {
         self
     }
 
-    /// Marks the repository as insecure: SSH host keys are not verified.
+    /// Marks the repository as insecure: SSH host keys are not verified and credentials may go over plain http.
     pub fn insecure(mut self, insecure: bool) -> Self {
         self.insecure_skip_host_key_check = insecure;
         self

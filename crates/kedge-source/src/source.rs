@@ -748,6 +748,9 @@ impl Source {
         T: Send + 'static,
         F: FnOnce(&gix::Repository, &Auth, &AtomicBool) -> Result<T, String> + Send + 'static,
     {
+        if let Some(reason) = plain_http_refusal(repo) {
+            return Err(err(ErrorKind::Invalid, action, repo, revision, reason));
+        }
         let timeout = self.inner.config.timeout;
         let tmp_root = self.inner.config.cache_dir.join("tmp");
         let env = ConnEnv::prepare(repo, &tmp_root, timeout)
@@ -806,6 +809,28 @@ impl Source {
             }
         }
     }
+}
+
+/// Credentials go over plain `http://` only to loopback hosts or to repositories explicitly marked insecure.
+fn plain_http_refusal(repo: &RepoSpec) -> Option<String> {
+    let url = repo.transport_url();
+    if !url.starts_with("http://")
+        || matches!(repo.credentials, Credentials::None)
+        || repo.insecure_skip_host_key_check
+    {
+        return None;
+    }
+    let host = gix::url::parse(url).ok()?.host()?.to_owned();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| {
+        "refusing to send credentials over plain http to a non-loopback host; use https or mark the repository insecure"
+            .to_owned()
+    })
 }
 
 fn depth_shallow(depth: u32) -> gix::remote::fetch::Shallow {

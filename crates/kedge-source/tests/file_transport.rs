@@ -1,0 +1,278 @@
+//! Fetching over file:// from repositories made with the git CLI.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+use kedge_source::{
+    ErrorKind, FetchRequest, FileTree, HistoryChange, Limits, RepoSpec, Source, SourceConfig,
+    TreeError,
+};
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    work: std::path::PathBuf,
+    url: String,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        git(&work, &["init", "-q", "-b", "main"]);
+        Fixture {
+            url: format!("file://{}", work.display()),
+            work,
+            _dir: dir,
+        }
+    }
+
+    fn write(&self, rel: &str, content: &str) {
+        let p = self.work.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    fn commit(&self, msg: &str) -> String {
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "-m", msg]);
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+}
+
+fn source(cache: &Path) -> Source {
+    Source::new(SourceConfig::new(cache)).unwrap()
+}
+
+#[test]
+fn fetches_branch_tag_sha_and_semver_and_reads_tree() {
+    let fx = Fixture::new();
+    fx.write("apps/web/deploy.yaml", "kind: Deployment\n");
+    let c1 = fx.commit("one");
+    git(&fx.work, &["tag", "v1.2.0"]);
+    fx.write("apps/web/deploy.yaml", "kind: Deployment # 2\n");
+    let c2 = fx.commit("two");
+    git(&fx.work, &["tag", "-a", "v1.4.1", "-m", "annotated"]);
+    fx.write("apps/web/deploy.yaml", "kind: Deployment # 3\n");
+    let c3 = fx.commit("three");
+    git(&fx.work, &["tag", "v2.0.0"]);
+
+    let cache = tempfile::tempdir().unwrap();
+    let src = source(cache.path());
+    let repo = RepoSpec::new(&fx.url).unwrap();
+
+    let snap = src
+        .fetch(&FetchRequest::new(repo.clone(), "main").with_path("apps/web"))
+        .unwrap();
+    assert_eq!(snap.revision().sha, c3);
+    assert_eq!(snap.revision().ref_name.as_deref(), Some("refs/heads/main"));
+    assert!(snap.revision().fetched);
+    assert_eq!(
+        snap.read_file("apps/web/deploy.yaml").unwrap(),
+        b"kind: Deployment # 3\n"
+    );
+    let entries = snap.read_dir("apps").unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].name, "web");
+
+    let head = src.fetch(&FetchRequest::new(repo.clone(), "HEAD")).unwrap();
+    assert_eq!(head.revision().sha, c3);
+    assert!(!head.revision().fetched, "the mirror already had HEAD");
+
+    let tag = src
+        .fetch(&FetchRequest::new(repo.clone(), "v1.2.0"))
+        .unwrap();
+    assert_eq!(tag.revision().sha, c1);
+    assert_eq!(tag.revision().ref_name.as_deref(), Some("refs/tags/v1.2.0"));
+
+    let semver = src
+        .fetch(&FetchRequest::new(repo.clone(), ">=1.2.0 <2"))
+        .unwrap();
+    assert_eq!(semver.revision().sha, c2, "annotated tag peeled to commit");
+    assert_eq!(
+        semver.revision().ref_name.as_deref(),
+        Some("refs/tags/v1.4.1")
+    );
+
+    let by_sha = src.fetch(&FetchRequest::new(repo.clone(), &c1)).unwrap();
+    assert_eq!(by_sha.revision().sha, c1);
+
+    let short = src
+        .fetch(&FetchRequest::new(repo.clone(), &c2[..10]))
+        .unwrap();
+    assert_eq!(short.revision().sha, c2);
+
+    let missing = src
+        .fetch(&FetchRequest::new(repo.clone(), "no-such-branch"))
+        .unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::RevisionNotFound);
+    assert!(!missing.is_retryable());
+    let missing_path = src
+        .fetch(&FetchRequest::new(repo.clone(), "main").with_path("apps/nope"))
+        .unwrap_err();
+    assert_eq!(missing_path.kind(), ErrorKind::PathNotFound);
+    let escape = src
+        .fetch(&FetchRequest::new(repo, "main").with_path("../etc"))
+        .unwrap_err();
+    assert_eq!(escape.kind(), ErrorKind::PathNotFound);
+}
+
+#[test]
+fn shallow_fetch_is_really_shallow_and_force_push_is_detected() {
+    let fx = Fixture::new();
+    for i in 0..5 {
+        fx.write("a.txt", &format!("{i}\n"));
+        fx.commit(&format!("c{i}"));
+    }
+    let before = git(&fx.work, &["rev-parse", "HEAD"]);
+    let cache = tempfile::tempdir().unwrap();
+    let src = source(cache.path());
+    let repo = RepoSpec::new(&fx.url).unwrap();
+    let snap = src.fetch(&FetchRequest::new(repo.clone(), "main")).unwrap();
+    assert!(snap.revision().shallow, "depth 1 fetch must be shallow");
+    let count = git(
+        &src.mirror_path(&repo),
+        &["rev-list", "--count", "refs/heads/main"],
+    );
+    assert_eq!(count, "1");
+
+    // Fast-forward.
+    fx.write("a.txt", "ff\n");
+    let ff = fx.commit("ff");
+    let snap = src
+        .fetch(&FetchRequest::new(repo.clone(), "main").with_previous(Some(before.clone())))
+        .unwrap();
+    assert_eq!(snap.revision().sha, ff);
+    assert_eq!(snap.revision().history, HistoryChange::FastForward);
+
+    // Rewrite: drop the last two commits and commit something else.
+    git(&fx.work, &["reset", "-q", "--hard", "HEAD~2"]);
+    fx.write("a.txt", "rewritten\n");
+    let rewritten = fx.commit("rewritten");
+    let snap = src
+        .fetch(&FetchRequest::new(repo.clone(), "main").with_previous(Some(ff.clone())))
+        .unwrap();
+    assert_eq!(snap.revision().sha, rewritten);
+    assert_eq!(snap.revision().history, HistoryChange::Rewritten);
+
+    let same = src
+        .fetch(&FetchRequest::new(repo, "main").with_previous(Some(rewritten)))
+        .unwrap();
+    assert_eq!(same.revision().history, HistoryChange::Unchanged);
+}
+
+#[test]
+fn symlinks_limits_and_materialize() {
+    let fx = Fixture::new();
+    fx.write("base/cm.yaml", "kind: ConfigMap\n");
+    fx.write("big.txt", &"x".repeat(2048));
+    std::os::unix::fs::symlink("../base/cm.yaml", fx.work.join("link-ok")).ok();
+    std::fs::create_dir_all(fx.work.join("app")).unwrap();
+    std::os::unix::fs::symlink("../base", fx.work.join("app/base")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", fx.work.join("app/abs")).unwrap();
+    std::os::unix::fs::symlink("../../outside", fx.work.join("app/out")).unwrap();
+    fx.commit("links");
+
+    let cache = tempfile::tempdir().unwrap();
+    let mut config = SourceConfig::new(cache.path());
+    config.limits = Limits {
+        max_file_bytes: 1024,
+        ..Limits::default()
+    };
+    let src = Source::new(config).unwrap();
+    let repo = RepoSpec::new(&fx.url).unwrap();
+    let snap = src
+        .fetch(&FetchRequest::new(repo, "main").with_path("app"))
+        .unwrap();
+    assert_eq!(
+        snap.read_file("app/base/cm.yaml").unwrap(),
+        b"kind: ConfigMap\n"
+    );
+    assert!(matches!(
+        snap.read_file("app/abs"),
+        Err(TreeError::SymlinkEscape { .. })
+    ));
+    assert!(matches!(
+        snap.read_file("app/out"),
+        Err(TreeError::SymlinkEscape { .. })
+    ));
+    assert!(matches!(
+        snap.read_file("../x"),
+        Err(TreeError::PathEscape { .. })
+    ));
+    assert!(matches!(
+        snap.read_file("big.txt"),
+        Err(TreeError::LimitExceeded {
+            what: "file size",
+            ..
+        })
+    ));
+    let kinds: Vec<_> = snap
+        .read_dir("app")
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.kind))
+        .collect();
+    assert!(kinds.contains(&("base".into(), kedge_source::EntryKind::Dir)));
+    assert_eq!(
+        snap.dir_id("app/base").unwrap(),
+        snap.dir_id("base").unwrap()
+    );
+
+    // Materialize fails on the oversized file; with generous limits it works and is cached.
+    assert!(snap.materialize().is_err());
+}
+
+#[test]
+fn materialize_writes_once_per_commit_and_skips_escaping_links() {
+    let fx = Fixture::new();
+    fx.write("base/cm.yaml", "kind: ConfigMap\n");
+    std::fs::create_dir_all(fx.work.join("app")).unwrap();
+    std::os::unix::fs::symlink("../base", fx.work.join("app/base")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", fx.work.join("app/abs")).unwrap();
+    let sha = fx.commit("one");
+    let cache = tempfile::tempdir().unwrap();
+    let src = source(cache.path());
+    let repo = RepoSpec::new(&fx.url).unwrap();
+    let a = src.fetch(&FetchRequest::new(repo.clone(), "main")).unwrap();
+    let dir = a.materialize().unwrap();
+    assert_eq!(dir, cache.path().join("trees").join(&sha));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("app/base/cm.yaml")).unwrap(),
+        "kind: ConfigMap\n"
+    );
+    assert!(std::fs::symlink_metadata(dir.join("app/abs")).is_err());
+    // Another snapshot of the same commit reuses the folder; no temporary folders are left behind.
+    let b = src.fetch(&FetchRequest::new(repo, "main")).unwrap();
+    assert_eq!(b.materialize().unwrap(), dir);
+    let leftovers = std::fs::read_dir(cache.path().join("trees"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .map(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+                .unwrap_or(false)
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+}
