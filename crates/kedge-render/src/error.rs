@@ -144,7 +144,7 @@ pub enum RenderError {
         limit: usize,
     },
     /// Several problems; each is listed.
-    #[error("failed to render {path}: {} errors{}", errors.len(), fmt_list(errors))]
+    #[error("failed to render {}: {} errors{}", fmt_path(path), errors.len(), fmt_list(errors))]
     Multiple {
         /// The application path, relative to the tree root.
         path: String,
@@ -176,6 +176,10 @@ impl RenderError {
             errors,
         }
     }
+}
+
+fn fmt_path(path: &str) -> &str {
+    if path.is_empty() { "." } else { path }
 }
 
 fn fmt_line(line: u64, column: u64) -> String {

@@ -1,0 +1,3 @@
+//! Subcommands of the `kedge` binary, one module each.
+
+pub mod render;
