@@ -334,7 +334,9 @@ impl FileTree for Snapshot {
                 .prefix(".tmp-")
                 .tempdir_in(&self.inner.trees_dir)
                 .map_err(|e| Self::io_err("", e))?;
-            let repo = self.inner.repo.to_thread_local();
+            let mut repo = self.inner.repo.to_thread_local();
+            // Delta bases are shared between many blobs: a cache avoids decoding them over and over.
+            repo.object_cache_size_if_unset(32 * 1024 * 1024);
             self.write_tree(&repo, self.inner.root, "", tmp.path())?;
             let tmp_path = tmp.keep();
             if let Err(e) = fs::rename(&tmp_path, &target) {
