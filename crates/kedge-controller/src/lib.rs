@@ -1,9 +1,17 @@
 //! Keeps every `Application` equal to Git: fetch, render, plan, sync, watch for drift, and report status and events.
+//!
+//! Start at [`runner::run`], which wires the rooms together; [`reconcile`] is one pass over one application;
+//! [`pipeline::Pipeline`] is the fetch-render-plan path shared with the CLI's previews.
 
 pub mod client;
 pub mod conditions;
+pub mod drift;
+pub mod events;
 pub mod history;
-pub mod probes;
 pub mod install;
 pub mod leader;
 pub mod metrics;
+pub mod pipeline;
+pub mod probes;
+pub mod reconcile;
+pub mod runner;

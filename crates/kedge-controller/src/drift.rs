@@ -1,0 +1,151 @@
+//! Watch-driven drift detection: metadata-only watches on the kinds that applications manage, turning any change to
+//! a tracked object into a reconcile of the application that owns it, within a second.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kedge_api::{Application, TRACKING_ANNOTATION};
+use kube::api::{Api, DynamicObject};
+use kube::core::GroupVersionKind;
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher::{self, Event};
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// Starts watches on demand and sends the owning application of every changed object.
+#[derive(Clone)]
+pub struct DriftWatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: kube::Client,
+    kinds: Mutex<HashSet<(String, String)>>,
+    tx: mpsc::UnboundedSender<ObjectRef<Application>>,
+    shutdown: CancellationToken,
+    field_manager: String,
+}
+
+impl DriftWatcher {
+    /// A watcher whose triggers arrive on the returned receiver. Watches stop on `shutdown`.
+    pub fn new(
+        client: kube::Client,
+        field_manager: impl Into<String>,
+        shutdown: CancellationToken,
+    ) -> (Self, mpsc::UnboundedReceiver<ObjectRef<Application>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = Inner {
+            client,
+            kinds: Mutex::default(),
+            tx,
+            shutdown,
+            field_manager: field_manager.into(),
+        };
+        (
+            Self {
+                inner: Arc::new(inner),
+            },
+            rx,
+        )
+    }
+
+    /// A sender for other triggers (repository poller, webhooks) that feed the same queue.
+    pub fn trigger_sender(&self) -> mpsc::UnboundedSender<ObjectRef<Application>> {
+        self.inner.tx.clone()
+    }
+
+    /// Makes sure every `(apiVersion, kind)` is watched.
+    pub async fn ensure_kinds(&self, kinds: impl Iterator<Item = (String, String)>) {
+        let mut known = self.inner.kinds.lock().await;
+        for (api_version, kind) in kinds {
+            if api_version.is_empty()
+                || kind.is_empty()
+                || known.contains(&(api_version.clone(), kind.clone()))
+            {
+                continue;
+            }
+            let (group, version) = match api_version.split_once('/') {
+                Some((g, v)) => (g.to_owned(), v.to_owned()),
+                None => (String::new(), api_version.clone()),
+            };
+            let gvk = GroupVersionKind::gvk(&group, &version, &kind);
+            match kube::discovery::pinned_kind(&self.inner.client, &gvk).await {
+                Ok((resource, _caps)) => {
+                    known.insert((api_version.clone(), kind.clone()));
+                    let api: Api<PartialObjectMeta<DynamicObject>> =
+                        Api::all_with(self.inner.client.clone(), &resource);
+                    tokio::spawn(watch_kind(
+                        api,
+                        self.inner.clone(),
+                        format!("{api_version}/{kind}"),
+                    ));
+                }
+                Err(err) => {
+                    tracing::debug!(%api_version, %kind, error = %err, "cannot watch kind yet")
+                }
+            }
+        }
+    }
+}
+
+async fn watch_kind(api: Api<PartialObjectMeta<DynamicObject>>, inner: Arc<Inner>, label: String) {
+    tracing::debug!(kind = %label, "watching for drift");
+    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    loop {
+        let next = tokio::select! {
+            _ = inner.shutdown.cancelled() => return,
+            next = stream.next() => next,
+        };
+        let Some(event) = next else { return };
+        let meta = match event {
+            Ok(Event::Apply(obj)) | Ok(Event::Delete(obj)) => obj.metadata,
+            Ok(_) => continue,
+            Err(err) => {
+                tracing::debug!(kind = %label, error = %err, "drift watch error; retrying");
+                continue;
+            }
+        };
+        let Some(tracking) = meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(TRACKING_ANNOTATION))
+        else {
+            continue;
+        };
+        let Some((app, _id)) = kedge_engine::object::ObjectId::parse_tracking_id(tracking) else {
+            continue;
+        };
+        if last_writer_is(&meta, &inner.field_manager) {
+            continue;
+        }
+        let _ = inner
+            .tx
+            .send(ObjectRef::new(&app.name).within(&app.namespace));
+    }
+}
+
+/// Whether the newest managedFields entry of an object was written by `manager` (our own apply echoing back).
+/// Times have a resolution of one second, so a tie with another manager's entry counts as someone else's change.
+fn last_writer_is(meta: &kube::api::ObjectMeta, manager: &str) -> bool {
+    let Some(fields) = meta.managed_fields.as_ref() else {
+        return false;
+    };
+    let Some(newest) = fields
+        .iter()
+        .filter_map(|f| f.time.as_ref().map(|t| t.0))
+        .max()
+    else {
+        return false;
+    };
+    let at_newest: Vec<_> = fields
+        .iter()
+        .filter(|f| f.time.as_ref().map(|t| t.0) == Some(newest))
+        .collect();
+    at_newest
+        .iter()
+        .all(|f| f.manager.as_deref() == Some(manager) && f.subresource.is_none())
+}

@@ -1,0 +1,114 @@
+//! Kubernetes Events on Applications (core/v1, so `kubectl describe` and `kubectl get events` show them).
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+use kedge_api::Application;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::{Resource, ResourceExt};
+
+/// Severity of an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// Something expected happened.
+    Normal,
+    /// Something needs attention.
+    Warning,
+}
+
+/// Publishes events about Applications. Failures to publish are logged, never fatal.
+#[derive(Clone)]
+pub struct EventRecorder {
+    client: kube::Client,
+    component: String,
+    instance: String,
+}
+
+impl EventRecorder {
+    /// A recorder reporting as `component` (e.g. `kedge-controller`) from `instance` (this replica).
+    pub fn new(
+        client: kube::Client,
+        component: impl Into<String>,
+        instance: impl Into<String>,
+    ) -> Self {
+        Self {
+            client,
+            component: component.into(),
+            instance: instance.into(),
+        }
+    }
+
+    /// Publishes one event on `app`. `reason` is CamelCase; `message` must not contain secret values.
+    pub async fn publish(
+        &self,
+        app: &Application,
+        severity: Severity,
+        reason: &str,
+        message: &str,
+    ) {
+        let Some(ns) = app.namespace() else { return };
+        let now = Timestamp::now();
+        let suffix = format!("{:x}", now.as_nanosecond() as u64 & 0xffff_ffff_ffff);
+        let name = format!("{}.{}", app.name_any(), suffix);
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: Some(ns.clone()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some(Application::api_version(&()).into_owned()),
+                kind: Some(Application::kind(&()).into_owned()),
+                name: Some(app.name_any()),
+                namespace: Some(ns.clone()),
+                uid: app.uid(),
+                resource_version: app.resource_version(),
+                ..Default::default()
+            },
+            reason: Some(reason.to_owned()),
+            message: Some(truncate(message, 1024)),
+            type_: Some(match severity {
+                Severity::Normal => "Normal".to_owned(),
+                Severity::Warning => "Warning".to_owned(),
+            }),
+            source: Some(EventSource {
+                component: Some(self.component.clone()),
+                host: None,
+            }),
+            reporting_component: Some(self.component.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            event_time: Some(MicroTime(now)),
+            action: Some(reason.to_owned()),
+            count: Some(1),
+            ..Default::default()
+        };
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        if let Err(err) = api.create(&PostParams::default(), &event).await {
+            tracing::warn!(app = %app.name_any(), reason, error = %err, "failed to publish event");
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_on_char_boundaries() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("ééé", 3), "é…");
+    }
+}

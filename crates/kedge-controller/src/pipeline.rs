@@ -1,0 +1,381 @@
+//! One pass of the pipeline for an Application: fetch its revision, render its path, plan against the cluster.
+//!
+//! Shared by the controller's reconcile and by CLI commands that preview (`kedge app diff --revision`), so that a
+//! preview computes exactly what a sync would apply.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use kedge_api::{Application, ObjectRef};
+use kedge_engine::health::HealthRule;
+use kedge_engine::ignore::IgnoreRule;
+use kedge_engine::object::ObjectId as EngineObjectId;
+use kedge_engine::plan::Plan;
+use kedge_engine::{AppRef, AppSpec, DesiredObject, Engine};
+use kedge_render::{RenderOptions, RenderedSet, Renderer};
+use kedge_source::repo::{Credentials, RepoSpec, Secret as SecretString};
+use kedge_source::revision::Revision;
+use kedge_source::source::{FetchRequest, Source};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+
+/// Label that marks a Secret as repository credentials; its value is `repository` (exact URL) or `repo-creds`
+/// (URL prefix), as in Argo CD.
+pub const SECRET_TYPE_LABEL: &str = "kedge.dev/secret-type";
+
+/// Why a pass failed, classified for conditions and events.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The spec cannot be acted on.
+    #[error("invalid application spec: {0}")]
+    InvalidSpec(String),
+    /// Reading repository credentials failed.
+    #[error("failed to read repository credentials: {0}")]
+    Credentials(String),
+    /// Fetching or resolving the revision failed.
+    #[error(transparent)]
+    Source(#[from] kedge_source::SourceError),
+    /// Rendering the manifests failed.
+    #[error(transparent)]
+    Render(#[from] kedge_render::RenderError),
+    /// Planning against the cluster failed.
+    #[error(transparent)]
+    Engine(#[from] kedge_engine::error::EngineError),
+    /// A blocking task panicked or was cancelled.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+impl PipelineError {
+    /// The condition reason for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PipelineError::InvalidSpec(_) => "InvalidSpec",
+            PipelineError::Credentials(_) | PipelineError::Source(_) => "SourceFailed",
+            PipelineError::Render(_) => "RenderFailed",
+            PipelineError::Engine(_) => "ComparisonFailed",
+            PipelineError::Task(_) => "InternalError",
+        }
+    }
+
+    /// Whether the same input may succeed later (network trouble) rather than needing a new commit or spec.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PipelineError::Source(e) => e.is_retryable(),
+            PipelineError::Engine(_) | PipelineError::Credentials(_) | PipelineError::Task(_) => {
+                true
+            }
+            PipelineError::InvalidSpec(_) | PipelineError::Render(_) => false,
+        }
+    }
+}
+
+/// The result of one pass: what Git says, and how the cluster compares.
+#[derive(Debug)]
+pub struct Comparison {
+    /// The resolved revision.
+    pub revision: Revision,
+    /// The rendered objects.
+    pub rendered: Arc<RenderedSet>,
+    /// The plan against the live cluster.
+    pub plan: Plan,
+}
+
+/// The rooms of the pipeline, shared by every application.
+#[derive(Clone)]
+pub struct Pipeline {
+    client: kube::Client,
+    source: Source,
+    renderer: Arc<Renderer>,
+    engine: Arc<Engine>,
+}
+
+impl Pipeline {
+    /// Assembles a pipeline.
+    pub fn new(
+        client: kube::Client,
+        source: Source,
+        renderer: Arc<Renderer>,
+        engine: Arc<Engine>,
+    ) -> Self {
+        Self {
+            client,
+            source,
+            renderer,
+            engine,
+        }
+    }
+
+    /// The engine (for syncs and prunes).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The source (for the repository poller).
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// The repository of an application, with credentials from Secrets in its namespace.
+    pub async fn repo_for(&self, app: &Application) -> Result<RepoSpec, PipelineError> {
+        let url = app.spec.source.repo_url.trim();
+        if url.is_empty() {
+            return Err(PipelineError::InvalidSpec(
+                "spec.source.repoURL is empty".into(),
+            ));
+        }
+        let repo = RepoSpec::new(url).map_err(|e| PipelineError::InvalidSpec(e.to_string()))?;
+        let ns = app.namespace().unwrap_or_default();
+        let (credentials, insecure) = credentials_for(&self.client, &ns, url).await?;
+        Ok(repo.with_credentials(credentials).insecure(insecure))
+    }
+
+    /// Fetches `revision` (or the spec's target revision), renders the application's path and plans it.
+    pub async fn compare(
+        &self,
+        app: &Application,
+        revision: Option<&str>,
+        previous_sha: Option<String>,
+    ) -> Result<Comparison, PipelineError> {
+        let repo = self.repo_for(app).await?;
+        let wanted = revision
+            .unwrap_or(&app.spec.source.target_revision)
+            .to_owned();
+        let path = app.spec.source.path.clone();
+        let request = FetchRequest::new(repo, wanted)
+            .with_path(path.clone())
+            .with_previous(previous_sha);
+        let source = self.source.clone();
+        let renderer = self.renderer.clone();
+        let options = render_options(app);
+        let (revision, rendered) = tokio::task::spawn_blocking(move || {
+            let snapshot = source.fetch(&request)?;
+            let rendered = renderer.render(&snapshot, &path, &options)?;
+            Ok::<_, PipelineError>((snapshot.revision().clone(), rendered))
+        })
+        .await
+        .map_err(|e| PipelineError::Task(e.to_string()))??;
+        let spec = engine_spec(app)?;
+        let desired = rendered
+            .objects
+            .iter()
+            .map(|o| DesiredObject {
+                object: o.object.clone(),
+                source: Some(o.source.to_string()),
+            })
+            .collect();
+        let inventory = inventory_of(app);
+        let plan = self.engine.plan(&spec, desired, &inventory).await?;
+        Ok(Comparison {
+            revision,
+            rendered,
+            plan,
+        })
+    }
+}
+
+/// The render options of an application's directory settings.
+pub fn render_options(app: &Application) -> RenderOptions {
+    let dir = app.spec.source.directory.clone().unwrap_or_default();
+    let non_empty = |s: String| (!s.trim().is_empty()).then_some(s);
+    RenderOptions {
+        recurse: dir.recurse,
+        include: non_empty(dir.include),
+        exclude: non_empty(dir.exclude),
+    }
+}
+
+/// The engine's view of an application's spec.
+pub fn engine_spec(app: &Application) -> Result<AppSpec, PipelineError> {
+    let ns = app.namespace().unwrap_or_default();
+    let dest = app
+        .spec
+        .destination
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| ns.clone());
+    let mut spec = AppSpec::new(AppRef::new(ns, app.name_any()), dest);
+    spec.ignore_differences = app
+        .spec
+        .ignore_differences
+        .iter()
+        .map(|d| IgnoreRule {
+            group: d.group.clone(),
+            kind: d.kind.clone(),
+            name: d.name.clone(),
+            namespace: d.namespace.clone(),
+            json_pointers: d.json_pointers.clone(),
+            managed_fields_managers: d.managed_fields_managers.clone(),
+        })
+        .collect();
+    for rule in &spec.ignore_differences {
+        rule.validate()
+            .map_err(|e| PipelineError::InvalidSpec(e.to_string()))?;
+    }
+    spec.health_rules = app
+        .spec
+        .health_checks
+        .iter()
+        .map(|h| HealthRule {
+            group: h.group.clone(),
+            kind: h.kind.clone(),
+            expression: h.expression.clone(),
+        })
+        .collect();
+    Ok(spec)
+}
+
+/// The stored inventory of an application, in the engine's terms.
+pub fn inventory_of(app: &Application) -> Vec<EngineObjectId> {
+    app.status
+        .as_ref()
+        .map(|s| s.inventory.iter().map(to_engine_id).collect())
+        .unwrap_or_default()
+}
+
+/// Converts a stored object reference into the engine's identity.
+pub fn to_engine_id(r: &ObjectRef) -> EngineObjectId {
+    EngineObjectId {
+        group: r.group.clone(),
+        kind: r.kind.clone(),
+        namespace: (!r.namespace.is_empty()).then(|| r.namespace.clone()),
+        name: r.name.clone(),
+    }
+}
+
+/// Converts the engine's identity into a stored object reference.
+pub fn from_engine_id(id: &EngineObjectId, version: &str) -> ObjectRef {
+    ObjectRef {
+        group: id.group.clone(),
+        version: version.to_owned(),
+        kind: id.kind.clone(),
+        namespace: id.namespace.clone().unwrap_or_default(),
+        name: id.name.clone(),
+    }
+}
+
+fn normalize_url(url: &str) -> String {
+    url.trim()
+        .trim_end_matches('/')
+        .trim_end_matches(".git")
+        .to_ascii_lowercase()
+}
+
+/// Finds the credentials for `url` among the repository Secrets of `namespace`: an exact `repository` match wins
+/// over the longest matching `repo-creds` prefix. Returns anonymous access when none matches.
+async fn credentials_for(
+    client: &kube::Client,
+    namespace: &str,
+    url: &str,
+) -> Result<(Credentials, bool), PipelineError> {
+    if namespace.is_empty() {
+        return Ok((Credentials::None, false));
+    }
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secrets = api
+        .list(
+            &ListParams::default()
+                .labels(&format!("{SECRET_TYPE_LABEL} in (repository,repo-creds)")),
+        )
+        .await
+        .map_err(|e| {
+            PipelineError::Credentials(format!("failed to list Secrets in {namespace}: {e}"))
+        })?;
+    let wanted = normalize_url(url);
+    let mut best: Option<(usize, BTreeMap<String, String>)> = None;
+    for s in secrets.items {
+        let kind = s
+            .labels()
+            .get(SECRET_TYPE_LABEL)
+            .cloned()
+            .unwrap_or_default();
+        let data = decode(&s);
+        let Some(secret_url) = data.get("url").map(|u| normalize_url(u)) else {
+            continue;
+        };
+        let score = if kind == "repository" && secret_url == wanted {
+            usize::MAX
+        } else if kind == "repo-creds" && wanted.starts_with(&secret_url) {
+            secret_url.len()
+        } else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(b, _)| score > *b) {
+            best = Some((score, data));
+        }
+    }
+    let Some((_, data)) = best else {
+        return Ok((Credentials::None, false));
+    };
+    let insecure = data
+        .get("insecure")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let credentials = if let Some(key) = data.get("sshPrivateKey") {
+        Credentials::SshKey {
+            private_key: SecretString::new(key.clone()),
+            known_hosts: data.get("knownHosts").cloned().unwrap_or_default(),
+        }
+    } else if let Some(password) = data.get("password") {
+        Credentials::Basic {
+            username: data
+                .get("username")
+                .cloned()
+                .unwrap_or_else(|| "git".into()),
+            password: SecretString::new(password.clone()),
+        }
+    } else if let Some(token) = data.get("token") {
+        Credentials::Token {
+            username: data.get("username").cloned(),
+            token: SecretString::new(token.clone()),
+        }
+    } else {
+        Credentials::None
+    };
+    Ok((credentials, insecure))
+}
+
+fn decode(secret: &Secret) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in secret.data.iter().flatten() {
+        if let Ok(s) = String::from_utf8(v.0.clone()) {
+            out.insert(k.clone(), s);
+        }
+    }
+    for (k, v) in secret.string_data.iter().flatten() {
+        out.insert(k.clone(), v.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_match_without_trailing_git_or_slash() {
+        assert_eq!(
+            normalize_url("https://Example.test/a/b.git"),
+            normalize_url("https://example.test/a/b/")
+        );
+    }
+
+    #[test]
+    fn engine_ids_round_trip_through_stored_refs() {
+        let id = EngineObjectId {
+            group: "apps".into(),
+            kind: "Deployment".into(),
+            namespace: Some("x".into()),
+            name: "d".into(),
+        };
+        assert_eq!(to_engine_id(&from_engine_id(&id, "v1")), id);
+        let cluster = EngineObjectId {
+            group: "".into(),
+            kind: "Namespace".into(),
+            namespace: None,
+            name: "n".into(),
+        };
+        assert_eq!(to_engine_id(&from_engine_id(&cluster, "v1")), cluster);
+    }
+}

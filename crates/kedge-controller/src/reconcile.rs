@@ -1,0 +1,1143 @@
+//! The reconcile of one Application: compare with Git, sync when policy or an operation says so, report.
+//!
+//! A pass never touches the cluster when fetching, rendering or planning failed: the last good state keeps running,
+//! the failure is reported as a condition and an event, and the next good commit recovers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use kedge_api::{
+    Application, ApplicationStatus, HealthCode, HealthStatus as ApiHealth, HistoryEntry,
+    OPERATION_ANNOTATION, Operation, OperationState, REFRESH_ANNOTATION, RESOURCES_FINALIZER,
+    ResourceResult, ResourceStatus, SyncCode, SyncResult as ApiSyncResult,
+    SyncStatus as ApiSyncStatus,
+};
+use kedge_engine::health::HealthStatus as EngineHealth;
+use kedge_engine::plan::{Plan, SyncStatus as PlanStatus};
+use kedge_engine::{Action as EngineAction, SyncOptions, SyncPhase};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::conditions::{self, READY, RECONCILING, STALLED};
+use crate::drift::DriftWatcher;
+use crate::events::{EventRecorder, Severity};
+use crate::history;
+use crate::metrics::{Metrics, ResultLabel};
+use crate::pipeline::{
+    Comparison, Pipeline, PipelineError, engine_spec, from_engine_id, inventory_of,
+};
+
+/// Failure of a reconcile that kube-runtime should retry with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// Writing the Application (status, annotations, finalizers) failed.
+    #[error("failed to update application {name}")]
+    Update {
+        /// namespace/name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// Pruning on deletion failed.
+    #[error("failed to delete the resources of {name}: {message}")]
+    Finalize {
+        /// namespace/name.
+        name: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Settings of the reconciler.
+#[derive(Clone, Debug)]
+pub struct ReconcileConfig {
+    /// How often each application is compared again without any trigger.
+    pub resync_interval: Duration,
+    /// How long the revision learned from Git stays fresh before a reconcile asks the remote again.
+    pub poll_interval: Duration,
+    /// First self-heal backoff when the same application keeps drifting.
+    pub self_heal_backoff: Duration,
+    /// Longest self-heal backoff.
+    pub self_heal_backoff_max: Duration,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self {
+            resync_interval: Duration::from_secs(180),
+            poll_interval: Duration::from_secs(60),
+            self_heal_backoff: Duration::from_secs(2),
+            self_heal_backoff_max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What the reconciler remembers between passes, per application (not persisted: a restart starts fresh).
+#[derive(Debug, Default)]
+struct AppMemory {
+    /// Last revision resolved from the remote, and when.
+    resolved: Option<(String, Instant)>,
+    /// Self-heal attempts in a row without a clean comparison, and when the last one ran.
+    heal_streak: u32,
+    last_heal: Option<Instant>,
+    /// Failed sync attempts of the current revision.
+    retries: u32,
+    last_retry: Option<Instant>,
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: kube::Client,
+    /// Fetch, render, plan.
+    pub pipeline: Pipeline,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Events on Applications.
+    pub recorder: EventRecorder,
+    /// Watches managed objects for drift.
+    pub drift: DriftWatcher,
+    /// Settings.
+    pub config: ReconcileConfig,
+    /// Whether this replica leads; followers do nothing.
+    pub leader: watch::Receiver<bool>,
+    /// Repositories whose refs moved since the applications using them were last reconciled.
+    pub moved_repos: Arc<Mutex<HashMap<String, Instant>>>,
+    memory: Mutex<HashMap<String, AppMemory>>,
+}
+
+impl Context {
+    /// Assembles a context.
+    pub fn new(
+        client: kube::Client,
+        pipeline: Pipeline,
+        metrics: Metrics,
+        recorder: EventRecorder,
+        drift: DriftWatcher,
+        config: ReconcileConfig,
+        leader: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            client,
+            pipeline,
+            metrics,
+            recorder,
+            drift,
+            config,
+            leader,
+            moved_repos: Arc::default(),
+            memory: Mutex::default(),
+        }
+    }
+
+    fn with_memory<T>(&self, key: &str, f: impl FnOnce(&mut AppMemory) -> T) -> T {
+        let mut map = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        f(map.entry(key.to_owned()).or_default())
+    }
+}
+
+fn now_rfc3339() -> String {
+    Timestamp::now().to_string()
+}
+
+fn key_of(app: &Application) -> String {
+    format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any())
+}
+
+/// Why a sync runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Trigger {
+    /// Automated sync of a new revision.
+    Automated,
+    /// Self-heal of drift at the same revision.
+    SelfHeal,
+    /// Retry of a failed sync.
+    Retry,
+    /// A requested operation.
+    Operation(String),
+    /// A rollback to a history entry.
+    Rollback(i64),
+}
+
+impl Trigger {
+    fn initiated_by(&self) -> String {
+        match self {
+            Trigger::Automated => "automated".into(),
+            Trigger::SelfHeal => "self-heal".into(),
+            Trigger::Retry => "retry".into(),
+            Trigger::Operation(who) => who.clone(),
+            Trigger::Rollback(_) => "rollback".into(),
+        }
+    }
+}
+
+/// Reconciles one application.
+pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    if !*ctx.leader.borrow() {
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    let started = Instant::now();
+    let result = reconcile_inner(&app, &ctx).await;
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, ReconcileError> {
+    let key = key_of(app);
+    let span = tracing::info_span!("reconcile", app = %key);
+    let _enter = span.enter();
+    if app.meta().deletion_timestamp.is_some() {
+        return finalize(app, ctx).await;
+    }
+    let api: Api<Application> =
+        Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
+    let mut status = app.status.clone().unwrap_or_default();
+    let generation = app.meta().generation;
+    let now = now_rfc3339();
+
+    // A requested operation, if any: parse, then clear it so that it runs once.
+    let mut operation: Option<Operation> = None;
+    if let Some(raw) = app.annotations().get(OPERATION_ANNOTATION) {
+        match Operation::from_annotation(raw) {
+            Ok(op) => operation = Some(op),
+            Err(e) => {
+                let msg = format!("ignored invalid {OPERATION_ANNOTATION} annotation: {e}");
+                ctx.recorder
+                    .publish(app, Severity::Warning, "InvalidOperation", &msg)
+                    .await;
+            }
+        }
+        clear_annotation(&api, app, OPERATION_ANNOTATION).await?;
+    }
+    let refresh = app.annotations().get(REFRESH_ANNOTATION).cloned();
+    if refresh.is_some() {
+        clear_annotation(&api, app, REFRESH_ANNOTATION).await?;
+        ctx.with_memory(&key, |m| m.resolved = None);
+        if refresh.as_deref() == Some("hard") {
+            ctx.pipeline.engine().clear_cache();
+        }
+    }
+
+    // Which revision: a rollback's, an operation's, or the spec's (reusing a fresh resolution when nothing moved).
+    let mut trigger: Option<Trigger> = None;
+    let mut wanted: Option<String> = None;
+    let mut prune_requested = false;
+    let mut dry_run = false;
+    if let Some(op) = &operation {
+        if let Some(rb) = &op.rollback {
+            match history::find(&status.history, rb.id) {
+                Some(entry) => {
+                    wanted = Some(entry.revision.clone());
+                    trigger = Some(Trigger::Rollback(rb.id));
+                    prune_requested = rb.prune;
+                }
+                None => {
+                    let msg = format!(
+                        "rollback failed: history id {} is not among the kept entries",
+                        rb.id
+                    );
+                    ctx.recorder
+                        .publish(app, Severity::Warning, "RollbackFailed", &msg)
+                        .await;
+                    status.operation_state = Some(OperationState {
+                        phase: "Failed".into(),
+                        message: msg,
+                        started_at: Some(now.clone()),
+                        finished_at: Some(now.clone()),
+                        sync_result: None,
+                    });
+                }
+            }
+        } else if let Some(sync) = &op.sync {
+            wanted = sync.revision.clone();
+            trigger = Some(Trigger::Operation(if op.initiated_by.is_empty() {
+                "user".into()
+            } else {
+                op.initiated_by.clone()
+            }));
+            prune_requested = sync.prune;
+            dry_run = sync.dry_run;
+        }
+    }
+    if wanted.is_none() {
+        // Reuse the revision resolved recently, unless the poller or a webhook saw the repository move since.
+        let moved_at = {
+            let moved = ctx.moved_repos.lock().unwrap_or_else(|p| p.into_inner());
+            moved.get(&app.spec.source.repo_url).copied()
+        };
+        let fresh = ctx.with_memory(&key, |m| {
+            m.resolved
+                .as_ref()
+                .filter(|(_, at)| {
+                    at.elapsed() < ctx.config.poll_interval
+                        && moved_at.is_none_or(|moved| moved < *at)
+                })
+                .map(|(sha, _)| sha.clone())
+        });
+        wanted = fresh;
+    }
+
+    let previous_sha = status.sync.revision.clone();
+    let comparison = ctx
+        .pipeline
+        .compare(app, wanted.as_deref(), previous_sha.clone())
+        .await;
+    let comparison = match comparison {
+        Ok(c) => c,
+        Err(err) => return report_failure(app, ctx, &api, status, err).await,
+    };
+    if wanted.is_none() || matches!(trigger, Some(Trigger::Operation(_))) {
+        ctx.with_memory(&key, |m| {
+            m.resolved = Some((comparison.revision.sha.clone(), Instant::now()))
+        });
+    }
+    if matches!(
+        comparison.revision.history,
+        kedge_source::HistoryChange::Rewritten
+    ) {
+        let msg = format!(
+            "the tracked ref was rewritten (force-push): {} is no longer an ancestor of {}",
+            previous_sha.as_deref().unwrap_or("?"),
+            comparison.revision.sha
+        );
+        ctx.recorder
+            .publish(app, Severity::Warning, "HistoryRewritten", &msg)
+            .await;
+    }
+    ctx.drift
+        .ensure_kinds(
+            comparison
+                .plan
+                .objects
+                .iter()
+                .map(|o| (o.api_version.clone(), o.id.kind.clone())),
+        )
+        .await;
+
+    // Decide whether to sync.
+    let plan = &comparison.plan;
+    let synced = plan.is_synced() && plan.prune.is_empty();
+    let automated = app
+        .spec
+        .sync_policy
+        .as_ref()
+        .and_then(|p| p.automated.clone());
+    let last_synced = status
+        .operation_state
+        .as_ref()
+        .and_then(|o| o.sync_result.as_ref())
+        .map(|r| r.revision.clone());
+    let last_failed = status
+        .operation_state
+        .as_ref()
+        .is_some_and(|o| o.phase == "Failed");
+    if trigger.is_none()
+        && !app.spec.suspend
+        && !synced
+        && let Some(auto) = &automated
+    {
+        let new_revision = last_synced.as_deref() != Some(comparison.revision.sha.as_str());
+        if new_revision {
+            trigger = Some(Trigger::Automated);
+        } else if last_failed {
+            if retry_due(app, ctx, &key) {
+                trigger = Some(Trigger::Retry);
+            }
+        } else if auto.self_heal && heal_due(ctx, &key) {
+            trigger = Some(Trigger::SelfHeal);
+        }
+    }
+    if synced {
+        ctx.with_memory(&key, |m| m.heal_streak = 0);
+    }
+
+    let mut requeue = ctx.config.resync_interval;
+    let mut plan_for_status: &Plan = plan;
+    let post_sync_plan;
+    if let Some(trigger) = trigger.filter(|_| !dry_run) {
+        let outcome = run_sync(
+            app,
+            ctx,
+            &mut status,
+            &comparison,
+            &trigger,
+            prune_requested,
+        )
+        .await;
+        if let Trigger::Rollback(id) = trigger {
+            suspend_after_rollback(&api, app, id, ctx).await?;
+        }
+        // Compare again so that status shows the state after the sync, not before it.
+        match outcome {
+            Ok(()) => match ctx
+                .pipeline
+                .compare(app, Some(&comparison.revision.sha), None)
+                .await
+            {
+                Ok(after) => {
+                    post_sync_plan = after.plan;
+                    plan_for_status = &post_sync_plan;
+                }
+                Err(err) => tracing::warn!(error = %err, "comparison after sync failed"),
+            },
+            Err(()) => requeue = retry_delay(app, ctx, &key),
+        }
+    } else if dry_run {
+        let msg = format!(
+            "dry run: {} object(s) would change, {} would be pruned",
+            plan.to_apply().count(),
+            plan.prune.len()
+        );
+        ctx.recorder
+            .publish(app, Severity::Normal, "DryRun", &msg)
+            .await;
+    }
+
+    fill_status(
+        &mut status,
+        &comparison,
+        plan_for_status,
+        generation,
+        &now,
+        app,
+    );
+    if plan_for_status.health != EngineHealth::Healthy
+        && plan_for_status.health != EngineHealth::Suspended
+    {
+        requeue = requeue.min(Duration::from_secs(2));
+    }
+    if status.sync.status == SyncCode::OutOfSync
+        && automated.as_ref().is_some_and(|a| a.self_heal)
+        && !app.spec.suspend
+    {
+        requeue = requeue.min(heal_wait(ctx, &key));
+    }
+    let old_health = app.status.as_ref().map(|s| s.health.status);
+    if old_health.is_some_and(|h| h != status.health.status) {
+        let msg = format!(
+            "health changed to {:?}{}",
+            status.health.status,
+            status
+                .health
+                .message
+                .as_ref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        );
+        let sev = if status.health.status == HealthCode::Degraded {
+            Severity::Warning
+        } else {
+            Severity::Normal
+        };
+        ctx.recorder.publish(app, sev, "HealthChanged", &msg).await;
+    }
+    patch_status(&api, app, &status).await?;
+    Ok(Action::requeue(requeue))
+}
+
+fn heal_wait(ctx: &Context, key: &str) -> Duration {
+    ctx.with_memory(key, |m| {
+        let backoff = backoff_for(
+            ctx.config.self_heal_backoff,
+            m.heal_streak,
+            ctx.config.self_heal_backoff_max,
+        );
+        m.last_heal
+            .map(|t| backoff.saturating_sub(t.elapsed()))
+            .unwrap_or(Duration::ZERO)
+            .max(Duration::from_millis(200))
+    })
+}
+
+fn heal_due(ctx: &Context, key: &str) -> bool {
+    ctx.with_memory(key, |m| {
+        let backoff = backoff_for(
+            ctx.config.self_heal_backoff,
+            m.heal_streak.saturating_sub(1),
+            ctx.config.self_heal_backoff_max,
+        );
+        let due = m.heal_streak == 0 || m.last_heal.is_none_or(|t| t.elapsed() >= backoff);
+        if due {
+            m.heal_streak = m.heal_streak.saturating_add(1);
+            m.last_heal = Some(Instant::now());
+        }
+        due
+    })
+}
+
+/// `base * 2^n`, capped.
+pub fn backoff_for(base: Duration, n: u32, max: Duration) -> Duration {
+    let factor = 2u32.saturating_pow(n.min(20));
+    base.saturating_mul(factor).min(max)
+}
+
+fn retry_policy(app: &Application) -> Option<(i64, Duration, u32, Duration)> {
+    let retry = app.spec.sync_policy.as_ref()?.retry.as_ref()?;
+    let base = kedge_api::parse_duration(&retry.backoff.duration).unwrap_or(Duration::from_secs(5));
+    let max =
+        kedge_api::parse_duration(&retry.backoff.max_duration).unwrap_or(Duration::from_secs(180));
+    let factor = u32::try_from(retry.backoff.factor.max(1)).unwrap_or(2);
+    Some((retry.limit, base, factor, max))
+}
+
+fn retry_delay(app: &Application, ctx: &Context, key: &str) -> Duration {
+    let Some((_, base, factor, max)) = retry_policy(app) else {
+        return ctx.config.resync_interval;
+    };
+    ctx.with_memory(key, |m| {
+        base.saturating_mul(factor.saturating_pow(m.retries.saturating_sub(1).min(20)))
+            .min(max)
+    })
+}
+
+fn retry_due(app: &Application, ctx: &Context, key: &str) -> bool {
+    let Some((limit, _, _, _)) = retry_policy(app) else {
+        return false;
+    };
+    let delay = retry_delay(app, ctx, key);
+    ctx.with_memory(key, |m| {
+        let under_limit = limit < 0 || i64::from(m.retries) < limit;
+        let due = under_limit && m.last_retry.is_none_or(|t| t.elapsed() >= delay);
+        if due {
+            m.retries += 1;
+            m.last_retry = Some(Instant::now());
+        }
+        due
+    })
+}
+
+async fn run_sync(
+    app: &Application,
+    ctx: &Context,
+    status: &mut ApplicationStatus,
+    comparison: &Comparison,
+    trigger: &Trigger,
+    prune_requested: bool,
+) -> Result<(), ()> {
+    let key = key_of(app);
+    let policy = app.spec.sync_policy.clone().unwrap_or_default();
+    let automated = policy.automated.clone().unwrap_or_default();
+    let started_at = now_rfc3339();
+    let drifted: Vec<String> = comparison
+        .plan
+        .objects
+        .iter()
+        .filter(|o| o.status == PlanStatus::OutOfSync)
+        .flat_map(|o| {
+            o.drift
+                .iter()
+                .map(move |d| format!("{}: {}", o.id, d.message()))
+        })
+        .collect();
+    if *trigger == Trigger::SelfHeal {
+        ctx.metrics.drift_events.inc();
+        let msg = if drifted.is_empty() {
+            "live state differs from Git; reverting".to_owned()
+        } else {
+            drifted.join("; ")
+        };
+        ctx.recorder
+            .publish(app, Severity::Normal, "DriftDetected", &msg)
+            .await;
+    }
+    ctx.recorder
+        .publish(
+            app,
+            Severity::Normal,
+            "SyncStarted",
+            &format!(
+                "syncing {} ({})",
+                short(&comparison.revision.sha),
+                trigger.initiated_by()
+            ),
+        )
+        .await;
+    let options = SyncOptions {
+        prune: automated.prune || prune_requested,
+        allow_empty: automated.allow_empty,
+        force_conflicts: !policy
+            .option("Force")
+            .is_some_and(|v| v.eq_ignore_ascii_case("false")),
+        ..SyncOptions::default()
+    };
+    let result = ctx.pipeline.engine().sync(&comparison.plan, &options).await;
+    let finished_at = now_rfc3339();
+    let (phase, message, resources, inventory) = match result {
+        Ok(r) => {
+            let resources = r
+                .outcomes
+                .iter()
+                .map(|o| ResourceResult {
+                    object: from_engine_id(&o.id, &version_of(&comparison.plan, &o.id)),
+                    status: format!("{:?}", o.action),
+                    message: o.message.clone(),
+                    hook_phase: String::new(),
+                })
+                .chain(r.hooks.iter().map(|h| ResourceResult {
+                    object: from_engine_id(&h.id, ""),
+                    status: if h.succeeded {
+                        "Succeeded".into()
+                    } else {
+                        "Failed".into()
+                    },
+                    message: h.message.clone(),
+                    hook_phase: format!("{:?}", h.phase),
+                }))
+                .collect::<Vec<_>>();
+            let pruned = r
+                .outcomes
+                .iter()
+                .filter(|o| o.action == EngineAction::Pruned)
+                .count();
+            if pruned > 0 {
+                let names: Vec<String> = r
+                    .outcomes
+                    .iter()
+                    .filter(|o| o.action == EngineAction::Pruned)
+                    .map(|o| o.id.to_string())
+                    .collect();
+                ctx.recorder
+                    .publish(
+                        app,
+                        Severity::Normal,
+                        "Pruned",
+                        &format!("pruned {pruned}: {}", names.join(", ")),
+                    )
+                    .await;
+            }
+            let phase = match r.phase {
+                SyncPhase::Succeeded => "Succeeded",
+                SyncPhase::Failed => "Failed",
+            };
+            let msg = if r.message.is_empty() {
+                let changed = r
+                    .outcomes
+                    .iter()
+                    .filter(|o| {
+                        matches!(o.action, EngineAction::Created | EngineAction::Configured)
+                    })
+                    .count();
+                format!(
+                    "synced {} to {}: {changed} changed, {pruned} pruned",
+                    app.name_any(),
+                    short(&comparison.revision.sha)
+                )
+            } else {
+                r.message.clone()
+            };
+            (phase, msg, resources, Some(r.inventory))
+        }
+        Err(e) => ("Failed", format!("sync failed: {e}"), Vec::new(), None),
+    };
+    if let Some(inv) = inventory {
+        status.inventory = inv
+            .iter()
+            .map(|id| from_engine_id(id, &version_of(&comparison.plan, id)))
+            .collect();
+    }
+    status.operation_state = Some(OperationState {
+        phase: phase.into(),
+        message: message.clone(),
+        started_at: Some(started_at),
+        finished_at: Some(finished_at.clone()),
+        sync_result: Some(ApiSyncResult {
+            revision: comparison.revision.sha.clone(),
+            resources,
+        }),
+    });
+    history::record(
+        &mut status.history,
+        HistoryEntry {
+            id: 0,
+            revision: comparison.revision.sha.clone(),
+            deployed_at: finished_at,
+            initiated_by: trigger.initiated_by(),
+            result: phase.into(),
+        },
+    );
+    let ok = phase == "Succeeded";
+    ctx.metrics
+        .syncs
+        .get_or_create(&ResultLabel {
+            result: if ok { "success" } else { "failure" },
+        })
+        .inc();
+    if ok {
+        ctx.with_memory(&key, |m| {
+            m.retries = 0;
+            m.last_retry = None;
+        });
+        let reason = if *trigger == Trigger::SelfHeal {
+            "DriftReverted"
+        } else {
+            "SyncSucceeded"
+        };
+        ctx.recorder
+            .publish(app, Severity::Normal, reason, &message)
+            .await;
+        Ok(())
+    } else {
+        ctx.recorder
+            .publish(app, Severity::Warning, "SyncFailed", &message)
+            .await;
+        Err(())
+    }
+}
+
+fn version_of(plan: &Plan, id: &kedge_engine::object::ObjectId) -> String {
+    plan.objects
+        .iter()
+        .find(|o| &o.id == id)
+        .map(|o| {
+            kedge_engine::object::split_api_version(&o.api_version)
+                .1
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+fn map_health(h: EngineHealth) -> HealthCode {
+    match h {
+        EngineHealth::Healthy => HealthCode::Healthy,
+        EngineHealth::Suspended => HealthCode::Suspended,
+        EngineHealth::Progressing => HealthCode::Progressing,
+        EngineHealth::Missing => HealthCode::Missing,
+        EngineHealth::Degraded => HealthCode::Degraded,
+        EngineHealth::Unknown => HealthCode::Unknown,
+    }
+}
+
+fn fill_status(
+    status: &mut ApplicationStatus,
+    comparison: &Comparison,
+    plan: &Plan,
+    generation: Option<i64>,
+    now: &str,
+    app: &Application,
+) {
+    let synced = plan.is_synced()
+        && plan
+            .prune
+            .iter()
+            .all(|p| !matches!(p.action, kedge_engine::plan::PruneAction::Delete));
+    status.observed_generation = generation;
+    status.reconciled_at = Some(now.to_owned());
+    status.sync = ApiSyncStatus {
+        status: if synced {
+            SyncCode::Synced
+        } else {
+            SyncCode::OutOfSync
+        },
+        revision: Some(comparison.revision.sha.clone()),
+        short_revision: Some(short(&comparison.revision.sha).to_owned()),
+    };
+    let mut resources: Vec<ResourceStatus> = plan
+        .objects
+        .iter()
+        .map(|o| {
+            let version = kedge_engine::object::split_api_version(&o.api_version)
+                .1
+                .to_owned();
+            let message = match o.status {
+                PlanStatus::OutOfSync if !o.drift.is_empty() => Some(
+                    o.drift
+                        .iter()
+                        .map(|d| d.message())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+                _ if !o.message.is_empty() => Some(o.message.clone()),
+                _ => None,
+            };
+            ResourceStatus {
+                object: from_engine_id(&o.id, &version),
+                status: match o.status {
+                    PlanStatus::Synced => SyncCode::Synced,
+                    PlanStatus::OutOfSync | PlanStatus::Missing => SyncCode::OutOfSync,
+                    PlanStatus::Error => SyncCode::Unknown,
+                },
+                health: Some(ApiHealth {
+                    status: map_health(o.health.status),
+                    message: (!o.health.message.is_empty()).then(|| o.health.message.clone()),
+                }),
+                message,
+            }
+        })
+        .collect();
+    for p in &plan.prune {
+        resources.push(ResourceStatus {
+            object: from_engine_id(&p.id, ""),
+            status: SyncCode::OutOfSync,
+            health: None,
+            message: Some(match &p.action {
+                kedge_engine::plan::PruneAction::Delete => {
+                    "removed from Git; will be pruned".to_owned()
+                }
+                kedge_engine::plan::PruneAction::Keep => {
+                    "removed from Git; kept (Prune=false)".to_owned()
+                }
+                kedge_engine::plan::PruneAction::Refuse(why) => {
+                    format!("removed from Git; not pruned: {why}")
+                }
+                kedge_engine::plan::PruneAction::Gone => {
+                    "removed from Git; already gone".to_owned()
+                }
+            }),
+        });
+    }
+    status.resources = resources;
+    let worst = plan
+        .objects
+        .iter()
+        .filter(|o| o.status != PlanStatus::Error)
+        .max_by_key(|o| map_health(o.health.status).severity());
+    status.health = ApiHealth {
+        status: map_health(plan.health),
+        message: worst
+            .filter(|_| plan.health != EngineHealth::Healthy)
+            .map(|o| format!("{}: {}", o.id, o.health.message)),
+    };
+    if app.spec.suspend {
+        conditions::set(
+            &mut status.conditions,
+            "Suspended",
+            true,
+            "Suspended",
+            "automated sync and self-heal are suspended",
+            generation,
+            now,
+        );
+    } else {
+        conditions::remove(&mut status.conditions, "Suspended");
+    }
+    let errors: Vec<String> = plan
+        .objects
+        .iter()
+        .filter(|o| o.status == PlanStatus::Error)
+        .map(|o| format!("{}: {}", o.id, o.message))
+        .chain(plan.invalid.iter().cloned())
+        .collect();
+    let healthy = plan.health == EngineHealth::Healthy;
+    let (ready, reason, message) = if !errors.is_empty() {
+        (false, "ComparisonFailed", errors.join("; "))
+    } else if !synced {
+        (
+            false,
+            "OutOfSync",
+            format!(
+                "{} object(s) differ from Git",
+                status
+                    .resources
+                    .iter()
+                    .filter(|r| r.status != SyncCode::Synced)
+                    .count()
+            ),
+        )
+    } else if !healthy {
+        (
+            false,
+            "Progressing",
+            status
+                .health
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("health is {:?}", plan.health)),
+        )
+    } else {
+        (
+            true,
+            "Synced",
+            format!("synced to {} and healthy", short(&comparison.revision.sha)),
+        )
+    };
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        ready,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    let progressing = plan.health == EngineHealth::Progressing;
+    if progressing {
+        conditions::set(
+            &mut status.conditions,
+            RECONCILING,
+            true,
+            "Progressing",
+            "waiting for objects to become healthy",
+            generation,
+            now,
+        );
+    } else {
+        conditions::remove(&mut status.conditions, RECONCILING);
+    }
+    if errors.is_empty() {
+        conditions::remove(&mut status.conditions, STALLED);
+    } else {
+        conditions::set(
+            &mut status.conditions,
+            STALLED,
+            true,
+            "ComparisonFailed",
+            errors.join("; "),
+            generation,
+            now,
+        );
+    }
+    for t in ["SourceFailed", "RenderFailed", "InvalidSpec"] {
+        conditions::remove(&mut status.conditions, t);
+    }
+}
+
+async fn report_failure(
+    app: &Application,
+    ctx: &Context,
+    api: &Api<Application>,
+    mut status: ApplicationStatus,
+    err: PipelineError,
+) -> Result<Action, ReconcileError> {
+    let now = now_rfc3339();
+    let generation = app.meta().generation;
+    let reason = err.reason();
+    let message = error_chain(&err);
+    tracing::warn!(reason, error = %message, "comparison failed; cluster left as it is");
+    if matches!(
+        err,
+        PipelineError::Source(_) | PipelineError::Credentials(_)
+    ) {
+        ctx.metrics.git_fetch_errors.inc();
+    }
+    let previous = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY)
+        .map(|c| c.message.clone());
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        false,
+        reason,
+        message.clone(),
+        generation,
+        &now,
+    );
+    if err.is_retryable() {
+        conditions::remove(&mut status.conditions, STALLED);
+    } else {
+        conditions::set(
+            &mut status.conditions,
+            STALLED,
+            true,
+            reason,
+            message.clone(),
+            generation,
+            &now,
+        );
+    }
+    status.sync.status = SyncCode::Unknown;
+    status.observed_generation = generation;
+    status.reconciled_at = Some(now);
+    if previous.as_deref() != Some(message.as_str()) {
+        ctx.recorder
+            .publish(app, Severity::Warning, reason, &message)
+            .await;
+    }
+    patch_status(api, app, &status).await?;
+    let delay = if err.is_retryable() {
+        Duration::from_secs(10)
+    } else {
+        ctx.config.poll_interval
+    };
+    Ok(Action::requeue(delay))
+}
+
+/// An error and its causes, one line.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}
+
+async fn patch_status(
+    api: &Api<Application>,
+    app: &Application,
+    status: &ApplicationStatus,
+) -> Result<(), ReconcileError> {
+    let patch = json!({ "status": status });
+    api.patch_status(
+        &app.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| ReconcileError::Update {
+        name: key_of(app),
+        source,
+    })
+}
+
+async fn clear_annotation(
+    api: &Api<Application>,
+    app: &Application,
+    key: &str,
+) -> Result<(), ReconcileError> {
+    let patch = json!({ "metadata": { "annotations": { key: null } } });
+    api.patch(
+        &app.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| ReconcileError::Update {
+        name: key_of(app),
+        source,
+    })
+}
+
+async fn suspend_after_rollback(
+    api: &Api<Application>,
+    app: &Application,
+    id: i64,
+    ctx: &Context,
+) -> Result<(), ReconcileError> {
+    let patch = json!({ "spec": { "suspend": true } });
+    api.patch(
+        &app.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|source| ReconcileError::Update {
+        name: key_of(app),
+        source,
+    })?;
+    let msg = format!(
+        "rolled back to history id {id}; automated sync is suspended until the application is resumed"
+    );
+    ctx.recorder
+        .publish(app, Severity::Normal, "RolledBack", &msg)
+        .await;
+    Ok(())
+}
+
+/// Deletion: with the resources finalizer, delete what the application owns, then let it go.
+async fn finalize(app: &Application, ctx: &Context) -> Result<Action, ReconcileError> {
+    if !app.finalizers().iter().any(|f| f == RESOURCES_FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let name = key_of(app);
+    let inventory = inventory_of(app);
+    if !inventory.is_empty() {
+        let spec = engine_spec(app).map_err(|e| ReconcileError::Finalize {
+            name: name.clone(),
+            message: e.to_string(),
+        })?;
+        let plan = ctx
+            .pipeline
+            .engine()
+            .plan(&spec, Vec::new(), &inventory)
+            .await
+            .map_err(|e| ReconcileError::Finalize {
+                name: name.clone(),
+                message: e.to_string(),
+            })?;
+        let options = SyncOptions {
+            prune: true,
+            allow_empty: true,
+            ..SyncOptions::default()
+        };
+        let result = ctx
+            .pipeline
+            .engine()
+            .sync(&plan, &options)
+            .await
+            .map_err(|e| ReconcileError::Finalize {
+                name: name.clone(),
+                message: e.to_string(),
+            })?;
+        if result.phase != SyncPhase::Succeeded {
+            ctx.recorder
+                .publish(app, Severity::Warning, "DeleteFailed", &result.message)
+                .await;
+            return Err(ReconcileError::Finalize {
+                name,
+                message: result.message,
+            });
+        }
+        let pruned: Vec<String> = result
+            .outcomes
+            .iter()
+            .filter(|o| o.action == EngineAction::Pruned)
+            .map(|o| o.id.to_string())
+            .collect();
+        ctx.recorder
+            .publish(
+                app,
+                Severity::Normal,
+                "ResourcesDeleted",
+                &format!("deleted {} object(s): {}", pruned.len(), pruned.join(", ")),
+            )
+            .await;
+    }
+    let api: Api<Application> =
+        Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
+    let remaining: Vec<String> = app
+        .finalizers()
+        .iter()
+        .filter(|f| *f != RESOURCES_FINALIZER)
+        .cloned()
+        .collect();
+    let patch = json!({ "metadata": { "finalizers": remaining, "resourceVersion": app.resource_version() } });
+    api.patch(
+        &app.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|source| ReconcileError::Update { name, source })?;
+    Ok(Action::await_change())
+}
+
+/// What kube-runtime does when a reconcile fails: log, and retry with a delay.
+pub fn error_policy(app: Arc<Application>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(app = %key_of(&app), error = %error_chain(err), "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let base = Duration::from_secs(2);
+        let max = Duration::from_secs(300);
+        assert_eq!(backoff_for(base, 0, max), Duration::from_secs(2));
+        assert_eq!(backoff_for(base, 3, max), Duration::from_secs(16));
+        assert_eq!(backoff_for(base, 30, max), max);
+    }
+}

@@ -1,0 +1,292 @@
+//! `kedge run`: wires the rooms together and runs the controller, the repository poller and the HTTP endpoints
+//! until shutdown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kedge_api::Application;
+use kedge_engine::{Engine, EngineConfig};
+use kedge_render::{RenderConfig, Renderer};
+use kedge_source::{Source, SourceConfig};
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::drift::DriftWatcher;
+use crate::events::EventRecorder;
+use crate::leader::{self, LeaseConfig};
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::probes::{self, Readiness};
+use crate::reconcile::{self, Context, ReconcileConfig};
+
+/// Settings of `kedge run`.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Only Applications of this namespace; all namespaces when `None`.
+    pub namespace: Option<String>,
+    /// How often each repository is asked whether its refs moved. Default 60 s (plus up to 10% jitter).
+    pub poll_interval: Duration,
+    /// How often every application is compared again without a trigger. Default 180 s.
+    pub resync_interval: Duration,
+    /// Where the probes, metrics (and later the UI) listen; nothing is served when `None`.
+    pub listen: Option<SocketAddr>,
+    /// Cache folder for Git mirrors and materialized trees.
+    pub cache_dir: PathBuf,
+    /// Namespace of the leader-election Lease.
+    pub lease_namespace: String,
+    /// This replica's identity.
+    pub identity: String,
+    /// Concurrent reconciles.
+    pub concurrency: u16,
+}
+
+impl RunConfig {
+    /// Defaults for everything but the cache folder and identity.
+    pub fn new(cache_dir: impl Into<PathBuf>, identity: impl Into<String>) -> Self {
+        Self {
+            namespace: None,
+            poll_interval: Duration::from_secs(60),
+            resync_interval: Duration::from_secs(180),
+            listen: None,
+            cache_dir: cache_dir.into(),
+            lease_namespace: "kedge".into(),
+            identity: identity.into(),
+            concurrency: 8,
+        }
+    }
+}
+
+/// Why the controller could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The Kubernetes client could not be built.
+    #[error("failed to create the Kubernetes client")]
+    Client(#[source] kube::Error),
+    /// The Git cache could not be set up.
+    #[error("failed to set up the Git cache")]
+    Source(#[source] kedge_source::SourceError),
+    /// The engine could not be set up.
+    #[error("failed to set up the sync engine")]
+    Engine(#[source] kedge_engine::EngineError),
+    /// The HTTP listener failed.
+    #[error("failed to serve HTTP on {addr}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs until `shutdown` is cancelled.
+pub async fn run(
+    kube_config: kube::Config,
+    config: RunConfig,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let metrics = Metrics::new();
+    let client = crate::client::counting_client(kube_config, &metrics).map_err(RunError::Client)?;
+    let source =
+        Source::new(SourceConfig::new(config.cache_dir.join("git"))).map_err(RunError::Source)?;
+    let renderer = Arc::new(Renderer::new(RenderConfig::default()));
+    let engine =
+        Arc::new(Engine::new(client.clone(), EngineConfig::default()).map_err(RunError::Engine)?);
+    let pipeline = Pipeline::new(client.clone(), source, renderer, engine);
+    let leader = leader::spawn(
+        client.clone(),
+        LeaseConfig::new(
+            &config.lease_namespace,
+            "kedge-controller",
+            &config.identity,
+        ),
+        shutdown.clone(),
+    );
+    let (drift, triggers) = DriftWatcher::new(client.clone(), "kedge", shutdown.clone());
+    let recorder = EventRecorder::new(client.clone(), "kedge-controller", &config.identity);
+    let reconcile_config = ReconcileConfig {
+        resync_interval: config.resync_interval,
+        poll_interval: config.poll_interval,
+        ..ReconcileConfig::default()
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        pipeline.clone(),
+        metrics.clone(),
+        recorder,
+        drift.clone(),
+        reconcile_config,
+        leader.clone(),
+    ));
+    let apps: Api<Application> = match &config.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let readiness = Arc::new(Readiness::default());
+
+    let http = match config.listen {
+        Some(addr) => {
+            let router = probes::probe_routes(metrics.clone(), readiness.clone());
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Http { addr, source })?;
+            let token = shutdown.clone();
+            tracing::info!(%addr, "serving probes and metrics");
+            Some(tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { token.cancelled().await })
+                    .await
+            }))
+        }
+        None => None,
+    };
+
+    let controller = Controller::new(apps, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency));
+    let store = controller.store();
+    {
+        let store = store.clone();
+        let readiness = readiness.clone();
+        tokio::spawn(async move {
+            if store.wait_until_ready().await.is_ok() {
+                readiness.set_caches_synced();
+            }
+        });
+    }
+    tokio::spawn(poll_repositories(
+        store,
+        pipeline,
+        ctx.clone(),
+        drift.trigger_sender(),
+        config.poll_interval,
+        readiness.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
+    let token = shutdown.clone();
+    controller
+        .reconcile_on(UnboundedReceiverStream::new(triggers))
+        .graceful_shutdown_on(async move { token.cancelled().await })
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(err) = res {
+                tracing::debug!(error = %err, "reconcile error");
+            }
+        })
+        .await;
+    if let Some(h) = http {
+        let _ = h.await;
+    }
+    Ok(())
+}
+
+/// Asks each repository in use whether its refs moved, once per interval for all applications that use it, and
+/// triggers those applications when they did.
+#[allow(clippy::too_many_arguments)]
+async fn poll_repositories(
+    store: Store<Application>,
+    pipeline: Pipeline,
+    ctx: Arc<Context>,
+    triggers: mpsc::UnboundedSender<ObjectRef<Application>>,
+    interval: Duration,
+    readiness: Arc<Readiness>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    if store.wait_until_ready().await.is_err() {
+        return;
+    }
+    let mut tips: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+    let mut round: u64 = 0;
+    loop {
+        let mut by_repo: BTreeMap<String, Vec<Arc<Application>>> = BTreeMap::new();
+        for app in store.state() {
+            by_repo
+                .entry(app.spec.source.repo_url.clone())
+                .or_default()
+                .push(app);
+        }
+        for (url, apps) in by_repo {
+            let Some(first) = apps.first() else { continue };
+            let repo = match pipeline.repo_for(first).await {
+                Ok(r) => r,
+                Err(err) => {
+                    tracing::debug!(error = %err, "cannot poll repository");
+                    continue;
+                }
+            };
+            let source = pipeline.source().clone();
+            let started = Instant::now();
+            let refs = tokio::task::spawn_blocking(move || source.ls_remote(&repo)).await;
+            metrics
+                .git_fetch_duration
+                .observe(started.elapsed().as_secs_f64());
+            let refs = match refs {
+                Ok(Ok(refs)) => refs,
+                Ok(Err(err)) => {
+                    metrics.git_fetch_errors.inc();
+                    tracing::warn!(error = %err, "repository check failed");
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let now: BTreeMap<String, String> =
+                refs.into_iter().map(|r| (r.name, r.commit)).collect();
+            let moved = tips.get(&url).is_some_and(|before| *before != now);
+            tips.insert(url.clone(), now);
+            if moved {
+                tracing::info!(repo = %kedge_source::repo::strip_userinfo(&url), apps = apps.len(), "repository moved");
+                ctx.moved_repos
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(url.clone(), Instant::now());
+                for app in apps {
+                    let _ = triggers.send(ObjectRef::from_obj(app.as_ref()));
+                }
+            }
+        }
+        if round == 0 {
+            readiness.set_first_check_done();
+        }
+        round += 1;
+        let jitter = Duration::from_millis(
+            (round.wrapping_mul(2_654_435_761) % 1000) * interval.as_millis() as u64 / 10_000,
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval + jitter) => {}
+        }
+    }
+}
+
+/// Marks `repo_url` as moved and triggers every application that uses it (for webhooks).
+pub fn repository_pushed(
+    ctx: &Context,
+    store: &Store<Application>,
+    triggers: &mpsc::UnboundedSender<ObjectRef<Application>>,
+    repo_url: &str,
+) -> usize {
+    ctx.moved_repos
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(repo_url.to_owned(), Instant::now());
+    let mut n = 0;
+    for app in store.state() {
+        if app.spec.source.repo_url == repo_url {
+            let _ = triggers
+                .send(ObjectRef::new(&app.name_any()).within(&app.namespace().unwrap_or_default()));
+            n += 1;
+        }
+    }
+    n
+}
