@@ -32,7 +32,7 @@ import (
 )
 
 func startControllers(ctx context.Context, cfg *clientrest.Config, o options) error {
-	c := restConfig(cfg, "kedge-testcluster-controllers")
+	c := restConfig(cfg, "kube-controller-manager/v1.36.4 (linux/amd64) kubernetes/kedge-testcluster")
 	kube, err := kubernetes.NewForConfig(c)
 	if err != nil {
 		return fmt.Errorf("failed to create client: %w", err)
