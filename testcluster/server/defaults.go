@@ -564,6 +564,19 @@ func (a *allocator) ip() string {
 	}
 }
 
+func (a *allocator) podIP() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for {
+		n := 2 + rand.Intn((1<<16)-3)
+		ip := net.IPv4(10, 244, byte(n>>8), byte(n)).String()
+		if !a.ips[ip] {
+			a.ips[ip] = true
+			return ip
+		}
+	}
+}
+
 func (a *allocator) port() int32 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -642,6 +655,7 @@ func prepareForCreate(_ context.Context, r *resourceSpec, obj runtime.Object) {
 		allocateService(o, nil)
 	case *corev1.Pod:
 		o.Status.Phase = corev1.PodPending
+		o.Status.QOSClass = qosClass(&o.Spec)
 	case *batchv1.Job:
 		generateJobSelector(o)
 	}

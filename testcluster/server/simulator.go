@@ -45,8 +45,8 @@ type simulator struct {
 	delay time.Duration
 	queue workqueue.TypedRateLimitingInterface[simKey]
 
-	deployments, replicaSets, statefulSets, daemonSets, jobs cache.Store
-	rsIndex                                                  cache.Indexer
+	deployments, replicaSets, statefulSets, daemonSets, jobs, pods, pvcs cache.Store
+	rsIndex                                                              cache.Indexer
 
 	mu   sync.Mutex
 	seen map[simKey]simSeen
@@ -58,6 +58,8 @@ const (
 	kindStatefulSet = "StatefulSet"
 	kindDaemonSet   = "DaemonSet"
 	kindJob         = "Job"
+	kindPod         = "Pod"
+	kindPVC         = "PersistentVolumeClaim"
 
 	revisionAnnotation = "deployment.kubernetes.io/revision"
 	hashLabel          = appsv1.DefaultDeploymentUniqueLabelKey
@@ -102,6 +104,8 @@ func newSimulator(kube kubernetes.Interface, f informers.SharedInformerFactory, 
 		{kindStatefulSet, f.Apps().V1().StatefulSets().Informer(), &s.statefulSets},
 		{kindDaemonSet, f.Apps().V1().DaemonSets().Informer(), &s.daemonSets},
 		{kindJob, f.Batch().V1().Jobs().Informer(), &s.jobs},
+		{kindPod, f.Core().V1().Pods().Informer(), &s.pods},
+		{kindPVC, f.Core().V1().PersistentVolumeClaims().Informer(), &s.pvcs},
 	} {
 		if _, err := x.i.AddEventHandler(handler(x.kind)); err != nil {
 			return nil, fmt.Errorf("failed to watch %s: %w", x.kind, err)
@@ -206,6 +210,10 @@ func (s *simulator) sync(ctx context.Context, k simKey) (time.Duration, error) {
 		store = s.daemonSets
 	case kindJob:
 		store = s.jobs
+	case kindPod:
+		store = s.pods
+	case kindPVC:
+		store = s.pvcs
 	}
 	obj, exists, err := store.GetByKey(key)
 	if err != nil || !exists {
@@ -222,6 +230,10 @@ func (s *simulator) sync(ctx context.Context, k simKey) (time.Duration, error) {
 		return s.syncDaemonSet(ctx, k, o.DeepCopy())
 	case *batchv1.Job:
 		return s.syncJob(ctx, k, o.DeepCopy())
+	case *corev1.Pod:
+		return s.syncPod(ctx, k, o.DeepCopy())
+	case *corev1.PersistentVolumeClaim:
+		return s.syncPVC(ctx, k, o.DeepCopy())
 	}
 	return 0, nil
 }
@@ -612,4 +624,135 @@ func (s *simulator) syncJob(ctx context.Context, k simKey, j *batchv1.Job) (time
 		return wait, nil
 	}
 	return 0, nil
+}
+
+// syncPod runs a pod on the simulated node: Running and Ready after the
+// delay, or stuck pulling an image whose name contains "fail".
+func (s *simulator) syncPod(ctx context.Context, k simKey, p *corev1.Pod) (time.Duration, error) {
+	if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return 0, nil
+	}
+	wait := s.readyIn(k, 1)
+	fails := failing(&corev1.PodTemplateSpec{Spec: p.Spec})
+	st := p.Status.DeepCopy()
+	now := metav1.Now()
+	if st.StartTime == nil {
+		st.StartTime = &now
+	}
+	st.HostIP, st.HostIPs = "10.0.0.2", []corev1.HostIP{{IP: "10.0.0.2"}}
+	if st.PodIP == "" {
+		ip := alloc.podIP()
+		st.PodIP, st.PodIPs = ip, []corev1.PodIP{{IP: ip}}
+	}
+	if st.QOSClass == "" {
+		st.QOSClass = qosClass(&p.Spec)
+	}
+	ready := wait <= 0 && !fails
+	cond := func(t corev1.PodConditionType, ok bool) {
+		status := corev1.ConditionFalse
+		if ok {
+			status = corev1.ConditionTrue
+		}
+		for i := range st.Conditions {
+			if st.Conditions[i].Type == t {
+				if st.Conditions[i].Status != status {
+					st.Conditions[i].Status, st.Conditions[i].LastTransitionTime = status, now
+				}
+				return
+			}
+		}
+		st.Conditions = append(st.Conditions, corev1.PodCondition{Type: t, Status: status, LastTransitionTime: now})
+	}
+	cond(corev1.PodScheduled, true)
+	cond(corev1.PodInitialized, true)
+	cond(corev1.ContainersReady, ready)
+	cond(corev1.PodReady, ready)
+	var statuses []corev1.ContainerStatus
+	for _, c := range p.Spec.Containers {
+		cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: "", Ready: ready, Started: ptr(ready)}
+		switch {
+		case ready:
+			var started metav1.Time
+			for _, old := range p.Status.ContainerStatuses {
+				if old.Name == c.Name && old.State.Running != nil {
+					started = old.State.Running.StartedAt
+				}
+			}
+			if started.IsZero() {
+				started = now
+			}
+			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: started}
+		case strings.Contains(c.Image, "fail"):
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: fmt.Sprintf("Back-off pulling image %q", c.Image)}
+		default:
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
+		}
+		statuses = append(statuses, cs)
+	}
+	st.ContainerStatuses = statuses
+	st.Phase = corev1.PodPending
+	if ready {
+		st.Phase = corev1.PodRunning
+	}
+	if !equality.Semantic.DeepEqual(st, &p.Status) {
+		p.Status = *st
+		if _, err := s.kube.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+			return 0, err
+		}
+	}
+	if wait > 0 && !fails {
+		return wait, nil
+	}
+	return 0, nil
+}
+
+func qosClass(spec *corev1.PodSpec) corev1.PodQOSClass {
+	hasAny, guaranteed := false, true
+	for _, c := range spec.Containers {
+		if len(c.Resources.Requests) > 0 || len(c.Resources.Limits) > 0 {
+			hasAny = true
+		}
+		for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+			l, okL := c.Resources.Limits[r]
+			q, okR := c.Resources.Requests[r]
+			if !okL || (okR && q.Cmp(l) != 0) {
+				guaranteed = false
+			}
+		}
+	}
+	switch {
+	case !hasAny:
+		return corev1.PodQOSBestEffort
+	case guaranteed:
+		return corev1.PodQOSGuaranteed
+	}
+	return corev1.PodQOSBurstable
+}
+
+// syncPVC binds a claim to a simulated volume after the delay.
+func (s *simulator) syncPVC(ctx context.Context, k simKey, c *corev1.PersistentVolumeClaim) (time.Duration, error) {
+	if c.DeletionTimestamp != nil || c.Status.Phase == corev1.ClaimBound {
+		return 0, nil
+	}
+	if wait := s.readyIn(k, 1); wait > 0 {
+		return wait, nil
+	}
+	if c.Spec.VolumeName == "" {
+		c.Spec.VolumeName = "pvc-" + string(c.UID)
+		if c.Annotations == nil {
+			c.Annotations = map[string]string{}
+		}
+		c.Annotations["pv.kubernetes.io/bind-completed"] = "yes"
+		c.Annotations["pv.kubernetes.io/bound-by-controller"] = "yes"
+		updated, err := s.kube.CoreV1().PersistentVolumeClaims(c.Namespace).Update(ctx, c, metav1.UpdateOptions{})
+		if err != nil {
+			return 0, err
+		}
+		c = updated
+	}
+	c.Status.Phase = corev1.ClaimBound
+	c.Status.AccessModes = c.Spec.AccessModes
+	c.Status.Capacity = c.Spec.Resources.Requests.DeepCopy()
+	_, err := s.kube.CoreV1().PersistentVolumeClaims(c.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{})
+	return 0, err
 }
