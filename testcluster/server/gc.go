@@ -279,6 +279,7 @@ type garbageCollector struct {
 	dependents map[types.UID]map[objRef]bool // owner uid -> dependents
 	ownersOf   map[objRef][]metav1.OwnerReference
 	refresh    chan struct{}
+	crds       cache.Store
 }
 
 func newGarbageCollector(md metadata.Interface, disc discovery.DiscoveryInterface) *garbageCollector {
@@ -310,6 +311,7 @@ func (g *garbageCollector) run(ctx context.Context) {
 		UpdateFunc: func(interface{}, interface{}) { g.triggerRefresh() },
 		DeleteFunc: func(interface{}) { g.triggerRefresh() },
 	})
+	g.crds = crds.Informer().GetStore()
 	go crds.Informer().Run(ctx.Done())
 	go func() {
 		for {
@@ -322,7 +324,7 @@ func (g *garbageCollector) run(ctx context.Context) {
 					select {
 					case <-ctx.Done():
 						return
-					case <-time.After(time.Second):
+					case <-time.After(200 * time.Millisecond):
 						g.triggerRefresh()
 					}
 				}
@@ -401,6 +403,23 @@ func (g *garbageCollector) syncResources(ctx context.Context) error {
 			want[gv.WithResource(r.Name).GroupResource()] = gv.WithResource(r.Name)
 		}
 	}
+	// Discovery lags behind new CRDs: retry until every CRD's resource is seen.
+	var missing []string
+	if g.crds != nil {
+		for _, obj := range g.crds.List() {
+			m, ok := obj.(*metav1.PartialObjectMetadata)
+			if !ok || m.DeletionTimestamp != nil {
+				continue
+			}
+			plural, group, found := strings.Cut(m.Name, ".")
+			if !found {
+				continue
+			}
+			if _, ok := want[schema.GroupResource{Group: group, Resource: plural}]; !ok {
+				missing = append(missing, m.Name)
+			}
+		}
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.kinds = kinds
@@ -434,6 +453,9 @@ func (g *garbageCollector) syncResources(ctx context.Context) error {
 			}()
 			inf.Run(merged)
 		}()
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("resources of CRDs %v are not discoverable yet", missing)
 	}
 	return nil
 }
@@ -546,9 +568,9 @@ func (g *garbageCollector) attemptToDelete(ctx context.Context, ref objRef) erro
 	for _, o := range m.OwnerReferences {
 		owner, ok := g.resolve(o, m.Namespace)
 		if !ok {
-			// Unknown kind: keep the reference (as upstream does while it cannot resolve it).
-			alive = append(alive, o)
-			continue
+			// Unknown kind (perhaps a CRD not discovered yet): retry later.
+			g.triggerRefresh()
+			return fmt.Errorf("cannot resolve owner kind %s %s", o.APIVersion, o.Kind)
 		}
 		om, err := g.get(ctx, owner)
 		if err != nil {
