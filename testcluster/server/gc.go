@@ -451,6 +451,13 @@ func (g *garbageCollector) syncResources(ctx context.Context) error {
 				}
 				close(merged)
 			}()
+			go func() {
+				// Owners of this kind deleted before the informer started sent
+				// no delete event: recheck their dependents once it has synced.
+				if cache.WaitForCacheSync(merged, inf.HasSynced) {
+					g.recheckDependentsOf(res.GroupResource())
+				}
+			}()
 			inf.Run(merged)
 		}()
 	}
@@ -458,6 +465,28 @@ func (g *garbageCollector) syncResources(ctx context.Context) error {
 		return fmt.Errorf("resources of CRDs %v are not discoverable yet", missing)
 	}
 	return nil
+}
+
+// recheckDependentsOf queues every object that has an owner of the given resource.
+func (g *garbageCollector) recheckDependentsOf(gr schema.GroupResource) {
+	g.mu.Lock()
+	var refs []objRef
+	for ref, owners := range g.ownersOf {
+		for _, o := range owners {
+			gv, err := schema.ParseGroupVersion(o.APIVersion)
+			if err != nil {
+				continue
+			}
+			if info, ok := g.kinds[gv.WithKind(o.Kind)]; ok && info.gvr.GroupResource() == gr {
+				refs = append(refs, ref)
+				break
+			}
+		}
+	}
+	g.mu.Unlock()
+	for _, ref := range refs {
+		g.queue.Add(gcItem{op: opDependent, ref: ref})
+	}
 }
 
 func (g *garbageCollector) observe(gvr schema.GroupVersionResource, obj interface{}, deleted bool) {
