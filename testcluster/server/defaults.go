@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"math/rand"
 	"net"
 	"strings"
@@ -18,10 +19,13 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -748,6 +752,40 @@ func validateObject(r *resourceSpec, obj, old runtime.Object) field.ErrorList {
 		}
 	}
 	tmplPath := spec.Child("template", "spec", "containers")
+	tmpl := spec.Child("template")
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		errs = append(errs, validatePodTemplate(tmpl, &o.Spec.Template, nil)...)
+	case *appsv1.ReplicaSet:
+		errs = append(errs, validatePodTemplate(tmpl, &o.Spec.Template, nil)...)
+	case *appsv1.DaemonSet:
+		errs = append(errs, validatePodTemplate(tmpl, &o.Spec.Template, nil)...)
+	case *appsv1.StatefulSet:
+		var claims []string
+		for _, c := range o.Spec.VolumeClaimTemplates {
+			claims = append(claims, c.Name)
+		}
+		errs = append(errs, validatePodTemplate(tmpl, &o.Spec.Template, claims)...)
+	case *batchv1.Job:
+		errs = append(errs, validatePodTemplate(tmpl, &o.Spec.Template, nil)...)
+	case *batchv1.CronJob:
+		errs = append(errs, validatePodTemplate(spec.Child("jobTemplate", "spec", "template"), &o.Spec.JobTemplate.Spec.Template, nil)...)
+	case *corev1.Pod:
+		errs = append(errs, validatePodSpec(field.NewPath("spec"), &o.Spec, nil)...)
+	case *corev1.Service:
+		for i, p := range o.Spec.Ports {
+			pp := spec.Child("ports").Index(i)
+			if p.Port < 1 || p.Port > 65535 {
+				errs = append(errs, field.Invalid(pp.Child("port"), p.Port, "must be between 1 and 65535, inclusive"))
+			}
+			if p.NodePort != 0 && (p.NodePort < 30000 || p.NodePort > 32767) {
+				errs = append(errs, field.Invalid(pp.Child("nodePort"), p.NodePort, "provided port is not in the valid range. The range of valid ports is 30000-32767"))
+			}
+			if len(o.Spec.Ports) > 1 && p.Name == "" {
+				errs = append(errs, field.Required(pp.Child("name"), ""))
+			}
+		}
+	}
 	switch o := obj.(type) {
 	case *appsv1.Deployment:
 		checkSelector(o.Spec.Selector, o.Spec.Template.Labels)
@@ -848,5 +886,64 @@ func validateObject(r *resourceSpec, obj, old runtime.Object) field.ErrorList {
 			}
 		}
 	}
+	return errs
+}
+
+func validatePodTemplate(p *field.Path, t *corev1.PodTemplateSpec, extraVolumes []string) field.ErrorList {
+	errs := metav1validation.ValidateLabels(t.Labels, p.Child("metadata", "labels"))
+	errs = append(errs, apimachineryvalidation.ValidateAnnotations(t.Annotations, p.Child("metadata", "annotations"))...)
+	return append(errs, validatePodSpec(p.Child("spec"), &t.Spec, extraVolumes)...)
+}
+
+// validatePodSpec checks container names, ports, volume mounts and
+// requests against limits, as upstream validation does.
+func validatePodSpec(p *field.Path, s *corev1.PodSpec, extraVolumes []string) field.ErrorList {
+	var errs field.ErrorList
+	volumes := map[string]bool{}
+	for _, v := range extraVolumes {
+		volumes[v] = true
+	}
+	for i, v := range s.Volumes {
+		vp := p.Child("volumes").Index(i).Child("name")
+		if volumes[v.Name] {
+			errs = append(errs, field.Duplicate(vp, v.Name))
+		}
+		for _, msg := range utilvalidation.IsDNS1123Label(v.Name) {
+			errs = append(errs, field.Invalid(vp, v.Name, msg))
+		}
+		volumes[v.Name] = true
+	}
+	names := map[string]bool{}
+	check := func(cp *field.Path, cs []corev1.Container) {
+		for i, c := range cs {
+			ip := cp.Index(i)
+			if names[c.Name] {
+				errs = append(errs, field.Duplicate(ip.Child("name"), c.Name))
+			}
+			names[c.Name] = true
+			if c.Name != "" {
+				for _, msg := range utilvalidation.IsDNS1123Label(c.Name) {
+					errs = append(errs, field.Invalid(ip.Child("name"), c.Name, msg))
+				}
+			}
+			for j, port := range c.Ports {
+				if port.ContainerPort < 1 || port.ContainerPort > 65535 {
+					errs = append(errs, field.Invalid(ip.Child("ports").Index(j).Child("containerPort"), port.ContainerPort, "must be between 1 and 65535, inclusive"))
+				}
+			}
+			for j, m := range c.VolumeMounts {
+				if !volumes[m.Name] {
+					errs = append(errs, field.NotFound(ip.Child("volumeMounts").Index(j).Child("name"), m.Name))
+				}
+			}
+			for name, req := range c.Resources.Requests {
+				if lim, ok := c.Resources.Limits[name]; ok && req.Cmp(lim) > 0 {
+					errs = append(errs, field.Invalid(ip.Child("resources", "requests").Key(string(name)), req.String(), fmt.Sprintf("must be less than or equal to %s limit of %s", name, lim.String())))
+				}
+			}
+		}
+	}
+	check(p.Child("initContainers"), s.InitContainers)
+	check(p.Child("containers"), s.Containers)
 	return errs
 }
