@@ -347,7 +347,7 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Rec
         let new_revision = last_synced.as_deref() != Some(comparison.revision.sha.as_str());
         if new_revision {
             trigger = Some(Trigger::Automated);
-        } else if last_failed {
+        } else if last_failed && retry_policy(app).is_some() {
             if retry_due(app, ctx, &key) {
                 trigger = Some(Trigger::Retry);
             }
@@ -568,7 +568,15 @@ async fn run_sync(
             .is_some_and(|v| v.eq_ignore_ascii_case("false")),
         ..SyncOptions::default()
     };
-    let result = ctx.pipeline.engine().sync(&comparison.plan, &options).await;
+    let result = match ensure_namespace(app, ctx, &policy).await {
+        Ok(()) => ctx
+            .pipeline
+            .engine()
+            .sync(&comparison.plan, &options)
+            .await
+            .map_err(|e| error_chain(&e)),
+        Err(message) => Err(message),
+    };
     let finished_at = now_rfc3339();
     let (phase, message, resources, inventory) = match result {
         Ok(r) => {
@@ -689,6 +697,40 @@ async fn run_sync(
             .publish(app, Severity::Warning, "SyncFailed", &message)
             .await;
         Err(())
+    }
+}
+
+/// With `CreateNamespace=true`, creates the destination namespace when it does not exist (it is not tracked, so it
+/// is never pruned).
+async fn ensure_namespace(
+    app: &Application,
+    ctx: &Context,
+    policy: &kedge_api::SyncPolicy,
+) -> Result<(), String> {
+    if !policy.flag("CreateNamespace") {
+        return Ok(());
+    }
+    let Some(ns) = app
+        .spec
+        .destination
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+    else {
+        return Ok(());
+    };
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
+    match api.get_opt(&ns).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => {
+            let body =
+                json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
+            api.patch(&ns, &PatchParams::apply("kedge"), &Patch::Apply(&body))
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("failed to create namespace {ns}: {e}"))
+        }
+        Err(e) => Err(format!("failed to read namespace {ns}: {e}")),
     }
 }
 
@@ -985,11 +1027,17 @@ async fn patch_status(
     app: &Application,
     status: &ApplicationStatus,
 ) -> Result<(), ReconcileError> {
-    let patch = json!({ "status": status });
+    // Server-side apply of the whole status: fields this pass leaves out (a cleared message) are removed, which a
+    // merge patch would keep.
+    let patch = json!({
+        "apiVersion": Application::api_version(&()),
+        "kind": Application::kind(&()),
+        "status": status,
+    });
     api.patch_status(
         &app.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
+        &PatchParams::apply("kedge").force(),
+        &Patch::Apply(&patch),
     )
     .await
     .map(|_| ())

@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "kedge", version, about)]
 struct Cli {
+    #[command(flatten)]
+    kube: cli::kube::KubeArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -19,15 +21,25 @@ enum Command {
     /// Render an application (a local directory or a path of a Git repository) into the objects Kedge would
     /// apply, and print them.
     Render(cli::render::RenderArgs),
+    /// Run the controller: keep every Application equal to Git.
+    Run(cli::run::RunArgs),
+    /// Install the Application CRD, a namespace, RBAC and the controller Deployment (or print them).
+    Install(cli::install::InstallArgs),
+    /// Work with Applications: list, get, diff, sync, history, rollback, suspend, resume, refresh, delete.
+    #[command(subcommand)]
+    App(cli::app::AppCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Render(args) => cli::render::run(args),
+        Command::Render(args) => cli::render::run(args).map(|()| 0),
+        Command::Run(args) => cli::run::run(&cli.kube, args).map(|()| 0),
+        Command::Install(args) => cli::install::run(&cli.kube, args).map(|()| 0),
+        Command::App(cmd) => cli::app::run(&cli.kube, cmd),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("kedge: error: {err}");
             for cause in err.chain().skip(1) {

@@ -1,0 +1,566 @@
+//! `kedge app ...`: list, inspect, diff, sync, roll back, suspend, resume, refresh and delete Applications.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use kedge_api::{
+    Application, OPERATION_ANNOTATION, Operation, REFRESH_ANNOTATION, RESOURCES_FINALIZER,
+    RollbackOperation, SyncOperation,
+};
+use kedge_controller::pipeline::Pipeline;
+use kedge_engine::plan::SyncStatus as PlanStatus;
+use kedge_engine::{Engine, EngineConfig};
+use kedge_render::{RenderConfig, Renderer};
+use kedge_source::{Source, SourceConfig};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+use super::kube::{KubeArgs, runtime};
+use super::run::default_cache_dir;
+
+/// Output formats, as kubectl names them.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    /// A table.
+    #[default]
+    Table,
+    /// A table with more columns.
+    Wide,
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+}
+
+/// `kedge app` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum AppCommand {
+    /// List Applications with their sync and health state.
+    List {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+        /// List across all namespaces.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+    },
+    /// Show one Application, its objects and conditions.
+    Get {
+        /// Application name.
+        name: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Show what differs between Git and the cluster; exits 1 when out of sync, 0 when in sync.
+    Diff {
+        /// Application name.
+        name: String,
+        /// Compare this revision (a branch, tag or commit not merged yet) instead of the target revision.
+        #[arg(long)]
+        revision: Option<String>,
+    },
+    /// Sync an Application now and wait for the result.
+    Sync(SyncArgs),
+    /// Show the sync history.
+    History {
+        /// Application name.
+        name: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Apply the revision of a history entry and suspend automated sync until resumed.
+    Rollback {
+        /// Application name.
+        name: String,
+        /// History id (see `kedge app history`).
+        id: i64,
+        /// Prune objects the old revision does not have.
+        #[arg(long)]
+        prune: bool,
+        /// How long to wait for the result.
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Stop automated sync and self-heal.
+    Suspend {
+        /// Application name.
+        name: String,
+    },
+    /// Resume automated sync and self-heal.
+    Resume {
+        /// Application name.
+        name: String,
+    },
+    /// Compare with Git again now (`--hard` also drops cached comparisons).
+    Refresh {
+        /// Application name.
+        name: String,
+        /// Drop cached comparisons.
+        #[arg(long)]
+        hard: bool,
+    },
+    /// Delete an Application; with --cascade also the objects it owns.
+    Delete {
+        /// Application name.
+        name: String,
+        /// Delete the Application's objects too (owned ones only).
+        #[arg(long)]
+        cascade: bool,
+    },
+}
+
+/// Flags of `kedge app sync`.
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// Application name.
+    pub name: String,
+    /// Delete objects removed from Git.
+    #[arg(long)]
+    pub prune: bool,
+    /// Plan only; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Sync this revision instead of the target revision.
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// How long to wait for the result.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Return at once instead of waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    kedge_api::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Runs an `app` subcommand; returns the process exit code.
+pub fn run(kube: &KubeArgs, cmd: AppCommand) -> anyhow::Result<u8> {
+    runtime()?.block_on(async move {
+        let (client, ns) = kube.client().await?;
+        let api: Api<Application> = Api::namespaced(client.clone(), &ns);
+        match cmd {
+            AppCommand::List { output, all_namespaces } => {
+                let api: Api<Application> = if all_namespaces { Api::all(client.clone()) } else { api };
+                let list = api.list(&ListParams::default()).await.context("failed to list Applications")?;
+                print_list(&list.items, output, all_namespaces)?;
+                Ok(0)
+            }
+            AppCommand::Get { name, output } => {
+                let app = get(&api, &name).await?;
+                print_app(&app, output)?;
+                Ok(0)
+            }
+            AppCommand::Diff { name, revision } => diff(client, &api, &name, revision.as_deref()).await,
+            AppCommand::Sync(args) => sync(&api, args).await,
+            AppCommand::History { name, output } => {
+                let app = get(&api, &name).await?;
+                let history = app.status.map(|s| s.history).unwrap_or_default();
+                match output {
+                    Output::Json => println!("{}", serde_json::to_string_pretty(&history)?),
+                    Output::Yaml => print!("{}", serde_saphyr::to_string(&history)?),
+                    _ => {
+                        let mut rows = vec![vec!["ID", "DEPLOYED AT", "REVISION", "INITIATED BY", "RESULT"].into_iter().map(String::from).collect()];
+                        for h in history.iter().rev() {
+                            rows.push(vec![h.id.to_string(), h.deployed_at.clone(), h.revision.clone(), h.initiated_by.clone(), h.result.clone()]);
+                        }
+                        print_table(&rows);
+                    }
+                }
+                Ok(0)
+            }
+            AppCommand::Rollback { name, id, prune, timeout } => {
+                let app = get(&api, &name).await?;
+                let known = app.status.as_ref().is_some_and(|s| s.history.iter().any(|h| h.id == id));
+                if !known {
+                    bail!("application {name} has no history entry {id} (see `kedge app history {name}`)");
+                }
+                let op = Operation { rollback: Some(RollbackOperation { id, prune }), ..operation("cli") };
+                request(&api, &name, &op).await?;
+                wait_for_operation(&api, &name, &op, timeout).await
+            }
+            AppCommand::Suspend { name } => set_suspend(&api, &name, true).await,
+            AppCommand::Resume { name } => set_suspend(&api, &name, false).await,
+            AppCommand::Refresh { name, hard } => {
+                get(&api, &name).await?;
+                let value = if hard { "hard" } else { "normal" };
+                let patch = json!({ "metadata": { "annotations": { REFRESH_ANNOTATION: value } } });
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.context("failed to request a refresh")?;
+                println!("application {name}: {value} refresh requested");
+                Ok(0)
+            }
+            AppCommand::Delete { name, cascade } => {
+                let app = get(&api, &name).await?;
+                let mut finalizers: Vec<String> = app.finalizers().iter().filter(|f| *f != RESOURCES_FINALIZER).cloned().collect();
+                if cascade {
+                    finalizers.push(RESOURCES_FINALIZER.to_owned());
+                }
+                let patch = json!({ "metadata": { "finalizers": finalizers } });
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.context("failed to set finalizers")?;
+                api.delete(&name, &DeleteParams::default()).await.context("failed to delete the application")?;
+                if cascade {
+                    println!("application {name} deleted; its objects are being deleted");
+                } else {
+                    println!("application {name} deleted; its objects are left in place");
+                }
+                Ok(0)
+            }
+        }
+    })
+}
+
+fn operation(by: &str) -> Operation {
+    Operation {
+        initiated_by: by.to_owned(),
+        requested_at: jiff::Timestamp::now().to_string(),
+        ..Default::default()
+    }
+}
+
+async fn get(api: &Api<Application>, name: &str) -> anyhow::Result<Application> {
+    match api.get_opt(name).await {
+        Ok(Some(app)) => Ok(app),
+        Ok(None) => bail!(
+            "application {name} not found in namespace {}",
+            api_namespace(api)
+        ),
+        Err(e) => Err(e).with_context(|| format!("failed to read application {name}")),
+    }
+}
+
+fn api_namespace(api: &Api<Application>) -> String {
+    api.resource_url()
+        .split('/')
+        .skip_while(|s| *s != "namespaces")
+        .nth(1)
+        .unwrap_or("")
+        .to_owned()
+}
+
+async fn set_suspend(api: &Api<Application>, name: &str, suspend: bool) -> anyhow::Result<u8> {
+    get(api, name).await?;
+    let patch = json!({ "spec": { "suspend": suspend } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .context("failed to update the application")?;
+    println!(
+        "application {name} {}",
+        if suspend { "suspended" } else { "resumed" }
+    );
+    Ok(0)
+}
+
+async fn request(api: &Api<Application>, name: &str, op: &Operation) -> anyhow::Result<()> {
+    let patch =
+        json!({ "metadata": { "annotations": { OPERATION_ANNOTATION: op.to_annotation() } } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .context("failed to request the operation")?;
+    Ok(())
+}
+
+async fn sync(api: &Api<Application>, args: SyncArgs) -> anyhow::Result<u8> {
+    get(api, &args.name).await?;
+    let op = Operation {
+        sync: Some(SyncOperation {
+            prune: args.prune,
+            dry_run: args.dry_run,
+            revision: args.revision.clone(),
+        }),
+        ..operation("cli")
+    };
+    request(api, &args.name, &op).await?;
+    if args.no_wait {
+        println!("application {}: sync requested", args.name);
+        return Ok(0);
+    }
+    wait_for_operation(api, &args.name, &op, args.timeout).await
+}
+
+/// Waits until the controller has taken the operation and finished it, printing each object's progress.
+async fn wait_for_operation(
+    api: &Api<Application>,
+    name: &str,
+    op: &Operation,
+    timeout: Duration,
+) -> anyhow::Result<u8> {
+    let deadline = Instant::now() + timeout;
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut out = std::io::stdout();
+    loop {
+        if Instant::now() > deadline {
+            bail!(
+                "timed out after {} waiting for application {name} (is `kedge run` running?)",
+                humantime(timeout)
+            );
+        }
+        let app = get(api, name).await?;
+        let pending = app.annotations().contains_key(OPERATION_ANNOTATION);
+        let state = app.status.as_ref().and_then(|s| s.operation_state.clone());
+        if !pending
+            && let Some(state) =
+                state.filter(|s| s.started_at.as_deref().unwrap_or("") >= op.requested_at.as_str())
+        {
+            for r in state.sync_result.iter().flat_map(|r| r.resources.iter()) {
+                let key = format!("{}/{}/{}", r.object.kind, r.object.namespace, r.object.name);
+                if seen.get(&key) != Some(&r.status) {
+                    let ns = if r.object.namespace.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}/", r.object.namespace)
+                    };
+                    let hook = if r.hook_phase.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [{}]", r.hook_phase)
+                    };
+                    let msg = if r.message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", r.message)
+                    };
+                    writeln!(
+                        out,
+                        "  {:<12} {}{} {}{}{}",
+                        r.status, ns, r.object.kind, r.object.name, hook, msg
+                    )?;
+                    seen.insert(key, r.status.clone());
+                }
+            }
+            println!("{}: {}", state.phase, state.message);
+            return Ok(if state.phase == "Succeeded" { 0 } else { 1 });
+        }
+        if !pending && op.sync.as_ref().is_some_and(|s| s.dry_run) {
+            println!("dry run done; see `kedge app get {name}` or `kedge app diff {name}`");
+            return Ok(0);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn humantime(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
+async fn diff(
+    client: kube::Client,
+    api: &Api<Application>,
+    name: &str,
+    revision: Option<&str>,
+) -> anyhow::Result<u8> {
+    let app = get(api, name).await?;
+    let source = Source::new(SourceConfig::new(default_cache_dir("cli/git")))
+        .context("failed to set up the Git cache")?;
+    let renderer = Arc::new(Renderer::new(RenderConfig::default()));
+    let engine = Arc::new(
+        Engine::new(client.clone(), EngineConfig::default())
+            .context("failed to set up the engine")?,
+    );
+    let pipeline = Pipeline::new(client, source, renderer, engine);
+    let cmp = pipeline
+        .compare(&app, revision, None)
+        .await
+        .map_err(|e| anyhow::anyhow!(kedge_controller::reconcile::error_chain(&e)))?;
+    let mut differs = false;
+    for o in &cmp.plan.objects {
+        match o.status {
+            PlanStatus::Synced => {}
+            PlanStatus::Missing => {
+                differs = true;
+                println!("=== {} (missing: will be created)", o.id);
+                if let Some(d) = &o.diff {
+                    print!("{}", d.text);
+                }
+            }
+            PlanStatus::OutOfSync => {
+                differs = true;
+                println!("=== {}", o.id);
+                for a in &o.drift {
+                    println!("# {}", a.message());
+                }
+                if let Some(d) = &o.diff {
+                    print!("{}", d.text);
+                }
+            }
+            PlanStatus::Error => {
+                differs = true;
+                println!("=== {} (error)\n{}", o.id, o.message);
+            }
+        }
+    }
+    for p in &cmp.plan.prune {
+        differs = true;
+        println!("=== {} (removed from Git: {:?})", p.id, p.action);
+    }
+    let rev = &cmp.revision;
+    eprintln!(
+        "{} at {} ({}): {}",
+        name,
+        rev.sha.get(..7).unwrap_or(&rev.sha),
+        rev.ref_name.as_deref().unwrap_or(&rev.requested),
+        if differs { "out of sync" } else { "in sync" }
+    );
+    Ok(if differs { 1 } else { 0 })
+}
+
+fn print_table(rows: &[Vec<String>]) {
+    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{:<w$}", s, w = widths[i]))
+            .collect();
+        println!("{}", line.join("   ").trim_end());
+    }
+}
+
+fn age(app: &Application) -> String {
+    let Some(created) = app.metadata.creation_timestamp.as_ref() else {
+        return "?".into();
+    };
+    let secs = jiff::Timestamp::now().as_second() - created.0.as_second();
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+fn print_list(apps: &[Application], output: Output, all_namespaces: bool) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(apps)?),
+        Output::Yaml => print!("{}", serde_saphyr::to_string(&apps.to_vec())?),
+        Output::Table | Output::Wide => {
+            let mut header = vec![];
+            if all_namespaces {
+                header.push("NAMESPACE");
+            }
+            header.extend(["NAME", "SYNC", "HEALTH", "REVISION", "AGE"]);
+            if output == Output::Wide {
+                header.extend(["REPO", "PATH", "TARGET"]);
+            }
+            let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
+            for app in apps {
+                let st = app.status.clone().unwrap_or_default();
+                let mut row = vec![];
+                if all_namespaces {
+                    row.push(app.namespace().unwrap_or_default());
+                }
+                row.extend([
+                    app.name_any(),
+                    format!("{:?}", st.sync.status),
+                    format!("{:?}", st.health.status),
+                    st.sync.short_revision.clone().unwrap_or_default(),
+                    age(app),
+                ]);
+                if output == Output::Wide {
+                    row.extend([
+                        kedge_source::repo::strip_userinfo(&app.spec.source.repo_url),
+                        app.spec.source.path.clone(),
+                        app.spec.source.target_revision.clone(),
+                    ]);
+                }
+                rows.push(row);
+            }
+            if apps.is_empty() {
+                eprintln!("no applications found");
+            } else {
+                print_table(&rows);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_app(app: &Application, output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(app)?),
+        Output::Yaml => print!("{}", serde_saphyr::to_string(app)?),
+        Output::Table | Output::Wide => {
+            let st = app.status.clone().unwrap_or_default();
+            println!(
+                "Name:        {}/{}",
+                app.namespace().unwrap_or_default(),
+                app.name_any()
+            );
+            println!(
+                "Repository:  {}",
+                kedge_source::repo::strip_userinfo(&app.spec.source.repo_url)
+            );
+            println!("Path:        {}", app.spec.source.path);
+            println!("Target:      {}", app.spec.source.target_revision);
+            println!(
+                "Revision:    {}",
+                st.sync.revision.clone().unwrap_or_default()
+            );
+            println!("Sync:        {:?}", st.sync.status);
+            let health_msg = st
+                .health
+                .message
+                .clone()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
+            println!("Health:      {:?}{}", st.health.status, health_msg);
+            if app.spec.suspend {
+                println!("Suspended:   yes");
+            }
+            if let Some(op) = &st.operation_state {
+                println!(
+                    "Last sync:   {} at {}: {}",
+                    op.phase,
+                    op.finished_at.clone().unwrap_or_default(),
+                    op.message
+                );
+            }
+            if !st.conditions.is_empty() {
+                println!("\nConditions:");
+                for c in &st.conditions {
+                    println!(
+                        "  {:<12} {:<6} {:<18} {}",
+                        c.type_, c.status, c.reason, c.message
+                    );
+                }
+            }
+            println!();
+            let mut rows = vec![
+                vec!["KIND", "NAMESPACE", "NAME", "SYNC", "HEALTH", "MESSAGE"]
+                    .into_iter()
+                    .map(String::from)
+                    .collect::<Vec<_>>(),
+            ];
+            for r in &st.resources {
+                rows.push(vec![
+                    r.object.kind.clone(),
+                    r.object.namespace.clone(),
+                    r.object.name.clone(),
+                    format!("{:?}", r.status),
+                    r.health
+                        .as_ref()
+                        .map(|h| format!("{:?}", h.status))
+                        .unwrap_or_default(),
+                    r.message.clone().unwrap_or_default(),
+                ]);
+            }
+            print_table(&rows);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! `kedge run`: the controller.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use kedge_controller::runner::{RunConfig, run as run_controller};
+use tokio_util::sync::CancellationToken;
+
+use super::kube::{KubeArgs, runtime};
+
+/// Flags of `kedge run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Watch Applications in every namespace (default: only the namespace of -n or the context).
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// How often each repository is asked whether it moved (plus up to 10% jitter).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub poll_interval: std::time::Duration,
+    /// How often every application is compared again without any trigger.
+    #[arg(long, default_value = "180s", value_parser = parse_duration)]
+    pub resync_interval: std::time::Duration,
+    /// Address of the HTTP endpoints (probes, metrics).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Cache folder for Git mirrors (default: $KEDGE_CACHE/controller or ~/.cache/kedge/controller).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Namespace of the leader-election Lease (default: the Applications' namespace, or `kedge` with -A).
+    #[arg(long)]
+    pub lease_namespace: Option<String>,
+    /// Identity of this replica in leader election (default: $POD_NAME or the host name plus the process id).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    kedge_api::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// The default cache folder.
+pub fn default_cache_dir(sub: &str) -> PathBuf {
+    let base = std::env::var_os("KEDGE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/kedge")))
+        .unwrap_or_else(|| std::env::temp_dir().join("kedge"));
+    base.join(sub)
+}
+
+/// Runs the controller until SIGINT or SIGTERM.
+pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    runtime()?.block_on(async move {
+        kedge_source::install_crypto_provider();
+        let config = kube.config().await?;
+        let namespace = if args.all_namespaces {
+            None
+        } else {
+            Some(
+                kube.namespace
+                    .clone()
+                    .unwrap_or_else(|| config.default_namespace.clone()),
+            )
+        };
+        let identity = args.identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_default();
+            format!(
+                "{}-{}",
+                if host.is_empty() { "kedge" } else { &host },
+                std::process::id()
+            )
+        });
+        let mut rc = RunConfig::new(
+            args.cache_dir
+                .clone()
+                .unwrap_or_else(|| default_cache_dir("controller")),
+            identity,
+        );
+        rc.lease_namespace = args
+            .lease_namespace
+            .clone()
+            .or_else(|| namespace.clone())
+            .unwrap_or_else(|| "kedge".to_owned());
+        rc.namespace = namespace;
+        rc.poll_interval = args.poll_interval;
+        rc.resync_interval = args.resync_interval;
+        rc.listen = Some(args.listen);
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            signal.cancel();
+        });
+        run_controller(config, rc, shutdown)
+            .await
+            .context("controller failed")
+    })
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
