@@ -65,6 +65,30 @@ impl RunConfig {
     }
 }
 
+/// What the HTTP API, UI and webhook receivers get from the running controller.
+#[derive(Clone)]
+pub struct ServerHandles {
+    /// The controller's Kubernetes client (requests are counted in the metrics).
+    pub client: kube::Client,
+    /// The controller's cache of Applications.
+    pub store: Store<Application>,
+    /// Queues a reconcile of an application.
+    pub triggers: mpsc::UnboundedSender<ObjectRef<Application>>,
+    /// The reconcile context (e.g. for [`repository_pushed`]).
+    pub context: Arc<Context>,
+    /// Fetch, render, plan (for diffs and previews).
+    pub pipeline: Pipeline,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The namespace the controller watches, `None` for all.
+    pub namespace: Option<String>,
+    /// Cancelled at shutdown (e.g. to end server-sent event streams).
+    pub shutdown: CancellationToken,
+}
+
+/// Builds extra HTTP routes (API, UI, webhooks) once the controller is wired; merged with the probe routes.
+pub type RouteBuilder = Box<dyn FnOnce(ServerHandles) -> axum::Router + Send>;
+
 /// Why the controller could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -93,6 +117,7 @@ pub async fn run(
     kube_config: kube::Config,
     config: RunConfig,
     shutdown: CancellationToken,
+    routes: Option<RouteBuilder>,
 ) -> Result<(), RunError> {
     let metrics = Metrics::new();
     let client = crate::client::counting_client(kube_config, &metrics).map_err(RunError::Client)?;
@@ -133,9 +158,24 @@ pub async fn run(
     };
     let readiness = Arc::new(Readiness::default());
 
+    let controller = Controller::new(apps, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency));
+    let store = controller.store();
     let http = match config.listen {
         Some(addr) => {
-            let router = probes::probe_routes(metrics.clone(), readiness.clone());
+            let mut router = probes::probe_routes(metrics.clone(), readiness.clone());
+            if let Some(build) = routes {
+                router = router.merge(build(ServerHandles {
+                    client: client.clone(),
+                    store: store.clone(),
+                    triggers: drift.trigger_sender(),
+                    context: ctx.clone(),
+                    pipeline: pipeline.clone(),
+                    metrics: metrics.clone(),
+                    namespace: config.namespace.clone(),
+                    shutdown: shutdown.clone(),
+                }));
+            }
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| RunError::Http { addr, source })?;
@@ -150,9 +190,6 @@ pub async fn run(
         None => None,
     };
 
-    let controller = Controller::new(apps, watcher::Config::default())
-        .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency));
-    let store = controller.store();
     {
         let store = store.clone();
         let readiness = readiness.clone();

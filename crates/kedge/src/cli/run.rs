@@ -102,7 +102,7 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
             tracing::info!("shutting down");
             signal.cancel();
         });
-        run_controller(config, rc, shutdown)
+        run_controller(config, rc, shutdown, None)
             .await
             .context("controller failed")
     })
