@@ -357,7 +357,8 @@ func (s *simulator) syncDeployment(ctx context.Context, k simKey, d *appsv1.Depl
 	case wait > 0 && replicas > 0:
 		st.ReadyReplicas, st.AvailableReplicas = 0, 0
 		if wasAvailable {
-			st.ReadyReplicas, st.AvailableReplicas = replicas, replicas
+			// Rolling update: the old pods still serve, no new pod is ready yet.
+			st.ReadyReplicas, st.AvailableReplicas, st.UpdatedReplicas = replicas, replicas, 0
 		}
 		st.UnavailableReplicas = replicas - st.AvailableReplicas
 		if !wasAvailable {
