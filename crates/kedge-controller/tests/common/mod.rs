@@ -1,0 +1,575 @@
+//! Shared harness of the end-to-end tests: a namespace on the test cluster, loopback git servers with a work tree
+//! to push from, and the controller running in-process on its own tokio runtime (so that a test can stop it
+//! gracefully or kill it outright).
+//!
+//! Also compiled into the `kedge` crate's CLI tests (`#[path]`), so it only uses crates both packages depend on.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kedge_api::{Application, Condition};
+use kedge_controller::runner::{RunConfig, run};
+use kedge_testkit::{GitFixture, GitServers, HttpAuth, TestCluster, TestNamespace, wait_for};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// How long a step may take before the test fails (generous: the machine is shared; steps take ~1-3 s).
+pub const STEP: Duration = Duration::from_secs(40);
+/// How often conditions are polled.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// Logs to the test's output when `RUST_LOG` is set (e.g. `RUST_LOG=kedge_controller=debug`).
+pub fn init_tracing() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// One test's world: a namespace (Applications, their objects and the Lease live there), git servers with a bare
+/// repository `app.git`, and a work tree pushing to it.
+pub struct Env {
+    pub cluster: TestCluster,
+    pub client: kube::Client,
+    pub ns: TestNamespace,
+    pub servers: GitServers,
+    pub work: GitFixture,
+    /// The repository over git:// (no auth), as Applications see it.
+    pub repo_url: String,
+    cache: tempfile::TempDir,
+}
+
+impl Env {
+    /// Starts everything; `prefix` names the namespace.
+    pub async fn new(prefix: &str) -> Self {
+        Self::with_auth(prefix, HttpAuth::basic("kedge", "not-used")).await
+    }
+
+    /// Like [`new`](Self::new) with the HTTP server accepting `auth`.
+    pub async fn with_auth(prefix: &str, auth: HttpAuth) -> Self {
+        init_tracing();
+        kedge_source::install_crypto_provider();
+        let cluster = TestCluster::from_env().await.expect("test cluster");
+        let client = cluster.client();
+        install_crd(&client).await;
+        let ns = cluster.namespace(prefix).await.expect("namespace");
+        let servers = GitServers::start(auth).expect("git servers");
+        servers.root.create_bare_repo("app.git").expect("bare repo");
+        let repo_url = servers.daemon.url("app.git");
+        let work = GitFixture::new().expect("work tree");
+        let cache = tempfile::Builder::new()
+            .prefix("kedge-e2e-cache-")
+            .tempdir()
+            .expect("cache dir");
+        Self {
+            cluster,
+            client,
+            ns,
+            servers,
+            work,
+            repo_url,
+            cache,
+        }
+    }
+
+    /// The namespace's name.
+    pub fn ns(&self) -> &str {
+        self.ns.name()
+    }
+
+    /// Writes a file in the work tree.
+    pub fn write(&self, rel: &str, contents: &str) {
+        self.work.write(rel, contents).expect("write file");
+    }
+
+    /// Commits everything and pushes `main`; returns the commit.
+    pub fn commit_push(&self, message: &str) -> String {
+        let sha = self.work.commit(message).expect("commit");
+        self.push();
+        sha
+    }
+
+    /// Pushes `main`.
+    pub fn push(&self) {
+        self.work.push(&self.repo_url, "main").expect("push");
+    }
+
+    /// The settings of an in-process controller for this test: this namespace only, the Lease here, 1 s polls.
+    pub fn run_config(&self, identity: &str) -> RunConfig {
+        let mut rc = RunConfig::new(self.cache.path().join(identity), identity);
+        rc.namespace = Some(self.ns().to_owned());
+        rc.lease_namespace = self.ns().to_owned();
+        rc.poll_interval = Duration::from_secs(1);
+        rc.resync_interval = Duration::from_secs(30);
+        rc
+    }
+
+    /// Starts a controller with identity `identity`.
+    pub fn start_controller(&self, identity: &str) -> RunningController {
+        RunningController::start(self.cluster.kubeconfig(), self.run_config(identity))
+    }
+
+    /// The Applications API of this namespace.
+    pub fn apps(&self) -> Api<Application> {
+        Api::namespaced(self.client.clone(), self.ns())
+    }
+
+    /// Creates an Application `name` on this test's repository (`main`, `path`) with the given `syncPolicy`
+    /// and extra spec fields merged in.
+    pub async fn create_app(&self, name: &str, path: &str, sync_policy: Value) -> Application {
+        self.create_app_with(name, path, sync_policy, json!({}), json!({}))
+            .await
+    }
+
+    /// Creates an Application; `spec_extra` and `meta_extra` are merged into spec and metadata.
+    pub async fn create_app_with(
+        &self,
+        name: &str,
+        path: &str,
+        sync_policy: Value,
+        spec_extra: Value,
+        meta_extra: Value,
+    ) -> Application {
+        let mut value = json!({
+            "apiVersion": "kedge.dev/v1alpha1",
+            "kind": "Application",
+            "metadata": { "name": name, "namespace": self.ns() },
+            "spec": {
+                "source": { "repoURL": self.repo_url, "targetRevision": "main", "path": path },
+                "syncPolicy": sync_policy,
+            }
+        });
+        merge(&mut value["spec"], spec_extra);
+        merge(&mut value["metadata"], meta_extra);
+        let app: Application = serde_json::from_value(value).expect("application");
+        self.apps()
+            .create(&PostParams::default(), &app)
+            .await
+            .expect("create application")
+    }
+
+    /// The Application `name` now.
+    pub async fn app(&self, name: &str) -> Application {
+        self.apps().get(name).await.expect("get application")
+    }
+
+    /// Merge-patches the Application `name`.
+    pub async fn patch_app(&self, name: &str, patch: Value) {
+        self.apps()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("patch application");
+    }
+
+    /// Waits until the Application satisfies `cond`; on timeout, fails showing its last status.
+    #[track_caller]
+    pub fn wait_app<'a>(
+        &'a self,
+        name: &'a str,
+        what: &'a str,
+        cond: impl Fn(&Application) -> bool + 'a,
+    ) -> impl std::future::Future<Output = Application> + 'a {
+        let location = std::panic::Location::caller();
+        async move {
+            let api = self.apps();
+            let got = wait_for(STEP, POLL, || async {
+                api.get_opt(name).await.ok().flatten().filter(|a| cond(a))
+            })
+            .await;
+            match got {
+                Ok(app) => app,
+                Err(timeout) => {
+                    let last = api.get_opt(name).await.ok().flatten();
+                    let status = last
+                        .as_ref()
+                        .map(|a| serde_json::to_string_pretty(&a.status).unwrap_or_default())
+                        .unwrap_or_else(|| "<application not found>".into());
+                    let events = self
+                        .events(name)
+                        .await
+                        .iter()
+                        .map(|e| {
+                            format!(
+                                "{} {}: {}",
+                                e.type_.clone().unwrap_or_default(),
+                                e.reason.clone().unwrap_or_default(),
+                                e.message.clone().unwrap_or_default()
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    panic!(
+                        "{location}: application {name}: {what}: {timeout}\nstatus: {status}\nevents:\n{events}"
+                    )
+                }
+            }
+        }
+    }
+
+    /// Waits until `name` is Synced and Healthy at `sha`.
+    #[track_caller]
+    pub fn wait_synced<'a>(
+        &'a self,
+        name: &'a str,
+        sha: &'a str,
+    ) -> impl std::future::Future<Output = Application> + 'a {
+        self.wait_app(name, "Synced and Healthy", move |a| synced_at(a, sha))
+    }
+
+    /// The Events about Application `name`, oldest first.
+    pub async fn events(&self, name: &str) -> Vec<Event> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), self.ns());
+        let mut events: Vec<Event> = api
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| {
+                e.involved_object.kind.as_deref() == Some("Application")
+                    && e.involved_object.name.as_deref() == Some(name)
+            })
+            .collect();
+        events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+        events
+    }
+
+    /// Waits for an Event about `name` with `reason` whose message satisfies `cond`; returns it.
+    #[track_caller]
+    pub fn wait_event<'a>(
+        &'a self,
+        name: &'a str,
+        reason: &'a str,
+        cond: impl Fn(&str) -> bool + 'a,
+    ) -> impl std::future::Future<Output = Event> + 'a {
+        let location = std::panic::Location::caller();
+        async move {
+            let got = wait_for(STEP, POLL, || async {
+                self.events(name).await.into_iter().find(|e| {
+                    e.reason.as_deref() == Some(reason) && cond(e.message.as_deref().unwrap_or(""))
+                })
+            })
+            .await;
+            match got {
+                Ok(e) => e,
+                Err(timeout) => {
+                    let all: Vec<String> = self
+                        .events(name)
+                        .await
+                        .iter()
+                        .map(|e| {
+                            format!(
+                                "{}: {}",
+                                e.reason.clone().unwrap_or_default(),
+                                e.message.clone().unwrap_or_default()
+                            )
+                        })
+                        .collect();
+                    panic!(
+                        "{location}: no {reason} event on {name}: {timeout}\nevents:\n{}",
+                        all.join("\n")
+                    )
+                }
+            }
+        }
+    }
+
+    /// Number of events about `name` with `reason`.
+    pub async fn count_events(&self, name: &str, reason: &str) -> usize {
+        self.events(name)
+            .await
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .count()
+    }
+
+    /// A namespaced object of this namespace (core group when `group` is empty), if it exists.
+    pub async fn object(
+        &self,
+        group: &str,
+        version: &str,
+        kind: &str,
+        name: &str,
+    ) -> Option<DynamicObject> {
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+        Api::<DynamicObject>::namespaced_with(self.client.clone(), self.ns(), &ar)
+            .get_opt(name)
+            .await
+            .expect("get object")
+    }
+
+    /// The `data` of ConfigMap `name`, if it exists.
+    pub async fn config_map_data(&self, name: &str) -> Option<Value> {
+        self.object("", "v1", "ConfigMap", name)
+            .await
+            .map(|o| o.data["data"].clone())
+    }
+
+    /// Waits until ConfigMap `name` has `data.key == value`.
+    #[track_caller]
+    pub fn wait_config_map<'a>(
+        &'a self,
+        name: &'a str,
+        key: &'a str,
+        value: &'a str,
+    ) -> impl std::future::Future<Output = ()> + 'a {
+        let location = std::panic::Location::caller();
+        async move {
+            let res = wait_for(STEP, POLL, || async {
+                self.config_map_data(name)
+                    .await
+                    .is_some_and(|d| d[key] == value)
+            })
+            .await;
+            if let Err(t) = res {
+                panic!(
+                    "{location}: ConfigMap {name} never had {key}={value} (now {:?}): {t}",
+                    self.config_map_data(name).await
+                );
+            }
+        }
+    }
+
+    /// Waits until the object is gone.
+    #[track_caller]
+    pub fn wait_gone<'a>(
+        &'a self,
+        group: &'a str,
+        version: &'a str,
+        kind: &'a str,
+        name: &'a str,
+    ) -> impl std::future::Future<Output = ()> + 'a {
+        let location = std::panic::Location::caller();
+        async move {
+            let res = wait_for(STEP, POLL, || async {
+                self.object(group, version, kind, name).await.is_none()
+            })
+            .await;
+            if let Err(t) = res {
+                panic!("{location}: {kind} {name} still exists: {t}");
+            }
+        }
+    }
+
+    /// `spec.replicas` of Deployment `name`.
+    pub async fn replicas(&self, name: &str) -> Option<i64> {
+        self.object("apps", "v1", "Deployment", name)
+            .await
+            .and_then(|d| d.data["spec"]["replicas"].as_i64())
+    }
+
+    /// Patches `spec.replicas` of Deployment `name` as field manager `manager` (as `kubectl edit` would).
+    pub async fn set_replicas(&self, name: &str, replicas: i64, manager: &str) {
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment"));
+        Api::<DynamicObject>::namespaced_with(self.client.clone(), self.ns(), &ar)
+            .patch(
+                name,
+                &PatchParams {
+                    field_manager: Some(manager.to_owned()),
+                    ..Default::default()
+                },
+                &Patch::Merge(&json!({ "spec": { "replicas": replicas } })),
+            )
+            .await
+            .expect("patch replicas");
+    }
+}
+
+/// Merges the keys of `extra` into `target` (one level).
+fn merge(target: &mut Value, extra: Value) {
+    if let (Some(t), Value::Object(e)) = (target.as_object_mut(), extra) {
+        for (k, v) in e {
+            t.insert(k, v);
+        }
+    }
+}
+
+/// Applies the Application CRD (idempotent; concurrent tests apply the same object) and waits until it serves.
+pub async fn install_crd(client: &kube::Client) {
+    let crd = kedge_controller::install::crd();
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    api.patch(
+        "applications.kedge.dev",
+        &PatchParams::apply("kedge-e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply the Application CRD");
+    let apps: Api<Application> = Api::all(client.clone());
+    wait_for(STEP, POLL, || async {
+        apps.list(&Default::default()).await.is_ok()
+    })
+    .await
+    .expect("Application CRD served");
+}
+
+/// `syncPolicy` with automated sync.
+pub fn automated(prune: bool, self_heal: bool) -> Value {
+    json!({ "automated": { "prune": prune, "selfHeal": self_heal } })
+}
+
+/// Whether the Application is Synced and Healthy at `sha` with Ready=True.
+pub fn synced_at(app: &Application, sha: &str) -> bool {
+    app.status.as_ref().is_some_and(|s| {
+        s.sync.status == kedge_api::SyncCode::Synced
+            && s.sync.revision.as_deref() == Some(sha)
+            && s.health.status == kedge_api::HealthCode::Healthy
+            && condition(app, "Ready").is_some_and(|c| c.status == "True")
+    })
+}
+
+/// The condition `type_` of an Application.
+pub fn condition<'a>(app: &'a Application, type_: &str) -> Option<&'a Condition> {
+    app.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// A ConfigMap manifest.
+pub fn config_map(name: &str, key: &str, value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  {key}: \"{value}\"\n"
+    )
+}
+
+/// A ConfigMap manifest with annotations (`key: value` pairs).
+pub fn config_map_annotated(name: &str, value: &str, annotations: &[(&str, &str)]) -> String {
+    let mut s = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n");
+    if !annotations.is_empty() {
+        s.push_str("  annotations:\n");
+        for (k, v) in annotations {
+            s.push_str(&format!("    {k}: \"{v}\"\n"));
+        }
+    }
+    s.push_str(&format!("data:\n  value: \"{value}\"\n"));
+    s
+}
+
+/// A Deployment manifest (the simulator makes it Available about a second after it is applied).
+pub fn deployment(name: &str, replicas: i64, image: &str) -> String {
+    deployment_annotated(name, replicas, image, &[])
+}
+
+/// A Deployment manifest with annotations.
+pub fn deployment_annotated(
+    name: &str,
+    replicas: i64,
+    image: &str,
+    annotations: &[(&str, &str)],
+) -> String {
+    let mut s = format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n");
+    if !annotations.is_empty() {
+        s.push_str("  annotations:\n");
+        for (k, v) in annotations {
+            s.push_str(&format!("    {k}: \"{v}\"\n"));
+        }
+    }
+    s.push_str(&format!(
+        "spec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n        - name: main\n          image: {image}\n"
+    ));
+    s
+}
+
+/// A controller running in-process on its own multi-threaded tokio runtime.
+///
+/// [`stop`](Self::stop) cancels it the way SIGTERM does (the leader releases its Lease); [`kill`](Self::kill) drops
+/// the runtime with every task mid-flight, as a crash would (the Lease stays held until it expires). Dropping the
+/// handle stops it.
+pub struct RunningController {
+    runtime: Option<tokio::runtime::Runtime>,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    identity: String,
+}
+
+impl RunningController {
+    /// Starts `kedge run` in-process against the cluster of `kubeconfig`.
+    pub fn start(kubeconfig: &Path, config: RunConfig) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(format!("kedge-{}", config.identity))
+            .enable_all()
+            .build()
+            .expect("controller runtime");
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let kubeconfig: PathBuf = kubeconfig.to_owned();
+        let identity = config.identity.clone();
+        let task = runtime.spawn(async move {
+            let kc = kube::config::Kubeconfig::read_from(&kubeconfig).map_err(|e| e.to_string())?;
+            let kube_config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            run(kube_config, config, token, None)
+                .await
+                .map_err(|e| kedge_controller::reconcile::error_chain(&e))
+        });
+        Self {
+            runtime: Some(runtime),
+            shutdown,
+            task: Some(task),
+            identity,
+        }
+    }
+
+    /// This controller's identity.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Graceful stop: cancels, waits for `run` to return (it must within a few seconds), then drops the runtime.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let res = tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("controller stops within 20 s after shutdown");
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => panic!("controller {} failed: {e}", self.identity),
+                Err(e) => panic!("controller {} panicked: {e}", self.identity),
+            }
+        }
+        // Give the leader task a moment to release the Lease: it runs on this runtime, after `run` returned.
+        if let Some(rt) = self.runtime.take() {
+            let _ =
+                tokio::task::spawn_blocking(move || rt.shutdown_timeout(Duration::from_secs(5)))
+                    .await;
+        }
+    }
+
+    /// Crash: every task of the controller stops where it is, nothing is cleaned up.
+    pub fn kill(mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    /// Whether `run` returned (it only does on shutdown or a startup failure).
+    pub fn finished(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
