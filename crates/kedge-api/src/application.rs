@@ -63,6 +63,14 @@ pub struct ApplicationSource {
     /// Options for a Kustomize directory (detected by its kustomization file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kustomize: Option<KustomizeSource>,
+    /// The chart name in a Helm repository (`repoURL` is then an https:// Helm repository or an `oci://`
+    /// registry path, and `targetRevision` a chart version or semver constraint). Unset for charts in Git,
+    /// which are detected by the `Chart.yaml` in `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<String>,
+    /// Options for a Helm chart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<HelmSource>,
 }
 
 fn default_revision() -> String {
@@ -101,6 +109,152 @@ pub struct KustomizeSource {
     /// A suffix added to every object's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_suffix: Option<String>,
+}
+
+/// Options for a Helm chart, rendered with `helm template`.
+///
+/// Values are merged in this order, later wins: `valueFiles`, `values`, `valuesObject`, `valuesFrom`,
+/// `parameters`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmSource {
+    /// The release name; default: the application's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_name: Option<String>,
+    /// Values files, relative to the chart directory (for a chart in Git they may reach elsewhere in the
+    /// repository, never outside it; for a packaged chart they are files of the chart).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub value_files: Vec<String>,
+    /// Values as a YAML string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<String>,
+    /// Values as an object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub values_object: Option<serde_json::Value>,
+    /// Single values, as `helm --set` (or `--set-string` with `forceString`) takes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<HelmParameter>,
+    /// Values read from Secrets or ConfigMaps in the application's namespace; never printed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values_from: Vec<HelmValuesReference>,
+    /// Leave out the chart's `crds/` directory.
+    #[serde(default)]
+    pub skip_crds: bool,
+    /// The Kubernetes version templates see (`Capabilities.KubeVersion`); default: the destination cluster's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_version: Option<String>,
+    /// API versions templates see (`Capabilities.APIVersions`), as `group/version` or `group/version/Kind`;
+    /// default: the destination cluster's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_versions: Vec<String>,
+    /// Changes applied to Helm's output before it is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_renderer: Option<HelmPostRenderer>,
+}
+
+fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// One value set on the command line.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmParameter {
+    /// The key, with Helm's dotted path syntax (`image.tag`, `list[0].name`).
+    pub name: String,
+    /// The value.
+    #[serde(default)]
+    pub value: String,
+    /// Keep the value a string (`--set-string`) instead of letting Helm guess its type.
+    #[serde(default)]
+    pub force_string: bool,
+}
+
+/// The kind of object values are read from.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum HelmValuesKind {
+    /// A Secret.
+    #[default]
+    Secret,
+    /// A ConfigMap.
+    ConfigMap,
+}
+
+/// A values document held by a Secret or ConfigMap of the application's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmValuesReference {
+    /// Secret or ConfigMap.
+    pub kind: HelmValuesKind,
+    /// Its name.
+    pub name: String,
+    /// The key holding a YAML values document; default `values.yaml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Render without it when the object or key does not exist.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// Changes applied to Helm's output.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmPostRenderer {
+    /// Kustomize patches applied to the rendered objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kustomize: Option<KustomizePostRenderer>,
+}
+
+/// Kustomize patches for Helm's output.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizePostRenderer {
+    /// Strategic-merge or JSON 6902 patches, as kustomize's `patches` field takes them (inline only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<KustomizePatch>,
+}
+
+/// One inline kustomize patch and the objects it applies to.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizePatch {
+    /// The patch: a partial object (strategic merge) or a JSON 6902 operation list, as YAML.
+    #[schemars(length(min = 1))]
+    pub patch: String,
+    /// Which objects it applies to; default: the objects the patch names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<KustomizePatchTarget>,
+}
+
+/// Selects the objects a kustomize patch applies to.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizePatchTarget {
+    /// API group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// API version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Name (a regular expression, as kustomize reads it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// A label selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<String>,
+    /// An annotation selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation_selector: Option<String>,
 }
 
 /// Where an application is deployed.
@@ -536,6 +690,68 @@ spec:
                 .as_ref()
                 .and_then(|s| s.status.as_ref())
                 .is_some()
+        );
+    }
+
+    #[test]
+    fn helm_fields_parse() {
+        let yaml = r#"
+apiVersion: kedge.dev/v1alpha1
+kind: Application
+metadata: { name: shop, namespace: kedge }
+spec:
+  source:
+    repoURL: oci://registry.test/charts
+    chart: shop
+    targetRevision: ">=1.2.0 <2"
+    helm:
+      releaseName: shop
+      valueFiles: [values-production.yaml]
+      values: |
+        replicaCount: 2
+      valuesObject: { image: { tag: v2 } }
+      parameters: [ { name: image.tag, value: "1.0", forceString: true } ]
+      valuesFrom: [ { kind: Secret, name: shop-values, key: values.yaml } ]
+      skipCrds: true
+      postRenderer:
+        kustomize:
+          patches:
+            - target: { kind: Deployment }
+              patch: |
+                - op: add
+                  path: /metadata/labels/patched
+                  value: "yes"
+"#;
+        let app: Application = serde_saphyr::from_str(yaml).expect("parses");
+        let src = &app.spec.source;
+        assert_eq!(src.chart.as_deref(), Some("shop"));
+        let helm = src.helm.as_ref().expect("helm");
+        assert_eq!(helm.value_files, ["values-production.yaml"]);
+        assert_eq!(
+            helm.values_object.as_ref().expect("object")["image"]["tag"],
+            "v2"
+        );
+        assert!(helm.parameters[0].force_string);
+        assert_eq!(helm.values_from[0].kind, HelmValuesKind::Secret);
+        assert!(helm.skip_crds);
+        let patches = &helm
+            .post_renderer
+            .as_ref()
+            .expect("post")
+            .kustomize
+            .as_ref()
+            .expect("k")
+            .patches;
+        assert_eq!(
+            patches[0].target.as_ref().expect("t").kind.as_deref(),
+            Some("Deployment")
+        );
+        let crd = serde_json::to_value(Application::crd()).expect("crd");
+        let helm_schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["source"]["properties"]["helm"]["properties"];
+        assert_eq!(
+            helm_schema["valuesObject"]["x-kubernetes-preserve-unknown-fields"],
+            true
         );
     }
 

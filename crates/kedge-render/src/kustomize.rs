@@ -136,7 +136,7 @@ enum Output {
 }
 
 /// Runs the build of `dir` (an absolute directory on disk); `label` names the application directory in errors.
-pub(crate) fn build(
+pub fn build(
     command: &KustomizeCommand,
     config: &KustomizeConfig,
     dir: &Path,

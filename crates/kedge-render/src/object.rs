@@ -119,6 +119,8 @@ pub enum SourceKind {
     Directory,
     /// A Kustomize build.
     Kustomize,
+    /// A Helm chart rendered with `helm template`.
+    Helm,
 }
 
 /// The objects of one render, in source order (file by file, document by document).
@@ -150,7 +152,7 @@ impl RenderedSet {
 }
 
 /// Turns one parsed document into objects (one, or the items of a `List`), pushing problems onto `errors`.
-pub(crate) fn objects_from_document(
+pub fn objects_from_document(
     value: Value,
     source: SourceRef,
     out: &mut Vec<RenderedObject>,
@@ -262,7 +264,7 @@ fn object_from_value(value: Value, source: SourceRef) -> Result<RenderedObject, 
 }
 
 /// Reports every pair of objects with the same identity (objects named by `generateName` are exempt).
-pub(crate) fn check_duplicates(objects: &[RenderedObject], errors: &mut Vec<RenderError>) {
+pub fn check_duplicates(objects: &[RenderedObject], errors: &mut Vec<RenderError>) {
     let mut seen: HashMap<ObjectId, &SourceRef> = HashMap::with_capacity(objects.len());
     for o in objects {
         if o.name.is_empty() {
