@@ -35,6 +35,15 @@ use crate::pipeline::{
 /// Failure of a reconcile that kube-runtime should retry with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
+    /// Reading the latest version of the Application failed.
+    #[error("failed to read application {name}")]
+    Read {
+        /// namespace/name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
     /// Writing the Application (status, annotations, finalizers) failed.
     #[error("failed to update application {name}")]
     Update {
@@ -183,6 +192,21 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
     let started = Instant::now();
+    // The cache can lag behind the status this controller wrote a moment ago (a trigger queued during a pass runs
+    // right after it, before the watch delivers the write). Deciding on that stale copy would sync a revision
+    // again, or drop history and inventory when the status is written back. Read the latest version instead.
+    let api: Api<Application> =
+        Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
+    let app = match api.get_opt(&app.name_any()).await {
+        Ok(Some(latest)) => latest,
+        Ok(None) => return Ok(Action::await_change()),
+        Err(source) => {
+            return Err(ReconcileError::Read {
+                name: key_of(&app),
+                source,
+            });
+        }
+    };
     let result = reconcile_inner(&app, &ctx).await;
     ctx.metrics
         .reconcile_duration
@@ -351,12 +375,53 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Rec
             if retry_due(app, ctx, &key) {
                 trigger = Some(Trigger::Retry);
             }
-        } else if auto.self_heal && heal_due(ctx, &key) {
+        } else if auto.self_heal && heals_something(plan, auto.prune) && heal_due(ctx, &key) {
             trigger = Some(Trigger::SelfHeal);
         }
     }
     if synced {
         ctx.with_memory(&key, |m| m.heal_streak = 0);
+    }
+    // A plan with objects that cannot be applied (unknown kind, rejected by the dry run, invalid manifest) is not
+    // synced at all: applying the rest would leave the cluster at half a commit.
+    let blocked: Vec<String> = plan
+        .objects
+        .iter()
+        .filter(|o| o.status == PlanStatus::Error)
+        .map(|o| format!("{}: {}", o.id, o.message))
+        .chain(plan.invalid.iter().cloned())
+        .collect();
+    if !blocked.is_empty()
+        && !dry_run
+        && let Some(refused) = trigger.take()
+    {
+        let message = format!(
+            "sync of {} ({}) refused, nothing was applied: {} object(s) cannot be applied: {}",
+            short(&comparison.revision.sha),
+            refused.initiated_by(),
+            blocked.len(),
+            blocked.join("; ")
+        );
+        let repeated = status
+            .operation_state
+            .as_ref()
+            .is_some_and(|o| o.phase == "Failed" && o.message == message);
+        if !repeated {
+            ctx.recorder
+                .publish(app, Severity::Warning, "SyncFailed", &message)
+                .await;
+        }
+        let now = now_rfc3339();
+        status.operation_state = Some(OperationState {
+            phase: "Failed".into(),
+            message,
+            started_at: Some(now.clone()),
+            finished_at: Some(now),
+            sync_result: Some(ApiSyncResult {
+                revision: comparison.revision.sha.clone(),
+                resources: Vec::new(),
+            }),
+        });
     }
 
     let mut requeue = ctx.config.resync_interval;
@@ -441,6 +506,16 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Rec
     }
     patch_status(&api, app, &status).await?;
     Ok(Action::requeue(requeue))
+}
+
+/// Whether a self-heal sync would change anything: an object to apply, or (with prune) one to delete.
+fn heals_something(plan: &Plan, prune: bool) -> bool {
+    plan.to_apply().next().is_some()
+        || (prune
+            && plan
+                .prune
+                .iter()
+                .any(|p| matches!(p.action, kedge_engine::plan::PruneAction::Delete)))
 }
 
 fn heal_wait(ctx: &Context, key: &str) -> Duration {

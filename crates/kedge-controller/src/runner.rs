@@ -221,6 +221,10 @@ pub async fn run(
             }
         })
         .await;
+    // Give the election task the moment it needs to release the Lease, so that a successor takes over at once
+    // instead of waiting for it to expire (the process may exit as soon as this returns).
+    let mut leading = leader.clone();
+    let _ = tokio::time::timeout(Duration::from_secs(5), leading.wait_for(|l| !*l)).await;
     if let Some(h) = http {
         let _ = h.await;
     }

@@ -7,8 +7,17 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::*;
-use kedge_api::{HealthCode, SyncCode};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
+use kedge_api::{
+    Application, HealthCode, OPERATION_ANNOTATION, Operation, RESOURCES_FINALIZER, ResourceStatus,
+    RollbackOperation, SyncCode,
+};
+use kedge_testkit::{HttpAuth, wait_for};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,4 +80,861 @@ async fn commit_is_synced_and_reported() {
             .collect::<Vec<_>>(),
         vec![first.as_str(), second.as_str()]
     );
+}
+
+/// Asks for a comparison now and waits until the controller has done it (the annotation is cleared and the status
+/// written after it): lets a test assert that something did *not* happen without sleeping.
+async fn refresh_and_wait(env: &Env, name: &str) {
+    let before = env
+        .app(name)
+        .await
+        .status
+        .and_then(|s| s.reconciled_at)
+        .unwrap_or_default();
+    env.patch_app(
+        name,
+        json!({ "metadata": { "annotations": { "kedge.dev/refresh": "normal" } } }),
+    )
+    .await;
+    env.wait_app(name, "refreshed", |a| {
+        !a.metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|m| m.contains_key("kedge.dev/refresh"))
+            && a.status
+                .as_ref()
+                .and_then(|s| s.reconciled_at.as_deref())
+                .is_some_and(|t| t != before)
+    })
+    .await;
+}
+
+fn resource<'a>(app: &'a Application, kind: &str, name: &str) -> Option<&'a ResourceStatus> {
+    app.status
+        .as_ref()?
+        .resources
+        .iter()
+        .find(|r| r.object.kind == kind && r.object.name == name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_edit_is_reverted_with_attribution() {
+    let env = Env::new("e2e-heal").await;
+    env.write("app/web.yaml", &deployment("web", 1, "nginx:1.27"));
+    let sha = env.commit_push("first");
+    let _controller = env.start_controller("c1");
+    env.create_app("demo", "app", automated(true, true)).await;
+    env.wait_synced("demo", &sha).await;
+
+    env.set_replicas("web", 3, "kubectl-edit").await;
+    let edited = Instant::now();
+    wait_for(STEP, Duration::from_millis(20), || async {
+        env.replicas("web").await == Some(1)
+    })
+    .await
+    .expect("the edit is reverted");
+    let took = edited.elapsed();
+    eprintln!("drift reverted in {took:?}");
+    assert!(took < Duration::from_secs(10), "revert took {took:?}");
+    let event = env
+        .wait_event("demo", "DriftDetected", |m| {
+            m.contains("kubectl-edit") && m.contains("spec.replicas")
+        })
+        .await;
+    assert!(
+        event.message.unwrap_or_default().contains("Deployment"),
+        "the event names the object"
+    );
+    env.wait_event("demo", "DriftReverted", |_| true).await;
+    // The revert is recorded as a self-heal sync, and the application is clean again.
+    env.wait_app("demo", "a self-heal in the history, Synced", |a| {
+        synced_at(a, &sha)
+            && a.status
+                .as_ref()
+                .and_then(|s| s.history.last())
+                .is_some_and(|h| h.initiated_by == "self-heal" && h.result == "Succeeded")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_edit_without_self_heal_is_reported_not_reverted() {
+    let env = Env::new("e2e-noheal").await;
+    env.write("app/web.yaml", &deployment("web", 1, "nginx:1.27"));
+    let sha = env.commit_push("first");
+    let _controller = env.start_controller("c1");
+    env.create_app("demo", "app", automated(true, false)).await;
+    env.wait_synced("demo", &sha).await;
+
+    env.set_replicas("web", 3, "kubectl-edit").await;
+    let app = env
+        .wait_app("demo", "OutOfSync with the drift attributed", |a| {
+            a.status
+                .as_ref()
+                .is_some_and(|s| s.sync.status == SyncCode::OutOfSync)
+                && resource(a, "Deployment", "web").is_some_and(|r| {
+                    r.status == SyncCode::OutOfSync
+                        && r.message.as_deref().is_some_and(|m| {
+                            m.contains("kubectl-edit") && m.contains("spec.replicas")
+                        })
+                })
+        })
+        .await;
+    assert_eq!(
+        condition(&app, "Ready").map(|c| c.reason.as_str()),
+        Some("OutOfSync")
+    );
+    // Another full comparison later, the edit is still there and nothing was synced.
+    refresh_and_wait(&env, "demo").await;
+    assert_eq!(env.replicas("web").await, Some(3));
+    assert_eq!(env.count_events("demo", "SyncStarted").await, 1);
+    assert_eq!(env.count_events("demo", "DriftDetected").await, 0);
+    let app = env.app("demo").await;
+    assert_eq!(app.status.expect("status").sync.status, SyncCode::OutOfSync);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_removed_from_git_is_pruned_or_reported() {
+    let env = Env::new("e2e-prune").await;
+    env.write("pruned/a.yaml", &config_map("pa", "v", "1"));
+    env.write("pruned/b.yaml", &config_map("pb", "v", "1"));
+    env.write("kept/a.yaml", &config_map("ka", "v", "1"));
+    env.write("kept/b.yaml", &config_map("kb", "v", "1"));
+    let first = env.commit_push("first");
+    let _controller = env.start_controller("c1");
+    env.create_app("pruner", "pruned", automated(true, true))
+        .await;
+    env.create_app("keeper", "kept", automated(false, true))
+        .await;
+    env.wait_synced("pruner", &first).await;
+    env.wait_synced("keeper", &first).await;
+
+    env.work.remove("pruned/b.yaml").expect("remove");
+    env.work.remove("kept/b.yaml").expect("remove");
+    let second = env.commit_push("remove b");
+
+    // With prune: deleted, and the application is clean again.
+    env.wait_gone("", "v1", "ConfigMap", "pb").await;
+    env.wait_event("pruner", "Pruned", |m| m.contains("pb"))
+        .await;
+    let app = env.wait_synced("pruner", &second).await;
+    let status = app.status.expect("status");
+    assert!(
+        status.inventory.iter().all(|r| r.name != "pb"),
+        "{:?}",
+        status.inventory
+    );
+    assert!(env.config_map_data("pa").await.is_some());
+
+    // Without prune: still there, reported OutOfSync, for as long as it stays in the cluster.
+    let app = env
+        .wait_app("keeper", "reports kb as removed from Git", |a| {
+            a.status.as_ref().is_some_and(|s| {
+                s.sync.revision.as_deref() == Some(second.as_str())
+                    && s.sync.status == SyncCode::OutOfSync
+            }) && resource(a, "ConfigMap", "kb").is_some_and(|r| {
+                r.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("removed from Git"))
+            })
+        })
+        .await;
+    assert_eq!(
+        condition(&app, "Ready").map(|c| c.status.as_str()),
+        Some("False")
+    );
+    refresh_and_wait(&env, "keeper").await;
+    assert!(env.config_map_data("kb").await.is_some(), "kb was pruned");
+    let app = env.app("keeper").await;
+    assert_eq!(
+        app.status.as_ref().map(|s| s.sync.status),
+        Some(SyncCode::OutOfSync)
+    );
+    assert!(resource(&app, "ConfigMap", "kb").is_some());
+    assert_eq!(env.count_events("keeper", "Pruned").await, 0);
+    // Nothing a self-heal could fix without prune: no self-heal churn.
+    assert_eq!(env.count_events("keeper", "DriftDetected").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_revert_restores_the_previous_state() {
+    let env = Env::new("e2e-revert").await;
+    env.write(
+        "app/settings.yaml",
+        &config_map("settings", "color", "blue"),
+    );
+    let first = env.commit_push("blue");
+    let _controller = env.start_controller("c1");
+    env.create_app("demo", "app", automated(true, true)).await;
+    env.wait_synced("demo", &first).await;
+
+    env.write("app/settings.yaml", &config_map("settings", "color", "red"));
+    env.write("app/extra.yaml", &config_map("extra", "v", "1"));
+    let second = env.commit_push("red");
+    env.wait_synced("demo", &second).await;
+    env.wait_config_map("settings", "color", "red").await;
+    assert!(env.config_map_data("extra").await.is_some());
+
+    env.work
+        .git(["revert", "--no-edit", "HEAD"])
+        .expect("git revert");
+    let reverted = env.work.head().expect("head");
+    env.push();
+    env.wait_synced("demo", &reverted).await;
+    env.wait_config_map("settings", "color", "blue").await;
+    env.wait_gone("", "v1", "ConfigMap", "extra").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_to_history_entry_suspends_then_resume_returns_to_head() {
+    let env = Env::new("e2e-rollback").await;
+    env.write("app/settings.yaml", &config_map("settings", "version", "1"));
+    let v1 = env.commit_push("v1");
+    let _controller = env.start_controller("c1");
+    env.create_app("demo", "app", automated(true, true)).await;
+    env.wait_synced("demo", &v1).await;
+    env.write("app/settings.yaml", &config_map("settings", "version", "2"));
+    let v2 = env.commit_push("v2");
+    let app = env.wait_synced("demo", &v2).await;
+    let history = app.status.expect("status").history;
+    let entry = history
+        .iter()
+        .find(|h| h.revision == v1)
+        .expect("v1 in history");
+
+    let op = Operation {
+        rollback: Some(RollbackOperation {
+            id: entry.id,
+            prune: false,
+        }),
+        initiated_by: "e2e".into(),
+        ..Default::default()
+    };
+    env.patch_app(
+        "demo",
+        json!({ "metadata": { "annotations": { OPERATION_ANNOTATION: op.to_annotation() } } }),
+    )
+    .await;
+    env.wait_config_map("settings", "version", "1").await;
+    let app = env
+        .wait_app("demo", "suspended after the rollback", |a| {
+            a.spec.suspend
+                && condition(a, "Suspended").is_some_and(|c| c.status == "True")
+                && a.status
+                    .as_ref()
+                    .and_then(|s| s.history.last())
+                    .is_some_and(|h| h.revision == v1 && h.initiated_by == "rollback")
+        })
+        .await;
+    assert!(
+        !app.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key(OPERATION_ANNOTATION),
+        "the operation annotation is cleared"
+    );
+    env.wait_event("demo", "RolledBack", |m| {
+        m.contains(&format!("history id {}", entry.id))
+    })
+    .await;
+    // Suspended: HEAD (v2) is not applied again.
+    refresh_and_wait(&env, "demo").await;
+    assert_eq!(
+        env.config_map_data("settings").await,
+        Some(json!({ "version": "1" }))
+    );
+
+    env.patch_app("demo", json!({ "spec": { "suspend": false } }))
+        .await;
+    env.wait_synced("demo", &v2).await;
+    env.wait_config_map("settings", "version", "2").await;
+    let app = env.app("demo").await;
+    assert!(condition(&app, "Suspended").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_holds_new_commits_until_resumed() {
+    let env = Env::new("e2e-suspend").await;
+    env.write("app/settings.yaml", &config_map("settings", "version", "1"));
+    let v1 = env.commit_push("v1");
+    let _controller = env.start_controller("c1");
+    env.create_app("demo", "app", automated(true, true)).await;
+    env.wait_synced("demo", &v1).await;
+
+    env.patch_app("demo", json!({ "spec": { "suspend": true } }))
+        .await;
+    env.wait_app("demo", "Suspended condition", |a| {
+        condition(a, "Suspended").is_some_and(|c| c.status == "True")
+    })
+    .await;
+    env.write("app/settings.yaml", &config_map("settings", "version", "2"));
+    let v2 = env.commit_push("v2");
+    env.wait_app("demo", "sees v2 but does not apply it", |a| {
+        a.status.as_ref().is_some_and(|s| {
+            s.sync.revision.as_deref() == Some(v2.as_str()) && s.sync.status == SyncCode::OutOfSync
+        })
+    })
+    .await;
+    assert_eq!(
+        env.config_map_data("settings").await,
+        Some(json!({ "version": "1" }))
+    );
+    // Self-heal is suspended too.
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), env.ns());
+    cms.patch(
+        "settings",
+        &PatchParams {
+            field_manager: Some("kubectl-edit".into()),
+            ..Default::default()
+        },
+        &Patch::Merge(&json!({ "data": { "version": "edited" } })),
+    )
+    .await
+    .expect("edit");
+    refresh_and_wait(&env, "demo").await;
+    assert_eq!(
+        env.config_map_data("settings").await,
+        Some(json!({ "version": "edited" }))
+    );
+    assert_eq!(env.count_events("demo", "SyncStarted").await, 1);
+
+    env.patch_app("demo", json!({ "spec": { "suspend": false } }))
+        .await;
+    env.wait_synced("demo", &v2).await;
+    env.wait_config_map("settings", "version", "2").await;
+}
+
+/// Deletes a cluster-scoped CRD when dropped (test namespaces do not cover it).
+struct CrdGuard {
+    kubeconfig: std::path::PathBuf,
+    name: String,
+}
+
+impl Drop for CrdGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args([
+                "delete",
+                "crd",
+                &self.name,
+                "--wait=false",
+                "--ignore-not-found",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crd_and_custom_resource_in_one_commit() {
+    let env = Env::new("e2e-crd").await;
+    let group = format!("{}.e2e.kedge.test", env.ns());
+    let _guard = CrdGuard {
+        kubeconfig: env.cluster.kubeconfig().to_owned(),
+        name: format!("widgets.{group}"),
+    };
+    env.write(
+        "app/crd.yaml",
+        &format!(
+            "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.{group}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{plural: widgets, singular: widget, kind: Widget, listKind: WidgetList}}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              x-kubernetes-preserve-unknown-fields: true
+"
+        ),
+    );
+    env.write(
+        "app/widget.yaml",
+        &format!(
+            "apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: gear\nspec:\n  size: 3\n"
+        ),
+    );
+    let sha = env.commit_push("crd and cr");
+    let _controller = env.start_controller("c1");
+    env.create_app("demo", "app", automated(true, true)).await;
+    let app = env.wait_synced("demo", &sha).await;
+    let widget = env
+        .object(&group, "v1", "Widget", "gear")
+        .await
+        .expect("the Widget exists");
+    assert_eq!(widget.data["spec"]["size"], 3);
+    let mut kinds: Vec<String> = app
+        .status
+        .expect("status")
+        .resources
+        .iter()
+        .map(|r| r.object.kind.clone())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, vec!["CustomResourceDefinition", "Widget"]);
+    assert_eq!(env.count_events("demo", "SyncFailed").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_waves_and_presync_hook_run_in_order() {
+    let env = Env::new("e2e-waves").await;
+    env.write(
+        "app/migrate.yaml",
+        "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: migrate
+  annotations:
+    kedge.dev/hook: PreSync
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: run
+          image: migrate:1
+",
+    );
+    env.write(
+        "app/early.yaml",
+        &config_map_annotated("early", "1", &[("kedge.dev/sync-wave", "-1")]),
+    );
+    env.write("app/web.yaml", &deployment("web", 1, "nginx:1.27"));
+    env.write(
+        "app/late.yaml",
+        &config_map_annotated("late", "1", &[("kedge.dev/sync-wave", "1")]),
+    );
+    let sha = env.commit_push("waves");
+    let _controller = env.start_controller("c1");
+    env.create_app("demo", "app", automated(true, true)).await;
+    let app = env.wait_synced("demo", &sha).await;
+
+    let result = app
+        .status
+        .expect("status")
+        .operation_state
+        .expect("operation state")
+        .sync_result
+        .expect("sync result");
+    let hook = result
+        .resources
+        .iter()
+        .find(|r| r.object.name == "migrate")
+        .expect("the hook is reported");
+    assert_eq!(
+        (hook.hook_phase.as_str(), hook.status.as_str()),
+        ("PreSync", "Succeeded")
+    );
+    let order: Vec<&str> = result
+        .resources
+        .iter()
+        .filter(|r| r.hook_phase.is_empty())
+        .map(|r| r.object.name.as_str())
+        .collect();
+    assert_eq!(order, vec!["early", "web", "late"]);
+
+    // In the cluster: the Job completed before the first wave was created, and the last wave was created only
+    // once the Deployment was available (timestamps have a resolution of one second).
+    let job = env
+        .object("batch", "v1", "Job", "migrate")
+        .await
+        .expect("job");
+    let completed = job.data["status"]["completionTime"]
+        .as_str()
+        .expect("completionTime")
+        .to_owned();
+    let created = |o: &DynamicObject| {
+        o.metadata
+            .creation_timestamp
+            .as_ref()
+            .expect("creationTimestamp")
+            .0
+            .to_string()
+    };
+    let early = env
+        .object("", "v1", "ConfigMap", "early")
+        .await
+        .expect("early");
+    let late = env
+        .object("", "v1", "ConfigMap", "late")
+        .await
+        .expect("late");
+    let web = env
+        .object("apps", "v1", "Deployment", "web")
+        .await
+        .expect("web");
+    let available = web.data["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Available"))
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .expect("Available condition")
+        .to_owned();
+    let ts = |s: &str| s.parse::<jiff::Timestamp>().expect("timestamp");
+    assert!(
+        ts(&completed) <= ts(&created(&early)),
+        "{completed} > early"
+    );
+    assert!(ts(&created(&early)) <= ts(&created(&web)));
+    assert!(ts(&available) <= ts(&created(&late)), "{available} > late");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_commits_leave_the_cluster_alone_and_a_good_one_recovers() {
+    let env = Env::new("e2e-bad").await;
+    env.write("app/settings.yaml", &config_map("settings", "version", "1"));
+    let good = env.commit_push("good");
+    let _controller = env.start_controller("c1");
+    env.create_app("demo", "app", automated(true, true)).await;
+    env.wait_synced("demo", &good).await;
+    let unchanged = || async {
+        assert_eq!(
+            env.config_map_data("settings").await,
+            Some(json!({ "version": "1" })),
+            "the cluster was changed by a bad commit"
+        );
+    };
+
+    // 1. Invalid YAML next to a change: nothing of the commit is applied.
+    env.write("app/settings.yaml", &config_map("settings", "version", "2"));
+    env.write(
+        "app/broken.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [unclosed\n",
+    );
+    env.commit_push("invalid yaml");
+    let failed = |reason: &'static str, needle: &'static str| {
+        move |a: &Application| {
+            condition(a, "Ready").is_some_and(|c| {
+                c.status == "False" && c.reason == reason && c.message.contains(needle)
+            })
+        }
+    };
+    let app = env
+        .wait_app(
+            "demo",
+            "RenderFailed on broken.yaml",
+            failed("RenderFailed", "broken.yaml"),
+        )
+        .await;
+    eprintln!(
+        "invalid YAML: {:?}",
+        condition(&app, "Ready").map(|c| &c.message)
+    );
+    let event = env
+        .wait_event("demo", "RenderFailed", |m| m.contains("broken.yaml"))
+        .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    unchanged().await;
+
+    // 2. An unknown kind.
+    env.work.remove("app/broken.yaml").expect("remove");
+    env.write(
+        "app/gizmo.yaml",
+        "apiVersion: nope.kedge.test/v1\nkind: Gizmo\nmetadata:\n  name: g\n",
+    );
+    let unknown = env.commit_push("unknown kind");
+    let app = env
+        .wait_app("demo", "not Ready because of the Gizmo", |a| {
+            a.status
+                .as_ref()
+                .is_some_and(|s| s.sync.revision.as_deref() == Some(unknown.as_str()))
+                && condition(a, "Ready")
+                    .is_some_and(|c| c.status == "False" && c.message.contains("Gizmo"))
+        })
+        .await;
+    eprintln!("unknown kind: {:?}", condition(&app, "Ready"));
+    let event = env.wait_warning("demo", "Gizmo").await;
+    eprintln!("unknown kind event: {:?} {:?}", event.reason, event.message);
+    unchanged().await;
+
+    // 3. The application's path disappears from the commit.
+    env.work.remove("app").expect("remove");
+    env.write(
+        "moved/settings.yaml",
+        &config_map("settings", "version", "3"),
+    );
+    env.commit_push("path gone");
+    let app = env
+        .wait_app("demo", "fails on the missing path", |a| {
+            condition(a, "Ready").is_some_and(|c| c.status == "False" && c.message.contains("app"))
+                && condition(a, "Ready").is_some_and(|c| !c.message.contains("Gizmo"))
+        })
+        .await;
+    eprintln!("missing path: {:?}", condition(&app, "Ready"));
+    unchanged().await;
+
+    // 4. A good commit recovers.
+    env.work.remove("moved").expect("remove");
+    env.write("app/settings.yaml", &config_map("settings", "version", "4"));
+    let fixed = env.commit_push("fixed");
+    env.wait_synced("demo", &fixed).await;
+    env.wait_config_map("settings", "version", "4").await;
+    let app = env.app("demo").await;
+    assert!(condition(&app, "Stalled").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_application_with_and_without_the_finalizer() {
+    let env = Env::new("e2e-delete").await;
+    env.write("owned/a.yaml", &config_map("owned-a", "v", "1"));
+    env.write("owned/web.yaml", &deployment("owned-web", 1, "nginx:1.27"));
+    env.write("orphaned/b.yaml", &config_map("orphaned-b", "v", "1"));
+    let sha = env.commit_push("first");
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), env.ns());
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "bystander" }, "data": { "v": "1" }
+        }))
+        .expect("configmap"),
+    )
+    .await
+    .expect("create bystander");
+    let _controller = env.start_controller("c1");
+    env.create_app_with(
+        "owner",
+        "owned",
+        automated(true, true),
+        json!({}),
+        json!({ "finalizers": [RESOURCES_FINALIZER] }),
+    )
+    .await;
+    env.create_app("loose", "orphaned", automated(true, true))
+        .await;
+    env.wait_synced("owner", &sha).await;
+    env.wait_synced("loose", &sha).await;
+
+    env.apps()
+        .delete("owner", &DeleteParams::default())
+        .await
+        .expect("delete owner");
+    env.wait_gone("", "v1", "ConfigMap", "owned-a").await;
+    env.wait_gone("apps", "v1", "Deployment", "owned-web").await;
+    wait_for(STEP, POLL, || async {
+        env.apps().get_opt("owner").await.ok().flatten().is_none()
+    })
+    .await
+    .expect("the application is gone once its objects are");
+    env.wait_event("owner", "ResourcesDeleted", |m| m.contains("owned-a"))
+        .await;
+    assert!(env.config_map_data("bystander").await.is_some());
+    assert!(env.config_map_data("orphaned-b").await.is_some());
+
+    env.apps()
+        .delete("loose", &DeleteParams::default())
+        .await
+        .expect("delete loose");
+    wait_for(STEP, POLL, || async {
+        env.apps().get_opt("loose").await.ok().flatten().is_none()
+    })
+    .await
+    .expect("the application is gone");
+    assert!(env.config_map_data("orphaned-b").await.is_some());
+    assert!(env.config_map_data("bystander").await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_killed_mid_sync_converges_after_restart() {
+    let env = Env::new("e2e-kill").await;
+    env.write("app/web.yaml", &deployment("web", 1, "nginx:1.27"));
+    env.write(
+        "app/after.yaml",
+        &config_map_annotated("after", "1", &[("kedge.dev/sync-wave", "1")]),
+    );
+    let sha = env.commit_push("two waves");
+    let controller = env.start_controller("c1");
+    env.create_app("demo", "app", automated(true, true)).await;
+    // Wave 0 is applied; wave 1 waits about a second for the Deployment to become available.
+    wait_for(STEP, Duration::from_millis(20), || async {
+        env.object("apps", "v1", "Deployment", "web")
+            .await
+            .is_some()
+    })
+    .await
+    .expect("wave 0 applied");
+    controller.kill();
+    assert!(
+        env.config_map_data("after").await.is_none(),
+        "the kill did not land in the middle of the sync"
+    );
+
+    // The replacement (same identity, as a restarted pod, so it need not wait for the Lease to expire) converges.
+    let _controller = env.start_controller("c1");
+    let app = env.wait_synced("demo", &sha).await;
+    assert!(env.config_map_data("after").await.is_some());
+    let status = app.status.expect("status");
+    assert_eq!(status.inventory.len(), 2);
+    assert_eq!(
+        status.history.last().map(|h| h.result.as_str()),
+        Some("Succeeded")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_acts_and_a_follower_takes_over() {
+    let env = Env::new("e2e-leader").await;
+    env.write("app/settings.yaml", &config_map("settings", "version", "1"));
+    let v1 = env.commit_push("v1");
+    let alpha = env.start_controller("alpha");
+    env.create_app("demo", "app", automated(true, true)).await;
+    env.wait_synced("demo", &v1).await;
+    let beta = env.start_controller("beta");
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), env.ns());
+    let holder = || async {
+        leases
+            .get_opt("kedge-controller")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    assert_eq!(holder().await.as_deref(), Some("alpha"));
+
+    env.write("app/settings.yaml", &config_map("settings", "version", "2"));
+    let v2 = env.commit_push("v2");
+    env.wait_synced("demo", &v2).await;
+    refresh_and_wait(&env, "demo").await;
+    let events = env.events("demo").await;
+    let instances: std::collections::BTreeSet<String> = events
+        .iter()
+        .filter_map(|e| e.reporting_instance.clone())
+        .collect();
+    assert_eq!(instances, ["alpha".to_owned()].into());
+    let syncs_of_v2 = events
+        .iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some("SyncStarted")
+                && e.message.as_deref().is_some_and(|m| m.contains(&v2[..7]))
+        })
+        .count();
+    assert_eq!(syncs_of_v2, 1, "one sync of v2, by the leader");
+
+    let stopping = Instant::now();
+    alpha.stop().await;
+    wait_for(STEP, POLL, || async {
+        holder().await.as_deref() == Some("beta")
+    })
+    .await
+    .expect("beta takes the lease once alpha released it");
+    let took = stopping.elapsed();
+    eprintln!("beta took over {took:?} after alpha was asked to stop");
+    // Well within the 15 s lease duration: alpha released the lease on its way out.
+    assert!(took < Duration::from_secs(8), "takeover took {took:?}");
+    env.write("app/settings.yaml", &config_map("settings", "version", "3"));
+    let v3 = env.commit_push("v3");
+    env.wait_synced("demo", &v3).await;
+    env.wait_config_map("settings", "version", "3").await;
+    let by_beta = env
+        .events("demo")
+        .await
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some("SyncStarted")
+                && e.message.as_deref().is_some_and(|m| m.contains(&v3[..7]))
+        })
+        .map(|e| e.reporting_instance.unwrap_or_default())
+        .collect::<Vec<_>>();
+    assert_eq!(by_beta, vec!["beta".to_owned()]);
+    beta.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_basic_auth_with_repository_secret() {
+    let password = format!(
+        "pw-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    );
+    let wrong = "wrong-password-4711";
+    let env = Env::with_auth("e2e-creds", HttpAuth::basic("kedge", &password)).await;
+    env.write("app/settings.yaml", &config_map("settings", "version", "1"));
+    let sha = env.commit_push("first");
+    let url = env.servers.http.url("app.git");
+    let _controller = env.start_controller("c1");
+    env.create_app_with(
+        "demo",
+        "app",
+        automated(true, true),
+        json!({ "source": { "repoURL": url, "targetRevision": "main", "path": "app" } }),
+        json!({}),
+    )
+    .await;
+
+    // No credentials: a clear failure.
+    let app = env
+        .wait_app("demo", "SourceFailed without credentials", |a| {
+            condition(a, "Ready").is_some_and(|c| c.status == "False" && c.reason == "SourceFailed")
+        })
+        .await;
+    let message = condition(&app, "Ready").expect("Ready").message.clone();
+    eprintln!("without credentials: {message}");
+    assert!(
+        message.to_lowercase().contains("auth") || message.contains("401"),
+        "the message says authentication failed: {message}"
+    );
+    let event = env.wait_event("demo", "SourceFailed", |_| true).await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+
+    // A wrong password: a failure again, the password not shown.
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), env.ns());
+    let secret = |pw: &str| -> Secret {
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": "repo", "labels": { "kedge.dev/secret-type": "repository" } },
+            "stringData": { "url": url, "username": "kedge", "password": pw }
+        }))
+        .expect("secret")
+    };
+    secrets
+        .create(&PostParams::default(), &secret(wrong))
+        .await
+        .expect("create secret");
+    refresh_and_wait(&env, "demo").await;
+    let app = env.app("demo").await;
+    assert_eq!(
+        condition(&app, "Ready").map(|c| c.reason.as_str()),
+        Some("SourceFailed")
+    );
+
+    // The right password: synced.
+    secrets
+        .patch(
+            "repo",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "stringData": { "password": password } })),
+        )
+        .await
+        .expect("fix secret");
+    env.wait_synced("demo", &sha).await;
+    env.wait_config_map("settings", "version", "1").await;
+
+    // Neither password shows up in the status or any event.
+    let status = serde_json::to_string(&env.app("demo").await.status).expect("json");
+    let events: Api<Event> = Api::namespaced(env.client.clone(), env.ns());
+    let events = serde_json::to_string(
+        &events
+            .list(&Default::default())
+            .await
+            .expect("events")
+            .items,
+    )
+    .expect("json");
+    for secret in [password.as_str(), wrong] {
+        assert!(!status.contains(secret), "a password is in the status");
+        assert!(!events.contains(secret), "a password is in an event");
+    }
 }

@@ -286,6 +286,21 @@ impl Env {
         }
     }
 
+    /// Waits for a Warning Event about `name` whose message contains `needle`; returns it.
+    pub async fn wait_warning(&self, name: &str, needle: &str) -> Event {
+        let got = wait_for(STEP, POLL, || async {
+            self.events(name).await.into_iter().find(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.message.as_deref().is_some_and(|m| m.contains(needle))
+            })
+        })
+        .await;
+        match got {
+            Ok(e) => e,
+            Err(t) => panic!("no Warning event on {name} mentioning {needle}: {t}"),
+        }
+    }
+
     /// Number of events about `name` with `reason`.
     pub async fn count_events(&self, name: &str, reason: &str) -> usize {
         self.events(name)
@@ -544,11 +559,9 @@ impl RunningController {
                 Err(e) => panic!("controller {} panicked: {e}", self.identity),
             }
         }
-        // Give the leader task a moment to release the Lease: it runs on this runtime, after `run` returned.
+        // As when a process exits after `run` returned: whatever `run` left running stops now.
         if let Some(rt) = self.runtime.take() {
-            let _ =
-                tokio::task::spawn_blocking(move || rt.shutdown_timeout(Duration::from_secs(5)))
-                    .await;
+            rt.shutdown_background();
         }
     }
 
