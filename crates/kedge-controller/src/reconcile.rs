@@ -1030,7 +1030,18 @@ async fn report_failure(
     let now = now_rfc3339();
     let generation = app.meta().generation;
     let reason = err.reason();
-    let message = error_chain(&err);
+    let mut message = error_chain(&err);
+    if let PipelineError::Source(e) = &err
+        && e.kind() == kedge_source::ErrorKind::AuthFailed
+    {
+        message.push_str(&format!(
+            " (credentials for this repository come from a Secret in namespace {} labelled {}=repository \
+             whose url is {}, with username and password, token, or sshPrivateKey)",
+            app.namespace().unwrap_or_default(),
+            crate::pipeline::SECRET_TYPE_LABEL,
+            e.repo
+        ));
+    }
     tracing::warn!(reason, error = %message, "comparison failed; cluster left as it is");
     if matches!(
         err,

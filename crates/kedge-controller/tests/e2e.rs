@@ -658,6 +658,14 @@ async fn bad_commits_leave_the_cluster_alone_and_a_good_one_recovers() {
     eprintln!("unknown kind: {:?}", condition(&app, "Ready"));
     let event = env.wait_warning("demo", "Gizmo").await;
     eprintln!("unknown kind event: {:?} {:?}", event.reason, event.message);
+    assert_eq!(event.reason.as_deref(), Some("SyncFailed"));
+    assert!(
+        event
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("nothing was applied")),
+        "{event:?}"
+    );
     unchanged().await;
 
     // 3. The application's path disappears from the commit.
@@ -668,12 +676,15 @@ async fn bad_commits_leave_the_cluster_alone_and_a_good_one_recovers() {
     );
     env.commit_push("path gone");
     let app = env
-        .wait_app("demo", "fails on the missing path", |a| {
-            condition(a, "Ready").is_some_and(|c| c.status == "False" && c.message.contains("app"))
-                && condition(a, "Ready").is_some_and(|c| !c.message.contains("Gizmo"))
-        })
+        .wait_app(
+            "demo",
+            "fails on the missing path",
+            failed("SourceFailed", "path not found: app"),
+        )
         .await;
     eprintln!("missing path: {:?}", condition(&app, "Ready"));
+    let event = env.wait_warning("demo", "path not found: app").await;
+    assert_eq!(event.reason.as_deref(), Some("SourceFailed"));
     unchanged().await;
 
     // 4. A good commit recovers.
@@ -883,8 +894,8 @@ async fn http_basic_auth_with_repository_secret() {
     let message = condition(&app, "Ready").expect("Ready").message.clone();
     eprintln!("without credentials: {message}");
     assert!(
-        message.to_lowercase().contains("auth") || message.contains("401"),
-        "the message says authentication failed: {message}"
+        message.contains("AuthFailed") && message.contains("kedge.dev/secret-type=repository"),
+        "the message says authentication failed and where credentials come from: {message}"
     );
     let event = env.wait_event("demo", "SourceFailed", |_| true).await;
     assert_eq!(event.type_.as_deref(), Some("Warning"));

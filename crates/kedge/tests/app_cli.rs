@@ -1,0 +1,150 @@
+//! `kedge app` through the built binary against the test cluster, with the controller running in-process.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[path = "../../kedge-controller/tests/common/mod.rs"]
+mod common;
+
+use std::process::Stdio;
+
+use common::*;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+/// What one `kedge` run printed and how it exited.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the built `kedge` against the test's cluster and namespace, with a private cache folder.
+async fn kedge(env: &Env, cache: &std::path::Path, args: &[&str]) -> Run {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kedge"))
+        .arg("--kubeconfig")
+        .arg(env.cluster.kubeconfig())
+        .args(["-n", env.ns()])
+        .args(args)
+        .env("KEDGE_CACHE", cache)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run kedge");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_diff_exit_codes_and_branch_preview() {
+    let env = Env::new("cli-diff").await;
+    let cache = tempfile::tempdir().expect("cache");
+    env.write("app/settings.yaml", &config_map("settings", "version", "1"));
+    let v1 = env.commit_push("v1");
+    // A branch that is not merged: changes one object and adds another.
+    env.work.switch_new("feature").expect("branch");
+    env.write("app/settings.yaml", &config_map("settings", "version", "2"));
+    env.write("app/extra.yaml", &config_map("extra", "v", "1"));
+    let feature = env.work.commit("feature").expect("commit");
+    env.work
+        .push(&env.repo_url, "feature")
+        .expect("push feature");
+    env.work.switch("main").expect("switch");
+
+    let _controller = env.start_controller("c1");
+    env.create_app("demo", "app", automated(true, true)).await;
+    env.wait_synced("demo", &v1).await;
+
+    // In sync: exit 0.
+    let run = kedge(&env, cache.path(), &["app", "diff", "demo"]).await;
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(run.stderr.contains("in sync"), "{}", run.stderr);
+    assert!(run.stdout.trim().is_empty(), "{}", run.stdout);
+
+    // Preview of the branch: exit 1, the change and the new object shown, nothing applied.
+    let run = kedge(
+        &env,
+        cache.path(),
+        &["app", "diff", "demo", "--revision", "feature"],
+    )
+    .await;
+    assert_eq!(
+        run.code,
+        Some(1),
+        "stdout: {}\nstderr: {}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&feature[..7]) && run.stderr.contains("out of sync"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("ConfigMap"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("settings") && run.stdout.contains("version"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("extra") && run.stdout.contains("missing"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        env.config_map_data("settings").await,
+        Some(json!({ "version": "1" }))
+    );
+    assert!(env.config_map_data("extra").await.is_none());
+    let app = env.app("demo").await;
+    assert_eq!(
+        app.status.and_then(|s| s.sync.revision).as_deref(),
+        Some(v1.as_str()),
+        "a preview does not move the application"
+    );
+
+    // A live edit (the application suspended so that it stays): exit 1 with the edit attributed.
+    env.patch_app("demo", json!({ "spec": { "suspend": true } }))
+        .await;
+    env.wait_app("demo", "suspended", |a| {
+        condition(a, "Suspended").is_some_and(|c| c.status == "True")
+    })
+    .await;
+    Api::<ConfigMap>::namespaced(env.client.clone(), env.ns())
+        .patch(
+            "settings",
+            &PatchParams {
+                field_manager: Some("kubectl-edit".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(&json!({ "data": { "version": "edited" } })),
+        )
+        .await
+        .expect("edit");
+    let run = kedge(&env, cache.path(), &["app", "diff", "demo"]).await;
+    assert_eq!(
+        run.code,
+        Some(1),
+        "stdout: {}\nstderr: {}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("kubectl-edit") && run.stdout.contains("data.version"),
+        "{}",
+        run.stdout
+    );
+
+    // An application that does not exist is an error, not a diff.
+    let run = kedge(&env, cache.path(), &["app", "diff", "nope"]).await;
+    assert_ne!(run.code, Some(0));
+    assert!(run.stderr.contains("nope"), "{}", run.stderr);
+}
