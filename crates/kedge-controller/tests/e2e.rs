@@ -62,6 +62,18 @@ async fn commit_is_synced_and_reported() {
         Some(json!({ "color": "blue" }))
     );
     assert_eq!(env.replicas("web").await, Some(1));
+    let live = env
+        .object("", "v1", "ConfigMap", "settings")
+        .await
+        .expect("settings");
+    let tracking = live
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .get("kedge.dev/tracking-id")
+        .cloned()
+        .unwrap_or_default();
+    assert!(tracking.contains("demo"), "tracking id: {tracking:?}");
 
     // A second commit is picked up by the poller and synced.
     env.write(
@@ -948,4 +960,39 @@ async fn http_basic_auth_with_repository_secret() {
         assert!(!status.contains(secret), "a password is in the status");
         assert!(!events.contains(secret), "a password is in an event");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_takes_over_once_a_crashed_leaders_lease_expires() {
+    let env = Env::new("e2e-crash").await;
+    env.write("app/settings.yaml", &config_map("settings", "version", "1"));
+    let v1 = env.commit_push("v1");
+    let alpha = env.start_controller("alpha");
+    env.create_app("demo", "app", automated(true, true)).await;
+    env.wait_synced("demo", &v1).await;
+    let _beta = env.start_controller("beta");
+
+    // The leader crashes: its Lease is not released, so the follower waits for it to expire (15 s).
+    alpha.kill();
+    let crashed = Instant::now();
+    env.write("app/settings.yaml", &config_map("settings", "version", "2"));
+    let v2 = env.commit_push("v2");
+    env.wait_synced("demo", &v2).await;
+    let took = crashed.elapsed();
+    eprintln!("beta synced v2 {took:?} after alpha crashed");
+    assert!(
+        took >= Duration::from_secs(10),
+        "beta acted after {took:?}, before alpha's lease expired"
+    );
+    let syncs: Vec<String> = env
+        .events("demo")
+        .await
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some("SyncStarted")
+                && e.message.as_deref().is_some_and(|m| m.contains(&v2[..7]))
+        })
+        .map(|e| e.reporting_instance.unwrap_or_default())
+        .collect();
+    assert_eq!(syncs, vec!["beta".to_owned()]);
 }
