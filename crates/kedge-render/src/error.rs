@@ -165,7 +165,7 @@ impl RenderError {
     }
 
     /// Folds a list of errors into one: the error itself when there is one, [`RenderError::Multiple`] otherwise.
-    pub(crate) fn from_list(path: &str, mut errors: Vec<RenderError>) -> RenderError {
+    pub fn from_list(path: &str, mut errors: Vec<RenderError>) -> RenderError {
         if errors.len() == 1
             && let Some(e) = errors.pop()
         {

@@ -1,0 +1,422 @@
+//! Applications: what the controller's pipeline calls. Reads `valuesFrom` and repository credentials from the
+//! application's namespace and capabilities from the destination cluster.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kedge_api::{Application, HelmValuesKind};
+use kedge_render::{RenderOptions, RenderedSet, Renderer};
+use kedge_source::{FileTree, HistoryChange, Revision};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+
+use crate::error::HelmError;
+use crate::hooks::{ReleaseMode, has_helm_annotations, map_hooks};
+use crate::remote::{RemoteChart, RepoCredentials, strip_userinfo};
+use crate::values::ValuesLayer;
+use crate::{Capabilities, HelmOptions, HelmRenderer};
+
+/// Label marking repository credential Secrets (`repository`: exact URL, `repo-creds`: URL prefix).
+const SECRET_TYPE_LABEL: &str = "kedge.dev/secret-type";
+
+/// Whether the application's chart comes from a Helm repository or an OCI registry (rather than Git).
+pub fn is_remote_chart(app: &Application) -> bool {
+    let src = &app.spec.source;
+    src.repo_url.trim().starts_with("oci://") || src.chart.as_deref().is_some_and(|c| !c.is_empty())
+}
+
+/// Install until the application has synced successfully once, upgrade after.
+pub fn release_mode(app: &Application) -> ReleaseMode {
+    let synced = app
+        .status
+        .as_ref()
+        .is_some_and(|s| s.history.iter().any(|h| h.result == "Succeeded"));
+    if synced {
+        ReleaseMode::Upgrade
+    } else {
+        ReleaseMode::Install
+    }
+}
+
+fn destination_namespace(app: &Application) -> String {
+    app.spec
+        .destination
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| app.namespace().unwrap_or_default())
+}
+
+/// The render options of an application's `source.helm`.
+pub fn helm_options(app: &Application) -> HelmOptions {
+    let helm = app.spec.source.helm.clone().unwrap_or_default();
+    HelmOptions {
+        release_name: helm
+            .release_name
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| app.name_any()),
+        namespace: destination_namespace(app),
+        value_files: helm.value_files,
+        values: helm.values,
+        values_object: helm.values_object,
+        parameters: helm.parameters,
+        skip_crds: helm.skip_crds,
+        kube_version: helm.kube_version,
+        api_versions: helm.api_versions,
+        patches: helm
+            .post_renderer
+            .and_then(|p| p.kustomize)
+            .map(|k| k.patches)
+            .unwrap_or_default(),
+        mode: release_mode(app),
+    }
+}
+
+/// The chart of an application whose chart comes from a repository (without credentials).
+pub fn remote_chart_of(app: &Application, revision: Option<&str>) -> RemoteChart {
+    let src = &app.spec.source;
+    RemoteChart {
+        repo_url: src.repo_url.trim().to_owned(),
+        chart: src.chart.clone().unwrap_or_default(),
+        version: revision.unwrap_or(&src.target_revision).to_owned(),
+        credentials: None,
+        plain_http: false,
+    }
+}
+
+/// The cluster-side inputs of one application's render, read lazily (only when a chart is rendered).
+#[derive(Clone)]
+pub struct AppInputs {
+    client: kube::Client,
+    handle: Option<tokio::runtime::Handle>,
+    app_namespace: String,
+    values_from: Vec<kedge_api::HelmValuesReference>,
+    options: HelmOptions,
+}
+
+impl std::fmt::Debug for AppInputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppInputs")
+            .field("app_namespace", &self.app_namespace)
+            .field("values_from", &self.values_from)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppInputs {
+    /// The inputs of `app`; call from async code (it keeps the runtime handle for the blocking render).
+    pub fn new(client: &kube::Client, app: &Application) -> Self {
+        AppInputs {
+            client: client.clone(),
+            handle: tokio::runtime::Handle::try_current().ok(),
+            app_namespace: app.namespace().unwrap_or_default(),
+            values_from: app
+                .spec
+                .source
+                .helm
+                .as_ref()
+                .map(|h| h.values_from.clone())
+                .unwrap_or_default(),
+            options: helm_options(app),
+        }
+    }
+
+    /// The render options.
+    pub fn options(&self) -> &HelmOptions {
+        &self.options
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> Result<F::Output, HelmError> {
+        match &self.handle {
+            Some(h) => Ok(h.block_on(f)),
+            None => Err(HelmError::Task(
+                "no async runtime to read from the cluster".into(),
+            )),
+        }
+    }
+}
+
+/// Reads the `valuesFrom` documents of an application.
+pub(crate) async fn read_values_from(
+    client: &kube::Client,
+    namespace: &str,
+    refs: &[kedge_api::HelmValuesReference],
+) -> Result<Vec<ValuesLayer>, HelmError> {
+    let mut layers = Vec::with_capacity(refs.len());
+    for r in refs {
+        let key = r.key.clone().unwrap_or_else(|| "values.yaml".into());
+        let (kind, data): (&'static str, Option<BTreeMap<String, Vec<u8>>>) = match r.kind {
+            HelmValuesKind::Secret => {
+                let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+                let s = api
+                    .get_opt(&r.name)
+                    .await
+                    .map_err(|source| HelmError::Kube {
+                        action: format!("read Secret {namespace}/{}", r.name),
+                        source,
+                    })?;
+                let data = s.map(|s| {
+                    let mut m: BTreeMap<String, Vec<u8>> = s
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect();
+                    for (k, v) in s.string_data.unwrap_or_default() {
+                        m.insert(k, v.into_bytes());
+                    }
+                    m
+                });
+                ("Secret", data)
+            }
+            HelmValuesKind::ConfigMap => {
+                let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+                let c = api
+                    .get_opt(&r.name)
+                    .await
+                    .map_err(|source| HelmError::Kube {
+                        action: format!("read ConfigMap {namespace}/{}", r.name),
+                        source,
+                    })?;
+                let data = c.map(|c| {
+                    c.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_bytes()))
+                        .collect()
+                });
+                ("ConfigMap", data)
+            }
+        };
+        let missing = |reason: &str| HelmError::ValuesFrom {
+            kind,
+            namespace: namespace.to_owned(),
+            name: r.name.clone(),
+            key: key.clone(),
+            reason: reason.to_owned(),
+        };
+        let Some(data) = data else {
+            if r.optional {
+                continue;
+            }
+            return Err(missing("not found"));
+        };
+        let Some(bytes) = data.get(&key) else {
+            if r.optional {
+                continue;
+            }
+            return Err(missing("no such key"));
+        };
+        let origin = format!("{kind} {namespace}/{} key {key}", r.name);
+        layers.push(match r.kind {
+            HelmValuesKind::Secret => ValuesLayer::secret(origin, bytes.clone()),
+            HelmValuesKind::ConfigMap => ValuesLayer::plain(origin, bytes.clone()),
+        });
+    }
+    Ok(layers)
+}
+
+fn normalize_url(url: &str) -> String {
+    let u = url.trim();
+    let u = u.strip_prefix("oci://").unwrap_or(u);
+    u.trim_end_matches('/').to_ascii_lowercase()
+}
+
+/// Credentials for a chart repository from the repository Secrets of `namespace` (exact `repository` match
+/// first, else the longest `repo-creds` prefix).
+pub(crate) async fn credentials_for(
+    client: &kube::Client,
+    namespace: &str,
+    url: &str,
+) -> Result<Option<RepoCredentials>, HelmError> {
+    if namespace.is_empty() {
+        return Ok(None);
+    }
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secrets = api
+        .list(
+            &ListParams::default()
+                .labels(&format!("{SECRET_TYPE_LABEL} in (repository,repo-creds)")),
+        )
+        .await
+        .map_err(|source| HelmError::Kube {
+            action: format!("list repository Secrets in {namespace}"),
+            source,
+        })?;
+    let wanted = normalize_url(url);
+    let mut best: Option<(usize, BTreeMap<String, String>)> = None;
+    for s in secrets.items {
+        let kind = s
+            .labels()
+            .get(SECRET_TYPE_LABEL)
+            .cloned()
+            .unwrap_or_default();
+        let mut data = BTreeMap::new();
+        for (k, v) in s.data.iter().flatten() {
+            if let Ok(text) = String::from_utf8(v.0.clone()) {
+                data.insert(k.clone(), text);
+            }
+        }
+        for (k, v) in s.string_data.iter().flatten() {
+            data.insert(k.clone(), v.clone());
+        }
+        let Some(secret_url) = data.get("url").map(|u| normalize_url(u)) else {
+            continue;
+        };
+        let score = if kind == "repository" && secret_url == wanted {
+            usize::MAX
+        } else if kind == "repo-creds" && wanted.starts_with(&secret_url) {
+            secret_url.len()
+        } else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(b, _)| score > *b) {
+            best = Some((score, data));
+        }
+    }
+    Ok(best.and_then(|(_, data)| {
+        let password = data.get("password").cloned()?;
+        Some(RepoCredentials {
+            username: data.get("username").cloned().unwrap_or_default(),
+            password,
+        })
+    }))
+}
+
+/// The cluster's version and API versions, as Helm's `--kube-version` and `--api-versions` take them.
+pub(crate) async fn discover(client: &kube::Client) -> Result<Capabilities, HelmError> {
+    let version = client
+        .apiserver_version()
+        .await
+        .map_err(|source| HelmError::Kube {
+            action: "read the cluster's version".into(),
+            source,
+        })?;
+    let discovery = kube::discovery::Discovery::new(client.clone())
+        .run()
+        .await
+        .map_err(|source| HelmError::Kube {
+            action: "discover the cluster's API versions".into(),
+            source,
+        })?;
+    let mut api_versions = Vec::new();
+    for group in discovery.groups() {
+        for ver in group.versions() {
+            let gv = if group.name().is_empty() {
+                ver.to_owned()
+            } else {
+                format!("{}/{ver}", group.name())
+            };
+            api_versions.push(gv.clone());
+            for (ar, _) in group.versioned_resources(ver) {
+                api_versions.push(format!("{gv}/{}", ar.kind));
+            }
+        }
+    }
+    api_versions.sort();
+    api_versions.dedup();
+    // Helm wants a semantic version; providers add build metadata (`v1.30.2+k3s1`, `v1.29.1-gke.100`).
+    let kube_version = version
+        .git_version
+        .split(['+', '-'])
+        .next()
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned);
+    Ok(Capabilities {
+        kube_version,
+        api_versions,
+    })
+}
+
+impl HelmRenderer {
+    /// Renders an application whose chart comes from a Helm repository or OCI registry: credentials from
+    /// the repository Secrets of its namespace, the version resolved from `revision` (or the spec's
+    /// `targetRevision`), `valuesFrom` and capabilities read from the cluster. The returned revision's `sha`
+    /// is the chart version and its `tree` the package digest.
+    pub async fn render_application(
+        self: &Arc<Self>,
+        client: &kube::Client,
+        app: &Application,
+        revision: Option<&str>,
+    ) -> Result<(Revision, Arc<RenderedSet>), HelmError> {
+        let mut chart = remote_chart_of(app, revision);
+        if chart.repo_url.is_empty() {
+            return Err(HelmError::invalid("spec.source.repoURL is empty"));
+        }
+        let ns = app.namespace().unwrap_or_default();
+        chart.credentials = credentials_for(client, &ns, &chart.repo_url).await?;
+        let fetched = self.fetch(&chart).await?;
+        let inputs = AppInputs::new(client, app);
+        let extra = read_values_from(client, &ns, &inputs.values_from).await?;
+        let capabilities = self.capabilities(client).await?;
+        let options = inputs.options.clone();
+        let out = {
+            let (this, fetched) = (self.clone(), fetched.clone());
+            tokio::task::spawn_blocking(move || {
+                this.render_fetched(&fetched, &options, &extra, &capabilities)
+            })
+            .await
+            .map_err(|e| HelmError::Task(e.to_string()))??
+        };
+        let revision = Revision {
+            repo: strip_userinfo(&chart.repo_url),
+            requested: chart.version.clone(),
+            sha: fetched.version.clone(),
+            ref_name: Some(format!("{}@{}", fetched.name, fetched.version)),
+            tree: fetched.digest.clone(),
+            shallow: false,
+            history: HistoryChange::NotChecked,
+            fetched: fetched.downloaded,
+        };
+        Ok((revision, out.rendered.clone()))
+    }
+
+    /// Renders the application path of a fetched tree, from a blocking thread: with Helm when the path holds
+    /// `Chart.yaml`, else with `renderer` (directory or Kustomize) and Helm hook annotations mapped.
+    pub fn render_path(
+        &self,
+        tree: &dyn FileTree,
+        path: &str,
+        options: &RenderOptions,
+        renderer: &Renderer,
+        inputs: &AppInputs,
+    ) -> Result<Arc<RenderedSet>, HelmError> {
+        if is_chart_dir(tree, path) {
+            let (extra, caps) = inputs.block_on(async {
+                let extra =
+                    read_values_from(&inputs.client, &inputs.app_namespace, &inputs.values_from)
+                        .await?;
+                let caps = self.capabilities(&inputs.client).await?;
+                Ok::<_, HelmError>((extra, caps))
+            })??;
+            let out = self.render_tree(tree, path, &inputs.options, &extra, &caps)?;
+            return Ok(out.rendered.clone());
+        }
+        let set = renderer.render(tree, path, options)?;
+        Ok(with_hooks_mapped(set, inputs.options.mode))
+    }
+}
+
+/// A rendered set with Helm hook annotations mapped (the same set when it has none).
+pub fn with_hooks_mapped(set: Arc<RenderedSet>, mode: ReleaseMode) -> Arc<RenderedSet> {
+    if !has_helm_annotations(&set.objects) {
+        return set;
+    }
+    let mapped = map_hooks(set.objects.clone(), mode);
+    Arc::new(RenderedSet {
+        objects: mapped.objects,
+        kind: set.kind,
+        inputs: set.inputs.clone(),
+    })
+}
+
+/// Whether `path` of `tree` is a chart (holds `Chart.yaml`).
+pub fn is_chart_dir(tree: &dyn FileTree, path: &str) -> bool {
+    let Ok(parts) = kedge_source::tree::clean_relative(path) else {
+        return false;
+    };
+    let dir = parts.join("/");
+    tree.read_dir(&dir)
+        .is_ok_and(|entries| entries.iter().any(|e| e.name == "Chart.yaml"))
+}

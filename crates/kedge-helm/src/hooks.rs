@@ -1,0 +1,302 @@
+//! Helm hooks as Kedge hooks.
+//!
+//! | Helm (`helm.sh/hook`)          | Kedge (`kedge.dev/hook`)                                        |
+//! |--------------------------------|-----------------------------------------------------------------|
+//! | `pre-install`                  | `PreSync`, on the first sync only ([`ReleaseMode::Install`])    |
+//! | `pre-upgrade`                  | `PreSync`, on later syncs only ([`ReleaseMode::Upgrade`])       |
+//! | `post-install`, `post-upgrade` | `PostSync`, likewise                                            |
+//! | `pre-delete`, `post-delete`    | not applied by a sync; returned in [`MappedHooks::delete_hooks`] |
+//! | `pre-rollback`, `post-rollback`, `test*` | left out                                              |
+//!
+//! A hook none of whose events applies to the current sync is left out of the desired set, as Helm would not
+//! create it. `helm.sh/hook-weight` becomes `kedge.dev/sync-wave` (for any object, as Argo CD does);
+//! `helm.sh/hook-delete-policy` values `before-hook-creation`, `hook-succeeded`, `hook-failed` become
+//! `BeforeHookCreation`, `HookSucceeded`, `HookFailed` (Helm's default, before-hook-creation, is also
+//! Kedge's). `helm.sh/resource-policy: keep` becomes the sync option `Prune=false`. Kedge's own annotations,
+//! when present, win over Helm's.
+
+use kedge_engine::object::{
+    HOOK_ANNOTATION, HOOK_DELETE_POLICY_ANNOTATION, SYNC_OPTIONS_ANNOTATION, SYNC_WAVE_ANNOTATION,
+};
+use kedge_render::RenderedObject;
+use serde_json::{Map, Value};
+
+/// Helm's hook annotation.
+pub const HELM_HOOK: &str = "helm.sh/hook";
+/// Helm's hook weight annotation.
+pub const HELM_HOOK_WEIGHT: &str = "helm.sh/hook-weight";
+/// Helm's hook delete policy annotation.
+pub const HELM_HOOK_DELETE_POLICY: &str = "helm.sh/hook-delete-policy";
+/// Helm's resource policy annotation (`keep`: never delete).
+pub const HELM_RESOURCE_POLICY: &str = "helm.sh/resource-policy";
+
+/// Whether a sync installs the release (first sync) or upgrades it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ReleaseMode {
+    /// The first sync: `pre-install`/`post-install` hooks run, `.Release.IsInstall` is true.
+    #[default]
+    Install,
+    /// A later sync: `pre-upgrade`/`post-upgrade` hooks run, `.Release.IsUpgrade` is true.
+    Upgrade,
+}
+
+/// The result of mapping Helm hooks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MappedHooks {
+    /// The objects to sync, with Kedge hook and wave annotations.
+    pub objects: Vec<RenderedObject>,
+    /// `pre-delete` and `post-delete` hooks, for whoever deletes the application.
+    pub delete_hooks: Vec<RenderedObject>,
+    /// Hooks left out of this sync, with the reason (for logs).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Whether any object carries a Helm annotation that [`map_hooks`] acts on.
+pub fn has_helm_annotations(objects: &[RenderedObject]) -> bool {
+    objects.iter().any(|o| {
+        annotations(&o.object).is_some_and(|a| {
+            a.contains_key(HELM_HOOK)
+                || a.contains_key(HELM_HOOK_WEIGHT)
+                || a.contains_key(HELM_RESOURCE_POLICY)
+        })
+    })
+}
+
+fn annotations(obj: &Value) -> Option<&Map<String, Value>> {
+    obj.get("metadata")?.get("annotations")?.as_object()
+}
+
+fn annotations_mut(obj: &mut Value) -> Option<&mut Map<String, Value>> {
+    obj.get_mut("metadata")?
+        .get_mut("annotations")?
+        .as_object_mut()
+}
+
+fn label(o: &RenderedObject) -> String {
+    let name = if o.name.is_empty() {
+        o.generate_name().unwrap_or_default()
+    } else {
+        &o.name
+    };
+    format!("{} {}", o.kind, name)
+}
+
+/// Maps the Helm annotations of `objects` for a sync in `mode` (see the module documentation).
+pub fn map_hooks(objects: Vec<RenderedObject>, mode: ReleaseMode) -> MappedHooks {
+    let mut out = MappedHooks::default();
+    for mut o in objects {
+        let Some(ann) = annotations_mut(&mut o.object) else {
+            out.objects.push(o);
+            continue;
+        };
+        if !ann.contains_key(SYNC_WAVE_ANNOTATION)
+            && let Some(w) = ann.get(HELM_HOOK_WEIGHT).and_then(Value::as_str)
+            && let Ok(w) = w.trim().parse::<i64>()
+        {
+            ann.insert(SYNC_WAVE_ANNOTATION.into(), Value::String(w.to_string()));
+        }
+        let helm_hook = ann
+            .get(HELM_HOOK)
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let Some(events) = helm_hook.filter(|_| !ann.contains_key(HOOK_ANNOTATION)) else {
+            if ann.get(HELM_RESOURCE_POLICY).and_then(Value::as_str) == Some("keep")
+                && !ann.contains_key(HOOK_ANNOTATION)
+            {
+                add_sync_option(ann, "Prune=false");
+            }
+            out.objects.push(o);
+            continue;
+        };
+        let mut phases: Vec<&str> = Vec::new();
+        let mut delete = false;
+        for event in events.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let phase =
+                match (event, mode) {
+                    ("pre-install", ReleaseMode::Install)
+                    | ("pre-upgrade", ReleaseMode::Upgrade) => Some("PreSync"),
+                    ("post-install", ReleaseMode::Install)
+                    | ("post-upgrade", ReleaseMode::Upgrade) => Some("PostSync"),
+                    ("pre-delete" | "post-delete", _) => {
+                        delete = true;
+                        None
+                    }
+                    _ => None,
+                };
+            if let Some(p) = phase
+                && !phases.contains(&p)
+            {
+                phases.push(p);
+            }
+        }
+        if phases.is_empty() {
+            if delete {
+                out.delete_hooks.push(o);
+            } else {
+                let why = format!("Helm hook {events:?} does not run on {mode:?}");
+                out.skipped.push((label(&o), why));
+            }
+            continue;
+        }
+        ann.insert(HOOK_ANNOTATION.into(), Value::String(phases.join(",")));
+        if !ann.contains_key(HOOK_DELETE_POLICY_ANNOTATION)
+            && let Some(raw) = ann.get(HELM_HOOK_DELETE_POLICY).and_then(Value::as_str)
+        {
+            let policies: Vec<&str> = raw
+                .split(',')
+                .filter_map(|p| match p.trim() {
+                    "before-hook-creation" => Some("BeforeHookCreation"),
+                    "hook-succeeded" => Some("HookSucceeded"),
+                    "hook-failed" => Some("HookFailed"),
+                    _ => None,
+                })
+                .collect();
+            if !policies.is_empty() {
+                ann.insert(
+                    HOOK_DELETE_POLICY_ANNOTATION.into(),
+                    Value::String(policies.join(",")),
+                );
+            }
+        }
+        out.objects.push(o);
+    }
+    out
+}
+
+fn add_sync_option(ann: &mut Map<String, Value>, option: &str) {
+    let existing = ann
+        .get(SYNC_OPTIONS_ANNOTATION)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let (key, _) = option.split_once('=').unwrap_or((option, ""));
+    if existing
+        .split(',')
+        .any(|o| o.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+    {
+        return;
+    }
+    let value = if existing.is_empty() {
+        option.to_owned()
+    } else {
+        format!("{existing},{option}")
+    };
+    ann.insert(SYNC_OPTIONS_ANNOTATION.into(), Value::String(value));
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use kedge_render::SourceRef;
+    use serde_json::json;
+
+    fn obj(kind: &str, name: &str, annotations: Value) -> RenderedObject {
+        RenderedObject {
+            group: String::new(),
+            version: "v1".into(),
+            kind: kind.into(),
+            namespace: String::new(),
+            name: name.into(),
+            source: SourceRef {
+                file: "t.yaml".into(),
+                document: 0,
+                item: None,
+                line: 0,
+            },
+            object: json!({"apiVersion": "v1", "kind": kind,
+                "metadata": {"name": name, "annotations": annotations}}),
+        }
+    }
+
+    fn ann<'a>(o: &'a RenderedObject, key: &str) -> Option<&'a str> {
+        annotations(&o.object)?.get(key)?.as_str()
+    }
+
+    fn set() -> Vec<RenderedObject> {
+        vec![
+            obj(
+                "Job",
+                "migrate",
+                json!({"helm.sh/hook": "pre-install", "helm.sh/hook-weight": "-2",
+                    "helm.sh/hook-delete-policy": "hook-succeeded,before-hook-creation"}),
+            ),
+            obj("Job", "upgrade", json!({"helm.sh/hook": "pre-upgrade"})),
+            obj(
+                "Job",
+                "both",
+                json!({"helm.sh/hook": "post-install, post-upgrade"}),
+            ),
+            obj("Job", "cleanup", json!({"helm.sh/hook": "pre-delete"})),
+            obj("Pod", "test", json!({"helm.sh/hook": "test"})),
+            obj("Service", "web", json!({"helm.sh/hook-weight": "2"})),
+            obj(
+                "PersistentVolumeClaim",
+                "data",
+                json!({"helm.sh/resource-policy": "keep"}),
+            ),
+            obj(
+                "Job",
+                "own",
+                json!({"helm.sh/hook": "pre-install", "kedge.dev/hook": "Sync", "kedge.dev/sync-wave": "5",
+                    "helm.sh/hook-weight": "1"}),
+            ),
+        ]
+    }
+
+    #[test]
+    fn install_runs_install_hooks_only() {
+        assert!(has_helm_annotations(&set()));
+        let m = map_hooks(set(), ReleaseMode::Install);
+        let names: Vec<&str> = m.objects.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["migrate", "both", "web", "data", "own"]);
+        let migrate = &m.objects[0];
+        assert_eq!(ann(migrate, HOOK_ANNOTATION), Some("PreSync"));
+        assert_eq!(ann(migrate, SYNC_WAVE_ANNOTATION), Some("-2"));
+        assert_eq!(
+            ann(migrate, HOOK_DELETE_POLICY_ANNOTATION),
+            Some("HookSucceeded,BeforeHookCreation")
+        );
+        assert_eq!(ann(&m.objects[1], HOOK_ANNOTATION), Some("PostSync"));
+        assert_eq!(ann(&m.objects[2], HOOK_ANNOTATION), None);
+        assert_eq!(ann(&m.objects[2], SYNC_WAVE_ANNOTATION), Some("2"));
+        assert_eq!(
+            ann(&m.objects[3], SYNC_OPTIONS_ANNOTATION),
+            Some("Prune=false")
+        );
+        // Kedge's own annotations win.
+        assert_eq!(ann(&m.objects[4], HOOK_ANNOTATION), Some("Sync"));
+        assert_eq!(ann(&m.objects[4], SYNC_WAVE_ANNOTATION), Some("5"));
+        assert_eq!(m.delete_hooks.len(), 1);
+        assert_eq!(m.delete_hooks[0].name, "cleanup");
+        let skipped: Vec<&str> = m.skipped.iter().map(|s| s.0.as_str()).collect();
+        assert_eq!(skipped, ["Job upgrade", "Pod test"]);
+    }
+
+    #[test]
+    fn upgrade_runs_upgrade_hooks_only() {
+        let m = map_hooks(set(), ReleaseMode::Upgrade);
+        let names: Vec<&str> = m.objects.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["upgrade", "both", "web", "data", "own"]);
+        assert_eq!(ann(&m.objects[0], HOOK_ANNOTATION), Some("PreSync"));
+        assert_eq!(ann(&m.objects[0], HOOK_DELETE_POLICY_ANNOTATION), None);
+        assert_eq!(ann(&m.objects[1], HOOK_ANNOTATION), Some("PostSync"));
+    }
+
+    #[test]
+    fn resource_policy_keeps_existing_options() {
+        let o = obj(
+            "ConfigMap",
+            "c",
+            json!({"helm.sh/resource-policy": "keep", "kedge.dev/sync-options": "PruneLast=true"}),
+        );
+        let m = map_hooks(vec![o], ReleaseMode::Upgrade);
+        assert_eq!(
+            ann(&m.objects[0], SYNC_OPTIONS_ANNOTATION),
+            Some("PruneLast=true,Prune=false")
+        );
+        let plain = obj("ConfigMap", "p", json!({}));
+        assert!(!has_helm_annotations(std::slice::from_ref(&plain)));
+    }
+}
