@@ -142,6 +142,32 @@ pub trait LiveObjects: Send + Sync {
         namespace: Option<&'a str>,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Value>, kube::Error>>;
+
+    /// Returns the object as the API server has it now (a cache must not answer). Used when a
+    /// dry-run saw a newer version than [`get`](Self::get) returned.
+    fn get_fresh<'a>(
+        &'a self,
+        resource: &'a Resolved,
+        namespace: Option<&'a str>,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Value>, kube::Error>> {
+        self.get(resource, namespace, name)
+    }
+}
+
+/// Serializes a dynamic object, making sure `apiVersion` and `kind` are set (list items lack them).
+pub(crate) fn object_to_value(
+    obj: &DynamicObject,
+    resource: &ApiResource,
+) -> Result<Value, kube::Error> {
+    let mut v = serde_json::to_value(obj).map_err(kube::Error::SerdeError)?;
+    if let Some(m) = v.as_object_mut() {
+        m.entry("apiVersion")
+            .or_insert_with(|| Value::String(resource.api_version.clone()));
+        m.entry("kind")
+            .or_insert_with(|| Value::String(resource.kind.clone()));
+    }
+    Ok(v)
 }
 
 /// Reads live objects with one GET request each.
@@ -167,9 +193,7 @@ impl LiveObjects for ApiLiveObjects {
         Box::pin(async move {
             let api = resource.api(&self.client, namespace);
             match api.get_opt(name).await? {
-                Some(obj) => serde_json::to_value(obj)
-                    .map(Some)
-                    .map_err(kube::Error::SerdeError),
+                Some(obj) => object_to_value(&obj, &resource.resource).map(Some),
                 None => Ok(None),
             }
         })

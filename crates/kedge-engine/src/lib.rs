@@ -59,6 +59,8 @@
 //!   [`SyncOptions::wave_timeout`]) → prune (reverse kind order, `PruneLast` last) → PostSync hooks;
 //!   SyncFail hooks if anything failed. Later waves and prune are skipped after a failure.
 //! - [`Engine::sync`] executes the plan it is given; plan again right before syncing.
+//! - [`WatchLiveObjects`] serves live reads from watches (one per kind and namespace, started on
+//!   first use): with it a replan of an unchanged application makes no request at all.
 //!
 //! Every applied object carries `kedge.dev/tracking-id: <app-ns>/<app>:<group>/<kind>:<ns>/<name>`;
 //! an object tracked by another application is never applied over nor deleted.
@@ -77,6 +79,7 @@ pub mod ignore;
 pub mod object;
 pub mod order;
 pub mod plan;
+mod watch;
 
 pub use apply::{Action, HookOutcome, ObjectOutcome, SyncPhase, SyncResult};
 pub use attribution::{Attribution, ManagerRef};
@@ -91,3 +94,4 @@ pub use order::{HookDeletePolicy, HookPhase};
 pub use plan::{
     Plan, PlannedHook, PlannedObject, PruneAction, PruneCandidate, SyncStatus, Tracking,
 };
+pub use watch::WatchLiveObjects;

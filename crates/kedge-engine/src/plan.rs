@@ -510,7 +510,7 @@ impl Engine {
                         self.stats.gets.fetch_add(1, Ordering::Relaxed);
                         match self
                             .live
-                            .get(&resource, o.id.namespace.as_deref(), &o.id.name)
+                            .get_fresh(&resource, o.id.namespace.as_deref(), &o.id.name)
                             .await
                         {
                             Ok(Some(newer)) if rv(&newer) == rv(&v) => {
