@@ -893,14 +893,24 @@ fn fill_status(
             }
         })
         .collect();
+    let auto_prune = app
+        .spec
+        .sync_policy
+        .as_ref()
+        .and_then(|p| p.automated.as_ref())
+        .is_some_and(|a| a.prune);
     for p in &plan.prune {
         resources.push(ResourceStatus {
             object: from_engine_id(&p.id, ""),
             status: SyncCode::OutOfSync,
             health: None,
             message: Some(match &p.action {
-                kedge_engine::plan::PruneAction::Delete => {
+                kedge_engine::plan::PruneAction::Delete if auto_prune => {
                     "removed from Git; will be pruned".to_owned()
+                }
+                kedge_engine::plan::PruneAction::Delete => {
+                    "removed from Git; requires pruning (automated prune is off: sync with prune to delete it)"
+                        .to_owned()
                 }
                 kedge_engine::plan::PruneAction::Keep => {
                     "removed from Git; kept (Prune=false)".to_owned()

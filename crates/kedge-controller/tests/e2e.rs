@@ -133,6 +133,10 @@ fn resource<'a>(app: &'a Application, kind: &str, name: &str) -> Option<&'a Reso
 async fn live_edit_is_reverted_with_attribution() {
     let env = Env::new("e2e-heal").await;
     env.write("app/web.yaml", &deployment("web", 1, "nginx:1.27"));
+    env.write(
+        "app/settings.yaml",
+        &config_map("settings", "color", "blue"),
+    );
     let sha = env.commit_push("first");
     let _controller = env.start_controller("c1");
     env.create_app("demo", "app", automated(true, true)).await;
@@ -158,7 +162,22 @@ async fn live_edit_is_reverted_with_attribution() {
         "the event names the object"
     );
     env.wait_event("demo", "DriftReverted", |_| true).await;
-    // The revert is recorded as a self-heal sync, and the application is clean again.
+    // An object deleted by hand is recreated.
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), env.ns());
+    let uid = cms.get("settings").await.expect("settings").metadata.uid;
+    cms.delete("settings", &DeleteParams::default())
+        .await
+        .expect("delete by hand");
+    wait_for(STEP, Duration::from_millis(20), || async {
+        cms.get_opt("settings")
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.metadata.uid != uid)
+    })
+    .await
+    .expect("the deleted ConfigMap is recreated");
+    // The reverts are recorded as self-heal syncs, and the application is clean again.
     env.wait_app("demo", "a self-heal in the history, Synced", |a| {
         synced_at(a, &sha)
             && a.status
@@ -247,7 +266,7 @@ async fn file_removed_from_git_is_pruned_or_reported() {
             }) && resource(a, "ConfigMap", "kb").is_some_and(|r| {
                 r.message
                     .as_deref()
-                    .is_some_and(|m| m.contains("removed from Git"))
+                    .is_some_and(|m| m.contains("removed from Git; requires pruning"))
             })
         })
         .await;
