@@ -102,7 +102,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
 pub struct StaticServer {
     pub port: u16,
     stop: Arc<AtomicBool>,
-    pub log: Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>,
+    pub log: Arc<Log>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -152,7 +152,8 @@ impl Drop for StaticServer {
     }
 }
 
-type Log = std::sync::Mutex<Vec<(String, Option<String>)>>;
+/// Request paths with the Authorization header each carried.
+pub type Log = std::sync::Mutex<Vec<(String, Option<String>)>>;
 
 fn serve(conn: TcpStream, root: &Path, auth: Option<&str>, log: &Log) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
