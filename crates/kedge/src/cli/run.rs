@@ -22,9 +22,15 @@ pub struct RunArgs {
     /// How often every application is compared again without any trigger.
     #[arg(long, default_value = "180s", value_parser = parse_duration)]
     pub resync_interval: std::time::Duration,
-    /// Address of the HTTP endpoints (probes, metrics).
+    /// Address of the HTTP endpoints (probes, metrics, API, web UI, webhooks).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Mark session cookies Secure (when the UI is reached over TLS, e.g. through an ingress).
+    #[arg(long)]
+    pub secure_cookies: bool,
+    /// Serve only probes and metrics: no API, web UI or webhooks.
+    #[arg(long)]
+    pub no_ui: bool,
     /// Cache folder for Git mirrors (default: $KEDGE_CACHE/controller or ~/.cache/kedge/controller).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
@@ -102,7 +108,10 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
             tracing::info!("shutting down");
             signal.cancel();
         });
-        run_controller(config, rc, shutdown, None)
+        let mut server = kedge_server::ServerConfig::new(rc.lease_namespace.clone());
+        server.secure_cookies = args.secure_cookies;
+        let routes = (!args.no_ui).then(|| kedge_server::route_builder(server));
+        run_controller(config, rc, shutdown, routes)
             .await
             .context("controller failed")
     })

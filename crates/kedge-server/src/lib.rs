@@ -1,0 +1,142 @@
+//! Serves the JSON API, the live web UI and the Git webhook receivers of a running Kedge controller.
+//!
+//! Everything is read from the controller's own cache of Applications ([`ServerHandles::store`]), so listing stays
+//! fast with thousands of applications; actions are written as annotations and spec patches that the controller
+//! executes. Start at [`route_builder`], which `kedge run` hands to the controller runner.
+//!
+//! | path | what |
+//! | --- | --- |
+//! | `/api/v1/...` | JSON API (see `/api/v1/openapi.json`); bearer token or session cookie |
+//! | `/api/webhook` | push events from GitHub, GitLab, Gitea/Forgejo and Bitbucket |
+//! | `/`, `/applications/...`, `/login` | the web UI (server-rendered, htmx, live through server-sent events) |
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use kedge_controller::runner::{RouteBuilder, ServerHandles};
+use tokio::sync::broadcast;
+
+pub mod api;
+pub mod apps;
+mod assets;
+pub mod auth;
+pub mod details;
+pub mod error;
+pub mod live;
+mod openapi;
+pub mod ops;
+mod ui;
+pub mod webhook;
+
+pub use error::ApiError;
+
+/// Name of the Secret holding the generated admin password (key `password`).
+pub const ADMIN_SECRET: &str = "kedge-initial-admin";
+/// Name of the optional Secret with further accounts and API tokens (see [`auth`]).
+pub const USERS_SECRET: &str = "kedge-users";
+/// Name of the optional Secret with webhook secrets (keys `github`, `gitlab`, `gitea`, `bitbucket`).
+pub const WEBHOOK_SECRET: &str = "kedge-webhook";
+
+/// Settings of the server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Namespace of the server's own Secrets (admin password, accounts, webhook secrets).
+    pub namespace: String,
+    /// Mark session cookies `Secure` (set when the server is reached over TLS, e.g. behind an ingress). Requests
+    /// that carry `X-Forwarded-Proto: https` get secure cookies regardless.
+    pub secure_cookies: bool,
+    /// How long a login session lasts.
+    pub session_ttl: Duration,
+    /// The largest webhook body accepted.
+    pub webhook_body_limit: usize,
+    /// Create the admin password Secret at start when it is absent.
+    pub create_admin_secret: bool,
+}
+
+impl ServerConfig {
+    /// Defaults: Secrets in `namespace`, 24 h sessions, 1 MiB webhook bodies.
+    pub fn new(namespace: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            secure_cookies: false,
+            session_ttl: Duration::from_secs(24 * 3600),
+            webhook_body_limit: 1024 * 1024,
+            create_admin_secret: true,
+        }
+    }
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    handles: ServerHandles,
+    config: ServerConfig,
+    sessions: auth::Sessions,
+    accounts: auth::AccountCache,
+    live: broadcast::Sender<live::Change>,
+    commits: Mutex<HashMap<String, Option<details::CommitInfo>>>,
+}
+
+impl AppState {
+    /// Builds the state and starts the background tasks (Application watcher for live updates, admin Secret).
+    pub fn start(handles: ServerHandles, config: ServerConfig) -> Self {
+        let (tx, _) = broadcast::channel(4096);
+        let state = AppState {
+            inner: Arc::new(Inner {
+                sessions: auth::Sessions::default(),
+                accounts: auth::AccountCache::default(),
+                live: tx,
+                commits: Mutex::new(HashMap::new()),
+                handles,
+                config,
+            }),
+        };
+        live::spawn_watcher(&state);
+        if state.inner.config.create_admin_secret {
+            let client = state.client().clone();
+            let ns = state.inner.config.namespace.clone();
+            tokio::spawn(async move {
+                if let Err(err) = auth::ensure_admin_secret(&client, &ns).await {
+                    tracing::warn!(error = %err, "cannot set up the admin password");
+                }
+            });
+        }
+        state
+    }
+
+    /// The controller's handles.
+    pub fn handles(&self) -> &ServerHandles {
+        &self.inner.handles
+    }
+
+    /// The Kubernetes client.
+    pub fn client(&self) -> &kube::Client {
+        &self.inner.handles.client
+    }
+
+    /// The server settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+}
+
+/// All routes: API, webhooks, UI and assets.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(api::routes())
+        .merge(webhook::routes())
+        .merge(ui::routes())
+        .merge(assets::routes())
+        .with_state(state)
+}
+
+/// The route builder `kedge run` passes to the controller runner.
+pub fn route_builder(config: ServerConfig) -> RouteBuilder {
+    Box::new(move |handles: ServerHandles| router(AppState::start(handles, config)))
+}

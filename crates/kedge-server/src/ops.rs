@@ -1,0 +1,188 @@
+//! Actions on an application, shared by the API and the UI: sync, rollback, refresh, suspend and resume.
+//!
+//! Each is a patch the controller acts on (the `kedge.dev/operation` and `kedge.dev/refresh` annotations,
+//! `spec.suspend`), followed by a reconcile trigger so that it happens at once.
+
+use std::sync::Arc;
+
+use kedge_api::{
+    Application, OPERATION_ANNOTATION, Operation, REFRESH_ANNOTATION, RollbackOperation,
+    SyncOperation,
+};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+/// Options of a sync request.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRequest {
+    /// Delete objects removed from Git.
+    #[serde(default)]
+    pub prune: bool,
+    /// Plan only.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Sync this revision instead of the target revision.
+    #[serde(default)]
+    pub revision: Option<String>,
+}
+
+/// Options of a rollback request.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackRequest {
+    /// The history id.
+    pub id: i64,
+    /// Prune objects the old revision does not have.
+    #[serde(default)]
+    pub prune: bool,
+}
+
+/// Finds an application in the controller's cache; 404 when absent or outside the watched namespace.
+pub fn find(state: &AppState, namespace: &str, name: &str) -> Result<Arc<Application>, ApiError> {
+    let not_found = || ApiError::not_found(format!("application {namespace}/{name} not found"));
+    if state
+        .handles()
+        .namespace
+        .as_deref()
+        .is_some_and(|ns| ns != namespace)
+    {
+        return Err(not_found());
+    }
+    state
+        .handles()
+        .store
+        .get(&ObjectRef::new(name).within(namespace))
+        .ok_or_else(not_found)
+}
+
+fn api(state: &AppState, namespace: &str) -> Api<Application> {
+    Api::namespaced(state.client().clone(), namespace)
+}
+
+fn trigger(state: &AppState, namespace: &str, name: &str) {
+    let _ = state
+        .handles()
+        .triggers
+        .send(ObjectRef::new(name).within(namespace));
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+async fn request_operation(
+    state: &AppState,
+    namespace: &str,
+    name: &str,
+    op: &Operation,
+) -> Result<(), ApiError> {
+    let patch =
+        json!({ "metadata": { "annotations": { OPERATION_ANNOTATION: op.to_annotation() } } });
+    api(state, namespace)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| ApiError::kube(&format!("request an operation on {namespace}/{name}"), &e))?;
+    trigger(state, namespace, name);
+    Ok(())
+}
+
+/// Requests a sync; returns the operation as stored.
+pub async fn sync(
+    state: &AppState,
+    caller: &Caller,
+    namespace: &str,
+    name: &str,
+    req: SyncRequest,
+) -> Result<Operation, ApiError> {
+    find(state, namespace, name)?;
+    let op = Operation {
+        sync: Some(SyncOperation {
+            prune: req.prune,
+            dry_run: req.dry_run,
+            revision: req.revision.filter(|r| !r.trim().is_empty()),
+        }),
+        rollback: None,
+        initiated_by: caller.user.clone(),
+        requested_at: now(),
+    };
+    request_operation(state, namespace, name, &op).await?;
+    tracing::info!(app = %format!("{namespace}/{name}"), user = %caller.user, "sync requested");
+    Ok(op)
+}
+
+/// Requests a rollback to a history entry; 400 when the entry is not kept.
+pub async fn rollback(
+    state: &AppState,
+    caller: &Caller,
+    namespace: &str,
+    name: &str,
+    req: RollbackRequest,
+) -> Result<Operation, ApiError> {
+    let app = find(state, namespace, name)?;
+    let known = app
+        .status
+        .as_ref()
+        .is_some_and(|s| s.history.iter().any(|h| h.id == req.id));
+    if !known {
+        return Err(ApiError::bad_request(format!(
+            "application {namespace}/{name} has no history entry {}",
+            req.id
+        )));
+    }
+    let op = Operation {
+        sync: None,
+        rollback: Some(RollbackOperation {
+            id: req.id,
+            prune: req.prune,
+        }),
+        initiated_by: caller.user.clone(),
+        requested_at: now(),
+    };
+    request_operation(state, namespace, name, &op).await?;
+    tracing::info!(app = %format!("{namespace}/{name}"), user = %caller.user, id = req.id, "rollback requested");
+    Ok(op)
+}
+
+/// Asks for a comparison with Git now (`hard` also drops cached comparisons).
+pub async fn refresh(
+    state: &AppState,
+    namespace: &str,
+    name: &str,
+    hard: bool,
+) -> Result<(), ApiError> {
+    find(state, namespace, name)?;
+    let value = if hard { "hard" } else { "normal" };
+    let patch = json!({ "metadata": { "annotations": { REFRESH_ANNOTATION: value } } });
+    api(state, namespace)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| ApiError::kube(&format!("request a refresh of {namespace}/{name}"), &e))?;
+    trigger(state, namespace, name);
+    Ok(())
+}
+
+/// Suspends (or resumes) automated sync and self-heal.
+pub async fn set_suspend(
+    state: &AppState,
+    caller: &Caller,
+    namespace: &str,
+    name: &str,
+    suspend: bool,
+) -> Result<(), ApiError> {
+    find(state, namespace, name)?;
+    let patch = json!({ "spec": { "suspend": suspend } });
+    api(state, namespace)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| ApiError::kube(&format!("update {namespace}/{name}"), &e))?;
+    trigger(state, namespace, name);
+    tracing::info!(app = %format!("{namespace}/{name}"), user = %caller.user, suspend, "suspend changed");
+    Ok(())
+}

@@ -1,0 +1,529 @@
+//! `POST /api/webhook`: push events from GitHub, GitLab, Gitea/Forgejo and Bitbucket refresh the applications that
+//! track the pushed repository and branch at once, instead of at the next poll.
+//!
+//! Secrets come from Secret `kedge-webhook` in the server's namespace, one key per provider (`github`, `gitlab`,
+//! `gitea`, `bitbucket`). Once any secret is configured, every request must be verified with its provider's secret:
+//! a provider without one is refused, and so is a missing or wrong signature (401). Without any secret, pushes are
+//! accepted unsigned (they only trigger a comparison with Git, never a change of its own).
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use hmac::{Hmac, Mac};
+use kedge_api::Application;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::auth::read_secret;
+use crate::error::ApiError;
+use crate::{AppState, WEBHOOK_SECRET};
+
+/// The webhook route (bodies are limited to [`crate::ServerConfig::webhook_body_limit`]).
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/webhook", post(receive))
+}
+
+/// The sender of a webhook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provider {
+    /// GitHub (`X-GitHub-Event`, `X-Hub-Signature-256`).
+    GitHub,
+    /// GitLab (`X-Gitlab-Event`, `X-Gitlab-Token`).
+    GitLab,
+    /// Gitea or Forgejo (`X-Gitea-Event`/`X-Forgejo-Event`, `X-Gitea-Signature`/`X-Forgejo-Signature`).
+    Gitea,
+    /// Bitbucket Cloud or Server (`X-Event-Key`, `X-Hub-Signature`).
+    Bitbucket,
+}
+
+impl Provider {
+    /// Tells the provider from the headers.
+    pub fn detect(headers: &HeaderMap) -> Option<Provider> {
+        let has = |h: &str| headers.contains_key(h);
+        if has("x-gitea-event") || has("x-forgejo-event") || has("x-gogs-event") {
+            Some(Provider::Gitea)
+        } else if has("x-gitlab-event") {
+            Some(Provider::GitLab)
+        } else if has("x-event-key") {
+            Some(Provider::Bitbucket)
+        } else if has("x-github-event") {
+            Some(Provider::GitHub)
+        } else {
+            None
+        }
+    }
+
+    /// The key of the provider's secret in the webhook Secret.
+    pub fn key(self) -> &'static str {
+        match self {
+            Provider::GitHub => "github",
+            Provider::GitLab => "gitlab",
+            Provider::Gitea => "gitea",
+            Provider::Bitbucket => "bitbucket",
+        }
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+fn hmac_sha256(secret: &str, body: &[u8]) -> Vec<u8> {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return Vec::new();
+    };
+    mac.update(body);
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn hex_matches(given: &str, expected: &[u8]) -> bool {
+    match hex::decode(given.trim()) {
+        Ok(g) => !expected.is_empty() && bool::from(g.as_slice().ct_eq(expected)),
+        Err(_) => false,
+    }
+}
+
+/// Checks the request's signature or token against `secret`.
+pub fn verify(provider: Provider, headers: &HeaderMap, body: &[u8], secret: &str) -> bool {
+    let expected = || hmac_sha256(secret, body);
+    match provider {
+        Provider::GitHub => header(headers, "x-hub-signature-256")
+            .and_then(|s| s.strip_prefix("sha256="))
+            .is_some_and(|s| hex_matches(s, &expected())),
+        Provider::Gitea => header(headers, "x-gitea-signature")
+            .or_else(|| header(headers, "x-forgejo-signature"))
+            .or_else(|| header(headers, "x-gogs-signature"))
+            .is_some_and(|s| hex_matches(s.strip_prefix("sha256=").unwrap_or(s), &expected())),
+        Provider::Bitbucket => header(headers, "x-hub-signature")
+            .and_then(|s| s.strip_prefix("sha256="))
+            .is_some_and(|s| hex_matches(s, &expected())),
+        Provider::GitLab => header(headers, "x-gitlab-token")
+            .is_some_and(|t| !t.is_empty() && bool::from(t.as_bytes().ct_eq(secret.as_bytes()))),
+    }
+}
+
+/// What a push event says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Push {
+    /// Every URL the payload gives for the repository (clone, ssh, web).
+    pub urls: Vec<String>,
+    /// Pushed refs (`refs/heads/main`, `refs/tags/v1`).
+    pub refs: Vec<String>,
+    /// The repository's default branch, when the payload tells it.
+    pub default_branch: Option<String>,
+}
+
+fn strings(v: &Value, pointers: &[&str]) -> Vec<String> {
+    pointers
+        .iter()
+        .filter_map(|p| v.pointer(p).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Reads a push event; `Ok(None)` for other events (ping, issues, ...).
+pub fn parse(
+    provider: Provider,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Option<Push>, ApiError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("malformed webhook payload: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "malformed webhook payload: not a JSON object",
+        ));
+    }
+    let event = match provider {
+        Provider::GitHub => header(headers, "x-github-event"),
+        Provider::Gitea => header(headers, "x-gitea-event")
+            .or_else(|| header(headers, "x-forgejo-event"))
+            .or_else(|| header(headers, "x-gogs-event")),
+        Provider::GitLab => header(headers, "x-gitlab-event"),
+        Provider::Bitbucket => header(headers, "x-event-key"),
+    }
+    .unwrap_or("");
+    let push = match provider {
+        Provider::GitHub | Provider::Gitea => {
+            if event != "push" {
+                return Ok(None);
+            }
+            Push {
+                urls: strings(
+                    &v,
+                    &[
+                        "/repository/clone_url",
+                        "/repository/ssh_url",
+                        "/repository/git_url",
+                        "/repository/html_url",
+                        "/repository/url",
+                    ],
+                ),
+                refs: strings(&v, &["/ref"]),
+                default_branch: strings(&v, &["/repository/default_branch"])
+                    .into_iter()
+                    .next(),
+            }
+        }
+        Provider::GitLab => {
+            if event != "Push Hook" && event != "Tag Push Hook" {
+                return Ok(None);
+            }
+            Push {
+                urls: strings(
+                    &v,
+                    &[
+                        "/project/git_http_url",
+                        "/project/git_ssh_url",
+                        "/project/web_url",
+                        "/repository/git_http_url",
+                        "/repository/git_ssh_url",
+                        "/repository/homepage",
+                    ],
+                ),
+                refs: strings(&v, &["/ref"]),
+                default_branch: strings(&v, &["/project/default_branch"]).into_iter().next(),
+            }
+        }
+        Provider::Bitbucket => match event {
+            // Bitbucket Cloud.
+            "repo:push" => {
+                let mut urls = strings(&v, &["/repository/links/html/href"]);
+                if let Some(full) = v.pointer("/repository/full_name").and_then(Value::as_str) {
+                    urls.push(format!("https://bitbucket.org/{full}"));
+                }
+                let refs = v
+                    .pointer("/push/changes")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| {
+                        let new = c.get("new")?;
+                        let name = new.get("name")?.as_str()?;
+                        let kind = new.get("type").and_then(Value::as_str).unwrap_or("branch");
+                        Some(if kind == "tag" {
+                            format!("refs/tags/{name}")
+                        } else {
+                            format!("refs/heads/{name}")
+                        })
+                    })
+                    .collect();
+                Push {
+                    urls,
+                    refs,
+                    default_branch: None,
+                }
+            }
+            // Bitbucket Server / Data Center.
+            "repo:refs_changed" => {
+                let urls = v
+                    .pointer("/repository/links/clone")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|l| l.get("href").and_then(Value::as_str).map(str::to_owned))
+                    .collect();
+                let refs = v
+                    .pointer("/changes")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| {
+                        c.pointer("/ref/id")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    })
+                    .collect();
+                Push {
+                    urls,
+                    refs,
+                    default_branch: None,
+                }
+            }
+            _ => return Ok(None),
+        },
+    };
+    if push.urls.is_empty() {
+        return Err(ApiError::bad_request(
+            "malformed push event: no repository URL",
+        ));
+    }
+    Ok(Some(push))
+}
+
+/// Reduces a repository URL to `host/path` in lower case: no scheme, user, port, trailing slash or `.git`, so that
+/// the https, ssh (`ssh://git@host/path`, `git@host:path`) and git forms of one repository compare equal.
+pub fn normalize_repo_url(url: &str) -> String {
+    let url = url.trim();
+    let (authority, path) = if let Some((_, rest)) = url.split_once("://") {
+        match rest.split_once('/') {
+            Some((a, p)) => (a, p),
+            None => (rest, ""),
+        }
+    } else if let Some((a, p)) = url.split_once(':').filter(|(a, _)| !a.contains('/')) {
+        // scp-like user@host:path
+        (a, p)
+    } else {
+        ("", url)
+    };
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let path = path.trim_matches('/');
+    let path = path
+        .strip_suffix(".git")
+        .unwrap_or(path)
+        .trim_end_matches('/');
+    let path = path.strip_prefix("scm/").unwrap_or(path);
+    format!(
+        "{}/{}",
+        host.to_ascii_lowercase(),
+        path.to_ascii_lowercase()
+    )
+}
+
+fn looks_like_constraint(rev: &str) -> bool {
+    rev.contains(['<', '>', '=', '~', '^', '*', ' ']) || rev.ends_with(".x")
+}
+
+/// Whether an application with `target` revision follows one of the pushed `refs`.
+pub fn revision_matches(target: &str, push: &Push) -> bool {
+    let target = target.trim();
+    for r in &push.refs {
+        if let Some(branch) = r.strip_prefix("refs/heads/") {
+            let head = target.is_empty() || target == "HEAD";
+            if head && push.default_branch.as_deref().is_none_or(|d| d == branch) {
+                return true;
+            }
+            if target == branch || target == r {
+                return true;
+            }
+        } else if let Some(tag) = r.strip_prefix("refs/tags/")
+            && (target == tag || target == r || looks_like_constraint(target))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// The applications among `apps` that a push concerns.
+pub fn matching_apps<'a>(
+    apps: &'a [std::sync::Arc<Application>],
+    push: &Push,
+) -> Vec<&'a Application> {
+    let urls: BTreeSet<String> = push.urls.iter().map(|u| normalize_repo_url(u)).collect();
+    apps.iter()
+        .map(AsRef::as_ref)
+        .filter(|a| urls.contains(&normalize_repo_url(&a.spec.source.repo_url)))
+        .filter(|a| revision_matches(&a.spec.source.target_revision, push))
+        .collect()
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let limit = state.config().webhook_body_limit;
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("webhook payload larger than {limit} bytes or unreadable"),
+        )
+    })?;
+    let provider = Provider::detect(&headers).ok_or_else(|| {
+        ApiError::bad_request(
+            "unknown webhook sender: no GitHub, GitLab, Gitea or Bitbucket event header",
+        )
+    })?;
+    let secrets = read_secret(state.client(), &state.config().namespace, WEBHOOK_SECRET).await?;
+    let configured: Vec<&(String, String)> = secrets
+        .iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .collect();
+    if !configured.is_empty() {
+        let secret = configured
+            .iter()
+            .find(|(k, _)| k == provider.key())
+            .map(|(_, v)| v.trim())
+            .ok_or_else(|| {
+                ApiError::unauthorized(format!(
+                    "no {} webhook secret is configured; refusing unsigned payload",
+                    provider.key()
+                ))
+            })?;
+        if !verify(provider, &headers, &body, secret) {
+            tracing::warn!(
+                provider = provider.key(),
+                "webhook signature missing or invalid"
+            );
+            return Err(ApiError::unauthorized(
+                "webhook signature missing or invalid",
+            ));
+        }
+    }
+    let Some(push) = parse(provider, &headers, &body)? else {
+        return Ok((
+            StatusCode::OK,
+            Json(json!({ "refreshed": 0, "message": "event ignored (not a push)" })),
+        )
+            .into_response());
+    };
+    let apps = state.handles().store.state();
+    let matched = matching_apps(&apps, &push);
+    let now = Instant::now();
+    {
+        let mut moved = state
+            .handles()
+            .context
+            .moved_repos
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for app in &matched {
+            moved.insert(app.spec.source.repo_url.clone(), now);
+        }
+    }
+    let mut names = Vec::with_capacity(matched.len());
+    for app in &matched {
+        let ns = app.namespace().unwrap_or_default();
+        let _ = state
+            .handles()
+            .triggers
+            .send(ObjectRef::new(&app.name_any()).within(&ns));
+        names.push(format!("{ns}/{}", app.name_any()));
+    }
+    tracing::info!(
+        provider = provider.key(),
+        repo = %kedge_source::repo::strip_userinfo(push.urls.first().map(String::as_str).unwrap_or("")),
+        refs = ?push.refs,
+        applications = names.len(),
+        "webhook push"
+    );
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "refreshed": names.len(), "applications": names })),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn urls_of_one_repository_normalize_alike() {
+        let forms = [
+            "https://GitHub.com/Org/Repo.git",
+            "https://user:tok@github.com/org/repo/",
+            "ssh://git@github.com:22/org/repo.git",
+            "git@github.com:org/repo.git",
+            "git://github.com/org/repo",
+            "http://github.com:80/org/repo",
+        ];
+        for f in forms {
+            assert_eq!(normalize_repo_url(f), "github.com/org/repo", "{f}");
+        }
+        assert_ne!(
+            normalize_repo_url("https://github.com/org/other"),
+            "github.com/org/repo"
+        );
+    }
+
+    #[test]
+    fn branches_tags_and_head_match() {
+        let push = |r: &str, d: Option<&str>| Push {
+            urls: vec![],
+            refs: vec![r.into()],
+            default_branch: d.map(Into::into),
+        };
+        assert!(revision_matches("main", &push("refs/heads/main", None)));
+        assert!(!revision_matches("dev", &push("refs/heads/main", None)));
+        assert!(revision_matches(
+            "HEAD",
+            &push("refs/heads/main", Some("main"))
+        ));
+        assert!(!revision_matches(
+            "HEAD",
+            &push("refs/heads/feature", Some("main"))
+        ));
+        assert!(revision_matches("v1.2.0", &push("refs/tags/v1.2.0", None)));
+        assert!(revision_matches(
+            ">=1.0.0 <2",
+            &push("refs/tags/v1.3.0", None)
+        ));
+        assert!(!revision_matches("main", &push("refs/tags/v1", None)));
+    }
+
+    #[test]
+    fn signatures_are_checked_per_provider() {
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let sig = hex::encode(hmac_sha256("s3cret", body));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-hub-signature-256",
+            HeaderValue::from_str(&format!("sha256={sig}")).expect("header"),
+        );
+        assert!(verify(Provider::GitHub, &h, body, "s3cret"));
+        assert!(!verify(Provider::GitHub, &h, body, "other"));
+        assert!(!verify(Provider::GitHub, &h, b"tampered", "s3cret"));
+        assert!(!verify(Provider::GitHub, &HeaderMap::new(), body, "s3cret"));
+        let mut g = HeaderMap::new();
+        g.insert(
+            "x-gitea-signature",
+            HeaderValue::from_str(&sig).expect("header"),
+        );
+        assert!(verify(Provider::Gitea, &g, body, "s3cret"));
+        let mut l = HeaderMap::new();
+        l.insert("x-gitlab-token", HeaderValue::from_static("s3cret"));
+        assert!(verify(Provider::GitLab, &l, body, "s3cret"));
+        assert!(!verify(Provider::GitLab, &l, body, "s3cret2"));
+    }
+
+    #[test]
+    fn payloads_of_each_provider_parse() {
+        let mut h = HeaderMap::new();
+        h.insert("x-gitlab-event", HeaderValue::from_static("Push Hook"));
+        let p = parse(
+            Provider::GitLab,
+            &h,
+            br#"{"ref":"refs/heads/main","project":{"git_http_url":"https://gl.test/g/r.git","default_branch":"main"}}"#,
+        )
+        .expect("parses")
+        .expect("push");
+        assert_eq!(p.refs, ["refs/heads/main"]);
+        assert_eq!(p.default_branch.as_deref(), Some("main"));
+        let mut b = HeaderMap::new();
+        b.insert("x-event-key", HeaderValue::from_static("repo:push"));
+        let p = parse(
+            Provider::Bitbucket,
+            &b,
+            br#"{"repository":{"full_name":"team/r","links":{"html":{"href":"https://bitbucket.org/team/r"}}},"push":{"changes":[{"new":{"type":"branch","name":"dev"}}]}}"#,
+        )
+        .expect("parses")
+        .expect("push");
+        assert_eq!(p.refs, ["refs/heads/dev"]);
+        let mut gh = HeaderMap::new();
+        gh.insert("x-github-event", HeaderValue::from_static("ping"));
+        assert_eq!(parse(Provider::GitHub, &gh, b"{}").expect("parses"), None);
+        assert!(parse(Provider::GitHub, &gh, b"{not json").is_err());
+    }
+}
