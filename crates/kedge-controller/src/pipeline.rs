@@ -42,6 +42,9 @@ pub enum PipelineError {
     /// Planning against the cluster failed.
     #[error(transparent)]
     Engine(#[from] kedge_engine::error::EngineError),
+    /// Resolving or rendering a Helm chart failed.
+    #[error(transparent)]
+    Helm(kedge_helm::HelmError),
     /// A blocking task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -56,6 +59,7 @@ impl PipelineError {
             PipelineError::Render(_) => "RenderFailed",
             PipelineError::Engine(_) => "ComparisonFailed",
             PipelineError::Task(_) => "InternalError",
+            PipelineError::Helm(e) => e.reason(),
         }
     }
 
@@ -67,6 +71,17 @@ impl PipelineError {
                 true
             }
             PipelineError::InvalidSpec(_) | PipelineError::Render(_) => false,
+            PipelineError::Helm(e) => e.is_retryable(),
+        }
+    }
+}
+
+impl From<kedge_helm::HelmError> for PipelineError {
+    fn from(e: kedge_helm::HelmError) -> Self {
+        match e {
+            kedge_helm::HelmError::Source(e) => PipelineError::Source(e),
+            kedge_helm::HelmError::Render(e) => PipelineError::Render(e),
+            other => PipelineError::Helm(other),
         }
     }
 }
@@ -89,6 +104,7 @@ pub struct Pipeline {
     source: Source,
     renderer: Arc<Renderer>,
     engine: Arc<Engine>,
+    helm: Arc<kedge_helm::HelmRenderer>,
 }
 
 impl Pipeline {
@@ -104,7 +120,14 @@ impl Pipeline {
             source,
             renderer,
             engine,
+            helm: Arc::new(kedge_helm::HelmRenderer::default()),
         }
+    }
+
+    /// Replaces the Helm renderer (helm binary, chart cache, timeouts).
+    pub fn with_helm(mut self, helm: Arc<kedge_helm::HelmRenderer>) -> Self {
+        self.helm = helm;
+        self
     }
 
     /// The engine (for syncs and prunes).
@@ -138,6 +161,13 @@ impl Pipeline {
         revision: Option<&str>,
         previous_sha: Option<String>,
     ) -> Result<Comparison, PipelineError> {
+        if kedge_helm::is_remote_chart(app) {
+            let (revision, rendered) = self
+                .helm
+                .render_application(&self.client, app, revision)
+                .await?;
+            return self.plan(app, revision, rendered).await;
+        }
         let repo = self.repo_for(app).await?;
         let wanted = revision
             .unwrap_or(&app.spec.source.target_revision)
@@ -149,13 +179,25 @@ impl Pipeline {
         let source = self.source.clone();
         let renderer = self.renderer.clone();
         let options = render_options(app);
+        let helm = self.helm.clone();
+        let inputs = kedge_helm::AppInputs::new(&self.client, app);
         let (revision, rendered) = tokio::task::spawn_blocking(move || {
             let snapshot = source.fetch(&request)?;
-            let rendered = renderer.render(&snapshot, &path, &options)?;
+            // A chart (Chart.yaml) renders with Helm; Helm hook annotations are mapped either way.
+            let rendered = helm.render_path(&snapshot, &path, &options, &renderer, &inputs)?;
             Ok::<_, PipelineError>((snapshot.revision().clone(), rendered))
         })
         .await
         .map_err(|e| PipelineError::Task(e.to_string()))??;
+        self.plan(app, revision, rendered).await
+    }
+
+    async fn plan(
+        &self,
+        app: &Application,
+        revision: Revision,
+        rendered: Arc<RenderedSet>,
+    ) -> Result<Comparison, PipelineError> {
         let spec = engine_spec(app)?;
         let desired = rendered
             .objects

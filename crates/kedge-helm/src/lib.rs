@@ -207,6 +207,12 @@ pub struct HelmRenderer {
     capabilities: tokio::sync::Mutex<Option<(Instant, Arc<Capabilities>)>>,
 }
 
+impl Default for HelmRenderer {
+    fn default() -> Self {
+        HelmRenderer::new(HelmConfig::default())
+    }
+}
+
 impl std::fmt::Debug for HelmRenderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HelmRenderer")
@@ -217,19 +223,18 @@ impl std::fmt::Debug for HelmRenderer {
 }
 
 impl HelmRenderer {
-    /// A renderer with empty caches. Fails only when no chart cache directory can be found.
-    pub fn new(config: HelmConfig) -> Result<Self, HelmError> {
+    /// A renderer with empty caches. Charts are kept in [`HelmConfig::cache_dir`], else
+    /// `$KEDGE_CACHE/helm/charts`, else a directory under the system's temporary directory.
+    pub fn new(config: HelmConfig) -> Self {
         let cache_dir = match &config.cache_dir {
             Some(d) => d.clone(),
             None => kedge_render::kustomize::cache_dir()
-                .ok_or_else(|| {
-                    HelmError::invalid("no chart cache directory: set KEDGE_CACHE or HOME")
-                })?
+                .unwrap_or_else(|| std::env::temp_dir().join("kedge"))
                 .join("helm")
                 .join("charts"),
         };
-        let fetcher = remote::Fetcher::new(cache_dir, config.index_ttl, config.http_timeout)?;
-        Ok(HelmRenderer {
+        let fetcher = remote::Fetcher::new(cache_dir, config.index_ttl, config.http_timeout);
+        HelmRenderer {
             cache: Mutex::new(Cache {
                 max: config.max_cached_renders,
                 map: HashMap::new(),
@@ -240,7 +245,7 @@ impl HelmRenderer {
             fetcher,
             capabilities: tokio::sync::Mutex::new(None),
             config,
-        })
+        }
     }
 
     /// The configuration.

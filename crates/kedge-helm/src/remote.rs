@@ -102,7 +102,8 @@ struct IndexEntry {
 
 /// Downloads and caches charts.
 pub(crate) struct Fetcher {
-    http: reqwest::Client,
+    /// The client, or why it could not be built (reported when a chart is fetched).
+    http: Result<reqwest::Client, String>,
     cache_dir: PathBuf,
     index_ttl: Duration,
     indexes: Mutex<HashMap<String, (Instant, Arc<Index>)>>,
@@ -170,25 +171,21 @@ const MAX_INDEX_BYTES: usize = 64 * 1024 * 1024;
 const MAX_CHART_BYTES: usize = 64 * 1024 * 1024;
 
 impl Fetcher {
-    pub(crate) fn new(
-        cache_dir: PathBuf,
-        index_ttl: Duration,
-        timeout: Duration,
-    ) -> Result<Self, HelmError> {
+    pub(crate) fn new(cache_dir: PathBuf, index_ttl: Duration, timeout: Duration) -> Self {
         kedge_source::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::limited(5))
             .user_agent(concat!("kedge/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| repo_err("create the HTTP client", "-", e.to_string(), false))?;
-        Ok(Fetcher {
+            .map_err(|e| e.to_string());
+        Fetcher {
             http,
             cache_dir,
             index_ttl,
             indexes: Mutex::new(HashMap::new()),
             unpack_lock: Mutex::new(()),
-        })
+        }
     }
 
     /// Resolves and fetches a chart.
@@ -214,7 +211,11 @@ impl Fetcher {
         limit: usize,
         action: &str,
     ) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Vec<u8>), HelmError> {
-        let mut req = self.http.get(url.clone());
+        let http = self
+            .http
+            .as_ref()
+            .map_err(|e| repo_err("create the HTTP client", url.as_str(), e.clone(), false))?;
+        let mut req = http.get(url.clone());
         if let Some(a) = accept {
             req = req.header(reqwest::header::ACCEPT, a);
         }

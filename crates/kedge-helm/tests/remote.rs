@@ -18,7 +18,6 @@ fn renderer(cache: &std::path::Path) -> HelmRenderer {
         index_ttl: Duration::ZERO,
         ..HelmConfig::default()
     })
-    .unwrap()
 }
 
 fn index(home: &std::path::Path, repo_dir: &std::path::Path, url: &str) {

@@ -18,7 +18,6 @@ fn renderer() -> HelmRenderer {
         cache_dir: Some(cache.keep()),
         ..HelmConfig::default()
     })
-    .unwrap()
 }
 
 fn tree() -> LocalTree {
@@ -340,8 +339,7 @@ fn missing_helm_is_reported_clearly() {
         binary: Some("/nonexistent/helm".into()),
         cache_dir: Some(cache.path().to_path_buf()),
         ..HelmConfig::default()
-    })
-    .unwrap();
+    });
     let err = r
         .render_tree(&tree(), "helm-guestbook", &options("g"), &[], &caps())
         .unwrap_err();
