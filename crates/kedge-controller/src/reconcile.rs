@@ -395,10 +395,12 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Rec
         && !dry_run
         && let Some(refused) = trigger.take()
     {
+        // The message leaves out what asked for the sync, so that an automated attempt and the self-heal or
+        // retry attempts after it publish one event, not one each.
+        tracing::warn!(trigger = %refused.initiated_by(), "sync refused: objects cannot be applied");
         let message = format!(
-            "sync of {} ({}) refused, nothing was applied: {} object(s) cannot be applied: {}",
+            "sync of {} refused, nothing was applied: {} object(s) cannot be applied: {}",
             short(&comparison.revision.sha),
-            refused.initiated_by(),
             blocked.len(),
             blocked.join("; ")
         );

@@ -199,6 +199,12 @@ pub async fn run(
             }
         });
     }
+    tokio::spawn(reconcile_all_on_leadership(
+        leader.clone(),
+        store.clone(),
+        drift.trigger_sender(),
+        shutdown.clone(),
+    ));
     tokio::spawn(poll_repositories(
         store,
         pipeline,
@@ -229,6 +235,27 @@ pub async fn run(
         let _ = h.await;
     }
     Ok(())
+}
+
+/// Queues every application each time this replica becomes the leader, so that passes a follower skipped run now
+/// rather than at their next requeue (at startup, the first passes often start before the first election ends).
+async fn reconcile_all_on_leadership(
+    mut leading: tokio::sync::watch::Receiver<bool>,
+    store: Store<Application>,
+    triggers: mpsc::UnboundedSender<ObjectRef<Application>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = leading.changed() => if changed.is_err() { return },
+        }
+        if *leading.borrow_and_update() {
+            for app in store.state() {
+                let _ = triggers.send(ObjectRef::from_obj(app.as_ref()));
+            }
+        }
+    }
 }
 
 /// Asks each repository in use whether its refs moved, once per interval for all applications that use it, and

@@ -697,6 +697,9 @@ async fn bad_commits_leave_the_cluster_alone_and_a_good_one_recovers() {
             .is_some_and(|m| m.contains("nothing was applied")),
         "{event:?}"
     );
+    // Retried passes over the same commit do not repeat the event.
+    refresh_and_wait(&env, "demo").await;
+    assert_eq!(env.count_events("demo", "SyncFailed").await, 1);
     unchanged().await;
 
     // 3. The application's path disappears from the commit.
