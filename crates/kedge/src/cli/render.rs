@@ -1,5 +1,5 @@
-//! `kedge render`: renders a local directory or a path of a Git repository exactly as the controller would, and
-//! prints the objects.
+//! `kedge render`: renders a local directory, a path of a Git repository or a Helm chart (local, from a Helm
+//! repository or an OCI registry) exactly as the controller would, and prints the objects.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use kedge_helm::{
+    Capabilities, HelmConfig, HelmOptions, HelmRenderer, ReleaseMode, RemoteChart, RepoCredentials,
+};
 use kedge_render::{
     CacheConfig, KustomizeConfig, RenderConfig, RenderOptions, RenderedSet, Renderer, kustomize,
 };
@@ -23,7 +26,7 @@ pub enum Format {
 
 /// Arguments of `kedge render`.
 #[derive(Args, Debug)]
-#[command(group = clap::ArgGroup::new("source").required(true).args(["dir", "repo"]))]
+#[command(group = clap::ArgGroup::new("source").required(true).multiple(true).args(["dir", "repo", "chart"]))]
 pub struct RenderArgs {
     /// The application directory on disk.
     pub dir: Option<PathBuf>,
@@ -31,12 +34,20 @@ pub struct RenderArgs {
     /// enclosing Git work tree, else the directory itself.
     #[arg(long, requires = "dir")]
     pub root: Option<PathBuf>,
-    /// A Git repository URL to render from instead of a local directory.
-    #[arg(long, requires = "path")]
+    /// A Git repository URL to render from instead of a local directory (with --path); with --chart, a Helm
+    /// repository (`https://...`) or OCI registry path (`oci://host/path`).
+    #[arg(long)]
     pub repo: Option<String>,
-    /// Branch, tag, commit or semver constraint to render (with --repo).
+    /// Branch, tag, commit or semver constraint to render (with --repo); with --chart, the chart version or
+    /// constraint (`HEAD`: the newest).
     #[arg(long, default_value = "HEAD", requires = "repo")]
     pub revision: String,
+    /// A Helm chart: its name in the --repo Helm repository or OCI registry, or a local chart directory.
+    #[arg(long)]
+    pub chart: Option<String>,
+    /// Helm options.
+    #[command(flatten)]
+    pub helm: Box<HelmArgs>,
     /// The application path inside the repository (with --repo).
     #[arg(long, requires = "repo")]
     pub path: Option<String>,
@@ -64,6 +75,51 @@ pub struct RenderArgs {
     pub cache_dir: Option<PathBuf>,
 }
 
+/// The Helm flags of `kedge render`, named after the Application's `source.helm` fields.
+#[derive(Args, Debug)]
+pub struct HelmArgs {
+    /// Helm: the release name.
+    #[arg(long, default_value = "release")]
+    pub release_name: String,
+    /// Helm: the release (destination) namespace.
+    #[arg(long, default_value = "default")]
+    pub dest_namespace: String,
+    /// Helm: a values file, relative to the chart (repeatable; later files win).
+    #[arg(long = "value-file")]
+    pub value_files: Vec<String>,
+    /// Helm: inline values as a YAML string (after the value files).
+    #[arg(long)]
+    pub values: Option<String>,
+    /// Helm: `name=value` as `helm --set` takes it (repeatable, applied last).
+    #[arg(long = "set")]
+    pub set: Vec<String>,
+    /// Helm: `name=value`, kept a string (repeatable).
+    #[arg(long = "set-string")]
+    pub set_string: Vec<String>,
+    /// Helm: leave out the chart's CRDs.
+    #[arg(long)]
+    pub skip_crds: bool,
+    /// Helm: the Kubernetes version templates see.
+    #[arg(long)]
+    pub kube_version: Option<String>,
+    /// Helm: an API version templates see (`group/version` or `group/version/Kind`; repeatable).
+    #[arg(long = "api-versions")]
+    pub api_versions: Vec<String>,
+    /// Helm: a YAML file holding a list of kustomize patches (`[{patch: ..., target: {kind: ...}}]`) applied to
+    /// the output.
+    #[arg(long)]
+    pub post_render_patches: Option<PathBuf>,
+    /// Helm: render as an upgrade (pre-upgrade/post-upgrade hooks) instead of the first install.
+    #[arg(long)]
+    pub upgrade: bool,
+    /// Helm: the user name for the chart repository; the password comes from $KEDGE_HELM_PASSWORD.
+    #[arg(long)]
+    pub repo_username: Option<String>,
+    /// The helm binary. Default: `$KEDGE_CACHE/bin/helm`, else `helm` on PATH.
+    #[arg(long, env = "KEDGE_HELM")]
+    pub helm: Option<PathBuf>,
+}
+
 /// Runs `kedge render`.
 pub fn run(args: RenderArgs) -> anyhow::Result<()> {
     let renderer = Renderer::new(RenderConfig {
@@ -83,16 +139,64 @@ pub fn run(args: RenderArgs) -> anyhow::Result<()> {
         include: args.include.clone(),
         exclude: args.exclude.clone(),
     };
-    let set = match (&args.dir, &args.repo) {
+    let helm = HelmRenderer::new(HelmConfig {
+        binary: args.helm.helm.clone(),
+        kustomize: renderer.config().kustomize.clone(),
+        max_cached_renders: 0,
+        ..HelmConfig::default()
+    });
+    let helm_options = helm_options(&args.helm)?;
+    let caps = Capabilities::default();
+    let local = match (&args.dir, &args.chart, &args.repo) {
+        (Some(dir), _, _) => Some(dir.clone()),
+        (None, Some(chart), None) => Some(PathBuf::from(chart)),
+        _ => None,
+    };
+    let set = match (local, &args.repo) {
         (Some(dir), _) => {
-            let (root, path) = local_root(dir, args.root.as_deref())?;
+            let (root, path) = local_root(&dir, args.root.as_deref())?;
             let tree = LocalTree::new(&root, Limits::default())
                 .with_context(|| format!("failed to open {}", root.display()))?;
-            renderer
-                .render(&tree, &path, &options)
-                .with_context(|| format!("failed to render {}", dir.display()))?
+            if kedge_helm::is_chart_dir(&tree, &path) {
+                helm.render_tree(&tree, &path, &helm_options, &[], &caps)
+                    .with_context(|| format!("failed to render chart {}", dir.display()))?
+                    .rendered
+                    .clone()
+            } else {
+                let set = renderer
+                    .render(&tree, &path, &options)
+                    .with_context(|| format!("failed to render {}", dir.display()))?;
+                kedge_helm::with_hooks_mapped(set, helm_options.mode)
+            }
+        }
+        (None, Some(url)) if args.chart.is_some() || url.starts_with("oci://") => {
+            let chart = RemoteChart {
+                repo_url: url.clone(),
+                chart: args.chart.clone().unwrap_or_default(),
+                version: args.revision.clone(),
+                credentials: args.helm.repo_username.as_ref().map(|u| RepoCredentials {
+                    username: u.clone(),
+                    password: std::env::var("KEDGE_HELM_PASSWORD").unwrap_or_default(),
+                }),
+                plain_http: false,
+            };
+            let runtime = super::kube::runtime()?;
+            let fetched = runtime
+                .block_on(helm.fetch(&chart))
+                .with_context(|| format!("failed to fetch chart from {}", chart.display_url()))?;
+            eprintln!(
+                "kedge: rendering chart {} {} ({})",
+                fetched.name, fetched.version, fetched.digest
+            );
+            helm.render_fetched(&fetched, &helm_options, &[], &caps)
+                .with_context(|| format!("failed to render chart {}", fetched.name))?
+                .rendered
+                .clone()
         }
         (None, Some(url)) => {
+            if args.path.is_none() {
+                bail!("--repo needs --path (a Git repository) or --chart (a Helm repository)");
+            }
             let path = args.path.clone().unwrap_or_default();
             let repo = RepoSpec::new(url).context("invalid repository URL")?;
             let shown = repo.display_url().to_owned();
@@ -111,13 +215,64 @@ pub fn run(args: RenderArgs) -> anyhow::Result<()> {
                 snapshot.describe(),
                 snapshot.revision().sha
             );
-            renderer
-                .render(&snapshot, &path, &options)
-                .with_context(|| format!("failed to render {path:?} of {shown}"))?
+            if kedge_helm::is_chart_dir(&snapshot, &path) {
+                helm.render_tree(&snapshot, &path, &helm_options, &[], &caps)
+                    .with_context(|| format!("failed to render chart {path:?} of {shown}"))?
+                    .rendered
+                    .clone()
+            } else {
+                let set = renderer
+                    .render(&snapshot, &path, &options)
+                    .with_context(|| format!("failed to render {path:?} of {shown}"))?;
+                kedge_helm::with_hooks_mapped(set, helm_options.mode)
+            }
         }
-        (None, None) => bail!("give a directory or --repo"),
+        (None, None) => bail!("give a directory, --repo or --chart"),
     };
     print(&set, args.output)
+}
+
+/// The Helm options of the command line, as `source.helm` would give them.
+fn helm_options(args: &HelmArgs) -> anyhow::Result<HelmOptions> {
+    let mut parameters = Vec::new();
+    for (list, force_string) in [(&args.set, false), (&args.set_string, true)] {
+        for p in list {
+            let (name, value) = p
+                .split_once('=')
+                .with_context(|| format!("--set {p:?}: expected name=value"))?;
+            parameters.push(kedge_api::HelmParameter {
+                name: name.to_owned(),
+                value: value.to_owned(),
+                force_string,
+            });
+        }
+    }
+    let patches = match &args.post_render_patches {
+        None => Vec::new(),
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("failed to read {}", file.display()))?;
+            serde_saphyr::from_str(&text)
+                .with_context(|| format!("failed to parse patches in {}", file.display()))?
+        }
+    };
+    Ok(HelmOptions {
+        release_name: args.release_name.clone(),
+        namespace: args.dest_namespace.clone(),
+        value_files: args.value_files.clone(),
+        values: args.values.clone(),
+        values_object: None,
+        parameters,
+        skip_crds: args.skip_crds,
+        kube_version: args.kube_version.clone(),
+        api_versions: args.api_versions.clone(),
+        patches,
+        mode: if args.upgrade {
+            ReleaseMode::Upgrade
+        } else {
+            ReleaseMode::Install
+        },
+    })
 }
 
 /// The tree root and the application path inside it.
