@@ -32,6 +32,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Like `kubectl diff`: 0 in sync, 1 differences, 2 (above 1) when the comparison itself failed.
+    let error_code = if matches!(cli.command, Command::App(cli::app::AppCommand::Diff { .. })) {
+        2
+    } else {
+        1
+    };
     let result = match cli.command {
         Command::Render(args) => cli::render::run(args).map(|()| 0),
         Command::Run(args) => cli::run::run(&cli.kube, args).map(|()| 0),
@@ -45,7 +51,7 @@ fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::FAILURE
+            ExitCode::from(error_code)
         }
     }
 }

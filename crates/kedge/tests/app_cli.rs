@@ -145,6 +145,6 @@ async fn app_diff_exit_codes_and_branch_preview() {
 
     // An application that does not exist is an error, not a diff.
     let run = kedge(&env, cache.path(), &["app", "diff", "nope"]).await;
-    assert_ne!(run.code, Some(0));
+    assert_eq!(run.code, Some(2), "errors exit above 1, like kubectl diff");
     assert!(run.stderr.contains("nope"), "{}", run.stderr);
 }
