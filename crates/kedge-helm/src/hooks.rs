@@ -139,6 +139,11 @@ pub fn map_hooks(objects: Vec<RenderedObject>, mode: ReleaseMode) -> MappedHooks
             continue;
         }
         ann.insert(HOOK_ANNOTATION.into(), Value::String(phases.join(",")));
+        name_generated_hook(&mut o);
+        let Some(ann) = annotations_mut(&mut o.object) else {
+            out.objects.push(o);
+            continue;
+        };
         if !ann.contains_key(HOOK_DELETE_POLICY_ANNOTATION)
             && let Some(raw) = ann.get(HELM_HOOK_DELETE_POLICY).and_then(Value::as_str)
         {
@@ -161,6 +166,30 @@ pub fn map_hooks(objects: Vec<RenderedObject>, mode: ReleaseMode) -> MappedHooks
         out.objects.push(o);
     }
     out
+}
+
+/// Gives a hook named only by `generateName` a stable name: the prefix and a digest of the object. Hooks are
+/// deleted before they are created again (or after they ran), so a stable name behaves like a generated one.
+fn name_generated_hook(o: &mut RenderedObject) {
+    if !o.name.is_empty() {
+        return;
+    }
+    let Some(prefix) = o.generate_name().map(str::to_owned) else {
+        return;
+    };
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(serde_json::to_vec(&o.object).unwrap_or_default());
+    let sep = if prefix.ends_with(['-', '.']) {
+        ""
+    } else {
+        "-"
+    };
+    let name = format!("{prefix}{sep}{}", &hex::encode(digest)[..5]);
+    if let Some(meta) = o.object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("generateName");
+        meta.insert("name".into(), Value::String(name.clone()));
+        o.name = name;
+    }
 }
 
 fn add_sync_option(ann: &mut Map<String, Value>, option: &str) {

@@ -89,7 +89,7 @@ impl Default for HelmConfig {
             timeout: Duration::from_secs(120),
             max_output_bytes: 256 * 1024 * 1024,
             cache_dir: None,
-            index_ttl: Duration::from_secs(60),
+            index_ttl: Duration::from_secs(10),
             capabilities_ttl: Duration::from_secs(300),
             http_timeout: Duration::from_secs(60),
             max_cached_renders: 256,

@@ -213,7 +213,7 @@ fn helm_hooks_example_maps_weights_and_policies() {
     let ann = |name: &str| {
         set.objects
             .iter()
-            .find(|o| o.name == name || o.generate_name() == Some(name))
+            .find(|o| o.name == name || o.name.starts_with(&format!("{name}-")))
             .unwrap()
             .object["metadata"]["annotations"]
             .clone()

@@ -10,11 +10,32 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
+/// Standard base64 with padding (kept here so that other crates' tests can include this module).
+pub fn base64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
 
 /// The fixtures directory.
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    // Through the crate directory's parent, so that other crates' tests can include this module.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../kedge-helm/tests/fixtures")
 }
 
 /// The helm binary the tests use (installed by scripts/install-helm).
@@ -112,12 +133,8 @@ impl StaticServer {
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let expected = auth.map(|(u, p)| {
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
-            )
-        });
+        let expected =
+            auth.map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes())));
         let (root, stop2, log2) = (root.to_path_buf(), stop.clone(), log.clone());
         let thread = std::thread::spawn(move || {
             for conn in listener.incoming() {
