@@ -194,7 +194,7 @@ pub async fn run(
         let store = store.clone();
         let readiness = readiness.clone();
         tokio::spawn(async move {
-            if store.wait_until_ready().await.is_ok() {
+            if store_ready(&store).await {
                 readiness.set_caches_synced();
             }
         });
@@ -237,6 +237,19 @@ pub async fn run(
     Ok(())
 }
 
+/// Waits until the store has its first full list; false if its writer is gone.
+///
+/// `Store::wait_until_ready` wakes only the last of several concurrent waiters (the controller itself waits too),
+/// so each wait is bounded and repeated: every new poll sees a readiness that happened in between.
+async fn store_ready(store: &Store<Application>) -> bool {
+    loop {
+        match tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await {
+            Ok(res) => return res.is_ok(),
+            Err(_) => continue,
+        }
+    }
+}
+
 /// Queues every application each time this replica becomes the leader, so that passes a follower skipped run now
 /// rather than at their next requeue (at startup, the first passes often start before the first election ends).
 async fn reconcile_all_on_leadership(
@@ -271,7 +284,7 @@ async fn poll_repositories(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
-    if store.wait_until_ready().await.is_err() {
+    if !store_ready(&store).await {
         return;
     }
     let mut tips: HashMap<String, BTreeMap<String, String>> = HashMap::new();
