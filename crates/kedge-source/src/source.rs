@@ -527,10 +527,11 @@ impl Source {
         let shallow = r.is_shallow().unwrap_or(false);
         let has_parents_locally = commit.parent_ids().all(|p| r.has_object(p.detach()));
         if depth > 0 && commit.parent_ids().count() > 0 && has_parents_locally && !shallow {
-            tracing::warn!(
+            // Also true once a force-push check deepened the mirror, so this is not worth a warning.
+            tracing::debug!(
                 repo = repo.display_url(),
                 revision,
-                "shallow fetch was not honoured by the server; the mirror holds full history"
+                "the mirror holds full history (server ignored depth, or history was deepened)"
             );
         }
         Ok((tree, shallow))
