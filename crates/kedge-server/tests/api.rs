@@ -1,0 +1,630 @@
+//! The HTTP API, UI pages and login against the controller running in-process on the test cluster.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kedge_testkit::wait_for;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const SECRET_VALUE: &str = "hunter2-never-shown";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_endpoints_auth_roles_and_pages() {
+    let env = Env::new("srv-api").await;
+    env.write(
+        "web/settings.yaml",
+        &config_map("settings", "color", "blue"),
+    );
+    env.write("web/creds.yaml", &secret("creds", "password", SECRET_VALUE));
+    env.write("web/web.yaml", &deployment("web", 1));
+    env.write("other/a/cm.yaml", &config_map("other-a", "k", "v"));
+    env.write("other/b/cm.yaml", &config_map("other-b", "k", "v"));
+    let first = env.commit_push("first commit");
+    let (running, password) = env.start_ready(Duration::from_secs(1)).await;
+    let base = running.base.clone();
+    let ns = env.ns().to_owned();
+    env.create_app("web", "web", json!({}), json!({ "team": "web" }))
+        .await;
+    env.create_app(
+        "other-a",
+        "other/a",
+        json!({ "automated": {} }),
+        json!({ "team": "data" }),
+    )
+    .await;
+    env.create_app(
+        "other-b",
+        "other/b",
+        json!({ "automated": {} }),
+        json!({ "team": "data" }),
+    )
+    .await;
+    let c = http();
+
+    // Unauthenticated: API 401 JSON, UI redirect to the login page, health and OpenAPI open.
+    let r = c
+        .get(format!("{base}/api/v1/applications"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], 401);
+    assert!(body["message"].as_str().unwrap().contains("authentication"));
+    let r = c
+        .get(format!("{base}/applications?q=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/login?next=/applications%3Fq%3Dx");
+    assert_eq!(
+        c.get(format!("{base}/livez"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let doc: Value = c
+        .get(format!("{base}/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let r = c
+        .post(format!("{base}/api/v1/session"))
+        .json(&json!({"username": "admin", "password": "wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let (token, _) = login(&base, "admin", &password).await;
+    let get = |url: String| {
+        let c = c.clone();
+        let token = token.clone();
+        async move { c.get(url).bearer_auth(token).send().await.unwrap() }
+    };
+    let api = |p: &str| format!("{base}/api/v1/applications{p}");
+
+    // Manual sync through the API.
+    let r = c
+        .post(api(&format!("/{ns}/web/sync")))
+        .bearer_auth(&token)
+        .json(&json!({"prune": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "{:?}", r.text().await);
+    let app = env
+        .wait_app("web", "synced at first", |a| {
+            synced_at(a, &first) && a.status.as_ref().is_some_and(|s| !s.history.is_empty())
+        })
+        .await;
+    assert_eq!(app.status.unwrap().history[0].initiated_by, "admin");
+
+    // List, filters, pagination.
+    // The API serves the controller's cache, which follows the cluster within moments.
+    let all_synced = wait_for(STEP, POLL, || async {
+        let l: Value = get(api("?sync=Synced")).await.json().await.ok()?;
+        (l["total"] == 3).then_some(())
+    })
+    .await;
+    assert!(
+        all_synced.is_ok(),
+        "three applications Synced in the API list"
+    );
+    let list: Value = get(api("")).await.json().await.unwrap();
+    assert_eq!(list["total"], 3, "{list}");
+    assert_eq!(list["items"][0]["name"], "other-a");
+    let list: Value = get(api("?selector=team%3Dweb")).await.json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"][0]["name"], "web");
+    let list: Value = get(api("?search=OTHER&sync=Synced"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["total"], 2);
+    let mut names = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let q = match &next {
+            Some(t) => format!("?limit=2&continue={t}"),
+            None => "?limit=2".into(),
+        };
+        let page: Value = get(api(&q)).await.json().await.unwrap();
+        names.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["name"].as_str().unwrap().to_owned()),
+        );
+        match page["continue"].as_str() {
+            Some(t) => next = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["other-a", "other-b", "web"]);
+    let page: Value = get(api("?page=2&pageSize=2")).await.json().await.unwrap();
+    assert_eq!(page["items"][0]["name"], "web");
+    assert_eq!(get(api("?sync=bogus")).await.status(), 400);
+
+    // Get, resources tree, events, history, diff, manifest; no secret value anywhere.
+    let app: Value = get(api(&format!("/{ns}/web"))).await.json().await.unwrap();
+    assert_eq!(app["spec"]["source"]["path"], "web");
+    let tree: Value = get(api(&format!("/{ns}/web/resources")))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let dep = tree["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "Deployment")
+        .expect("deployment node")
+        .clone();
+    let tree_ok = wait_for(STEP, POLL, || async {
+        let tree: Value = get(api(&format!("/{ns}/web/resources")))
+            .await
+            .json()
+            .await
+            .ok()?;
+        let d = tree["items"]
+            .as_array()?
+            .iter()
+            .find(|n| n["kind"] == "Deployment")?
+            .clone();
+        (d["children"][0]["kind"] == "ReplicaSet").then_some(d)
+    })
+    .await;
+    assert!(tree_ok.is_ok(), "Deployment -> ReplicaSet in {dep}");
+    // Pods appear under their ReplicaSet when the cluster runs them (the test cluster simulates pods).
+    let pod_api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(env.client.clone(), &ns);
+    let pod_names: Vec<String> = pod_api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    if let Some(pod) = pod_names.first() {
+        let shown = wait_for(STEP, POLL, || async {
+            let tree: Value = get(api(&format!("/{ns}/web/resources")))
+                .await
+                .json()
+                .await
+                .ok()?;
+            let text = tree.to_string();
+            text.contains(&format!("\"name\":\"{pod}\"")).then_some(())
+        })
+        .await;
+        assert!(shown.is_ok(), "pod {pod} under its ReplicaSet");
+    } else {
+        eprintln!("note: this cluster runs no pods; the tree shows Deployment -> ReplicaSet only");
+    }
+    let events: Value = get(api(&format!("/{ns}/web/events")))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["reason"] == "SyncSucceeded"),
+        "{events}"
+    );
+    let history: Value = get(api(&format!("/{ns}/web/history")))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["items"][0]["revision"], first.as_str());
+    assert_eq!(
+        history["items"][0]["commit"]["subject"], "first commit",
+        "{history}"
+    );
+    let diff: Value = get(api(&format!("/{ns}/web/diff")))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(diff["inSync"], true, "{diff}");
+    assert_eq!(diff["revision"], first.as_str());
+
+    // Drift by hand: the diff shows it with attribution; secrets stay masked.
+    env.cluster
+        .kubectl_ok([
+            "-n",
+            &ns,
+            "patch",
+            "configmap",
+            "settings",
+            "--field-manager=kubectl-edit",
+            "-p",
+            r#"{"data":{"color":"red"}}"#,
+        ])
+        .await
+        .unwrap();
+    env.cluster
+        .kubectl_ok([
+            "-n",
+            &ns,
+            "patch",
+            "secret",
+            "creds",
+            "--field-manager=kubectl-edit",
+            "-p",
+            r#"{"stringData":{"password":"changed-by-hand"}}"#,
+        ])
+        .await
+        .unwrap();
+    let diff: Value = get(api(&format!("/{ns}/web/diff")))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(diff["inSync"], false);
+    let cm = diff["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "settings")
+        .unwrap();
+    assert_eq!(cm["status"], "OutOfSync");
+    assert!(
+        cm["diff"].as_str().unwrap().contains("-  color: red"),
+        "{cm}"
+    );
+    assert!(
+        cm["drift"][0].as_str().unwrap().contains("kubectl-edit"),
+        "{cm}"
+    );
+    let text = diff.to_string();
+    assert!(
+        !text.contains(SECRET_VALUE) && !text.contains("changed-by-hand"),
+        "secret leaked in diff"
+    );
+    let b64 = "aHVudGVyMi1uZXZlci1zaG93bg"; // prefix of base64(SECRET_VALUE)
+    assert!(!text.contains(b64));
+    let m: Value = get(api(&format!(
+        "/{ns}/web/manifest?version=v1&kind=Secret&namespace={ns}&name=creds"
+    )))
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(m["exists"], true);
+    let yaml = m["manifest"].as_str().unwrap();
+    assert!(
+        yaml.contains("********")
+            && !yaml.contains(SECRET_VALUE)
+            && !yaml.contains(b64)
+            && !yaml.contains("Y2hhbmdlZC"),
+        "{yaml}"
+    );
+    let m = get(api(&format!(
+        "/{ns}/web/manifest?version=v1&kind=Secret&namespace=kube-system&name=other"
+    )))
+    .await;
+    assert_eq!(
+        m.status(),
+        404,
+        "only the application's objects can be read"
+    );
+    for path in ["", "/web", "/web/resources", "/web/events"] {
+        let p = if path.is_empty() {
+            String::new()
+        } else {
+            format!("/{ns}{path}")
+        };
+        let t = get(api(&p)).await.text().await.unwrap();
+        assert!(
+            !t.contains(SECRET_VALUE) && !t.contains(b64),
+            "secret leaked in {path}"
+        );
+    }
+
+    // A second commit, sync, then roll back to the first.
+    env.write(
+        "web/settings.yaml",
+        &config_map("settings", "color", "green"),
+    );
+    let second = env.commit_push("second commit");
+    let r = c
+        .post(api(&format!("/{ns}/web/sync")))
+        .bearer_auth(&token)
+        .json(&json!({"revision": "main"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    env.wait_app("web", "synced at second", |a| synced_at(a, &second))
+        .await;
+    let first_id = env
+        .app("web")
+        .await
+        .status
+        .unwrap()
+        .history
+        .iter()
+        .find(|h| h.revision == first)
+        .unwrap()
+        .id;
+    let r = c
+        .post(api(&format!("/{ns}/web/rollback")))
+        .bearer_auth(&token)
+        .json(&json!({"id": 999}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c
+        .post(api(&format!("/{ns}/web/rollback")))
+        .bearer_auth(&token)
+        .json(&json!({"id": first_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    env.wait_app("web", "rolled back", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.history.last().is_some_and(|h| h.revision == first))
+    })
+    .await;
+    let cm: k8s_openapi::api::core::v1::ConfigMap = kube::Api::namespaced(env.client.clone(), &ns)
+        .get("settings")
+        .await
+        .unwrap();
+    assert_eq!(cm.data.unwrap()["color"], "blue");
+
+    // Refresh, suspend, resume.
+    assert_eq!(
+        c.post(api(&format!("/{ns}/web/refresh?hard=true")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    assert_eq!(
+        c.post(api(&format!("/{ns}/web/suspend")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(env.app("web").await.spec.suspend);
+    assert_eq!(
+        c.post(api(&format!("/{ns}/web/resume")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(!env.app("web").await.spec.suspend);
+    assert_eq!(get(api(&format!("/{ns}/missing"))).await.status(), 404);
+    assert_eq!(get(format!("{base}/api/v1/nothing")).await.status(), 404);
+
+    // Read-only account and token: reads work, writes are 403.
+    env.put_secret(
+        kedge_server::USERS_SECRET,
+        &[
+            ("viewer", "readonly:view-pass"),
+            ("token.ci", "readonly:ci-token-123"),
+        ],
+    )
+    .await;
+    let (viewer, _) = login(&base, "viewer", "view-pass").await;
+    for t in [viewer.as_str(), "ci-token-123"] {
+        assert_eq!(
+            c.get(api("")).bearer_auth(t).send().await.unwrap().status(),
+            200
+        );
+        let r = c
+            .post(api(&format!("/{ns}/web/sync")))
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        let r = c
+            .post(api(&format!("/{ns}/web/refresh")))
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+    }
+    assert_eq!(
+        c.get(api(""))
+            .bearer_auth("not-a-token")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    // Cookie sessions: CSRF token and same origin needed for writes.
+    let (session, csrf) = login(&base, "admin", &password).await;
+    let cookie = format!("kedge_session={session}");
+    let post = |path: String| c.post(path).header("cookie", &cookie);
+    assert_eq!(
+        post(api(&format!("/{ns}/web/refresh")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        post(api(&format!("/{ns}/web/refresh")))
+            .header("x-csrf-token", "wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        post(api(&format!("/{ns}/web/refresh")))
+            .header("x-csrf-token", &csrf)
+            .header("origin", "http://evil.test")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        post(api(&format!("/{ns}/web/refresh")))
+            .header("x-csrf-token", &csrf)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+
+    // UI pages with the cookie.
+    let page = c
+        .get(format!("{base}/applications"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("other-a") && html.contains("badge s-Synced"),
+        "list page"
+    );
+    for tab in ["resources", "diff", "events", "history"] {
+        let html = c
+            .get(format!("{base}/applications/{ns}/web?tab={tab}"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("app-summary"), "{tab}");
+        assert!(
+            !html.contains(SECRET_VALUE) && !html.contains(b64),
+            "secret leaked on {tab}"
+        );
+    }
+    let html = c
+        .get(format!(
+            "{base}/applications/{ns}/web/object?version=v1&kind=Secret&namespace={ns}&name=creds"
+        ))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("********") && !html.contains(SECRET_VALUE) && !html.contains(b64));
+    // A plain HTML form post (no JavaScript) with the CSRF field works and redirects back.
+    let r = post(format!("{base}/applications/{ns}/web/actions/refresh"))
+        .form(&[("_csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = post(format!("{base}/applications/{ns}/web/actions/refresh"))
+        .form(&[("_csrf", "bad")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // Live events: the stream says hello, reports a change, and ends at shutdown.
+    let mut sse = c
+        .get(format!("{base}/ui/events"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + STEP;
+    while !seen.contains("event: hello") {
+        let chunk = tokio::time::timeout_at(deadline, sse.chunk())
+            .await
+            .expect("hello in time")
+            .unwrap()
+            .expect("chunk");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(
+        c.post(api(&format!("/{ns}/other-a/refresh")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    let want = format!("data: {ns}/other-a");
+    while !seen.contains(&want) {
+        let chunk = tokio::time::timeout_at(deadline, sse.chunk())
+            .await
+            .expect("change in time")
+            .unwrap()
+            .expect("chunk");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // Log out: the token stops working.
+    let r = c
+        .delete(format!("{base}/api/v1/session"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        c.get(api(""))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    running.stop().await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match sse.chunk().await {
+                Ok(Some(_)) => continue,
+                _ => break,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the event stream ends at shutdown");
+}
