@@ -618,12 +618,7 @@ async fn api_endpoints_auth_roles_and_pages() {
 
     running.stop().await;
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match sse.chunk().await {
-                Ok(Some(_)) => continue,
-                _ => break,
-            }
-        }
+        while let Ok(Some(_)) = sse.chunk().await {}
     })
     .await;
     assert!(ended.is_ok(), "the event stream ends at shutdown");
