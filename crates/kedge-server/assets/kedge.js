@@ -6,6 +6,18 @@
     var dot = document.getElementById("live-status");
     if (dot) { dot.dataset.state = state; dot.title = title; }
   }
+  // Refreshes a live region, but not while a form inside it waits for its answer (htmx drops the answer of a
+  // request whose form was swapped out, and the user would miss the confirmation).
+  function refresh(el) {
+    if (el.querySelector(".htmx-request") || el.classList.contains("htmx-request")) {
+      el.addEventListener("htmx:afterRequest", function once() {
+        el.removeEventListener("htmx:afterRequest", once);
+        setTimeout(function () { htmx.trigger(el, "kedge:changed"); }, 0);
+      });
+      return;
+    }
+    htmx.trigger(el, "kedge:changed");
+  }
   function connect() {
     if (!window.EventSource || !window.htmx || !document.querySelector("[data-live]")) return;
     source = new EventSource("/ui/events");
@@ -14,7 +26,7 @@
       var key = e.data;
       document.querySelectorAll("[data-live]").forEach(function (el) {
         var want = el.getAttribute("data-live");
-        if (key === "*" || want === "*" || want === key) htmx.trigger(el, "kedge:changed");
+        if (key === "*" || want === "*" || want === key) refresh(el);
       });
     });
     source.onerror = function () { setState("off", "Live updates reconnecting"); };

@@ -390,6 +390,7 @@ async fn list_page(
         h1 { "Applications" }
         form.toolbar method="get" action="/applications" role="search"
             hx-get="/applications" hx-target="#app-list" hx-select="#app-list" hx-swap="outerHTML" hx-push-url="true"
+            hx-sync="#app-list:replace"
             hx-trigger="input changed delay:250ms from:#search, change" {
             label { "Search (press /)" input #search type="search" name="q" value=(q.search.clone().unwrap_or_default()) placeholder="name or namespace/name" autocomplete="off"; }
             label { "Namespace"
