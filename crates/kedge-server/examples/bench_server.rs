@@ -31,14 +31,14 @@ fn app(i: usize) -> Application {
     a.metadata.namespace = Some(format!("team-{}", i % 40));
     a.metadata.labels = Some([("team".to_owned(), format!("t{}", i % 40))].into());
     let mut st = ApplicationStatus::default();
-    st.sync.status = if i % 50 == 0 {
+    st.sync.status = if i.is_multiple_of(50) {
         SyncCode::OutOfSync
     } else {
         SyncCode::Synced
     };
     st.sync.revision = Some(format!("{:040x}", i));
     st.sync.short_revision = Some(format!("{:07x}", i));
-    st.health.status = if i % 97 == 0 {
+    st.health.status = if i.is_multiple_of(97) {
         HealthCode::Degraded
     } else {
         HealthCode::Healthy
