@@ -1,0 +1,125 @@
+//! Benchmark driver: measures Kedge against the test cluster and a local git server and writes a Markdown report.
+
+mod cluster;
+mod env;
+mod procstat;
+mod repo;
+mod report;
+mod scenarios;
+mod web;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use clap::Parser;
+
+use crate::env::Tools;
+
+/// Flags of `kedge-bench` (normally run through `bench/run`).
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Kedge benchmark suite")]
+pub struct Args {
+    /// Numbers of applications (5 objects each) for time to production.
+    #[arg(long, value_delimiter = ',', default_value = "100,500,1000")]
+    pub scales: Vec<usize>,
+    /// Steady-state window at the largest scale.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    pub steady: Duration,
+    /// Live edits for the drift figures.
+    #[arg(long, default_value_t = 20)]
+    pub drift_edits: usize,
+    /// One-line commits announced by webhook.
+    #[arg(long, default_value_t = 5)]
+    pub webhook_commits: usize,
+    /// One-line commits left to polling (each can take up to the poll interval).
+    #[arg(long, default_value_t = 2)]
+    pub poll_commits: usize,
+    /// Grow the largest scale by this factor for the memory-per-object figure (0 to skip).
+    #[arg(long, default_value_t = 2)]
+    pub memory_factor: usize,
+    /// Objects for the sync-throughput comparison (0 to skip).
+    #[arg(long, default_value_t = 1000)]
+    pub throughput_objects: usize,
+    /// The `kedge` binary under test.
+    #[arg(long)]
+    pub kedge: PathBuf,
+    /// The engine's benchmark example binary (Kedge vs kubectl vs raw SSA).
+    #[arg(long)]
+    pub engine_bench: Option<PathBuf>,
+    /// Repository root.
+    #[arg(long, default_value = ".")]
+    pub root: PathBuf,
+    /// Where the report is written.
+    #[arg(long, default_value = "bench/results/latest.md")]
+    pub out: PathBuf,
+    /// Leave the cluster and controller of a failed scale running (for debugging).
+    #[arg(long)]
+    pub keep_on_failure: bool,
+    /// Folder for controller logs and caches.
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("bad duration unit in {s:?} (ms, s, m)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let mut args = Args::parse();
+    args.scales.sort_unstable();
+    args.scales.dedup();
+    anyhow::ensure!(
+        args.scales.iter().all(|s| *s > 0),
+        "scales must be positive"
+    );
+    let root = std::fs::canonicalize(&args.root).context("failed to resolve --root")?;
+    let tmp;
+    let work = match &args.work_dir {
+        Some(w) => {
+            std::fs::create_dir_all(w)?;
+            w.clone()
+        }
+        None => {
+            tmp = tempfile::Builder::new().prefix("kedge-bench-").tempdir()?;
+            tmp.path().to_owned()
+        }
+    };
+    let tools = Tools {
+        root: root.clone(),
+        kedge: std::fs::canonicalize(&args.kedge).context("failed to resolve --kedge")?,
+        work,
+    };
+    let started = Instant::now();
+    let load_start = report::loadavg();
+    eprintln!("load average at the start: {load_start}");
+    let results = scenarios::run_all(&args, &tools).await;
+    let text = report::render(&args, &root, &results, started.elapsed(), &load_start);
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, &text)
+        .with_context(|| format!("failed to write {}", args.out.display()))?;
+    println!("{text}");
+    eprintln!("report written to {}", args.out.display());
+    if !results.errors.is_empty() {
+        anyhow::bail!(
+            "{} scenario(s) failed (see the report)",
+            results.errors.len()
+        );
+    }
+    Ok(())
+}
