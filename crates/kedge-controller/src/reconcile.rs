@@ -291,8 +291,9 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Rec
             dry_run = sync.dry_run;
         }
     }
-    if wanted.is_none() {
-        // Reuse the revision resolved recently, unless the poller or a webhook saw the repository move since.
+    if wanted.is_none() && trigger.is_none() {
+        // Reuse the revision resolved recently, unless the poller or a webhook saw the repository move since, or
+        // someone asked for a sync (which should see the newest commit).
         let moved_at = {
             let moved = ctx.moved_repos.lock().unwrap_or_else(|p| p.into_inner());
             moved.get(&app.spec.source.repo_url).copied()
@@ -310,6 +311,8 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Rec
     }
 
     let previous_sha = status.sync.revision.clone();
+    // Only a fresh resolution of the spec's revision may be reused; an operation's explicit revision must not be.
+    let resolving_spec = wanted.is_none();
     let comparison = ctx
         .pipeline
         .compare(app, wanted.as_deref(), previous_sha.clone())
@@ -318,7 +321,7 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Rec
         Ok(c) => c,
         Err(err) => return report_failure(app, ctx, &api, status, err).await,
     };
-    if wanted.is_none() || matches!(trigger, Some(Trigger::Operation(_))) {
+    if resolving_spec {
         ctx.with_memory(&key, |m| {
             m.resolved = Some((comparison.revision.sha.clone(), Instant::now()))
         });
