@@ -169,7 +169,7 @@ pub async fn client(kubeconfig: &Path) -> Result<(kube::Client, OwnRequests)> {
 #[derive(Clone, Debug, Default)]
 pub struct ServerCounts {
     /// Requests of the in-server controllers, recognised by what only they do: anything on ReplicaSets and Pods,
-    /// every `UPDATE` (PUT; Kedge only patches), `CREATE` of ServiceAccounts and ConfigMaps (the namespace
+    /// every `UPDATE` (PUT) but of Leases (Kedge's leader election), `CREATE` of ServiceAccounts and ConfigMaps (the namespace
     /// controller's `default` and `kube-root-ca.crt`; Kedge creates objects with server-side apply).
     pub in_server: Counts,
     /// All other requests.
@@ -190,7 +190,13 @@ pub async fn server_counts(client: &kube::Client) -> Result<ServerCounts> {
         if !sample.starts_with("apiserver_request_total{") {
             continue;
         }
-        let verb = web::label(&sample, "verb").unwrap_or("").to_owned();
+        // The server names creates and updates by their HTTP methods; use the bench's names.
+        let verb = match web::label(&sample, "verb").unwrap_or("") {
+            "POST" => "CREATE",
+            "PUT" => "UPDATE",
+            v => v,
+        }
+        .to_owned();
         let dry = !web::label(&sample, "dry_run").unwrap_or("").is_empty();
         let resource = web::label(&sample, "resource").unwrap_or("");
         let sub = web::label(&sample, "subresource").unwrap_or("");
@@ -198,7 +204,7 @@ pub async fn server_counts(client: &kube::Client) -> Result<ServerCounts> {
             continue; // health checks
         }
         let in_server = matches!(resource, "replicasets" | "pods")
-            || verb == "UPDATE"
+            || (verb == "UPDATE" && resource != "leases")
             || (verb == "CREATE" && matches!(resource, "serviceaccounts" | "configmaps"));
         let target = if in_server {
             &mut out.in_server
