@@ -207,7 +207,9 @@ impl Env {
                 break;
             }
             if Instant::now() > deadline {
-                bail!("kedge run not ready after 60 s; log: {}", env.log.display());
+                let log = env.log.clone();
+                env.stop();
+                bail!("kedge run not ready after 60 s; log: {}", log.display());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
