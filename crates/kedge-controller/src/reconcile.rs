@@ -22,6 +22,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::conditions::{self, READY, RECONCILING, STALLED};
 use crate::drift::DriftWatcher;
@@ -207,7 +208,8 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
             });
         }
     };
-    let result = reconcile_inner(&app, &ctx).await;
+    let span = tracing::info_span!("reconcile", app = %key_of(&app));
+    let result = reconcile_inner(&app, &ctx).instrument(span).await;
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
@@ -216,8 +218,6 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
 
 async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, ReconcileError> {
     let key = key_of(app);
-    let span = tracing::info_span!("reconcile", app = %key);
-    let _enter = span.enter();
     if app.meta().deletion_timestamp.is_some() {
         return finalize(app, ctx).await;
     }
@@ -242,6 +242,7 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Rec
         clear_annotation(&api, app, OPERATION_ANNOTATION).await?;
     }
     let refresh = app.annotations().get(REFRESH_ANNOTATION).cloned();
+    let requested = operation.is_some() || refresh.is_some();
     if refresh.is_some() {
         clear_annotation(&api, app, REFRESH_ANNOTATION).await?;
         ctx.with_memory(&key, |m| m.resolved = None);
@@ -509,7 +510,7 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Rec
         };
         ctx.recorder.publish(app, sev, "HealthChanged", &msg).await;
     }
-    patch_status(&api, app, &status).await?;
+    patch_status(&api, app, &status, requested).await?;
     Ok(Action::requeue(requeue))
 }
 
@@ -1099,7 +1100,7 @@ async fn report_failure(
             .publish(app, Severity::Warning, reason, &message)
             .await;
     }
-    patch_status(api, app, &status).await?;
+    patch_status(api, app, &status, false).await?;
     let delay = if err.is_retryable() {
         Duration::from_secs(10)
     } else {
@@ -1123,11 +1124,30 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
+/// Whether two statuses differ only in `reconciledAt`.
+fn same_but_time(a: &ApplicationStatus, b: &ApplicationStatus) -> bool {
+    let mut a = a.clone();
+    a.reconciled_at.clone_from(&b.reconciled_at);
+    a == *b
+}
+
 async fn patch_status(
     api: &Api<Application>,
     app: &Application,
     status: &ApplicationStatus,
+    requested: bool,
 ) -> Result<(), ReconcileError> {
+    // A pass that someone asked for (refresh, operation) always records when it ran. Any other pass that changed
+    // nothing but the time it ran writes nothing: every write is a watch event that queues the
+    // application again, so writing the timestamp alone would keep every application reconciling in a loop.
+    if !requested
+        && app
+            .status
+            .as_ref()
+            .is_some_and(|old| same_but_time(old, status))
+    {
+        return Ok(());
+    }
     // Server-side apply of the whole status: fields this pass leaves out (a cleared message) are removed, which a
     // merge patch would keep.
     let patch = json!({
@@ -1280,6 +1300,21 @@ pub fn error_policy(app: Arc<Application>, err: &ReconcileError, _ctx: Arc<Conte
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_that_differ_only_in_time_are_the_same() {
+        let a = ApplicationStatus {
+            reconciled_at: Some("t1".into()),
+            ..Default::default()
+        };
+        let mut b = ApplicationStatus {
+            reconciled_at: Some("t2".into()),
+            ..Default::default()
+        };
+        assert!(same_but_time(&a, &b));
+        b.sync.status = SyncCode::Synced;
+        assert!(!same_but_time(&a, &b));
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {
