@@ -3,7 +3,6 @@
 //! Shared by the controller's reconcile and by CLI commands that preview (`kedge app diff --revision`), so that a
 //! preview computes exactly what a sync would apply.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -20,9 +19,7 @@ use kedge_source::source::{FetchRequest, Source};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
-/// Label that marks a Secret as repository credentials; its value is `repository` (exact URL) or `repo-creds`
-/// (URL prefix), as in Argo CD.
-pub const SECRET_TYPE_LABEL: &str = "kedge.dev/secret-type";
+pub use kedge_api::SECRET_TYPE_LABEL;
 
 /// Why a pass failed, classified for conditions and events.
 #[derive(Debug, thiserror::Error)]
@@ -317,38 +314,13 @@ async fn credentials_for(
     }
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let secrets = api
-        .list(
-            &ListParams::default()
-                .labels(&format!("{SECRET_TYPE_LABEL} in (repository,repo-creds)")),
-        )
+        .list(&ListParams::default().labels(kedge_api::REPOSITORY_SECRET_SELECTOR))
         .await
         .map_err(|e| {
             PipelineError::Credentials(format!("failed to list Secrets in {namespace}: {e}"))
         })?;
-    let wanted = normalize_url(url);
-    let mut best: Option<(usize, BTreeMap<String, String>)> = None;
-    for s in secrets.items {
-        let kind = s
-            .labels()
-            .get(SECRET_TYPE_LABEL)
-            .cloned()
-            .unwrap_or_default();
-        let data = decode(&s);
-        let Some(secret_url) = data.get("url").map(|u| normalize_url(u)) else {
-            continue;
-        };
-        let score = if kind == "repository" && secret_url == wanted {
-            usize::MAX
-        } else if kind == "repo-creds" && wanted.starts_with(&secret_url) {
-            secret_url.len()
-        } else {
-            continue;
-        };
-        if best.as_ref().is_none_or(|(b, _)| score > *b) {
-            best = Some((score, data));
-        }
-    }
-    let Some((_, data)) = best else {
+    let best = kedge_api::select_repository_secret(&secrets.items, url, normalize_url);
+    let Some(data) = best else {
         return Ok((Credentials::None, false));
     };
     let insecure = data
@@ -376,19 +348,6 @@ async fn credentials_for(
         Credentials::None
     };
     Ok((credentials, insecure))
-}
-
-fn decode(secret: &Secret) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for (k, v) in secret.data.iter().flatten() {
-        if let Ok(s) = String::from_utf8(v.0.clone()) {
-            out.insert(k.clone(), s);
-        }
-    }
-    for (k, v) in secret.string_data.iter().flatten() {
-        out.insert(k.clone(), v.clone());
-    }
-    out
 }
 
 #[cfg(test)]

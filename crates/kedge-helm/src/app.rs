@@ -17,9 +17,6 @@ use crate::remote::{RemoteChart, RepoCredentials, strip_userinfo};
 use crate::values::ValuesLayer;
 use crate::{Capabilities, HelmOptions, HelmRenderer};
 
-/// Label marking repository credential Secrets (`repository`: exact URL, `repo-creds`: URL prefix).
-const SECRET_TYPE_LABEL: &str = "kedge.dev/secret-type";
-
 /// Whether the application's chart comes from a Helm repository or an OCI registry (rather than Git).
 pub fn is_remote_chart(app: &Application) -> bool {
     let src = &app.spec.source;
@@ -235,47 +232,14 @@ pub(crate) async fn credentials_for(
     }
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let secrets = api
-        .list(
-            &ListParams::default()
-                .labels(&format!("{SECRET_TYPE_LABEL} in (repository,repo-creds)")),
-        )
+        .list(&ListParams::default().labels(kedge_api::REPOSITORY_SECRET_SELECTOR))
         .await
         .map_err(|source| HelmError::Kube {
             action: format!("list repository Secrets in {namespace}"),
             source,
         })?;
-    let wanted = normalize_url(url);
-    let mut best: Option<(usize, BTreeMap<String, String>)> = None;
-    for s in secrets.items {
-        let kind = s
-            .labels()
-            .get(SECRET_TYPE_LABEL)
-            .cloned()
-            .unwrap_or_default();
-        let mut data = BTreeMap::new();
-        for (k, v) in s.data.iter().flatten() {
-            if let Ok(text) = String::from_utf8(v.0.clone()) {
-                data.insert(k.clone(), text);
-            }
-        }
-        for (k, v) in s.string_data.iter().flatten() {
-            data.insert(k.clone(), v.clone());
-        }
-        let Some(secret_url) = data.get("url").map(|u| normalize_url(u)) else {
-            continue;
-        };
-        let score = if kind == "repository" && secret_url == wanted {
-            usize::MAX
-        } else if kind == "repo-creds" && wanted.starts_with(&secret_url) {
-            secret_url.len()
-        } else {
-            continue;
-        };
-        if best.as_ref().is_none_or(|(b, _)| score > *b) {
-            best = Some((score, data));
-        }
-    }
-    Ok(best.and_then(|(_, data)| {
+    let best = kedge_api::select_repository_secret(&secrets.items, url, normalize_url);
+    Ok(best.and_then(|data| {
         let password = data.get("password").cloned()?;
         Some(RepoCredentials {
             username: data.get("username").cloned().unwrap_or_default(),
