@@ -483,7 +483,9 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Rec
     if plan_for_status.health != EngineHealth::Healthy
         && plan_for_status.health != EngineHealth::Suspended
     {
-        requeue = requeue.min(Duration::from_secs(2));
+        // Status changes of the objects themselves queue a pass through the drift watches; this is only a fallback.
+        // (At 2 s, 100 progressing applications kept every worker busy re-checking them.)
+        requeue = requeue.min(Duration::from_secs(10));
     }
     if status.sync.status == SyncCode::OutOfSync
         && automated.as_ref().is_some_and(|a| a.self_heal)
