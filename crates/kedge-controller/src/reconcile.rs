@@ -1170,16 +1170,16 @@ async fn patch_status(
     })
 }
 
-async fn clear_annotation(
+/// A JSON merge patch of the Application itself (annotations, spec, finalizers).
+async fn merge_patch(
     api: &Api<Application>,
     app: &Application,
-    key: &str,
+    patch: &serde_json::Value,
 ) -> Result<(), ReconcileError> {
-    let patch = json!({ "metadata": { "annotations": { key: null } } });
     api.patch(
         &app.name_any(),
         &PatchParams::default(),
-        &Patch::Merge(&patch),
+        &Patch::Merge(patch),
     )
     .await
     .map(|_| ())
@@ -1189,23 +1189,26 @@ async fn clear_annotation(
     })
 }
 
+async fn clear_annotation(
+    api: &Api<Application>,
+    app: &Application,
+    key: &str,
+) -> Result<(), ReconcileError> {
+    merge_patch(
+        api,
+        app,
+        &json!({ "metadata": { "annotations": { key: null } } }),
+    )
+    .await
+}
+
 async fn suspend_after_rollback(
     api: &Api<Application>,
     app: &Application,
     id: i64,
     ctx: &Context,
 ) -> Result<(), ReconcileError> {
-    let patch = json!({ "spec": { "suspend": true } });
-    api.patch(
-        &app.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(|source| ReconcileError::Update {
-        name: key_of(app),
-        source,
-    })?;
+    merge_patch(api, app, &json!({ "spec": { "suspend": true } })).await?;
     let msg = format!(
         "rolled back to history id {id}; automated sync is suspended until the application is resumed"
     );
@@ -1283,13 +1286,7 @@ async fn finalize(app: &Application, ctx: &Context) -> Result<Action, ReconcileE
         .cloned()
         .collect();
     let patch = json!({ "metadata": { "finalizers": remaining, "resourceVersion": app.resource_version() } });
-    api.patch(
-        &app.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(|source| ReconcileError::Update { name, source })?;
+    merge_patch(&api, app, &patch).await?;
     Ok(Action::await_change())
 }
 

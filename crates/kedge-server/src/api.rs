@@ -287,7 +287,7 @@ async fn sync(
 }
 
 fn op_json(op: &kedge_api::Operation) -> Value {
-    serde_json::from_str(&op.to_annotation()).unwrap_or(Value::Null)
+    serde_json::to_value(op).unwrap_or(Value::Null)
 }
 
 #[derive(Deserialize, Default)]
