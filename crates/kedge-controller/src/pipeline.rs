@@ -158,12 +158,46 @@ impl Pipeline {
         revision: Option<&str>,
         previous_sha: Option<String>,
     ) -> Result<Comparison, PipelineError> {
+        let (revision, out) = self.render(app, revision, previous_sha).await?;
+        self.plan(app, revision, out.rendered).await
+    }
+
+    /// The Helm `pre-delete` / `post-delete` hooks of the application's deployed revision (the newest
+    /// successful sync in its history, else `status.sync.revision`), as the hooks of the sync that deletes it:
+    /// `pre-delete` as `PreSync`, `post-delete` as `PostSync`, ordered by hook weight, deleted per their delete
+    /// policy (by default once they succeeded: see [`kedge_helm::map_delete_hooks`]).
+    ///
+    /// An application that never rendered (no revision) has none and is not rendered. Charts in Git, in
+    /// repositories and plain directories with Helm hook annotations are all rendered the way `compare` does.
+    pub async fn delete_hooks(
+        &self,
+        app: &Application,
+    ) -> Result<Vec<DesiredObject>, PipelineError> {
+        let Some(revision) = deployed_revision(app) else {
+            return Ok(Vec::new());
+        };
+        let (_, out) = self.render(app, Some(&revision), None).await?;
+        Ok(kedge_helm::map_delete_hooks(out.delete_hooks)
+            .into_iter()
+            .map(|o| DesiredObject {
+                object: o.object,
+                source: Some(o.source.to_string()),
+            })
+            .collect())
+    }
+
+    /// Fetches and renders `revision` (or the spec's target revision).
+    async fn render(
+        &self,
+        app: &Application,
+        revision: Option<&str>,
+        previous_sha: Option<String>,
+    ) -> Result<(Revision, kedge_helm::AppRender), PipelineError> {
         if kedge_helm::is_remote_chart(app) {
-            let (revision, rendered) = self
+            return Ok(self
                 .helm
                 .render_application(&self.client, app, revision)
-                .await?;
-            return self.plan(app, revision, rendered).await;
+                .await?);
         }
         let repo = self.repo_for(app).await?;
         let wanted = revision
@@ -178,15 +212,14 @@ impl Pipeline {
         let options = render_options(app);
         let helm = self.helm.clone();
         let inputs = kedge_helm::AppInputs::new(&self.client, app);
-        let (revision, rendered) = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let snapshot = source.fetch(&request)?;
             // A chart (Chart.yaml) renders with Helm; Helm hook annotations are mapped either way.
-            let rendered = helm.render_path(&snapshot, &path, &options, &renderer, &inputs)?;
-            Ok::<_, PipelineError>((snapshot.revision().clone(), rendered))
+            let out = helm.render_path(&snapshot, &path, &options, &renderer, &inputs)?;
+            Ok::<_, PipelineError>((snapshot.revision().clone(), out))
         })
         .await
-        .map_err(|e| PipelineError::Task(e.to_string()))??;
-        self.plan(app, revision, rendered).await
+        .map_err(|e| PipelineError::Task(e.to_string()))?
     }
 
     async fn plan(
@@ -212,6 +245,19 @@ impl Pipeline {
             plan,
         })
     }
+}
+
+/// The revision whose objects are deployed: the newest successful sync in the history, else the last compared
+/// revision.
+fn deployed_revision(app: &Application) -> Option<String> {
+    let status = app.status.as_ref()?;
+    status
+        .history
+        .iter()
+        .filter(|h| h.result == "Succeeded" && !h.revision.is_empty())
+        .max_by_key(|h| h.id)
+        .map(|h| h.revision.clone())
+        .or_else(|| status.sync.revision.clone().filter(|r| !r.is_empty()))
 }
 
 /// The render options of an application's directory settings.

@@ -1219,26 +1219,52 @@ async fn suspend_after_rollback(
 }
 
 /// Deletion: with the resources finalizer, delete what the application owns, then let it go.
+///
+/// The deletion is one sync of an empty desired set with prune, plus the Helm delete hooks of the deployed
+/// revision ([`Pipeline::delete_hooks`]): `pre-delete` hooks run first, in hook-weight order, each waited for
+/// (Jobs until they complete) like sync hooks; then the application's objects are pruned; then `post-delete`
+/// hooks run. Hook objects are deleted per their delete policy (by default once they succeeded); nothing Kedge
+/// does not own is deleted.
+///
+/// - A failing delete hook blocks the deletion, as it fails `helm uninstall`: a Warning Event `DeleteHookFailed`
+///   with the hook's message, the finalizer stays, and the deletion is retried with backoff (a failed
+///   `pre-delete` hook leaves every object in place).
+/// - When the source cannot be rendered any more (repository or chart gone), the deletion does not get stuck: a
+///   Warning Event `DeleteHooksSkipped` names the cause and the objects are deleted without hooks.
+/// - An application without delete hooks is deleted exactly as without this step; one that never rendered is not
+///   rendered at all.
 async fn finalize(app: &Application, ctx: &Context) -> Result<Action, ReconcileError> {
     if !app.finalizers().iter().any(|f| f == RESOURCES_FINALIZER) {
         return Ok(Action::await_change());
     }
     let name = key_of(app);
     let inventory = inventory_of(app);
-    if !inventory.is_empty() {
-        let spec = engine_spec(app).map_err(|e| ReconcileError::Finalize {
+    let hooks = match ctx.pipeline.delete_hooks(app).await {
+        Ok(hooks) => hooks,
+        Err(e) => {
+            let message = format!(
+                "delete hooks skipped: {}; deleting the application's objects without them",
+                error_chain(&e)
+            );
+            tracing::warn!(error = %message, "cannot render the application at deletion");
+            ctx.recorder
+                .publish(app, Severity::Warning, "DeleteHooksSkipped", &message)
+                .await;
+            Vec::new()
+        }
+    };
+    if !inventory.is_empty() || !hooks.is_empty() {
+        let failed = |message: String| ReconcileError::Finalize {
             name: name.clone(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let spec = engine_spec(app).map_err(|e| failed(e.to_string()))?;
         let plan = ctx
             .pipeline
             .engine()
-            .plan(&spec, Vec::new(), &inventory)
+            .plan(&spec, hooks, &inventory)
             .await
-            .map_err(|e| ReconcileError::Finalize {
-                name: name.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| failed(e.to_string()))?;
         let options = SyncOptions {
             prune: true,
             allow_empty: true,
@@ -1249,18 +1275,30 @@ async fn finalize(app: &Application, ctx: &Context) -> Result<Action, ReconcileE
             .engine()
             .sync(&plan, &options)
             .await
-            .map_err(|e| ReconcileError::Finalize {
-                name: name.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| failed(e.to_string()))?;
+        let failed_hooks: Vec<String> = result
+            .hooks
+            .iter()
+            .filter(|h| !h.succeeded)
+            .map(|h| format!("{} hook {}: {}", delete_event(h.phase), h.id, h.message))
+            .collect();
+        if !failed_hooks.is_empty() {
+            let message = format!(
+                "deletion blocked: {}; the application and its remaining objects are kept",
+                failed_hooks.join("; ")
+            );
+            ctx.recorder
+                .publish(app, Severity::Warning, "DeleteHookFailed", &message)
+                .await;
+            let delay = delete_retry_delay(ctx, &name);
+            tracing::warn!(error = %message, retry_in = ?delay, "delete hook failed");
+            return Ok(Action::requeue(delay));
+        }
         if result.phase != SyncPhase::Succeeded {
             ctx.recorder
                 .publish(app, Severity::Warning, "DeleteFailed", &result.message)
                 .await;
-            return Err(ReconcileError::Finalize {
-                name,
-                message: result.message,
-            });
+            return Err(failed(result.message));
         }
         let pruned: Vec<String> = result
             .outcomes
@@ -1268,13 +1306,17 @@ async fn finalize(app: &Application, ctx: &Context) -> Result<Action, ReconcileE
             .filter(|o| o.action == EngineAction::Pruned)
             .map(|o| o.id.to_string())
             .collect();
+        let mut message = format!("deleted {} object(s): {}", pruned.len(), pruned.join(", "));
+        if !result.hooks.is_empty() {
+            let ran: Vec<String> = result
+                .hooks
+                .iter()
+                .map(|h| format!("{} {}", delete_event(h.phase), h.id))
+                .collect();
+            message.push_str(&format!("; ran delete hooks: {}", ran.join(", ")));
+        }
         ctx.recorder
-            .publish(
-                app,
-                Severity::Normal,
-                "ResourcesDeleted",
-                &format!("deleted {} object(s): {}", pruned.len(), pruned.join(", ")),
-            )
+            .publish(app, Severity::Normal, "ResourcesDeleted", &message)
             .await;
     }
     let api: Api<Application> =
@@ -1288,6 +1330,29 @@ async fn finalize(app: &Application, ctx: &Context) -> Result<Action, ReconcileE
     let patch = json!({ "metadata": { "finalizers": remaining, "resourceVersion": app.resource_version() } });
     merge_patch(&api, app, &patch).await?;
     Ok(Action::await_change())
+}
+
+/// The Helm event a hook of the deletion's sync runs for.
+fn delete_event(phase: kedge_engine::HookPhase) -> &'static str {
+    match phase {
+        kedge_engine::HookPhase::PreSync => "pre-delete",
+        kedge_engine::HookPhase::PostSync => "post-delete",
+        _ => "delete",
+    }
+}
+
+/// The delay before a deletion blocked by a failing hook is tried again: 5 s, doubling up to 5 minutes.
+fn delete_retry_delay(ctx: &Context, key: &str) -> Duration {
+    let attempts = ctx.with_memory(key, |m| {
+        m.retries = m.retries.saturating_add(1);
+        m.last_retry = Some(Instant::now());
+        m.retries
+    });
+    backoff_for(
+        Duration::from_secs(5),
+        attempts.saturating_sub(1),
+        Duration::from_secs(300),
+    )
 }
 
 /// What kube-runtime does when a reconcile fails: log, and retry with a delay.

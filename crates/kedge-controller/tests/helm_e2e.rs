@@ -1,5 +1,6 @@
 //! End-to-end tests of Helm charts in the GitOps loop: charts in Git and in a Helm HTTP repository, valuesFrom a
-//! Secret, install vs upgrade hooks, and a chart whose template fails.
+//! Secret, install vs upgrade hooks, delete hooks when an application is deleted, and a chart whose template
+//! fails.
 //!
 //! Run: `cargo test -p kedge-controller --test helm_e2e` (needs helm: scripts/install-helm).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -9,10 +10,19 @@ mod common;
 #[path = "../../kedge-helm/tests/common/mod.rs"]
 mod helm_common;
 
+use std::sync::{Arc, Mutex};
+
 use common::*;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kedge_api::HealthCode;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kedge_api::{HealthCode, RESOURCES_FINALIZER};
+use kedge_testkit::wait_for;
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent,
+    WatchParams,
+};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
 use serde_json::json;
 
 const SECRET_VALUE: &str = "s3cr3t-api-key-4711";
@@ -221,4 +231,241 @@ async fn chart_with_a_template_error_reports_helms_message_and_changes_nothing()
     );
     assert!(app.status.unwrap().inventory.is_empty());
     assert!(env.config_map_data("broken-broken").await.is_none());
+}
+
+/// What happened to objects of the test's namespace, in the order the API server stored it: (resourceVersion,
+/// "Added Job rel-pre-delete"). The test cluster keeps its objects in etcd, whose revisions order every write.
+#[derive(Clone, Default)]
+struct History(Arc<Mutex<Vec<(u64, String)>>>);
+
+impl History {
+    /// Watches `kind` objects of the namespace from now on.
+    async fn watch(&self, env: &Env, group: &str, kind: &str) -> tokio::task::JoinHandle<()> {
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, "v1", kind));
+        let api = Api::<DynamicObject>::namespaced_with(env.client.clone(), env.ns(), &ar);
+        let list = api.list(&ListParams::default()).await.unwrap();
+        let rv = list.metadata.resource_version.unwrap();
+        let mut stream = api
+            .watch(&WatchParams::default(), &rv)
+            .await
+            .unwrap()
+            .boxed();
+        let (log, kind) = (self.0.clone(), kind.to_owned());
+        tokio::spawn(async move {
+            while let Some(Ok(event)) = stream.next().await {
+                let (what, o) = match event {
+                    WatchEvent::Added(o) => ("Added", o),
+                    WatchEvent::Deleted(o) => ("Deleted", o),
+                    WatchEvent::Modified(o)
+                        if o.data["status"]["succeeded"].as_i64().unwrap_or(0) > 0 =>
+                    {
+                        ("Completed", o)
+                    }
+                    WatchEvent::Modified(o) if o.metadata.deletion_timestamp.is_some() => {
+                        ("Deleting", o)
+                    }
+                    _ => continue,
+                };
+                let rv: u64 = o.metadata.resource_version.unwrap().parse().unwrap();
+                let name = o.metadata.name.unwrap_or_default();
+                log.lock()
+                    .unwrap()
+                    .push((rv, format!("{what} {kind} {name}")));
+            }
+        })
+    }
+
+    /// The first time `what` happened.
+    fn when(&self, what: &str) -> u64 {
+        let log = self.0.lock().unwrap();
+        log.iter()
+            .filter(|(_, w)| w == what)
+            .map(|(rv, _)| *rv)
+            .min()
+            .unwrap_or_else(|| panic!("never saw {what:?} in {:?}", *log))
+    }
+
+    /// When the object started to go (marked for deletion or deleted).
+    fn gone(&self, kind_name: &str) -> u64 {
+        let log = self.0.lock().unwrap();
+        log.iter()
+            .filter(|(_, w)| {
+                *w == format!("Deleted {kind_name}") || *w == format!("Deleting {kind_name}")
+            })
+            .map(|(rv, _)| *rv)
+            .min()
+            .unwrap_or_else(|| panic!("{kind_name} never went away: {:?}", *log))
+    }
+}
+
+/// An Application with the resources finalizer on the `delete-hooks` chart in Git, release `rel`, synced.
+async fn delete_hooks_app(env: &Env, helm: serde_json::Value) {
+    copy_chart(env, "delete-hooks", "charts/cleanup");
+    let sha = env.commit_push("chart with delete hooks");
+    let mut helm_spec = json!({"releaseName": "rel"});
+    if let (Some(h), Some(extra)) = (helm_spec.as_object_mut(), helm.as_object()) {
+        h.extend(extra.clone());
+    }
+    env.create_app_with(
+        "web",
+        "charts/cleanup",
+        automated(true, true),
+        json!({"source": {"repoURL": env.repo_url, "targetRevision": "main", "path": "charts/cleanup",
+            "helm": helm_spec}}),
+        json!({ "finalizers": [RESOURCES_FINALIZER] }),
+    )
+    .await;
+    env.wait_synced("web", &sha).await;
+    // Delete hooks are not part of a sync.
+    assert!(
+        env.object("batch", "v1", "Job", "rel-pre-delete")
+            .await
+            .is_none()
+    );
+    assert!(env.config_map_data("rel-pre-delete-first").await.is_none());
+    assert!(env.config_map_data("rel-post-delete").await.is_none());
+    assert!(
+        env.object("apps", "v1", "Deployment", "rel-web")
+            .await
+            .is_some()
+    );
+}
+
+async fn wait_app_gone(env: &Env, name: &str) {
+    wait_for(STEP, POLL, || async {
+        env.apps().get_opt(name).await.ok().flatten().is_none()
+    })
+    .await
+    .unwrap_or_else(|t| panic!("application {name} is still there: {t}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_chart_application_runs_pre_delete_hooks_then_prunes_then_post_delete_hooks() {
+    let env = Env::new("helm-delete").await;
+    let _controller = env.start_controller("h5");
+    delete_hooks_app(&env, json!({})).await;
+
+    let history = History::default();
+    let watches = [
+        history.watch(&env, "batch", "Job").await,
+        history.watch(&env, "apps", "Deployment").await,
+        history.watch(&env, "", "ConfigMap").await,
+    ];
+    env.apps()
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_app_gone(&env, "web").await;
+    env.wait_gone("apps", "v1", "Deployment", "rel-web").await;
+    env.wait_gone("", "v1", "ConfigMap", "rel-config").await;
+    // Hooks without a delete policy are deleted once they succeeded; the post-delete hook asked to stay.
+    env.wait_gone("batch", "v1", "Job", "rel-pre-delete").await;
+    env.wait_gone("", "v1", "ConfigMap", "rel-pre-delete-first")
+        .await;
+    assert_eq!(
+        env.config_map_data("rel-post-delete").await.unwrap()["step"],
+        "after"
+    );
+    for w in watches {
+        w.abort();
+    }
+
+    // Order, by etcd revision: pre-delete hooks by weight, each complete before the next step, then the prune,
+    // then the post-delete hook.
+    let first = history.when("Added ConfigMap rel-pre-delete-first");
+    let job_created = history.when("Added Job rel-pre-delete");
+    let job_done = history.when("Completed Job rel-pre-delete");
+    let web_gone = history.gone("Deployment rel-web");
+    let config_gone = history.gone("ConfigMap rel-config");
+    let post = history.when("Added ConfigMap rel-post-delete");
+    assert!(first < job_created, "weight -5 runs before weight 0");
+    assert!(job_created < job_done && job_done < web_gone);
+    assert!(job_done < config_gone);
+    assert!(web_gone < post && config_gone < post);
+
+    let deleted = env
+        .wait_event("web", "ResourcesDeleted", |m| m.contains("rel-web"))
+        .await;
+    let message = deleted.message.unwrap();
+    assert!(message.contains("pre-delete"), "{message}");
+    assert!(message.contains("post-delete"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_pre_delete_hook_keeps_the_application_and_its_objects() {
+    let env = Env::new("helm-delete-fail").await;
+    let _controller = env.start_controller("h6");
+    delete_hooks_app(&env, json!({"values": "hookImage: fail\n"})).await;
+
+    env.apps()
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    let event = env
+        .wait_event("web", "DeleteHookFailed", |m| m.contains("rel-pre-delete"))
+        .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    let app = env.app("web").await;
+    assert!(app.metadata.deletion_timestamp.is_some());
+    assert!(
+        app.metadata
+            .finalizers
+            .unwrap_or_default()
+            .iter()
+            .any(|f| f == RESOURCES_FINALIZER)
+    );
+    assert!(
+        env.object("apps", "v1", "Deployment", "rel-web")
+            .await
+            .is_some()
+    );
+    assert!(env.config_map_data("rel-config").await.is_some());
+    assert!(env.config_map_data("rel-post-delete").await.is_none());
+
+    // Fixing the hook (the spec of an application being deleted can still change) lets the deletion finish.
+    env.patch_app(
+        "web",
+        json!({"spec": {"source": {"helm": {"values": "hookImage: busybox:1.36\n"}}}}),
+    )
+    .await;
+    wait_app_gone(&env, "web").await;
+    env.wait_gone("apps", "v1", "Deployment", "rel-web").await;
+    assert!(env.config_map_data("rel-post-delete").await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_that_cannot_render_at_deletion_is_deleted_without_hooks() {
+    let env = Env::new("helm-delete-norender").await;
+    let _controller = env.start_controller("h7");
+    values_secret(&env, "hello").await;
+    delete_hooks_app(
+        &env,
+        json!({"valuesFrom": [{"kind": "Secret", "name": "web-values"}]}),
+    )
+    .await;
+    // The values Secret goes away: the chart cannot be rendered any more.
+    Api::<Secret>::namespaced(env.client.clone(), env.ns())
+        .delete("web-values", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    env.apps()
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    let skipped = env
+        .wait_event("web", "DeleteHooksSkipped", |m| {
+            m.starts_with("delete hooks skipped: ") && m.contains("web-values")
+        })
+        .await;
+    assert_eq!(skipped.type_.as_deref(), Some("Warning"));
+    assert!(!skipped.message.unwrap().contains(SECRET_VALUE));
+    wait_app_gone(&env, "web").await;
+    env.wait_gone("apps", "v1", "Deployment", "rel-web").await;
+    assert!(
+        env.object("batch", "v1", "Job", "rel-pre-delete")
+            .await
+            .is_none()
+    );
+    assert!(env.config_map_data("rel-post-delete").await.is_none());
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kedge_api::{Application, HelmValuesKind};
-use kedge_render::{RenderOptions, RenderedSet, Renderer};
+use kedge_render::{RenderOptions, RenderedObject, RenderedSet, Renderer};
 use kedge_source::{FileTree, HistoryChange, Revision};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
@@ -15,7 +15,7 @@ use crate::error::HelmError;
 use crate::hooks::{ReleaseMode, has_helm_annotations, map_hooks};
 use crate::remote::{RemoteChart, RepoCredentials, strip_userinfo};
 use crate::values::ValuesLayer;
-use crate::{Capabilities, HelmOptions, HelmRenderer};
+use crate::{Capabilities, HelmOptions, HelmOutput, HelmRenderer};
 
 /// Whether the application's chart comes from a Helm repository or an OCI registry (rather than Git).
 pub fn is_remote_chart(app: &Application) -> bool {
@@ -303,7 +303,7 @@ impl HelmRenderer {
         client: &kube::Client,
         app: &Application,
         revision: Option<&str>,
-    ) -> Result<(Revision, Arc<RenderedSet>), HelmError> {
+    ) -> Result<(Revision, AppRender), HelmError> {
         let mut chart = remote_chart_of(app, revision);
         if chart.repo_url.is_empty() {
             return Err(HelmError::invalid("spec.source.repoURL is empty"));
@@ -333,7 +333,7 @@ impl HelmRenderer {
             history: HistoryChange::NotChecked,
             fetched: fetched.downloaded,
         };
-        Ok((revision, out.rendered.clone()))
+        Ok((revision, AppRender::of(&out)))
     }
 
     /// Renders the application path of a fetched tree, from a blocking thread: with Helm when the path holds
@@ -345,7 +345,7 @@ impl HelmRenderer {
         options: &RenderOptions,
         renderer: &Renderer,
         inputs: &AppInputs,
-    ) -> Result<Arc<RenderedSet>, HelmError> {
+    ) -> Result<AppRender, HelmError> {
         if is_chart_dir(tree, path) {
             let (extra, caps) = inputs.block_on(async {
                 let extra =
@@ -355,24 +355,54 @@ impl HelmRenderer {
                 Ok::<_, HelmError>((extra, caps))
             })??;
             let out = self.render_tree(tree, path, &inputs.options, &extra, &caps)?;
-            return Ok(out.rendered.clone());
+            return Ok(AppRender::of(&out));
         }
         let set = renderer.render(tree, path, options)?;
-        Ok(with_hooks_mapped(set, inputs.options.mode))
+        Ok(split_hooks(set, inputs.options.mode))
     }
 }
 
-/// A rendered set with Helm hook annotations mapped (the same set when it has none).
-pub fn with_hooks_mapped(set: Arc<RenderedSet>, mode: ReleaseMode) -> Arc<RenderedSet> {
+/// What an application's render gives the controller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppRender {
+    /// The objects to sync, Helm hooks mapped to Kedge hooks.
+    pub rendered: Arc<RenderedSet>,
+    /// The `pre-delete` / `post-delete` hooks, as Helm declares them (not mapped: see
+    /// [`map_delete_hooks`](crate::hooks::map_delete_hooks)).
+    pub delete_hooks: Vec<RenderedObject>,
+}
+
+impl AppRender {
+    fn of(out: &HelmOutput) -> Self {
+        AppRender {
+            rendered: out.rendered.clone(),
+            delete_hooks: out.delete_hooks.clone(),
+        }
+    }
+}
+
+/// A rendered set (directory or Kustomize) with Helm hook annotations mapped, and its delete hooks apart.
+pub fn split_hooks(set: Arc<RenderedSet>, mode: ReleaseMode) -> AppRender {
     if !has_helm_annotations(&set.objects) {
-        return set;
+        return AppRender {
+            rendered: set,
+            delete_hooks: Vec::new(),
+        };
     }
     let mapped = map_hooks(set.objects.clone(), mode);
-    Arc::new(RenderedSet {
-        objects: mapped.objects,
-        kind: set.kind,
-        inputs: set.inputs.clone(),
-    })
+    AppRender {
+        rendered: Arc::new(RenderedSet {
+            objects: mapped.objects,
+            kind: set.kind,
+            inputs: set.inputs.clone(),
+        }),
+        delete_hooks: mapped.delete_hooks,
+    }
+}
+
+/// A rendered set with Helm hook annotations mapped (the same set when it has none); delete hooks are left out.
+pub fn with_hooks_mapped(set: Arc<RenderedSet>, mode: ReleaseMode) -> Arc<RenderedSet> {
+    split_hooks(set, mode).rendered
 }
 
 /// Whether `path` of `tree` is a chart (holds `Chart.yaml`).

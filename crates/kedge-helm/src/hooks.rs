@@ -5,7 +5,7 @@
 //! | `pre-install`                  | `PreSync`, on the first sync only ([`ReleaseMode::Install`])    |
 //! | `pre-upgrade`                  | `PreSync`, on later syncs only ([`ReleaseMode::Upgrade`])       |
 //! | `post-install`, `post-upgrade` | `PostSync`, likewise                                            |
-//! | `pre-delete`, `post-delete`    | not applied by a sync; returned in [`MappedHooks::delete_hooks`] |
+//! | `pre-delete`, `post-delete`    | not applied by a sync; returned in [`MappedHooks::delete_hooks`] and run when the application is deleted ([`map_delete_hooks`]) |
 //! | `pre-rollback`, `post-rollback`, `test*` | left out                                              |
 //!
 //! A hook none of whose events applies to the current sync is left out of the desired set, as Helm would not
@@ -144,26 +144,85 @@ pub fn map_hooks(objects: Vec<RenderedObject>, mode: ReleaseMode) -> MappedHooks
             out.objects.push(o);
             continue;
         };
-        if !ann.contains_key(HOOK_DELETE_POLICY_ANNOTATION)
-            && let Some(raw) = ann.get(HELM_HOOK_DELETE_POLICY).and_then(Value::as_str)
-        {
-            let policies: Vec<&str> = raw
-                .split(',')
-                .filter_map(|p| match p.trim() {
-                    "before-hook-creation" => Some("BeforeHookCreation"),
-                    "hook-succeeded" => Some("HookSucceeded"),
-                    "hook-failed" => Some("HookFailed"),
-                    _ => None,
-                })
-                .collect();
-            if !policies.is_empty() {
-                ann.insert(
-                    HOOK_DELETE_POLICY_ANNOTATION.into(),
-                    Value::String(policies.join(",")),
-                );
+        map_delete_policy(ann, None);
+        out.objects.push(o);
+    }
+    out
+}
+
+/// Sets `kedge.dev/hook-delete-policy` from Helm's `helm.sh/hook-delete-policy` unless Kedge's is set; without
+/// either, sets `default` when given.
+fn map_delete_policy(ann: &mut Map<String, Value>, default: Option<&str>) {
+    if ann.contains_key(HOOK_DELETE_POLICY_ANNOTATION) {
+        return;
+    }
+    let policies: Vec<&str> = ann
+        .get(HELM_HOOK_DELETE_POLICY)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|p| match p.trim() {
+            "before-hook-creation" => Some("BeforeHookCreation"),
+            "hook-succeeded" => Some("HookSucceeded"),
+            "hook-failed" => Some("HookFailed"),
+            _ => None,
+        })
+        .collect();
+    let value = if policies.is_empty() {
+        match default {
+            Some(d) => d.to_owned(),
+            None => return,
+        }
+    } else {
+        policies.join(",")
+    };
+    ann.insert(HOOK_DELETE_POLICY_ANNOTATION.into(), Value::String(value));
+}
+
+/// The delete policy of a delete hook without one: replace a leftover instance (a failed attempt) and delete
+/// the hook once it succeeded, since no later sync would clean it up once the application is gone.
+pub const DELETE_HOOK_DEFAULT_POLICY: &str = "BeforeHookCreation,HookSucceeded";
+
+/// Maps `pre-delete` / `post-delete` hooks (from [`MappedHooks::delete_hooks`]) to Kedge hooks of the sync that
+/// deletes an application: `pre-delete` runs as `PreSync` (before anything is pruned), `post-delete` as
+/// `PostSync` (after everything is pruned), ordered by `helm.sh/hook-weight` (already `kedge.dev/sync-wave`).
+/// Helm's delete policy is kept; without one, [`DELETE_HOOK_DEFAULT_POLICY`] applies. Objects without a delete
+/// event are left out.
+pub fn map_delete_hooks(hooks: Vec<RenderedObject>) -> Vec<RenderedObject> {
+    let mut out = Vec::with_capacity(hooks.len());
+    for mut o in hooks {
+        let Some(ann) = annotations_mut(&mut o.object) else {
+            continue;
+        };
+        let events = ann
+            .get(HELM_HOOK)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let mut phases: Vec<&str> = Vec::new();
+        for event in events.split(',').map(str::trim) {
+            let phase = match event {
+                "pre-delete" => "PreSync",
+                "post-delete" => "PostSync",
+                _ => continue,
+            };
+            if !phases.contains(&phase) {
+                phases.push(phase);
             }
         }
-        out.objects.push(o);
+        if phases.is_empty() {
+            continue;
+        }
+        if !ann.contains_key(SYNC_WAVE_ANNOTATION)
+            && let Some(w) = ann.get(HELM_HOOK_WEIGHT).and_then(Value::as_str)
+            && let Ok(w) = w.trim().parse::<i64>()
+        {
+            ann.insert(SYNC_WAVE_ANNOTATION.into(), Value::String(w.to_string()));
+        }
+        ann.insert(HOOK_ANNOTATION.into(), Value::String(phases.join(",")));
+        map_delete_policy(ann, Some(DELETE_HOOK_DEFAULT_POLICY));
+        name_generated_hook(&mut o);
+        out.push(o);
     }
     out
 }
@@ -311,6 +370,52 @@ mod tests {
         assert_eq!(ann(&m.objects[0], HOOK_ANNOTATION), Some("PreSync"));
         assert_eq!(ann(&m.objects[0], HOOK_DELETE_POLICY_ANNOTATION), None);
         assert_eq!(ann(&m.objects[1], HOOK_ANNOTATION), Some("PostSync"));
+    }
+
+    #[test]
+    fn delete_hooks_run_as_pre_and_post_sync_hooks_of_the_deletion() {
+        let hooks = vec![
+            obj(
+                "Job",
+                "cleanup",
+                json!({"helm.sh/hook": "pre-delete", "helm.sh/hook-weight": "3"}),
+            ),
+            obj(
+                "ConfigMap",
+                "after",
+                json!({"helm.sh/hook": "post-delete", "helm.sh/hook-delete-policy": "before-hook-creation"}),
+            ),
+            obj(
+                "Job",
+                "both",
+                json!({"helm.sh/hook": "pre-delete,post-delete", "helm.sh/hook-delete-policy": "hook-failed"}),
+            ),
+            obj("Job", "install", json!({"helm.sh/hook": "pre-install"})),
+        ];
+        let m = map_hooks(hooks, ReleaseMode::Upgrade);
+        assert_eq!(m.delete_hooks.len(), 3);
+        let d = map_delete_hooks(m.delete_hooks);
+        let names: Vec<&str> = d.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["cleanup", "after", "both"]);
+        assert_eq!(ann(&d[0], HOOK_ANNOTATION), Some("PreSync"));
+        assert_eq!(ann(&d[0], SYNC_WAVE_ANNOTATION), Some("3"));
+        assert_eq!(
+            ann(&d[0], HOOK_DELETE_POLICY_ANNOTATION),
+            Some(DELETE_HOOK_DEFAULT_POLICY)
+        );
+        assert_eq!(ann(&d[1], HOOK_ANNOTATION), Some("PostSync"));
+        assert_eq!(
+            ann(&d[1], HOOK_DELETE_POLICY_ANNOTATION),
+            Some("BeforeHookCreation")
+        );
+        assert_eq!(ann(&d[2], HOOK_ANNOTATION), Some("PreSync,PostSync"));
+        assert_eq!(
+            ann(&d[2], HOOK_DELETE_POLICY_ANNOTATION),
+            Some("HookFailed")
+        );
+        // Objects that are not delete hooks are left out.
+        let plain = obj("ConfigMap", "p", json!({"helm.sh/hook": "post-install"}));
+        assert!(map_delete_hooks(vec![plain]).is_empty());
     }
 
     #[test]

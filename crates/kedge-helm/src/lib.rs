@@ -31,7 +31,9 @@
 //! mapped) take an [`Application`](kedge_api::Application) as the controller does: credentials from
 //! repository Secrets, `valuesFrom` from the application's namespace, capabilities from the destination
 //! cluster's discovery (cached for [`HelmConfig::capabilities_ttl`]), `pre-install` hooks until the first
-//! successful sync and `pre-upgrade` hooks after.
+//! successful sync and `pre-upgrade` hooks after. Both also return the `pre-delete` / `post-delete` hooks
+//! ([`AppRender::delete_hooks`]), which the controller runs when the application is deleted
+//! ([`map_delete_hooks`]).
 
 pub mod error;
 pub mod hooks;
@@ -51,11 +53,11 @@ use std::time::{Duration, Instant};
 use kedge_render::{KustomizeConfig, RenderedObject, RenderedSet};
 
 pub use app::{
-    AppInputs, helm_options, is_chart_dir, is_remote_chart, release_mode, remote_chart_of,
-    with_hooks_mapped,
+    AppInputs, AppRender, helm_options, is_chart_dir, is_remote_chart, release_mode,
+    remote_chart_of, split_hooks, with_hooks_mapped,
 };
 pub use error::HelmError;
-pub use hooks::{MappedHooks, ReleaseMode, map_hooks};
+pub use hooks::{MappedHooks, ReleaseMode, map_delete_hooks, map_hooks};
 pub use remote::{FetchedChart, RemoteChart, RepoCredentials};
 pub use values::ValuesLayer;
 
