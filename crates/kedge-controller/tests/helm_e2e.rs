@@ -1,5 +1,5 @@
 //! End-to-end tests of Helm charts in the GitOps loop: charts in Git and in a Helm HTTP repository, valuesFrom a
-//! Secret, install vs upgrade hooks, delete hooks when an application is deleted, and a chart whose template
+//! Secret, an OCI registry with credentials, install vs upgrade hooks, delete hooks when an application is deleted, and a chart whose template
 //! fails.
 //!
 //! Run: `cargo test -p kedge-controller --test helm_e2e` (needs helm: scripts/install-helm).
@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kedge_api::{HealthCode, RESOURCES_FINALIZER};
+use kedge_api::{HealthCode, REFRESH_ANNOTATION, RESOURCES_FINALIZER};
 use kedge_testkit::wait_for;
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent,
@@ -208,6 +208,98 @@ async fn chart_from_http_repository_follows_a_version_range() {
     helm_common::run_helm(work.path(), &["repo", "index", repo_dir.to_str().unwrap()]);
     let app = env.wait_synced("web", "1.2.0").await;
     assert_eq!(app.status.unwrap().health.status, HealthCode::Healthy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chart_from_an_oci_registry_with_credentials_follows_a_version_range() {
+    let env = Env::new("helm-oci").await;
+    let work = tempfile::tempdir().unwrap();
+    let packages = work.path().join("packages");
+    let registry = helm_common::Registry::start_with_auth();
+    for version in ["1.0.0", "2.0.0"] {
+        let package = helm_common::package("webapp", version, work.path(), &packages);
+        registry.push(&package, "charts", work.path());
+    }
+    let url = format!("oci://{}/charts", registry.host());
+    let _controller = env.start_controller("h8");
+    env.create_app_with(
+        "web",
+        ".",
+        automated(true, true),
+        json!({"source": {"repoURL": url, "chart": "webapp", "targetRevision": ">=1.0.0 <2.0.0",
+            "helm": {"releaseName": "web", "skipCrds": true}}}),
+        json!({}),
+    )
+    .await;
+
+    // Without a repository Secret, the registry refuses and the status says why and where credentials come from.
+    let app = env
+        .wait_app("web", "reports the missing credentials", |a| {
+            condition(a, "Ready").is_some_and(|c| c.status == "False" && c.message.contains("401"))
+        })
+        .await;
+    let ready = condition(&app, "Ready").unwrap();
+    assert_eq!(ready.reason, "SourceFailed");
+    assert!(
+        ready.message.contains("needs credentials")
+            && ready.message.contains("kedge.dev/secret-type=repository")
+            && ready
+                .message
+                .contains(&format!("{}/charts/webapp", registry.host())),
+        "{}",
+        ready.message
+    );
+    assert!(app.status.unwrap().inventory.is_empty());
+    assert!(env.config_map_data("web-config").await.is_none());
+
+    let creds: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "registry", "namespace": env.ns(),
+            "labels": {"kedge.dev/secret-type": "repository"}},
+        "stringData": {"url": url, "username": helm_common::REGISTRY_USER,
+            "password": helm_common::REGISTRY_PASSWORD}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(env.client.clone(), env.ns())
+        .create(&PostParams::default(), &creds)
+        .await
+        .unwrap();
+    env.patch_app(
+        "web",
+        json!({"metadata": {"annotations": {REFRESH_ANNOTATION: "credentials"}}}),
+    )
+    .await;
+    let app = env.wait_synced("web", "1.0.0").await;
+    let status = app.status.unwrap();
+    assert_eq!(status.history.last().unwrap().revision, "1.0.0");
+    assert_eq!(
+        env.config_map_data("web-config").await.unwrap()["chartVersion"],
+        "1.0.0"
+    );
+
+    // A new version in the range: a refresh moves the application to it; 2.0.0 stays out of range.
+    let package = helm_common::package("webapp", "1.1.0", work.path(), &packages);
+    registry.push(&package, "charts", work.path());
+    env.patch_app(
+        "web",
+        json!({"metadata": {"annotations": {REFRESH_ANNOTATION: "new-version"}}}),
+    )
+    .await;
+    let app = env.wait_synced("web", "1.1.0").await;
+    let history = app.status.unwrap().history;
+    assert_eq!(history.last().unwrap().revision, "1.1.0");
+    assert_eq!(history.last().unwrap().result, "Succeeded");
+    env.wait_config_map("web-config", "chartVersion", "1.1.0")
+        .await;
+    let text = serde_json::to_string(&env.app("web").await).unwrap();
+    assert!(!text.contains(helm_common::REGISTRY_PASSWORD));
+    for e in env.events("web").await {
+        assert!(
+            !e.message
+                .unwrap_or_default()
+                .contains(helm_common::REGISTRY_PASSWORD)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,6 +110,15 @@ pub(crate) struct Fetcher {
     unpack_lock: Mutex<()>,
 }
 
+/// Where the controller reads repository credentials from, for 401/403 messages.
+fn credentials_hint() -> String {
+    format!(
+        "credentials come from a Secret in the application's namespace labelled {}=repository whose url \
+         is the repository's (or a repo-creds prefix of it), with username and password",
+        kedge_api::SECRET_TYPE_LABEL
+    )
+}
+
 fn repo_err(
     action: impl Into<String>,
     url: &str,
@@ -256,7 +265,10 @@ impl Fetcher {
             return Ok(());
         }
         let reason = match status.as_u16() {
-            401 | 403 => format!("{status}: check the repository credentials"),
+            401 | 403 => format!(
+                "{status}: check the repository credentials ({})",
+                credentials_hint()
+            ),
             _ => status.to_string(),
         };
         Err(repo_err(
@@ -730,7 +742,10 @@ impl OciSession<'_> {
                 None => Err(repo_err(
                     action,
                     self.shown,
-                    "401 Unauthorized: the registry needs credentials",
+                    format!(
+                        "401 Unauthorized: the registry needs credentials ({})",
+                        credentials_hint()
+                    ),
                     false,
                 )),
             };

@@ -216,15 +216,35 @@ fn serve(conn: TcpStream, root: &Path, auth: Option<&str>, log: &Log) -> std::io
     conn.write_all(&body)
 }
 
+/// The user of [`Registry::start_with_auth`].
+pub const REGISTRY_USER: &str = "kedge";
+/// The password of [`Registry::start_with_auth`] (a test credential).
+pub const REGISTRY_PASSWORD: &str = "oci-pass-42";
+/// bcrypt (cost 5) of [`REGISTRY_PASSWORD`], as the registry's htpasswd file wants it; made once with the system's
+/// crypt(3) (`$2b$`), so that the tests need no bcrypt implementation.
+const REGISTRY_PASSWORD_BCRYPT: &str =
+    "$2b$05$ON4Hb.mxf9JBYTX0oOip.eaitIpUHOJP5zMguS2kJCsRAJz.CMtUi";
+
 /// The Distribution registry on a loopback port, storing in a temporary directory.
 pub struct Registry {
     pub port: u16,
     child: Child,
+    auth: Option<(&'static str, &'static str)>,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
+    /// A registry without authentication.
     pub fn start() -> Self {
+        Self::start_inner(false)
+    }
+
+    /// A registry with htpasswd basic authentication: [`REGISTRY_USER`] / [`REGISTRY_PASSWORD`].
+    pub fn start_with_auth() -> Self {
+        Self::start_inner(true)
+    }
+
+    fn start_inner(with_auth: bool) -> Self {
         let bin = ["/usr/bin/docker-registry", "/usr/bin/registry"]
             .into_iter()
             .map(PathBuf::from)
@@ -236,14 +256,23 @@ impl Registry {
             l.local_addr().unwrap().port()
         };
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
+        let mut text = format!(
+            "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if with_auth {
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(
+                &htpasswd,
+                format!("{REGISTRY_USER}:{REGISTRY_PASSWORD_BCRYPT}\n"),
+            )
+            .unwrap();
+            text.push_str(&format!(
+                "auth:\n  htpasswd: {{realm: kedge-test, path: {}}}\n",
+                htpasswd.display()
+            ));
+        }
+        std::fs::write(&config, text).unwrap();
         let child = Command::new(bin)
             .arg("serve")
             .arg(&config)
@@ -254,7 +283,13 @@ impl Registry {
         let registry = Registry {
             port,
             child,
+            auth: with_auth.then_some((REGISTRY_USER, REGISTRY_PASSWORD)),
             _dir: dir,
+        };
+        let ready = if with_auth {
+            "HTTP/1.1 401"
+        } else {
+            "HTTP/1.1 200"
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -262,7 +297,7 @@ impl Registry {
                 let _ = s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
                 let mut buf = String::new();
                 let _ = s.read_to_string(&mut buf);
-                if buf.starts_with("HTTP/1.1 200") {
+                if buf.starts_with(ready) {
                     break;
                 }
             }
@@ -276,17 +311,14 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Pushes a chart package to `oci://HOST/<repo>`.
+    /// Pushes a chart package to `oci://HOST/<repo>` (with the credentials when the registry wants them).
     pub fn push(&self, package: &Path, repo: &str, home: &Path) {
-        run_helm(
-            home,
-            &[
-                "push",
-                package.to_str().unwrap(),
-                &format!("oci://{}/{repo}", self.host()),
-                "--plain-http",
-            ],
-        );
+        let target = format!("oci://{}/{repo}", self.host());
+        let mut args = vec!["push", package.to_str().unwrap(), &target, "--plain-http"];
+        if let Some((user, password)) = self.auth {
+            args.extend(["--username", user, "--password", password]);
+        }
+        run_helm(home, &args);
     }
 }
 
