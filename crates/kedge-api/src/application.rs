@@ -125,6 +125,9 @@ pub struct HelmSource {
     /// repository, never outside it; for a packaged chart they are files of the chart).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub value_files: Vec<String>,
+    /// Skip `valueFiles` that do not exist instead of failing on them.
+    #[serde(default)]
+    pub ignore_missing_value_files: bool,
     /// Values as a YAML string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub values: Option<String>,
@@ -707,6 +710,7 @@ spec:
     helm:
       releaseName: shop
       valueFiles: [values-production.yaml]
+      ignoreMissingValueFiles: true
       values: |
         replicaCount: 2
       valuesObject: { image: { tag: v2 } }
@@ -727,6 +731,7 @@ spec:
         assert_eq!(src.chart.as_deref(), Some("shop"));
         let helm = src.helm.as_ref().expect("helm");
         assert_eq!(helm.value_files, ["values-production.yaml"]);
+        assert!(helm.ignore_missing_value_files);
         assert_eq!(
             helm.values_object.as_ref().expect("object")["image"]["tag"],
             "v2"
@@ -753,6 +758,7 @@ spec:
             helm_schema["valuesObject"]["x-kubernetes-preserve-unknown-fields"],
             true
         );
+        assert_eq!(helm_schema["ignoreMissingValueFiles"]["type"], "boolean");
     }
 
     #[test]

@@ -90,6 +90,7 @@ pub struct AppInputs {
     app_namespace: String,
     values_from: Vec<kedge_api::HelmValuesReference>,
     options: HelmOptions,
+    ignore_missing_value_files: bool,
 }
 
 impl std::fmt::Debug for AppInputs {
@@ -116,6 +117,12 @@ impl AppInputs {
                 .map(|h| h.values_from.clone())
                 .unwrap_or_default(),
             options: helm_options(app),
+            ignore_missing_value_files: app
+                .spec
+                .source
+                .helm
+                .as_ref()
+                .is_some_and(|h| h.ignore_missing_value_files),
         }
     }
 
@@ -314,7 +321,15 @@ impl HelmRenderer {
         let inputs = AppInputs::new(client, app);
         let extra = read_values_from(client, &ns, &inputs.values_from).await?;
         let capabilities = self.capabilities(client).await?;
-        let options = inputs.options.clone();
+        let mut options = inputs.options.clone();
+        if inputs.ignore_missing_value_files {
+            let root = fetched.dir.clone();
+            let missing = options.skip_missing_value_files(|f| {
+                kedge_source::tree::clean_relative(f)
+                    .map_or(true, |parts| root.join(parts.join("/")).exists())
+            });
+            log_skipped(&missing);
+        }
         let out = {
             let (this, fetched) = (self.clone(), fetched.clone());
             tokio::task::spawn_blocking(move || {
@@ -354,11 +369,42 @@ impl HelmRenderer {
                 let caps = self.capabilities(&inputs.client).await?;
                 Ok::<_, HelmError>((extra, caps))
             })??;
-            let out = self.render_tree(tree, path, &inputs.options, &extra, &caps)?;
+            let out = if inputs.ignore_missing_value_files {
+                let mut options = inputs.options.clone();
+                let missing =
+                    options.skip_missing_value_files(|f| value_file_in_tree(tree, path, f));
+                log_skipped(&missing);
+                self.render_tree(tree, path, &options, &extra, &caps)?
+            } else {
+                self.render_tree(tree, path, &inputs.options, &extra, &caps)?
+            };
             return Ok(AppRender::of(&out));
         }
         let set = renderer.render(tree, path, options)?;
         Ok(split_hooks(set, inputs.options.mode))
+    }
+}
+
+/// Whether value file `file` of the chart at `chart_path` exists in `tree`. Paths that are not clean, and
+/// errors other than "not found", count as existing, so that reading the file reports them.
+pub fn value_file_in_tree(tree: &dyn FileTree, chart_path: &str, file: &str) -> bool {
+    let joined = if chart_path.trim_matches('/').is_empty() {
+        file.to_owned()
+    } else {
+        format!("{chart_path}/{file}")
+    };
+    let Ok(parts) = kedge_source::tree::clean_relative(&joined) else {
+        return true;
+    };
+    !matches!(
+        tree.read_file(&parts.join("/")),
+        Err(kedge_source::TreeError::NotFound { .. })
+    )
+}
+
+fn log_skipped(missing: &[String]) {
+    if !missing.is_empty() {
+        tracing::debug!(files = ?missing, "missing value files skipped (ignoreMissingValueFiles)");
     }
 }
 

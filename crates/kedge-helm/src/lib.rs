@@ -54,7 +54,7 @@ use kedge_render::{KustomizeConfig, RenderedObject, RenderedSet};
 
 pub use app::{
     AppInputs, AppRender, helm_options, is_chart_dir, is_remote_chart, release_mode,
-    remote_chart_of, split_hooks, with_hooks_mapped,
+    remote_chart_of, split_hooks, value_file_in_tree, with_hooks_mapped,
 };
 pub use error::HelmError;
 pub use hooks::{MappedHooks, ReleaseMode, map_delete_hooks, map_hooks};
@@ -134,6 +134,17 @@ pub struct HelmOptions {
     pub patches: Vec<kedge_api::KustomizePatch>,
     /// Install (first sync) or upgrade.
     pub mode: ReleaseMode,
+}
+
+impl HelmOptions {
+    /// Leaves out the value files for which `exists` is false (`ignoreMissingValueFiles`); returns them.
+    pub fn skip_missing_value_files(&mut self, exists: impl Fn(&str) -> bool) -> Vec<String> {
+        let (kept, missing) = std::mem::take(&mut self.value_files)
+            .into_iter()
+            .partition(|f| exists(f));
+        self.value_files = kept;
+        missing
+    }
 }
 
 /// The result of rendering a chart.
@@ -288,5 +299,23 @@ impl HelmRenderer {
         let caps = Arc::new(app::discover(client).await?);
         *slot = Some((Instant::now(), caps.clone()));
         Ok(caps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_value_files_are_left_out_in_order() {
+        let mut o = HelmOptions {
+            value_files: vec!["a.yaml".into(), "gone.yaml".into(), "b.yaml".into()],
+            ..HelmOptions::default()
+        };
+        let missing = o.skip_missing_value_files(|f| f != "gone.yaml");
+        assert_eq!(missing, ["gone.yaml"]);
+        assert_eq!(o.value_files, ["a.yaml", "b.yaml"]);
+        assert!(o.skip_missing_value_files(|_| true).is_empty());
+        assert_eq!(o.value_files.len(), 2);
     }
 }

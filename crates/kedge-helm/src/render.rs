@@ -31,6 +31,13 @@ struct ChartOnDisk<'a> {
     _tree: Option<&'a dyn FileTree>,
 }
 
+/// A value file that does not exist, named as the spec names it.
+fn missing_value_file(file: &str, path: &str) -> HelmError {
+    HelmError::invalid(format!(
+        "value file {file:?} not found ({path}); set spec.source.helm.ignoreMissingValueFiles to skip missing value files"
+    ))
+}
+
 fn remote_value_file(v: &str) -> bool {
     v.contains("://")
 }
@@ -66,7 +73,13 @@ impl HelmRenderer {
             let rel = clean_relative(&joined)
                 .map_err(tree_err(&joined))?
                 .join("/");
-            let bytes = tree.read_file(&rel).map_err(tree_err(&rel))?;
+            let bytes = match tree.read_file(&rel) {
+                Ok(b) => b,
+                Err(kedge_source::TreeError::NotFound { .. }) => {
+                    return Err(missing_value_file(f, &rel));
+                }
+                Err(e) => return Err(tree_err(&rel)(e)),
+            };
             files.push(ValuesLayer::plain(rel, bytes));
         }
         let digest = tree.dir_id(&chart_path).map_err(tree_err(&chart_path))?;
@@ -119,6 +132,9 @@ impl HelmRenderer {
                 })?
                 .join("/");
             let full = root.join(&rel);
+            if !full.exists() {
+                return Err(missing_value_file(f, &rel));
+            }
             let real = full.canonicalize().map_err(|source| HelmError::Io {
                 action: "read the value file",
                 path: PathBuf::from(&rel),

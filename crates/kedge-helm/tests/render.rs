@@ -346,3 +346,51 @@ fn missing_helm_is_reported_clearly() {
     assert!(matches!(err, HelmError::HelmNotFound { .. }), "{err:?}");
     assert!(err.to_string().contains("install Helm"), "{err}");
 }
+
+#[test]
+fn missing_value_files_fail_naming_the_file_unless_ignored() {
+    let r = renderer();
+    let mut opts = options("guestbook");
+    opts.value_files = vec![
+        "values-production.yaml".into(),
+        "values-staging.yaml".into(),
+    ];
+    let err = r
+        .render_tree(&tree(), "helm-guestbook", &opts, &[], &caps())
+        .unwrap_err();
+    assert!(matches!(err, HelmError::InvalidSpec { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("\"values-staging.yaml\" not found")
+            && message.contains("ignoreMissingValueFiles"),
+        "{message}"
+    );
+
+    // ignoreMissingValueFiles: the missing file is left out, the others still apply.
+    let missing = opts
+        .skip_missing_value_files(|f| kedge_helm::value_file_in_tree(&tree(), "helm-guestbook", f));
+    assert_eq!(missing, ["values-staging.yaml"]);
+    assert_eq!(opts.value_files, ["values-production.yaml"]);
+    let out = r
+        .render_tree(&tree(), "helm-guestbook", &opts, &[], &caps())
+        .unwrap();
+    let with_production = r
+        .render_tree(
+            &tree(),
+            "helm-guestbook",
+            &HelmOptions {
+                value_files: vec!["values-production.yaml".into()],
+                ..options("guestbook")
+            },
+            &[],
+            &caps(),
+        )
+        .unwrap();
+    assert_eq!(out.rendered.objects, with_production.rendered.objects);
+    // Paths that leave the tree are not "missing": reading them reports the escape.
+    assert!(kedge_helm::value_file_in_tree(
+        &tree(),
+        "helm-guestbook",
+        "../../../../etc/passwd"
+    ));
+}
