@@ -52,6 +52,12 @@ enum Attempt {
     Following,
 }
 
+/// Publishes whether this replica leads, waking the receivers only when that changes: a renewal every retry period
+/// is no news (receivers such as the queue-everything-on-election task act on every notification).
+fn set_leading(tx: &watch::Sender<bool>, leading: bool) {
+    tx.send_if_modified(|current| std::mem::replace(current, leading) != leading);
+}
+
 /// Runs the election until `shutdown`; the returned receiver says whether this replica leads right now.
 /// On shutdown a leader releases the lease so that a successor need not wait for it to expire.
 pub fn spawn(
@@ -70,21 +76,21 @@ pub fn spawn(
                     if !*tx.borrow() {
                         tracing::info!(lease = %config.name, identity = %config.identity, "became leader");
                     }
-                    tx.send_replace(true);
+                    set_leading(&tx, true);
                 }
                 Ok(Attempt::Following) => {
                     if *tx.borrow() {
                         tracing::warn!(lease = %config.name, "lost leadership to another replica");
                     }
                     last_renewed = None;
-                    tx.send_replace(false);
+                    set_leading(&tx, false);
                 }
                 Err(err) => {
                     tracing::warn!(lease = %config.name, error = %err, "lease attempt failed");
                     let expired = last_renewed.is_none_or(|t| t.elapsed() >= config.lease_duration);
                     if expired && *tx.borrow() {
                         tracing::warn!(lease = %config.name, "could not renew the lease in time; stepping down");
-                        tx.send_replace(false);
+                        set_leading(&tx, false);
                     }
                 }
             }
@@ -97,7 +103,7 @@ pub fn spawn(
             if let Err(err) = release(&api, &config).await {
                 tracing::warn!(lease = %config.name, error = %err, "failed to release the lease");
             }
-            tx.send_replace(false);
+            set_leading(&tx, false);
         }
     });
     rx
@@ -174,4 +180,28 @@ async fn release(api: &Api<Lease>, config: &LeaseConfig) -> Result<(), kube::Err
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewals_do_not_wake_receivers() {
+        let (tx, mut rx) = watch::channel(false);
+        set_leading(&tx, true);
+        assert!(rx.has_changed().unwrap_or(false), "election not announced");
+        assert!(*rx.borrow_and_update());
+        set_leading(&tx, true);
+        assert!(
+            !rx.has_changed().unwrap_or(true),
+            "a renewal woke the receivers"
+        );
+        set_leading(&tx, false);
+        assert!(
+            rx.has_changed().unwrap_or(false),
+            "loss of leadership not announced"
+        );
+        assert!(!*rx.borrow_and_update());
+    }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -38,6 +39,8 @@ pub struct Metrics {
     pub git_fetch_errors: Counter,
     /// Kubernetes API requests made by the controller, by verb.
     pub api_requests: Family<VerbLabel, Counter>,
+    /// Queued passes waiting for a free reconcile slot.
+    pub reconciles_waiting: Gauge,
 }
 
 impl Default for Metrics {
@@ -56,6 +59,7 @@ impl Metrics {
         let git_fetch_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let git_fetch_errors = Counter::default();
         let api_requests = Family::<VerbLabel, Counter>::default();
+        let reconciles_waiting = Gauge::default();
         registry.register_with_unit(
             "reconcile_duration",
             "Time spent in one reconcile of an Application",
@@ -84,6 +88,11 @@ impl Metrics {
             "Kubernetes API requests by verb",
             api_requests.clone(),
         );
+        registry.register(
+            "reconciles_waiting",
+            "Queued Application passes waiting for a free reconcile slot",
+            reconciles_waiting.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconcile_duration,
@@ -92,6 +101,7 @@ impl Metrics {
             git_fetch_duration,
             git_fetch_errors,
             api_requests,
+            reconciles_waiting,
         }
     }
 

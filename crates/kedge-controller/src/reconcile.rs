@@ -75,6 +75,8 @@ pub struct ReconcileConfig {
     pub self_heal_backoff: Duration,
     /// Longest self-heal backoff.
     pub self_heal_backoff_max: Duration,
+    /// Passes that may run at once; further ones wait their turn in arrival order.
+    pub concurrency: usize,
 }
 
 impl Default for ReconcileConfig {
@@ -84,6 +86,7 @@ impl Default for ReconcileConfig {
             poll_interval: Duration::from_secs(60),
             self_heal_backoff: Duration::from_secs(2),
             self_heal_backoff_max: Duration::from_secs(300),
+            concurrency: 8,
         }
     }
 }
@@ -120,6 +123,8 @@ pub struct Context {
     /// Repositories whose refs moved since the applications using them were last reconciled.
     pub moved_repos: Arc<Mutex<HashMap<String, Instant>>>,
     memory: Mutex<HashMap<String, AppMemory>>,
+    /// Admission of passes, first come first served (see [`reconcile`]).
+    turns: tokio::sync::Semaphore,
 }
 
 impl Context {
@@ -139,10 +144,11 @@ impl Context {
             metrics,
             recorder,
             drift,
-            config,
             leader,
             moved_repos: Arc::default(),
             memory: Mutex::default(),
+            turns: tokio::sync::Semaphore::new(config.concurrency.max(1)),
+            config,
         }
     }
 
@@ -188,10 +194,23 @@ impl Trigger {
 }
 
 /// Reconciles one application.
+///
+/// Passes are admitted in the order they were queued, at most [`ReconcileConfig::concurrency`] at a time. The
+/// controller runtime itself runs with no limit and only keeps one pass per application: its own limit picks the
+/// next application from a hash set, so under a steady stream of triggers (drift watches, health changes) the same
+/// applications won every free slot and others waited indefinitely. A fair semaphore gives every queued application
+/// its turn.
 pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     if !*ctx.leader.borrow() {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
+    ctx.metrics.reconciles_waiting.inc();
+    let turn = ctx.turns.acquire().await;
+    ctx.metrics.reconciles_waiting.dec();
+    // The semaphore is never closed.
+    let Ok(_turn) = turn else {
+        return Ok(Action::await_change());
+    };
     let started = Instant::now();
     // The cache can lag behind the status this controller wrote a moment ago (a trigger queued during a pass runs
     // right after it, before the watch delivers the write). Deciding on that stale copy would sync a revision

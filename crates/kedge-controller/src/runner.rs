@@ -141,6 +141,7 @@ pub async fn run(
     let reconcile_config = ReconcileConfig {
         resync_interval: config.resync_interval,
         poll_interval: config.poll_interval,
+        concurrency: usize::from(config.concurrency),
         ..ReconcileConfig::default()
     };
     let ctx = Arc::new(Context::new(
@@ -158,8 +159,9 @@ pub async fn run(
     };
     let readiness = Arc::new(Readiness::default());
 
+    // No limit here: the runtime keeps one pass per application, and `reconcile` admits them fairly (see there).
     let controller = Controller::new(apps, watcher::Config::default())
-        .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency));
+        .with_config(kube::runtime::controller::Config::default().concurrency(0));
     let store = controller.store();
     let http = match config.listen {
         Some(addr) => {
