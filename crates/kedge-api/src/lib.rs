@@ -19,7 +19,8 @@ pub use application::*;
 pub use duration::{DurationError, parse_duration};
 pub use operation::*;
 pub use repo_secret::{
-    REPOSITORY_SECRET_SELECTOR, SECRET_TYPE_LABEL, decode_secret, select_repository_secret,
+    REPOSITORY_SECRET_SELECTOR, RepositorySecrets, SECRET_TYPE_LABEL, decode_secret,
+    select_repository_secret,
 };
 
 /// Annotation carrying the tracking id that ties a live object to the application that owns it.

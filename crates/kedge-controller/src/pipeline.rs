@@ -5,8 +5,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Secret;
-use kedge_api::{Application, ObjectRef};
+use kedge_api::{Application, ObjectRef, RepositorySecrets};
 use kedge_engine::health::HealthRule;
 use kedge_engine::ignore::IgnoreRule;
 use kedge_engine::object::ObjectId as EngineObjectId;
@@ -17,7 +16,6 @@ use kedge_source::repo::{Credentials, RepoSpec, Secret as SecretString};
 use kedge_source::revision::Revision;
 use kedge_source::source::{FetchRequest, Source};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
 
 pub use kedge_api::SECRET_TYPE_LABEL;
 
@@ -102,6 +100,7 @@ pub struct Pipeline {
     renderer: Arc<Renderer>,
     engine: Arc<Engine>,
     helm: Arc<kedge_helm::HelmRenderer>,
+    secrets: RepositorySecrets,
 }
 
 impl Pipeline {
@@ -113,6 +112,7 @@ impl Pipeline {
         engine: Arc<Engine>,
     ) -> Self {
         Self {
+            secrets: RepositorySecrets::Read(client.clone()),
             client,
             source,
             renderer,
@@ -121,10 +121,21 @@ impl Pipeline {
         }
     }
 
+    /// Reads repository credentials through `secrets` (e.g. a watch-backed cache) instead of a LIST per lookup.
+    pub fn with_repository_secrets(mut self, secrets: RepositorySecrets) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
     /// Replaces the Helm renderer (helm binary, chart cache, timeouts).
     pub fn with_helm(mut self, helm: Arc<kedge_helm::HelmRenderer>) -> Self {
         self.helm = helm;
         self
+    }
+
+    /// The Kubernetes client of every room.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
     }
 
     /// The engine (for syncs and prunes).
@@ -147,7 +158,7 @@ impl Pipeline {
         }
         let repo = RepoSpec::new(url).map_err(|e| PipelineError::InvalidSpec(e.to_string()))?;
         let ns = app.namespace().unwrap_or_default();
-        let (credentials, insecure) = credentials_for(&self.client, &ns, url).await?;
+        let (credentials, insecure) = credentials_for(&self.secrets, &ns, url).await?;
         Ok(repo.with_credentials(credentials).insecure(insecure))
     }
 
@@ -196,7 +207,7 @@ impl Pipeline {
         if kedge_helm::is_remote_chart(app) {
             return Ok(self
                 .helm
-                .render_application(&self.client, app, revision)
+                .render_application(&self.client, &self.secrets, app, revision)
                 .await?);
         }
         let repo = self.repo_for(app).await?;
@@ -351,21 +362,19 @@ fn normalize_url(url: &str) -> String {
 /// Finds the credentials for `url` among the repository Secrets of `namespace`: an exact `repository` match wins
 /// over the longest matching `repo-creds` prefix. Returns anonymous access when none matches.
 async fn credentials_for(
-    client: &kube::Client,
+    secrets: &RepositorySecrets,
     namespace: &str,
     url: &str,
 ) -> Result<(Credentials, bool), PipelineError> {
     if namespace.is_empty() {
         return Ok((Credentials::None, false));
     }
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secrets = api
-        .list(&ListParams::default().labels(kedge_api::REPOSITORY_SECRET_SELECTOR))
+    let best = secrets
+        .find(namespace, url, normalize_url)
         .await
         .map_err(|e| {
             PipelineError::Credentials(format!("failed to list Secrets in {namespace}: {e}"))
         })?;
-    let best = kedge_api::select_repository_secret(&secrets.items, url, normalize_url);
     let Some(data) = best else {
         return Ok((Credentials::None, false));
     };

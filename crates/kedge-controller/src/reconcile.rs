@@ -19,6 +19,7 @@ use kedge_engine::plan::{Plan, SyncStatus as PlanStatus};
 use kedge_engine::{Action as EngineAction, SyncOptions, SyncPhase};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef as CacheRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
@@ -102,6 +103,8 @@ struct AppMemory {
     /// Failed sync attempts of the current revision.
     retries: u32,
     last_retry: Option<Instant>,
+    /// The newest resourceVersion of the Application itself this controller wrote or read.
+    version: Option<String>,
 }
 
 /// Everything a reconcile needs.
@@ -123,23 +126,25 @@ pub struct Context {
     /// Repositories whose refs moved since the applications using them were last reconciled.
     pub moved_repos: Arc<Mutex<HashMap<String, Instant>>>,
     memory: Mutex<HashMap<String, AppMemory>>,
+    /// The controller's cache of Applications.
+    apps: Store<Application>,
     /// Admission of passes, first come first served (see [`reconcile`]).
     turns: tokio::sync::Semaphore,
 }
 
 impl Context {
-    /// Assembles a context.
+    /// Assembles a context; the Kubernetes client is the pipeline's.
     pub fn new(
-        client: kube::Client,
         pipeline: Pipeline,
         metrics: Metrics,
         recorder: EventRecorder,
         drift: DriftWatcher,
         config: ReconcileConfig,
         leader: watch::Receiver<bool>,
+        apps: Store<Application>,
     ) -> Self {
         Self {
-            client,
+            client: pipeline.client().clone(),
             pipeline,
             metrics,
             recorder,
@@ -147,6 +152,7 @@ impl Context {
             leader,
             moved_repos: Arc::default(),
             memory: Mutex::default(),
+            apps,
             turns: tokio::sync::Semaphore::new(config.concurrency.max(1)),
             config,
         }
@@ -155,6 +161,44 @@ impl Context {
     fn with_memory<T>(&self, key: &str, f: impl FnOnce(&mut AppMemory) -> T) -> T {
         let mut map = self.memory.lock().unwrap_or_else(|p| p.into_inner());
         f(map.entry(key.to_owned()).or_default())
+    }
+
+    /// Remembers the version of an Application this controller just wrote or read.
+    fn saw_version(&self, app: &Application) {
+        let version = app.resource_version();
+        self.with_memory(&key_of(app), |m| m.version = version);
+    }
+
+    /// The Application to act on. The cache can lag behind what this controller wrote a moment ago (a trigger
+    /// queued during a pass runs right after it, before the watch delivers the write); deciding on that stale copy
+    /// would sync a revision again, or drop history and inventory when the status is written back. So the cached
+    /// copy is used only when its version is the newest this controller knows of; otherwise the Application is read.
+    /// `None` when it is gone.
+    async fn latest(
+        &self,
+        queued: Arc<Application>,
+    ) -> Result<Option<Arc<Application>>, ReconcileError> {
+        let key = key_of(&queued);
+        // The copy handed over when the pass was queued may have aged while it waited for its turn.
+        let cached = self
+            .apps
+            .get(&CacheRef::from_obj(queued.as_ref()))
+            .unwrap_or(queued);
+        let known = self.with_memory(&key, |m| m.version.clone());
+        if known.is_none() || known == cached.resource_version() {
+            self.saw_version(&cached);
+            return Ok(Some(cached));
+        }
+        let api: Api<Application> =
+            Api::namespaced(self.client.clone(), &cached.namespace().unwrap_or_default());
+        match api.get_opt(&cached.name_any()).await {
+            Ok(Some(read)) => {
+                self.saw_version(&read);
+                Ok(Some(Arc::new(read)))
+            }
+            Ok(None) => Ok(None),
+            Err(source) => Err(ReconcileError::Read { name: key, source }),
+        }
     }
 }
 
@@ -212,20 +256,8 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     };
     let started = Instant::now();
-    // The cache can lag behind the status this controller wrote a moment ago (a trigger queued during a pass runs
-    // right after it, before the watch delivers the write). Deciding on that stale copy would sync a revision
-    // again, or drop history and inventory when the status is written back. Read the latest version instead.
-    let api: Api<Application> =
-        Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
-    let app = match api.get_opt(&app.name_any()).await {
-        Ok(Some(latest)) => latest,
-        Ok(None) => return Ok(Action::await_change()),
-        Err(source) => {
-            return Err(ReconcileError::Read {
-                name: key_of(&app),
-                source,
-            });
-        }
+    let Some(app) = ctx.latest(app).await? else {
+        return Ok(Action::await_change());
     };
     let span = tracing::info_span!("reconcile", app = %key_of(&app));
     let result = reconcile_inner(&app, &ctx).instrument(span).await;
@@ -258,12 +290,12 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Rec
                     .await;
             }
         }
-        clear_annotation(&api, app, OPERATION_ANNOTATION).await?;
+        clear_annotation(&api, app, OPERATION_ANNOTATION, ctx).await?;
     }
     let refresh = app.annotations().get(REFRESH_ANNOTATION).cloned();
     let requested = operation.is_some() || refresh.is_some();
     if refresh.is_some() {
-        clear_annotation(&api, app, REFRESH_ANNOTATION).await?;
+        clear_annotation(&api, app, REFRESH_ANNOTATION, ctx).await?;
         ctx.with_memory(&key, |m| m.resolved = None);
         if refresh.as_deref() == Some("hard") {
             ctx.pipeline.engine().clear_cache();
@@ -531,7 +563,7 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Rec
         };
         ctx.recorder.publish(app, sev, "HealthChanged", &msg).await;
     }
-    patch_status(&api, app, &status, requested).await?;
+    patch_status(&api, app, &status, requested, ctx).await?;
     Ok(Action::requeue(requeue))
 }
 
@@ -1121,7 +1153,7 @@ async fn report_failure(
             .publish(app, Severity::Warning, reason, &message)
             .await;
     }
-    patch_status(api, app, &status, false).await?;
+    patch_status(api, app, &status, false, ctx).await?;
     let delay = if err.is_retryable() {
         Duration::from_secs(10)
     } else {
@@ -1157,6 +1189,7 @@ async fn patch_status(
     app: &Application,
     status: &ApplicationStatus,
     requested: bool,
+    ctx: &Context,
 ) -> Result<(), ReconcileError> {
     // A pass that someone asked for (refresh, operation) always records when it ran. Any other pass that changed
     // nothing but the time it ran writes nothing: every write is a watch event that queues the
@@ -1182,7 +1215,7 @@ async fn patch_status(
         &Patch::Apply(&patch),
     )
     .await
-    .map(|_| ())
+    .map(|written| ctx.saw_version(&written))
     .map_err(|source| ReconcileError::Update {
         name: key_of(app),
         source,
@@ -1194,6 +1227,7 @@ async fn merge_patch(
     api: &Api<Application>,
     app: &Application,
     patch: &serde_json::Value,
+    ctx: &Context,
 ) -> Result<(), ReconcileError> {
     api.patch(
         &app.name_any(),
@@ -1201,7 +1235,7 @@ async fn merge_patch(
         &Patch::Merge(patch),
     )
     .await
-    .map(|_| ())
+    .map(|written| ctx.saw_version(&written))
     .map_err(|source| ReconcileError::Update {
         name: key_of(app),
         source,
@@ -1212,11 +1246,13 @@ async fn clear_annotation(
     api: &Api<Application>,
     app: &Application,
     key: &str,
+    ctx: &Context,
 ) -> Result<(), ReconcileError> {
     merge_patch(
         api,
         app,
         &json!({ "metadata": { "annotations": { key: null } } }),
+        ctx,
     )
     .await
 }
@@ -1227,7 +1263,7 @@ async fn suspend_after_rollback(
     id: i64,
     ctx: &Context,
 ) -> Result<(), ReconcileError> {
-    merge_patch(api, app, &json!({ "spec": { "suspend": true } })).await?;
+    merge_patch(api, app, &json!({ "spec": { "suspend": true } }), ctx).await?;
     let msg = format!(
         "rolled back to history id {id}; automated sync is suspended until the application is resumed"
     );
@@ -1347,7 +1383,7 @@ async fn finalize(app: &Application, ctx: &Context) -> Result<Action, ReconcileE
         .cloned()
         .collect();
     let patch = json!({ "metadata": { "finalizers": remaining, "resourceVersion": app.resource_version() } });
-    merge_patch(&api, app, &patch).await?;
+    merge_patch(&api, app, &patch, ctx).await?;
     Ok(Action::await_change())
 }
 

@@ -126,7 +126,6 @@ pub async fn run(
     let renderer = Arc::new(Renderer::new(RenderConfig::default()));
     let engine =
         Arc::new(Engine::new(client.clone(), EngineConfig::default()).map_err(RunError::Engine)?);
-    let pipeline = Pipeline::new(client.clone(), source, renderer, engine);
     let leader = leader::spawn(
         client.clone(),
         LeaseConfig::new(
@@ -144,15 +143,6 @@ pub async fn run(
         concurrency: usize::from(config.concurrency),
         ..ReconcileConfig::default()
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        pipeline.clone(),
-        metrics.clone(),
-        recorder,
-        drift.clone(),
-        reconcile_config,
-        leader.clone(),
-    ));
     let apps: Api<Application> = match &config.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -163,6 +153,42 @@ pub async fn run(
     let controller = Controller::new(apps, watcher::Config::default())
         .with_config(kube::runtime::controller::Config::default().concurrency(0));
     let store = controller.store();
+    // Repository credentials come from a watch-backed cache; a change to one of them retries the applications of
+    // its namespace at once (e.g. those that failed for lack of credentials).
+    let (secrets, keep_secrets) = {
+        let store = store.clone();
+        let triggers = drift.trigger_sender();
+        kedge_api::RepositorySecrets::watched(
+            client.clone(),
+            config.namespace.as_deref(),
+            move |secret| {
+                let ns = secret.namespace();
+                for app in store.state() {
+                    if app.namespace() == ns {
+                        let _ = triggers.send(ObjectRef::from_obj(app.as_ref()));
+                    }
+                }
+            },
+        )
+    };
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = keep_secrets => {}
+            _ = token.cancelled() => {}
+        }
+    });
+    let pipeline =
+        Pipeline::new(client.clone(), source, renderer, engine).with_repository_secrets(secrets);
+    let ctx = Arc::new(Context::new(
+        pipeline.clone(),
+        metrics.clone(),
+        recorder,
+        drift.clone(),
+        reconcile_config,
+        leader.clone(),
+        store.clone(),
+    ));
     let http = match config.listen {
         Some(addr) => {
             let mut router = probes::probe_routes(metrics.clone(), readiness.clone());

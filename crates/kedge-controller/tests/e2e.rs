@@ -909,7 +909,11 @@ async fn http_basic_auth_with_repository_secret() {
     env.write("app/settings.yaml", &config_map("settings", "version", "1"));
     let sha = env.commit_push("first");
     let url = env.servers.http.url("app.git");
-    let _controller = env.start_controller("c1");
+    // A source that fails for lack of credentials is retried only after the poll interval (60 s here); a change to a
+    // repository Secret must retry it at once.
+    let mut config = env.run_config("c1");
+    config.poll_interval = Duration::from_secs(60);
+    let _controller = RunningController::start(env.cluster.kubeconfig(), config);
     env.create_app_with(
         "demo",
         "app",
@@ -964,8 +968,14 @@ async fn http_basic_auth_with_repository_secret() {
         )
         .await
         .expect("fix secret");
+    let fixed = Instant::now();
     env.wait_synced("demo", &sha).await;
     env.wait_config_map("settings", "version", "1").await;
+    assert!(
+        fixed.elapsed() < Duration::from_secs(20),
+        "the fixed Secret was used only after {:?} (not at once)",
+        fixed.elapsed()
+    );
 
     // Neither password shows up in the status or any event.
     let status = serde_json::to_string(&env.app("demo").await.status).expect("json");

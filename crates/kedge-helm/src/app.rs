@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kedge_api::{Application, HelmValuesKind};
+use kedge_api::{Application, HelmValuesKind, RepositorySecrets};
 use kedge_render::{RenderOptions, RenderedObject, RenderedSet, Renderer};
 use kedge_source::{FileTree, HistoryChange, Revision};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 
 use crate::error::HelmError;
 use crate::hooks::{ReleaseMode, has_helm_annotations, map_hooks};
@@ -230,22 +230,20 @@ fn normalize_url(url: &str) -> String {
 /// Credentials for a chart repository from the repository Secrets of `namespace` (exact `repository` match
 /// first, else the longest `repo-creds` prefix).
 pub(crate) async fn credentials_for(
-    client: &kube::Client,
+    secrets: &RepositorySecrets,
     namespace: &str,
     url: &str,
 ) -> Result<Option<RepoCredentials>, HelmError> {
     if namespace.is_empty() {
         return Ok(None);
     }
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secrets = api
-        .list(&ListParams::default().labels(kedge_api::REPOSITORY_SECRET_SELECTOR))
+    let best = secrets
+        .find(namespace, url, normalize_url)
         .await
         .map_err(|source| HelmError::Kube {
             action: format!("list repository Secrets in {namespace}"),
             source,
         })?;
-    let best = kedge_api::select_repository_secret(&secrets.items, url, normalize_url);
     Ok(best.and_then(|data| {
         let password = data.get("password").cloned()?;
         Some(RepoCredentials {
@@ -308,6 +306,7 @@ impl HelmRenderer {
     pub async fn render_application(
         self: &Arc<Self>,
         client: &kube::Client,
+        secrets: &RepositorySecrets,
         app: &Application,
         revision: Option<&str>,
     ) -> Result<(Revision, AppRender), HelmError> {
@@ -316,7 +315,7 @@ impl HelmRenderer {
             return Err(HelmError::invalid("spec.source.repoURL is empty"));
         }
         let ns = app.namespace().unwrap_or_default();
-        chart.credentials = credentials_for(client, &ns, &chart.repo_url).await?;
+        chart.credentials = credentials_for(secrets, &ns, &chart.repo_url).await?;
         let fetched = self.fetch(&chart).await?;
         let inputs = AppInputs::new(client, app);
         let extra = read_values_from(client, &ns, &inputs.values_from).await?;
