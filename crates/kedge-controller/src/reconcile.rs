@@ -260,7 +260,9 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     };
     let span = tracing::info_span!("reconcile", app = %key_of(&app));
-    let result = reconcile_inner(&app, &ctx).instrument(span).await;
+    // Boxed: every queued application holds this function's future while it waits for its turn, and the pass
+    // itself is several kilobytes of state.
+    let result = Box::pin(reconcile_inner(&app, &ctx).instrument(span)).await;
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());

@@ -365,11 +365,7 @@ impl Engine {
         if let Ok(mut c) = self.cache.lock() {
             c.insert(
                 o.id.clone(),
-                CacheEntry {
-                    payload_hash,
-                    live_hash: live_hash(Some(&obj)),
-                    result: normalize(&obj),
-                },
+                CacheEntry::new(payload_hash, live_hash(Some(&obj)), &normalize(&obj)),
             );
         }
         Ok(ApplyOk {

@@ -181,8 +181,24 @@ impl Plan {
 pub(crate) struct CacheEntry {
     pub(crate) payload_hash: String,
     pub(crate) live_hash: String,
-    /// The normalized dry-run result.
-    pub(crate) result: Value,
+    /// The normalized dry-run result as compact JSON text: one entry is kept per managed object for as long as the
+    /// engine lives, and a parsed value takes several times the memory of its text.
+    result: Box<str>,
+}
+
+impl CacheEntry {
+    pub(crate) fn new(payload_hash: String, live_hash: String, result: &Value) -> Self {
+        Self {
+            payload_hash,
+            live_hash,
+            result: result.to_string().into_boxed_str(),
+        }
+    }
+
+    /// The cached result; `None` if the text does not parse (it always does: it was written from a value).
+    pub(crate) fn result(&self) -> Option<Value> {
+        serde_json::from_str(&self.result).ok()
+    }
 }
 
 pub(crate) fn hash_value(v: &Value) -> String {
@@ -486,18 +502,17 @@ impl Engine {
         }
         o.payload_hash = hash_value(&o.payload);
         let mut lhash = live_hash(live.as_ref());
-        let cached = self
-            .cache
-            .lock()
-            .ok()
-            .and_then(|c| c.get(&o.id).cloned())
-            .filter(|e| e.payload_hash == o.payload_hash && e.live_hash == lhash);
+        let cached = self.cache.lock().ok().and_then(|c| {
+            c.get(&o.id)
+                .filter(|e| e.payload_hash == o.payload_hash && e.live_hash == lhash)
+                .and_then(CacheEntry::result)
+        });
         let dry = match cached {
-            Some(e) => {
+            Some(result) => {
                 self.stats
                     .dry_run_cache_hits
                     .fetch_add(1, Ordering::Relaxed);
-                e.result
+                result
             }
             None => match self.dry_run(&resource, &o).await {
                 Ok(v) => {
@@ -526,11 +541,7 @@ impl Engine {
                     if let Ok(mut c) = self.cache.lock() {
                         c.insert(
                             o.id.clone(),
-                            CacheEntry {
-                                payload_hash: o.payload_hash.clone(),
-                                live_hash: lhash,
-                                result: result.clone(),
-                            },
+                            CacheEntry::new(o.payload_hash.clone(), lhash, &result),
                         );
                     }
                     result
