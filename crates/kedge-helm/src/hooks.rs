@@ -30,13 +30,19 @@ pub const HELM_HOOK_DELETE_POLICY: &str = "helm.sh/hook-delete-policy";
 /// Helm's resource policy annotation (`keep`: never delete).
 pub const HELM_RESOURCE_POLICY: &str = "helm.sh/resource-policy";
 
-/// Whether a sync installs the release (first sync) or upgrades it.
+/// Whether a sync installs the release (first sync) or upgrades it: this chooses the hooks that run.
+///
+/// Templates render the same way in both modes (`.Release.IsInstall` is true, as with `helm template`): the desired
+/// objects depend on chart and values only. Rendering an upgrade with `--is-upgrade` would make the comparison after
+/// the first sync differ from what that sync installed, and every chart that templates on it would be synced a
+/// second time, running its upgrade hooks, with nothing changed in Git (charts that refuse to render an upgrade
+/// without the previous release's secrets would fail outright).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ReleaseMode {
-    /// The first sync: `pre-install`/`post-install` hooks run, `.Release.IsInstall` is true.
+    /// The first sync: `pre-install`/`post-install` hooks run.
     #[default]
     Install,
-    /// A later sync: `pre-upgrade`/`post-upgrade` hooks run, `.Release.IsUpgrade` is true.
+    /// A later sync: `pre-upgrade`/`post-upgrade` hooks run.
     Upgrade,
 }
 

@@ -13,7 +13,7 @@
 //! # Rendering
 //!
 //! `helm template RELEASE CHART --namespace NS --kube-version V --api-versions ... --include-crds
-//! --skip-tests [--is-upgrade]`, with values passed as one `--values` file per layer in this order: the
+//! --skip-tests`, with values passed as one `--values` file per layer in this order: the
 //! `valueFiles`, `values`, `valuesObject`, the `valuesFrom` documents, then `parameters` as `--set` /
 //! `--set-string`. Helm runs with a private empty home (no user configuration, plugins or repositories), only
 //! `PATH` from the environment, a timeout and an output limit. Its output is parsed like any other YAML

@@ -253,9 +253,6 @@ impl HelmRenderer {
         } else {
             "--include-crds".into()
         });
-        if options.mode == crate::ReleaseMode::Upgrade {
-            args.push("--is-upgrade".into());
-        }
         if let Some(v) = &kube_version {
             args.push("--kube-version".into());
             args.push(v.into());
