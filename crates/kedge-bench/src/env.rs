@@ -376,12 +376,22 @@ impl Env {
         }
     }
 
-    /// Sends a signed GitHub-style push event for `main` at `sha`; the HTTP status.
+    /// Sends a signed GitHub-style push event for `main` at `sha`, listing the files the commit modified as GitHub
+    /// does; the HTTP status.
     pub async fn webhook_push(&self, sha: &str) -> Result<u16> {
+        let out = std::process::Command::new("git")
+            .args(["diff", "--name-only", &format!("{sha}~1"), sha])
+            .current_dir(self.work.path())
+            .output()?;
+        if !out.status.success() {
+            bail!("git diff failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let modified: Vec<&str> = std::str::from_utf8(&out.stdout)?.lines().collect();
         let body = serde_json::to_vec(&json!({
             "ref": "refs/heads/main",
             "after": sha,
             "repository": {"clone_url": self.repo_url, "default_branch": "main"},
+            "commits": [{"id": sha, "added": [], "removed": [], "modified": modified}],
         }))?;
         let sig = format!(
             "sha256={}",

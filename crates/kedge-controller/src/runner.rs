@@ -378,24 +378,114 @@ async fn poll_repositories(
     }
 }
 
-/// Marks `repo_url` as moved and triggers every application that uses it (for webhooks).
-pub fn repository_pushed(
-    ctx: &Context,
-    store: &Store<Application>,
+/// Marks the repositories of `apps` as moved and queues the applications, for a push reported by a webhook.
+///
+/// When the push lists the files it changed (`changed`), the applications whose source path holds one of them are
+/// queued first and the others a moment later: in a monorepo of a thousand applications the one that changed must
+/// not wait for all the others to be compared. The others are still compared (their revision moves, and a render
+/// can read files outside its path, e.g. a Kustomize base); only their turn comes later.
+pub fn queue_pushed(
+    moved_repos: &std::sync::Mutex<HashMap<String, Instant>>,
     triggers: &mpsc::UnboundedSender<ObjectRef<Application>>,
-    repo_url: &str,
-) -> usize {
-    ctx.moved_repos
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(repo_url.to_owned(), Instant::now());
-    let mut n = 0;
-    for app in store.state() {
-        if app.spec.source.repo_url == repo_url {
-            let _ = triggers
-                .send(ObjectRef::new(&app.name_any()).within(&app.namespace().unwrap_or_default()));
-            n += 1;
+    apps: &[&Application],
+    changed: Option<&[String]>,
+) {
+    let now = Instant::now();
+    {
+        let mut moved = moved_repos.lock().unwrap_or_else(|p| p.into_inner());
+        for app in apps {
+            moved.insert(app.spec.source.repo_url.clone(), now);
         }
     }
-    n
+    let (first, later): (Vec<&Application>, Vec<&Application>) = apps.iter().partition(|app| {
+        changed.is_none_or(|files| files.iter().any(|f| path_holds(&app.spec.source.path, f)))
+    });
+    for app in &first {
+        let _ = triggers.send(ObjectRef::from_obj(*app));
+    }
+    if later.is_empty() {
+        return;
+    }
+    let later: Vec<ObjectRef<Application>> =
+        later.iter().map(|app| ObjectRef::from_obj(*app)).collect();
+    let triggers = triggers.clone();
+    tokio::spawn(async move {
+        // Queued passes run in the order they were queued, but requests queued within the same moment leave the
+        // controller runtime's timer in no set order: a short pause puts these behind the first ones.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for r in later {
+            let _ = triggers.send(r);
+        }
+    });
+}
+
+/// Whether the application source path `path` holds the repository file `file` (the root holds every file).
+fn path_holds(path: &str, file: &str) -> bool {
+    let path = path.trim_start_matches("./").trim_matches('/');
+    let file = file.trim_start_matches("./").trim_start_matches('/');
+    path.is_empty()
+        || path == "."
+        || file
+            .strip_prefix(path)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(name: &str, path: &str) -> Application {
+        let mut app = Application::new(
+            name,
+            serde_json::from_value(serde_json::json!({
+                "source": {"repoURL": "git://example.test/mono.git", "path": path},
+                "destination": {},
+            }))
+            .expect("spec"),
+        );
+        app.metadata.namespace = Some("kedge".into());
+        app
+    }
+
+    #[tokio::test]
+    async fn applications_with_changed_files_are_queued_first() {
+        let apps = [app("a", "apps/a"), app("b", "apps/b"), app("c", "apps/c")];
+        let refs: Vec<&Application> = apps.iter().collect();
+        let moved = std::sync::Mutex::default();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        queue_pushed(&moved, &tx, &refs, Some(&["apps/c/cm.yaml".to_owned()]));
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            let r = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("queued in time")
+                .expect("sender alive");
+            order.push(r.name);
+        }
+        assert_eq!(order[0], "c", "the changed application first: {order:?}");
+        assert_eq!(order[1..], ["a", "b"], "then the others: {order:?}");
+        assert!(
+            moved
+                .lock()
+                .expect("lock")
+                .contains_key("git://example.test/mono.git")
+        );
+
+        // Without a file list every application is queued at once.
+        queue_pushed(&moved, &tx, &refs, None);
+        for want in ["a", "b", "c"] {
+            assert_eq!(rx.try_recv().expect("queued at once").name, want);
+        }
+    }
+
+    #[test]
+    fn a_path_holds_the_files_below_it() {
+        assert!(path_holds("apps/web", "apps/web/deploy.yaml"));
+        assert!(path_holds("./apps/web/", "apps/web/sub/x.yaml"));
+        assert!(path_holds("", "anything.yaml"));
+        assert!(path_holds(".", "a/b.yaml"));
+        assert!(!path_holds("apps/web", "apps/web2/deploy.yaml"));
+        assert!(!path_holds("apps/web", "apps/other/deploy.yaml"));
+        assert!(!path_holds("apps/web", "apps/web"));
+    }
 }

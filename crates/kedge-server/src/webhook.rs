@@ -7,7 +7,6 @@
 //! accepted unsigned (they only trigger a comparison with Git, never a change of its own).
 
 use std::collections::BTreeSet;
-use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
@@ -19,7 +18,6 @@ use axum::routing::post;
 use hmac::{Hmac, Mac};
 use kedge_api::Application;
 use kube::ResourceExt;
-use kube::runtime::reflector::ObjectRef;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -125,6 +123,25 @@ pub struct Push {
     pub refs: Vec<String>,
     /// The repository's default branch, when the payload tells it.
     pub default_branch: Option<String>,
+    /// The files the pushed commits added, modified or removed, when the payload lists them (GitHub, Gitea,
+    /// GitLab); they decide which applications are compared first.
+    pub changed_files: Option<Vec<String>>,
+}
+
+/// The files listed in a payload's `commits[].added|modified|removed`, or `None` without a commit list.
+fn changed_files(v: &Value) -> Option<Vec<String>> {
+    let commits = v.get("commits")?.as_array()?;
+    let mut files = BTreeSet::new();
+    for c in commits {
+        for key in ["added", "modified", "removed"] {
+            for f in c.get(key).and_then(Value::as_array).into_iter().flatten() {
+                if let Some(f) = f.as_str() {
+                    files.insert(f.to_owned());
+                }
+            }
+        }
+    }
+    Some(files.into_iter().collect())
 }
 
 fn strings(v: &Value, pointers: &[&str]) -> Vec<String> {
@@ -178,6 +195,7 @@ pub fn parse(
                 default_branch: strings(&v, &["/repository/default_branch"])
                     .into_iter()
                     .next(),
+                changed_files: changed_files(&v),
             }
         }
         Provider::GitLab => {
@@ -198,6 +216,7 @@ pub fn parse(
                 ),
                 refs: strings(&v, &["/ref"]),
                 default_branch: strings(&v, &["/project/default_branch"]).into_iter().next(),
+                changed_files: changed_files(&v),
             }
         }
         Provider::Bitbucket => match event {
@@ -227,6 +246,7 @@ pub fn parse(
                     urls,
                     refs,
                     default_branch: None,
+                    changed_files: None,
                 }
             }
             // Bitbucket Server / Data Center.
@@ -253,6 +273,7 @@ pub fn parse(
                     urls,
                     refs,
                     default_branch: None,
+                    changed_files: None,
                 }
             }
             _ => return Ok(None),
@@ -399,27 +420,16 @@ async fn receive(
     };
     let apps = state.handles().store.state();
     let matched = matching_apps(&apps, &push);
-    let now = Instant::now();
-    {
-        let mut moved = state
-            .handles()
-            .context
-            .moved_repos
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        for app in &matched {
-            moved.insert(app.spec.source.repo_url.clone(), now);
-        }
-    }
-    let mut names = Vec::with_capacity(matched.len());
-    for app in &matched {
-        let ns = app.namespace().unwrap_or_default();
-        let _ = state
-            .handles()
-            .triggers
-            .send(ObjectRef::new(&app.name_any()).within(&ns));
-        names.push(format!("{ns}/{}", app.name_any()));
-    }
+    kedge_controller::runner::queue_pushed(
+        &state.handles().context.moved_repos,
+        &state.handles().triggers,
+        &matched,
+        push.changed_files.as_deref(),
+    );
+    let names: Vec<String> = matched
+        .iter()
+        .map(|app| format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any()))
+        .collect();
     tracing::info!(
         provider = provider.key(),
         repo = %kedge_source::repo::strip_userinfo(push.urls.first().map(String::as_str).unwrap_or("")),
@@ -464,6 +474,7 @@ mod tests {
             urls: vec![],
             refs: vec![r.into()],
             default_branch: d.map(Into::into),
+            changed_files: None,
         };
         assert!(revision_matches("main", &push("refs/heads/main", None)));
         assert!(!revision_matches("dev", &push("refs/heads/main", None)));
@@ -531,6 +542,28 @@ mod tests {
         .expect("parses")
         .expect("push");
         assert_eq!(p.refs, ["refs/heads/dev"]);
+        assert_eq!(p.changed_files, None, "Bitbucket lists no files");
+        let mut gh = HeaderMap::new();
+        gh.insert("x-github-event", HeaderValue::from_static("push"));
+        let p = parse(
+            Provider::GitHub,
+            &gh,
+            br#"{"ref":"refs/heads/main","repository":{"clone_url":"https://gh.test/o/r.git"},
+                "commits":[{"added":["apps/a/new.yaml"],"modified":["apps/b/cm.yaml"],"removed":[]},
+                           {"added":[],"modified":["apps/b/cm.yaml"],"removed":["apps/c/old.yaml"]}]}"#,
+        )
+        .expect("parses")
+        .expect("push");
+        assert_eq!(
+            p.changed_files.as_deref(),
+            Some(
+                &[
+                    "apps/a/new.yaml".to_owned(),
+                    "apps/b/cm.yaml".into(),
+                    "apps/c/old.yaml".into()
+                ][..]
+            )
+        );
         let mut gh = HeaderMap::new();
         gh.insert("x-github-event", HeaderValue::from_static("ping"));
         assert_eq!(parse(Provider::GitHub, &gh, b"{}").expect("parses"), None);
