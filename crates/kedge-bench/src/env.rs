@@ -309,36 +309,31 @@ impl Env {
         Ok(web::parse_prometheus(&r.body))
     }
 
-    /// Reconciles done so far.
-    pub async fn reconciles(&self) -> Result<f64> {
-        Ok(self
-            .metrics()
-            .await?
-            .get("kedge_reconcile_duration_seconds_count")
-            .copied()
-            .unwrap_or(0.0))
-    }
-
-    /// Waits until no reconcile has finished for `quiet` (at most `timeout`), so that one measurement does not run
-    /// into the tail of the previous one.
+    /// Waits until no pass has been waiting for a turn for `quiet` (at most `timeout`), so that one measurement does
+    /// not run into the backlog of the previous one. (Passes keep finishing at a steady trickle from the periodic
+    /// resync, so "no pass finished" is never reached at a large scale; an empty queue is.)
     pub async fn settle(&mut self, quiet: Duration, timeout: Duration) -> Result<()> {
         let started = Instant::now();
-        let mut last = self.reconciles().await?;
         let mut since = Instant::now();
-        while since.elapsed() < quiet {
+        loop {
+            let waiting = self
+                .metrics()
+                .await?
+                .get("kedge_reconciles_waiting")
+                .copied()
+                .unwrap_or(0.0);
+            if waiting > 0.0 {
+                since = Instant::now();
+            } else if since.elapsed() >= quiet {
+                return Ok(());
+            }
             if started.elapsed() > timeout {
                 eprintln!("  (controller still busy after {timeout:?}; going on)");
                 return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
             self.check_alive()?;
-            let now = self.reconciles().await?;
-            if now != last {
-                last = now;
-                since = Instant::now();
-            }
         }
-        Ok(())
     }
 
     /// Memory and CPU of the controller.
