@@ -14,8 +14,8 @@ use kedge_render::{RenderConfig, Renderer};
 use kedge_source::{Source, SourceConfig};
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -149,10 +149,17 @@ pub async fn run(
     };
     let readiness = Arc::new(Readiness::default());
 
+    // Changes to an Application queue a pass unless only its status changed: the status is this controller's own
+    // report, and a pass after each of its writes would double the work of every sync (the store still sees them).
+    let (store, writer) = reflector::store();
+    let changes = watcher(apps, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(spec_or_metadata, Default::default());
     // No limit here: the runtime keeps one pass per application, and `reconcile` admits them fairly (see there).
-    let controller = Controller::new(apps, watcher::Config::default())
+    let controller = Controller::for_stream(changes, store.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(0));
-    let store = controller.store();
     // Repository credentials come from a watch-backed cache; a change to one of them retries the applications of
     // its namespace at once (e.g. those that failed for lack of credentials).
     let (secrets, keep_secrets) = {
@@ -263,6 +270,20 @@ pub async fn run(
         let _ = h.await;
     }
     Ok(())
+}
+
+/// What of an Application calls for a pass when it changes: generation (the spec), labels, annotations (operations,
+/// refreshes), finalizers and deletion; not the status.
+fn spec_or_metadata(app: &Application) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = &app.metadata;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    meta.generation.hash(&mut h);
+    meta.labels.hash(&mut h);
+    meta.annotations.hash(&mut h);
+    meta.finalizers.hash(&mut h);
+    meta.deletion_timestamp.as_ref().map(|t| t.0.to_string()).hash(&mut h);
+    Some(h.finish())
 }
 
 /// Waits until the store has its first full list; false if its writer is gone.
