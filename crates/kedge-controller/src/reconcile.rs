@@ -499,18 +499,15 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Rec
         if let Trigger::Rollback(id) = trigger {
             suspend_after_rollback(&api, app, id, ctx).await?;
         }
-        // Compare again so that status shows the state after the sync, not before it.
+        // Status shows the state after the sync, not before it: built from what the API server returned to the
+        // sync, without reading every object again.
         match outcome {
-            Ok(()) => match ctx
-                .pipeline
-                .compare(app, Some(&comparison.revision.sha), None)
-                .await
-            {
+            Ok(result) => match ctx.pipeline.engine().plan_after_sync(plan, &result) {
                 Ok(after) => {
-                    post_sync_plan = after.plan;
+                    post_sync_plan = after;
                     plan_for_status = &post_sync_plan;
                 }
-                Err(err) => tracing::warn!(error = %err, "comparison after sync failed"),
+                Err(err) => tracing::warn!(error = %err, "plan after sync failed"),
             },
             Err(()) => requeue = retry_delay(app, ctx, &key),
         }
@@ -657,7 +654,7 @@ async fn run_sync(
     comparison: &Comparison,
     trigger: &Trigger,
     prune_requested: bool,
-) -> Result<(), ()> {
+) -> Result<kedge_engine::SyncResult, ()> {
     let key = key_of(app);
     let policy = app.spec.sync_policy.clone().unwrap_or_default();
     let automated = policy.automated.clone().unwrap_or_default();
@@ -714,7 +711,7 @@ async fn run_sync(
         Err(message) => Err(message),
     };
     let finished_at = now_rfc3339();
-    let (phase, message, resources, inventory) = match result {
+    let (phase, message, resources, inventory) = match &result {
         Ok(r) => {
             let resources = r
                 .outcomes
@@ -777,7 +774,7 @@ async fn run_sync(
             } else {
                 r.message.clone()
             };
-            (phase, msg, resources, Some(r.inventory))
+            (phase, msg, resources, Some(r.inventory.clone()))
         }
         Err(e) => ("Failed", format!("sync failed: {e}"), Vec::new(), None),
     };
@@ -827,7 +824,7 @@ async fn run_sync(
         ctx.recorder
             .publish(app, Severity::Normal, reason, &message)
             .await;
-        Ok(())
+        result.map_err(|_| ())
     } else {
         ctx.recorder
             .publish(app, Severity::Warning, "SyncFailed", &message)

@@ -87,6 +87,10 @@ pub struct SyncResult {
     pub hooks: Vec<HookOutcome>,
     /// Objects that exist and are tracked by this application after the sync.
     pub inventory: Vec<ObjectId>,
+    /// The newest version of each object the sync wrote or waited for, as the API server returned it (see
+    /// [`Engine::plan_after_sync`]).
+    #[serde(skip)]
+    pub(crate) seen: HashMap<ObjectId, Value>,
 }
 
 struct Run<'a> {
@@ -99,6 +103,8 @@ struct Run<'a> {
     failures: Vec<String>,
     /// Objects that exist and are owned after the sync.
     inventory: BTreeSet<ObjectId>,
+    /// The newest version of each object applied or waited for.
+    seen: HashMap<ObjectId, Value>,
 }
 
 impl Run<'_> {
@@ -139,6 +145,7 @@ impl Engine {
             hooks: Vec::new(),
             failures: plan.invalid.clone(),
             inventory: BTreeSet::new(),
+            seen: HashMap::new(),
         };
         // Objects that exist and are ours stay in the inventory unless pruned.
         for o in &plan.objects {
@@ -184,6 +191,7 @@ impl Engine {
             hooks,
             failures,
             inventory,
+            seen,
             ..
         } = run;
         let mut outcomes = outcomes;
@@ -197,6 +205,7 @@ impl Engine {
             outcomes: order.iter().filter_map(|id| outcomes.remove(id)).collect(),
             hooks,
             inventory: inventory.into_iter().collect(),
+            seen,
         })
     }
 
@@ -265,6 +274,9 @@ impl Engine {
                         Ok(ok) => {
                             run.record(&o.id, ok.action, ok.message);
                             run.inventory.insert(o.id.clone());
+                            if let Some(live) = ok.live {
+                                run.seen.insert(o.id.clone(), live);
+                            }
                             if o.id.kind == "CustomResourceDefinition"
                                 && o.id.group == "apiextensions.k8s.io"
                                 && ok.action != Action::Unchanged
@@ -286,13 +298,17 @@ impl Engine {
                 continue;
             }
             let is_last = Some(wave) == last_wave;
-            if (!is_last || needs_final_health)
-                && let Err(msg) = self
+            if !is_last || needs_final_health {
+                match self
                     .wait_healthy(run, &applied, run.options.wave_timeout)
                     .await
-            {
-                run.failures.push(format!("wave {wave}: {msg}"));
-                failed = true;
+                {
+                    Ok(reads) => run.seen.extend(reads),
+                    Err(msg) => {
+                        run.failures.push(format!("wave {wave}: {msg}"));
+                        failed = true;
+                    }
+                }
             }
         }
     }
@@ -335,6 +351,7 @@ impl Engine {
                 action: Action::Unchanged,
                 message: String::new(),
                 resource,
+                live: None,
             });
         }
         let mut payload = o.payload.clone();
@@ -376,6 +393,7 @@ impl Engine {
             },
             message: o.message.clone(),
             resource,
+            live: Some(obj),
         })
     }
 
@@ -417,9 +435,10 @@ impl Engine {
         run: &Run<'_>,
         objects: &[(ObjectId, Resolved)],
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<(ObjectId, Value)>, String> {
         let deadline = Instant::now() + timeout;
         let mut pending: Vec<&(ObjectId, Resolved)> = objects.iter().collect();
+        let mut healthy = Vec::with_capacity(objects.len());
         loop {
             let mut still = Vec::new();
             for item in pending {
@@ -432,7 +451,11 @@ impl Engine {
                     .map_err(|e| api_message(&e))?;
                 let h = run.health.assess(live.as_ref());
                 match h.status {
-                    HealthStatus::Healthy | HealthStatus::Suspended => {}
+                    HealthStatus::Healthy | HealthStatus::Suspended => {
+                        if let Some(live) = live {
+                            healthy.push((id.clone(), live));
+                        }
+                    }
                     HealthStatus::Degraded => {
                         return Err(format!("{id} is Degraded: {}", h.message));
                     }
@@ -440,7 +463,7 @@ impl Engine {
                 }
             }
             if still.is_empty() {
-                return Ok(());
+                return Ok(healthy);
             }
             if Instant::now() >= deadline {
                 let (item, h) = &still[0];
@@ -690,4 +713,6 @@ struct ApplyOk {
     action: Action,
     message: String,
     resource: Resolved,
+    /// The object as the apply returned it (`None` when nothing was sent).
+    live: Option<Value>,
 }

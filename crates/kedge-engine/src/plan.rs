@@ -423,6 +423,45 @@ impl Engine {
         })
     }
 
+    /// The plan as it stands right after `result` was synced from `plan`, without reading the cluster again: each
+    /// object the sync applied or waited for is Synced and owned, its health assessed on the version the API server
+    /// returned; pruned objects leave the plan. A server-side apply leaves the applied fields exactly as desired,
+    /// so a fresh comparison would find the same (a change someone makes afterwards arrives as drift, as always).
+    pub fn plan_after_sync(
+        &self,
+        plan: &Plan,
+        result: &crate::apply::SyncResult,
+    ) -> Result<Plan, EngineError> {
+        let health = HealthChecker::new(&plan.spec.health_rules)?.layered(&self.health);
+        let mut after = plan.clone();
+        for o in &mut after.objects {
+            let Some(live) = result.seen.get(&o.id) else {
+                continue;
+            };
+            o.status = SyncStatus::Synced;
+            o.tracking = Tracking::Owned;
+            o.message.clear();
+            o.diff = None;
+            o.drift.clear();
+            o.health = health.assess(Some(live));
+            o.live_uid = str_at(live, &["metadata", "uid"]).map(str::to_string);
+        }
+        let pruned: HashSet<&ObjectId> = result
+            .outcomes
+            .iter()
+            .filter(|o| o.action == crate::apply::Action::Pruned)
+            .map(|o| &o.id)
+            .collect();
+        after.prune.retain(|p| !pruned.contains(&p.id));
+        after.would_prune_all = after.objects.is_empty()
+            && after.prune.iter().any(|p| p.action == PruneAction::Delete);
+        after.health = after
+            .objects
+            .iter()
+            .fold(HealthStatus::Healthy, |acc, o| acc.worst(o.health.status));
+        Ok(after)
+    }
+
     async fn compare(
         &self,
         spec: &AppSpec,

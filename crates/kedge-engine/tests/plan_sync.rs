@@ -50,6 +50,12 @@ async fn server_defaults_make_no_diff_and_replans_are_free() {
     assert!(result.outcomes.iter().all(|o| o.action == Action::Created));
     assert_eq!(result.inventory.len(), 2);
 
+    // The plan after the sync, built from what the API server returned, without a request.
+    let before = ctx.engine.stats();
+    let after = ctx.engine.plan_after_sync(&plan, &result).unwrap();
+    assert_eq!(ctx.engine.stats().since(&before).gets, 0);
+    assert!(after.is_synced());
+
     // The server filled in strategy, revisionHistoryLimit, terminationMessagePath...: still Synced.
     let plan = ctx
         .engine
@@ -59,7 +65,21 @@ async fn server_defaults_make_no_diff_and_replans_are_free() {
     for o in &plan.objects {
         assert_eq!(o.status, SyncStatus::Synced, "{}: {:?}", o.id, o.diff);
         assert_eq!(o.tracking, Tracking::Owned);
+        // A fresh comparison agrees with the plan after the sync.
+        let a = after.objects.iter().find(|a| a.id == o.id).unwrap();
+        assert_eq!((&a.status, &a.tracking), (&o.status, &o.tracking), "{}", o.id);
     }
+    // Health is assessed on the objects the server returned: a ConfigMap is Healthy at once, the Deployment is
+    // still rolling out (the simulator makes it available a moment later).
+    let health_of = |kind: &str| {
+        after
+            .objects
+            .iter()
+            .find(|a| a.id.kind == kind)
+            .map(|a| a.health.status)
+    };
+    assert_eq!(health_of("ConfigMap"), Some(kedge_engine::HealthStatus::Healthy));
+    assert_eq!(health_of("Deployment"), Some(kedge_engine::HealthStatus::Progressing));
     // Once the simulator rolled the Deployment out, the live objects stop changing; after one
     // replan that sees the final state, replans make no dry-run and no write.
     kedge_testkit::wait_for(
