@@ -282,7 +282,10 @@ fn spec_or_metadata(app: &Application) -> Option<u64> {
     meta.labels.hash(&mut h);
     meta.annotations.hash(&mut h);
     meta.finalizers.hash(&mut h);
-    meta.deletion_timestamp.as_ref().map(|t| t.0.to_string()).hash(&mut h);
+    meta.deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .hash(&mut h);
     Some(h.finish())
 }
 

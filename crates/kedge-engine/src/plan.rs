@@ -453,8 +453,8 @@ impl Engine {
             .map(|o| &o.id)
             .collect();
         after.prune.retain(|p| !pruned.contains(&p.id));
-        after.would_prune_all = after.objects.is_empty()
-            && after.prune.iter().any(|p| p.action == PruneAction::Delete);
+        after.would_prune_all =
+            after.objects.is_empty() && after.prune.iter().any(|p| p.action == PruneAction::Delete);
         after.health = after
             .objects
             .iter()

@@ -67,7 +67,12 @@ async fn server_defaults_make_no_diff_and_replans_are_free() {
         assert_eq!(o.tracking, Tracking::Owned);
         // A fresh comparison agrees with the plan after the sync.
         let a = after.objects.iter().find(|a| a.id == o.id).unwrap();
-        assert_eq!((&a.status, &a.tracking), (&o.status, &o.tracking), "{}", o.id);
+        assert_eq!(
+            (&a.status, &a.tracking),
+            (&o.status, &o.tracking),
+            "{}",
+            o.id
+        );
     }
     // Health is assessed on the objects the server returned: a ConfigMap is Healthy at once, the Deployment is
     // still rolling out (the simulator makes it available a moment later).
@@ -78,8 +83,14 @@ async fn server_defaults_make_no_diff_and_replans_are_free() {
             .find(|a| a.id.kind == kind)
             .map(|a| a.health.status)
     };
-    assert_eq!(health_of("ConfigMap"), Some(kedge_engine::HealthStatus::Healthy));
-    assert_eq!(health_of("Deployment"), Some(kedge_engine::HealthStatus::Progressing));
+    assert_eq!(
+        health_of("ConfigMap"),
+        Some(kedge_engine::HealthStatus::Healthy)
+    );
+    assert_eq!(
+        health_of("Deployment"),
+        Some(kedge_engine::HealthStatus::Progressing)
+    );
     // Once the simulator rolled the Deployment out, the live objects stop changing; after one
     // replan that sees the final state, replans make no dry-run and no write.
     kedge_testkit::wait_for(
