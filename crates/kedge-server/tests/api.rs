@@ -27,16 +27,16 @@ async fn api_endpoints_auth_roles_and_pages() {
     let (running, password) = env.start_ready(Duration::from_secs(1)).await;
     let base = running.base.clone();
     let ns = env.ns().to_owned();
-    env.create_app("web", "web", json!({}), json!({ "team": "web" }))
+    env.create_labeled_app("web", "web", json!({}), json!({ "team": "web" }))
         .await;
-    env.create_app(
+    env.create_labeled_app(
         "other-a",
         "other/a",
         json!({ "automated": {} }),
         json!({ "team": "data" }),
     )
     .await;
-    env.create_app(
+    env.create_labeled_app(
         "other-b",
         "other/b",
         json!({ "automated": {} }),

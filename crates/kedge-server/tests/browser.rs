@@ -57,14 +57,14 @@ async fn ui_in_headless_chromium() {
     env.write("backend/cm.yaml", &config_map("backend", "tier", "api"));
     let first = env.commit_push("Guestbook with a blue theme");
     let (running, password) = env.start_ready(Duration::from_secs(2)).await;
-    env.create_app(
+    env.create_labeled_app(
         "guestbook",
         "guestbook",
         json!({}),
         json!({ "team": "web" }),
     )
     .await;
-    env.create_app(
+    env.create_labeled_app(
         "backend",
         "backend",
         json!({ "automated": { "prune": true, "selfHeal": true } }),

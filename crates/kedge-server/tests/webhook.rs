@@ -24,7 +24,7 @@ async fn pushes_refresh_matching_applications_at_once() {
     let first = env.commit_push("first");
     let (running, _) = env.start_ready(Duration::from_secs(3600)).await;
     let base = running.base.clone();
-    env.create_app(
+    env.create_labeled_app(
         "demo",
         "app",
         json!({ "automated": { "prune": true } }),

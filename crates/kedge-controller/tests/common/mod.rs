@@ -2,7 +2,8 @@
 //! to push from, and the controller running in-process on its own tokio runtime (so that a test can stop it
 //! gracefully or kill it outright).
 //!
-//! Also compiled into the `kedge` crate's CLI tests (`#[path]`), so it only uses crates both packages depend on.
+//! Also compiled into the `kedge` crate's CLI tests and the `kedge-server` tests (`#[path]`), so it only uses crates
+//! all three packages depend on.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::{Path, PathBuf};
@@ -514,6 +515,15 @@ pub struct RunningController {
 impl RunningController {
     /// Starts `kedge run` in-process against the cluster of `kubeconfig`.
     pub fn start(kubeconfig: &Path, config: RunConfig) -> Self {
+        Self::start_with_routes(kubeconfig, config, None)
+    }
+
+    /// Like [`start`](Self::start), serving `routes` (API, UI, webhooks) too when `config.listen` is set.
+    pub fn start_with_routes(
+        kubeconfig: &Path,
+        config: RunConfig,
+        routes: Option<kedge_controller::runner::RouteBuilder>,
+    ) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name(format!("kedge-{}", config.identity))
@@ -529,7 +539,7 @@ impl RunningController {
             let kube_config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
                 .await
                 .map_err(|e| e.to_string())?;
-            run(kube_config, config, token, None)
+            run(kube_config, config, token, routes)
                 .await
                 .map_err(|e| kedge_controller::reconcile::error_chain(&e))
         });
