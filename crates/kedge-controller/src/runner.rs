@@ -343,7 +343,13 @@ async fn poll_repositories(
     let mut round: u64 = 0;
     loop {
         let mut by_repo: BTreeMap<String, Vec<Arc<Application>>> = BTreeMap::new();
-        for app in store.state() {
+        // Charts from Helm repositories and OCI registries are not Git: their version constraint is resolved again
+        // by every pass (the periodic resync included), against an index cached for a short while.
+        for app in store
+            .state()
+            .into_iter()
+            .filter(|a| !kedge_helm::is_remote_chart(a))
+        {
             by_repo
                 .entry(app.spec.source.repo_url.clone())
                 .or_default()
