@@ -15,6 +15,8 @@ use kube::runtime::watcher::{self, Event};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::Admission;
+
 /// Starts watches on demand and sends the owning application of every changed object.
 #[derive(Clone)]
 pub struct DriftWatcher {
@@ -23,6 +25,7 @@ pub struct DriftWatcher {
 
 struct Inner {
     client: kube::Client,
+    admission: Arc<Admission>,
     kinds: Mutex<HashSet<(String, String)>>,
     tx: mpsc::UnboundedSender<ObjectRef<Application>>,
     shutdown: CancellationToken,
@@ -30,15 +33,18 @@ struct Inner {
 }
 
 impl DriftWatcher {
-    /// A watcher whose triggers arrive on the returned receiver. Watches stop on `shutdown`.
+    /// A watcher whose triggers arrive on the returned receiver; the passes they cause are marked urgent in
+    /// `admission`. Watches stop on `shutdown`.
     pub fn new(
         client: kube::Client,
         field_manager: impl Into<String>,
+        admission: Arc<Admission>,
         shutdown: CancellationToken,
     ) -> (Self, mpsc::UnboundedReceiver<ObjectRef<Application>>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let inner = Inner {
             client,
+            admission,
             kinds: Mutex::default(),
             tx,
             shutdown,
@@ -50,6 +56,11 @@ impl DriftWatcher {
             },
             rx,
         )
+    }
+
+    /// The admission of reconcile passes these triggers feed.
+    pub fn admission(&self) -> Arc<Admission> {
+        self.inner.admission.clone()
     }
 
     /// A sender for other triggers (repository poller, webhooks) that feed the same queue.
@@ -122,6 +133,10 @@ async fn watch_kind(api: Api<PartialObjectMeta<DynamicObject>>, inner: Arc<Inner
         if last_writer_is(&meta, &inner.field_manager) {
             continue;
         }
+        // Someone else changed it: a drift to revert (or a health change to report) goes ahead of routine passes.
+        inner
+            .admission
+            .expedite(&format!("{}/{}", app.namespace, app.name));
         let _ = inner
             .tx
             .send(ObjectRef::new(&app.name).within(&app.namespace));

@@ -3,6 +3,7 @@
 //! Start at [`runner::run`], which wires the rooms together; [`reconcile`] is one pass over one application;
 //! [`pipeline::Pipeline`] is the fetch-render-plan path shared with the CLI's previews.
 
+pub mod admission;
 pub mod client;
 pub mod conditions;
 pub mod drift;

@@ -25,6 +25,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::admission::Admission;
 use crate::conditions::{self, READY, RECONCILING, STALLED};
 use crate::drift::DriftWatcher;
 use crate::events::{EventRecorder, Severity};
@@ -76,8 +77,6 @@ pub struct ReconcileConfig {
     pub self_heal_backoff: Duration,
     /// Longest self-heal backoff.
     pub self_heal_backoff_max: Duration,
-    /// Passes that may run at once; further ones wait their turn in arrival order.
-    pub concurrency: usize,
 }
 
 impl Default for ReconcileConfig {
@@ -87,7 +86,6 @@ impl Default for ReconcileConfig {
             poll_interval: Duration::from_secs(60),
             self_heal_backoff: Duration::from_secs(2),
             self_heal_backoff_max: Duration::from_secs(300),
-            concurrency: 8,
         }
     }
 }
@@ -128,8 +126,8 @@ pub struct Context {
     memory: Mutex<HashMap<String, AppMemory>>,
     /// The controller's cache of Applications.
     apps: Store<Application>,
-    /// Admission of passes, first come first served (see [`reconcile`]).
-    turns: tokio::sync::Semaphore,
+    /// Admission of passes (see [`reconcile`]).
+    pub admission: Arc<Admission>,
 }
 
 impl Context {
@@ -144,6 +142,7 @@ impl Context {
         apps: Store<Application>,
     ) -> Self {
         Self {
+            admission: drift.admission(),
             client: pipeline.client().clone(),
             pipeline,
             metrics,
@@ -153,7 +152,6 @@ impl Context {
             moved_repos: Arc::default(),
             memory: Mutex::default(),
             apps,
-            turns: tokio::sync::Semaphore::new(config.concurrency.max(1)),
             config,
         }
     }
@@ -239,22 +237,18 @@ impl Trigger {
 
 /// Reconciles one application.
 ///
-/// Passes are admitted in the order they were queued, at most [`ReconcileConfig::concurrency`] at a time. The
-/// controller runtime itself runs with no limit and only keeps one pass per application: its own limit picks the
-/// next application from a hash set, so under a steady stream of triggers (drift watches, health changes) the same
-/// applications won every free slot and others waited indefinitely. A fair semaphore gives every queued application
-/// its turn.
+/// Passes are admitted by [`Admission`]: in the order they were queued, urgent ones (drift, pushed changes, requested
+/// operations) first, at most [`RunConfig::concurrency`](crate::runner::RunConfig::concurrency) at a time. The controller runtime itself runs with no
+/// limit and only keeps one pass per application: its own limit picks the next application from a hash set, so under
+/// a steady stream of triggers (drift watches, health changes) the same applications won every free slot and others
+/// waited indefinitely.
 pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     if !*ctx.leader.borrow() {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
     ctx.metrics.reconciles_waiting.inc();
-    let turn = ctx.turns.acquire().await;
+    let _turn = ctx.admission.turn(&key_of(&app)).await;
     ctx.metrics.reconciles_waiting.dec();
-    // The semaphore is never closed.
-    let Ok(_turn) = turn else {
-        return Ok(Action::await_change());
-    };
     let started = Instant::now();
     let Some(app) = ctx.latest(app).await? else {
         return Ok(Action::await_change());

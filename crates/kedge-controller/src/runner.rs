@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::Admission;
 use crate::drift::DriftWatcher;
 use crate::events::EventRecorder;
 use crate::leader::{self, LeaseConfig};
@@ -72,6 +73,9 @@ pub struct ServerHandles {
     pub client: kube::Client,
     /// The controller's cache of Applications.
     pub store: Store<Application>,
+    /// `namespace/name` of every Application that changed (status too, deletions too), sent once the change is in
+    /// [`store`](Self::store): a reader told of a change finds it there.
+    pub app_changes: tokio::sync::broadcast::Sender<Arc<str>>,
     /// Queues a reconcile of an application.
     pub triggers: mpsc::UnboundedSender<ObjectRef<Application>>,
     /// The reconcile context (e.g. for [`repository_pushed`]).
@@ -135,12 +139,13 @@ pub async fn run(
         ),
         shutdown.clone(),
     );
-    let (drift, triggers) = DriftWatcher::new(client.clone(), "kedge", shutdown.clone());
+    let admission = Admission::new(usize::from(config.concurrency));
+    let (drift, triggers) =
+        DriftWatcher::new(client.clone(), "kedge", admission.clone(), shutdown.clone());
     let recorder = EventRecorder::new(client.clone(), "kedge-controller", &config.identity);
     let reconcile_config = ReconcileConfig {
         resync_interval: config.resync_interval,
         poll_interval: config.poll_interval,
-        concurrency: usize::from(config.concurrency),
         ..ReconcileConfig::default()
     };
     let apps: Api<Application> = match &config.namespace {
@@ -152,11 +157,42 @@ pub async fn run(
     // Changes to an Application queue a pass unless only its status changed: the status is this controller's own
     // report, and a pass after each of its writes would double the work of every sync (the store still sees them).
     let (store, writer) = reflector::store();
+    let (app_changes, _) = tokio::sync::broadcast::channel::<Arc<str>>(4096);
     let changes = watcher(apps, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
+        .inspect({
+            let app_changes = app_changes.clone();
+            move |event| {
+                if let Ok(watcher::Event::Apply(app) | watcher::Event::Delete(app)) = event {
+                    let key = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
+                    let _ = app_changes.send(key.into());
+                }
+            }
+        })
         .applied_objects()
-        .predicate_filter(spec_or_metadata, Default::default());
+        .predicate_filter(spec_or_metadata, Default::default())
+        .map({
+            // A requested operation or refresh (from the UI, the CLI or kubectl) goes ahead of routine passes.
+            let admission = admission.clone();
+            move |event| {
+                if let Ok(app) = &event
+                    && (app
+                        .annotations()
+                        .contains_key(kedge_api::OPERATION_ANNOTATION)
+                        || app
+                            .annotations()
+                            .contains_key(kedge_api::REFRESH_ANNOTATION))
+                {
+                    admission.expedite(&format!(
+                        "{}/{}",
+                        app.namespace().unwrap_or_default(),
+                        app.name_any()
+                    ));
+                }
+                event
+            }
+        });
     // No limit here: the runtime keeps one pass per application, and `reconcile` admits them fairly (see there).
     let controller = Controller::for_stream(changes, store.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(0));
@@ -203,6 +239,7 @@ pub async fn run(
                 router = router.merge(build(ServerHandles {
                     client: client.clone(),
                     store: store.clone(),
+                    app_changes: app_changes.clone(),
                     triggers: drift.trigger_sender(),
                     context: ctx.clone(),
                     pipeline: pipeline.clone(),
@@ -416,6 +453,7 @@ async fn poll_repositories(
 /// can read files outside its path, e.g. a Kustomize base); only their turn comes later.
 pub fn queue_pushed(
     moved_repos: &std::sync::Mutex<HashMap<String, Instant>>,
+    admission: &Admission,
     triggers: &mpsc::UnboundedSender<ObjectRef<Application>>,
     apps: &[&Application],
     changed: Option<&[String]>,
@@ -431,6 +469,13 @@ pub fn queue_pushed(
         changed.is_none_or(|files| files.iter().any(|f| path_holds(&app.spec.source.path, f)))
     });
     for app in &first {
+        if changed.is_some() {
+            admission.expedite(&format!(
+                "{}/{}",
+                app.namespace().unwrap_or_default(),
+                app.name_any()
+            ));
+        }
         let _ = triggers.send(ObjectRef::from_obj(*app));
     }
     if later.is_empty() {
@@ -482,8 +527,15 @@ mod tests {
         let apps = [app("a", "apps/a"), app("b", "apps/b"), app("c", "apps/c")];
         let refs: Vec<&Application> = apps.iter().collect();
         let moved = std::sync::Mutex::default();
+        let admission = Admission::new(1);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        queue_pushed(&moved, &tx, &refs, Some(&["apps/c/cm.yaml".to_owned()]));
+        queue_pushed(
+            &moved,
+            &admission,
+            &tx,
+            &refs,
+            Some(&["apps/c/cm.yaml".to_owned()]),
+        );
         let mut order = Vec::new();
         for _ in 0..3 {
             let r = tokio::time::timeout(Duration::from_secs(5), rx.recv())
@@ -502,7 +554,7 @@ mod tests {
         );
 
         // Without a file list every application is queued at once.
-        queue_pushed(&moved, &tx, &refs, None);
+        queue_pushed(&moved, &admission, &tx, &refs, None);
         for want in ["a", "b", "c"] {
             assert_eq!(rx.try_recv().expect("queued at once").name, want);
         }

@@ -6,17 +6,36 @@
     var dot = document.getElementById("live-status");
     if (dot) { dot.dataset.state = state; dot.title = title; }
   }
-  // Refreshes a live region, but not while a form inside it waits for its answer (htmx drops the answer of a
-  // request whose form was swapped out, and the user would miss the confirmation).
-  function refresh(el) {
+  // Live regions are swapped out whole (outerHTML) when they refresh, so they are always found again by id: a refresh
+  // sent to a region that was just replaced would be swapped into a detached element, and the page would keep
+  // showing the older state.
+  function current(id) { return id ? document.getElementById(id) : null; }
+  // Refreshes a live region, but not while a request of its own (or of a form inside it) waits for its answer
+  // (htmx drops the answer of a request whose element was swapped out): then once that answer is in.
+  function refresh(id) {
+    var el = current(id);
+    if (!el) return;
     if (el.querySelector(".htmx-request") || el.classList.contains("htmx-request")) {
       el.addEventListener("htmx:afterRequest", function once() {
         el.removeEventListener("htmx:afterRequest", once);
-        setTimeout(function () { htmx.trigger(el, "kedge:changed"); }, 0);
+        setTimeout(function () { refresh(id); }, 0);
       });
       return;
     }
     htmx.trigger(el, "kedge:changed");
+  }
+  // At most one refresh of a region per `data-live-every` milliseconds, and always one after its last change: a
+  // throttle that dropped the changes inside its window would leave the page showing an older state.
+  var pacing = {};
+  function schedule(el) {
+    var id = el.id;
+    if (!id) return;
+    var p = pacing[id] || (pacing[id] = { last: 0, timer: null });
+    if (p.timer) return;
+    var every = parseInt(el.getAttribute("data-live-every") || "500", 10);
+    var wait = p.last + every - Date.now();
+    var fire = function () { p.timer = null; p.last = Date.now(); refresh(id); };
+    if (wait <= 0) fire(); else p.timer = setTimeout(fire, wait);
   }
   function connect() {
     if (!window.EventSource || !window.htmx || !document.querySelector("[data-live]")) return;
@@ -26,7 +45,7 @@
       var key = e.data;
       document.querySelectorAll("[data-live]").forEach(function (el) {
         var want = el.getAttribute("data-live");
-        if (key === "*" || want === "*" || want === key) refresh(el);
+        if (key === "*" || want === "*" || want === key) schedule(el);
       });
     });
     source.onerror = function () { setState("off", "Live updates reconnecting"); };

@@ -84,9 +84,10 @@ struct Inner {
 }
 
 impl AppState {
-    /// Builds the state and starts the background tasks (Application watcher for live updates, admin Secret).
+    /// Builds the state and starts the background tasks (admin Secret).
     pub fn start(handles: ServerHandles, config: ServerConfig) -> Self {
-        let (tx, _) = broadcast::channel(4096);
+        // Live updates follow the controller's cache: a page re-rendered for a change finds that change there.
+        let tx = handles.app_changes.clone();
         let state = AppState {
             inner: Arc::new(Inner {
                 sessions: auth::Sessions::default(),
@@ -97,7 +98,6 @@ impl AppState {
                 config,
             }),
         };
-        live::spawn_watcher(&state);
         if state.inner.config.create_admin_secret {
             let client = state.client().clone();
             let ns = state.inner.config.namespace.clone();

@@ -1,4 +1,5 @@
-//! Live updates: a watch on Applications feeds a broadcast channel; browsers follow it as server-sent events.
+//! Live updates: the controller announces every change to its cache of Applications on a broadcast channel; browsers
+//! follow it as server-sent events.
 //!
 //! Each event names the application that changed (`event: app`, `data: namespace/name`); when a slow client missed
 //! some, it gets `data: *` (refresh everything). Streams end when the controller shuts down.
@@ -10,10 +11,6 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
-use kedge_api::Application;
-use kube::ResourceExt;
-use kube::api::Api;
-use kube::runtime::{WatchStreamExt, watcher};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
@@ -22,36 +19,6 @@ use crate::auth::UiCaller;
 
 /// `namespace/name` of a changed application, or `*` for all.
 pub type Change = Arc<str>;
-
-/// Starts the watch that feeds live updates; it ends at shutdown.
-pub fn spawn_watcher(state: &AppState) {
-    let handles = state.handles();
-    let api: Api<Application> = match &handles.namespace {
-        Some(ns) => Api::namespaced(handles.client.clone(), ns),
-        None => Api::all(handles.client.clone()),
-    };
-    let tx = state.inner.live.clone();
-    let shutdown = handles.shutdown.clone();
-    tokio::spawn(async move {
-        let stream = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .touched_objects();
-        futures::pin_mut!(stream);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                next = stream.next() => match next {
-                    Some(Ok(app)) => {
-                        let key: Change = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any()).into();
-                        let _ = tx.send(key);
-                    }
-                    Some(Err(err)) => tracing::debug!(error = %err, "application watch error"),
-                    None => return,
-                },
-            }
-        }
-    });
-}
 
 /// Publishes a change (e.g. after the server patched an application, before the watch reports it).
 pub fn publish(state: &AppState, key: &str) {

@@ -330,7 +330,7 @@ fn list_fragment(q: &ListQuery, r: &ListResult) -> Markup {
         format!("/applications?{qs}")
     };
     html! {
-        div id="app-list" data-live="*" hx-get=(self_url) hx-trigger="kedge:changed throttle:1s"
+        div id="app-list" data-live="*" data-live-every="1000" hx-get=(self_url) hx-trigger="kedge:changed"
             hx-select="#app-list" hx-swap="outerHTML" {
             div.chips aria-label="Filter by state" {
                 @for (name, n) in &r.sync_counts {
@@ -437,7 +437,7 @@ fn summary(app: &Application, commit: Option<&details::CommitInfo>, caller: &Cal
         .annotations()
         .contains_key(kedge_api::OPERATION_ANNOTATION);
     html! {
-        section id="app-summary" data-live=(key) hx-get=(base) hx-trigger="kedge:changed throttle:500ms"
+        section id="app-summary" data-live=(key) data-live-every="500" hx-get=(base) hx-trigger="kedge:changed"
             hx-select="#app-summary" hx-swap="outerHTML" aria-label="Summary" {
             div.cols {
                 div.panel {
@@ -710,8 +710,8 @@ async fn app_page(
                 a href={ (base) "?tab=" (t) } aria-current=[(t == tab).then_some("page")] { (label) }
             }
         }
-        section id="app-tab" data-live={ (ns) "/" (name) } hx-get=(tab_url)
-            hx-trigger=(if tab == "diff" { "kedge:changed throttle:2s" } else { "kedge:changed throttle:1s" })
+        section id="app-tab" data-live={ (ns) "/" (name) } hx-get=(tab_url) hx-trigger="kedge:changed"
+            data-live-every=(if tab == "diff" { "2000" } else { "1000" })
             hx-select="#app-tab" hx-swap="outerHTML" aria-label=(tab) {
             (content)
         }

@@ -422,6 +422,7 @@ async fn receive(
     let matched = matching_apps(&apps, &push);
     kedge_controller::runner::queue_pushed(
         &state.handles().context.moved_repos,
+        &state.handles().context.admission,
         &state.handles().triggers,
         &matched,
         push.changed_files.as_deref(),

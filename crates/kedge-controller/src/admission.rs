@@ -1,0 +1,206 @@
+//! Admission of reconcile passes: at most a fixed number run at once; the others wait their turn in the order they
+//! came, except that an application marked urgent (a live edit to revert, a pushed change to apply) goes ahead of
+//! the routine ones (periodic resyncs, the rest of a monorepo after a push).
+//!
+//! The controller runtime keeps one pass per application and starts it as soon as it is due; the pass then waits
+//! here. Without the urgent lane, a push to a repository of a thousand applications queues a thousand passes, and the
+//! one application the push changed (or a drift to revert) waits behind all of them.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::oneshot;
+
+/// The admission queue. Cheap to share through an `Arc`.
+#[derive(Debug)]
+pub struct Admission {
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    free: usize,
+    waiting: VecDeque<(String, oneshot::Sender<()>)>,
+    urgent: HashSet<String>,
+}
+
+/// A running pass's slot; dropping it hands the slot to the next waiter.
+#[derive(Debug)]
+pub struct Turn {
+    admission: Arc<Admission>,
+}
+
+impl Admission {
+    /// An admission with `slots` concurrent passes (at least one).
+    pub fn new(slots: usize) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                free: slots.max(1),
+                waiting: VecDeque::new(),
+                urgent: HashSet::new(),
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks the application `key` (`namespace/name`) urgent: its next pass goes ahead of routine ones, also when it is
+    /// already waiting.
+    pub fn expedite(&self, key: &str) {
+        self.lock().urgent.insert(key.to_owned());
+    }
+
+    /// How many passes are waiting for a slot.
+    pub fn waiting(&self) -> usize {
+        self.lock().waiting.len()
+    }
+
+    /// Waits for a slot for a pass over `key`.
+    pub async fn turn(self: &Arc<Self>, key: &str) -> Turn {
+        let rx = {
+            let mut state = self.lock();
+            if state.free > 0 {
+                state.free -= 1;
+                state.urgent.remove(key);
+                return Turn {
+                    admission: self.clone(),
+                };
+            }
+            let (tx, rx) = oneshot::channel();
+            state.waiting.push_back((key.to_owned(), tx));
+            rx
+        };
+        // The sender is dropped only with the admission itself, which this future holds.
+        let _ = rx.await;
+        Turn {
+            admission: self.clone(),
+        }
+    }
+
+    /// Gives a freed slot to the first urgent waiter, else to the longest waiting one.
+    fn release(&self) {
+        let mut state = self.lock();
+        loop {
+            let next = state
+                .waiting
+                .iter()
+                .position(|(key, _)| state.urgent.contains(key))
+                .or(if state.waiting.is_empty() {
+                    None
+                } else {
+                    Some(0)
+                });
+            let Some(i) = next else {
+                state.free += 1;
+                return;
+            };
+            let Some((key, tx)) = state.waiting.remove(i) else {
+                state.free += 1;
+                return;
+            };
+            state.urgent.remove(&key);
+            // A waiter that was dropped (its pass cancelled at shutdown) cannot take the slot: try the next one.
+            if tx.send(()).is_ok() {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.admission.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn until_waiting(admission: &Arc<Admission>, n: usize) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while admission.waiting() < n {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("queued in time");
+    }
+
+    /// With the one slot held, queues a pass for each key in order and marks `urgent`; then frees the slot and
+    /// returns the order in which the passes got it.
+    async fn order_of(keys: &[&str], urgent: &[&str]) -> Vec<String> {
+        let admission = Admission::new(1);
+        let held = admission.turn("held").await;
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+        for (n, key) in keys.iter().enumerate() {
+            let waiter = admission.clone();
+            let done = done_tx.clone();
+            let key = key.to_string();
+            tokio::spawn(async move {
+                let _turn = waiter.turn(&key).await;
+                let _ = done.send(key);
+            });
+            until_waiting(&admission, n + 1).await;
+        }
+        drop(done_tx);
+        for key in urgent {
+            admission.expedite(key);
+        }
+        drop(held);
+        let mut order = Vec::new();
+        while let Some(k) = tokio::time::timeout(Duration::from_secs(5), done_rx.recv())
+            .await
+            .expect("in time")
+        {
+            order.push(k);
+        }
+        assert_eq!(admission.waiting(), 0);
+        assert_eq!(admission.lock().free, 1, "the slot is back");
+        order
+    }
+
+    #[tokio::test]
+    async fn first_come_first_served_with_urgent_ones_ahead() {
+        assert_eq!(
+            order_of(&["a", "b", "c", "d"], &[]).await,
+            ["a", "b", "c", "d"]
+        );
+        assert_eq!(
+            order_of(&["a", "b", "c", "d"], &["d", "c"]).await,
+            ["c", "d", "a", "b"]
+        );
+    }
+
+    #[tokio::test]
+    async fn urgency_is_spent_by_the_pass_it_speeds_up() {
+        let admission = Admission::new(1);
+        admission.expedite("a");
+        drop(admission.turn("a").await);
+        assert!(admission.lock().urgent.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_waiter_does_not_keep_the_slot() {
+        let admission = Admission::new(1);
+        let held = admission.turn("held").await;
+        let cancelled = tokio::spawn({
+            let admission = admission.clone();
+            async move {
+                let _turn = admission.turn("gone").await;
+            }
+        });
+        until_waiting(&admission, 1).await;
+        cancelled.abort();
+        let _ = cancelled.await;
+        drop(held);
+        let again = tokio::time::timeout(Duration::from_secs(5), admission.turn("next"))
+            .await
+            .expect("the slot came back");
+        drop(again);
+        assert_eq!(admission.lock().free, 1);
+    }
+}
