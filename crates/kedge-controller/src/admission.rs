@@ -7,6 +7,7 @@
 //! one application the push changed (or a drift to revert) waits behind all of them.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
@@ -15,12 +16,13 @@ use tokio::sync::oneshot;
 #[derive(Debug)]
 pub struct Admission {
     state: Mutex<State>,
+    epoch: AtomicU64,
 }
 
 #[derive(Debug)]
 struct State {
     free: usize,
-    waiting: VecDeque<(String, oneshot::Sender<()>)>,
+    waiting: VecDeque<(String, oneshot::Sender<bool>)>,
     urgent: HashSet<String>,
 }
 
@@ -28,6 +30,8 @@ struct State {
 #[derive(Debug)]
 pub struct Turn {
     admission: Arc<Admission>,
+    /// Whether the application was marked urgent (something changed) since its previous turn.
+    pub urgent: bool,
 }
 
 impl Admission {
@@ -39,7 +43,19 @@ impl Admission {
                 waiting: VecDeque::new(),
                 urgent: HashSet::new(),
             }),
+            epoch: AtomicU64::new(0),
         })
+    }
+
+    /// Records that a watch feeding the urgent marks (re)started: changes made while it was down were not marked.
+    pub fn watches_restarted(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Changes with every watch (re)start: a pass that saw the same epoch before and after knows no change to its
+    /// objects went unmarked in between.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -63,19 +79,22 @@ impl Admission {
             let mut state = self.lock();
             if state.free > 0 {
                 state.free -= 1;
-                state.urgent.remove(key);
+                let urgent = state.urgent.remove(key);
                 return Turn {
                     admission: self.clone(),
+                    urgent,
                 };
             }
             let (tx, rx) = oneshot::channel();
             state.waiting.push_back((key.to_owned(), tx));
             rx
         };
-        // The sender is dropped only with the admission itself, which this future holds.
-        let _ = rx.await;
+        // The sender is dropped only with the admission itself, which this future holds. The releaser tells whether
+        // the waiter was urgent.
+        let urgent = rx.await.unwrap_or(false);
         Turn {
             admission: self.clone(),
+            urgent,
         }
     }
 
@@ -100,9 +119,9 @@ impl Admission {
                 state.free += 1;
                 return;
             };
-            state.urgent.remove(&key);
+            let urgent = state.urgent.remove(&key);
             // A waiter that was dropped (its pass cancelled at shutdown) cannot take the slot: try the next one.
-            if tx.send(()).is_ok() {
+            if tx.send(urgent).is_ok() {
                 return;
             }
         }
@@ -179,8 +198,11 @@ mod tests {
     async fn urgency_is_spent_by_the_pass_it_speeds_up() {
         let admission = Admission::new(1);
         admission.expedite("a");
-        drop(admission.turn("a").await);
+        let turn = admission.turn("a").await;
+        assert!(turn.urgent);
+        drop(turn);
         assert!(admission.lock().urgent.is_empty());
+        assert!(!admission.turn("a").await.urgent, "spent");
     }
 
     #[tokio::test]

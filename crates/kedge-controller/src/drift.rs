@@ -112,8 +112,13 @@ async fn watch_kind(api: Api<PartialObjectMeta<DynamicObject>>, inner: Arc<Inner
             next = stream.next() => next,
         };
         let Some(event) = next else { return };
-        let meta = match event {
-            Ok(Event::Apply(obj)) | Ok(Event::Delete(obj)) => obj.metadata,
+        let (meta, deleted) = match event {
+            Ok(Event::Apply(obj)) => (obj.metadata, false),
+            Ok(Event::Delete(obj)) => (obj.metadata, true),
+            Ok(Event::Init) => {
+                inner.admission.watches_restarted();
+                continue;
+            }
             Ok(_) => continue,
             Err(err) => {
                 tracing::debug!(kind = %label, error = %err, "drift watch error; retrying");
@@ -130,7 +135,8 @@ async fn watch_kind(api: Api<PartialObjectMeta<DynamicObject>>, inner: Arc<Inner
         let Some((app, _id)) = kedge_engine::object::ObjectId::parse_tracking_id(tracking) else {
             continue;
         };
-        if last_writer_is(&meta, &inner.field_manager) {
+        // Our own applies echo back; a deletion is always news (its last writer is whoever wrote it before).
+        if !deleted && last_writer_is(&meta, &inner.field_manager) {
             continue;
         }
         // Someone else changed it: a drift to revert (or a health change to report) goes ahead of routine passes.

@@ -41,6 +41,9 @@ pub struct Metrics {
     pub api_requests: Family<VerbLabel, Counter>,
     /// Queued passes waiting for a free reconcile slot.
     pub reconciles_waiting: Gauge,
+    /// Passes that skipped the comparison: nothing changed since a full pass found the application Synced and
+    /// Healthy.
+    pub quiet_passes: Counter,
 }
 
 impl Default for Metrics {
@@ -60,6 +63,7 @@ impl Metrics {
         let git_fetch_errors = Counter::default();
         let api_requests = Family::<VerbLabel, Counter>::default();
         let reconciles_waiting = Gauge::default();
+        let quiet_passes = Counter::default();
         registry.register_with_unit(
             "reconcile_duration",
             "Time spent in one reconcile of an Application",
@@ -93,6 +97,12 @@ impl Metrics {
             "Queued Application passes waiting for a free reconcile slot",
             reconciles_waiting.clone(),
         );
+        registry.register(
+            "quiet_passes",
+            "Passes that skipped the comparison because nothing changed since a full pass found the application \
+             Synced and Healthy",
+            quiet_passes.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconcile_duration,
@@ -102,6 +112,7 @@ impl Metrics {
             git_fetch_errors,
             api_requests,
             reconciles_waiting,
+            quiet_passes,
         }
     }
 

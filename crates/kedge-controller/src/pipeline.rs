@@ -198,7 +198,7 @@ impl Pipeline {
     }
 
     /// Fetches and renders `revision` (or the spec's target revision).
-    async fn render(
+    pub async fn render(
         &self,
         app: &Application,
         revision: Option<&str>,
@@ -233,7 +233,8 @@ impl Pipeline {
         .map_err(|e| PipelineError::Task(e.to_string()))?
     }
 
-    async fn plan(
+    /// Plans a rendered revision against the cluster.
+    pub async fn plan(
         &self,
         app: &Application,
         revision: Revision,

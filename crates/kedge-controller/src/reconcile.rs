@@ -77,6 +77,9 @@ pub struct ReconcileConfig {
     pub self_heal_backoff: Duration,
     /// Longest self-heal backoff.
     pub self_heal_backoff_max: Duration,
+    /// How long a pass may skip the comparison of an application that nothing changed since a full pass found it
+    /// Synced and Healthy (the watches report every change; this bounds how long Kedge trusts them alone).
+    pub full_pass_interval: Duration,
 }
 
 impl Default for ReconcileConfig {
@@ -86,6 +89,7 @@ impl Default for ReconcileConfig {
             poll_interval: Duration::from_secs(60),
             self_heal_backoff: Duration::from_secs(2),
             self_heal_backoff_max: Duration::from_secs(300),
+            full_pass_interval: Duration::from_secs(1800),
         }
     }
 }
@@ -103,6 +107,36 @@ struct AppMemory {
     last_retry: Option<Instant>,
     /// The newest resourceVersion of the Application itself this controller wrote or read.
     version: Option<String>,
+    /// Set by a full pass that found everything Synced and Healthy and changed nothing.
+    quiet: Option<QuietMark>,
+}
+
+/// What a full pass that found nothing to do saw; a later pass that sees the same may skip the comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct QuietMark {
+    sha: String,
+    inputs: u64,
+    generation: Option<i64>,
+    epoch: u64,
+    at: Instant,
+}
+
+impl QuietMark {
+    /// Whether `now` saw the same as this mark, which is younger than `max_age`.
+    fn still(&self, now: &QuietMark, max_age: Duration) -> bool {
+        self.sha == now.sha
+            && self.inputs == now.inputs
+            && self.generation == now.generation
+            && self.epoch == now.epoch
+            && now.at.saturating_duration_since(self.at) < max_age
+    }
+}
+
+fn inputs_digest(inputs: &[(String, String)]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    inputs.hash(&mut h);
+    h.finish()
 }
 
 /// Everything a reconcile needs.
@@ -247,7 +281,7 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
     ctx.metrics.reconciles_waiting.inc();
-    let _turn = ctx.admission.turn(&key_of(&app)).await;
+    let turn = ctx.admission.turn(&key_of(&app)).await;
     ctx.metrics.reconciles_waiting.dec();
     let started = Instant::now();
     let Some(app) = ctx.latest(app).await? else {
@@ -256,15 +290,22 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
     let span = tracing::info_span!("reconcile", app = %key_of(&app));
     // Boxed: every queued application holds this function's future while it waits for its turn, and the pass
     // itself is several kilobytes of state.
-    let result = Box::pin(reconcile_inner(&app, &ctx).instrument(span)).await;
+    let result = Box::pin(reconcile_inner(&app, &ctx, turn.urgent).instrument(span)).await;
+    drop(turn);
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
     result
 }
 
-async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, ReconcileError> {
+async fn reconcile_inner(
+    app: &Application,
+    ctx: &Context,
+    urgent: bool,
+) -> Result<Action, ReconcileError> {
     let key = key_of(app);
+    // Read first: a change marked after this point makes the next pass a full one.
+    let epoch = ctx.admission.epoch();
     if app.meta().deletion_timestamp.is_some() {
         return finalize(app, ctx).await;
     }
@@ -361,19 +402,46 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Rec
     let previous_sha = status.sync.revision.clone();
     // Only a fresh resolution of the spec's revision may be reused; an operation's explicit revision must not be.
     let resolving_spec = wanted.is_none();
-    let comparison = ctx
+    let rendered = ctx
         .pipeline
-        .compare(app, wanted.as_deref(), previous_sha.clone())
+        .render(app, wanted.as_deref(), previous_sha.clone())
         .await;
-    let comparison = match comparison {
-        Ok(c) => c,
+    let (revision, rendered) = match rendered {
+        Ok(r) => r,
         Err(err) => return report_failure(app, ctx, &api, status, err).await,
     };
     if resolving_spec {
         ctx.with_memory(&key, |m| {
-            m.resolved = Some((comparison.revision.sha.clone(), Instant::now()))
+            m.resolved = Some((revision.sha.clone(), Instant::now()))
         });
     }
+    let quiet = QuietMark {
+        sha: revision.sha.clone(),
+        inputs: inputs_digest(&rendered.rendered.inputs),
+        generation,
+        epoch,
+        at: Instant::now(),
+    };
+    if !urgent
+        && !requested
+        && ctx.with_memory(&key, |m| {
+            m.quiet
+                .as_ref()
+                .is_some_and(|q| q.still(&quiet, ctx.config.full_pass_interval))
+        })
+    {
+        // Nothing changed since the last full pass found everything Synced and Healthy: same revision, same
+        // rendered inputs, same spec, and no change to any of its objects (the drift watches would have marked the
+        // application urgent). Comparing again would read every object to find the same.
+        ctx.metrics.quiet_passes.inc();
+        return Ok(Action::requeue(ctx.config.resync_interval));
+    }
+    ctx.with_memory(&key, |m| m.quiet = None);
+    let comparison = ctx.pipeline.plan(app, revision, rendered.rendered).await;
+    let comparison = match comparison {
+        Ok(c) => c,
+        Err(err) => return report_failure(app, ctx, &api, status, err).await,
+    };
     if matches!(
         comparison.revision.history,
         kedge_source::HistoryChange::Rewritten
@@ -480,6 +548,7 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Rec
     let mut requeue = ctx.config.resync_interval;
     let mut plan_for_status: &Plan = plan;
     let post_sync_plan;
+    let acted = trigger.is_some();
     if let Some(trigger) = trigger.filter(|_| !dry_run) {
         let outcome = run_sync(
             app,
@@ -557,6 +626,16 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Rec
         ctx.recorder.publish(app, sev, "HealthChanged", &msg).await;
     }
     patch_status(&api, app, &status, requested, ctx).await?;
+    if !acted
+        && status.sync.status == SyncCode::Synced
+        && status.health.status == HealthCode::Healthy
+        && status
+            .conditions
+            .iter()
+            .all(|c| c.type_ != READY || c.status == "True")
+    {
+        ctx.with_memory(&key, |m| m.quiet = Some(quiet));
+    }
     Ok(Action::requeue(requeue))
 }
 

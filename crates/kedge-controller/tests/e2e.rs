@@ -168,6 +168,7 @@ async fn live_edit_is_reverted_with_attribution() {
     cms.delete("settings", &DeleteParams::default())
         .await
         .expect("delete by hand");
+    let deleted = Instant::now();
     wait_for(STEP, Duration::from_millis(20), || async {
         cms.get_opt("settings")
             .await
@@ -177,6 +178,12 @@ async fn live_edit_is_reverted_with_attribution() {
     })
     .await
     .expect("the deleted ConfigMap is recreated");
+    // By the watch, not by the periodic resync (30 s here).
+    assert!(
+        deleted.elapsed() < Duration::from_secs(10),
+        "recreated after {:?}",
+        deleted.elapsed()
+    );
     // The reverts are recorded as self-heal syncs, and the application is clean again.
     env.wait_app("demo", "a self-heal in the history, Synced", |a| {
         synced_at(a, &sha)
@@ -1027,4 +1034,70 @@ async fn follower_takes_over_once_a_crashed_leaders_lease_expires() {
         .map(|e| e.reporting_instance.unwrap_or_default())
         .collect();
     assert_eq!(syncs, vec!["beta".to_owned()]);
+}
+
+/// One metric of a controller's `/metrics` at `addr` (plain HTTP/1.0 over loopback).
+fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .expect("request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("response");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_application_is_rechecked_without_comparing_until_something_changes() {
+    let env = Env::new("e2e-quiet").await;
+    env.write("app/web.yaml", &deployment("web", 1, "nginx:1.27"));
+    let sha = env.commit_push("first");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut config = env.run_config("c1");
+    config.resync_interval = Duration::from_secs(1);
+    config.listen = Some(addr);
+    let _controller = RunningController::start(env.cluster.kubeconfig(), config);
+    env.create_app("demo", "app", automated(true, true)).await;
+    env.wait_app("demo", "Synced and Healthy", |a| {
+        synced_at(a, &sha)
+            && a.status
+                .as_ref()
+                .is_some_and(|s| s.health.status == HealthCode::Healthy)
+    })
+    .await;
+
+    // Resyncs every second find nothing changed and skip the comparison.
+    let before = metric(addr, "kedge_quiet_passes_total");
+    wait_for(STEP, POLL, || async {
+        (metric(addr, "kedge_quiet_passes_total") >= before + 3.0).then_some(())
+    })
+    .await
+    .expect("quiet passes while nothing changes");
+
+    // A live edit is still seen at once and reverted: the watch marks the application changed.
+    env.set_replicas("web", 4, "kubectl-edit").await;
+    let edited = Instant::now();
+    wait_for(STEP, Duration::from_millis(20), || async {
+        env.replicas("web").await == Some(1)
+    })
+    .await
+    .expect("the edit is reverted");
+    assert!(
+        edited.elapsed() < Duration::from_secs(10),
+        "reverted after {:?}",
+        edited.elapsed()
+    );
+    let app = env.app("demo").await;
+    assert_eq!(
+        app.status.as_ref().map(|s| s.sync.status),
+        Some(kedge_api::SyncCode::Synced)
+    );
 }
