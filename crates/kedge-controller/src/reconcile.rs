@@ -114,7 +114,6 @@ struct AppMemory {
 /// What a full pass that found nothing to do saw; a later pass that sees the same may skip the comparison.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct QuietMark {
-    sha: String,
     inputs: u64,
     generation: Option<i64>,
     epoch: u64,
@@ -122,10 +121,10 @@ struct QuietMark {
 }
 
 impl QuietMark {
-    /// Whether `now` saw the same as this mark, which is younger than `max_age`.
+    /// Whether `now` saw the same inputs as this mark (at this or another commit), and the mark is younger than
+    /// `max_age`.
     fn still(&self, now: &QuietMark, max_age: Duration) -> bool {
-        self.sha == now.sha
-            && self.inputs == now.inputs
+        self.inputs == now.inputs
             && self.generation == now.generation
             && self.epoch == now.epoch
             && now.at.saturating_duration_since(self.at) < max_age
@@ -416,24 +415,41 @@ async fn reconcile_inner(
         });
     }
     let quiet = QuietMark {
-        sha: revision.sha.clone(),
         inputs: inputs_digest(&rendered.rendered.inputs),
         generation,
         epoch,
         at: Instant::now(),
     };
-    if !urgent
+    let unchanged = !urgent
         && !requested
+        && !matches!(revision.history, kedge_source::HistoryChange::Rewritten)
         && ctx.with_memory(&key, |m| {
             m.quiet
                 .as_ref()
                 .is_some_and(|q| q.still(&quiet, ctx.config.full_pass_interval))
-        })
-    {
-        // Nothing changed since the last full pass found everything Synced and Healthy: same revision, same
-        // rendered inputs, same spec, and no change to any of its objects (the drift watches would have marked the
-        // application urgent). Comparing again would read every object to find the same.
+        });
+    if unchanged {
+        // Nothing changed since the last full pass found everything Synced and Healthy: same rendered inputs, same
+        // spec, and no change to any of its objects (the drift watches would have marked the application urgent).
+        // Comparing again would read every object to find the same. A new commit that leaves this application's
+        // inputs as they were (another path of a monorepo) only moves the revision it is synced to.
         ctx.metrics.quiet_passes.inc();
+        let moved = status.sync.revision.as_deref() != Some(revision.sha.as_str());
+        if moved {
+            status.sync.revision = Some(revision.sha.clone());
+            status.sync.short_revision = Some(short(&revision.sha).to_owned());
+            status.reconciled_at = Some(now.clone());
+            conditions::set(
+                &mut status.conditions,
+                READY,
+                true,
+                "Synced",
+                format!("synced to {} and healthy", short(&revision.sha)),
+                generation,
+                &now,
+            );
+            patch_status(&api, app, &status, false, ctx).await?;
+        }
         return Ok(Action::requeue(ctx.config.resync_interval));
     }
     ctx.with_memory(&key, |m| m.quiet = None);

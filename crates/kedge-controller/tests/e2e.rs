@@ -1082,6 +1082,30 @@ async fn quiet_application_is_rechecked_without_comparing_until_something_change
     .await
     .expect("quiet passes while nothing changes");
 
+    // A commit elsewhere in the repository leaves this application's files as they were: its revision moves, it
+    // stays Synced and Healthy, and nothing is synced.
+    env.write("other/settings.yaml", &config_map("other", "k", "v"));
+    let second = env.commit_push("another application");
+    let app = env
+        .wait_app("demo", "at the new revision", |a| synced_at(a, &second))
+        .await;
+    let status = app.status.expect("status");
+    assert_eq!(status.health.status, HealthCode::Healthy);
+    assert_eq!(
+        status.history.len(),
+        1,
+        "no second sync: {:?}",
+        status.history
+    );
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True" && c.message.contains(&second[..7])),
+        "{:?}",
+        status.conditions
+    );
+
     // A live edit is still seen at once and reverted: the watch marks the application changed.
     env.set_replicas("web", 4, "kubectl-edit").await;
     let edited = Instant::now();
