@@ -197,7 +197,7 @@ async fn time_to_production(env: &mut Env, range: Range<usize>) -> Result<Ttp> {
 }
 
 async fn steady_state(env: &mut Env, apps: usize, window: Duration) -> Result<Steady> {
-    env.settle(Duration::from_secs(5), Duration::from_secs(60))
+    env.settle(Duration::from_secs(5), Duration::from_secs(30))
         .await?;
     let a = marks(env).await?;
     let end = Instant::now() + window;
@@ -328,7 +328,9 @@ async fn commit_to_applied(env: &mut Env, apps: usize, args: &Args) -> Result<Co
     let mut n = 0usize;
     for (webhook, count) in runs {
         for _ in 0..count {
-            env.settle(Duration::from_secs(3), Duration::from_secs(20))
+            // The applications a push does not change are still compared after it (their revision moves); the
+            // changed one goes first, so a backlog of those does not delay the next measurement.
+            env.settle(Duration::from_secs(3), Duration::from_secs(5))
                 .await?;
             n += 1;
             revision += 1;
@@ -430,9 +432,16 @@ async fn throughput(args: &Args, tools: &Tools) -> Result<Throughput> {
     })
 }
 
+/// When the run started (for the progress lines).
+fn started() -> Instant {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
 /// Runs every scenario; failures are recorded and the rest goes on.
 pub async fn run_all(args: &Args, tools: &Tools) -> Results {
     let mut results = Results::default();
+    started();
     if args.throughput_objects > 0 {
         eprintln!("sync throughput: {} objects", args.throughput_objects);
         match throughput(args, tools).await {
@@ -442,7 +451,10 @@ pub async fn run_all(args: &Args, tools: &Tools) -> Results {
     }
     let largest = args.scales.iter().copied().max().unwrap_or(0);
     for &n in &args.scales {
-        eprintln!("scale {n}: starting a fresh cluster and controller");
+        eprintln!(
+            "[{:>4}s] scale {n}: starting a fresh cluster and controller",
+            started().elapsed().as_secs()
+        );
         let mut env = match Env::start(tools, &format!("bench-{n}")).await {
             Ok(e) => e,
             Err(e) => {
@@ -476,7 +488,10 @@ async fn scale(
     args: &Args,
     results: &mut Results,
 ) -> Result<()> {
-    eprintln!("scale {n}: time to production");
+    eprintln!(
+        "[{:>4}s] scale {n}: time to production",
+        started().elapsed().as_secs()
+    );
     let ttp = time_to_production(env, 0..n).await?;
     eprintln!(
         "  {} of {n} apps Synced and Healthy after {:.1}s{}, peak RSS {:.0} MiB, CPU {:.1}s",
@@ -491,16 +506,27 @@ async fn scale(
     if !largest {
         return Ok(());
     }
-    eprintln!("scale {n}: steady state for {:?}", args.steady);
+    eprintln!(
+        "[{:>4}s] scale {n}: steady state for {:?}",
+        started().elapsed().as_secs(),
+        args.steady
+    );
     let steady = steady_state(env, n, args.steady).await?;
     let rss1 = env.proc()?.rss;
     results.steady = Some(steady);
     if args.drift_edits > 0 {
-        eprintln!("scale {n}: drift, {} edits", args.drift_edits);
+        eprintln!(
+            "[{:>4}s] scale {n}: drift, {} edits",
+            started().elapsed().as_secs(),
+            args.drift_edits
+        );
         results.drift = Some(drift(env, n, args.drift_edits).await?);
     }
     if args.webhook_commits + args.poll_commits > 0 {
-        eprintln!("scale {n}: commit to applied");
+        eprintln!(
+            "[{:>4}s] scale {n}: commit to applied",
+            started().elapsed().as_secs()
+        );
         results.commit = Some(commit_to_applied(env, n, args).await?);
     }
     if args.memory_factor > 1 && !complete {
@@ -509,8 +535,11 @@ async fn scale(
         ));
     } else if args.memory_factor > 1 {
         let n2 = n * args.memory_factor;
-        eprintln!("scale {n}: growing to {n2} applications for memory per object");
-        env.settle(Duration::from_secs(3), Duration::from_secs(180))
+        eprintln!(
+            "[{:>4}s] scale {n}: growing to {n2} applications for memory per object",
+            started().elapsed().as_secs()
+        );
+        env.settle(Duration::from_secs(3), Duration::from_secs(30))
             .await?;
         let t0 = Instant::now();
         let grown = time_to_production(env, n..n2).await?;
@@ -523,7 +552,7 @@ async fn scale(
                 grow_time.as_secs()
             );
         }
-        env.settle(Duration::from_secs(5), Duration::from_secs(300))
+        env.settle(Duration::from_secs(5), Duration::from_secs(60))
             .await?;
         let rss2 = env.proc()?.rss;
         results.memory = Some(Memory {
