@@ -32,8 +32,8 @@ pub struct Args {
     /// One-line commits announced by webhook.
     #[arg(long, default_value_t = 5)]
     pub webhook_commits: usize,
-    /// One-line commits left to polling (each can take up to the poll interval).
-    #[arg(long, default_value_t = 2)]
+    /// One-line commits left to polling (each can take up to the poll interval, 60 s).
+    #[arg(long, default_value_t = 1)]
     pub poll_commits: usize,
     /// Grow the largest scale by this factor for the memory-per-object figure (0 to skip).
     #[arg(long, default_value_t = 2)]

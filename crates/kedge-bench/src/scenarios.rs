@@ -197,7 +197,7 @@ async fn time_to_production(env: &mut Env, range: Range<usize>) -> Result<Ttp> {
 }
 
 async fn steady_state(env: &mut Env, apps: usize, window: Duration) -> Result<Steady> {
-    env.settle(Duration::from_secs(5), Duration::from_secs(30))
+    env.settle(Duration::from_secs(5), Duration::from_secs(10))
         .await?;
     let a = marks(env).await?;
     let end = Instant::now() + window;
@@ -539,7 +539,7 @@ async fn scale(
             "[{:>4}s] scale {n}: growing to {n2} applications for memory per object",
             started().elapsed().as_secs()
         );
-        env.settle(Duration::from_secs(3), Duration::from_secs(30))
+        env.settle(Duration::from_secs(3), Duration::from_secs(10))
             .await?;
         let t0 = Instant::now();
         let grown = time_to_production(env, n..n2).await?;
@@ -552,7 +552,7 @@ async fn scale(
                 grow_time.as_secs()
             );
         }
-        env.settle(Duration::from_secs(5), Duration::from_secs(60))
+        env.settle(Duration::from_secs(5), Duration::from_secs(20))
             .await?;
         let rss2 = env.proc()?.rss;
         results.memory = Some(Memory {

@@ -237,7 +237,8 @@ fn now_rfc3339() -> String {
     Timestamp::now().to_string()
 }
 
-fn key_of(app: &Application) -> String {
+/// `namespace/name` of an application: its key in the controller's memory, admission and live updates.
+pub(crate) fn key_of(app: &Application) -> String {
     format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any())
 }
 

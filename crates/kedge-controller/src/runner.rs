@@ -27,7 +27,7 @@ use crate::leader::{self, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::probes::{self, Readiness};
-use crate::reconcile::{self, Context, ReconcileConfig};
+use crate::reconcile::{self, Context, ReconcileConfig, key_of};
 
 /// Settings of `kedge run`.
 #[derive(Clone, Debug)]
@@ -78,7 +78,7 @@ pub struct ServerHandles {
     pub app_changes: tokio::sync::broadcast::Sender<Arc<str>>,
     /// Queues a reconcile of an application.
     pub triggers: mpsc::UnboundedSender<ObjectRef<Application>>,
-    /// The reconcile context (e.g. for [`repository_pushed`]).
+    /// The reconcile context (e.g. for [`queue_pushed`]).
     pub context: Arc<Context>,
     /// Fetch, render, plan (for diffs and previews).
     pub pipeline: Pipeline,
@@ -165,8 +165,7 @@ pub async fn run(
             let app_changes = app_changes.clone();
             move |event| {
                 if let Ok(watcher::Event::Apply(app) | watcher::Event::Delete(app)) = event {
-                    let key = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
-                    let _ = app_changes.send(key.into());
+                    let _ = app_changes.send(key_of(app).into());
                 }
             }
         })
@@ -184,11 +183,7 @@ pub async fn run(
                             .annotations()
                             .contains_key(kedge_api::REFRESH_ANNOTATION))
                 {
-                    admission.expedite(&format!(
-                        "{}/{}",
-                        app.namespace().unwrap_or_default(),
-                        app.name_any()
-                    ));
+                    admission.expedite(&key_of(app));
                 }
                 event
             }
@@ -470,11 +465,7 @@ pub fn queue_pushed(
     });
     for app in &first {
         if changed.is_some() {
-            admission.expedite(&format!(
-                "{}/{}",
-                app.namespace().unwrap_or_default(),
-                app.name_any()
-            ));
+            admission.expedite(&key_of(app));
         }
         let _ = triggers.send(ObjectRef::from_obj(*app));
     }
