@@ -131,6 +131,11 @@ impl QuietMark {
     }
 }
 
+/// The message of the Ready condition of an application that is Synced and Healthy at `sha`.
+fn synced_and_healthy(sha: &str) -> String {
+    format!("synced to {} and healthy", short(sha))
+}
+
 fn inputs_digest(inputs: &[(String, String)]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -445,7 +450,7 @@ async fn reconcile_inner(
                 READY,
                 true,
                 "Synced",
-                format!("synced to {} and healthy", short(&revision.sha)),
+                synced_and_healthy(&revision.sha),
                 generation,
                 &now,
             );
@@ -1131,11 +1136,7 @@ fn fill_status(
                 .unwrap_or_else(|| format!("health is {:?}", plan.health)),
         )
     } else {
-        (
-            true,
-            "Synced",
-            format!("synced to {} and healthy", short(&comparison.revision.sha)),
-        )
+        (true, "Synced", synced_and_healthy(&comparison.revision.sha))
     };
     conditions::set(
         &mut status.conditions,
