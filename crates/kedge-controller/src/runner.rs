@@ -398,7 +398,8 @@ async fn poll_repositories(
             };
             let source = pipeline.source().clone();
             let started = Instant::now();
-            let refs = tokio::task::spawn_blocking(move || source.ls_remote(&repo)).await;
+            let probe = repo.clone();
+            let refs = tokio::task::spawn_blocking(move || source.ls_remote(&probe)).await;
             metrics
                 .git_fetch_duration
                 .observe(started.elapsed().as_secs_f64());
@@ -413,18 +414,32 @@ async fn poll_repositories(
             };
             let now: BTreeMap<String, String> =
                 refs.into_iter().map(|r| (r.name, r.commit)).collect();
-            let moved = tips.get(&url).is_some_and(|before| *before != now);
-            tips.insert(url.clone(), now);
-            if moved {
-                tracing::info!(repo = %kedge_source::repo::strip_userinfo(&url), apps = apps.len(), "repository moved");
-                ctx.moved_repos
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(url.clone(), Instant::now());
-                for app in apps {
-                    let _ = triggers.send(ObjectRef::from_obj(app.as_ref()));
-                }
+            let Some(before) = tips.insert(url.clone(), now.clone()) else {
+                continue;
+            };
+            if before == now {
+                continue;
             }
+            tracing::info!(repo = %kedge_source::repo::strip_userinfo(&url), apps = apps.len(), "repository moved");
+            let targets: Vec<String> = apps
+                .iter()
+                .map(|a| a.spec.source.target_revision.clone())
+                .collect();
+            let source = pipeline.source().clone();
+            let changed = tokio::task::spawn_blocking(move || {
+                changed_files_since(&source, &repo, &targets, &before, &now)
+            })
+            .await
+            .ok()
+            .flatten();
+            let apps: Vec<&Application> = apps.iter().map(Arc::as_ref).collect();
+            queue_pushed(
+                &ctx.moved_repos,
+                &ctx.admission,
+                &triggers,
+                &apps,
+                changed.as_deref(),
+            );
         }
         if round == 0 {
             readiness.set_first_check_done();
@@ -437,6 +452,82 @@ async fn poll_repositories(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval + jitter) => {}
         }
+    }
+}
+
+/// The most moved refs the poller compares, and the most changed files it lists, before it queues a repository's
+/// applications without an order.
+const MAX_MOVED_REFS: usize = 4;
+const MAX_CHANGED_FILES: usize = 10_000;
+
+/// The files a poll found changed in a repository: the refs the applications track (`targets`) that moved between
+/// the `before` and `now` listings are fetched and their old and new trees compared. `None` when that cannot tell
+/// (a tracked ref appeared or vanished, a version constraint met a new tag, the old commit was never fetched, too
+/// many changes): the caller then queues every application at once, as before.
+fn changed_files_since(
+    source: &Source,
+    repo: &kedge_source::RepoSpec,
+    targets: &[String],
+    before: &BTreeMap<String, String>,
+    now: &BTreeMap<String, String>,
+) -> Option<Vec<String>> {
+    let specs: Vec<kedge_source::RevisionSpec> = targets
+        .iter()
+        .filter_map(|t| kedge_source::RevisionSpec::parse(t).ok())
+        .collect();
+    let names: std::collections::BTreeSet<&String> = before.keys().chain(now.keys()).collect();
+    let mut moves: Vec<(&str, &str, &str)> = Vec::new();
+    for name in names {
+        let (old, new) = (before.get(name), now.get(name));
+        if old == new || !specs.iter().any(|spec| tracks(spec, name)) {
+            continue;
+        }
+        let (Some(old), Some(new)) = (old, new) else {
+            return None;
+        };
+        if !moves
+            .iter()
+            .any(|(_, o, n)| *o == old.as_str() && *n == new.as_str())
+        {
+            moves.push((name.as_str(), old.as_str(), new.as_str()));
+        }
+    }
+    if moves.len() > MAX_MOVED_REFS {
+        return None;
+    }
+    let mut files = Vec::new();
+    for (name, old, new) in moves {
+        // The pass that follows finds the commit already fetched.
+        if let Err(err) = source.fetch(&kedge_source::FetchRequest::new(repo.clone(), name)) {
+            tracing::debug!(error = %err, "cannot fetch the moved ref to see what changed");
+            return None;
+        }
+        match source.changed_files(repo, old, new, MAX_CHANGED_FILES) {
+            Ok(Some(changed)) => files.extend(changed),
+            Ok(None) => return None,
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot compare the moved ref's commits");
+                return None;
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    Some(files)
+}
+
+/// Whether an application asking for `spec` follows the advertised ref `name`.
+fn tracks(spec: &kedge_source::RevisionSpec, name: &str) -> bool {
+    use kedge_source::RevisionSpec;
+    match spec {
+        RevisionSpec::Head => name == "HEAD",
+        RevisionSpec::Ref(r) => name == r,
+        RevisionSpec::Name(n) => {
+            name.strip_prefix("refs/heads/") == Some(n.as_str())
+                || name.strip_prefix("refs/tags/") == Some(n.as_str())
+        }
+        RevisionSpec::Semver(_) => name.starts_with("refs/tags/"),
+        RevisionSpec::Sha(_) => false,
     }
 }
 
@@ -549,6 +640,64 @@ mod tests {
         for want in ["a", "b", "c"] {
             assert_eq!(rx.try_recv().expect("queued at once").name, want);
         }
+    }
+
+    #[test]
+    fn a_poll_finds_the_files_the_tracked_refs_changed() {
+        let fx = kedge_testkit::GitFixture::new().expect("fixture");
+        fx.write("apps/a/cm.yaml", "a: 1\n").expect("write");
+        fx.write("apps/b/cm.yaml", "b: 1\n").expect("write");
+        fx.commit("one").expect("commit");
+        fx.create_branch("feature").expect("branch");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = Source::new(SourceConfig::new(dir.path().join("cache"))).expect("source");
+        let repo =
+            kedge_source::RepoSpec::new(&format!("file://{}", fx.path().display())).expect("url");
+        let listing = |source: &Source| -> BTreeMap<String, String> {
+            source
+                .ls_remote(&repo)
+                .expect("ls-remote")
+                .into_iter()
+                .map(|r| (r.name, r.commit))
+                .collect()
+        };
+        // What the applications' passes fetched before.
+        source
+            .fetch(&kedge_source::FetchRequest::new(repo.clone(), "main"))
+            .expect("fetch");
+        let before = listing(&source);
+
+        fx.write("apps/b/cm.yaml", "b: 2\n").expect("write");
+        fx.commit("two").expect("commit");
+        fx.switch("feature").expect("switch");
+        fx.write("apps/a/cm.yaml", "a: 2\n").expect("write");
+        fx.commit("feature work").expect("commit");
+        fx.switch("main").expect("switch");
+        let now = listing(&source);
+
+        let targets = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Applications on the default branch: only main's change counts, not the feature branch's.
+        assert_eq!(
+            changed_files_since(&source, &repo, &targets(&["HEAD", "main"]), &before, &now),
+            Some(vec!["apps/b/cm.yaml".to_owned()])
+        );
+        // No application tracks a moved ref: nothing to order by.
+        assert_eq!(
+            changed_files_since(&source, &repo, &targets(&["v1"]), &before, &now),
+            Some(vec![])
+        );
+        // Applications on the feature branch (it started at the commit main's passes fetched).
+        assert_eq!(
+            changed_files_since(&source, &repo, &targets(&["feature"]), &before, &now),
+            Some(vec!["apps/a/cm.yaml".to_owned()])
+        );
+        // A version constraint meeting a new tag cannot be compared.
+        fx.tag("v1.0.0").expect("tag");
+        let tagged = listing(&source);
+        assert_eq!(
+            changed_files_since(&source, &repo, &targets(&[">=1.0.0"]), &now, &tagged),
+            None
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Fetches Git revisions into one shared bare mirror per repository and reads trees at a commit.
 
+mod changes;
 pub mod error;
 pub mod local;
 pub mod repo;

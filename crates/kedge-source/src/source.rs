@@ -219,6 +219,53 @@ impl Source {
         }
     }
 
+    /// The files added, removed or changed between two commits that are already in the mirror (nothing is fetched),
+    /// as paths from the repository root; `None` when more than `max` differ.
+    ///
+    /// The poller uses it to find which applications of a monorepo a new commit touches.
+    pub fn changed_files(
+        &self,
+        repo: &RepoSpec,
+        from: &str,
+        to: &str,
+        max: usize,
+    ) -> Result<Option<Vec<String>>, SourceError> {
+        // Objects are immutable and a fetch adds packs atomically: reading needs no lock.
+        let cache_err = |e: String| err(ErrorKind::Cache, "compare", repo, to, e);
+        let mirror = self.mirror_path(repo);
+        if !mirror.exists() {
+            return Err(err(
+                ErrorKind::RevisionNotFound,
+                "compare",
+                repo,
+                to,
+                "the repository has not been fetched yet",
+            ));
+        }
+        let r = self.open(&mirror).map_err(cache_err)?;
+        let tree_of = |sha: &str| -> Result<gix::ObjectId, SourceError> {
+            let missing = |e: String| {
+                err(
+                    ErrorKind::RevisionNotFound,
+                    "compare",
+                    repo,
+                    sha,
+                    format!("commit {sha} is not in the mirror: {e}"),
+                )
+            };
+            let id = gix::ObjectId::from_hex(sha.trim().as_bytes())
+                .map_err(|e| missing(e.to_string()))?;
+            let commit = r.find_commit(id).map_err(|e| missing(error_chain(&e)))?;
+            commit
+                .tree_id()
+                .map(|t| t.detach())
+                .map_err(|e| cache_err(error_chain(&e)))
+        };
+        let old = tree_of(from)?;
+        let new = tree_of(to)?;
+        crate::changes::changed_files(&r, old, new, max).map_err(cache_err)
+    }
+
     /// Resolves and fetches a revision (only when the mirror lacks it) and returns a snapshot of its tree.
     ///
     /// Concurrent requests for the same repository, revision, path and previous commit share one fetch.

@@ -276,3 +276,66 @@ fn materialize_writes_once_per_commit_and_skips_escaping_links() {
         .count();
     assert_eq!(leftovers, 0);
 }
+
+#[test]
+fn changed_files_lists_what_a_commit_touched() {
+    let fx = Fixture::new();
+    fx.write("apps/a/cm.yaml", "a: 1\n");
+    fx.write("apps/b/cm.yaml", "b: 1\n");
+    fx.write("apps/c/x/deep.yaml", "c: 1\n");
+    fx.write("base/common.yaml", "common\n");
+    fx.write("README", "readme\n");
+    let c1 = fx.commit("one");
+    let cache = tempfile::tempdir().unwrap();
+    let src = source(cache.path());
+    let repo = RepoSpec::new(&fx.url).unwrap();
+    // Nothing fetched yet: a clear error.
+    let err = src.changed_files(&repo, &c1, &c1, 100).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RevisionNotFound, "{err}");
+    src.fetch(&FetchRequest::new(repo.clone(), "main")).unwrap();
+
+    fx.write("apps/b/cm.yaml", "b: 2\n");
+    std::fs::remove_dir_all(fx.work.join("apps/c")).unwrap();
+    fx.write("apps/c", "now a file\n");
+    fx.write("apps/d/new.yaml", "d: 1\n");
+    let c2 = fx.commit("two");
+    // The new commit is not in the mirror until fetched.
+    let err = src.changed_files(&repo, &c1, &c2, 100).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RevisionNotFound, "{err}");
+    src.fetch(&FetchRequest::new(repo.clone(), "main")).unwrap();
+    let changed = src.changed_files(&repo, &c1, &c2, 100).unwrap().unwrap();
+    assert_eq!(
+        changed,
+        [
+            "apps/b/cm.yaml",
+            "apps/c",
+            "apps/c/x/deep.yaml",
+            "apps/d/new.yaml"
+        ]
+    );
+    // The other way round reports the same paths; more than `max` differ: no list.
+    assert_eq!(
+        src.changed_files(&repo, &c2, &c1, 100).unwrap().unwrap(),
+        changed
+    );
+    assert_eq!(src.changed_files(&repo, &c1, &c2, 3).unwrap(), None);
+
+    // A mode change is a change; the same commit changes nothing.
+    std::fs::set_permissions(
+        fx.work.join("README"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let c3 = fx.commit("mode");
+    src.fetch(&FetchRequest::new(repo.clone(), "main")).unwrap();
+    assert_eq!(
+        src.changed_files(&repo, &c2, &c3, 100).unwrap().unwrap(),
+        ["README"]
+    );
+    assert!(
+        src.changed_files(&repo, &c3, &c3, 100)
+            .unwrap()
+            .unwrap()
+            .is_empty()
+    );
+}
