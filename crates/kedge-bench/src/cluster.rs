@@ -2,11 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use anyhow::{Context as _, Result, bail};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kedge_testkit::RequestLog;
 
 use crate::web;
 
@@ -51,117 +49,28 @@ pub fn down(repo_root: &Path, name: &str) {
         .status();
 }
 
-/// The server's class of one request, told the way the API server's metrics do.
-fn classify(method: &http::Method, path: &str, query: &str, content_type: &str) -> VerbKey {
-    let has = |k: &str| {
-        query
-            .split('&')
-            .any(|kv| kv == k || kv.starts_with(&format!("{k}=")))
-    };
-    let dry = query
-        .split('&')
-        .any(|kv| kv.starts_with("dryRun=") && kv != "dryRun=");
-    let collection = {
-        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let rest = match segs.first() {
-            Some(&"api") => segs.get(2..),
-            Some(&"apis") => segs.get(3..),
-            _ => None,
-        }
-        .unwrap_or(&[]);
-        let rest = if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
-            &rest[2..]
-        } else {
-            rest
-        };
-        rest.len() == 1
-    };
-    let verb = match *method {
-        http::Method::GET if has("watch") && query.contains("watch=true") => "WATCH",
-        http::Method::GET if collection => "LIST",
-        http::Method::GET => "GET",
-        http::Method::PATCH if content_type.contains("apply-patch") => "APPLY",
-        http::Method::PATCH => "PATCH",
-        http::Method::POST => "CREATE",
-        http::Method::PUT => "UPDATE",
-        http::Method::DELETE if collection => "DELETECOLLECTION",
-        http::Method::DELETE => "DELETE",
-        _ => "OTHER",
-    };
-    (verb.to_owned(), dry)
-}
-
 /// Counts the bench's own requests, so that they can be taken out of the server's counters.
 #[derive(Clone, Default)]
-pub struct OwnRequests(Arc<Mutex<Counts>>);
+pub struct OwnRequests(RequestLog);
 
 impl OwnRequests {
-    /// The counts so far.
+    /// The counts so far, by the class the server counts them under (`/metrics` and health checks left out, as the
+    /// server leaves them out).
     pub fn snapshot(&self) -> Counts {
-        self.0.lock().map(|g| g.clone()).unwrap_or_default()
-    }
-}
-
-impl<S> tower::Layer<S> for OwnRequests {
-    type Service = CountingService<S>;
-    fn layer(&self, inner: S) -> CountingService<S> {
-        CountingService {
-            inner,
-            counts: self.clone(),
+        let mut counts = Counts::new();
+        for sent in self.0.all().iter().filter(|s| s.is_api()) {
+            *counts
+                .entry((sent.verb().to_owned(), sent.is_dry_run()))
+                .or_default() += 1.0;
         }
-    }
-}
-
-/// The service of [`OwnRequests`].
-#[derive(Clone)]
-pub struct CountingService<S> {
-    inner: S,
-    counts: OwnRequests,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for CountingService<S>
-where
-    S: tower::Service<http::Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        if !req.uri().path().starts_with("/api") {
-            // /metrics and health checks: the server's counters leave them out too.
-            return self.inner.call(req);
-        }
-        let ct = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let key = classify(
-            req.method(),
-            req.uri().path(),
-            req.uri().query().unwrap_or(""),
-            ct,
-        );
-        if let Ok(mut g) = self.counts.0.lock() {
-            *g.entry(key).or_default() += 1.0;
-        }
-        self.inner.call(req)
+        counts
     }
 }
 
 /// A client of the cluster whose requests are counted.
 pub async fn client(kubeconfig: &Path) -> Result<(kube::Client, OwnRequests)> {
-    let kc = Kubeconfig::read_from(kubeconfig)
-        .with_context(|| format!("failed to read {}", kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-    let own = OwnRequests::default();
-    let client = kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&own)
-        .build();
-    Ok((client, own))
+    let (client, log) = kedge_testkit::recorded_client(kubeconfig).await?;
+    Ok((client, OwnRequests(log)))
 }
 
 /// Server-side request counters, split into what the in-server controllers (workload simulator, garbage collector,
@@ -231,51 +140,4 @@ pub fn minus(a: &Counts, b: &Counts) -> Counts {
         .map(|(k, v)| (k.clone(), (v - b.get(k).copied().unwrap_or(0.0)).max(0.0)))
         .filter(|(_, v)| *v > 0.0)
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classifies_like_the_server() {
-        let get = http::Method::GET;
-        assert_eq!(
-            classify(&get, "/api/v1/namespaces/a/configmaps", "", "").0,
-            "LIST"
-        );
-        assert_eq!(
-            classify(
-                &get,
-                "/apis/kedge.dev/v1alpha1/applications",
-                "watch=true&x=1",
-                ""
-            )
-            .0,
-            "WATCH"
-        );
-        assert_eq!(
-            classify(&get, "/api/v1/namespaces/a/configmaps/b", "", "").0,
-            "GET"
-        );
-        let patch = http::Method::PATCH;
-        assert_eq!(
-            classify(
-                &patch,
-                "/api/v1/namespaces/a/configmaps/b",
-                "fieldManager=x&dryRun=All",
-                "application/apply-patch+yaml"
-            ),
-            ("APPLY".to_owned(), true)
-        );
-        assert_eq!(
-            classify(
-                &patch,
-                "/api/v1/namespaces/a/configmaps/b",
-                "",
-                "application/merge-patch+json"
-            ),
-            ("PATCH".to_owned(), false)
-        );
-    }
 }

@@ -48,6 +48,11 @@ pub struct RunConfig {
     pub identity: String,
     /// Concurrent reconciles.
     pub concurrency: u16,
+    /// How long the leader's Lease is valid after its last renewal: how long a crashed leader's replicas wait before
+    /// one of them takes over.
+    pub lease_duration: Duration,
+    /// How often the leader renews its Lease and the others try to take it.
+    pub lease_renew_interval: Duration,
 }
 
 impl RunConfig {
@@ -62,7 +67,32 @@ impl RunConfig {
             lease_namespace: "kedge".into(),
             identity: identity.into(),
             concurrency: 8,
+            lease_duration: Duration::from_secs(15),
+            lease_renew_interval: Duration::from_secs(2),
         }
+    }
+
+    /// Checks the settings that only make sense together.
+    pub fn validate(&self) -> Result<(), RunError> {
+        let invalid = |why: String| Err(RunError::Config(why));
+        if self.concurrency == 0 {
+            return invalid("concurrency must be at least 1".into());
+        }
+        if self.poll_interval.is_zero() || self.resync_interval.is_zero() {
+            return invalid("the poll and resync intervals must be longer than zero".into());
+        }
+        if self.lease_renew_interval.is_zero() {
+            return invalid("the lease renew interval must be longer than zero".into());
+        }
+        // A leader that renews less than twice per lease loses it to a single slow renewal.
+        if self.lease_renew_interval.saturating_mul(2) > self.lease_duration {
+            return invalid(format!(
+                "the lease renew interval ({}s) must be at most half the lease duration ({}s)",
+                self.lease_renew_interval.as_secs_f64(),
+                self.lease_duration.as_secs_f64()
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -96,6 +126,9 @@ pub type RouteBuilder = Box<dyn FnOnce(ServerHandles) -> axum::Router + Send>;
 /// Why the controller could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The settings contradict each other.
+    #[error("invalid controller settings: {0}")]
+    Config(String),
     /// The Kubernetes client could not be built.
     #[error("failed to create the Kubernetes client")]
     Client(#[source] kube::Error),
@@ -123,6 +156,7 @@ pub async fn run(
     shutdown: CancellationToken,
     routes: Option<RouteBuilder>,
 ) -> Result<(), RunError> {
+    config.validate()?;
     let metrics = Metrics::new();
     let client = crate::client::counting_client(kube_config, &metrics).map_err(RunError::Client)?;
     let source =
@@ -132,11 +166,15 @@ pub async fn run(
         Arc::new(Engine::new(client.clone(), EngineConfig::default()).map_err(RunError::Engine)?);
     let leader = leader::spawn(
         client.clone(),
-        LeaseConfig::new(
-            &config.lease_namespace,
-            "kedge-controller",
-            &config.identity,
-        ),
+        LeaseConfig {
+            lease_duration: config.lease_duration,
+            retry_period: config.lease_renew_interval,
+            ..LeaseConfig::new(
+                &config.lease_namespace,
+                "kedge-controller",
+                &config.identity,
+            )
+        },
         shutdown.clone(),
     );
     let admission = Admission::new(usize::from(config.concurrency));
@@ -698,6 +736,23 @@ mod tests {
             changed_files_since(&source, &repo, &targets(&[">=1.0.0"]), &now, &tagged),
             None
         );
+    }
+
+    #[test]
+    fn settings_that_contradict_each_other_are_refused() {
+        let ok = RunConfig::new("/tmp/kedge-test-cache", "me");
+        assert!(ok.validate().is_ok());
+        let mut slow_renewal = RunConfig::new("/tmp/kedge-test-cache", "me");
+        slow_renewal.lease_duration = Duration::from_secs(10);
+        slow_renewal.lease_renew_interval = Duration::from_secs(6);
+        let err = slow_renewal.validate().expect_err("renewal too slow");
+        assert!(
+            err.to_string().contains("at most half the lease duration"),
+            "{err}"
+        );
+        let mut none = RunConfig::new("/tmp/kedge-test-cache", "me");
+        none.concurrency = 0;
+        assert!(none.validate().is_err());
     }
 
     #[test]

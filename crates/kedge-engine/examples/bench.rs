@@ -3,8 +3,7 @@
 //! Run: `cargo run --release -p kedge-engine --example bench [-- OBJECTS]` (default 1000 objects, half
 //! ConfigMaps, half Deployments). Uses `KEDGE_TEST_KUBECONFIG` or starts the test cluster.
 
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
@@ -13,52 +12,8 @@ use kedge_engine::{
 };
 use kedge_testkit::TestCluster;
 use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
-
-#[derive(Clone, Default)]
-struct Counter(Arc<Mutex<u64>>);
-
-impl Counter {
-    fn get(&self) -> u64 {
-        self.0.lock().map(|g| *g).unwrap_or(0)
-    }
-}
-
-impl<S> tower::Layer<S> for Counter {
-    type Service = Counting<S>;
-    fn layer(&self, inner: S) -> Counting<S> {
-        Counting {
-            inner,
-            counter: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-struct Counting<S> {
-    inner: S,
-    counter: Counter,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for Counting<S>
-where
-    S: tower::Service<http::Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        if let Ok(mut g) = self.counter.0.lock() {
-            *g += 1;
-        }
-        self.inner.call(req)
-    }
-}
 
 fn objects(n: usize) -> Vec<Value> {
     (0..n)
@@ -74,17 +29,6 @@ fn objects(n: usize) -> Vec<Value> {
             }
         })
         .collect()
-}
-
-async fn client(cluster: &TestCluster) -> Result<(kube::Client, Counter)> {
-    let kubeconfig = Kubeconfig::read_from(cluster.kubeconfig())?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    let counter = Counter::default();
-    let client = kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&counter)
-        .build();
-    Ok((client, counter))
 }
 
 fn secs(d: Duration) -> f64 {
@@ -109,21 +53,21 @@ async fn main() -> Result<()> {
 
     // 1. Kedge: plan (dry-run every object) + sync.
     let ns_kedge = cluster.namespace("bench-kedge").await?;
-    let (kc, counter) = client(&cluster).await?;
+    let (kc, counter) = kedge_testkit::recorded_client(cluster.kubeconfig()).await?;
     let engine = Engine::new(kc.clone(), EngineConfig::default())?;
     let spec = AppSpec::new(AppRef::new("kedge", "bench"), ns_kedge.name());
     let desired =
         || -> Vec<DesiredObject> { set.iter().cloned().map(DesiredObject::new).collect() };
     let t = Instant::now();
-    let r0 = counter.get();
+    let r0 = counter.len();
     let plan = engine.plan(&spec, desired(), &[]).await?;
     let plan_time = t.elapsed();
-    let plan_requests = counter.get() - r0;
+    let plan_requests = counter.len() - r0;
     let t_sync = Instant::now();
-    let r1 = counter.get();
+    let r1 = counter.len();
     let result = engine.sync(&plan, &SyncOptions::default()).await?;
     let sync_time = t_sync.elapsed();
-    let sync_requests = counter.get() - r1;
+    let sync_requests = counter.len() - r1;
     let kedge_time = t.elapsed();
     anyhow::ensure!(
         result.phase == SyncPhase::Succeeded,
@@ -157,11 +101,11 @@ async fn main() -> Result<()> {
     );
     let _ = engine.plan(&spec, desired(), &result.inventory).await?; // refresh after the rollout
     let stats = engine.stats();
-    let r2 = counter.get();
+    let r2 = counter.len();
     let t = Instant::now();
     let replan = engine.plan(&spec, desired(), &result.inventory).await?;
     let replan_time = t.elapsed();
-    let replan_requests = counter.get() - r2;
+    let replan_requests = counter.len() - r2;
     let delta = engine.stats().since(&stats);
     println!(
         "kedge replan (unchanged, GET reads): {:.3}s, {} requests ({} dry-runs, {} writes), synced={}",
@@ -176,14 +120,14 @@ async fn main() -> Result<()> {
     let watched = Arc::new(WatchLiveObjects::new(kc.clone()));
     let cached = Engine::with_live_objects(kc.clone(), EngineConfig::default(), watched)?;
     let _ = cached.plan(&spec, desired(), &result.inventory).await?; // starts the watches, fills its cache
-    let r3 = counter.get();
+    let r3 = counter.len();
     let t = Instant::now();
     let replan2 = cached.plan(&spec, desired(), &result.inventory).await?;
     let replan2_time = t.elapsed();
     println!(
         "kedge replan (unchanged, watch-backed reads): {:.3}s, {} requests, synced={}",
         secs(replan2_time),
-        counter.get() - r3,
+        counter.len() - r3,
         replan2.is_synced()
     );
 
@@ -213,7 +157,7 @@ async fn main() -> Result<()> {
 
     // 4. Raw ceiling: every object as one SSA PATCH, all in parallel.
     let ns_raw = cluster.namespace("bench-raw").await?;
-    let (rc, _) = client(&cluster).await?;
+    let rc = cluster.client();
     let t = Instant::now();
     let futs = set.iter().map(|o| {
         let rc = rc.clone();

@@ -24,6 +24,16 @@
     }
     htmx.trigger(el, "kedge:changed");
   }
+  // A refresh that was already on its way when a form inside the region sent a request must not replace the region
+  // before that request is answered either: its answer (a toast into #flash) would be dropped with the form.
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    var target = e.detail.target;
+    if (!target || !target.id || !target.hasAttribute("data-live")) return;
+    if (target.querySelector(".htmx-request")) {
+      e.detail.shouldSwap = false;
+      refresh(target.id);
+    }
+  });
   // At most one refresh of a region per `data-live-every` milliseconds, and always one after its last change: a
   // throttle that dropped the changes inside its window would leave the page showing an older state.
   var pacing = {};

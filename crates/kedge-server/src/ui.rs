@@ -1,5 +1,9 @@
 //! The web UI: server-rendered pages (maud) made live with htmx and server-sent events. Every page reads without
 //! JavaScript; actions are plain forms with a CSRF field, enhanced by htmx (confirmation, no reload).
+//!
+//! Live regions (`data-live`) refresh themselves by fetching their page again and keeping only themselves
+//! (`hx-select`, `outerHTML`), and pass none of that down (`hx-disinherit="*"`): an action form inside one would
+//! otherwise filter its answer, a toast for `#flash`, through the region's `hx-select` and show nothing.
 
 use std::collections::BTreeSet;
 
@@ -331,7 +335,7 @@ fn list_fragment(q: &ListQuery, r: &ListResult) -> Markup {
     };
     html! {
         div id="app-list" data-live="*" data-live-every="1000" hx-get=(self_url) hx-trigger="kedge:changed"
-            hx-select="#app-list" hx-swap="outerHTML" {
+            hx-select="#app-list" hx-swap="outerHTML" hx-disinherit="*" {
             div.chips aria-label="Filter by state" {
                 @for (name, n) in &r.sync_counts {
                     a.chip href=(with_filter(q, "sync", name)) aria-current=(q.sync.as_deref() == Some(name.as_str())) {
@@ -438,7 +442,7 @@ fn summary(app: &Application, commit: Option<&details::CommitInfo>, caller: &Cal
         .contains_key(kedge_api::OPERATION_ANNOTATION);
     html! {
         section id="app-summary" data-live=(key) data-live-every="500" hx-get=(base) hx-trigger="kedge:changed"
-            hx-select="#app-summary" hx-swap="outerHTML" aria-label="Summary" {
+            hx-select="#app-summary" hx-swap="outerHTML" hx-disinherit="*" aria-label="Summary" {
             div.cols {
                 div.panel {
                     dl.grid {
@@ -712,7 +716,7 @@ async fn app_page(
         }
         section id="app-tab" data-live={ (ns) "/" (name) } hx-get=(tab_url) hx-trigger="kedge:changed"
             data-live-every=(if tab == "diff" { "2000" } else { "1000" })
-            hx-select="#app-tab" hx-swap="outerHTML" aria-label=(tab) {
+            hx-select="#app-tab" hx-swap="outerHTML" hx-disinherit="*" aria-label=(tab) {
             (content)
         }
     };

@@ -224,20 +224,24 @@ where
 
 /// Builds a client from a kubeconfig file (its current context).
 pub async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
+    Client::try_from(config_from_kubeconfig(path).await?).map_err(|source| Error::Kube {
+        action: "build a client".into(),
+        source,
+    })
+}
+
+/// The client configuration of a kubeconfig file's current context.
+pub(crate) async fn config_from_kubeconfig(path: &Path) -> Result<Config> {
     let kubeconfig = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
         path: path.to_owned(),
         source,
     })?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .map_err(|source| Error::Kubeconfig {
             path: path.to_owned(),
             source,
-        })?;
-    Client::try_from(config).map_err(|source| Error::Kube {
-        action: "build a client".into(),
-        source,
-    })
+        })
 }
 
 /// Path of the `testcluster/up` script of this repository.

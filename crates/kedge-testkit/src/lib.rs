@@ -30,6 +30,7 @@ mod cluster;
 mod error;
 mod git;
 mod process;
+mod requests;
 mod wait;
 
 pub use cluster::{
@@ -42,6 +43,7 @@ pub use git::{
     git_clone,
 };
 pub use process::redact_url;
+pub use requests::{Recorded, RequestLog, SentRequest, recorded_client};
 pub use wait::{Poll, wait_for};
 
 /// One root of bare repositories served by all three loopback git servers at once.

@@ -154,6 +154,7 @@ try {
     const oldest = rows.filter({ hasText: first.slice(0, 10) }).last();
     await page.screenshot({ path: `${shots}/history.png`, fullPage: true });
     await oldest.locator("button[data-action=rollback]").click();
+    await page.locator("#flash .toast").filter({ hasText: /Rollback to \d+ requested/ }).waitFor();
     await page.locator("table.history tbody tr").first().filter({ hasText: "rollback" }).filter({ hasText: first.slice(0, 10) }).waitFor();
     await page.locator("#app-summary .suspended").waitFor();
     const deadline = Date.now() + STEP;

@@ -40,6 +40,15 @@ pub struct RunArgs {
     /// Identity of this replica in leader election (default: $POD_NAME or the host name plus the process id).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// How long the leader's Lease holds after its last renewal: a crashed leader is replaced after at most this.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: std::time::Duration,
+    /// How often the leader renews its Lease (and the other replicas try to take it); at most half the duration.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub lease_renew_interval: std::time::Duration,
+    /// Applications compared or synced at the same time.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: u16,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -101,6 +110,9 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
         rc.poll_interval = args.poll_interval;
         rc.resync_interval = args.resync_interval;
         rc.listen = Some(args.listen);
+        rc.lease_duration = args.lease_duration;
+        rc.lease_renew_interval = args.lease_renew_interval;
+        rc.concurrency = args.concurrency;
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
         tokio::spawn(async move {
