@@ -18,6 +18,19 @@ struct Run {
     stderr: String,
 }
 
+impl Run {
+    /// Asserts the exit code, showing what was printed when it differs.
+    fn expect_code(&self, code: i32) {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "stdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+    }
+}
+
 /// Runs the built `kedge` against the test's cluster and namespace, with a private cache folder.
 async fn kedge(env: &Env, cache: &std::path::Path, args: &[&str]) -> Run {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kedge"))
@@ -59,13 +72,7 @@ async fn app_diff_exit_codes_and_branch_preview() {
 
     // In sync: exit 0.
     let run = kedge(&env, cache.path(), &["app", "diff", "demo"]).await;
-    assert_eq!(
-        run.code,
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        run.stdout,
-        run.stderr
-    );
+    run.expect_code(0);
     assert!(run.stderr.contains("in sync"), "{}", run.stderr);
     assert!(run.stdout.trim().is_empty(), "{}", run.stdout);
 
@@ -76,13 +83,7 @@ async fn app_diff_exit_codes_and_branch_preview() {
         &["app", "diff", "demo", "--revision", "feature"],
     )
     .await;
-    assert_eq!(
-        run.code,
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        run.stdout,
-        run.stderr
-    );
+    run.expect_code(1);
     assert!(
         run.stderr.contains(&feature[..7]) && run.stderr.contains("out of sync"),
         "{}",
@@ -130,13 +131,7 @@ async fn app_diff_exit_codes_and_branch_preview() {
         .await
         .expect("edit");
     let run = kedge(&env, cache.path(), &["app", "diff", "demo"]).await;
-    assert_eq!(
-        run.code,
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        run.stdout,
-        run.stderr
-    );
+    run.expect_code(1);
     assert!(
         run.stdout.contains("kubectl-edit") && run.stdout.contains("data.version"),
         "{}",
@@ -147,4 +142,59 @@ async fn app_diff_exit_codes_and_branch_preview() {
     let run = kedge(&env, cache.path(), &["app", "diff", "nope"]).await;
     assert_eq!(run.code, Some(2), "errors exit above 1, like kubectl diff");
     assert!(run.stderr.contains("nope"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_wait_returns_once_synced_and_healthy_and_times_out_with_the_reason() {
+    let env = Env::new("cli-wait").await;
+    let cache = tempfile::tempdir().expect("cache");
+    env.write("app/settings.yaml", &config_map("settings", "v", "1"));
+    env.write("app/web.yaml", &deployment("web", 1, "nginx:1.27"));
+    env.commit_push("v1");
+    let _controller = env.start_controller("c1");
+    env.create_app("demo", "app", automated(true, true)).await;
+    // Straight after creation: waits through the first sync and the Deployment becoming ready.
+    let run = kedge(
+        &env,
+        cache.path(),
+        &["app", "wait", "demo", "--timeout", "60s"],
+    )
+    .await;
+    run.expect_code(0);
+    assert!(run.stdout.contains("Synced, Healthy"), "{}", run.stdout);
+    let app = env.app("demo").await;
+    let status = app.status.expect("status");
+    assert_eq!(status.sync.status, kedge_api::SyncCode::Synced);
+    assert_eq!(status.health.status, kedge_api::HealthCode::Healthy);
+
+    // A path that does not exist never syncs: exit 1 after the timeout, saying why.
+    env.create_app("broken", "no-such-path", automated(true, true))
+        .await;
+    let run = kedge(
+        &env,
+        cache.path(),
+        &["app", "wait", "broken", "--sync", "--timeout", "3s"],
+    )
+    .await;
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains("timed out after 3s waiting for application broken"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("no-such-path"), "{}", run.stderr);
+    // An application that does not exist is an error at once.
+    let run = kedge(
+        &env,
+        cache.path(),
+        &["app", "wait", "nobody", "--timeout", "60s"],
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("application nobody not found"),
+        "{}",
+        run.stderr
+    );
 }

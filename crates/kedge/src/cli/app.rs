@@ -1,4 +1,4 @@
-//! `kedge app ...`: list, inspect, diff, sync, roll back, suspend, resume, refresh and delete Applications.
+//! `kedge app ...`: list, inspect, diff, sync, roll back, suspend, resume, refresh, wait for and delete Applications.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -106,6 +106,9 @@ pub enum AppCommand {
         #[arg(long)]
         hard: bool,
     },
+    /// Wait until an Application is Synced and Healthy with no operation left (or only what the flags name), as
+    /// compared for its current spec; exits 1 with the last state when the timeout passes.
+    Wait(WaitArgs),
     /// Delete an Application; with --cascade also the objects it owns.
     Delete {
         /// Application name.
@@ -114,6 +117,25 @@ pub enum AppCommand {
         #[arg(long)]
         cascade: bool,
     },
+}
+
+/// Flags of `kedge app wait`. With none of `--sync`, `--health`, `--operation`, all three are waited for.
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    /// Application name.
+    pub name: String,
+    /// Wait until the application is Synced.
+    #[arg(long)]
+    pub sync: bool,
+    /// Wait until the application is Healthy.
+    #[arg(long)]
+    pub health: bool,
+    /// Wait until no operation is requested or running.
+    #[arg(long)]
+    pub operation: bool,
+    /// How long to wait.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// Flags of `kedge app sync`.
@@ -187,6 +209,7 @@ pub fn run(kube: &KubeArgs, cmd: AppCommand) -> anyhow::Result<u8> {
                 request(&api, &name, &op).await?;
                 wait_for_operation(&api, &name, &op, timeout).await
             }
+            AppCommand::Wait(args) => wait(&api, args).await,
             AppCommand::Suspend { name } => set_suspend(&api, &name, true).await,
             AppCommand::Resume { name } => set_suspend(&api, &name, false).await,
             AppCommand::Refresh { name, hard } => {
@@ -344,6 +367,104 @@ async fn wait_for_operation(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Waits until the application is where `args` asks, printing each state it passes through.
+async fn wait(api: &Api<Application>, args: WaitArgs) -> anyhow::Result<u8> {
+    let all = !(args.sync || args.health || args.operation);
+    let want = Wanted {
+        sync: all || args.sync,
+        health: all || args.health,
+        operation: all || args.operation,
+    };
+    let started = Instant::now();
+    let deadline = started + args.timeout;
+    let mut last = String::new();
+    loop {
+        let app = get(api, &args.name).await?;
+        let Some(reason) = not_there_yet(&app, want) else {
+            let status = app.status.unwrap_or_default();
+            println!(
+                "application {}: {:?}, {:?} at {} after {:.1}s",
+                args.name,
+                status.sync.status,
+                status.health.status,
+                status.sync.short_revision.as_deref().unwrap_or("-"),
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(0);
+        };
+        if reason != last {
+            eprintln!("  {:>6.1}s {reason}", started.elapsed().as_secs_f64());
+            last = reason;
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "timed out after {} waiting for application {}: {last}",
+                humantime(args.timeout),
+                args.name
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// What `kedge app wait` waits for.
+#[derive(Clone, Copy, Debug)]
+struct Wanted {
+    sync: bool,
+    health: bool,
+    operation: bool,
+}
+
+/// Why the application is not yet where `want` asks, or `None` when it is.
+fn not_there_yet(app: &Application, want: Wanted) -> Option<String> {
+    let Some(status) = app.status.as_ref() else {
+        return Some("not compared yet (is `kedge run` running?)".into());
+    };
+    let generation = app.metadata.generation;
+    if generation.is_some() && status.observed_generation != generation {
+        return Some(format!(
+            "the status describes generation {} of the spec, not {}",
+            status
+                .observed_generation
+                .map_or_else(|| "-".to_owned(), |g| g.to_string()),
+            generation.unwrap_or_default()
+        ));
+    }
+    let annotations = app.annotations();
+    if want.operation && annotations.contains_key(OPERATION_ANNOTATION) {
+        return Some("an operation is requested".into());
+    }
+    if want.operation
+        && let Some(op) = status
+            .operation_state
+            .as_ref()
+            .filter(|o| o.phase == "Running")
+    {
+        return Some(format!("operation running: {}", op.message));
+    }
+    if (want.sync || want.health) && annotations.contains_key(REFRESH_ANNOTATION) {
+        return Some("a refresh is requested".into());
+    }
+    let mut missing = Vec::new();
+    if want.sync && status.sync.status != kedge_api::SyncCode::Synced {
+        missing.push(format!("{:?}", status.sync.status));
+    }
+    if want.health && status.health.status != kedge_api::HealthCode::Healthy {
+        missing.push(format!("{:?}", status.health.status));
+    }
+    if missing.is_empty() {
+        return None;
+    }
+    // The Ready condition says why (a render error, a failed sync, what is still progressing).
+    let why = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "False" && !c.message.is_empty())
+        .map(|c| format!(": {}", c.message))
+        .unwrap_or_default();
+    Some(format!("{}{why}", missing.join(", ")))
 }
 
 fn humantime(d: Duration) -> String {
@@ -563,4 +684,77 @@ fn print_app(app: &Application, output: Output) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(
+        status: serde_json::Value,
+        generation: i64,
+        annotations: serde_json::Value,
+    ) -> Application {
+        serde_json::from_value(json!({
+            "apiVersion": "kedge.dev/v1alpha1",
+            "kind": "Application",
+            "metadata": { "name": "demo", "namespace": "kedge", "generation": generation, "annotations": annotations },
+            "spec": { "source": { "repoURL": "https://example.org/r.git", "path": "app" }, "destination": {} },
+            "status": status,
+        }))
+        .expect("application")
+    }
+
+    const ALL: Wanted = Wanted {
+        sync: true,
+        health: true,
+        operation: true,
+    };
+
+    #[test]
+    fn wait_needs_the_current_generation_synced_healthy_and_no_operation() {
+        let done = json!({ "observedGeneration": 2, "sync": { "status": "Synced" }, "health": { "status": "Healthy" } });
+        assert_eq!(not_there_yet(&app(done.clone(), 2, json!({})), ALL), None);
+
+        let stale = not_there_yet(&app(done.clone(), 3, json!({})), ALL).expect("stale");
+        assert!(
+            stale.contains("generation 2") && stale.contains("not 3"),
+            "{stale}"
+        );
+
+        let requested = app(done.clone(), 2, json!({ OPERATION_ANNOTATION: "{}" }));
+        assert_eq!(
+            not_there_yet(&requested, ALL).as_deref(),
+            Some("an operation is requested")
+        );
+        let only_health = Wanted {
+            sync: false,
+            health: true,
+            operation: false,
+        };
+        assert_eq!(not_there_yet(&requested, only_health), None);
+
+        let progressing = json!({
+            "observedGeneration": 2, "sync": { "status": "Synced" }, "health": { "status": "Progressing" },
+            "conditions": [{ "type": "Ready", "status": "False", "reason": "Progressing", "message": "Deployment web: 0 of 1 ready" }],
+        });
+        let why = not_there_yet(&app(progressing.clone(), 2, json!({})), ALL).expect("progressing");
+        assert_eq!(why, "Progressing: Deployment web: 0 of 1 ready");
+        let only_sync = Wanted {
+            sync: true,
+            health: false,
+            operation: false,
+        };
+        assert_eq!(
+            not_there_yet(&app(progressing, 2, json!({})), only_sync),
+            None
+        );
+
+        let out = json!({ "observedGeneration": 2, "sync": { "status": "OutOfSync" }, "health": { "status": "Degraded" } });
+        assert_eq!(
+            not_there_yet(&app(out, 2, json!({})), ALL).as_deref(),
+            Some("OutOfSync, Degraded")
+        );
+        assert!(not_there_yet(&app(json!(null), 1, json!({})), ALL).is_some());
+    }
 }
