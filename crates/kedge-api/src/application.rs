@@ -71,6 +71,34 @@ pub struct ApplicationSource {
     /// Options for a Helm chart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm: Option<HelmSource>,
+    /// Render and apply only commits signed by a trusted key (OpenPGP or SSH), as Flux's `GitRepository.spec.verify`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifySource>,
+}
+
+/// Commit signature verification.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifySource {
+    /// What must be signed: `HEAD`, the commit the revision resolves to (the only mode so far).
+    #[serde(default = "default_verify_mode")]
+    #[schemars(default = "default_verify_mode")]
+    pub mode: String,
+    /// A Secret in the application's namespace whose every value is a trusted key: an armored OpenPGP public key
+    /// block (`gpg --armor --export`), or SSH public keys one per line (`ssh-ed25519 AAAA... name`).
+    pub secret_ref: LocalSecretReference,
+}
+
+/// A Secret in the application's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct LocalSecretReference {
+    /// The Secret's name.
+    #[schemars(length(min = 1))]
+    pub name: String,
+}
+
+fn default_verify_mode() -> String {
+    "HEAD".to_owned()
 }
 
 fn default_revision() -> String {

@@ -3,6 +3,7 @@
 //! Shared by the controller's reconcile and by CLI commands that preview (`kedge app diff --revision`), so that a
 //! preview computes exactly what a sync would apply.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use kedge_api::{Application, ObjectRef, RepositorySecrets};
@@ -15,6 +16,7 @@ use kedge_render::{RenderOptions, RenderedSet, Renderer};
 use kedge_source::repo::{Credentials, RepoSpec, Secret as SecretString};
 use kedge_source::revision::Revision;
 use kedge_source::source::{FetchRequest, Source};
+use kedge_verify::TrustedKeys;
 use kube::ResourceExt;
 
 pub use kedge_api::SECRET_TYPE_LABEL;
@@ -40,6 +42,12 @@ pub enum PipelineError {
     /// Resolving or rendering a Helm chart failed.
     #[error(transparent)]
     Helm(kedge_helm::HelmError),
+    /// The trusted keys of `spec.source.verify` could not be read.
+    #[error("failed to read the trusted keys: {0}")]
+    VerifyKeys(String),
+    /// The commit is not signed by a trusted key.
+    #[error("signature verification failed: {0}")]
+    Unverified(String),
     /// A blocking task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -55,6 +63,7 @@ impl PipelineError {
             PipelineError::Engine(_) => "ComparisonFailed",
             PipelineError::Task(_) => "InternalError",
             PipelineError::Helm(e) => e.reason(),
+            PipelineError::VerifyKeys(_) | PipelineError::Unverified(_) => "VerificationFailed",
         }
     }
 
@@ -62,10 +71,13 @@ impl PipelineError {
     pub fn is_retryable(&self) -> bool {
         match self {
             PipelineError::Source(e) => e.is_retryable(),
-            PipelineError::Engine(_) | PipelineError::Credentials(_) | PipelineError::Task(_) => {
-                true
-            }
-            PipelineError::InvalidSpec(_) | PipelineError::Render(_) => false,
+            PipelineError::Engine(_)
+            | PipelineError::Credentials(_)
+            | PipelineError::Task(_)
+            | PipelineError::VerifyKeys(_) => true,
+            PipelineError::InvalidSpec(_)
+            | PipelineError::Render(_)
+            | PipelineError::Unverified(_) => false,
             PipelineError::Helm(e) => e.is_retryable(),
         }
     }
@@ -92,6 +104,9 @@ pub struct Comparison {
     pub plan: Plan,
 }
 
+/// Parsed trusted keys by `namespace/secret`, with the Secret's resource version they were parsed from.
+type TrustedKeysCache = HashMap<String, (String, Arc<TrustedKeys>)>;
+
 /// The rooms of the pipeline, shared by every application.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -101,6 +116,7 @@ pub struct Pipeline {
     engine: Arc<Engine>,
     helm: Arc<kedge_helm::HelmRenderer>,
     secrets: RepositorySecrets,
+    trusted: Arc<std::sync::Mutex<TrustedKeysCache>>,
 }
 
 impl Pipeline {
@@ -118,6 +134,7 @@ impl Pipeline {
             renderer,
             engine,
             helm: Arc::new(kedge_helm::HelmRenderer::default()),
+            trusted: Arc::default(),
         }
     }
 
@@ -204,7 +221,14 @@ impl Pipeline {
         revision: Option<&str>,
         previous_sha: Option<String>,
     ) -> Result<(Revision, kedge_helm::AppRender), PipelineError> {
+        let verify = self.trusted_keys(app).await?;
         if kedge_helm::is_remote_chart(app) {
+            if verify.is_some() {
+                return Err(PipelineError::InvalidSpec(
+                    "spec.source.verify checks Git commit signatures; this source is a Helm repository or OCI chart"
+                        .into(),
+                ));
+            }
             return Ok(self
                 .helm
                 .render_application(&self.client, &self.secrets, app, revision)
@@ -225,12 +249,76 @@ impl Pipeline {
         let inputs = kedge_helm::AppInputs::new(&self.client, app);
         tokio::task::spawn_blocking(move || {
             let snapshot = source.fetch(&request)?;
+            if let Some((keys, secret)) = &verify {
+                check_signature(&snapshot, keys, secret)?;
+            }
             // A chart (Chart.yaml) renders with Helm; Helm hook annotations are mapped either way.
             let out = helm.render_path(&snapshot, &path, &options, &renderer, &inputs)?;
             Ok::<_, PipelineError>((snapshot.revision().clone(), out))
         })
         .await
         .map_err(|e| PipelineError::Task(e.to_string()))?
+    }
+
+    /// The keys `spec.source.verify` trusts, with the Secret's name, or `None` when commits are not verified.
+    ///
+    /// The Secret is read on every call (a key removed from it is distrusted at the next pass); its keys are parsed
+    /// again only when its resource version changes.
+    async fn trusted_keys(
+        &self,
+        app: &Application,
+    ) -> Result<Option<(Arc<TrustedKeys>, String)>, PipelineError> {
+        let Some(verify) = app.spec.source.verify.as_ref() else {
+            return Ok(None);
+        };
+        if !verify.mode.trim().eq_ignore_ascii_case("HEAD") {
+            return Err(PipelineError::InvalidSpec(format!(
+                "spec.source.verify.mode {:?} is not supported (HEAD verifies the commit the revision resolves to)",
+                verify.mode
+            )));
+        }
+        let name = verify.secret_ref.name.trim();
+        if name.is_empty() {
+            return Err(PipelineError::InvalidSpec(
+                "spec.source.verify.secretRef.name is empty".into(),
+            ));
+        }
+        let ns = app.namespace().unwrap_or_default();
+        let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+            kube::Api::namespaced(self.client.clone(), &ns);
+        let secret = api
+            .get_opt(name)
+            .await
+            .map_err(|e| PipelineError::VerifyKeys(format!("Secret {ns}/{name}: {e}")))?
+            .ok_or_else(|| {
+                PipelineError::VerifyKeys(format!(
+                    "Secret {name} (spec.source.verify.secretRef) not found in namespace {ns}"
+                ))
+            })?;
+        let key = format!("{ns}/{name}");
+        let version = secret.resource_version().unwrap_or_default();
+        {
+            let cache = self.trusted.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((v, keys)) = cache.get(&key)
+                && *v == version
+            {
+                return Ok(Some((keys.clone(), name.to_owned())));
+            }
+        }
+        let data = secret.data.unwrap_or_default();
+        let keys = TrustedKeys::parse(data.iter().map(|(k, v)| (k.as_str(), v.0.as_slice())))
+            .map_err(|e| PipelineError::VerifyKeys(format!("Secret {name}: {e}")))?;
+        if keys.is_empty() {
+            return Err(PipelineError::VerifyKeys(format!(
+                "Secret {name} (spec.source.verify.secretRef) holds no keys"
+            )));
+        }
+        let keys = Arc::new(keys);
+        self.trusted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (version, keys.clone()));
+        Ok(Some((keys, name.to_owned())))
     }
 
     /// Plans a rendered revision against the cluster.
@@ -256,6 +344,30 @@ impl Pipeline {
             rendered,
             plan,
         })
+    }
+}
+
+/// Checks that the snapshot's commit is signed by one of `keys` (from Secret `secret`).
+fn check_signature(
+    snapshot: &kedge_source::Snapshot,
+    keys: &TrustedKeys,
+    secret: &str,
+) -> Result<(), PipelineError> {
+    let sha = &snapshot.revision().sha;
+    let short = sha.get(..7).unwrap_or(sha);
+    match snapshot.commit_signature()? {
+        None => Err(PipelineError::Unverified(format!(
+            "commit {short} is not signed (spec.source.verify accepts only commits signed by a key in Secret {secret})"
+        ))),
+        Some((signature, payload)) => match keys.verify(&signature, &payload) {
+            Ok(signer) => {
+                tracing::debug!(commit = %short, kind = signer.kind, key = %signer.fingerprint, "commit signature verified");
+                Ok(())
+            }
+            Err(e) => Err(PipelineError::Unverified(format!(
+                "commit {short}: {e} (trusted keys: Secret {secret})"
+            ))),
+        },
     }
 }
 

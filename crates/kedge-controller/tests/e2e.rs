@@ -1125,3 +1125,134 @@ async fn quiet_application_is_rechecked_without_comparing_until_something_change
         Some(kedge_api::SyncCode::Synced)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_commits_signed_by_a_trusted_key_are_applied() {
+    let env = Env::new("verify").await;
+    let keys = tempfile::tempdir().expect("keys");
+    let keygen = |name: &str| -> (String, String) {
+        let path = keys.path().join(name);
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&path)
+            .output()
+            .expect("ssh-keygen");
+        assert!(out.status.success(), "{out:?}");
+        let public = std::fs::read_to_string(keys.path().join(format!("{name}.pub"))).expect("pub");
+        (path.display().to_string(), public)
+    };
+    let (alice, alice_pub) = keygen("alice");
+    let (mallory, _) = keygen("mallory");
+    // Commits with `git commit -S` and an SSH signing key (None: unsigned), pushed.
+    let commit_push = |message: &str, key: Option<&str>| -> String {
+        match key {
+            Some(key) => {
+                let signing = format!("user.signingkey={key}");
+                env.work
+                    .git([
+                        "-c",
+                        "gpg.format=ssh",
+                        "-c",
+                        signing.as_str(),
+                        "commit",
+                        "-q",
+                        "-S",
+                        "-a",
+                        "-m",
+                        message,
+                    ])
+                    .expect("signed commit");
+                env.push();
+                env.work.head().expect("head")
+            }
+            None => env.commit_push(message),
+        }
+    };
+    env.write("app/settings.yaml", &config_map("settings", "v", "1"));
+    env.work.git(["add", "-A"]).expect("add");
+    let signed = commit_push("signed by alice", Some(&alice));
+
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), env.ns());
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": { "name": "trusted-keys" },
+                "stringData": { "alice.pub": alice_pub },
+            }))
+            .expect("secret"),
+        )
+        .await
+        .expect("create secret");
+    let _controller = env.start_controller("c1");
+    env.create_app_with(
+        "demo",
+        "app",
+        automated(true, true),
+        json!({ "source": {
+            "repoURL": env.repo_url, "targetRevision": "main", "path": "app",
+            "verify": { "secretRef": { "name": "trusted-keys" } },
+        } }),
+        json!({}),
+    )
+    .await;
+    env.wait_synced("demo", &signed).await;
+
+    // An unsigned commit and one signed by an unknown key are refused; the cluster keeps the signed state.
+    for (value, key, needle) in [
+        ("2", None, "is not signed"),
+        ("3", Some(mallory.as_str()), "not a trusted key"),
+    ] {
+        env.write("app/settings.yaml", &config_map("settings", "v", value));
+        env.work.git(["add", "-A"]).expect("add");
+        let sha = commit_push("not acceptable", key);
+        let app = env
+            .wait_app("demo", "verification failed", |a| {
+                condition(a, "Ready").is_some_and(|c| {
+                    c.reason == "VerificationFailed" && c.message.contains(&sha[..7])
+                })
+            })
+            .await;
+        let ready = condition(&app, "Ready").expect("ready");
+        assert!(ready.message.contains(needle), "{}", ready.message);
+        assert!(ready.message.contains("trusted-keys"), "{}", ready.message);
+        env.wait_warning("demo", &sha[..7]).await;
+        assert_eq!(
+            env.config_map_data("settings").await,
+            Some(json!({ "v": "1" })),
+            "nothing applied"
+        );
+    }
+
+    // Signed again by alice: applied.
+    env.write("app/settings.yaml", &config_map("settings", "v", "4"));
+    env.work.git(["add", "-A"]).expect("add");
+    let good = commit_push("signed by alice again", Some(&alice));
+    env.wait_synced("demo", &good).await;
+    assert_eq!(
+        env.config_map_data("settings").await,
+        Some(json!({ "v": "4" }))
+    );
+
+    // Keys that cannot be read say so.
+    env.create_app_with(
+        "nokeys",
+        "app",
+        automated(true, true),
+        json!({ "source": {
+            "repoURL": env.repo_url, "targetRevision": "main", "path": "app",
+            "verify": { "secretRef": { "name": "absent" } },
+        } }),
+        json!({}),
+    )
+    .await;
+    env.wait_app("nokeys", "keys not found", |a| {
+        condition(a, "Ready").is_some_and(|c| {
+            c.reason == "VerificationFailed"
+                && c.message
+                    .contains("Secret absent (spec.source.verify.secretRef) not found")
+        })
+    })
+    .await;
+}

@@ -97,6 +97,26 @@ impl Snapshot {
         &self.inner.path
     }
 
+    /// The commit's signature (its `gpgsig` header, armored) and the bytes it signs (the commit without that header),
+    /// or `None` when the commit is not signed.
+    pub fn commit_signature(&self) -> Result<Option<(String, Vec<u8>)>, SourceError> {
+        let rev = &self.inner.revision;
+        let fail = |e: String| {
+            SourceError::new(
+                ErrorKind::Cache,
+                "read signature of",
+                rev.repo.clone(),
+                rev.requested.clone(),
+                e,
+            )
+        };
+        let repo = self.inner.repo.to_thread_local();
+        let id = gix::ObjectId::from_hex(rev.sha.as_bytes()).map_err(|e| fail(e.to_string()))?;
+        let commit = repo.find_commit(id).map_err(|e| fail(error_chain(&e)))?;
+        let signature = commit.signature().map_err(|e| fail(error_chain(&e)))?;
+        Ok(signature.map(|(sig, signed)| (sig.to_string(), signed.to_bstring().into())))
+    }
+
     /// Checks that the application path is a clean relative path that exists at this revision.
     pub fn check_path(&self) -> Result<(), SourceError> {
         let rev = &self.inner.revision;

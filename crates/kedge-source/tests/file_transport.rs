@@ -339,3 +339,61 @@ fn changed_files_lists_what_a_commit_touched() {
             .is_empty()
     );
 }
+
+#[test]
+fn commit_signature_is_read_with_the_bytes_it_signs() {
+    let fx = Fixture::new();
+    fx.write("app/cm.yaml", "a: 1\n");
+    fx.commit("unsigned");
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let cache = tempfile::tempdir().unwrap();
+    let src = source(cache.path());
+    let repo = RepoSpec::new(&fx.url).unwrap();
+    let snap = src.fetch(&FetchRequest::new(repo.clone(), "main")).unwrap();
+    assert_eq!(snap.commit_signature().unwrap(), None);
+
+    fx.write("app/cm.yaml", "a: 2\n");
+    git(&fx.work, &["add", "-A"]);
+    let signing = format!("user.signingkey={}", key.display());
+    git(
+        &fx.work,
+        &[
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            &signing,
+            "commit",
+            "-q",
+            "-S",
+            "-m",
+            "signed",
+        ],
+    );
+    let snap = src.fetch(&FetchRequest::new(repo, "main")).unwrap();
+    let (signature, payload) = snap.commit_signature().unwrap().expect("signed");
+    assert!(
+        signature.starts_with("-----BEGIN SSH SIGNATURE-----"),
+        "{signature}"
+    );
+    assert!(
+        signature
+            .trim_end()
+            .ends_with("-----END SSH SIGNATURE-----"),
+        "{signature}"
+    );
+    // What was signed is the commit without its signature header.
+    let raw = git(&fx.work, &["cat-file", "commit", "HEAD"]);
+    let payload = String::from_utf8(payload).unwrap();
+    assert!(
+        !payload.contains("gpgsig") && payload.contains("\n\nsigned"),
+        "{payload}"
+    );
+    assert!(raw.starts_with(payload.lines().next().unwrap()), "{raw}");
+}
