@@ -47,12 +47,13 @@ impl Admission {
         })
     }
 
-    /// Records that a watch feeding the urgent marks (re)started: changes made while it was down were not marked.
+    /// Records that a watch feeding the urgent marks (re)started or failed: changes made while it was down were not
+    /// marked.
     pub fn watches_restarted(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Changes with every watch (re)start: a pass that saw the same epoch before and after knows no change to its
+    /// Changes with every watch (re)start or failure: a pass that saw the same epoch before and after knows no change to its
     /// objects went unmarked in between.
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)

@@ -68,8 +68,10 @@ impl DriftWatcher {
         self.inner.tx.clone()
     }
 
-    /// Makes sure every `(apiVersion, kind)` is watched.
-    pub async fn ensure_kinds(&self, kinds: impl Iterator<Item = (String, String)>) {
+    /// Makes sure every `(apiVersion, kind)` is watched; `false` when some kind could not be watched (yet), so that
+    /// a change to its objects could go unseen.
+    pub async fn ensure_kinds(&self, kinds: impl Iterator<Item = (String, String)>) -> bool {
+        let mut all = true;
         let mut known = self.inner.kinds.lock().await;
         for (api_version, kind) in kinds {
             if api_version.is_empty()
@@ -95,10 +97,12 @@ impl DriftWatcher {
                     ));
                 }
                 Err(err) => {
+                    all = false;
                     tracing::debug!(%api_version, %kind, error = %err, "cannot watch kind yet")
                 }
             }
         }
+        all
     }
 }
 
@@ -121,6 +125,9 @@ async fn watch_kind(api: Api<PartialObjectMeta<DynamicObject>>, inner: Arc<Inner
             }
             Ok(_) => continue,
             Err(err) => {
+                // Changes may go unseen until the watch is back: passes that skip the comparison because no change
+                // was reported must not trust this stretch.
+                inner.admission.watches_restarted();
                 tracing::debug!(kind = %label, error = %err, "drift watch error; retrying");
                 continue;
             }

@@ -477,7 +477,8 @@ async fn reconcile_inner(
             .publish(app, Severity::Warning, "HistoryRewritten", &msg)
             .await;
     }
-    ctx.drift
+    let all_watched = ctx
+        .drift
         .ensure_kinds(
             comparison
                 .plan
@@ -648,7 +649,9 @@ async fn reconcile_inner(
         ctx.recorder.publish(app, sev, "HealthChanged", &msg).await;
     }
     patch_status(&api, app, &status, requested, ctx).await?;
+    // Later passes may skip the comparison only while the watches would report a change to any of its objects.
     if !acted
+        && all_watched
         && status.sync.status == SyncCode::Synced
         && status.health.status == HealthCode::Healthy
         && status

@@ -1256,3 +1256,29 @@ async fn only_commits_signed_by_a_trusted_key_are_applied() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_watches_say_when_a_kind_cannot_be_watched() {
+    let env = Env::new("kinds").await;
+    let admission = kedge_controller::admission::Admission::new(1);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (drift, _rx) = kedge_controller::drift::DriftWatcher::new(
+        env.client.clone(),
+        "kedge",
+        admission,
+        shutdown.clone(),
+    );
+    let kind = |v: &str, k: &str| (v.to_owned(), k.to_owned());
+    assert!(
+        drift
+            .ensure_kinds([kind("v1", "ConfigMap"), kind("apps/v1", "Deployment")].into_iter())
+            .await
+    );
+    // A kind the server does not serve (a CRD not created yet): not watched, and said so.
+    assert!(
+        !drift
+            .ensure_kinds([kind("v1", "ConfigMap"), kind("example.test/v1", "Nothing")].into_iter())
+            .await
+    );
+    shutdown.cancel();
+}
