@@ -93,6 +93,17 @@ impl From<kedge_helm::HelmError> for PipelineError {
     }
 }
 
+/// A fetched and rendered revision.
+#[derive(Debug)]
+pub struct Rendered {
+    /// The resolved revision.
+    pub revision: Revision,
+    /// The objects.
+    pub out: kedge_helm::AppRender,
+    /// The trusted key that signed the commit, when `spec.source.verify` asked.
+    pub verified: Option<kedge_verify::Signer>,
+}
+
 /// The result of one pass: what Git says, and how the cluster compares.
 #[derive(Debug)]
 pub struct Comparison {
@@ -186,8 +197,9 @@ impl Pipeline {
         revision: Option<&str>,
         previous_sha: Option<String>,
     ) -> Result<Comparison, PipelineError> {
-        let (revision, out) = self.render(app, revision, previous_sha).await?;
-        self.plan(app, revision, out.rendered).await
+        let rendered = self.render(app, revision, previous_sha).await?;
+        self.plan(app, rendered.revision, rendered.out.rendered)
+            .await
     }
 
     /// The Helm `pre-delete` / `post-delete` hooks of the application's deployed revision (the newest
@@ -204,8 +216,8 @@ impl Pipeline {
         let Some(revision) = deployed_revision(app) else {
             return Ok(Vec::new());
         };
-        let (_, out) = self.render(app, Some(&revision), None).await?;
-        Ok(kedge_helm::map_delete_hooks(out.delete_hooks)
+        let rendered = self.render(app, Some(&revision), None).await?;
+        Ok(kedge_helm::map_delete_hooks(rendered.out.delete_hooks)
             .into_iter()
             .map(|o| DesiredObject {
                 object: o.object,
@@ -220,7 +232,7 @@ impl Pipeline {
         app: &Application,
         revision: Option<&str>,
         previous_sha: Option<String>,
-    ) -> Result<(Revision, kedge_helm::AppRender), PipelineError> {
+    ) -> Result<Rendered, PipelineError> {
         let verify = self.trusted_keys(app).await?;
         if kedge_helm::is_remote_chart(app) {
             if verify.is_some() {
@@ -229,10 +241,15 @@ impl Pipeline {
                         .into(),
                 ));
             }
-            return Ok(self
+            let (revision, out) = self
                 .helm
                 .render_application(&self.client, &self.secrets, app, revision)
-                .await?);
+                .await?;
+            return Ok(Rendered {
+                revision,
+                out,
+                verified: None,
+            });
         }
         let repo = self.repo_for(app).await?;
         let wanted = revision
@@ -249,12 +266,17 @@ impl Pipeline {
         let inputs = kedge_helm::AppInputs::new(&self.client, app);
         tokio::task::spawn_blocking(move || {
             let snapshot = source.fetch(&request)?;
-            if let Some((keys, secret)) = &verify {
-                check_signature(&snapshot, keys, secret)?;
-            }
+            let verified = match &verify {
+                Some((keys, secret)) => Some(check_signature(&snapshot, keys, secret)?),
+                None => None,
+            };
             // A chart (Chart.yaml) renders with Helm; Helm hook annotations are mapped either way.
             let out = helm.render_path(&snapshot, &path, &options, &renderer, &inputs)?;
-            Ok::<_, PipelineError>((snapshot.revision().clone(), out))
+            Ok::<_, PipelineError>(Rendered {
+                revision: snapshot.revision().clone(),
+                out,
+                verified,
+            })
         })
         .await
         .map_err(|e| PipelineError::Task(e.to_string()))?
@@ -352,7 +374,7 @@ fn check_signature(
     snapshot: &kedge_source::Snapshot,
     keys: &TrustedKeys,
     secret: &str,
-) -> Result<(), PipelineError> {
+) -> Result<kedge_verify::Signer, PipelineError> {
     let sha = &snapshot.revision().sha;
     let short = sha.get(..7).unwrap_or(sha);
     match snapshot.commit_signature()? {
@@ -362,7 +384,7 @@ fn check_signature(
         Some((signature, payload)) => match keys.verify(&signature, &payload) {
             Ok(signer) => {
                 tracing::debug!(commit = %short, kind = signer.kind, key = %signer.fingerprint, "commit signature verified");
-                Ok(())
+                Ok(signer)
             }
             Err(e) => Err(PipelineError::Unverified(format!(
                 "commit {short}: {e} (trusted keys: Secret {secret})"

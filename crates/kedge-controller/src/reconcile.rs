@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::admission::Admission;
-use crate::conditions::{self, READY, RECONCILING, STALLED};
+use crate::conditions::{self, READY, RECONCILING, SOURCE_VERIFIED, STALLED};
 use crate::drift::DriftWatcher;
 use crate::events::{EventRecorder, Severity};
 use crate::history;
@@ -412,7 +412,10 @@ async fn reconcile_inner(
         .render(app, wanted.as_deref(), previous_sha.clone())
         .await;
     let (revision, rendered) = match rendered {
-        Ok(r) => r,
+        Ok(r) => {
+            set_source_verified(app, &mut status, &r, generation, &now);
+            (r.revision, r.out)
+        }
         Err(err) => return report_failure(app, ctx, &api, status, err).await,
     };
     if resolving_spec {
@@ -1182,6 +1185,36 @@ fn fill_status(
     }
 }
 
+/// The `SourceVerified` condition after a render: who signed the commit, or no condition when commits are not
+/// verified.
+fn set_source_verified(
+    app: &Application,
+    status: &mut ApplicationStatus,
+    rendered: &crate::pipeline::Rendered,
+    generation: Option<i64>,
+    now: &str,
+) {
+    match (&rendered.verified, &app.spec.source.verify) {
+        (Some(signer), Some(verify)) => conditions::set(
+            &mut status.conditions,
+            SOURCE_VERIFIED,
+            true,
+            "Verified",
+            format!(
+                "commit {} is signed with {} key {} ({}/{})",
+                short(&rendered.revision.sha),
+                signer.kind,
+                signer.fingerprint,
+                verify.secret_ref.name,
+                signer.file
+            ),
+            generation,
+            now,
+        ),
+        _ => conditions::remove(&mut status.conditions, SOURCE_VERIFIED),
+    }
+}
+
 async fn report_failure(
     app: &Application,
     ctx: &Context,
@@ -1225,6 +1258,20 @@ async fn report_failure(
         generation,
         &now,
     );
+    if matches!(
+        err,
+        PipelineError::Unverified(_) | PipelineError::VerifyKeys(_)
+    ) {
+        conditions::set(
+            &mut status.conditions,
+            SOURCE_VERIFIED,
+            false,
+            reason,
+            message.clone(),
+            generation,
+            &now,
+        );
+    }
     if err.is_retryable() {
         conditions::remove(&mut status.conditions, STALLED);
     } else {

@@ -1197,7 +1197,16 @@ async fn only_commits_signed_by_a_trusted_key_are_applied() {
         json!({}),
     )
     .await;
-    env.wait_synced("demo", &signed).await;
+    let app = env.wait_synced("demo", &signed).await;
+    let verified = condition(&app, "SourceVerified").expect("SourceVerified condition");
+    assert_eq!(verified.status, "True", "{verified:?}");
+    assert!(
+        verified.message.contains(&signed[..7])
+            && verified.message.contains("SSH key SHA256:")
+            && verified.message.contains("trusted-keys/alice.pub"),
+        "{}",
+        verified.message
+    );
 
     // An unsigned commit and one signed by an unknown key are refused; the cluster keeps the signed state.
     for (value, key, needle) in [
@@ -1216,6 +1225,8 @@ async fn only_commits_signed_by_a_trusted_key_are_applied() {
             .await;
         let ready = condition(&app, "Ready").expect("ready");
         assert!(ready.message.contains(needle), "{}", ready.message);
+        let verified = condition(&app, "SourceVerified").expect("SourceVerified condition");
+        assert_eq!(verified.status, "False", "{verified:?}");
         assert!(ready.message.contains("trusted-keys"), "{}", ready.message);
         env.wait_warning("demo", &sha[..7]).await;
         assert_eq!(
