@@ -569,6 +569,20 @@ async fn reconcile_inner(
                 resources: Vec::new(),
             }),
         });
+        // A rollback asks to stop following Git: refused or not, automated sync must not go back to what the user
+        // rolled back from.
+        if let Trigger::Rollback(id) = refused {
+            suspend(
+                &api,
+                app,
+                ctx,
+                &format!(
+                    "rollback to history id {id} refused (see SyncFailed); automated sync is suspended until the \
+                     application is resumed"
+                ),
+            )
+            .await?;
+        }
     }
 
     let mut requeue = ctx.config.resync_interval;
@@ -1403,12 +1417,27 @@ async fn suspend_after_rollback(
     id: i64,
     ctx: &Context,
 ) -> Result<(), ReconcileError> {
+    suspend(
+        api,
+        app,
+        ctx,
+        &format!(
+            "rolled back to history id {id}; automated sync is suspended until the application is resumed"
+        ),
+    )
+    .await
+}
+
+/// Suspends automated sync after a rollback, saying why in a `RolledBack` Event.
+async fn suspend(
+    api: &Api<Application>,
+    app: &Application,
+    ctx: &Context,
+    message: &str,
+) -> Result<(), ReconcileError> {
     merge_patch(api, app, &json!({ "spec": { "suspend": true } }), ctx).await?;
-    let msg = format!(
-        "rolled back to history id {id}; automated sync is suspended until the application is resumed"
-    );
     ctx.recorder
-        .publish(app, Severity::Normal, "RolledBack", &msg)
+        .publish(app, Severity::Normal, "RolledBack", message)
         .await;
     Ok(())
 }

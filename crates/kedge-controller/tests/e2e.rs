@@ -323,6 +323,20 @@ async fn git_revert_restores_the_previous_state() {
     env.wait_gone("", "v1", "ConfigMap", "extra").await;
 }
 
+/// Asks for a rollback of application `name` to history entry `id`, as `kedge app rollback` does.
+async fn request_rollback(env: &Env, name: &str, id: i64) {
+    let op = Operation {
+        rollback: Some(RollbackOperation { id, prune: false }),
+        initiated_by: "e2e".into(),
+        ..Default::default()
+    };
+    env.patch_app(
+        name,
+        json!({ "metadata": { "annotations": { OPERATION_ANNOTATION: op.to_annotation() } } }),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_to_history_entry_suspends_then_resume_returns_to_head() {
     let env = Env::new("e2e-rollback").await;
@@ -340,19 +354,7 @@ async fn rollback_to_history_entry_suspends_then_resume_returns_to_head() {
         .find(|h| h.revision == v1)
         .expect("v1 in history");
 
-    let op = Operation {
-        rollback: Some(RollbackOperation {
-            id: entry.id,
-            prune: false,
-        }),
-        initiated_by: "e2e".into(),
-        ..Default::default()
-    };
-    env.patch_app(
-        "demo",
-        json!({ "metadata": { "annotations": { OPERATION_ANNOTATION: op.to_annotation() } } }),
-    )
-    .await;
+    request_rollback(&env, "demo", entry.id).await;
     env.wait_config_map("settings", "version", "1").await;
     let app = env
         .wait_app("demo", "suspended after the rollback", |a| {
@@ -466,18 +468,10 @@ impl Drop for CrdGuard {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crd_and_custom_resource_in_one_commit() {
-    let env = Env::new("e2e-crd").await;
-    let group = format!("{}.e2e.kedge.test", env.ns());
-    let _guard = CrdGuard {
-        kubeconfig: env.cluster.kubeconfig().to_owned(),
-        name: format!("widgets.{group}"),
-    };
-    env.write(
-        "app/crd.yaml",
-        &format!(
-            "apiVersion: apiextensions.k8s.io/v1
+/// A CustomResourceDefinition of kind `Widget` in `group` (v1, namespaced, any spec).
+fn widget_crd(group: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
   name: widgets.{group}
@@ -497,8 +491,18 @@ spec:
               type: object
               x-kubernetes-preserve-unknown-fields: true
 "
-        ),
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crd_and_custom_resource_in_one_commit() {
+    let env = Env::new("e2e-crd").await;
+    let group = format!("{}.e2e.kedge.test", env.ns());
+    let _guard = CrdGuard {
+        kubeconfig: env.cluster.kubeconfig().to_owned(),
+        name: format!("widgets.{group}"),
+    };
+    env.write("app/crd.yaml", &widget_crd(&group));
     env.write(
         "app/widget.yaml",
         &format!(
@@ -1292,4 +1296,85 @@ async fn drift_watches_say_when_a_kind_cannot_be_watched() {
             .await
     );
     shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_rollback_still_suspends_automated_sync() {
+    let env = Env::new("e2e-rollback-refused").await;
+    // v1 also has a Widget, whose CRD (not part of the application) is gone by the time of the rollback: v1
+    // cannot be applied again.
+    let group = format!("{}.e2e.kedge.test", env.ns());
+    let crd = format!("widgets.{group}");
+    let _guard = CrdGuard {
+        kubeconfig: env.cluster.kubeconfig().to_owned(),
+        name: crd.clone(),
+    };
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(env.cluster.kubeconfig())
+            .args(args)
+            .output()
+            .expect("kubectl");
+        assert!(out.status.success(), "kubectl {args:?}: {out:?}");
+    };
+    let crd_file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(crd_file.path(), widget_crd(&group)).expect("write crd");
+    kubectl(&["apply", "-f", crd_file.path().to_str().expect("utf-8 path")]);
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        &format!("crd/{crd}"),
+    ]);
+    env.write("app/settings.yaml", &config_map("settings", "version", "1"));
+    env.write(
+        "app/widget.yaml",
+        &format!(
+            "apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: gear\nspec:\n  size: 3\n"
+        ),
+    );
+    let v1 = env.commit_push("v1");
+    let _controller = env.start_controller("c1");
+    env.create_app("demo", "app", automated(true, true)).await;
+    env.wait_synced("demo", &v1).await;
+    env.work.remove("app/widget.yaml").expect("remove");
+    env.write("app/settings.yaml", &config_map("settings", "version", "2"));
+    let v2 = env.commit_push("v2");
+    let app = env.wait_synced("demo", &v2).await;
+    let entry = app
+        .status
+        .expect("status")
+        .history
+        .into_iter()
+        .find(|h| h.revision == v1)
+        .expect("v1 in history");
+    kubectl(&["delete", "crd", &crd, "--wait=true", "--timeout=60s"]);
+
+    request_rollback(&env, "demo", entry.id).await;
+    let app = env
+        .wait_app("demo", "rollback refused and suspended", |a| {
+            a.spec.suspend
+                && a.status
+                    .as_ref()
+                    .and_then(|s| s.operation_state.as_ref())
+                    .is_some_and(|o| o.phase == "Failed" && o.message.contains("refused"))
+        })
+        .await;
+    let message = app
+        .status
+        .and_then(|s| s.operation_state)
+        .map(|o| o.message)
+        .unwrap_or_default();
+    assert!(message.contains("Widget"), "{message}");
+    env.wait_event("demo", "RolledBack", |m| {
+        m.contains(&format!("rollback to history id {} refused", entry.id))
+    })
+    .await;
+    // Nothing of v1 was applied, and automated sync stays off: v2 stays as it is.
+    refresh_and_wait(&env, "demo").await;
+    assert_eq!(
+        env.config_map_data("settings").await,
+        Some(json!({ "version": "2" }))
+    );
 }
