@@ -39,6 +39,26 @@ pub struct ApplicationSpec {
     /// Stops all syncing (automated and self-heal) until set back to false; status keeps being reported.
     #[serde(default)]
     pub suspend: bool,
+    /// Decrypts SOPS-encrypted manifests before they are compared and applied, as Flux's `Kustomization.spec.decryption`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decryption: Option<Decryption>,
+}
+
+/// Decryption of SOPS-encrypted manifests.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Decryption {
+    /// The format: `sops` (the only one).
+    #[serde(default = "default_decryption_provider")]
+    #[schemars(default = "default_decryption_provider")]
+    pub provider: String,
+    /// A Secret in the application's namespace holding age secret keys (`AGE-SECRET-KEY-1...`), in values whose
+    /// names end with `.agekey`.
+    pub secret_ref: LocalSecretReference,
+}
+
+fn default_decryption_provider() -> String {
+    "sops".to_owned()
 }
 
 /// A path in a Git repository at a revision.

@@ -45,6 +45,9 @@ pub enum PipelineError {
     /// The trusted keys of `spec.source.verify` could not be read.
     #[error("failed to read the trusted keys: {0}")]
     VerifyKeys(String),
+    /// The age keys of `spec.decryption` could not be read.
+    #[error("failed to read the decryption keys: {0}")]
+    DecryptionKeys(String),
     /// The commit is not signed by a trusted key.
     #[error("signature verification failed: {0}")]
     Unverified(String),
@@ -64,6 +67,7 @@ impl PipelineError {
             PipelineError::Task(_) => "InternalError",
             PipelineError::Helm(e) => e.reason(),
             PipelineError::VerifyKeys(_) | PipelineError::Unverified(_) => "VerificationFailed",
+            PipelineError::DecryptionKeys(_) => "DecryptionFailed",
         }
     }
 
@@ -74,7 +78,8 @@ impl PipelineError {
             PipelineError::Engine(_)
             | PipelineError::Credentials(_)
             | PipelineError::Task(_)
-            | PipelineError::VerifyKeys(_) => true,
+            | PipelineError::VerifyKeys(_)
+            | PipelineError::DecryptionKeys(_) => true,
             PipelineError::InvalidSpec(_)
             | PipelineError::Render(_)
             | PipelineError::Unverified(_) => false,
@@ -261,7 +266,8 @@ impl Pipeline {
             .with_previous(previous_sha);
         let source = self.source.clone();
         let renderer = self.renderer.clone();
-        let options = render_options(app);
+        let mut options = render_options(app);
+        options.decryption = self.decryption_keys(app).await?;
         let helm = self.helm.clone();
         let inputs = kedge_helm::AppInputs::new(&self.client, app);
         tokio::task::spawn_blocking(move || {
@@ -305,18 +311,11 @@ impl Pipeline {
                 "spec.source.verify.secretRef.name is empty".into(),
             ));
         }
-        let ns = app.namespace().unwrap_or_default();
-        let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
-            kube::Api::namespaced(self.client.clone(), &ns);
-        let secret = api
-            .get_opt(name)
+        let secret = self
+            .secret(app, name, "spec.source.verify.secretRef")
             .await
-            .map_err(|e| PipelineError::VerifyKeys(format!("Secret {ns}/{name}: {e}")))?
-            .ok_or_else(|| {
-                PipelineError::VerifyKeys(format!(
-                    "Secret {name} (spec.source.verify.secretRef) not found in namespace {ns}"
-                ))
-            })?;
+            .map_err(PipelineError::VerifyKeys)?;
+        let ns = app.namespace().unwrap_or_default();
         let key = format!("{ns}/{name}");
         let version = secret.resource_version().unwrap_or_default();
         {
@@ -341,6 +340,67 @@ impl Pipeline {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, (version, keys.clone()));
         Ok(Some((keys, name.to_owned())))
+    }
+
+    /// Reads Secret `name` of the application's namespace, named by the spec field `field`; the error says which.
+    async fn secret(
+        &self,
+        app: &Application,
+        name: &str,
+        field: &str,
+    ) -> Result<k8s_openapi::api::core::v1::Secret, String> {
+        let ns = app.namespace().unwrap_or_default();
+        let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+            kube::Api::namespaced(self.client.clone(), &ns);
+        api.get_opt(name)
+            .await
+            .map_err(|e| format!("Secret {ns}/{name}: {e}"))?
+            .ok_or_else(|| format!("Secret {name} ({field}) not found in namespace {ns}"))
+    }
+
+    /// The age keys of `spec.decryption`, or `None` when the application decrypts nothing.
+    async fn decryption_keys(
+        &self,
+        app: &Application,
+    ) -> Result<Option<kedge_render::Decryption>, PipelineError> {
+        let Some(decryption) = app.spec.decryption.as_ref() else {
+            return Ok(None);
+        };
+        if !decryption.provider.trim().eq_ignore_ascii_case("sops") {
+            return Err(PipelineError::InvalidSpec(format!(
+                "spec.decryption.provider {:?} is not supported (sops)",
+                decryption.provider
+            )));
+        }
+        let name = decryption.secret_ref.name.trim();
+        if name.is_empty() {
+            return Err(PipelineError::InvalidSpec(
+                "spec.decryption.secretRef.name is empty".into(),
+            ));
+        }
+        let secret = self
+            .secret(app, name, "spec.decryption.secretRef")
+            .await
+            .map_err(PipelineError::DecryptionKeys)?;
+        let id = format!(
+            "{}/{name}@{}",
+            app.namespace().unwrap_or_default(),
+            secret.resource_version().unwrap_or_default()
+        );
+        let data = secret.data.unwrap_or_default();
+        let files: Vec<(&str, &[u8])> = data
+            .iter()
+            .filter(|(k, _)| k.ends_with(".agekey"))
+            .map(|(k, v)| (k.as_str(), v.0.as_slice()))
+            .collect();
+        if files.is_empty() {
+            return Err(PipelineError::DecryptionKeys(format!(
+                "Secret {name} (spec.decryption.secretRef) has no value whose name ends with .agekey"
+            )));
+        }
+        let keys = kedge_sops::Identities::parse(files)
+            .map_err(|e| PipelineError::DecryptionKeys(format!("Secret {name}: {e}")))?;
+        Ok(Some(kedge_render::Decryption::new(Arc::new(keys), id)))
     }
 
     /// Plans a rendered revision against the cluster.
@@ -414,6 +474,7 @@ pub fn render_options(app: &Application) -> RenderOptions {
         recurse: dir.recurse,
         include: non_empty(dir.include),
         exclude: non_empty(dir.exclude),
+        decryption: None,
     }
 }
 

@@ -1176,19 +1176,8 @@ async fn only_commits_signed_by_a_trusted_key_are_applied() {
     env.work.git(["add", "-A"]).expect("add");
     let signed = commit_push("signed by alice", Some(&alice));
 
-    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), env.ns());
-    secrets
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "apiVersion": "v1", "kind": "Secret",
-                "metadata": { "name": "trusted-keys" },
-                "stringData": { "alice.pub": alice_pub },
-            }))
-            .expect("secret"),
-        )
-        .await
-        .expect("create secret");
+    env.create_secret("trusted-keys", json!({ "alice.pub": alice_pub }))
+        .await;
     let _controller = env.start_controller("c1");
     env.create_app_with(
         "demo",
@@ -1376,5 +1365,73 @@ async fn a_refused_rollback_still_suspends_automated_sync() {
     assert_eq!(
         env.config_map_data("settings").await,
         Some(json!({ "version": "2" }))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sops_encrypted_secrets_are_decrypted_with_the_applications_age_key() {
+    let env = Env::new("sops").await;
+    let key = kedge_testkit::AgeKey::generate();
+    let plain = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ntype: Opaque\nstringData:\n  password: s3cr3t\n";
+    let encrypted = kedge_testkit::sops_encrypt(
+        plain,
+        "yaml",
+        &key.recipient,
+        &["--encrypted-regex", "^(data|stringData)$"],
+    )
+    .expect("sops");
+    env.write("app/secret.yaml", &encrypted);
+    let sha = env.commit_push("encrypted secret");
+    env.create_secret(
+        "sops-age",
+        json!({ "age.agekey": format!("# test key\n{}\n", key.identity) }),
+    )
+    .await;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), env.ns());
+    let _controller = env.start_controller("c1");
+    env.create_app_with(
+        "demo",
+        "app",
+        automated(true, true),
+        json!({ "decryption": { "provider": "sops", "secretRef": { "name": "sops-age" } } }),
+        json!({}),
+    )
+    .await;
+    env.wait_synced("demo", &sha).await;
+    let applied = secrets.get("db").await.expect("the Secret is applied");
+    let password = applied
+        .data
+        .as_ref()
+        .and_then(|d| d.get("password"))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+    assert_eq!(password.as_deref(), Some("s3cr3t"));
+    assert!(
+        applied
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .keys()
+            .all(|k| !k.contains("sops")),
+        "no SOPS metadata on the object"
+    );
+
+    // Without keys the encrypted document is refused, and nothing encrypted is applied.
+    env.create_app("nokeys", "app", automated(true, true)).await;
+    let app = env
+        .wait_app("nokeys", "decryption refused", |a| {
+            condition(a, "Ready")
+                .is_some_and(|c| c.status == "False" && c.message.contains("spec.decryption"))
+        })
+        .await;
+    let ready = condition(&app, "Ready").expect("ready");
+    assert!(
+        ready.message.contains("app/secret.yaml"),
+        "{}",
+        ready.message
+    );
+    assert!(
+        !ready.message.contains("s3cr3t") && !ready.message.contains("AGE-SECRET-KEY"),
+        "{}",
+        ready.message
     );
 }

@@ -4,6 +4,7 @@
 use kedge_source::{EntryKind, FileTree};
 
 use crate::RenderOptions;
+use crate::decrypt::{Decryption, decrypt_documents};
 use crate::error::RenderError;
 use crate::glob::PatternList;
 use crate::object::{RenderedObject, SourceRef, objects_from_document};
@@ -25,6 +26,7 @@ pub(crate) fn render_directory(
     let mut walk = Walk {
         tree,
         app_dir,
+        decryption: options.decryption.as_ref(),
         recurse: options.recurse,
         include,
         exclude,
@@ -52,6 +54,7 @@ fn compile(
 struct Walk<'a> {
     tree: &'a dyn FileTree,
     app_dir: &'a str,
+    decryption: Option<&'a Decryption>,
     recurse: bool,
     include: Option<PatternList>,
     exclude: Option<PatternList>,
@@ -117,7 +120,11 @@ impl Walk<'_> {
             parse_json(&path, &bytes)
         } else {
             parse_yaml(&path, &bytes)
-        };
+        }
+        .and_then(|mut docs| {
+            decrypt_documents(&path, &bytes, json, &mut docs, self.decryption)?;
+            Ok(docs)
+        });
         match docs {
             Ok(docs) => {
                 for d in docs {

@@ -67,6 +67,16 @@ pub enum RenderError {
         /// The value found.
         api_version: String,
     },
+    /// A SOPS-encrypted document could not be decrypted (no keys, keys that do not fit, an altered document).
+    #[error("failed to decrypt document {} of {file}: {message}", document + 1)]
+    Decrypt {
+        /// The file, relative to the tree root (or the kustomization that produced the stream).
+        file: String,
+        /// 0-based index of the document in the file.
+        document: usize,
+        /// Why (never a secret value).
+        message: String,
+    },
     /// Two documents describe the same object.
     #[error("duplicate object {id}: defined in {first} and in {second}")]
     DuplicateObject {

@@ -49,6 +49,7 @@ pub mod kustomize;
 pub mod object;
 pub mod parse;
 
+mod decrypt;
 mod directory;
 mod inputs;
 
@@ -57,6 +58,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use kedge_source::{FileTree, TreeError, tree::clean_relative};
 
 pub use cache::{CacheConfig, CacheStats};
+pub use decrypt::Decryption;
 pub use error::RenderError;
 pub use kustomize::{KustomizeCommand, KustomizeConfig};
 pub use object::{ObjectId, RenderedObject, RenderedSet, SourceKind, SourceRef};
@@ -73,6 +75,8 @@ pub struct RenderOptions {
     pub include: Option<String>,
     /// Skip files whose path (relative to the application directory) matches this pattern list.
     pub exclude: Option<String>,
+    /// The keys SOPS-encrypted documents are decrypted with; without them such documents are an error.
+    pub decryption: Option<Decryption>,
 }
 
 /// Configuration of a [`Renderer`].
@@ -179,7 +183,14 @@ impl Renderer {
                 (objects, bytes, SourceKind::Directory)
             }
             Some(file) => {
-                let (objects, bytes) = self.render_kustomize(tree, &app, file, &mut errors)?;
+                let (objects, bytes) = self.render_kustomize(
+                    tree,
+                    &app,
+                    file,
+                    &input_dirs,
+                    options.decryption.as_ref(),
+                    &mut errors,
+                )?;
                 (objects, bytes, SourceKind::Kustomize)
             }
         };
@@ -203,6 +214,8 @@ impl Renderer {
         tree: &dyn FileTree,
         app: &str,
         file: &str,
+        input_dirs: &[String],
+        decryption: Option<&Decryption>,
         errors: &mut Vec<RenderError>,
     ) -> Result<(Vec<RenderedObject>, usize), RenderError> {
         let command = KustomizeCommand::resolve(&self.config.kustomize)?;
@@ -215,7 +228,8 @@ impl Renderer {
         } else {
             format!("{app}/{file}")
         };
-        let docs = parse::parse_yaml(&source_file, &output)?;
+        let mut docs = parse::parse_yaml(&source_file, &output)?;
+        decrypt::decrypt_kustomize_output(tree, input_dirs, &source_file, &mut docs, decryption)?;
         let mut objects = Vec::with_capacity(docs.len());
         for d in docs {
             let source = SourceRef {

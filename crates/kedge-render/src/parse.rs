@@ -75,6 +75,27 @@ pub fn parse_yaml(file: &str, bytes: &[u8]) -> Result<Vec<Document>, RenderError
         .collect())
 }
 
+/// The documents of a YAML stream with their key order kept (empty and null documents skipped, as in
+/// [`parse_yaml`], so that indexes match).
+pub(crate) fn parse_yaml_ordered(bytes: &[u8]) -> Result<Vec<kedge_sops::Node>, String> {
+    let docs: Vec<kedge_sops::Node> =
+        serde_saphyr::from_slice_multiple_with_options(bytes, options())
+            .map_err(|e| UserMessageFormatter.format_message(&e).into_owned())?;
+    Ok(docs
+        .into_iter()
+        .filter(|d| *d != kedge_sops::Node::Null)
+        .collect())
+}
+
+/// The values of a JSON file with their key order kept (null values skipped, as in [`parse_json`]).
+pub(crate) fn parse_json_ordered(bytes: &[u8]) -> Result<Vec<kedge_sops::Node>, String> {
+    serde_json::Deserializer::from_slice(bytes)
+        .into_iter::<kedge_sops::Node>()
+        .filter(|d| !matches!(d, Ok(kedge_sops::Node::Null)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())
+}
+
 /// Parses a JSON file holding one value (or, like kubectl, several concatenated values).
 pub fn parse_json(file: &str, bytes: &[u8]) -> Result<Vec<Document>, RenderError> {
     let mut out = Vec::new();

@@ -205,6 +205,7 @@ fn recurse_include_exclude_follow_argo_semantics() {
             recurse,
             include: include.map(str::to_owned),
             exclude: exclude.map(str::to_owned),
+            ..Default::default()
         };
         let set = r.render(&tree, "app", &opts).unwrap();
         set.objects

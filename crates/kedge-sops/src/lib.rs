@@ -166,6 +166,76 @@ pub fn is_encrypted(value: &serde_json::Value) -> bool {
 
 /// Decrypts a SOPS document (read with its key order kept) into the manifest it encrypts, `sops` metadata removed.
 pub fn decrypt(doc: &Node, keys: &Identities) -> Result<serde_json::Value, SopsError> {
+    decrypt_document(doc, keys).map(|d| d.value)
+}
+
+/// A decrypted document, and what each of its encrypted values decrypted to.
+#[derive(Debug, Clone)]
+pub struct Decrypted {
+    /// The manifest, `sops` metadata removed.
+    pub value: serde_json::Value,
+    /// Each `ENC[...]` value with its key path (`a:b:c`), and its plain value.
+    ciphertexts: std::collections::HashMap<(String, String), serde_json::Value>,
+}
+
+impl Decrypted {
+    /// Replaces the encrypted values of `copy` (the same document after a tool such as kustomize rewrote it, with
+    /// its keys reordered or other fields changed) with their plain values, and drops its `sops` metadata.
+    ///
+    /// Each `ENC[...]` value must sit at the key path it was encrypted for (it is bound to it), so a value moved
+    /// elsewhere is refused, as SOPS refuses it.
+    pub fn apply_to(&self, copy: &mut serde_json::Value) -> Result<(), SopsError> {
+        if let Some(map) = copy.as_object_mut() {
+            map.remove(METADATA_KEY);
+        }
+        let mut path = Vec::new();
+        self.substitute(copy, &mut path)
+    }
+
+    fn substitute(
+        &self,
+        value: &mut serde_json::Value,
+        path: &mut Vec<String>,
+    ) -> Result<(), SopsError> {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    path.push(key.clone());
+                    self.substitute(v, path)?;
+                    path.pop();
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for v in items {
+                    self.substitute(v, path)?;
+                }
+            }
+            serde_json::Value::String(s) if s.starts_with("ENC[AES256_GCM,") => {
+                let at = path.join(":");
+                let plain = self
+                    .ciphertexts
+                    .get(&(at.clone(), s.clone()))
+                    .ok_or_else(|| SopsError::Value {
+                        path: at,
+                        reason: "this encrypted value is not the one the document holds at this key (moved or \
+                                 changed after encryption)"
+                            .into(),
+                    })?;
+                *value = plain.clone();
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The MAC string of a parsed SOPS document: different for every encryption, so it identifies the document.
+pub fn mac_of(value: &serde_json::Value) -> Option<&str> {
+    value.get(METADATA_KEY)?.get("mac")?.as_str()
+}
+
+/// [`decrypt`], also recording what each encrypted value decrypted to (see [`Decrypted::apply_to`]).
+pub fn decrypt_document(doc: &Node, keys: &Identities) -> Result<Decrypted, SopsError> {
     let Node::Map(items) = doc else {
         return Err(SopsError::NotEncrypted);
     };
@@ -184,6 +254,7 @@ pub fn decrypt(doc: &Node, keys: &Identities) -> Result<serde_json::Value, SopsE
         meta: &meta,
         key: &data_key,
         hasher,
+        ciphertexts: std::collections::HashMap::new(),
     };
     let mut out = serde_json::Map::new();
     let mut path = Vec::new();
@@ -207,7 +278,10 @@ pub fn decrypt(doc: &Node, keys: &Identities) -> Result<serde_json::Value, SopsE
     if stored != computed {
         return Err(SopsError::MacMismatch);
     }
-    Ok(serde_json::Value::Object(out))
+    Ok(Decrypted {
+        value: serde_json::Value::Object(out),
+        ciphertexts: walk.ciphertexts,
+    })
 }
 
 /// The parts of the `sops` metadata that decryption needs.
@@ -352,6 +426,7 @@ struct Walk<'a> {
     meta: &'a Metadata,
     key: &'a [u8],
     hasher: Sha512,
+    ciphertexts: std::collections::HashMap<(String, String), serde_json::Value>,
 }
 
 impl Walk<'_> {
@@ -389,13 +464,17 @@ impl Walk<'_> {
     /// A leaf as written (`written`): decrypted when the rules say it is encrypted, hashed into the MAC.
     fn scalar(&mut self, written: Plain, path: &[&str]) -> Result<serde_json::Value, SopsError> {
         let encrypted = self.meta.encrypted(path);
+        let mut ciphertext = None;
         let plain = match written {
             Plain::Str(text) if encrypted && !text.is_empty() => {
                 let aad = format!("{}:", path.join(":"));
-                decrypt_value(&text, self.key, &aad).map_err(|reason| SopsError::Value {
-                    path: path.join(":"),
-                    reason,
-                })?
+                let plain =
+                    decrypt_value(&text, self.key, &aad).map_err(|reason| SopsError::Value {
+                        path: path.join(":"),
+                        reason,
+                    })?;
+                ciphertext = Some(text);
+                plain
             }
             // SOPS leaves empty strings as they are.
             Plain::Str(text) => Plain::Str(text),
@@ -412,7 +491,12 @@ impl Walk<'_> {
         if !self.meta.mac_only_encrypted || encrypted {
             self.hasher.update(mac_bytes(&plain));
         }
-        plain_to_json(plain, path)
+        let json = plain_to_json(plain, path)?;
+        if let Some(text) = ciphertext {
+            self.ciphertexts
+                .insert((path.join(":"), text), json.clone());
+        }
+        Ok(json)
     }
 }
 

@@ -1,68 +1,18 @@
 //! Documents encrypted by the real `sops` (installed by scripts/install-sops) and decrypted natively.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use kedge_sops::{Identities, Node, SopsError, decrypt};
 use serde_json::json;
 
-/// The sops binary: `KEDGE_SOPS`, else `$KEDGE_CACHE/bin/sops`, else `sops` on the PATH.
-fn sops_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("KEDGE_SOPS") {
-        return p.into();
-    }
-    let cache = std::env::var_os("KEDGE_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/kedge")));
-    if let Some(p) = cache.map(|c| c.join("bin/sops")).filter(|p| p.exists()) {
-        return p;
-    }
-    "sops".into()
-}
-
-struct Key {
-    identity: String,
-    recipient: String,
-}
+use kedge_testkit::AgeKey as Key;
 
 fn new_key() -> Key {
-    let identity = age::x25519::Identity::generate();
-    Key {
-        recipient: identity.to_public().to_string(),
-        identity: age::secrecy::ExposeSecret::expose_secret(&identity.to_string()).to_owned(),
-    }
+    Key::generate()
 }
 
-/// Encrypts `plain` (of `format`, `yaml` or `json`) with the real sops for `recipient`, with extra sops flags.
+/// Encrypts `plain` with the real sops for `recipient`.
 fn encrypt(plain: &str, format: &str, recipient: &str, flags: &[&str]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join(format!("doc.{format}"));
-    std::fs::write(&file, plain).unwrap();
-    let out = Command::new(sops_binary())
-        .args([
-            "--encrypt",
-            "--age",
-            recipient,
-            "--input-type",
-            format,
-            "--output-type",
-            format,
-        ])
-        .args(flags)
-        .arg(&file)
-        .env("SOPS_DISABLE_VERSION_CHECK", "1")
-        .env_remove("SOPS_AGE_KEY_FILE")
-        .env_remove("SOPS_AGE_KEY")
-        .current_dir(dir.path())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run sops ({e}); run scripts/install-sops"));
-    assert!(
-        out.status.success(),
-        "sops: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    kedge_testkit::sops_encrypt(plain, format, recipient, flags).unwrap()
 }
 
 fn yaml(text: &str) -> Node {

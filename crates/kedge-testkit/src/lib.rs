@@ -31,6 +31,7 @@ mod error;
 mod git;
 mod process;
 mod requests;
+mod sops;
 mod wait;
 
 pub use cluster::{
@@ -44,6 +45,7 @@ pub use git::{
 };
 pub use process::redact_url;
 pub use requests::{Recorded, RequestLog, SentRequest, recorded_client};
+pub use sops::{AgeKey, sops_binary, sops_encrypt};
 pub use wait::{Poll, wait_for};
 
 /// One root of bare repositories served by all three loopback git servers at once.

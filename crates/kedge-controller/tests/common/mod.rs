@@ -161,6 +161,20 @@ impl Env {
             .expect("create application")
     }
 
+    /// Creates Secret `name` in this test's namespace with `string_data`.
+    pub async fn create_secret(&self, name: &str, string_data: Value) {
+        let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": name },
+            "stringData": string_data,
+        }))
+        .expect("secret");
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(self.client.clone(), self.ns())
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("create secret");
+    }
+
     /// The Application `name` now.
     pub async fn app(&self, name: &str) -> Application {
         self.apps().get(name).await.expect("get application")

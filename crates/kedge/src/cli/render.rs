@@ -138,6 +138,8 @@ pub fn run(args: RenderArgs) -> anyhow::Result<()> {
         recurse: args.recurse,
         include: args.include.clone(),
         exclude: args.exclude.clone(),
+        // Decrypted Secrets are not printed: a SOPS-encrypted document is reported as an error here.
+        decryption: None,
     };
     let helm = HelmRenderer::new(HelmConfig {
         binary: args.helm.helm.clone(),

@@ -1,0 +1,133 @@
+//! SOPS-encrypted manifests in directory and kustomize sources, encrypted by the real sops.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::TempTree;
+use kedge_render::{Decryption, RenderError, RenderOptions, Renderer};
+use kedge_testkit::{AgeKey, sops_encrypt};
+use serde_json::json;
+
+const SECRET: &str = "apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+type: Opaque
+stringData:
+  password: s3cr3t
+";
+
+fn encrypted_secret(key: &AgeKey) -> String {
+    sops_encrypt(
+        SECRET,
+        "yaml",
+        &key.recipient,
+        &["--encrypted-regex", "^(data|stringData)$"],
+    )
+    .unwrap()
+}
+
+fn options(key: &AgeKey, id: &str) -> RenderOptions {
+    let keys = kedge_sops::Identities::parse([("age.agekey", key.identity.as_bytes())]).unwrap();
+    RenderOptions {
+        decryption: Some(Decryption::new(Arc::new(keys), id)),
+        ..Default::default()
+    }
+}
+
+fn no_cache() -> Renderer {
+    Renderer::new(kedge_render::RenderConfig {
+        cache: kedge_render::CacheConfig {
+            max_entries: 0,
+            max_bytes: 0,
+        },
+        ..Default::default()
+    })
+}
+
+#[test]
+fn encrypted_documents_in_a_directory_are_decrypted_or_refused() {
+    let key = AgeKey::generate();
+    let tree = TempTree::new();
+    tree.write("app/secret.yaml", &encrypted_secret(&key));
+    tree.write(
+        "app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\ndata:\n  a: b\n",
+    );
+    let r = no_cache();
+
+    // Without keys: an error naming the file and the spec field; never an ENC[...] value as an object.
+    let err = r
+        .render(&tree, "app", &RenderOptions::default())
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("app/secret.yaml") && text.contains("spec.decryption"),
+        "{text}"
+    );
+
+    let set = r.render(&tree, "app", &options(&key, "keys@1")).unwrap();
+    let secret = set.objects.iter().find(|o| o.kind == "Secret").unwrap();
+    assert_eq!(secret.object["stringData"], json!({ "password": "s3cr3t" }));
+    assert!(
+        secret.object.get("sops").is_none(),
+        "the metadata is dropped"
+    );
+    assert_eq!(set.objects.len(), 2);
+
+    // Keys that do not fit: the document's recipients are named, no key material is.
+    let other = AgeKey::generate();
+    let err = r
+        .render(&tree, "app", &options(&other, "keys@2"))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&key.recipient) && !text.contains("AGE-SECRET-KEY"),
+        "{text}"
+    );
+    assert!(
+        matches!(
+            err,
+            RenderError::Decrypt { .. } | RenderError::Multiple { .. }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn encrypted_resources_of_a_kustomization_are_decrypted_after_the_build() {
+    let key = AgeKey::generate();
+    let tree = TempTree::new();
+    tree.write("app/secret.yaml", &encrypted_secret(&key));
+    tree.write(
+        "app/kustomization.yaml",
+        "resources:\n  - secret.yaml\nnamespace: shop\n",
+    );
+    let r = no_cache();
+    // kustomize sorts the keys (the MAC covers their order) and sets the namespace: the values are decrypted from
+    // the original file and the build's changes stay.
+    let set = r.render(&tree, "app", &options(&key, "keys@1")).unwrap();
+    let secret = set.objects.iter().find(|o| o.kind == "Secret").unwrap();
+    assert_eq!(secret.object["stringData"]["password"], "s3cr3t");
+    assert_eq!(secret.object["metadata"]["namespace"], "shop");
+    assert!(secret.object.get("sops").is_none());
+
+    // An encrypted value moved to another key by a patch is refused (it is bound to its key).
+    tree.write(
+        "app/kustomization.yaml",
+        "resources:\n  - secret.yaml\npatches:\n  - target: {kind: Secret}\n    patch: |-\n      - op: move\n        from: /stringData/password\n        path: /stringData/moved\n",
+    );
+    let err = r
+        .render(&tree, "app", &options(&key, "keys@1"))
+        .unwrap_err();
+    assert!(err.to_string().contains("stringData:moved"), "{err}");
+
+    // Without keys: refused.
+    let err = r
+        .render(&tree, "app", &RenderOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("spec.decryption"), "{err}");
+}
