@@ -101,18 +101,34 @@ pub(crate) fn decrypt_documents(
         parse_yaml_ordered(bytes)
     }
     .map_err(|e| fail(0, e))?;
-    for doc in docs.iter_mut() {
-        if !kedge_sops::is_encrypted(&doc.value) {
+    // The documents of one file share one MAC (SOPS checks them together): group them by it, in file order.
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (pos, doc) in docs.iter().enumerate() {
+        let Some(mac) = kedge_sops::mac_of(&doc.value) else {
             continue;
+        };
+        match groups.iter_mut().find(|(m, _)| m == mac) {
+            Some((_, members)) => members.push(pos),
+            None => groups.push((mac.to_owned(), vec![pos])),
         }
-        let node = ordered.get(doc.index).ok_or_else(|| {
-            fail(
-                doc.index,
-                "the document could not be read again in order".into(),
-            )
-        })?;
-        doc.value = kedge_sops::decrypt(node, &decryption.keys)
-            .map_err(|e| fail(doc.index, e.to_string()))?;
+    }
+    for (_, members) in groups {
+        let first = docs[members[0]].index;
+        let nodes: Vec<&kedge_sops::Node> = members
+            .iter()
+            .map(|&pos| ordered.get(docs[pos].index))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                fail(
+                    first,
+                    "the document could not be read again in order".into(),
+                )
+            })?;
+        let decrypted = kedge_sops::decrypt_stream(&nodes, &decryption.keys)
+            .map_err(|e| fail(first, e.to_string()))?;
+        for (pos, plain) in members.into_iter().zip(decrypted) {
+            docs[pos].value = plain.value;
+        }
     }
     Ok(())
 }
@@ -135,11 +151,12 @@ pub(crate) fn decrypt_kustomize_output(
     };
     let fail = |document: usize, message: String| decrypt_error(file, document, message);
     let originals = encrypted_originals(tree, input_dirs);
+    let mut decrypted: HashMap<String, kedge_sops::Decrypted> = HashMap::new();
     for doc in docs.iter_mut() {
         let Some(mac) = kedge_sops::mac_of(&doc.value).map(str::to_owned) else {
             continue;
         };
-        let (path, node) = originals.get(&mac).ok_or_else(|| {
+        let (path, nodes) = originals.get(&mac).ok_or_else(|| {
             fail(
                 doc.index,
                 "the SOPS-encrypted document comes from no file of the kustomization's directories (generated \
@@ -147,9 +164,19 @@ pub(crate) fn decrypt_kustomize_output(
                     .into(),
             )
         })?;
-        let decrypted = kedge_sops::decrypt_document(node, &decryption.keys)
-            .map_err(|e| fail(doc.index, format!("{path}: {e}")))?;
-        decrypted.apply_to(&mut doc.value).map_err(|e| {
+        if !decrypted.contains_key(&mac) {
+            let refs: Vec<&kedge_sops::Node> = nodes.iter().collect();
+            let mut all = kedge_sops::decrypt_stream(&refs, &decryption.keys)
+                .map_err(|e| fail(doc.index, format!("{path}: {e}")))?;
+            // Every member carries the ciphertexts of the whole file.
+            if let Some(one) = all.pop() {
+                decrypted.insert(mac.clone(), one);
+            }
+        }
+        let Some(file_values) = decrypted.get(&mac) else {
+            continue;
+        };
+        file_values.apply_to(&mut doc.value).map_err(|e| {
             fail(
                 doc.index,
                 format!("{e} (a kustomize patch or replacement may have moved it)"),
@@ -159,11 +186,11 @@ pub(crate) fn decrypt_kustomize_output(
     Ok(())
 }
 
-/// Every SOPS document in the YAML and JSON files below `dirs`, by MAC, with its file.
+/// Every SOPS file's documents in the YAML and JSON files below `dirs`, by MAC (one per file), with the file.
 fn encrypted_originals(
     tree: &dyn FileTree,
     dirs: &[String],
-) -> HashMap<String, (String, kedge_sops::Node)> {
+) -> HashMap<String, (String, Vec<kedge_sops::Node>)> {
     let mut out = HashMap::new();
     let mut pending: Vec<String> = dirs.to_vec();
     let mut seen_dirs = std::collections::HashSet::new();
@@ -206,7 +233,10 @@ fn encrypted_originals(
                     };
                     for node in nodes.into_iter().flatten() {
                         if let Some(mac) = node_mac(&node) {
-                            out.insert(mac, (path.clone(), node));
+                            out.entry(mac)
+                                .or_insert_with(|| (path.clone(), Vec::new()))
+                                .1
+                                .push(node);
                         }
                     }
                 }

@@ -131,3 +131,43 @@ fn encrypted_resources_of_a_kustomization_are_decrypted_after_the_build() {
         .unwrap_err();
     assert!(err.to_string().contains("spec.decryption"), "{err}");
 }
+
+#[test]
+fn a_file_of_several_encrypted_documents_is_decrypted_as_one() {
+    let key = AgeKey::generate();
+    let two = format!(
+        "{SECRET}---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: api\nstringData:\n  token: t0k3n\n"
+    );
+    let encrypted = sops_encrypt(
+        &two,
+        "yaml",
+        &key.recipient,
+        &["--encrypted-regex", "^(data|stringData)$"],
+    )
+    .unwrap();
+    let r = no_cache();
+    for kustomize in [false, true] {
+        let tree = TempTree::new();
+        tree.write("app/secrets.yaml", &encrypted);
+        if kustomize {
+            tree.write("app/kustomization.yaml", "resources:\n  - secrets.yaml\n");
+        }
+        let set = r.render(&tree, "app", &options(&key, "keys@1")).unwrap();
+        let value = |name: &str| {
+            set.objects
+                .iter()
+                .find(|o| o.name == name)
+                .map(|o| o.object["stringData"].clone())
+        };
+        assert_eq!(
+            value("db"),
+            Some(json!({ "password": "s3cr3t" })),
+            "kustomize: {kustomize}"
+        );
+        assert_eq!(
+            value("api"),
+            Some(json!({ "token": "t0k3n" })),
+            "kustomize: {kustomize}"
+        );
+    }
+}

@@ -236,15 +236,39 @@ pub fn mac_of(value: &serde_json::Value) -> Option<&str> {
 
 /// [`decrypt`], also recording what each encrypted value decrypted to (see [`Decrypted::apply_to`]).
 pub fn decrypt_document(doc: &Node, keys: &Identities) -> Result<Decrypted, SopsError> {
-    let Node::Map(items) = doc else {
-        return Err(SopsError::NotEncrypted);
+    let mut all = decrypt_stream(&[doc], keys)?;
+    all.pop().ok_or(SopsError::NotEncrypted)
+}
+
+/// Decrypts the documents of one SOPS file together: SOPS encrypts a multi-document YAML file with one data key and
+/// one MAC over the values of all its documents (each document carries the same metadata), so they can only be
+/// checked together, in file order.
+pub fn decrypt_stream(docs: &[&Node], keys: &Identities) -> Result<Vec<Decrypted>, SopsError> {
+    let mut branches = Vec::with_capacity(docs.len());
+    for doc in docs {
+        let Node::Map(items) = doc else {
+            return Err(SopsError::NotEncrypted);
+        };
+        let meta = items
+            .iter()
+            .find(|(k, _)| k == METADATA_KEY)
+            .map(|(_, v)| v)
+            .ok_or(SopsError::NotEncrypted)?;
+        branches.push((items, meta));
+    }
+    let Some((_, first_meta)) = branches.first() else {
+        return Ok(Vec::new());
     };
-    let meta = items
-        .iter()
-        .find(|(k, _)| k == METADATA_KEY)
-        .map(|(_, v)| v)
-        .ok_or(SopsError::NotEncrypted)?;
-    let meta = Metadata::read(meta)?;
+    let meta = Metadata::read(first_meta)?;
+    if branches.iter().any(|(_, m)| {
+        Metadata::read(m)
+            .map(|other| other.mac != meta.mac)
+            .unwrap_or(true)
+    }) {
+        return Err(SopsError::Malformed(
+            "the documents were not encrypted together (their MACs differ)".into(),
+        ));
+    }
     let data_key = meta.data_key(keys)?;
     let mut hasher = Sha512::new();
     if meta.mac_only_encrypted {
@@ -256,13 +280,17 @@ pub fn decrypt_document(doc: &Node, keys: &Identities) -> Result<Decrypted, Sops
         hasher,
         ciphertexts: std::collections::HashMap::new(),
     };
-    let mut out = serde_json::Map::new();
-    let mut path = Vec::new();
-    for (key, value) in items.iter().filter(|(k, _)| k != METADATA_KEY) {
-        path.push(key.as_str());
-        let plain = walk.value(value, &mut path)?;
-        path.pop();
-        out.insert(key.clone(), plain);
+    let mut values = Vec::with_capacity(branches.len());
+    for (items, _) in &branches {
+        let mut out = serde_json::Map::new();
+        let mut path = Vec::new();
+        for (key, value) in items.iter().filter(|(k, _)| k != METADATA_KEY) {
+            path.push(key.as_str());
+            let plain = walk.value(value, &mut path)?;
+            path.pop();
+            out.insert(key.clone(), plain);
+        }
+        values.push(serde_json::Value::Object(out));
     }
     let computed = hex::encode_upper(walk.hasher.finalize());
     let stored = match decrypt_value(&meta.mac, &data_key, &meta.last_modified) {
@@ -278,10 +306,14 @@ pub fn decrypt_document(doc: &Node, keys: &Identities) -> Result<Decrypted, Sops
     if stored != computed {
         return Err(SopsError::MacMismatch);
     }
-    Ok(Decrypted {
-        value: serde_json::Value::Object(out),
-        ciphertexts: walk.ciphertexts,
-    })
+    // Ciphertexts are unique (random IVs), so every document may look up the values of all.
+    Ok(values
+        .into_iter()
+        .map(|value| Decrypted {
+            value,
+            ciphertexts: walk.ciphertexts.clone(),
+        })
+        .collect())
 }
 
 /// The parts of the `sops` metadata that decryption needs.

@@ -207,3 +207,25 @@ fn key_files_without_keys_are_errors_that_do_not_echo_content() {
     let err = Identities::parse([("empty.agekey", b"# nothing\n".as_slice())]).unwrap_err();
     assert!(err.to_string().contains("holds no age secret key"), "{err}");
 }
+
+#[test]
+fn documents_of_one_file_are_checked_together() {
+    let key = new_key();
+    let encrypted = encrypt("a: 1\nb: x\n---\nc: 2\nd: y\n", "yaml", &key.recipient, &[]);
+    let docs: Vec<Node> = serde_saphyr::from_multiple(&encrypted).unwrap();
+    assert_eq!(docs.len(), 2);
+    let ids = keys(&key);
+    // One MAC covers both documents: each alone does not match it.
+    assert!(matches!(
+        decrypt(&docs[1], &ids),
+        Err(SopsError::MacMismatch)
+    ));
+    let both = kedge_sops::decrypt_stream(&[&docs[0], &docs[1]], &ids).unwrap();
+    assert_eq!(both[0].value, json!({"a": 1, "b": "x"}));
+    assert_eq!(both[1].value, json!({"c": 2, "d": "y"}));
+    // In the wrong order they do not match either.
+    assert!(matches!(
+        kedge_sops::decrypt_stream(&[&docs[1], &docs[0]], &ids),
+        Err(SopsError::MacMismatch)
+    ));
+}
