@@ -118,7 +118,7 @@ async fn delete_session(
         auth::check_same_origin(&headers)?;
     }
     if let Some(token) = auth::request_token(&headers) {
-        auth::logout(&state, &token);
+        auth::logout(&state, &token).await;
     }
     Ok((
         [(header::SET_COOKIE, auth::clear_cookie())],

@@ -8,7 +8,9 @@
 //!   `<role>:<token>` for scripts.
 //!
 //! Logging in (`POST /api/v1/session` or the login page) gives a session: a cookie (`HttpOnly`, `SameSite=Strict`,
-//! `Secure` behind TLS) and the same value as a bearer token. Requests with a cookie that change something must carry
+//! `Secure` behind TLS) and the same value as a bearer token. The token is signed with a key kept in Secret
+//! `kedge-session-key`, so every replica and a restarted server accept it; it names the account and a tag of its
+//! password, so a removed account or a changed password ends it. Requests with a cookie that change something must carry
 //! the session's CSRF token (header `X-CSRF-Token`, or form field `_csrf` for plain HTML forms) and, when the browser
 //! sends one, an `Origin` of this server; bearer tokens need neither.
 
@@ -28,7 +30,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
-use crate::{ADMIN_SECRET, AppState, USERS_SECRET};
+use crate::{ADMIN_SECRET, AppState, SESSION_KEY_SECRET, USERS_SECRET};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "kedge_session";
@@ -139,48 +141,137 @@ pub fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Clone)]
-struct Session {
-    user: String,
-    role: Role,
-    csrf: String,
-    expires: Instant,
+/// What a session token says: signed by the server, so that every replica (and a restarted one) accepts it.
+#[derive(Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
+struct Claims {
+    /// The account.
+    u: String,
+    /// The CSRF token of the session.
+    c: String,
+    /// Expiry, Unix seconds.
+    e: u64,
+    /// A tag of the account's password when the session was opened: a changed password ends its sessions.
+    p: String,
 }
 
-/// Login sessions, kept in memory (a restart logs everybody out). Keyed by a hash of the token.
+/// Login sessions: signed tokens (HMAC-SHA256 with a key kept in Secret `kedge-session-key`, created at first use),
+/// so sessions survive restarts and work on every replica. Logging out revokes a token on this replica; the cookie
+/// is removed from the browser either way.
 #[derive(Default)]
-pub struct Sessions(Mutex<HashMap<String, Session>>);
+pub struct Sessions {
+    key: tokio::sync::OnceCell<Arc<Vec<u8>>>,
+    revoked: Mutex<HashMap<String, u64>>,
+}
 
 impl Sessions {
-    fn create(&self, user: &str, role: Role, ttl: Duration) -> (String, String) {
-        let token = random_hex(32);
-        let csrf = random_hex(16);
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        map.retain(|_, s| s.expires > now);
-        map.insert(
-            hash(&token),
-            Session {
-                user: user.to_owned(),
-                role,
-                csrf: csrf.clone(),
-                expires: now + ttl,
-            },
-        );
-        (token, csrf)
-    }
-
-    fn get(&self, token: &str) -> Option<Session> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&hash(token))
-            .filter(|s| s.expires > Instant::now())
+    async fn key(&self, state: &AppState) -> Result<Arc<Vec<u8>>, ApiError> {
+        self.key
+            .get_or_try_init(|| async {
+                ensure_session_key(state.client(), &state.config().namespace)
+                    .await
+                    .map(Arc::new)
+            })
+            .await
             .cloned()
     }
 
-    fn remove(&self, token: &str) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&hash(token));
+    fn revoke(&self, token: &str, expires: u64) {
+        let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        let now = unix_now();
+        revoked.retain(|_, e| *e > now);
+        revoked.insert(hash(token), expires);
     }
+
+    fn is_revoked(&self, token: &str) -> bool {
+        self.revoked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&hash(token))
+    }
+}
+
+const TOKEN_PREFIX: &str = "v1.";
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A tag of a password that reveals nothing of it.
+fn password_tag(password: &str) -> String {
+    let digest = Sha256::digest(format!("kedge-session\0{password}").as_bytes());
+    hex::encode(&digest[..8])
+}
+
+fn mac(key: &[u8], body: &str) -> Vec<u8> {
+    use hmac::{Mac, digest::KeyInit};
+    let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    m.update(TOKEN_PREFIX.as_bytes());
+    m.update(body.as_bytes());
+    m.finalize().into_bytes().to_vec()
+}
+
+/// `v1.<claims>.<signature>`, both base64url.
+fn sign(key: &[u8], claims: &Claims) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let body = b64.encode(serde_json::to_vec(claims).unwrap_or_default());
+    format!("{TOKEN_PREFIX}{body}.{}", b64.encode(mac(key, &body)))
+}
+
+/// The claims of a token this key signed and that has not expired.
+fn verify(key: &[u8], token: &str, now: u64) -> Option<Claims> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (body, signature) = token.strip_prefix(TOKEN_PREFIX)?.split_once('.')?;
+    let signature = b64.decode(signature).ok()?;
+    if !bool::from(mac(key, body).ct_eq(&signature)) {
+        return None;
+    }
+    let claims: Claims = serde_json::from_slice(&b64.decode(body).ok()?).ok()?;
+    (claims.e > now).then_some(claims)
+}
+
+/// The key that signs session tokens, from Secret `kedge-session-key` (created with a random key when absent; when
+/// two replicas race, the one that creates it wins and the other reads it).
+pub async fn ensure_session_key(
+    client: &kube::Client,
+    namespace: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    for _ in 0..3 {
+        match api.get_opt(SESSION_KEY_SECRET).await {
+            Ok(Some(secret)) => {
+                if let Some(key) = secret
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("key"))
+                    .filter(|k| k.0.len() >= 32)
+                {
+                    return Ok(key.0.clone());
+                }
+                return Err(ApiError::internal(format!(
+                    "Secret {namespace}/{SESSION_KEY_SECRET} has no key of at least 32 bytes"
+                )));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(ApiError::kube("read the session key Secret", &e)),
+        }
+        let secret = own_secret(SESSION_KEY_SECRET, namespace, "key", random_bytes(32));
+        match api.create(&PostParams::default(), &secret).await {
+            Ok(created) => {
+                if let Some(key) = created.data.and_then(|mut d| d.remove("key")) {
+                    return Ok(key.0);
+                }
+            }
+            // Another replica created it first: read theirs.
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(ApiError::kube("create the session key Secret", &e)),
+        }
+    }
+    Err(ApiError::internal("cannot set up the session key"))
 }
 
 /// The accounts, read from Secrets and kept for a few seconds.
@@ -323,10 +414,17 @@ pub async fn login(state: &AppState, user: &str, password: &str) -> Result<Login
     if password.is_empty() || !bool::from(password.as_bytes().ct_eq(expected.as_bytes())) {
         return Err(invalid());
     }
-    let (token, csrf) = state
-        .inner
-        .sessions
-        .create(user, *role, state.config().session_ttl);
+    let key = state.inner.sessions.key(state).await?;
+    let csrf = random_hex(16);
+    let token = sign(
+        &key,
+        &Claims {
+            u: user.to_owned(),
+            c: csrf.clone(),
+            e: unix_now() + state.config().session_ttl.as_secs(),
+            p: password_tag(expected),
+        },
+    );
     tracing::info!(user, "login");
     Ok(LoginResult {
         token,
@@ -336,9 +434,37 @@ pub async fn login(state: &AppState, user: &str, password: &str) -> Result<Login
     })
 }
 
-/// Ends the session of `token`.
-pub fn logout(state: &AppState, token: &str) {
-    state.inner.sessions.remove(token);
+/// Ends the session of `token` (on this replica; the caller also clears the cookie).
+pub async fn logout(state: &AppState, token: &str) {
+    if let Ok(key) = state.inner.sessions.key(state).await
+        && let Some(claims) = verify(&key, token, unix_now())
+    {
+        state.inner.sessions.revoke(token, claims.e);
+    }
+}
+
+/// The account and CSRF token of a valid session token, checked against the current accounts (a removed account or
+/// a changed password ends its sessions; the role is the account's current one).
+async fn session(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<(String, Role, String)>, ApiError> {
+    if !token.starts_with(TOKEN_PREFIX) {
+        return Ok(None);
+    }
+    let key = state.inner.sessions.key(state).await?;
+    let Some(claims) = verify(&key, token, unix_now()) else {
+        return Ok(None);
+    };
+    if state.inner.sessions.is_revoked(token) {
+        return Ok(None);
+    }
+    let accounts = accounts(state, false).await?;
+    Ok(accounts
+        .passwords
+        .get(&claims.u)
+        .filter(|(_, password)| password_tag(password) == claims.p)
+        .map(|(role, _)| (claims.u.clone(), *role, claims.c.clone())))
 }
 
 /// The `Set-Cookie` value for a new session.
@@ -392,10 +518,10 @@ pub async fn authenticate(
     headers: &HeaderMap,
 ) -> Result<Option<Caller>, ApiError> {
     if let Some(token) = bearer(headers) {
-        if let Some(s) = state.inner.sessions.get(&token) {
+        if let Some((user, role, _)) = session(state, &token).await? {
             return Ok(Some(Caller {
-                user: s.user,
-                role: s.role,
+                user,
+                role,
                 via: Via::Bearer,
             }));
         }
@@ -410,12 +536,12 @@ pub async fn authenticate(
             }));
     }
     if let Some(token) = cookie(headers, SESSION_COOKIE)
-        && let Some(s) = state.inner.sessions.get(&token)
+        && let Some((user, role, csrf)) = session(state, &token).await?
     {
         return Ok(Some(Caller {
-            user: s.user,
-            role: s.role,
-            via: Via::Cookie { csrf: s.csrf },
+            user,
+            role,
+            via: Via::Cookie { csrf },
         }));
     }
     Ok(None)
@@ -492,17 +618,7 @@ pub async fn ensure_admin_secret(client: &kube::Client, namespace: &str) -> Resu
         Err(e) => return Err(ApiError::kube("read the admin password Secret", &e)),
     }
     let password = random_password(24);
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(ADMIN_SECRET.into()),
-            namespace: Some(namespace.into()),
-            labels: Some([("app.kubernetes.io/part-of".to_owned(), "kedge".to_owned())].into()),
-            ..Default::default()
-        },
-        data: Some([("password".to_owned(), ByteString(password.into_bytes()))].into()),
-        type_: Some("Opaque".into()),
-        ..Default::default()
-    };
+    let secret = own_secret(ADMIN_SECRET, namespace, "password", password.into_bytes());
     match api.create(&PostParams::default(), &secret).await {
         Ok(_) => {
             tracing::info!(
@@ -512,6 +628,21 @@ pub async fn ensure_admin_secret(client: &kube::Client, namespace: &str) -> Resu
         }
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => Err(ApiError::kube("create the admin password Secret", &e)),
+    }
+}
+
+/// A Secret of the server's own, with one key.
+fn own_secret(name: &str, namespace: &str, key: &str, value: Vec<u8>) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            labels: Some([("app.kubernetes.io/part-of".to_owned(), "kedge".to_owned())].into()),
+            ..Default::default()
+        },
+        data: Some([(key.to_owned(), ByteString(value))].into()),
+        type_: Some("Opaque".into()),
+        ..Default::default()
     }
 }
 
@@ -551,6 +682,47 @@ fn random_password(len: usize) -> String {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn session_tokens_verify_only_unaltered_unexpired_and_with_the_same_key() {
+        let key = random_bytes(32);
+        let claims = Claims {
+            u: "admin".into(),
+            c: "csrf".into(),
+            e: 2_000,
+            p: password_tag("pw"),
+        };
+        let token = sign(&key, &claims);
+        assert_eq!(verify(&key, &token, 1_000), Some(claims.clone()));
+        assert_eq!(verify(&key, &token, 2_000), None, "expired");
+        assert_eq!(
+            verify(&random_bytes(32), &token, 1_000),
+            None,
+            "another key"
+        );
+        // Another account's name in the same signature.
+        let (body, signature) = token
+            .trim_start_matches(TOKEN_PREFIX)
+            .split_once('.')
+            .unwrap_or_default();
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut forged: Claims =
+            serde_json::from_slice(&b64.decode(body).unwrap_or_default()).unwrap_or(claims);
+        forged.u = "mallory".into();
+        let forged_body = b64.encode(serde_json::to_vec(&forged).unwrap_or_default());
+        assert_eq!(
+            verify(
+                &key,
+                &format!("{TOKEN_PREFIX}{forged_body}.{signature}"),
+                1_000
+            ),
+            None
+        );
+        assert_eq!(verify(&key, "v1.garbage", 1_000), None);
+        assert_ne!(password_tag("pw"), password_tag("pw2"));
+        assert!(!password_tag("pw").contains("pw"));
+    }
 
     #[test]
     fn passwords_use_the_alphabet_and_differ() {

@@ -38,6 +38,8 @@ pub const ADMIN_SECRET: &str = "kedge-initial-admin";
 pub const USERS_SECRET: &str = "kedge-users";
 /// Name of the optional Secret with webhook secrets (keys `github`, `gitlab`, `gitea`, `bitbucket`).
 pub const WEBHOOK_SECRET: &str = "kedge-webhook";
+/// Name of the Secret holding the key that signs login sessions (created at first use).
+pub const SESSION_KEY_SECRET: &str = "kedge-session-key";
 
 /// Settings of the server.
 #[derive(Clone, Debug)]

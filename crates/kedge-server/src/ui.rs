@@ -246,7 +246,7 @@ async fn logout(
         );
     }
     if let Some(token) = auth::request_token(&headers) {
-        auth::logout(&state, &token);
+        auth::logout(&state, &token).await;
     }
     (
         StatusCode::SEE_OTHER,

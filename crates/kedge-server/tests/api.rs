@@ -623,3 +623,67 @@ async fn api_endpoints_auth_roles_and_pages() {
     .await;
     assert!(ended.is_ok(), "the event stream ends at shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_restart_and_end_with_a_password_change() {
+    let env = Env::new("srv-sessions").await;
+    let (running, password) = env.start_ready(Duration::from_secs(3600)).await;
+    let (token, _) = login(&running.base, "admin", &password).await;
+    let c = http();
+    let status = |base: String, token: String| {
+        let c = c.clone();
+        async move {
+            c.get(format!("{base}/api/v1/applications"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .map(|r| r.status())
+                .ok()
+        }
+    };
+    assert_eq!(
+        status(running.base.clone(), token.clone()).await,
+        Some(StatusCode::OK)
+    );
+    running.stop().await;
+
+    // A new server process (or another replica) accepts the same token: the signing key lives in a Secret.
+    let (running, _) = env.start_ready(Duration::from_secs(3600)).await;
+    assert!(
+        env.secret_value(kedge_server::SESSION_KEY_SECRET, "key")
+            .await
+            .is_some()
+    );
+    assert_eq!(
+        status(running.base.clone(), token.clone()).await,
+        Some(StatusCode::OK)
+    );
+    // A token signed with another key, or altered, is refused.
+    let forged = format!("{}x", token.trim_end_matches(|c: char| c != '.'));
+    assert_eq!(
+        status(running.base.clone(), forged).await,
+        Some(StatusCode::UNAUTHORIZED)
+    );
+
+    // A new admin password ends the sessions opened with the old one (accounts are re-read within seconds).
+    env.put_secret(
+        kedge_server::ADMIN_SECRET,
+        &[("password", "a-new-password-for-the-test")],
+    )
+    .await;
+    let ended = wait_for(Duration::from_secs(20), Duration::from_millis(200), || {
+        let probe = status(running.base.clone(), token.clone());
+        async move { (probe.await == Some(StatusCode::UNAUTHORIZED)).then_some(()) }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the old session still works after the password change"
+    );
+    let (fresh, _) = login(&running.base, "admin", "a-new-password-for-the-test").await;
+    assert_eq!(
+        status(running.base.clone(), fresh).await,
+        Some(StatusCode::OK)
+    );
+    running.stop().await;
+}
