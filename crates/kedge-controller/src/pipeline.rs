@@ -105,8 +105,8 @@ pub struct Rendered {
     pub revision: Revision,
     /// The objects.
     pub out: kedge_helm::AppRender,
-    /// The trusted key that signed the commit, when `spec.source.verify` asked.
-    pub verified: Option<kedge_verify::Signer>,
+    /// What was signed and by which trusted key, when `spec.source.verify` asked.
+    pub verified: Option<Verified>,
 }
 
 /// The result of one pass: what Git says, and how the cluster compares.
@@ -273,7 +273,7 @@ impl Pipeline {
         tokio::task::spawn_blocking(move || {
             let snapshot = source.fetch(&request)?;
             let verified = match &verify {
-                Some((keys, secret)) => Some(check_signature(&snapshot, keys, secret)?),
+                Some(verification) => Some(check_signature(&snapshot, verification)?),
                 None => None,
             };
             // A chart (Chart.yaml) renders with Helm; Helm hook annotations are mapped either way.
@@ -292,19 +292,17 @@ impl Pipeline {
     ///
     /// The Secret is read on every call (a key removed from it is distrusted at the next pass); its keys are parsed
     /// again only when its resource version changes.
-    async fn trusted_keys(
-        &self,
-        app: &Application,
-    ) -> Result<Option<(Arc<TrustedKeys>, String)>, PipelineError> {
+    async fn trusted_keys(&self, app: &Application) -> Result<Option<Verification>, PipelineError> {
         let Some(verify) = app.spec.source.verify.as_ref() else {
             return Ok(None);
         };
-        if !verify.mode.trim().eq_ignore_ascii_case("HEAD") {
-            return Err(PipelineError::InvalidSpec(format!(
-                "spec.source.verify.mode {:?} is not supported (HEAD verifies the commit the revision resolves to)",
+        let mode = VerifyMode::parse(&verify.mode).ok_or_else(|| {
+            PipelineError::InvalidSpec(format!(
+                "spec.source.verify.mode {:?} is not supported: HEAD (the commit), Tag (the annotated tag the \
+                 revision names) or TagAndHEAD (both)",
                 verify.mode
-            )));
-        }
+            ))
+        })?;
         let name = verify.secret_ref.name.trim();
         if name.is_empty() {
             return Err(PipelineError::InvalidSpec(
@@ -323,7 +321,11 @@ impl Pipeline {
             if let Some((v, keys)) = cache.get(&key)
                 && *v == version
             {
-                return Ok(Some((keys.clone(), name.to_owned())));
+                return Ok(Some(Verification {
+                    keys: keys.clone(),
+                    secret: name.to_owned(),
+                    mode,
+                }));
             }
         }
         let data = secret.data.unwrap_or_default();
@@ -339,7 +341,11 @@ impl Pipeline {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, (version, keys.clone()));
-        Ok(Some((keys, name.to_owned())))
+        Ok(Some(Verification {
+            keys,
+            secret: name.to_owned(),
+            mode,
+        }))
     }
 
     /// Reads Secret `name` of the application's namespace, named by the spec field `field`; the error says which.
@@ -429,28 +435,119 @@ impl Pipeline {
     }
 }
 
-/// Checks that the snapshot's commit is signed by one of `keys` (from Secret `secret`).
+/// What `spec.source.verify` asks to be signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VerifyMode {
+    /// The commit the revision resolves to.
+    Head,
+    /// The annotated tag the revision names.
+    Tag,
+    /// Both.
+    TagAndHead,
+}
+
+impl VerifyMode {
+    fn parse(mode: &str) -> Option<Self> {
+        match mode.trim().to_ascii_lowercase().as_str() {
+            "" | "head" => Some(VerifyMode::Head),
+            "tag" => Some(VerifyMode::Tag),
+            "tagandhead" => Some(VerifyMode::TagAndHead),
+            _ => None,
+        }
+    }
+}
+
+/// The trusted keys of `spec.source.verify`, the Secret they come from, and what must be signed.
+#[derive(Clone)]
+struct Verification {
+    keys: Arc<TrustedKeys>,
+    secret: String,
+    mode: VerifyMode,
+}
+
+/// What was verified (`commit 3f2a9c1`, `tag v1.2.0`) and the trusted key that signed it.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The commit or tag, for messages.
+    pub subject: String,
+    /// The key.
+    pub signer: kedge_verify::Signer,
+}
+
+/// Checks the signatures `verification` asks for: the snapshot's commit, its annotated tag, or both.
 fn check_signature(
     snapshot: &kedge_source::Snapshot,
-    keys: &TrustedKeys,
-    secret: &str,
-) -> Result<kedge_verify::Signer, PipelineError> {
-    let sha = &snapshot.revision().sha;
-    let short = sha.get(..7).unwrap_or(sha);
-    match snapshot.commit_signature()? {
-        None => Err(PipelineError::Unverified(format!(
-            "commit {short} is not signed (spec.source.verify accepts only commits signed by a key in Secret {secret})"
-        ))),
-        Some((signature, payload)) => match keys.verify(&signature, &payload) {
-            Ok(signer) => {
-                tracing::debug!(commit = %short, kind = signer.kind, key = %signer.fingerprint, "commit signature verified");
-                Ok(signer)
+    verification: &Verification,
+) -> Result<Verified, PipelineError> {
+    let secret = &verification.secret;
+    let revision = snapshot.revision();
+    let short = revision.sha.get(..7).unwrap_or(&revision.sha);
+    let refused = |what: String| {
+        PipelineError::Unverified(format!(
+            "{what} (spec.source.verify accepts only what a key in Secret {secret} signed)"
+        ))
+    };
+    let check = |subject: String, signature: &str, payload: &[u8]| {
+        verification
+            .keys
+            .verify(signature, payload)
+            .map(|signer| Verified {
+                subject: subject.clone(),
+                signer,
+            })
+            .map_err(|e| {
+                PipelineError::Unverified(format!("{subject}: {e} (trusted keys: Secret {secret})"))
+            })
+    };
+    let mut verified = None;
+    if matches!(verification.mode, VerifyMode::Tag | VerifyMode::TagAndHead) {
+        let tag = revision
+            .ref_name
+            .as_deref()
+            .and_then(|r| r.strip_prefix("refs/tags/"))
+            .unwrap_or_default()
+            .to_owned();
+        verified = Some(match snapshot.tag_signature()? {
+            kedge_source::TagSignature::NotATag => {
+                return Err(refused(format!(
+                    "revision {:?} is not a tag, and verify.mode {:?} checks the tag's signature",
+                    revision.requested,
+                    if verification.mode == VerifyMode::Tag {
+                        "Tag"
+                    } else {
+                        "TagAndHEAD"
+                    }
+                )));
             }
-            Err(e) => Err(PipelineError::Unverified(format!(
-                "commit {short}: {e} (trusted keys: Secret {secret})"
-            ))),
-        },
+            kedge_source::TagSignature::Lightweight => {
+                return Err(refused(format!(
+                    "tag {tag} is a lightweight tag, which cannot be signed"
+                )));
+            }
+            kedge_source::TagSignature::Unsigned => {
+                return Err(refused(format!("tag {tag} is not signed")));
+            }
+            kedge_source::TagSignature::Signed { signature, payload } => {
+                check(format!("tag {tag}"), &signature, &payload)?
+            }
+        });
     }
+    if matches!(verification.mode, VerifyMode::Head | VerifyMode::TagAndHead) {
+        let commit = match snapshot.commit_signature()? {
+            None => return Err(refused(format!("commit {short} is not signed"))),
+            Some((signature, payload)) => check(format!("commit {short}"), &signature, &payload)?,
+        };
+        verified = Some(match verified {
+            Some(tag) => Verified {
+                subject: format!("{} and {}", tag.subject, commit.subject),
+                signer: commit.signer,
+            },
+            None => commit,
+        });
+    }
+    let verified = verified.ok_or_else(|| refused("nothing to verify".into()))?;
+    tracing::debug!(subject = %verified.subject, kind = verified.signer.kind, key = %verified.signer.fingerprint, "signature verified");
+    Ok(verified)
 }
 
 /// The revision whose objects are deployed: the newest successful sync in the history, else the last compared

@@ -1209,18 +1209,18 @@ fn set_source_verified(
     now: &str,
 ) {
     match (&rendered.verified, &app.spec.source.verify) {
-        (Some(signer), Some(verify)) => conditions::set(
+        (Some(verified), Some(verify)) => conditions::set(
             &mut status.conditions,
             SOURCE_VERIFIED,
             true,
             "Verified",
             format!(
-                "commit {} is signed with {} key {} ({}/{})",
-                short(&rendered.revision.sha),
-                signer.kind,
-                signer.fingerprint,
+                "{} signed with {} key {} ({}/{})",
+                verified.subject,
+                verified.signer.kind,
+                verified.signer.fingerprint,
                 verify.secret_ref.name,
-                signer.file
+                verified.signer.file
             ),
             generation,
             now,

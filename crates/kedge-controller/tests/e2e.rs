@@ -1130,42 +1130,39 @@ async fn quiet_application_is_rechecked_without_comparing_until_something_change
     );
 }
 
+/// Runs git in the test's work tree with SSH signing by the private key at `key`.
+fn git_signed(env: &Env, key: &str, args: &[&str]) {
+    let signing = format!("user.signingkey={key}");
+    let mut all = vec!["-c", "gpg.format=ssh", "-c", signing.as_str()];
+    all.extend_from_slice(args);
+    env.work.git(all).expect("signed git command");
+}
+
+/// A new ed25519 SSH key `name` in `dir`: (private key path, public key line).
+fn ssh_keygen(dir: &std::path::Path, name: &str) -> (String, String) {
+    let path = dir.join(name);
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .output()
+        .expect("ssh-keygen");
+    assert!(out.status.success(), "{out:?}");
+    let public = std::fs::read_to_string(dir.join(format!("{name}.pub"))).expect("pub");
+    (path.display().to_string(), public)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_commits_signed_by_a_trusted_key_are_applied() {
     let env = Env::new("verify").await;
     let keys = tempfile::tempdir().expect("keys");
-    let keygen = |name: &str| -> (String, String) {
-        let path = keys.path().join(name);
-        let out = std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-            .arg(&path)
-            .output()
-            .expect("ssh-keygen");
-        assert!(out.status.success(), "{out:?}");
-        let public = std::fs::read_to_string(keys.path().join(format!("{name}.pub"))).expect("pub");
-        (path.display().to_string(), public)
-    };
+    let keygen = |name: &str| ssh_keygen(keys.path(), name);
     let (alice, alice_pub) = keygen("alice");
     let (mallory, _) = keygen("mallory");
     // Commits with `git commit -S` and an SSH signing key (None: unsigned), pushed.
     let commit_push = |message: &str, key: Option<&str>| -> String {
         match key {
             Some(key) => {
-                let signing = format!("user.signingkey={key}");
-                env.work
-                    .git([
-                        "-c",
-                        "gpg.format=ssh",
-                        "-c",
-                        signing.as_str(),
-                        "commit",
-                        "-q",
-                        "-S",
-                        "-a",
-                        "-m",
-                        message,
-                    ])
-                    .expect("signed commit");
+                git_signed(&env, key, &["commit", "-q", "-S", "-a", "-m", message]);
                 env.push();
                 env.work.head().expect("head")
             }
@@ -1434,4 +1431,63 @@ async fn sops_encrypted_secrets_are_decrypted_with_the_applications_age_key() {
         "{}",
         ready.message
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_mode_applies_only_signed_annotated_tags() {
+    let env = Env::new("verify-tag").await;
+    let keys = tempfile::tempdir().expect("keys");
+    let (release, release_pub) = ssh_keygen(keys.path(), "release");
+    env.write("app/settings.yaml", &config_map("settings", "v", "1"));
+    let commit = env.commit_push("v1 (the commit itself unsigned)");
+    git_signed(
+        &env,
+        &release,
+        &["tag", "-s", "v1.0.0", "-m", "release 1.0.0"],
+    );
+    env.work
+        .git(["tag", "-a", "v0.9.0", "-m", "unsigned"])
+        .expect("annotated tag");
+    env.work.tag("v0.8.0").expect("lightweight tag");
+    env.work.push_all(&env.repo_url).expect("push tags");
+    env.create_secret("release-keys", json!({ "release.pub": release_pub }))
+        .await;
+    let _controller = env.start_controller("c1");
+    let app = |name: &'static str, revision: &'static str| {
+        let env = &env;
+        async move {
+            env.create_app_with(
+                name,
+                "app",
+                automated(true, true),
+                json!({ "source": {
+                    "repoURL": env.repo_url, "targetRevision": revision, "path": "app",
+                    "verify": { "mode": "Tag", "secretRef": { "name": "release-keys" } },
+                } }),
+                json!({}),
+            )
+            .await
+        }
+    };
+    app("signed", "v1.0.0").await;
+    let synced = env.wait_synced("signed", &commit).await;
+    let verified = condition(&synced, "SourceVerified").expect("SourceVerified");
+    assert!(
+        verified.message.contains("tag v1.0.0 signed with SSH key"),
+        "{}",
+        verified.message
+    );
+
+    for (name, revision, needle) in [
+        ("unsigned", "v0.9.0", "tag v0.9.0 is not signed"),
+        ("lightweight", "v0.8.0", "tag v0.8.0 is a lightweight tag"),
+        ("branch", "main", "is not a tag"),
+    ] {
+        app(name, revision).await;
+        env.wait_app(name, needle, |a| {
+            condition(a, "Ready")
+                .is_some_and(|c| c.reason == "VerificationFailed" && c.message.contains(needle))
+        })
+        .await;
+    }
 }

@@ -13,6 +13,6 @@ pub use error::{ErrorKind, SourceError};
 pub use local::LocalTree;
 pub use repo::{Credentials, RepoSpec, Scheme, Secret};
 pub use revision::{HistoryChange, RemoteRef, Revision, RevisionSpec};
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, TagSignature};
 pub use source::{FetchRequest, Source, SourceConfig, SourceStats, install_crypto_provider};
 pub use tree::{DirEntry, EntryKind, FileTree, Limits, TreeError};

@@ -11,6 +11,24 @@ use crate::tree::{
     resolve_link,
 };
 
+/// What the tag of a revision says about its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagSignature {
+    /// The revision did not resolve through a tag.
+    NotATag,
+    /// A tag without a tag object (it cannot be signed).
+    Lightweight,
+    /// An annotated tag without a signature.
+    Unsigned,
+    /// A signed annotated tag: the armored signature and the bytes it signs.
+    Signed {
+        /// The armored signature.
+        signature: String,
+        /// The tag object without the signature.
+        payload: Vec<u8>,
+    },
+}
+
 /// The files of one commit of one repository, read from the object database without a checkout.
 ///
 /// Cloning is cheap; clones share the limit budget and the materialized folder.
@@ -115,6 +133,48 @@ impl Snapshot {
         let commit = repo.find_commit(id).map_err(|e| fail(error_chain(&e)))?;
         let signature = commit.signature().map_err(|e| fail(error_chain(&e)))?;
         Ok(signature.map(|(sig, signed)| (sig.to_string(), signed.to_bstring().into())))
+    }
+
+    /// The signature of the annotated tag the revision resolved through (a tag name or a version constraint), as
+    /// Git stores it: appended to the tag object, which it signs without itself.
+    pub fn tag_signature(&self) -> Result<TagSignature, SourceError> {
+        let rev = &self.inner.revision;
+        let Some(name) = rev
+            .ref_name
+            .as_deref()
+            .filter(|n| n.starts_with("refs/tags/"))
+        else {
+            return Ok(TagSignature::NotATag);
+        };
+        let fail = |e: String| {
+            SourceError::new(
+                ErrorKind::Cache,
+                "read tag signature of",
+                rev.repo.clone(),
+                rev.requested.clone(),
+                e,
+            )
+        };
+        let repo = self.inner.repo.to_thread_local();
+        let reference = repo
+            .find_reference(name)
+            .map_err(|e| fail(error_chain(&e)))?;
+        let Some(target) = reference.target().try_id().map(|id| id.to_owned()) else {
+            return Ok(TagSignature::NotATag);
+        };
+        let object = repo
+            .find_object(target)
+            .map_err(|e| fail(error_chain(&e)))?;
+        if object.kind != gix::object::Kind::Tag {
+            return Ok(TagSignature::Lightweight);
+        }
+        Ok(match gix::objs::TagRefIter::signature(&object.data) {
+            None => TagSignature::Unsigned,
+            Some((signature, signed)) => TagSignature::Signed {
+                signature: signature.data.to_string(),
+                payload: signed.to_bstring().into(),
+            },
+        })
     }
 
     /// Checks that the application path is a clean relative path that exists at this revision.

@@ -339,7 +339,10 @@ impl Source {
         let mut fetched = false;
         let (sha, ref_name) = match wanted {
             Wanted::Ref { name, commit } => {
-                if !self.has_commit(&mirror, &commit) {
+                // A tag is also fetched when its commit is already here through another ref: its tag object (and
+                // signature) comes only with the tag.
+                let missing_tag = name.starts_with("refs/tags/") && !self.has_ref(&mirror, &name);
+                if missing_tag || !self.has_commit(&mirror, &commit) {
                     self.fetch_specs(
                         repo,
                         revision,
@@ -494,6 +497,12 @@ impl Source {
         };
         self.open(mirror)
             .map(|r| r.find_commit(id).is_ok())
+            .unwrap_or(false)
+    }
+
+    fn has_ref(&self, mirror: &Path, name: &str) -> bool {
+        self.open(mirror)
+            .map(|r| r.find_reference(name).is_ok())
             .unwrap_or(false)
     }
 

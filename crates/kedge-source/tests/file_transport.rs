@@ -6,7 +6,7 @@ use std::process::Command;
 
 use kedge_source::{
     ErrorKind, FetchRequest, FileTree, HistoryChange, Limits, RepoSpec, Source, SourceConfig,
-    TreeError,
+    TagSignature, TreeError,
 };
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -59,6 +59,26 @@ impl Fixture {
         git(&self.work, &["commit", "-q", "-m", msg]);
         git(&self.work, &["rev-parse", "HEAD"])
     }
+}
+
+/// A new ed25519 SSH key in `dir` (no passphrase); its private key path.
+fn ssh_key(dir: &Path) -> std::path::PathBuf {
+    let key = dir.join("id");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    key
+}
+
+/// git in `dir` with SSH signing by the private key `key`.
+fn git_signed(dir: &Path, key: &Path, args: &[&str]) -> String {
+    let signing = format!("user.signingkey={}", key.display());
+    let mut all = vec!["-c", "gpg.format=ssh", "-c", signing.as_str()];
+    all.extend_from_slice(args);
+    git(dir, &all)
 }
 
 fn source(cache: &Path) -> Source {
@@ -346,13 +366,7 @@ fn commit_signature_is_read_with_the_bytes_it_signs() {
     fx.write("app/cm.yaml", "a: 1\n");
     fx.commit("unsigned");
     let keys = tempfile::tempdir().unwrap();
-    let key = keys.path().join("id");
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let key = ssh_key(keys.path());
     let cache = tempfile::tempdir().unwrap();
     let src = source(cache.path());
     let repo = RepoSpec::new(&fx.url).unwrap();
@@ -361,21 +375,7 @@ fn commit_signature_is_read_with_the_bytes_it_signs() {
 
     fx.write("app/cm.yaml", "a: 2\n");
     git(&fx.work, &["add", "-A"]);
-    let signing = format!("user.signingkey={}", key.display());
-    git(
-        &fx.work,
-        &[
-            "-c",
-            "gpg.format=ssh",
-            "-c",
-            &signing,
-            "commit",
-            "-q",
-            "-S",
-            "-m",
-            "signed",
-        ],
-    );
+    git_signed(&fx.work, &key, &["commit", "-q", "-S", "-m", "signed"]);
     let snap = src.fetch(&FetchRequest::new(repo, "main")).unwrap();
     let (signature, payload) = snap.commit_signature().unwrap().expect("signed");
     assert!(
@@ -396,4 +396,41 @@ fn commit_signature_is_read_with_the_bytes_it_signs() {
         "{payload}"
     );
     assert!(raw.starts_with(payload.lines().next().unwrap()), "{raw}");
+}
+
+#[test]
+fn tag_signatures_are_read_for_tags_of_an_already_fetched_commit() {
+    let fx = Fixture::new();
+    fx.write("app/cm.yaml", "a: 1\n");
+    fx.commit("one");
+    let keys = tempfile::tempdir().unwrap();
+    let key = ssh_key(keys.path());
+    git_signed(&fx.work, &key, &["tag", "-s", "v2", "-m", "signed"]);
+    git(&fx.work, &["tag", "-a", "v1", "-m", "unsigned"]);
+    git(&fx.work, &["tag", "v0"]);
+    let cache = tempfile::tempdir().unwrap();
+    let src = source(cache.path());
+    let repo = RepoSpec::new(&fx.url).unwrap();
+    // The commit is fetched through the branch first; each tag still brings its own tag object.
+    let head = src.fetch(&FetchRequest::new(repo.clone(), "main")).unwrap();
+    assert_eq!(head.tag_signature().unwrap(), TagSignature::NotATag);
+    let v0 = src.fetch(&FetchRequest::new(repo.clone(), "v0")).unwrap();
+    assert_eq!(v0.tag_signature().unwrap(), TagSignature::Lightweight);
+    let v1 = src.fetch(&FetchRequest::new(repo.clone(), "v1")).unwrap();
+    assert_eq!(v1.tag_signature().unwrap(), TagSignature::Unsigned);
+    let v2 = src.fetch(&FetchRequest::new(repo, "v2")).unwrap();
+    match v2.tag_signature().unwrap() {
+        TagSignature::Signed { signature, payload } => {
+            assert!(
+                signature.starts_with("-----BEGIN SSH SIGNATURE-----"),
+                "{signature}"
+            );
+            let payload = String::from_utf8(payload).unwrap();
+            assert!(
+                payload.starts_with("object ") && payload.ends_with("signed\n"),
+                "{payload}"
+            );
+        }
+        other => panic!("expected a signed tag, got {other:?}"),
+    }
 }
