@@ -120,6 +120,12 @@ pub struct Comparison {
     pub plan: Plan,
 }
 
+/// How long a read of a key Secret (`spec.source.verify`, `spec.decryption`) is reused.
+pub const KEY_SECRET_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Key Secrets read recently, by `namespace/name`, with when they were read.
+type KeySecrets = HashMap<String, (std::time::Instant, Arc<k8s_openapi::api::core::v1::Secret>)>;
+
 /// Parsed trusted keys by `namespace/secret`, with the Secret's resource version they were parsed from.
 type TrustedKeysCache = HashMap<String, (String, Arc<TrustedKeys>)>;
 
@@ -133,6 +139,7 @@ pub struct Pipeline {
     helm: Arc<kedge_helm::HelmRenderer>,
     secrets: RepositorySecrets,
     trusted: Arc<std::sync::Mutex<TrustedKeysCache>>,
+    key_secrets: Arc<std::sync::Mutex<KeySecrets>>,
 }
 
 impl Pipeline {
@@ -151,6 +158,7 @@ impl Pipeline {
             engine,
             helm: Arc::new(kedge_helm::HelmRenderer::default()),
             trusted: Arc::default(),
+            key_secrets: Arc::default(),
         }
     }
 
@@ -328,7 +336,8 @@ impl Pipeline {
                 }));
             }
         }
-        let data = secret.data.unwrap_or_default();
+        let empty = std::collections::BTreeMap::new();
+        let data = secret.data.as_ref().unwrap_or(&empty);
         let keys = TrustedKeys::parse(data.iter().map(|(k, v)| (k.as_str(), v.0.as_slice())))
             .map_err(|e| PipelineError::VerifyKeys(format!("Secret {name}: {e}")))?;
         if keys.is_empty() {
@@ -349,19 +358,38 @@ impl Pipeline {
     }
 
     /// Reads Secret `name` of the application's namespace, named by the spec field `field`; the error says which.
+    ///
+    /// Key Secrets are shared by many applications and read on every pass that renders: a read is reused for
+    /// [`KEY_SECRET_TTL`], so a thousand applications cost one read per Secret, and a changed or removed key takes
+    /// effect within that time.
     async fn secret(
         &self,
         app: &Application,
         name: &str,
         field: &str,
-    ) -> Result<k8s_openapi::api::core::v1::Secret, String> {
+    ) -> Result<Arc<k8s_openapi::api::core::v1::Secret>, String> {
         let ns = app.namespace().unwrap_or_default();
+        let key = format!("{ns}/{name}");
+        {
+            let cache = self.key_secrets.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, secret)) = cache.get(&key)
+                && at.elapsed() < KEY_SECRET_TTL
+            {
+                return Ok(secret.clone());
+            }
+        }
         let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
             kube::Api::namespaced(self.client.clone(), &ns);
-        api.get_opt(name)
-            .await
-            .map_err(|e| format!("Secret {ns}/{name}: {e}"))?
-            .ok_or_else(|| format!("Secret {name} ({field}) not found in namespace {ns}"))
+        let secret = Arc::new(
+            api.get_opt(name)
+                .await
+                .map_err(|e| format!("Secret {ns}/{name}: {e}"))?
+                .ok_or_else(|| format!("Secret {name} ({field}) not found in namespace {ns}"))?,
+        );
+        let mut cache = self.key_secrets.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|_, (at, _)| at.elapsed() < KEY_SECRET_TTL);
+        cache.insert(key, (std::time::Instant::now(), secret.clone()));
+        Ok(secret)
     }
 
     /// The age keys of `spec.decryption`, or `None` when the application decrypts nothing.
@@ -393,7 +421,8 @@ impl Pipeline {
             app.namespace().unwrap_or_default(),
             secret.resource_version().unwrap_or_default()
         );
-        let data = secret.data.unwrap_or_default();
+        let empty = std::collections::BTreeMap::new();
+        let data = secret.data.as_ref().unwrap_or(&empty);
         let files: Vec<(&str, &[u8])> = data
             .iter()
             .filter(|(k, _)| k.ends_with(".agekey"))
