@@ -25,7 +25,7 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Install the Application CRD, a namespace, RBAC and the controller Deployment (or print them).
     Install(cli::install::InstallArgs),
-    /// Work with Applications: list, get, diff, sync, history, rollback, suspend, resume, refresh, wait, delete.
+    /// Work with Applications: create, list, get, diff, sync, history, rollback, suspend, resume, refresh, wait, delete.
     #[command(subcommand)]
     App(cli::app::AppCommand),
 }

@@ -8,6 +8,7 @@ use std::process::Stdio;
 
 use common::*;
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
@@ -197,4 +198,93 @@ async fn app_wait_returns_once_synced_and_healthy_and_times_out_with_the_reason(
         "{}",
         run.stderr
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_create_then_upsert() {
+    let env = Env::new("cli-create").await;
+    let cache = tempfile::tempdir().expect("cache");
+    env.write("app/settings.yaml", &config_map("settings", "v", "1"));
+    let sha = env.commit_push("v1");
+    let _controller = env.start_controller("c1");
+    let create = |extra: &[&str]| {
+        let mut args = vec![
+            "app",
+            "create",
+            "demo",
+            "--repo",
+            env.repo_url.as_str(),
+            "--revision",
+            "main",
+            "--path",
+            "app",
+            "--dest-namespace",
+            env.ns(),
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let run_with = |args: Vec<String>| {
+        let env = &env;
+        let cache = cache.path().to_owned();
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            kedge(env, &cache, &refs).await
+        }
+    };
+
+    let dry = run_with(create(&["--dry-run", "--sync-policy", "automated"])).await;
+    dry.expect_code(0);
+    assert!(
+        dry.stdout.contains("repoURL") && dry.stdout.contains("automated"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        env.apps().get_opt("demo").await.expect("get").is_none(),
+        "a dry run creates nothing"
+    );
+
+    let run = run_with(create(&[
+        "--sync-policy",
+        "automated",
+        "--auto-prune",
+        "--self-heal",
+        "-l",
+        "team=a",
+    ]))
+    .await;
+    run.expect_code(0);
+    let app = env.wait_synced("demo", &sha).await;
+    assert_eq!(app.labels().get("team").map(String::as_str), Some("a"));
+    let automated = app
+        .spec
+        .sync_policy
+        .as_ref()
+        .and_then(|p| p.automated.clone())
+        .expect("automated");
+    assert!(automated.prune && automated.self_heal);
+
+    // Again: refused, nothing changed.
+    let again = run_with(create(&["--sync-policy", "automated"])).await;
+    again.expect_code(1);
+    assert!(
+        again.stderr.contains("already exists") && again.stderr.contains("--upsert"),
+        "{}",
+        again.stderr
+    );
+
+    // --upsert applies what is given now: automated sync is turned off.
+    let upsert = run_with(create(&["--upsert", "--sync-policy", "none"])).await;
+    upsert.expect_code(0);
+    let app = env.app("demo").await;
+    assert!(
+        app.spec.sync_policy.and_then(|p| p.automated).is_none(),
+        "automated removed by the upsert"
+    );
+
+    // Bad input is said clearly.
+    let bad = run_with(create(&["--upsert", "-l", "no-equals-sign"])).await;
+    bad.expect_code(1);
+    assert!(bad.stderr.contains("not key=value"), "{}", bad.stderr);
 }

@@ -1,4 +1,5 @@
-//! `kedge app ...`: list, inspect, diff, sync, roll back, suspend, resume, refresh, wait for and delete Applications.
+//! `kedge app ...`: create, list, inspect, diff, sync, roll back, suspend, resume, refresh, wait for and delete
+//! Applications.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -49,6 +50,8 @@ pub enum AppCommand {
         #[arg(short = 'A', long)]
         all_namespaces: bool,
     },
+    /// Create an Application (or, with --upsert, update it), as `argocd app create` does.
+    Create(Box<CreateArgs>),
     /// Show one Application, its objects and conditions.
     Get {
         /// Application name.
@@ -119,6 +122,46 @@ pub enum AppCommand {
     },
 }
 
+/// Flags of `kedge app create`.
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Application name.
+    pub name: String,
+    /// The Git repository URL (credentials come from repository Secrets, never the URL).
+    #[arg(long)]
+    pub repo: String,
+    /// Branch, tag, commit, `HEAD` or a semver constraint.
+    #[arg(long, default_value = "HEAD")]
+    pub revision: String,
+    /// The directory inside the repository.
+    #[arg(long, default_value = ".")]
+    pub path: String,
+    /// Namespace for namespaced objects that do not name one.
+    #[arg(long)]
+    pub dest_namespace: Option<String>,
+    /// `automated` (sync every new revision) or `none` (sync only when asked).
+    #[arg(long, value_parser = ["automated", "none"], default_value = "none")]
+    pub sync_policy: String,
+    /// With automated sync: delete objects removed from Git.
+    #[arg(long, requires = "sync_policy")]
+    pub auto_prune: bool,
+    /// With automated sync: revert changes made outside Git.
+    #[arg(long, requires = "sync_policy")]
+    pub self_heal: bool,
+    /// A sync option such as `CreateNamespace=true` (repeatable).
+    #[arg(long = "sync-option")]
+    pub sync_options: Vec<String>,
+    /// Label `key=value` (repeatable).
+    #[arg(long = "label", short = 'l')]
+    pub labels: Vec<String>,
+    /// Update the Application when it exists (its other fields are kept).
+    #[arg(long)]
+    pub upsert: bool,
+    /// Print the Application instead of creating it.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 /// Flags of `kedge app wait`. With none of `--sync`, `--health`, `--operation`, all three are waited for.
 #[derive(Args, Debug)]
 pub struct WaitArgs {
@@ -176,6 +219,7 @@ pub fn run(kube: &KubeArgs, cmd: AppCommand) -> anyhow::Result<u8> {
                 print_list(&list.items, output, all_namespaces)?;
                 Ok(0)
             }
+            AppCommand::Create(args) => create(&api, &args).await,
             AppCommand::Get { name, output } => {
                 let app = get(&api, &name).await?;
                 print_app(&app, output)?;
@@ -367,6 +411,79 @@ async fn wait_for_operation(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The Application `args` describe.
+fn application_of(args: &CreateArgs, namespace: &str) -> anyhow::Result<serde_json::Value> {
+    if (args.auto_prune || args.self_heal) && args.sync_policy != "automated" {
+        bail!("--auto-prune and --self-heal need --sync-policy automated");
+    }
+    let mut labels = serde_json::Map::new();
+    for label in &args.labels {
+        let Some((k, v)) = label.split_once('=') else {
+            bail!("label {label:?} is not key=value");
+        };
+        labels.insert(k.trim().to_owned(), json!(v.trim()));
+    }
+    for option in &args.sync_options {
+        if !option.contains('=') {
+            bail!("sync option {option:?} is not Name=value (e.g. CreateNamespace=true)");
+        }
+    }
+    let mut sync_policy = json!({});
+    if args.sync_policy == "automated" {
+        sync_policy["automated"] = json!({ "prune": args.auto_prune, "selfHeal": args.self_heal });
+    }
+    if !args.sync_options.is_empty() {
+        sync_policy["syncOptions"] = json!(args.sync_options);
+    }
+    let mut destination = json!({});
+    if let Some(ns) = &args.dest_namespace {
+        destination["namespace"] = json!(ns);
+    }
+    let app = json!({
+        "apiVersion": "kedge.dev/v1alpha1",
+        "kind": "Application",
+        "metadata": { "name": args.name, "namespace": namespace, "labels": labels },
+        "spec": {
+            "source": { "repoURL": args.repo, "targetRevision": args.revision, "path": args.path },
+            "destination": destination,
+            "syncPolicy": sync_policy,
+        },
+    });
+    // Refuse what the API server would refuse, with the same words as the CRD.
+    serde_json::from_value::<Application>(app.clone()).context("invalid application")?;
+    Ok(app)
+}
+
+/// `kedge app create`: creates the Application, or with --upsert applies the fields given (server-side apply).
+async fn create(api: &Api<Application>, args: &CreateArgs) -> anyhow::Result<u8> {
+    let app = application_of(args, &api_namespace(api))?;
+    if args.dry_run {
+        print!("{}", serde_saphyr::to_string(&app)?);
+        return Ok(0);
+    }
+    // Server-side apply in both cases, so that a later --upsert owns (and can remove) the fields this one sets.
+    if !args.upsert && api.get_opt(&args.name).await?.is_some() {
+        bail!(
+            "application {} already exists in namespace {} (use --upsert to update it)",
+            args.name,
+            api_namespace(api)
+        );
+    }
+    api.patch(
+        &args.name,
+        &PatchParams::apply("kedge-cli").force(),
+        &Patch::Apply(&app),
+    )
+    .await
+    .with_context(|| format!("failed to apply application {}", args.name))?;
+    println!(
+        "application {} {}",
+        args.name,
+        if args.upsert { "applied" } else { "created" }
+    );
+    Ok(0)
 }
 
 /// Waits until the application is where `args` asks, printing each state it passes through.
