@@ -298,8 +298,8 @@ impl Pipeline {
 
     /// The keys `spec.source.verify` trusts, with the Secret's name, or `None` when commits are not verified.
     ///
-    /// The Secret is read on every call (a key removed from it is distrusted at the next pass); its keys are parsed
-    /// again only when its resource version changes.
+    /// The Secret is read at most every [`KEY_SECRET_TTL`] (a key removed from it is distrusted within that time);
+    /// its keys are parsed again only when its resource version changes.
     async fn trusted_keys(&self, app: &Application) -> Result<Option<Verification>, PipelineError> {
         let Some(verify) = app.spec.source.verify.as_ref() else {
             return Ok(None);
@@ -311,16 +311,15 @@ impl Pipeline {
                 verify.mode
             ))
         })?;
-        let name = verify.secret_ref.name.trim();
-        if name.is_empty() {
-            return Err(PipelineError::InvalidSpec(
-                "spec.source.verify.secretRef.name is empty".into(),
-            ));
-        }
-        let secret = self
-            .secret(app, name, "spec.source.verify.secretRef")
-            .await
-            .map_err(PipelineError::VerifyKeys)?;
+        let (name, secret) = self
+            .key_secret(
+                app,
+                &verify.secret_ref,
+                "spec.source.verify.secretRef",
+                PipelineError::VerifyKeys,
+            )
+            .await?;
+        let name = name.as_str();
         let ns = app.namespace().unwrap_or_default();
         let key = format!("{ns}/{name}");
         let version = secret.resource_version().unwrap_or_default();
@@ -357,11 +356,29 @@ impl Pipeline {
         }))
     }
 
-    /// Reads Secret `name` of the application's namespace, named by the spec field `field`; the error says which.
+    /// Reads the key Secret that the spec field `field` (`secret_ref`) names in the application's namespace; an empty
+    /// name is an invalid spec, a failed read becomes `read_error` (the message names the field).
     ///
     /// Key Secrets are shared by many applications and read on every pass that renders: a read is reused for
     /// [`KEY_SECRET_TTL`], so a thousand applications cost one read per Secret, and a changed or removed key takes
     /// effect within that time.
+    async fn key_secret(
+        &self,
+        app: &Application,
+        secret_ref: &kedge_api::LocalSecretReference,
+        field: &str,
+        read_error: fn(String) -> PipelineError,
+    ) -> Result<(String, Arc<k8s_openapi::api::core::v1::Secret>), PipelineError> {
+        let name = secret_ref.name.trim();
+        if name.is_empty() {
+            return Err(PipelineError::InvalidSpec(format!("{field}.name is empty")));
+        }
+        self.secret(app, name, field)
+            .await
+            .map(|secret| (name.to_owned(), secret))
+            .map_err(read_error)
+    }
+
     async fn secret(
         &self,
         app: &Application,
@@ -406,16 +423,15 @@ impl Pipeline {
                 decryption.provider
             )));
         }
-        let name = decryption.secret_ref.name.trim();
-        if name.is_empty() {
-            return Err(PipelineError::InvalidSpec(
-                "spec.decryption.secretRef.name is empty".into(),
-            ));
-        }
-        let secret = self
-            .secret(app, name, "spec.decryption.secretRef")
-            .await
-            .map_err(PipelineError::DecryptionKeys)?;
+        let (name, secret) = self
+            .key_secret(
+                app,
+                &decryption.secret_ref,
+                "spec.decryption.secretRef",
+                PipelineError::DecryptionKeys,
+            )
+            .await?;
+        let name = name.as_str();
         let id = format!(
             "{}/{name}@{}",
             app.namespace().unwrap_or_default(),

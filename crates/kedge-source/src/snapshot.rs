@@ -119,20 +119,24 @@ impl Snapshot {
     /// or `None` when the commit is not signed.
     pub fn commit_signature(&self) -> Result<Option<(String, Vec<u8>)>, SourceError> {
         let rev = &self.inner.revision;
-        let fail = |e: String| {
-            SourceError::new(
-                ErrorKind::Cache,
-                "read signature of",
-                rev.repo.clone(),
-                rev.requested.clone(),
-                e,
-            )
-        };
+        let fail = |e: String| self.cache_error("read signature of", e);
         let repo = self.inner.repo.to_thread_local();
         let id = gix::ObjectId::from_hex(rev.sha.as_bytes()).map_err(|e| fail(e.to_string()))?;
         let commit = repo.find_commit(id).map_err(|e| fail(error_chain(&e)))?;
         let signature = commit.signature().map_err(|e| fail(error_chain(&e)))?;
         Ok(signature.map(|(sig, signed)| (sig.to_string(), signed.to_bstring().into())))
+    }
+
+    /// A failure to read this snapshot's own objects from the mirror.
+    fn cache_error(&self, action: &'static str, cause: String) -> SourceError {
+        let rev = &self.inner.revision;
+        SourceError::new(
+            ErrorKind::Cache,
+            action,
+            rev.repo.clone(),
+            rev.requested.clone(),
+            cause,
+        )
     }
 
     /// The signature of the annotated tag the revision resolved through (a tag name or a version constraint), as
@@ -146,15 +150,7 @@ impl Snapshot {
         else {
             return Ok(TagSignature::NotATag);
         };
-        let fail = |e: String| {
-            SourceError::new(
-                ErrorKind::Cache,
-                "read tag signature of",
-                rev.repo.clone(),
-                rev.requested.clone(),
-                e,
-            )
-        };
+        let fail = |e: String| self.cache_error("read tag signature of", e);
         let repo = self.inner.repo.to_thread_local();
         let reference = repo
             .find_reference(name)
