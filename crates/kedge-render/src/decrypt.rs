@@ -232,7 +232,7 @@ fn encrypted_originals(
                         parse_yaml_ordered(&bytes)
                     };
                     for node in nodes.into_iter().flatten() {
-                        if let Some(mac) = node_mac(&node) {
+                        if let Some(mac) = node.sops_mac().map(str::to_owned) {
                             out.entry(mac)
                                 .or_insert_with(|| (path.clone(), Vec::new()))
                                 .1
@@ -244,17 +244,6 @@ fn encrypted_originals(
         }
     }
     out
-}
-
-fn node_mac(node: &kedge_sops::Node) -> Option<String> {
-    use kedge_sops::Node;
-    let Node::Map(items) = node else { return None };
-    let (_, meta) = items.iter().find(|(k, _)| k == kedge_sops::METADATA_KEY)?;
-    let Node::Map(meta) = meta else { return None };
-    match meta.iter().find(|(k, _)| k == "mac") {
-        Some((_, Node::Str(mac))) => Some(mac.clone()),
-        _ => None,
-    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

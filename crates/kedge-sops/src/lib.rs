@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
+use std::sync::Arc;
 
 use aes_gcm::aead::consts::U32;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -175,7 +176,7 @@ pub struct Decrypted {
     /// The manifest, `sops` metadata removed.
     pub value: serde_json::Value,
     /// Each `ENC[...]` value with its key path (`a:b:c`), and its plain value.
-    ciphertexts: std::collections::HashMap<(String, String), serde_json::Value>,
+    ciphertexts: Arc<std::collections::HashMap<(String, String), serde_json::Value>>,
 }
 
 impl Decrypted {
@@ -260,11 +261,7 @@ pub fn decrypt_stream(docs: &[&Node], keys: &Identities) -> Result<Vec<Decrypted
         return Ok(Vec::new());
     };
     let meta = Metadata::read(first_meta)?;
-    if branches.iter().any(|(_, m)| {
-        Metadata::read(m)
-            .map(|other| other.mac != meta.mac)
-            .unwrap_or(true)
-    }) {
+    if docs.iter().any(|d| d.sops_mac() != Some(meta.mac.as_str())) {
         return Err(SopsError::Malformed(
             "the documents were not encrypted together (their MACs differ)".into(),
         ));
@@ -307,11 +304,12 @@ pub fn decrypt_stream(docs: &[&Node], keys: &Identities) -> Result<Vec<Decrypted
         return Err(SopsError::MacMismatch);
     }
     // Ciphertexts are unique (random IVs), so every document may look up the values of all.
+    let ciphertexts = Arc::new(walk.ciphertexts);
     Ok(values
         .into_iter()
         .map(|value| Decrypted {
             value,
-            ciphertexts: walk.ciphertexts.clone(),
+            ciphertexts: ciphertexts.clone(),
         })
         .collect())
 }

@@ -23,6 +23,25 @@ pub enum Node {
     Map(Vec<(String, Node)>),
 }
 
+impl Node {
+    /// The value of `key` in a mapping.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match self {
+            Node::Map(items) => items.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The MAC of a SOPS document (`sops.mac`), which identifies it: different for every encryption, shared by the
+    /// documents of one file.
+    pub fn sops_mac(&self) -> Option<&str> {
+        match self.get(crate::METADATA_KEY)?.get("mac")? {
+            Node::Str(mac) => Some(mac),
+            _ => None,
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(NodeVisitor)
