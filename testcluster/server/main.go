@@ -74,6 +74,7 @@ type options struct {
 	name        string
 	simulator   bool
 	simDelay    time.Duration
+	auditLog    string
 }
 
 func main() {
@@ -89,6 +90,7 @@ func main() {
 	flag.StringVar(&o.name, "name", "default", "cluster name (the kubeconfig context is kedge-test-NAME)")
 	flag.BoolVar(&o.simulator, "simulator", true, "run the workload simulator")
 	flag.DurationVar(&o.simDelay, "sim-delay", time.Second, "delay before simulated workloads become ready")
+	flag.StringVar(&o.auditLog, "audit-log", "", "append an audit event (JSON line) for every request that is not a read to this file")
 	klog.InitFlags(flag.CommandLine)
 	flag.Parse()
 	if o.dataDir == "" {
@@ -228,6 +230,13 @@ func run(o options) error {
 	discoveryManager := discoveryendpoint.NewResourceManager("apis")
 	cfg.AggregatedDiscoveryGroupManager = discoveryManager
 	extGeneric.AggregatedDiscoveryGroupManager = discoveryManager
+	// The audit log, when asked for, is set after the delegate's config was copied: the built-in server's filter
+	// chain sees every request (CRD requests too, before it hands them to the delegate), so each is logged once.
+	if o.auditLog != "" {
+		if err := enableAudit(cfg, o.auditLog); err != nil {
+			return err
+		}
+	}
 	completedCore := cfg.Complete()
 	extServer, err := extConfig.Complete().New(genericapiserver.NewEmptyDelegate())
 	if err != nil {

@@ -67,6 +67,30 @@ impl TestCluster {
     /// minutes because it builds the server) and connects to it. With `KEDGE_TEST_KUBECONFIG` set, that
     /// kubeconfig is used and nothing is started.
     pub async fn get(name: &str) -> Result<Self> {
+        Self::start(name, &[]).await
+    }
+
+    /// Like [`get`](Self::get), with the API server writing an audit log of every request but reads (see
+    /// [`audit_events`](Self::audit_events)): `testcluster/up --name NAME --audit`. Use a cluster name of its own:
+    /// a running cluster started without the audit log is refused, not restarted. `KEDGE_TEST_KUBECONFIG` is
+    /// ignored here (that cluster's log is not ours to read).
+    pub async fn get_audited(name: &str) -> Result<Self> {
+        let key = format!("{name} --audit");
+        let known = started().lock().ok().and_then(|m| m.get(&key).cloned());
+        let kubeconfig = match known {
+            Some(path) => path,
+            None => {
+                let path = run_up(name, &["--audit"]).await?;
+                if let Ok(mut m) = started().lock() {
+                    m.insert(key, path.clone());
+                }
+                path
+            }
+        };
+        Self::connect(name, kubeconfig).await
+    }
+
+    async fn start(name: &str, extra: &[&str]) -> Result<Self> {
         let kubeconfig = match std::env::var_os(KUBECONFIG_ENV).filter(|v| !v.is_empty()) {
             Some(path) => PathBuf::from(path),
             None => {
@@ -74,7 +98,7 @@ impl TestCluster {
                 match known {
                     Some(path) => path,
                     None => {
-                        let path = run_up(name).await?;
+                        let path = run_up(name, extra).await?;
                         if let Ok(mut m) = started().lock() {
                             m.insert(name.to_owned(), path.clone());
                         }
@@ -83,6 +107,10 @@ impl TestCluster {
                 }
             }
         };
+        Self::connect(name, kubeconfig).await
+    }
+
+    async fn connect(name: &str, kubeconfig: PathBuf) -> Result<Self> {
         let client = client_from_kubeconfig(&kubeconfig).await?;
         if let Ok(mut last) = last_kubeconfig().lock() {
             *last = Some(kubeconfig.clone());
@@ -92,6 +120,17 @@ impl TestCluster {
             kubeconfig,
             client,
         })
+    }
+
+    /// The audit log of a cluster started with [`get_audited`](Self::get_audited) (next to its kubeconfig).
+    pub fn audit_log(&self) -> PathBuf {
+        self.kubeconfig.with_file_name("audit.log")
+    }
+
+    /// Every audit event logged so far, in the order the server finished the requests (see
+    /// [`AuditEvent`](crate::AuditEvent)); an error when the cluster writes no audit log.
+    pub fn audit_events(&self) -> Result<Vec<crate::AuditEvent>> {
+        crate::audit::read(&self.audit_log())
     }
 
     /// The cluster's name.
@@ -249,10 +288,11 @@ pub fn up_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testcluster/up")
 }
 
-async fn run_up(name: &str) -> Result<PathBuf> {
+async fn run_up(name: &str, extra: &[&str]) -> Result<PathBuf> {
     let script = up_script();
     let output = tokio::process::Command::new(&script)
         .args(["--name", name])
+        .args(extra)
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output()
@@ -265,7 +305,7 @@ async fn run_up(name: &str) -> Result<PathBuf> {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
         return Err(Error::Command {
-            command: format!("{} --name {name}", script.display()),
+            command: format!("{} --name {name} {}", script.display(), extra.join(" ")),
             status: output.status.to_string(),
             stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
         });

@@ -26,6 +26,7 @@
 //! # let _ = sha; Ok(()) }
 //! ```
 
+mod audit;
 mod cluster;
 mod error;
 mod git;
@@ -34,6 +35,7 @@ mod requests;
 mod sops;
 mod wait;
 
+pub use audit::AuditEvent;
 pub use cluster::{
     CLUSTER_ENV, KUBECONFIG_ENV, KubectlOutput, TEST_LABEL, TestCluster, TestNamespace,
     client_from_kubeconfig, kubectl, up_script,
