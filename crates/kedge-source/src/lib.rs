@@ -2,6 +2,7 @@
 
 mod changes;
 pub mod error;
+mod gc;
 pub mod local;
 pub mod repo;
 pub mod revision;
@@ -10,9 +11,12 @@ pub mod source;
 pub mod tree;
 
 pub use error::{ErrorKind, SourceError};
+pub use gc::GcReport;
 pub use local::LocalTree;
 pub use repo::{Credentials, RepoSpec, Scheme, Secret};
 pub use revision::{HistoryChange, RemoteRef, Revision, RevisionSpec};
 pub use snapshot::{Snapshot, TagSignature};
-pub use source::{FetchRequest, Source, SourceConfig, SourceStats, install_crypto_provider};
+pub use source::{
+    DEFAULT_MAX_FETCH_BYTES, FetchRequest, Source, SourceConfig, SourceStats, install_crypto_provider,
+};
 pub use tree::{DirEntry, EntryKind, FileTree, Limits, TreeError};

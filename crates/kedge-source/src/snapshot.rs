@@ -401,11 +401,16 @@ impl FileTree for Snapshot {
             .materialized
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = cached.as_ref() {
+        // A tree removed by garbage collection since is written again.
+        if let Some(p) = cached.as_ref().filter(|p| p.is_dir()) {
+            crate::gc::touch(p);
             return Ok(p.clone());
         }
         let target = self.inner.trees_dir.join(&self.inner.revision.sha);
-        if !target.is_dir() {
+        if target.is_dir() {
+            // Marks it used, so that garbage collection keeps it.
+            crate::gc::touch(&target);
+        } else {
             let tmp = tempfile::Builder::new()
                 .prefix(".tmp-")
                 .tempdir_in(&self.inner.trees_dir)

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use gix::remote::Direction;
 
 use crate::error::{ErrorKind, SourceError, error_chain};
+use crate::gc::GcReport;
 use crate::repo::{Credentials, RepoSpec, Scheme};
 use crate::revision::{HistoryChange, RemoteRef, Revision, RevisionSpec, Wanted, resolve_remote};
 use crate::snapshot::Snapshot;
@@ -27,19 +28,29 @@ pub struct SourceConfig {
     pub timeout: Duration,
     /// History depth of fetches; `0` fetches full history.
     pub depth: u32,
+    /// Most pack bytes one fetch may receive; a larger fetch is stopped and refused with
+    /// [`ErrorKind::LimitExceeded`], leaving the mirror as it was.
+    pub max_fetch_bytes: u64,
 }
 
 impl SourceConfig {
-    /// Defaults: 60 s timeout, depth 1, default [`Limits`].
+    /// Defaults: 60 s timeout, depth 1, default [`Limits`], fetches of at most [`DEFAULT_MAX_FETCH_BYTES`].
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
         SourceConfig {
             cache_dir: cache_dir.into(),
             limits: Limits::default(),
             timeout: Duration::from_secs(60),
             depth: 1,
+            max_fetch_bytes: DEFAULT_MAX_FETCH_BYTES,
         }
     }
 }
+
+/// The default of [`SourceConfig::max_fetch_bytes`]: 1 GiB of pack data in one fetch.
+pub const DEFAULT_MAX_FETCH_BYTES: u64 = 1 << 30;
+
+/// Marks the error of a fetch stopped by [`SourceConfig::max_fetch_bytes`], so that it is classified as such.
+const LIMIT_MARKER: &str = "fetch limit: ";
 
 /// What to fetch: a repository, a revision and the application path inside it.
 #[derive(Debug, Clone)]
@@ -611,6 +622,115 @@ impl Source {
         )
     }
 
+    /// Removes what no fetch has used for `max_idle`: bare mirrors (of repositories no application uses any more, or
+    /// not lately), materialized trees and leftovers of interrupted writes. A mirror that is in use right now (locked
+    /// by this or another process) is kept whatever its age.
+    pub fn collect_garbage(&self, max_idle: Duration) -> Result<GcReport, SourceError> {
+        let now = std::time::SystemTime::now();
+        let root = &self.inner.config.cache_dir;
+        let cache_err = |what: &Path, e: std::io::Error| {
+            SourceError::new(
+                ErrorKind::Cache,
+                "collect garbage in",
+                "-",
+                "-",
+                format!("failed to read {}: {e}", what.display()),
+            )
+        };
+        let idle = |p: &Path| crate::gc::idle_for(p, now).is_some_and(|d| d >= max_idle);
+        let mut report = GcReport::default();
+        let mirrors = root.join("mirrors");
+        for entry in fs::read_dir(&mirrors).map_err(|e| cache_err(&mirrors, e))? {
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".git").map(str::to_owned) else {
+                continue;
+            };
+            let id = id.as_str();
+            let lock_path = mirrors.join(format!("{id}.lock"));
+            // The lock file is touched on every use; a mirror without one is as old as its folder.
+            let stamp = if lock_path.exists() {
+                lock_path.clone()
+            } else {
+                entry.path()
+            };
+            if !idle(&stamp) {
+                continue;
+            }
+            // Held while removing, so that no fetch of this repository runs meanwhile; one that waits for it starts
+            // with a fresh mirror.
+            let Ok(file) = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+            else {
+                continue;
+            };
+            if file.try_lock().is_err() {
+                continue;
+            }
+            let local = {
+                let locks = self
+                    .inner
+                    .repo_locks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                locks.get(id).cloned()
+            };
+            let guard = match local {
+                Some(busy) => match BusyGuard::acquire(busy, Instant::now()) {
+                    Some(g) => Some(g),
+                    None => continue,
+                },
+                None => None,
+            };
+            let bytes = crate::gc::disk_usage(&entry.path());
+            let doomed = root
+                .join("tmp")
+                .join(format!("{id}.gc.{}", std::process::id()));
+            if fs::rename(entry.path(), &doomed).is_ok() {
+                let _ = fs::remove_dir_all(&doomed);
+                report.bytes_freed += bytes;
+                report.mirrors_removed.push(name);
+                self.inner
+                    .repo_locks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(id);
+            }
+            drop(guard);
+            drop(file);
+        }
+        for dir in [root.join("trees"), root.join("tmp")] {
+            for entry in fs::read_dir(&dir).map_err(|e| cache_err(&dir, e))? {
+                let Ok(entry) = entry else { continue };
+                if !idle(&entry.path()) {
+                    continue;
+                }
+                let bytes = crate::gc::disk_usage(&entry.path());
+                let removed = if entry.path().is_dir() {
+                    fs::remove_dir_all(entry.path())
+                } else {
+                    fs::remove_file(entry.path())
+                };
+                if removed.is_ok() {
+                    report.bytes_freed += bytes;
+                    report.trees_removed += usize::from(dir.ends_with("trees"));
+                }
+            }
+        }
+        if !report.mirrors_removed.is_empty() || report.trees_removed > 0 {
+            tracing::info!(
+                mirrors = report.mirrors_removed.len(),
+                trees = report.trees_removed,
+                bytes = report.bytes_freed,
+                "removed unused git mirrors and trees"
+            );
+        }
+        Ok(report)
+    }
+
     fn lock_repo(
         &self,
         repo: &RepoSpec,
@@ -674,6 +794,8 @@ impl Source {
                 }
             }
         }
+        // The lock file's modification time says when the mirror was last used (see `collect_garbage`).
+        crate::gc::touch(&lock_path);
         if !mirror.join("HEAD").exists() {
             let tmp = self
                 .inner
@@ -765,12 +887,14 @@ impl Source {
     ) -> Result<(), SourceError> {
         self.inner.fetches.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(repo = repo.display_url(), revision, ?specs, "fetching");
+        let max_bytes = self.inner.config.max_fetch_bytes;
         self.network(
             repo,
             "fetch",
             revision,
             mirror,
             move |r, cred, interrupt| {
+                let limit = crate::gc::PackLimit::new(max_bytes, interrupt.clone());
                 let remote = make_remote(r, cred.url(), &specs)?;
                 let conn = remote
                     .connect(Direction::Fetch)
@@ -784,9 +908,15 @@ impl Source {
                     .map_err(|e| error_chain(&e))?
                     .with_shallow(shallow)
                     .with_write_packed_refs_only(true);
-                prepared
-                    .receive(gix::progress::Discard, interrupt)
-                    .map_err(|e| error_chain(&e))?;
+                let received = prepared.receive(limit.clone(), interrupt);
+                if limit.exceeded() {
+                    return Err(format!(
+                        "{LIMIT_MARKER}the repository sent more than {max_bytes} bytes of pack data \
+                         ({} received before it was stopped); nothing of it was kept",
+                        limit.received()
+                    ));
+                }
+                received.map_err(|e| error_chain(&e))?;
                 Ok(())
             },
         )
@@ -803,7 +933,7 @@ impl Source {
     ) -> Result<T, SourceError>
     where
         T: Send + 'static,
-        F: FnOnce(&gix::Repository, &Auth, &AtomicBool) -> Result<T, String> + Send + 'static,
+        F: FnOnce(&gix::Repository, &Auth, &Arc<AtomicBool>) -> Result<T, String> + Send + 'static,
     {
         if let Some(reason) = plain_http_refusal(repo) {
             return Err(err(ErrorKind::Invalid, action, repo, revision, reason));
@@ -845,6 +975,13 @@ impl Source {
         let ssh_log = env.ssh_log();
         match outcome {
             Ok(Ok(v)) => Ok(v),
+            Ok(Err(message)) if message.starts_with(LIMIT_MARKER) => Err(err(
+                ErrorKind::LimitExceeded,
+                action,
+                repo,
+                revision,
+                message[LIMIT_MARKER.len()..].to_owned(),
+            )),
             Ok(Err(message)) => {
                 let kind = classify(&message, ssh_log.as_deref());
                 let mut cause = message;
