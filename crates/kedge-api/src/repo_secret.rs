@@ -6,6 +6,7 @@ use std::future::Future;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use kedge_source::RepoUrl;
 use kube::api::{Api, ListParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -31,14 +32,15 @@ pub fn decode_secret(secret: &Secret) -> BTreeMap<String, String> {
     out
 }
 
-/// The decoded keys of the Secret that holds credentials for `url`, if any. Both the Secret's `url` key and `url`
-/// go through `normalize` before they are compared.
+/// The decoded keys of the Secret that holds credentials for `url`, if any: a `repository` Secret whose `url` is the
+/// same repository ([`RepoUrl::same_as`]) wins over the `repo-creds` Secret whose `url` covers it with the most path
+/// segments ([`RepoUrl::covers`]: same scheme, host and port, a prefix of whole segments). URLs that cannot be read
+/// safely match nothing.
 pub fn select_repository_secret<'a>(
     secrets: impl IntoIterator<Item = &'a Secret>,
     url: &str,
-    normalize: impl Fn(&str) -> String,
 ) -> Option<BTreeMap<String, String>> {
-    let wanted = normalize(url);
+    let wanted = RepoUrl::parse(url).ok()?;
     let mut best: Option<(usize, BTreeMap<String, String>)> = None;
     for s in secrets {
         let kind = s
@@ -48,12 +50,15 @@ pub fn select_repository_secret<'a>(
             .and_then(|l| l.get(SECRET_TYPE_LABEL))
             .map(String::as_str);
         let data = decode_secret(s);
-        let Some(secret_url) = data.get("url").map(|u| normalize(u)) else {
+        let Some(secret_url) = data.get("url").and_then(|u| RepoUrl::parse(u).ok()) else {
             continue;
         };
         let score = match kind {
-            Some("repository") if secret_url == wanted => usize::MAX,
-            Some("repo-creds") if wanted.starts_with(&secret_url) => secret_url.len(),
+            Some("repository") if secret_url.same_as(&wanted) => usize::MAX,
+            Some("repo-creds") => match secret_url.covers(&wanted) {
+                Some(n) => n,
+                None => continue,
+            },
             _ => continue,
         };
         if best.as_ref().is_none_or(|(b, _)| score > *b) {
@@ -115,7 +120,6 @@ impl RepositorySecrets {
         &self,
         namespace: &str,
         url: &str,
-        normalize: impl Fn(&str) -> String,
     ) -> Result<Option<BTreeMap<String, String>>, kube::Error> {
         let client = match self {
             Self::Cached { store, .. }
@@ -126,7 +130,7 @@ impl RepositorySecrets {
                     .iter()
                     .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
                     .map(|s| s.as_ref());
-                return Ok(select_repository_secret(here, url, normalize));
+                return Ok(select_repository_secret(here, url));
             }
             Self::Cached { client, .. } | Self::Read(client) => client,
         };
@@ -134,7 +138,7 @@ impl RepositorySecrets {
         let secrets = api
             .list(&ListParams::default().labels(REPOSITORY_SECRET_SELECTOR))
             .await?;
-        Ok(select_repository_secret(&secrets.items, url, normalize))
+        Ok(select_repository_secret(&secrets.items, url))
     }
 }
 
@@ -160,20 +164,75 @@ mod tests {
         }
     }
 
+    fn pick(secrets: &[Secret], url: &str) -> Option<String> {
+        select_repository_secret(secrets, url).and_then(|d| d.get("username").cloned())
+    }
+
     #[test]
     fn exact_repository_wins_over_the_longest_prefix() {
-        let lower = |s: &str| s.to_ascii_lowercase();
         let secrets = vec![
             secret("repo-creds", "https://git.test/", "org"),
             secret("repo-creds", "https://git.test/team/", "team"),
             secret("repository", "https://git.test/team/app", "app"),
         ];
-        let pick = |url| {
-            select_repository_secret(&secrets, url, lower).and_then(|d| d.get("username").cloned())
-        };
-        assert_eq!(pick("https://git.test/team/app").as_deref(), Some("app"));
-        assert_eq!(pick("https://git.test/team/other").as_deref(), Some("team"));
-        assert_eq!(pick("https://git.test/x").as_deref(), Some("org"));
-        assert_eq!(pick("https://elsewhere.test/x"), None);
+        assert_eq!(
+            pick(&secrets, "https://git.test/team/app").as_deref(),
+            Some("app")
+        );
+        assert_eq!(
+            pick(&secrets, "https://Git.test/team/app.git").as_deref(),
+            Some("app")
+        );
+        assert_eq!(
+            pick(&secrets, "https://git.test/team/other").as_deref(),
+            Some("team")
+        );
+        assert_eq!(pick(&secrets, "https://git.test/x").as_deref(), Some("org"));
+        assert_eq!(pick(&secrets, "https://elsewhere.test/x"), None);
+    }
+
+    #[test]
+    fn prefixes_match_only_whole_segments_of_the_same_origin() {
+        let secrets = vec![
+            secret("repo-creds", "https://git.example.org/team", "team"),
+            secret("repo-creds", "https://git.example.org", "host"),
+        ];
+        assert_eq!(
+            pick(&secrets, "https://git.example.org/team/app").as_deref(),
+            Some("team")
+        );
+        // A sibling path gets the host-wide Secret, never the team's.
+        assert_eq!(
+            pick(&secrets, "https://git.example.org/team-other/x").as_deref(),
+            Some("host")
+        );
+        let team_only = vec![secret("repo-creds", "https://git.example.org/team", "team")];
+        for url in [
+            "https://git.example.org/team-other/x",
+            "https://git.example.org/teamx",
+            "https://git.example.org/team/../other/x",
+            "http://git.example.org/team/app",
+            "https://git.example.org:8443/team/app",
+            "ssh://git@git.example.org/team/app",
+            "https://evil.test\\@git.example.org/team/app",
+        ] {
+            assert_eq!(pick(&team_only, url), None, "{url}");
+        }
+        let host_only = vec![secret("repo-creds", "https://git.example.org", "host")];
+        for url in [
+            "https://git.example.org.evil/team/app",
+            "https://git.example.org.evil",
+            "https://evilgit.example.org/x",
+            "https://git.example.org@evil.test/x",
+        ] {
+            assert_eq!(pick(&host_only, url), None, "{url}");
+        }
+        // An exact Secret is exact: it covers nothing below it.
+        let exact = vec![secret(
+            "repository",
+            "https://git.example.org/team",
+            "exact",
+        )];
+        assert_eq!(pick(&exact, "https://git.example.org/team/app"), None);
     }
 }

@@ -690,13 +690,6 @@ pub fn from_engine_id(id: &EngineObjectId, version: &str) -> ObjectRef {
     }
 }
 
-fn normalize_url(url: &str) -> String {
-    url.trim()
-        .trim_end_matches('/')
-        .trim_end_matches(".git")
-        .to_ascii_lowercase()
-}
-
 /// Finds the credentials for `url` among the repository Secrets of `namespace`: an exact `repository` match wins
 /// over the longest matching `repo-creds` prefix. Returns anonymous access when none matches.
 async fn credentials_for(
@@ -708,7 +701,7 @@ async fn credentials_for(
         return Ok((Credentials::None, false));
     }
     let best = secrets
-        .find(namespace, url, normalize_url)
+        .find(namespace, url)
         .await
         .map_err(|e| {
             PipelineError::Credentials(format!("failed to list Secrets in {namespace}: {e}"))
@@ -746,14 +739,6 @@ async fn credentials_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_match_without_trailing_git_or_slash() {
-        assert_eq!(
-            normalize_url("https://Example.test/a/b.git"),
-            normalize_url("https://example.test/a/b/")
-        );
-    }
 
     #[test]
     fn engine_ids_round_trip_through_stored_refs() {

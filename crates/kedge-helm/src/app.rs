@@ -221,14 +221,9 @@ pub(crate) async fn read_values_from(
     Ok(layers)
 }
 
-fn normalize_url(url: &str) -> String {
-    let u = url.trim();
-    let u = u.strip_prefix("oci://").unwrap_or(u);
-    u.trim_end_matches('/').to_ascii_lowercase()
-}
-
 /// Credentials for a chart repository from the repository Secrets of `namespace` (exact `repository` match
-/// first, else the longest `repo-creds` prefix).
+/// first, else the longest `repo-creds` prefix of whole path segments on the same scheme, host and port; a Secret
+/// `url` without a scheme, as Argo CD writes OCI registries, is read as `oci://`).
 pub(crate) async fn credentials_for(
     secrets: &RepositorySecrets,
     namespace: &str,
@@ -238,7 +233,7 @@ pub(crate) async fn credentials_for(
         return Ok(None);
     }
     let best = secrets
-        .find(namespace, url, normalize_url)
+        .find(namespace, url)
         .await
         .map_err(|source| HelmError::Kube {
             action: format!("list repository Secrets in {namespace}"),

@@ -287,37 +287,11 @@ pub fn parse(
     Ok(Some(push))
 }
 
-/// Reduces a repository URL to `host/path` in lower case: no scheme, user, port, trailing slash or `.git`, so that
-/// the https, ssh (`ssh://git@host/path`, `git@host:path`) and git forms of one repository compare equal.
+/// Reduces a repository URL to `host/path` in lower case ([`kedge_source::RepoUrl::identity`]): no scheme, user,
+/// port, trailing slash or `.git`, so that the https, ssh (`ssh://git@host/path`, `git@host:path`) and git forms of
+/// one repository compare equal. A URL that cannot be read safely is kept as it is (trimmed), so it equals only itself.
 pub fn normalize_repo_url(url: &str) -> String {
-    let url = url.trim();
-    let (authority, path) = if let Some((_, rest)) = url.split_once("://") {
-        match rest.split_once('/') {
-            Some((a, p)) => (a, p),
-            None => (rest, ""),
-        }
-    } else if let Some((a, p)) = url.split_once(':').filter(|(a, _)| !a.contains('/')) {
-        // scp-like user@host:path
-        (a, p)
-    } else {
-        ("", url)
-    };
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    };
-    let path = path.trim_matches('/');
-    let path = path
-        .strip_suffix(".git")
-        .unwrap_or(path)
-        .trim_end_matches('/');
-    let path = path.strip_prefix("scm/").unwrap_or(path);
-    format!(
-        "{}/{}",
-        host.to_ascii_lowercase(),
-        path.to_ascii_lowercase()
-    )
+    kedge_source::RepoUrl::parse(url).map_or_else(|_| url.trim().to_owned(), |u| u.identity())
 }
 
 fn looks_like_constraint(rev: &str) -> bool {

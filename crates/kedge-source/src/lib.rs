@@ -9,6 +9,7 @@ pub mod revision;
 pub mod snapshot;
 pub mod source;
 pub mod tree;
+pub mod url;
 
 pub use error::{ErrorKind, SourceError};
 pub use gc::GcReport;
@@ -20,3 +21,4 @@ pub use source::{
     DEFAULT_MAX_FETCH_BYTES, FetchRequest, Source, SourceConfig, SourceStats, install_crypto_provider,
 };
 pub use tree::{DirEntry, EntryKind, FileTree, Limits, TreeError};
+pub use url::{RepoUrl, RepoUrlError};

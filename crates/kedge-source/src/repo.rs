@@ -208,23 +208,10 @@ impl RepoSpec {
         self.scheme
     }
 
-    /// The normalized URL that identifies the repository's mirror: lower-case scheme and host, no user information,
-    /// no trailing slash or `.git`.
+    /// The normalized URL that identifies the repository's mirror ([`crate::url::normalize`]): lower-case scheme
+    /// and host, no user information, default port, trailing slash or `.git`.
     pub fn normalized_url(&self) -> String {
-        let mut s = self.display.trim_end_matches('/').to_owned();
-        if let Some(stripped) = s.strip_suffix(".git") {
-            s = stripped.to_owned();
-        }
-        // Lower-case the scheme and authority, keep the path as is.
-        match s.find("://") {
-            Some(i) => {
-                let rest = &s[i + 3..];
-                let end = rest.find('/').map_or(s.len(), |j| i + 3 + j);
-                let (head, tail) = s.split_at(end);
-                format!("{}{}", head.to_ascii_lowercase(), tail)
-            }
-            None => s,
-        }
+        crate::url::normalize(&self.display)
     }
 
     /// The hex id of the mirror folder for this repository (a hash of the normalized URL).
@@ -330,5 +317,15 @@ mod tests {
         let a = RepoSpec::new("https://example.com/org/repo.git").unwrap();
         let b = RepoSpec::new("https://user:pw@EXAMPLE.com/org/repo/").unwrap();
         assert_eq!(a.mirror_id(), b.mirror_id());
+        for other in [
+            "https://example.com/org/repo2",
+            "https://example.com/org/Repo",
+            "http://example.com/org/repo",
+            "https://example.com:8443/org/repo",
+            "https://example.com.evil/org/repo",
+        ] {
+            let c = RepoSpec::new(other).unwrap();
+            assert_ne!(a.mirror_id(), c.mirror_id(), "{other}");
+        }
     }
 }
