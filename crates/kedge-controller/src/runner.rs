@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kedge_api::Application;
 use kedge_engine::{Engine, EngineConfig};
-use kedge_render::{RenderConfig, Renderer};
+use kedge_render::{KustomizeConfig, RenderConfig, Renderer};
 use kedge_source::{Source, SourceConfig};
 use kube::ResourceExt;
 use kube::api::Api;
@@ -53,6 +53,9 @@ pub struct RunConfig {
     pub lease_duration: Duration,
     /// How often the leader renews its Lease and the others try to take it.
     pub lease_renew_interval: Duration,
+    /// Let kustomizations name remote bases (see [`kedge_render::KustomizeConfig::allow_remote_bases`]). Default
+    /// off.
+    pub allow_remote_bases: bool,
 }
 
 impl RunConfig {
@@ -69,6 +72,7 @@ impl RunConfig {
             concurrency: 8,
             lease_duration: Duration::from_secs(15),
             lease_renew_interval: Duration::from_secs(2),
+            allow_remote_bases: false,
         }
     }
 
@@ -161,7 +165,13 @@ pub async fn run(
     let client = crate::client::counting_client(kube_config, &metrics).map_err(RunError::Client)?;
     let source =
         Source::new(SourceConfig::new(config.cache_dir.join("git"))).map_err(RunError::Source)?;
-    let renderer = Arc::new(Renderer::new(RenderConfig::default()));
+    let renderer = Arc::new(Renderer::new(RenderConfig {
+        kustomize: KustomizeConfig {
+            allow_remote_bases: config.allow_remote_bases,
+            ..KustomizeConfig::default()
+        },
+        ..RenderConfig::default()
+    }));
     let engine =
         Arc::new(Engine::new(client.clone(), EngineConfig::default()).map_err(RunError::Engine)?);
     let leader = leader::spawn(

@@ -108,6 +108,29 @@ pub enum RenderError {
         /// The offending reference.
         reference: String,
     },
+    /// A kustomization names something kustomize would fetch from the network, and remote bases are not allowed.
+    #[error(
+        "kustomization {kustomization}: {field} entry {reference:?} is a remote base ({why}); remote bases are \
+         refused unless kedge run is started with --allow-remote-bases"
+    )]
+    RemoteBase {
+        /// The kustomization file, relative to the tree root.
+        kustomization: String,
+        /// The field that names it (`resources`, `components`, `helmCharts[].repo`, ...).
+        field: String,
+        /// The entry as written.
+        reference: String,
+        /// Why it counts as remote.
+        why: String,
+    },
+    /// A kustomization could not be checked for remote bases (it does not parse, or there are too many).
+    #[error("cannot check kustomization {kustomization} for remote bases: {reason}")]
+    UncheckedKustomization {
+        /// The kustomization file, relative to the tree root.
+        kustomization: String,
+        /// Why.
+        reason: String,
+    },
     /// No kustomize binary and no kubectl was found.
     #[error("failed to find kustomize: tried {tried}")]
     KustomizeNotFound {

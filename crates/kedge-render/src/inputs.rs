@@ -48,11 +48,20 @@ fn parent_and_name(path: &str) -> (&str, &str) {
 fn is_remote(s: &str) -> bool {
     s.contains("://")
         || s.starts_with("git@")
+        || s.starts_with("git::")
+        || s.starts_with("gh:")
         || s.contains("?ref=")
         || s.contains("//")
         || ["github.com/", "gitlab.com/", "bitbucket.org/"]
             .iter()
             .any(|h| s.starts_with(h))
+}
+
+/// `host.domain/path...`: what kustomize reads as a Git repository when no such file or directory exists.
+fn looks_like_host_path(s: &str) -> bool {
+    s.split_once('/').is_some_and(|(first, rest)| {
+        !rest.is_empty() && first.contains('.') && first != "." && first != ".."
+    })
 }
 
 /// Could this string be a local path reference at all?
@@ -110,9 +119,13 @@ pub(crate) enum KustomizeInputs {
 /// kustomization's directory, also after a `key=` prefix as in generator `files`) adds that directory, or the
 /// file's directory, to the inputs. Strings that name nothing are ignored (they are labels, images, inline
 /// patches); a reference that names nothing today makes kustomize fail, and failures are not cached.
+///
+/// Unless `allow_remote_bases`, every kustomization read must name only files and directories of the tree in the
+/// fields kustomize may fetch from the network ([`check_remote`]); one that cannot be read or checked is an error.
 pub(crate) fn kustomize_inputs(
     tree: &dyn FileTree,
     app_dir: &str,
+    allow_remote_bases: bool,
 ) -> Result<KustomizeInputs, RenderError> {
     let mut w = Walker {
         tree,
@@ -127,6 +140,12 @@ pub(crate) fn kustomize_inputs(
         }
         dirs.insert(dir.clone());
         if visited.len() > MAX_KUSTOMIZATIONS {
+            if !allow_remote_bases {
+                return Err(RenderError::UncheckedKustomization {
+                    kustomization: dir,
+                    reason: format!("more than {MAX_KUSTOMIZATIONS} kustomizations"),
+                });
+            }
             return Ok(KustomizeInputs::WholeTree);
         }
         let Some(file) = w.listing(&dir).and_then(kustomization_file) else {
@@ -137,13 +156,23 @@ pub(crate) fn kustomize_inputs(
             path: path.clone(),
             source,
         })?;
-        let Ok(docs) = parse_yaml(&path, &bytes) else {
-            return Ok(KustomizeInputs::WholeTree);
+        let docs = match parse_yaml(&path, &bytes) {
+            Ok(docs) => docs,
+            Err(e) if !allow_remote_bases => {
+                return Err(RenderError::UncheckedKustomization {
+                    kustomization: path,
+                    reason: e.to_string(),
+                });
+            }
+            Err(_) => return Ok(KustomizeInputs::WholeTree),
         };
         let Some(doc) = docs.into_iter().next() else {
             continue;
         };
         check_known_paths(&path, &doc.value)?;
+        if !allow_remote_bases {
+            check_remote(&path, &dir, &doc.value, &mut w)?;
+        }
         let mut strings = Vec::new();
         collect_strings(&doc.value, &mut strings);
         for s in strings {
@@ -197,6 +226,65 @@ fn collect_strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
         Value::Object(m) => m.values().for_each(|x| collect_strings(x, out)),
         _ => {}
     }
+}
+
+/// Fields whose entries kustomize loads as a file, a directory or, when neither exists, a remote base (a Git
+/// repository or an HTTP URL).
+const LOADED_LISTS: [&str; 6] = [
+    "resources",
+    "bases",
+    "components",
+    "generators",
+    "transformers",
+    "validators",
+];
+
+/// Refuses what kustomize would fetch from the network: an entry of [`LOADED_LISTS`] that is not a file or
+/// directory of the tree (kustomize tries such an entry as a remote base: `github.com/org/repo`,
+/// `https://...`, `git::...`), and Helm charts with a `repo`. Inline objects (maps) in those lists are not
+/// references.
+fn check_remote(
+    kustomization: &str,
+    dir: &str,
+    doc: &Value,
+    w: &mut Walker<'_>,
+) -> Result<(), RenderError> {
+    let refuse = |field: &str, reference: &str, why: &str| RenderError::RemoteBase {
+        kustomization: kustomization.to_owned(),
+        field: field.to_owned(),
+        reference: reference.to_owned(),
+        why: why.to_owned(),
+    };
+    for field in LOADED_LISTS {
+        let Some(Value::Array(items)) = doc.get(field) else {
+            continue;
+        };
+        for r in items.iter().filter_map(Value::as_str) {
+            if is_remote(r) || r.starts_with("git::") {
+                return Err(refuse(field, r, "a URL"));
+            }
+            // Absolute and escaping references are refused by `check_known_paths`; a missing plain path
+            // (`missing.yaml`, `../base`) is left to kustomize, which reports it as not found.
+            let exists = join(dir, r).is_some_and(|target| w.kind_of(&target).is_some());
+            if !exists && looks_like_host_path(r) {
+                return Err(refuse(
+                    field,
+                    r,
+                    "not a file or directory of the repository, so kustomize would fetch it",
+                ));
+            }
+        }
+    }
+    if let Some(Value::Array(charts)) = doc.get("helmCharts") {
+        for c in charts {
+            if let Some(repo) = c.get("repo").and_then(Value::as_str)
+                && !repo.trim().is_empty()
+            {
+                return Err(refuse("helmCharts[].repo", repo, "a chart repository"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Refuses absolute references and references that leave the repository in the fields that name paths.
@@ -298,6 +386,11 @@ mod tests {
         assert!(is_remote("git@github.com:org/repo.git"));
         assert!(!is_remote("../base"));
         assert!(!is_remote("deployment.yaml"));
+        assert!(looks_like_host_path("example.org/team/app"));
+        assert!(!looks_like_host_path("../base"));
+        assert!(!looks_like_host_path("./base/x"));
+        assert!(!looks_like_host_path("missing.yaml"));
+        assert!(!looks_like_host_path("base/missing.yaml"));
     }
 
     #[test]

@@ -1,12 +1,12 @@
-//! Running `kustomize build` (or `kubectl kustomize`) with a timeout, an output limit and its stderr kept.
+//! Running `kustomize build` (or `kubectl kustomize`) through the bounded runner ([`crate::process`]): a cleared
+//! environment, a timeout, an output limit and its stderr kept.
 
-use std::io::Read;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::error::RenderError;
+use crate::process;
 
 /// The file names that make a directory a kustomization, in kustomize's order of preference.
 pub const KUSTOMIZATION_FILES: [&str; 3] =
@@ -25,6 +25,10 @@ pub struct KustomizeConfig {
     pub timeout: Duration,
     /// The most bytes of output accepted; a larger build is killed and fails.
     pub max_output_bytes: usize,
+    /// Let kustomizations name remote bases (URLs in `resources`, `components`, `bases`, ..., and Helm chart
+    /// repositories), which kustomize then fetches itself. Off by default: every entry must be a file or directory
+    /// of the repository (Flux's `--no-remote-bases`).
+    pub allow_remote_bases: bool,
 }
 
 impl Default for KustomizeConfig {
@@ -34,6 +38,7 @@ impl Default for KustomizeConfig {
             build_args: Vec::new(),
             timeout: Duration::from_secs(60),
             max_output_bytes: 256 * 1024 * 1024,
+            allow_remote_bases: false,
         }
     }
 }
@@ -86,23 +91,6 @@ impl KustomizeCommand {
             KustomizeCommand::Kubectl(p) => format!("{} kustomize", p.display()),
         }
     }
-
-    fn command(&self, dir: &Path, extra: &[String]) -> Command {
-        let mut cmd = match self {
-            KustomizeCommand::Kustomize(p) => {
-                let mut c = Command::new(p);
-                c.arg("build");
-                c
-            }
-            KustomizeCommand::Kubectl(p) => {
-                let mut c = Command::new(p);
-                c.arg("kustomize");
-                c
-            }
-        };
-        cmd.arg(dir).args(extra).current_dir(dir);
-        cmd
-    }
 }
 
 /// `${KEDGE_CACHE:-$HOME/.cache/kedge}`.
@@ -127,15 +115,10 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
         .find(|p| is_executable(p))
 }
 
-/// The most stderr kept for an error message.
-const MAX_STDERR: usize = 8 * 1024;
-
-enum Output {
-    Stdout(std::io::Result<Vec<u8>>),
-    Stderr(std::io::Result<Vec<u8>>),
-}
-
 /// Runs the build of `dir` (an absolute directory on disk); `label` names the application directory in errors.
+///
+/// kustomize sees none of the controller's environment: only `PATH` and a private, empty `HOME` (so no user
+/// configuration, plugin, kubeconfig, proxy setting or credential of the controller reaches it).
 pub fn build(
     command: &KustomizeCommand,
     config: &KustomizeConfig,
@@ -148,123 +131,51 @@ pub fn build(
         source,
     };
     let started = Instant::now();
-    let deadline = started + config.timeout;
-    let mut child = command
-        .command(dir, &config.build_args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let home = tempfile::Builder::new()
+        .prefix("kedge-kustomize-")
+        .tempdir()
         .map_err(io_err)?;
-
-    let (tx, rx) = mpsc::channel();
-    let limit = config.max_output_bytes;
-    if let Some(out) = child.stdout.take() {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let r = out
-                .take(limit as u64 + 1)
-                .read_to_end(&mut buf)
-                .map(|_| buf);
-            let _ = tx.send(Output::Stdout(r));
-        });
-    }
-    if let Some(err) = child.stderr.take() {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let r = err.take(1024 * 1024).read_to_end(&mut buf).map(|_| buf);
-            let _ = tx.send(Output::Stderr(r));
-        });
-    }
-    drop(tx);
-
-    let mut stdout = None;
-    let mut stderr = None;
-    while stdout.is_none() || stderr.is_none() {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(remaining) {
-            Ok(Output::Stdout(r)) => {
-                let buf = r.map_err(|e| {
-                    kill(&mut child);
-                    io_err(e)
-                })?;
-                if buf.len() > limit {
-                    kill(&mut child);
-                    return Err(RenderError::KustomizeOutputTooLarge {
-                        dir: label.to_owned(),
-                        limit,
-                    });
-                }
-                stdout = Some(buf);
-            }
-            Ok(Output::Stderr(r)) => stderr = Some(r.unwrap_or_default()),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                kill(&mut child);
-                return Err(RenderError::KustomizeTimeout {
-                    dir: label.to_owned(),
-                    timeout: config.timeout,
-                });
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    let status = wait_until(&mut child, deadline).map_err(io_err)?;
-    let Some(status) = status else {
-        kill(&mut child);
-        return Err(RenderError::KustomizeTimeout {
+    let (program, mut args): (&Path, Vec<OsString>) = match command {
+        KustomizeCommand::Kustomize(p) => (p, vec!["build".into()]),
+        KustomizeCommand::Kubectl(p) => (p, vec!["kustomize".into()]),
+    };
+    args.push(dir.as_os_str().to_owned());
+    args.extend(config.build_args.iter().map(OsString::from));
+    let config_home = home.path().join("config");
+    let kubeconfig = home.path().join("no-kubeconfig");
+    let env: [(&str, &OsStr); 3] = [
+        ("HOME", home.path().as_os_str()),
+        ("XDG_CONFIG_HOME", config_home.as_os_str()),
+        ("KUBECONFIG", kubeconfig.as_os_str()),
+    ];
+    let bounds = process::Bounds {
+        dir,
+        env: &env,
+        timeout: config.timeout,
+        max_stdout: config.max_output_bytes,
+    };
+    let finished = process::run(program, &args, &bounds).map_err(|e| match e {
+        process::RunError::Io(source) => io_err(source),
+        process::RunError::Timeout => RenderError::KustomizeTimeout {
             dir: label.to_owned(),
             timeout: config.timeout,
-        });
-    };
+        },
+        process::RunError::TooLarge => RenderError::KustomizeOutputTooLarge {
+            dir: label.to_owned(),
+            limit: config.max_output_bytes,
+        },
+    })?;
     tracing::debug!(
         dir = label,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "kustomize build finished"
     );
-    if !status.success() {
+    if !finished.status.success() {
         return Err(RenderError::KustomizeFailed {
             dir: label.to_owned(),
-            status: status.to_string(),
-            stderr: tail(&stderr.unwrap_or_default()),
+            status: finished.status.to_string(),
+            stderr: process::tail(&String::from_utf8_lossy(&finished.stderr)),
         });
     }
-    Ok(stdout.unwrap_or_default())
-}
-
-fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Waits for the exit of a child whose pipes are closed; `None` when the deadline passes first.
-fn wait_until(child: &mut Child, deadline: Instant) -> std::io::Result<Option<ExitStatus>> {
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(None);
-        }
-        // The pipes are closed, so the process is exiting; this loop almost never runs twice.
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
-}
-
-/// The end of stderr, trimmed, at most [`MAX_STDERR`] bytes.
-fn tail(stderr: &[u8]) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    let text = text.trim();
-    if text.len() <= MAX_STDERR {
-        return text.to_owned();
-    }
-    let mut start = text.len() - MAX_STDERR;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    format!("...{}", &text[start..])
+    Ok(finished.stdout)
 }

@@ -31,14 +31,18 @@
 //!   followed transitively through the kustomizations found there. Any string of a kustomization that names an
 //!   existing file or directory of the tree counts as a reference (a file contributes its directory); when a
 //!   kustomization cannot be parsed, or there are more than a few hundred, the key is the repository root's id.
-//!   References to remote bases (URLs) are not part of the key: like the rest of the render, they are taken
-//!   as of the first render of that content.
+//!   Remote bases are refused unless [`KustomizeConfig::allow_remote_bases`]; when allowed they are not part of
+//!   the key: like the rest of the render, they are taken as of the first render of that content.
 //!
 //! So a new commit that changes nothing an application reads has the same key and costs a few `dir_id` look-ups
 //! (tree ids for Git) and no parsing. Failed renders are not cached.
 //!
 //! Kustomization fields that name paths (`resources`, `components`, `patches[].path`, generator `files`, ...) must
 //! stay inside the repository: an absolute path or a `..` that leaves the root is refused before kustomize runs.
+//! Every kustomization the build reads (the application's and its local bases', transitively) is also checked for
+//! remote bases (an entry of `resources`, `bases`, `components`, ... that is a URL or not a file of the
+//! repository, or a Helm chart `repo`): they are refused, naming the entry and the kustomization, unless
+//! [`KustomizeConfig::allow_remote_bases`]. kustomize runs with none of the caller's environment ([`process`]).
 //!
 //! Rendering is blocking (file reads, YAML parsing, a subprocess); call it from a blocking thread in async code.
 
@@ -48,6 +52,7 @@ pub mod glob;
 pub mod kustomize;
 pub mod object;
 pub mod parse;
+pub mod process;
 
 mod decrypt;
 mod directory;
@@ -150,10 +155,12 @@ impl Renderer {
 
         let input_dirs = match kustomization {
             None => vec![app.clone()],
-            Some(_) => match kustomize_inputs(tree, &app)? {
-                KustomizeInputs::Dirs(d) => d,
-                KustomizeInputs::WholeTree => vec![String::new()],
-            },
+            Some(_) => {
+                match kustomize_inputs(tree, &app, self.config.kustomize.allow_remote_bases)? {
+                    KustomizeInputs::Dirs(d) => d,
+                    KustomizeInputs::WholeTree => vec![String::new()],
+                }
+            }
         };
         let key = if self.lock().enabled() {
             let mut inputs = Vec::with_capacity(input_dirs.len());

@@ -252,3 +252,174 @@ fn a_missing_binary_is_a_clear_error() {
     assert!(matches!(err, RenderError::KustomizeIo { .. }), "{err:?}");
     assert!(err.to_string().contains("/nonexistent/kustomize"), "{err}");
 }
+
+fn fake_kustomize(dir: &Path, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = dir.join("kustomize");
+    std::fs::write(&fake, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fake
+}
+
+const ONE_CONFIGMAP: &str =
+    "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: from-fake\\n'\n";
+
+#[test]
+fn remote_bases_are_refused_naming_the_base_and_the_kustomization() {
+    let remote = [
+        ("resources", "github.com/org/repo/deploy?ref=v1.2.3"),
+        ("resources", "https://example.invalid/team/app.yaml"),
+        (
+            "resources",
+            "git::https://example.invalid/team/app.git//deploy",
+        ),
+        ("resources", "git@example.invalid:team/app.git"),
+        ("components", "example.invalid/team/components/x"),
+        ("bases", "ssh://git@example.invalid/team/app"),
+    ];
+    for (field, base) in remote {
+        let tree = TempTree::new();
+        // The remote base sits in a local base of the overlay: every kustomization the build reads is checked.
+        tree.write(
+            "overlay/kustomization.yaml",
+            "resources:\n  - ../base\n  - cm.yaml\n",
+        );
+        tree.write(
+            "overlay/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: local\n",
+        );
+        tree.write(
+            "base/kustomization.yaml",
+            &format!("{field}:\n  - {base}\n"),
+        );
+        let err = Renderer::default()
+            .render(&tree, "overlay", &RenderOptions::default())
+            .unwrap_err();
+        assert!(
+            matches!(err, RenderError::RemoteBase { .. }),
+            "{base}: {err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(base), "{msg}");
+        assert!(msg.contains("base/kustomization.yaml"), "{msg}");
+        assert!(msg.contains(field), "{msg}");
+        assert!(msg.contains("--allow-remote-bases"), "{msg}");
+        assert_eq!(
+            tree.materialized.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "kustomize never ran for {base}"
+        );
+    }
+
+    let tree = TempTree::new();
+    tree.write(
+        "app/kustomization.yaml",
+        "helmCharts:\n  - name: web\n    repo: https://charts.example.invalid\n    version: 1.0.0\n",
+    );
+    let err = Renderer::default()
+        .render(&tree, "app", &RenderOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("charts.example.invalid"), "{err}");
+}
+
+#[test]
+fn remote_bases_pass_to_kustomize_when_allowed() {
+    let tools = tempfile::tempdir().unwrap();
+    let fake = fake_kustomize(tools.path(), ONE_CONFIGMAP);
+    let tree = TempTree::new();
+    tree.write(
+        "app/kustomization.yaml",
+        "resources:\n  - github.com/org/repo/deploy?ref=v1\n",
+    );
+    let renderer = |allow| {
+        Renderer::new(RenderConfig {
+            kustomize: KustomizeConfig {
+                binary: Some(fake.clone()),
+                allow_remote_bases: allow,
+                ..KustomizeConfig::default()
+            },
+            ..RenderConfig::default()
+        })
+    };
+    let err = renderer(false)
+        .render(&tree, "app", &RenderOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, RenderError::RemoteBase { .. }), "{err:?}");
+    let set = renderer(true)
+        .render(&tree, "app", &RenderOptions::default())
+        .unwrap();
+    assert_eq!(set.objects[0].name, "from-fake");
+}
+
+/// Set in the child test process by [`kustomize_sees_none_of_the_callers_environment`]: the fake kustomize.
+const ENV_PROBE: &str = "KEDGE_TEST_ENV_PROBE_KUSTOMIZE";
+
+#[test]
+fn kustomize_sees_none_of_the_callers_environment() {
+    if let Some(fake) = std::env::var_os(ENV_PROBE) {
+        // The child: render with the fake kustomize, in a process whose environment holds the variables below.
+        let tree = TempTree::new();
+        tree.write("app/kustomization.yaml", "resources: []\n");
+        let r = Renderer::new(RenderConfig {
+            kustomize: KustomizeConfig {
+                binary: Some(fake.into()),
+                ..KustomizeConfig::default()
+            },
+            ..RenderConfig::default()
+        });
+        let set = r.render(&tree, "app", &RenderOptions::default()).unwrap();
+        assert_eq!(set.objects[0].name, "from-fake");
+        return;
+    }
+    let tools = tempfile::tempdir().unwrap();
+    let dump = tools.path().join("env.txt");
+    let fake = fake_kustomize(
+        tools.path(),
+        &format!("env > '{}'\n{ONE_CONFIGMAP}", dump.display()),
+    );
+    let secret = "s3cret-db-password-4711";
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "kustomize_sees_none_of_the_callers_environment",
+            "--nocapture",
+        ])
+        .env(ENV_PROBE, &fake)
+        .env("HTTPS_PROXY", "http://proxy.example.invalid:3128")
+        .env("https_proxy", "http://proxy.example.invalid:3128")
+        .env("KUSTOMIZE_PLUGIN_HOME", tools.path())
+        .env("KEDGE_DB_PASSWORD", secret)
+        .env("HOME", tools.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env = std::fs::read_to_string(&dump).expect("the fake kustomize ran");
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    assert!(names.contains(&"PATH"), "{env}");
+    for leaked in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "KUSTOMIZE_PLUGIN_HOME",
+        "KEDGE_DB_PASSWORD",
+        ENV_PROBE,
+    ] {
+        assert!(
+            !names.contains(&leaked),
+            "{leaked} reached kustomize:\n{env}"
+        );
+    }
+    assert!(!env.contains(secret));
+    // HOME is a private scratch directory, not the caller's.
+    assert!(
+        !env.contains(&format!("HOME={}\n", tools.path().display())),
+        "{env}"
+    );
+}

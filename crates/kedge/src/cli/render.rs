@@ -70,6 +70,10 @@ pub struct RenderArgs {
     /// Seconds a kustomize build may take before it is killed.
     #[arg(long, default_value_t = 60)]
     pub kustomize_timeout: u64,
+    /// Let kustomizations name remote bases (URLs or Git repositories), as `kedge run --allow-remote-bases` does;
+    /// refused by default.
+    #[arg(long)]
+    pub allow_remote_bases: bool,
     /// Where Git mirrors are kept (with --repo). Default: `$KEDGE_CACHE/source`.
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
@@ -126,6 +130,7 @@ pub fn run(args: RenderArgs) -> anyhow::Result<()> {
         kustomize: KustomizeConfig {
             binary: args.kustomize.clone(),
             timeout: Duration::from_secs(args.kustomize_timeout),
+            allow_remote_bases: args.allow_remote_bases,
             ..KustomizeConfig::default()
         },
         // One render per process: the cache would only cost dir_id look-ups.

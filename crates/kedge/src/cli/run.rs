@@ -49,6 +49,11 @@ pub struct RunArgs {
     /// Applications compared or synced at the same time.
     #[arg(long, default_value_t = 8)]
     pub concurrency: u16,
+    /// Let kustomizations name remote bases (Git repositories or URLs in `resources`, `components`, `bases`, ...,
+    /// and Helm chart repositories), which kustomize then fetches with its own credentials and network access.
+    /// Off by default: a kustomization may name only files of its repository.
+    #[arg(long)]
+    pub allow_remote_bases: bool,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -113,6 +118,7 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
         rc.lease_duration = args.lease_duration;
         rc.lease_renew_interval = args.lease_renew_interval;
         rc.concurrency = args.concurrency;
+        rc.allow_remote_bases = args.allow_remote_bases;
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
         tokio::spawn(async move {
