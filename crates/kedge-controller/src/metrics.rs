@@ -116,12 +116,29 @@ impl Metrics {
         }
     }
 
+    /// Counts a pass in [`reconciles_waiting`](Self::reconciles_waiting) until the returned value is dropped (also
+    /// when the pass is abandoned while it waits).
+    pub fn waiting(&self) -> Waiting {
+        self.reconciles_waiting.inc();
+        Waiting(self.reconciles_waiting.clone())
+    }
+
     /// The metrics in the Prometheus text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// A pass counted as waiting for its turn (see [`Metrics::waiting`]).
+#[derive(Debug)]
+pub struct Waiting(Gauge);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -22,7 +22,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef as CacheRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::admission::Admission;
@@ -30,6 +29,7 @@ use crate::conditions::{self, READY, RECONCILING, SOURCE_VERIFIED, STALLED};
 use crate::drift::DriftWatcher;
 use crate::events::{EventRecorder, Severity};
 use crate::history;
+use crate::leader::LeaderGuard;
 use crate::metrics::{Metrics, ResultLabel};
 use crate::pipeline::{
     Comparison, Pipeline, PipelineError, engine_spec, from_engine_id, inventory_of,
@@ -63,6 +63,12 @@ pub enum ReconcileError {
         name: String,
         /// Why.
         message: String,
+    },
+    /// This replica stopped leading before it wrote the Application.
+    #[error("did not update application {name}: this replica does not hold the leader lease")]
+    NotLeader {
+        /// namespace/name.
+        name: String,
     },
 }
 
@@ -158,7 +164,7 @@ pub struct Context {
     /// Settings.
     pub config: ReconcileConfig,
     /// Whether this replica leads; followers do nothing.
-    pub leader: watch::Receiver<bool>,
+    pub leader: LeaderGuard,
     /// Repositories whose refs moved since the applications using them were last reconciled.
     pub moved_repos: Arc<Mutex<HashMap<String, Instant>>>,
     memory: Mutex<HashMap<String, AppMemory>>,
@@ -176,7 +182,7 @@ impl Context {
         recorder: EventRecorder,
         drift: DriftWatcher,
         config: ReconcileConfig,
-        leader: watch::Receiver<bool>,
+        leader: LeaderGuard,
         apps: Store<Application>,
     ) -> Self {
         Self {
@@ -282,12 +288,17 @@ impl Trigger {
 /// a steady stream of triggers (drift watches, health changes) the same applications won every free slot and others
 /// waited indefinitely.
 pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    if !*ctx.leader.borrow() {
+    if !ctx.leader.is_leading() {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
-    ctx.metrics.reconciles_waiting.inc();
-    let turn = ctx.admission.turn(&key_of(&app)).await;
-    ctx.metrics.reconciles_waiting.dec();
+    let turn = {
+        let _waiting = ctx.metrics.waiting();
+        ctx.admission.turn(&key_of(&app)).await
+    };
+    // Leadership may have ended while the pass waited for its turn.
+    if !ctx.leader.is_leading() {
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
     let started = Instant::now();
     let Some(app) = ctx.latest(app).await? else {
         return Ok(Action::await_change());
@@ -1356,6 +1367,9 @@ async fn patch_status(
     {
         return Ok(());
     }
+    if !ctx.leader.is_leading() {
+        return Err(ReconcileError::NotLeader { name: key_of(app) });
+    }
     // Server-side apply of the whole status: fields this pass leaves out (a cleared message) are removed, which a
     // merge patch would keep.
     let patch = json!({
@@ -1383,6 +1397,9 @@ async fn merge_patch(
     patch: &serde_json::Value,
     ctx: &Context,
 ) -> Result<(), ReconcileError> {
+    if !ctx.leader.is_leading() {
+        return Err(ReconcileError::NotLeader { name: key_of(app) });
+    }
     api.patch(
         &app.name_any(),
         &PatchParams::default(),

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admission::Admission;
 use crate::drift::DriftWatcher;
 use crate::events::EventRecorder;
-use crate::leader::{self, LeaseConfig};
+use crate::leader::{self, LeaderGuard, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::probes::{self, Readiness};
@@ -56,6 +56,12 @@ pub struct RunConfig {
     /// Let kustomizations name remote bases (see [`kedge_render::KustomizeConfig::allow_remote_bases`]). Default
     /// off.
     pub allow_remote_bases: bool,
+    /// How long after its last renewal a leader that cannot renew stops writing; shorter than the lease duration,
+    /// so that it has stopped before another replica may take over.
+    pub lease_renew_deadline: Duration,
+    /// On shutdown, how long passes already running may take to finish before they are abandoned (below
+    /// Kubernetes' default 30 s termination grace period); the Lease is released after them.
+    pub shutdown_grace: Duration,
 }
 
 impl RunConfig {
@@ -73,6 +79,21 @@ impl RunConfig {
             lease_duration: Duration::from_secs(15),
             lease_renew_interval: Duration::from_secs(2),
             allow_remote_bases: false,
+            lease_renew_deadline: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+
+    /// The election settings these flags make.
+    pub fn lease_config(&self) -> LeaseConfig {
+        LeaseConfig {
+            lease_duration: self.lease_duration,
+            renew_deadline: self.lease_renew_deadline,
+            retry_period: self.lease_renew_interval,
+            // Each attempt is bounded; a leader's attempt also never runs past its renew deadline.
+            request_timeout: (self.lease_renew_deadline / 2)
+                .clamp(Duration::from_millis(100), Duration::from_secs(4)),
+            ..LeaseConfig::new(&self.lease_namespace, LEASE_NAME, &self.identity)
         }
     }
 
@@ -85,18 +106,7 @@ impl RunConfig {
         if self.poll_interval.is_zero() || self.resync_interval.is_zero() {
             return invalid("the poll and resync intervals must be longer than zero".into());
         }
-        if self.lease_renew_interval.is_zero() {
-            return invalid("the lease renew interval must be longer than zero".into());
-        }
-        // A leader that renews less than twice per lease loses it to a single slow renewal.
-        if self.lease_renew_interval.saturating_mul(2) > self.lease_duration {
-            return invalid(format!(
-                "the lease renew interval ({}s) must be at most half the lease duration ({}s)",
-                self.lease_renew_interval.as_secs_f64(),
-                self.lease_duration.as_secs_f64()
-            ));
-        }
-        Ok(())
+        self.lease_config().validate().map_err(RunError::Config)
     }
 }
 
@@ -123,6 +133,13 @@ pub struct ServerHandles {
     /// Cancelled at shutdown (e.g. to end server-sent event streams).
     pub shutdown: CancellationToken,
 }
+
+/// Name of the leader-election Lease.
+pub const LEASE_NAME: &str = "kedge-controller";
+
+/// After the passes are over (at the latest when the shutdown grace period ends), how long the rest of the shutdown
+/// (releasing the Lease, closing HTTP connections) may take in all before `run` returns regardless.
+pub const SHUTDOWN_TAIL: Duration = Duration::from_secs(5);
 
 /// Builds extra HTTP routes (API, UI, webhooks) once the controller is wired; merged with the probe routes.
 pub type RouteBuilder = Box<dyn FnOnce(ServerHandles) -> axum::Router + Send>;
@@ -161,8 +178,18 @@ pub async fn run(
     routes: Option<RouteBuilder>,
 ) -> Result<(), RunError> {
     config.validate()?;
+    let kube_config = with_user_agent(kube_config, &config.identity);
     let metrics = Metrics::new();
-    let client = crate::client::counting_client(kube_config, &metrics).map_err(RunError::Client)?;
+    // Reads, the election, and the HTTP API's requests made for its users go through `client`; everything the
+    // controller itself writes goes through `writes`, which sends nothing while this replica does not lead.
+    let client =
+        crate::client::counting_client(kube_config.clone(), &metrics).map_err(RunError::Client)?;
+    // The election outlives `shutdown`: the Lease is held (and renewed) until the passes still running are over.
+    let stop_election = CancellationToken::new();
+    let (leader, election) =
+        leader::spawn(client.clone(), config.lease_config(), stop_election.clone());
+    let writes = crate::client::leader_client(kube_config, &metrics, leader.clone())
+        .map_err(RunError::Client)?;
     let source =
         Source::new(SourceConfig::new(config.cache_dir.join("git"))).map_err(RunError::Source)?;
     let renderer = Arc::new(Renderer::new(RenderConfig {
@@ -173,24 +200,11 @@ pub async fn run(
         ..RenderConfig::default()
     }));
     let engine =
-        Arc::new(Engine::new(client.clone(), EngineConfig::default()).map_err(RunError::Engine)?);
-    let leader = leader::spawn(
-        client.clone(),
-        LeaseConfig {
-            lease_duration: config.lease_duration,
-            retry_period: config.lease_renew_interval,
-            ..LeaseConfig::new(
-                &config.lease_namespace,
-                "kedge-controller",
-                &config.identity,
-            )
-        },
-        shutdown.clone(),
-    );
+        Arc::new(Engine::new(writes.clone(), EngineConfig::default()).map_err(RunError::Engine)?);
     let admission = Admission::new(usize::from(config.concurrency));
     let (drift, triggers) =
         DriftWatcher::new(client.clone(), "kedge", admission.clone(), shutdown.clone());
-    let recorder = EventRecorder::new(client.clone(), "kedge-controller", &config.identity);
+    let recorder = EventRecorder::new(writes.clone(), "kedge-controller", &config.identity);
     let reconcile_config = ReconcileConfig {
         resync_interval: config.resync_interval,
         poll_interval: config.poll_interval,
@@ -264,8 +278,7 @@ pub async fn run(
             _ = token.cancelled() => {}
         }
     });
-    let pipeline =
-        Pipeline::new(client.clone(), source, renderer, engine).with_repository_secrets(secrets);
+    let pipeline = Pipeline::new(writes, source, renderer, engine).with_repository_secrets(secrets);
     let ctx = Arc::new(Context::new(
         pipeline.clone(),
         metrics.clone(),
@@ -297,9 +310,12 @@ pub async fn run(
             let token = shutdown.clone();
             tracing::info!(%addr, "serving probes and metrics");
             Some(tokio::spawn(async move {
-                axum::serve(listener, router)
+                if let Err(err) = axum::serve(listener, router)
                     .with_graceful_shutdown(async move { token.cancelled().await })
                     .await
+                {
+                    tracing::warn!(error = %err, "the HTTP server failed");
+                }
             }))
         }
         None => None,
@@ -315,7 +331,7 @@ pub async fn run(
         });
     }
     tokio::spawn(reconcile_all_on_leadership(
-        leader.clone(),
+        leader.changes(),
         store.clone(),
         drift.trigger_sender(),
         shutdown.clone(),
@@ -331,25 +347,137 @@ pub async fn run(
         shutdown.clone(),
     ));
 
+    let passes = Passes::new(shutdown.clone(), leader, config.shutdown_grace);
     let token = shutdown.clone();
-    controller
+    let running = controller
         .reconcile_on(UnboundedReceiverStream::new(triggers))
         .graceful_shutdown_on(async move { token.cancelled().await })
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .run(
+            {
+                let passes = passes.clone();
+                move |app, ctx| passes.clone().run(app, ctx)
+            },
+            reconcile::error_policy,
+            ctx,
+        )
         .for_each(|res| async move {
             if let Err(err) = res {
                 tracing::debug!(error = %err, "reconcile error");
             }
-        })
-        .await;
-    // Give the election task the moment it needs to release the Lease, so that a successor takes over at once
-    // instead of waiting for it to expire (the process may exit as soon as this returns).
-    let mut leading = leader.clone();
-    let _ = tokio::time::timeout(Duration::from_secs(5), leading.wait_for(|l| !*l)).await;
-    if let Some(h) = http {
-        let _ = h.await;
+        });
+    // The controller runtime ends its stream after a graceful shutdown only once its cache of Applications has been
+    // filled: a shutdown that comes before the first list completes stops the watch that would fill it, and the
+    // stream then waits forever. So the shutdown ends here as soon as no pass runs any more.
+    tokio::select! {
+        () = running => {}
+        () = passes.drained() => {}
+    }
+    tracing::info!("no pass is running any more");
+    // Only now is the Lease given up (the guard turns false first), so that no pass of this replica overlaps with
+    // the successor's.
+    let tail = tokio::time::Instant::now() + SHUTDOWN_TAIL;
+    stop_election.cancel();
+    if tokio::time::timeout_at(tail, election).await.is_err() {
+        tracing::warn!("the leader election did not stop in time");
+    }
+    // The HTTP server stopped accepting at the signal and has let its requests finish since; a connection still
+    // open now (a client that never finishes its request) does not hold the exit for long.
+    let http_tail = tail.min(tokio::time::Instant::now() + Duration::from_secs(1));
+    if let Some(mut h) = http
+        && tokio::time::timeout_at(http_tail, &mut h).await.is_err()
+    {
+        tracing::warn!("HTTP connections still open; closing them");
+        h.abort();
     }
     Ok(())
+}
+
+/// Sets the `User-Agent` of every request to `kedge/VERSION (IDENTITY)`, unless the configuration has one: the API
+/// server's audit log then tells the replicas apart.
+fn with_user_agent(mut config: kube::Config, identity: &str) -> kube::Config {
+    let ua = http::header::USER_AGENT;
+    if !config.headers.iter().any(|(name, _)| *name == ua)
+        && let Ok(value) = http::HeaderValue::from_str(&format!(
+            "kedge/{} ({identity})",
+            env!("CARGO_PKG_VERSION")
+        ))
+    {
+        config.headers.push((ua, value));
+    }
+    config
+}
+
+/// The passes the controller runtime starts, as seen by the shutdown: none is admitted once shutdown is asked, the
+/// running ones have the grace period to finish and are abandoned after it, and every one stops the moment this
+/// replica stops leading (its writes would be refused anyway).
+#[derive(Clone)]
+struct Passes {
+    shutdown: CancellationToken,
+    abandon: CancellationToken,
+    leader: LeaderGuard,
+    running: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+impl Passes {
+    fn new(shutdown: CancellationToken, leader: LeaderGuard, grace: Duration) -> Self {
+        let abandon = CancellationToken::new();
+        {
+            let (shutdown, abandon) = (shutdown.clone(), abandon.clone());
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                tokio::time::sleep(grace).await;
+                abandon.cancel();
+            });
+        }
+        Self {
+            shutdown,
+            abandon,
+            leader,
+            running: Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
+
+    async fn run(
+        self,
+        app: Arc<Application>,
+        ctx: Arc<Context>,
+    ) -> Result<kube::runtime::controller::Action, reconcile::ReconcileError> {
+        use kube::runtime::controller::Action;
+        if self.shutdown.is_cancelled() {
+            return Ok(Action::await_change());
+        }
+        self.running.send_modify(|n| *n += 1);
+        let _running = Running(self.running.clone());
+        let key = key_of(&app);
+        tokio::select! {
+            biased;
+            () = self.abandon.cancelled() => {
+                tracing::warn!(app = %key, "pass abandoned: the shutdown grace period is over");
+                Ok(Action::await_change())
+            }
+            () = self.leader.lost() => {
+                tracing::debug!(app = %key, "pass stopped: this replica does not lead");
+                Ok(Action::requeue(Duration::from_secs(5)))
+            }
+            res = reconcile::reconcile(app, ctx) => res,
+        }
+    }
+
+    /// Resolves once shutdown is asked and no pass runs.
+    async fn drained(&self) {
+        self.shutdown.cancelled().await;
+        let mut running = self.running.subscribe();
+        let _ = running.wait_for(|n| *n == 0).await;
+    }
+}
+
+/// Counts a running pass until it ends (or is dropped).
+struct Running(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 /// What of an Application calls for a pass when it changes: generation (the spec), labels, annotations (operations,
@@ -753,11 +881,20 @@ mod tests {
         let ok = RunConfig::new("/tmp/kedge-test-cache", "me");
         assert!(ok.validate().is_ok());
         let mut slow_renewal = RunConfig::new("/tmp/kedge-test-cache", "me");
-        slow_renewal.lease_duration = Duration::from_secs(10);
         slow_renewal.lease_renew_interval = Duration::from_secs(6);
         let err = slow_renewal.validate().expect_err("renewal too slow");
         assert!(
-            err.to_string().contains("at most half the lease duration"),
+            err.to_string().contains("at most half the renew deadline"),
+            "{err}"
+        );
+        // A leader must stop writing before another replica may take the Lease.
+        let mut no_margin = RunConfig::new("/tmp/kedge-test-cache", "me");
+        no_margin.lease_renew_deadline = no_margin.lease_duration;
+        let err = no_margin
+            .validate()
+            .expect_err("deadline as long as the lease");
+        assert!(
+            err.to_string().contains("shorter than the lease duration"),
             "{err}"
         );
         let mut none = RunConfig::new("/tmp/kedge-test-cache", "me");

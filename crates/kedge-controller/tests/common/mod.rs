@@ -60,9 +60,26 @@ impl Env {
 
     /// Like [`new`](Self::new) with the HTTP server accepting `auth`.
     pub async fn with_auth(prefix: &str, auth: HttpAuth) -> Self {
+        let cluster = TestCluster::from_env().await.expect("test cluster");
+        Self::on(cluster, prefix, auth).await
+    }
+
+    /// Like [`new`](Self::new) on a cluster of its own (the test cluster's name plus `-audit`) whose API server
+    /// keeps an audit log of every write (see [`TestCluster::audit_events`]).
+    pub async fn audited(prefix: &str) -> Self {
+        let base = std::env::var(kedge_testkit::CLUSTER_ENV)
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let cluster = TestCluster::get_audited(&format!("{base}-audit"))
+            .await
+            .expect("audited test cluster");
+        Self::on(cluster, prefix, HttpAuth::basic("kedge", "not-used")).await
+    }
+
+    async fn on(cluster: TestCluster, prefix: &str, auth: HttpAuth) -> Self {
         init_tracing();
         kedge_source::install_crypto_provider();
-        let cluster = TestCluster::from_env().await.expect("test cluster");
         let client = cluster.client();
         install_crd(&client).await;
         let ns = cluster.namespace(prefix).await.expect("namespace");
@@ -524,6 +541,8 @@ pub struct RunningController {
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<Result<(), String>>>,
     identity: String,
+    /// How long a graceful stop may take: the shutdown grace period, the rest of the shutdown, a margin.
+    stop_within: Duration,
 }
 
 impl RunningController {
@@ -548,6 +567,9 @@ impl RunningController {
         let token = shutdown.clone();
         let kubeconfig: PathBuf = kubeconfig.to_owned();
         let identity = config.identity.clone();
+        let stop_within = config.shutdown_grace
+            + kedge_controller::runner::SHUTDOWN_TAIL
+            + Duration::from_secs(5);
         let task = runtime.spawn(async move {
             let kc = kube::config::Kubeconfig::read_from(&kubeconfig).map_err(|e| e.to_string())?;
             let kube_config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
@@ -562,6 +584,7 @@ impl RunningController {
             shutdown,
             task: Some(task),
             identity,
+            stop_within,
         }
     }
 
@@ -570,13 +593,15 @@ impl RunningController {
         &self.identity
     }
 
-    /// Graceful stop: cancels, waits for `run` to return (it must within a few seconds), then drops the runtime.
+    /// Graceful stop: cancels, waits for `run` to return (it must within its shutdown grace period and a few
+    /// seconds), then drops the runtime.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
-            let res = tokio::time::timeout(Duration::from_secs(20), task)
+            let within = self.stop_within;
+            let res = tokio::time::timeout(within, task)
                 .await
-                .expect("controller stops within 20 s after shutdown");
+                .unwrap_or_else(|_| panic!("controller did not stop within {within:?}"));
             match res {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => panic!("controller {} failed: {e}", self.identity),

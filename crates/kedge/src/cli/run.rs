@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use kedge_controller::runner::{RunConfig, run as run_controller};
+use kedge_controller::runner::{RunConfig, SHUTDOWN_TAIL, run as run_controller};
 use tokio_util::sync::CancellationToken;
 
 use super::kube::{KubeArgs, runtime};
@@ -43,9 +43,18 @@ pub struct RunArgs {
     /// How long the leader's Lease holds after its last renewal: a crashed leader is replaced after at most this.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: std::time::Duration,
-    /// How often the leader renews its Lease (and the other replicas try to take it); at most half the duration.
+    /// How often the leader renews its Lease (and the other replicas try to take it); at most half the renew deadline.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub lease_renew_interval: std::time::Duration,
+    /// A leader that could not renew its Lease for this long stops writing; shorter than the lease duration, so that
+    /// it has stopped before another replica may take over.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub lease_renew_deadline: std::time::Duration,
+    /// On SIGTERM, how long running syncs may take to finish before they are abandoned (the next leader resumes
+    /// them); then the Lease is released and the process exits. Keep it below the pod's
+    /// terminationGracePeriodSeconds (30 s by default) minus about 5 s.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_grace: std::time::Duration,
     /// Applications compared or synced at the same time.
     #[arg(long, default_value_t = 8)]
     pub concurrency: u16,
@@ -70,6 +79,10 @@ pub fn default_cache_dir(sub: &str) -> PathBuf {
 }
 
 /// Runs the controller until SIGINT or SIGTERM.
+///
+/// On the signal, no new pass starts; passes already running have `--shutdown-grace` to finish, then the Lease is
+/// released and the process exits. Whatever still waits after that and a few more seconds does not hold the exit: a
+/// watchdog thread ends the process. A second signal ends it at once.
 pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -78,7 +91,24 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    runtime()?.block_on(async move {
+    let rt = runtime()?;
+    let grace = args.shutdown_grace;
+    let result = rt.block_on(async move {
+        // The signal handlers first: a signal that comes while the rest starts up is a shutdown like any other.
+        let shutdown = CancellationToken::new();
+        {
+            let mut signals = Signals::new()?;
+            let signal = shutdown.clone();
+            tokio::spawn(async move {
+                signals.next().await;
+                tracing::info!("shutting down");
+                signal.cancel();
+                watchdog(grace + SHUTDOWN_TAIL + std::time::Duration::from_secs(2));
+                signals.next().await;
+                tracing::warn!("second signal: exiting at once");
+                std::process::exit(130);
+            });
+        }
         kedge_source::install_crypto_provider();
         let config = kube.config().await?;
         let namespace = if args.all_namespaces {
@@ -117,43 +147,74 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
         rc.listen = Some(args.listen);
         rc.lease_duration = args.lease_duration;
         rc.lease_renew_interval = args.lease_renew_interval;
+        rc.lease_renew_deadline = args.lease_renew_deadline;
+        rc.shutdown_grace = args.shutdown_grace;
         rc.concurrency = args.concurrency;
         rc.allow_remote_bases = args.allow_remote_bases;
-        let shutdown = CancellationToken::new();
-        let signal = shutdown.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
-            signal.cancel();
-        });
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
         let mut server = kedge_server::ServerConfig::new(rc.lease_namespace.clone());
         server.secure_cookies = args.secure_cookies;
         let routes = (!args.no_ui).then(|| kedge_server::route_builder(server));
         run_controller(config, rc, shutdown, routes)
             .await
             .context("controller failed")
-    })
+    });
+    // Blocking work still running (a git fetch from a server that stopped answering) does not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT and SIGTERM, listened to from the moment they are created.
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("failed to listen for SIGINT")?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    /// The next SIGINT or SIGTERM.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.int.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
+}
+
+/// Ends the process if it is still running `after` from now, whatever it waits for (a thread of its own, so that
+/// not even a runtime whose tasks all wait can hold it).
+fn watchdog(after: std::time::Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        tracing::error!(
+            "shutdown did not finish within {}s; exiting",
+            after.as_secs_f64()
+        );
+        std::process::exit(1);
+    });
 }
