@@ -39,6 +39,10 @@ pub struct SyncOperation {
     /// Sync this revision instead of `spec.source.targetRevision`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// Confirm a prune that deletes more than half of the inventory (and more than 10 objects): without it such a
+    /// sync is refused and changes nothing (`kedge app sync --prune --confirm`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirm: bool,
 }
 
 /// A rollback to a history entry.
@@ -76,6 +80,7 @@ mod tests {
                 prune: true,
                 dry_run: false,
                 revision: Some("v1.2.0".into()),
+                confirm: true,
             }),
             rollback: None,
             initiated_by: "cli".into(),

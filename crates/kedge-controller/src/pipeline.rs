@@ -658,6 +658,11 @@ pub fn engine_spec(app: &Application) -> Result<AppSpec, PipelineError> {
             expression: h.expression.clone(),
         })
         .collect();
+    spec.fail_on_shared_resource = app
+        .spec
+        .sync_policy
+        .as_ref()
+        .is_some_and(|p| p.flag("FailOnSharedResource"));
     Ok(spec)
 }
 
@@ -700,12 +705,9 @@ async fn credentials_for(
     if namespace.is_empty() {
         return Ok((Credentials::None, false));
     }
-    let best = secrets
-        .find(namespace, url)
-        .await
-        .map_err(|e| {
-            PipelineError::Credentials(format!("failed to list Secrets in {namespace}: {e}"))
-        })?;
+    let best = secrets.find(namespace, url).await.map_err(|e| {
+        PipelineError::Credentials(format!("failed to list Secrets in {namespace}: {e}"))
+    })?;
     let Some(data) = best else {
         return Ok((Credentials::None, false));
     };

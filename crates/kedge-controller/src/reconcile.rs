@@ -359,6 +359,7 @@ async fn reconcile_inner(
     let mut trigger: Option<Trigger> = None;
     let mut wanted: Option<String> = None;
     let mut prune_requested = false;
+    let mut confirm_prune = false;
     let mut dry_run = false;
     if let Some(op) = &operation {
         if let Some(rb) = &op.rollback {
@@ -393,6 +394,7 @@ async fn reconcile_inner(
                 op.initiated_by.clone()
             }));
             prune_requested = sync.prune;
+            confirm_prune = sync.confirm;
             dry_run = sync.dry_run;
         }
     }
@@ -608,6 +610,7 @@ async fn reconcile_inner(
             &comparison,
             &trigger,
             prune_requested,
+            confirm_prune,
         )
         .await;
         if let Trigger::Rollback(id) = trigger {
@@ -780,6 +783,7 @@ async fn run_sync(
     comparison: &Comparison,
     trigger: &Trigger,
     prune_requested: bool,
+    confirm_prune: bool,
 ) -> Result<kedge_engine::SyncResult, ()> {
     let key = key_of(app);
     let policy = app.spec.sync_policy.clone().unwrap_or_default();
@@ -821,6 +825,7 @@ async fn run_sync(
         .await;
     let options = SyncOptions {
         prune: automated.prune || prune_requested,
+        confirm_prune,
         allow_empty: automated.allow_empty,
         force_conflicts: !policy
             .option("Force")
@@ -880,6 +885,17 @@ async fn run_sync(
                     )
                     .await;
             }
+            let adopted: Vec<String> = r
+                .outcomes
+                .iter()
+                .filter(|o| o.action == EngineAction::Adopted)
+                .map(|o| format!("{}: {}", o.id, o.message))
+                .collect();
+            if !adopted.is_empty() {
+                ctx.recorder
+                    .publish(app, Severity::Normal, "Adopted", &adopted.join("; "))
+                    .await;
+            }
             let phase = match r.phase {
                 SyncPhase::Succeeded => "Succeeded",
                 SyncPhase::Failed => "Failed",
@@ -889,7 +905,12 @@ async fn run_sync(
                     .outcomes
                     .iter()
                     .filter(|o| {
-                        matches!(o.action, EngineAction::Created | EngineAction::Configured)
+                        matches!(
+                            o.action,
+                            EngineAction::Created
+                                | EngineAction::Configured
+                                | EngineAction::Adopted
+                        )
                     })
                     .count();
                 format!(
@@ -1105,6 +1126,11 @@ fn fill_status(
                 kedge_engine::plan::PruneAction::Gone => {
                     "removed from Git; already gone".to_owned()
                 }
+                kedge_engine::plan::PruneAction::KindNotServed => format!(
+                    "Missing: kind {}/{} is not served by the API server; kept in the inventory until it is \
+                     (then pruned) or the entry is removed by hand",
+                    p.id.group, p.id.kind
+                ),
             }),
         });
     }

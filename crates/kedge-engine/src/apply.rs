@@ -18,8 +18,8 @@ use crate::health::{Health, HealthChecker, HealthStatus};
 use crate::object::{ObjectId, TRACKING_ANNOTATION, annotation, set_namespace, split_api_version};
 use crate::order::{HookPhase, kind_rank};
 use crate::plan::{
-    CacheEntry, Plan, PlannedHook, PlannedObject, PruneAction, SyncStatus, Tracking, by_wave,
-    hash_value, live_hash,
+    CacheEntry, Plan, PlannedHook, PlannedObject, PruneAction, SyncStatus, Tracking,
+    adopted_message, by_wave, hash_value, live_hash,
 };
 
 /// What a sync did to one object.
@@ -29,6 +29,8 @@ pub enum Action {
     Created,
     /// Changed.
     Configured,
+    /// An existing object that no application tracked, now tracked (and changed as desired) by this one.
+    Adopted,
     /// Already in sync; not written.
     Unchanged,
     /// Deleted by prune.
@@ -154,9 +156,41 @@ impl Engine {
             }
         }
         for p in &plan.prune {
-            if matches!(p.action, PruneAction::Delete | PruneAction::Keep) {
+            if matches!(
+                p.action,
+                PruneAction::Delete | PruneAction::Keep | PruneAction::KindNotServed
+            ) {
                 run.inventory.insert(p.id.clone());
             }
+        }
+        // A pruning sync that would delete most of the inventory changes nothing until confirmed.
+        if options.prune
+            && !options.confirm_prune
+            && let Some(why) = plan.mass_prune()
+        {
+            let why = format!("sync refused, nothing was applied: {why}");
+            for o in &plan.objects {
+                run.record(&o.id, Action::Skipped, why.clone());
+            }
+            for p in plan.to_prune() {
+                run.record(&p.id, Action::PruneSkipped, why.clone());
+            }
+            run.failures.push(why);
+            let Run {
+                mut outcomes,
+                order,
+                failures,
+                inventory,
+                ..
+            } = run;
+            return Ok(SyncResult {
+                phase: SyncPhase::Failed,
+                message: failures.join("; "),
+                outcomes: order.iter().filter_map(|id| outcomes.remove(id)).collect(),
+                hooks: Vec::new(),
+                inventory: inventory.into_iter().collect(),
+                seen: HashMap::new(),
+            });
         }
 
         let ok = self.run_hooks(&mut run, HookPhase::PreSync, None).await;
@@ -285,7 +319,10 @@ impl Engine {
                             }
                             applied.push((o.id.clone(), ok.resource));
                         }
-                        Err(msg) => run.record(&o.id, Action::Failed, msg),
+                        Err(msg) => {
+                            let msg = crate::diff::redact(&msg, &o.secrets);
+                            run.record(&o.id, Action::Failed, msg)
+                        }
                     }
                 }
                 if !crds.is_empty() {
@@ -385,13 +422,16 @@ impl Engine {
                 CacheEntry::new(payload_hash, live_hash(Some(&obj)), &normalize(&obj)),
             );
         }
+        let (action, message) = if o.status == SyncStatus::Missing {
+            (Action::Created, o.message.clone())
+        } else if o.tracking == Tracking::Untracked {
+            (Action::Adopted, adopted_message(&o.adopted_from))
+        } else {
+            (Action::Configured, o.message.clone())
+        };
         Ok(ApplyOk {
-            action: if o.status == SyncStatus::Missing {
-                Action::Created
-            } else {
-                Action::Configured
-            },
-            message: o.message.clone(),
+            action,
+            message,
             resource,
             live: Some(obj),
         })
@@ -490,6 +530,14 @@ impl Engine {
             match &p.action {
                 PruneAction::Gone => {}
                 PruneAction::Keep => run.record(&p.id, Action::PruneSkipped, "Prune=false"),
+                PruneAction::KindNotServed => run.record(
+                    &p.id,
+                    Action::PruneSkipped,
+                    format!(
+                        "kind {}/{} is not served by the API server; kept in the inventory until it is",
+                        p.id.group, p.id.kind
+                    ),
+                ),
                 PruneAction::Refuse(msg) => run.record(&p.id, Action::Failed, msg.clone()),
                 PruneAction::Delete if !run.options.prune => {
                     run.record(&p.id, Action::PruneSkipped, "pruning is disabled")

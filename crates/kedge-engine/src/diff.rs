@@ -1,4 +1,5 @@
-//! Normalization of objects for comparison, structured and text diffs, and Secret masking.
+//! Normalization of objects for comparison, structured and text diffs, and masking of secret values (Secret data
+//! and the fields an object's `kedge.dev/sensitive-fields` annotation names) with fixed-length masks.
 
 use std::collections::BTreeSet;
 
@@ -6,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::fieldpath::{Location, Seg, to_pointer};
-use crate::object::TRACKING_ANNOTATION;
+use crate::object::{TRACKING_ANNOTATION, sensitive_pointers};
 
 /// Metadata fields the server owns; they never count as a difference.
 const SERVER_METADATA: &[&str] = &[
@@ -184,47 +185,130 @@ fn is_secret(v: &Value) -> bool {
         && v.get("apiVersion").and_then(Value::as_str) == Some("v1")
 }
 
-/// Replaces Secret values with masks: equal values get equal masks, different values different ones.
-pub fn mask_secrets(live: Option<&Value>, desired: &Value) -> (Option<Value>, Value) {
-    let mut live = live.cloned();
-    let mut desired = desired.clone();
-    if !is_secret(&desired) && !live.as_ref().is_some_and(is_secret) {
-        return (live, desired);
-    }
-    let mut distinct = BTreeSet::new();
-    for doc in live.iter().chain(std::iter::once(&desired)) {
-        for field in ["data", "stringData"] {
-            if let Some(m) = doc.get(field).and_then(Value::as_object) {
-                distinct.extend(m.values().map(Value::to_string));
-            }
-        }
-    }
-    let masks: Vec<String> = distinct.into_iter().collect();
-    let mask = |v: &Value| -> Value {
-        let raw = v.to_string();
-        let i = masks.iter().position(|m| *m == raw).unwrap_or(0);
-        Value::String("+".repeat(8 + i))
-    };
-    for doc in live.iter_mut().chain(std::iter::once(&mut desired)) {
-        for field in ["data", "stringData"] {
-            if let Some(m) = doc.get_mut(field).and_then(Value::as_object_mut) {
-                for v in m.values_mut() {
-                    *v = mask(v);
+/// The mask of a secret value: always this long, whatever the value, so that a mask says nothing about the value.
+pub const MASK: &str = "++++++++";
+/// The mask of a desired secret value that differs from the live one (a diff must show that it changes).
+pub const MASK_CHANGED: &str = "++++++++++++";
+/// Replaces the `kubectl.kubernetes.io/last-applied-configuration` annotation of a masked object (it may hold the
+/// values in clear).
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Fields that identify an object: shown even when a SOPS document encrypted them (they are in every message).
+const IDENTITY_POINTERS: &[&str] = &[
+    "/apiVersion",
+    "/kind",
+    "/metadata/name",
+    "/metadata/namespace",
+    "/metadata/annotations/kedge.dev~1sensitive-fields",
+];
+
+fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// The JSON pointers of the fields to mask in `docs`: every value of a `v1/Secret`'s `data` and `stringData`, and
+/// the fields each object's [`SENSITIVE_ANNOTATION`](crate::object::SENSITIVE_ANNOTATION) names.
+pub fn masked_pointers<'a>(docs: impl IntoIterator<Item = &'a Value>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for doc in docs {
+        if is_secret(doc) {
+            for field in ["data", "stringData"] {
+                if let Some(m) = doc.get(field).and_then(Value::as_object) {
+                    out.extend(m.keys().map(|k| format!("/{field}/{}", pointer_token(k))));
                 }
             }
         }
-        if let Some(ann) = doc
-            .pointer_mut("/metadata/annotations")
-            .and_then(Value::as_object_mut)
-            && ann.contains_key("kubectl.kubernetes.io/last-applied-configuration")
-        {
-            ann.insert(
-                "kubectl.kubernetes.io/last-applied-configuration".into(),
-                Value::String("<masked>".into()),
-            );
+        out.extend(sensitive_pointers(doc));
+    }
+    out.retain(|p| !IDENTITY_POINTERS.contains(&p.as_str()));
+    out
+}
+
+fn mask_last_applied(doc: &mut Value) {
+    if let Some(ann) = doc
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+        && ann.contains_key(LAST_APPLIED)
+    {
+        ann.insert(LAST_APPLIED.into(), Value::String("<masked>".into()));
+    }
+}
+
+/// Replaces secret values (see [`masked_pointers`]) with fixed-length masks: [`MASK`] for every live value and for
+/// a desired value equal to the live one, [`MASK_CHANGED`] for a desired value that differs from it. Neither the
+/// values nor their lengths can be read from the result, only whether a value changes.
+pub fn mask_secrets(live: Option<&Value>, desired: &Value) -> (Option<Value>, Value) {
+    let mut live = live.cloned();
+    let mut desired = desired.clone();
+    let pointers = masked_pointers(live.iter().chain(std::iter::once(&desired)));
+    if pointers.is_empty() {
+        return (live, desired);
+    }
+    for p in &pointers {
+        let before = live.as_ref().and_then(|l| l.pointer(p)).cloned();
+        if let Some(slot) = live.as_mut().and_then(|l| l.pointer_mut(p)) {
+            *slot = Value::String(MASK.into());
+        }
+        if let Some(slot) = desired.pointer_mut(p) {
+            let changed = before.as_ref().is_some_and(|b| !same_value(b, slot));
+            *slot = Value::String(if changed { MASK_CHANGED } else { MASK }.into());
         }
     }
+    for doc in live.iter_mut().chain(std::iter::once(&mut desired)) {
+        mask_last_applied(doc);
+    }
     (live, desired)
+}
+
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+/// A copy of one object with its secret values masked (every one as [`MASK`]), for showing a manifest.
+pub fn mask_object(obj: &Value) -> Value {
+    mask_secrets(None, obj).1
+}
+
+/// The secret values of an object as text (the values of the fields [`masked_pointers`] names, and each of their
+/// lines), longest first, for [`redact`]. Values shorter than 3 characters are left out: masking `a` or `1` in a
+/// message would hide unrelated text and protects nothing.
+pub fn secret_values(obj: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in masked_pointers(std::iter::once(obj)) {
+        let Some(v) = obj.pointer(&p) else { continue };
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(_) | Value::Bool(_) => v.to_string(),
+            Value::Null => continue,
+            other => other.to_string(),
+        };
+        for line in text.lines().map(str::trim) {
+            if line.len() >= 3 && line != text {
+                out.push(line.to_owned());
+            }
+        }
+        if text.trim().len() >= 3 {
+            out.push(text);
+        }
+    }
+    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    out.dedup();
+    out
+}
+
+/// Replaces every occurrence of one of `values` in `text` with [`MASK`] (used on messages that may echo a desired
+/// value: the API server's validation errors, for example).
+pub fn redact(text: &str, values: &[String]) -> String {
+    let mut out = text.to_owned();
+    for v in values {
+        if !v.is_empty() && out.contains(v.as_str()) {
+            out = out.replace(v.as_str(), MASK);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -280,5 +364,82 @@ mod tests {
             assert!(!text.contains(secret), "secret leaked: {text}");
         }
         assert!(d.text.contains("++++++++"));
+    }
+
+    #[test]
+    fn masks_have_fixed_lengths_whatever_the_values() {
+        // Two values of very different lengths, unchanged: equal masks.
+        let live = json!({"apiVersion": "v1", "kind": "Secret",
+            "data": {"short": "YQ==", "long": "bG9uZy1sb25nLWxvbmctbG9uZy1zZWNyZXQtdmFsdWU="}});
+        let (l, d) = mask_secrets(Some(&live), &live);
+        let l = l.unwrap();
+        assert_eq!(l["data"]["short"], MASK);
+        assert_eq!(l["data"]["long"], MASK);
+        assert_eq!(d["data"]["short"], d["data"]["long"]);
+        // A changed value: the desired mask differs from the live one, and does not depend on either value.
+        let mut desired = live.clone();
+        desired["data"]["short"] = json!("YWJjZGVmZ2hpamtsbW5vcA==");
+        desired["data"]["long"] = json!("Yg==");
+        let (l, d) = mask_secrets(Some(&live), &desired);
+        assert_eq!(l.unwrap()["data"]["short"], MASK);
+        assert_eq!(d["data"]["short"], MASK_CHANGED);
+        assert_eq!(d["data"]["long"], MASK_CHANGED);
+        // The order of values says nothing either: swapping them gives the same masks.
+        let mut swapped = live.clone();
+        swapped["data"]["short"] = live["data"]["long"].clone();
+        swapped["data"]["long"] = live["data"]["short"].clone();
+        let (l2, _) = mask_secrets(Some(&swapped), &swapped);
+        let (l1, _) = mask_secrets(Some(&live), &live);
+        assert_eq!(l1, l2);
+    }
+
+    #[test]
+    fn sensitive_fields_of_other_kinds_are_masked_in_diffs() {
+        let ann = json!({"kedge.dev/sensitive-fields": "[\"/data/password\", \"/data/conf\"]"});
+        let live = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "db", "annotations": ann},
+            "data": {"password": "old-hunter2", "conf": "url=x", "plain": "a"}});
+        let mut desired = live.clone();
+        desired["data"]["password"] = json!("new-correct-horse-battery");
+        desired["data"]["plain"] = json!("b");
+        let d = diff(Some(&live), &desired);
+        let text = serde_json::to_string(&d).unwrap();
+        for secret in ["old-hunter2", "new-correct-horse-battery", "url=x"] {
+            assert!(!text.contains(secret), "secret leaked: {text}");
+        }
+        // The change is still visible (and so is a plain field's).
+        let paths: Vec<&str> = d.ops.iter().map(|o| o.path.as_str()).collect();
+        assert_eq!(paths, vec!["/data/password", "/data/plain"]);
+        assert_eq!(d.ops[0].live, Some(json!(MASK)));
+        assert_eq!(d.ops[0].desired, Some(json!(MASK_CHANGED)));
+        assert!(d.text.contains("+  plain: b"), "{}", d.text);
+        // The live object's own annotation is enough (a desired object that lost it still hides the old value).
+        let mut bare = desired.clone();
+        bare["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("annotations");
+        let text = serde_json::to_string(&diff(Some(&live), &bare)).unwrap();
+        assert!(!text.contains("old-hunter2"), "{text}");
+        // A new object is masked too, and identity fields are never masked.
+        let created = diff(None, &desired);
+        assert!(!created.text.contains("new-correct-horse-battery"));
+        assert!(created.text.contains("name: db"), "{}", created.text);
+        assert_eq!(mask_object(&live)["data"]["password"], MASK);
+    }
+
+    #[test]
+    fn messages_are_redacted_of_secret_values() {
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "db", "annotations": {"kedge.dev/sensitive-fields": "[\"/data/pw\"]"}},
+            "data": {"pw": "hunter2-long\nsecond-line", "x": "y"}});
+        let values = secret_values(&obj);
+        let msg = redact("invalid value \"hunter2-long\" near second-line", &values);
+        assert!(
+            !msg.contains("hunter2") && !msg.contains("second-line"),
+            "{msg}"
+        );
+        assert!(msg.contains(MASK));
+        assert!(secret_values(&json!({"kind": "ConfigMap", "data": {"a": "b"}})).is_empty());
     }
 }

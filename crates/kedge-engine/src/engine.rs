@@ -26,6 +26,11 @@ pub struct AppSpec {
     /// Custom health rules of this application (before the engine's global ones).
     #[serde(default)]
     pub health_rules: Vec<HealthRule>,
+    /// Refuse to adopt existing objects that no application tracks (`FailOnSharedResource=true`): such objects are
+    /// planned as errors, so the sync is refused and nothing applied. Objects tracked by another application are
+    /// refused either way.
+    #[serde(default)]
+    pub fail_on_shared_resource: bool,
 }
 
 impl AppSpec {
@@ -36,6 +41,7 @@ impl AppSpec {
             destination_namespace: destination_namespace.into(),
             ignore_differences: Vec::new(),
             health_rules: Vec::new(),
+            fail_on_shared_resource: false,
         }
     }
 }
@@ -69,6 +75,10 @@ pub struct SyncOptions {
     pub hook_timeout: Duration,
     /// Wait for the last wave to be healthy even without PostSync hooks or PruneLast objects.
     pub wait_healthy: bool,
+    /// Prune even when the plan would delete most of the inventory ([`crate::Plan::mass_prune`]); without it such
+    /// a pruning sync is refused and changes nothing.
+    #[serde(default)]
+    pub confirm_prune: bool,
 }
 
 impl Default for SyncOptions {
@@ -81,6 +91,7 @@ impl Default for SyncOptions {
             wave_timeout: Duration::from_secs(300),
             hook_timeout: Duration::from_secs(300),
             wait_healthy: false,
+            confirm_prune: false,
         }
     }
 }

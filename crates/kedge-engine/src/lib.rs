@@ -26,20 +26,30 @@
 //!   [`LiveObjects`], and compares it with a server-side apply dry-run of the desired object
 //!   (field manager `kedge`). Server-owned metadata, `status` and Kedge's tracking annotation are
 //!   ignored, so server defaults never show as a diff. Each result is [`SyncStatus::Synced`],
-//!   [`SyncStatus::OutOfSync`] (with a JSON-pointer diff, a YAML text diff with Secret values
+//!   [`SyncStatus::OutOfSync`] (with a JSON-pointer diff, a YAML text diff with secret values
 //!   masked, and the field managers that own the drifted fields), [`SyncStatus::Missing`] or
 //!   [`SyncStatus::Error`]. Dry-run results are cached per object and reused while neither the
 //!   desired object nor the live object changed, so a steady-state replan makes no dry-run and no
 //!   write. `ignoreDifferences` ([`IgnoreRule`]) removes fields from the comparison and from the
 //!   apply payload. Objects of the previous inventory that left the desired set become
-//!   [`PruneCandidate`]s.
+//!   [`PruneCandidate`]s; one whose kind is not served stays in the inventory
+//!   ([`PruneAction::KindNotServed`]) until its kind returns.
 //! - [`Engine::sync`] runs PreSync hooks, applies OutOfSync and Missing objects wave by wave
 //!   (`kedge.dev/sync-wave`) and, within a wave, kind group by kind group (Namespaces, CRDs — waiting
 //!   until established —, cluster RBAC, ServiceAccounts, ConfigMaps/Secrets, Services, workloads,
 //!   the rest), concurrently within a group; a wave starts once the previous one is healthy. It
 //!   then prunes (only objects tracked by this application; `Prune=false`, `PruneLast`, the
 //!   empty-set guard and the propagation policy are honoured), runs PostSync hooks, or SyncFail
-//!   hooks on failure. It returns one [`ObjectOutcome`] per object and the new inventory.
+//!   hooks on failure. It returns one [`ObjectOutcome`] per object and the new inventory. A pruning
+//!   sync that would delete more than half of the inventory and more than [`MASS_PRUNE_MIN`]
+//!   objects is refused, changing nothing, unless [`SyncOptions::confirm_prune`] is set.
+//! - Adoption: an existing object that no application tracks is adopted by the apply
+//!   ([`Action::Adopted`], naming its previous field managers); with
+//!   [`AppSpec::fail_on_shared_resource`] it is a plan error instead.
+//! - Secret values: the values of a `v1/Secret` and the fields an object's
+//!   `kedge.dev/sensitive-fields` annotation names ([`object::SENSITIVE_ANNOTATION`], written by the
+//!   renderer for decrypted SOPS documents and Helm values from Secrets) are masked in every diff
+//!   with fixed-length masks ([`diff::MASK`], [`diff::MASK_CHANGED`]) and redacted from messages.
 //! - [`HealthChecker`] assesses built-in kinds, generic `Ready`/`Available` conditions and custom
 //!   CEL rules ([`HealthRule`]); [`health::worst`] gives an application's health.
 //!
@@ -92,6 +102,7 @@ pub use ignore::IgnoreRule;
 pub use object::{AppRef, DesiredObject, ObjectId, ObjectSyncOptions};
 pub use order::{HookDeletePolicy, HookPhase};
 pub use plan::{
-    Plan, PlannedHook, PlannedObject, PruneAction, PruneCandidate, SyncStatus, Tracking,
+    MASS_PRUNE_MIN, Plan, PlannedHook, PlannedObject, PruneAction, PruneCandidate, SyncStatus,
+    Tracking,
 };
 pub use watch::WatchLiveObjects;

@@ -17,6 +17,11 @@ pub const HOOK_ANNOTATION: &str = "kedge.dev/hook";
 pub const HOOK_DELETE_POLICY_ANNOTATION: &str = "kedge.dev/hook-delete-policy";
 /// Annotation holding per-object sync options, e.g. `Prune=false,PruneLast=true`.
 pub const SYNC_OPTIONS_ANNOTATION: &str = "kedge.dev/sync-options";
+/// Annotation naming the fields of an object that hold secret values outside a `v1/Secret`'s data (values that
+/// came from a SOPS-decrypted document or from a Secret through Helm's `valuesFrom`): a JSON array of JSON
+/// pointers, e.g. `["/data/password"]`. The renderer writes it; diffs and manifests shown to people mask those
+/// fields. It names fields, never values, so it is applied with the object and read back from the live object.
+pub const SENSITIVE_ANNOTATION: &str = "kedge.dev/sensitive-fields";
 
 /// One object of the desired state, as produced by the renderer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -195,6 +200,17 @@ pub fn set_annotation(obj: &mut Value, key: &str, value: &str) {
     if let Some(ann) = ann.as_object_mut() {
         ann.insert(key.to_string(), Value::String(value.to_string()));
     }
+}
+
+/// The JSON pointers listed in an object's [`SENSITIVE_ANNOTATION`] (none when absent or malformed; a malformed
+/// list masks nothing more, so the renderer always writes a valid one).
+pub fn sensitive_pointers(obj: &Value) -> Vec<String> {
+    annotation(obj, SENSITIVE_ANNOTATION)
+        .and_then(|raw| serde_json::from_str::<Vec<String>>(raw).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.starts_with('/'))
+        .collect()
 }
 
 /// Sets `metadata.namespace`.

@@ -73,12 +73,19 @@ pub struct PlannedObject {
     pub health: Health,
     /// Per-object sync options.
     pub options: ObjectSyncOptions,
+    /// For an existing object that no application tracks ([`Tracking::Untracked`]), the field managers of the live
+    /// object: syncing adopts it from them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adopted_from: Vec<String>,
     #[serde(skip)]
     pub(crate) payload: Value,
     #[serde(skip)]
     pub(crate) resource: Option<Resolved>,
     #[serde(skip)]
     pub(crate) live_uid: Option<String>,
+    /// Secret values of the desired object, redacted from messages.
+    #[serde(skip)]
+    pub(crate) secrets: Vec<String>,
     #[serde(skip)]
     pub(crate) payload_hash: String,
 }
@@ -126,6 +133,10 @@ pub enum PruneAction {
     Refuse(String),
     /// Already gone.
     Gone,
+    /// Its kind is not served by the API server (a deleted CustomResourceDefinition, an unavailable aggregated
+    /// API): it stays in the inventory, reported Missing, until its kind returns (it is then pruned or compared as
+    /// usual) or the entry is removed from the inventory by hand.
+    KindNotServed,
 }
 
 /// An object of the previous inventory that is no longer desired.
@@ -158,6 +169,9 @@ pub struct Plan {
     pub invalid: Vec<String>,
     /// True when the desired set is empty and pruning would delete everything.
     pub would_prune_all: bool,
+    /// Number of objects in the inventory the plan was made against.
+    #[serde(default)]
+    pub inventory_size: usize,
     /// Application health: the worst health of its objects.
     pub health: HealthStatus,
 }
@@ -174,7 +188,32 @@ impl Plan {
     pub fn to_apply(&self) -> impl Iterator<Item = &PlannedObject> {
         self.objects.iter().filter(|o| o.needs_apply())
     }
+
+    /// Objects that a pruning sync would delete.
+    pub fn to_prune(&self) -> impl Iterator<Item = &PruneCandidate> {
+        self.prune
+            .iter()
+            .filter(|p| p.action == PruneAction::Delete)
+    }
+
+    /// Why a pruning sync of this plan must be confirmed: it would delete more than half of the inventory and more
+    /// than [`MASS_PRUNE_MIN`] objects (a render that lost most of its objects is more often a mistake, a wrong
+    /// path or a broken overlay, than a wish). `None` when it may prune without confirmation.
+    pub fn mass_prune(&self) -> Option<String> {
+        let n = self.to_prune().count();
+        let m = self.inventory_size.max(n);
+        (n > MASS_PRUNE_MIN && 2 * n > m).then(|| {
+            format!(
+                "would prune {n} of {m} objects; confirm with `kedge app sync {} -n {} --prune --confirm`",
+                self.spec.app.name, self.spec.app.namespace
+            )
+        })
+    }
 }
+
+/// A pruning sync deleting more objects than this, and more than half of the inventory, waits for confirmation
+/// (see [`Plan::mass_prune`]).
+pub const MASS_PRUNE_MIN: usize = 10;
 
 /// Dry-run results keyed by object, valid while both payload and live content are unchanged.
 #[derive(Clone)]
@@ -337,6 +376,7 @@ impl Engine {
             }
 
             let options = ObjectSyncOptions::of(&d.object);
+            let secrets = crate::diff::secret_values(&payload);
             objects.push(PlannedObject {
                 id,
                 api_version,
@@ -356,9 +396,11 @@ impl Engine {
                     message: String::new(),
                 },
                 options,
+                adopted_from: Vec::new(),
                 payload,
                 resource,
                 live_uid: None,
+                secrets,
                 payload_hash: String::new(),
             });
         }
@@ -400,18 +442,59 @@ impl Engine {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let prune: Vec<PruneCandidate> = futures::stream::iter(gone)
+        // Discovery may be older than a kind's return: ask again once before calling a kind not served.
+        if !refreshed {
+            let mut unknown = false;
+            for id in &gone {
+                if self
+                    .resources
+                    .lookup_kind(&id.group, &id.kind)
+                    .await?
+                    .is_none()
+                {
+                    unknown = true;
+                    break;
+                }
+            }
+            if unknown {
+                self.resources.refresh().await?;
+                refreshed = true;
+            }
+        }
+        let mut prune: Vec<PruneCandidate> = futures::stream::iter(gone)
             .map(|id| self.prune_candidate(spec, id))
             .buffered(concurrency)
             .collect::<Vec<_>>()
             .await
             .into_iter()
             .collect::<Result<_, _>>()?;
+        // A kind that stopped being served answers "not found" like a deleted object: before dropping an object
+        // as gone, check with fresh discovery that its kind is still served.
+        if prune.iter().any(|p| p.action == PruneAction::Gone) {
+            if !refreshed {
+                self.resources.refresh().await?;
+            }
+            for p in prune.iter_mut().filter(|p| p.action == PruneAction::Gone) {
+                if self
+                    .resources
+                    .lookup_kind(&p.id.group, &p.id.kind)
+                    .await?
+                    .is_none()
+                {
+                    p.action = PruneAction::KindNotServed;
+                    p.resource = None;
+                }
+            }
+        }
         let would_prune_all =
             objects.is_empty() && prune.iter().any(|p| p.action == PruneAction::Delete);
         let app_health = objects
             .iter()
             .fold(HealthStatus::Healthy, |acc, o| acc.worst(o.health.status));
+        let inventory_size = previous_inventory
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
         Ok(Plan {
             spec: spec.clone(),
             objects,
@@ -419,6 +502,7 @@ impl Engine {
             prune,
             invalid,
             would_prune_all,
+            inventory_size,
             health: app_health,
         })
     }
@@ -440,6 +524,7 @@ impl Engine {
             };
             o.status = SyncStatus::Synced;
             o.tracking = Tracking::Owned;
+            o.adopted_from.clear();
             o.message.clear();
             o.diff = None;
             o.drift.clear();
@@ -472,10 +557,13 @@ impl Engine {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (planned, raced) = self
+            let (mut planned, raced) = self
                 .compare_once(spec, o.clone(), health, attempt >= 3)
                 .await;
             if !raced || attempt >= 3 {
+                if !planned.secrets.is_empty() {
+                    planned.message = crate::diff::redact(&planned.message, &planned.secrets);
+                }
                 return planned;
             }
         }
@@ -534,6 +622,21 @@ impl Engine {
             o.status = SyncStatus::Error;
             o.message = format!("shared resource: already tracked by {t}");
             return (o, false);
+        }
+        if o.tracking == Tracking::Untracked
+            && let Some(l) = &live
+        {
+            o.adopted_from = previous_managers(l, &self.config.field_manager);
+            if spec.fail_on_shared_resource {
+                o.status = SyncStatus::Error;
+                o.message = format!(
+                    "shared resource: {} exists and no application tracks it ({}); FailOnSharedResource=true \
+                     refuses to adopt it",
+                    o.id,
+                    managed_by(&o.adopted_from)
+                );
+                return (o, false);
+            }
         }
         let ignored = Ignored::for_object(&spec.ignore_differences, &o.id, live.as_ref());
         if let Some(l) = &live {
@@ -613,20 +716,24 @@ impl Engine {
                 if d.is_empty() {
                     if o.tracking == Tracking::Untracked {
                         o.status = SyncStatus::OutOfSync;
-                        o.message = "not tracked yet: applying adopts it".into();
+                        o.message = adoption_note(&o.adopted_from);
                     } else {
                         o.status = SyncStatus::Synced;
                     }
                 } else {
                     o.status = SyncStatus::OutOfSync;
                     o.drift = attribute(l, &d.ops, &self.config.field_manager);
-                    o.message = o
-                        .drift
-                        .iter()
-                        .filter(|a| !a.managers.is_empty())
-                        .map(Attribution::message)
-                        .collect::<Vec<_>>()
-                        .join("; ");
+                    let mut notes: Vec<String> = Vec::new();
+                    if o.tracking == Tracking::Untracked {
+                        notes.push(adoption_note(&o.adopted_from));
+                    }
+                    notes.extend(
+                        o.drift
+                            .iter()
+                            .filter(|a| !a.managers.is_empty())
+                            .map(Attribution::message),
+                    );
+                    o.message = notes.join("; ");
                     o.diff = Some(d);
                 }
             }
@@ -658,7 +765,9 @@ impl Engine {
             uid: None,
         };
         let Some(resource) = self.resources.lookup_kind(&c.id.group, &c.id.kind).await? else {
-            // The kind no longer exists, so neither does the object.
+            // The kind is not served now; the object may well exist (an aggregated API that is down, a definition
+            // deleted and about to come back): keep it in the inventory until the kind answers again.
+            c.action = PruneAction::KindNotServed;
             return Ok(c);
         };
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
@@ -668,6 +777,8 @@ impl Engine {
             .await
         {
             Ok(l) => l,
+            // A resource that stopped being served answers 404 without a Status (plan() then checks discovery).
+            Err(e) if api_code(&e) == Some(404) => None,
             Err(e) => {
                 c.action =
                     PruneAction::Refuse(format!("failed to read live object: {}", api_message(&e)));
@@ -697,6 +808,53 @@ impl Engine {
     }
 }
 
+/// The field managers of a live object other than `ours` (whose writes have shaped it), in the order listed.
+fn previous_managers(live: &Value, ours: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let entries = live
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for e in entries {
+        if let Some(m) = e.get("manager").and_then(Value::as_str)
+            && m != ours
+            && !out.iter().any(|x| x == m)
+        {
+            out.push(m.to_owned());
+        }
+    }
+    out
+}
+
+fn managed_by(managers: &[String]) -> String {
+    if managers.is_empty() {
+        "no field manager recorded".to_owned()
+    } else {
+        format!("managed by {}", managers.join(", "))
+    }
+}
+
+/// The status message of an existing object that syncing adopts.
+fn adoption_note(managers: &[String]) -> String {
+    format!(
+        "exists and no application tracks it ({}): syncing adopts it",
+        managed_by(managers)
+    )
+}
+
+/// The message of an adopted object after the sync.
+pub(crate) fn adopted_message(managers: &[String]) -> String {
+    if managers.is_empty() {
+        "adopted existing object (no previous field manager recorded)".to_owned()
+    } else {
+        format!(
+            "adopted existing object, previously managed by {}",
+            managers.join(", ")
+        )
+    }
+}
+
 /// Kinds defined by CRDs in the desired set: (group, kind) -> namespaced.
 fn crd_kinds(desired: &[DesiredObject]) -> HashMap<(String, String), bool> {
     let mut out = HashMap::new();
@@ -723,4 +881,52 @@ pub(crate) fn by_wave(objects: &[PlannedObject]) -> BTreeMap<i64, Vec<usize>> {
         out.entry(o.wave).or_default().push(i);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::AppRef;
+
+    fn plan_pruning(deleted: usize, kept: usize, inventory: usize) -> Plan {
+        let candidate = |i: usize, action: PruneAction| PruneCandidate {
+            id: ObjectId::new("", "ConfigMap", Some("ns"), format!("cm-{i}")),
+            action,
+            options: ObjectSyncOptions::default(),
+            resource: None,
+            uid: None,
+        };
+        let mut prune: Vec<PruneCandidate> = (0..deleted)
+            .map(|i| candidate(i, PruneAction::Delete))
+            .collect();
+        prune.extend((0..kept).map(|i| candidate(deleted + i, PruneAction::Keep)));
+        Plan {
+            spec: AppSpec::new(AppRef::new("kedge", "shop"), "ns"),
+            objects: Vec::new(),
+            hooks: Vec::new(),
+            prune,
+            invalid: Vec::new(),
+            would_prune_all: false,
+            inventory_size: inventory,
+            health: HealthStatus::Healthy,
+        }
+    }
+
+    #[test]
+    fn pruning_most_of_a_large_inventory_needs_confirmation() {
+        // 11 of 20: more than half and more than 10.
+        let why = plan_pruning(11, 0, 20).mass_prune().unwrap();
+        assert_eq!(
+            why,
+            "would prune 11 of 20 objects; confirm with `kedge app sync shop -n kedge --prune --confirm`"
+        );
+        // 10 of 10: every object, but not more than 10.
+        assert_eq!(plan_pruning(10, 0, 10).mass_prune(), None);
+        // 11 of 22: exactly half is not more than half.
+        assert_eq!(plan_pruning(11, 0, 22).mass_prune(), None);
+        // Objects kept (Prune=false) are not counted as pruned.
+        assert_eq!(plan_pruning(5, 30, 35).mass_prune(), None);
+        // 95 of 100.
+        assert!(plan_pruning(95, 0, 100).mass_prune().is_some());
+    }
 }

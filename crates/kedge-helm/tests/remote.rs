@@ -115,10 +115,50 @@ async fn http_repository_range_moves_when_a_version_is_published() {
     assert!(matches!(err, HelmError::NoVersion { .. }), "{err:?}");
     assert!(err.to_string().contains("2.0.0"), "{err}");
     assert!(!err.to_string().contains("chart-pass-123"));
-    // Credentials were sent to the repository (index and packages) and nowhere else.
+    // Credentials were sent to the repository for the index and the packages.
     let log = server.log.lock().unwrap().clone();
-    assert!(log.iter().any(|(p, _)| p == "/index.yaml"));
+    assert!(log.iter().any(|(p, a)| p == "/index.yaml" && a.is_some()));
     assert!(log.iter().any(|(p, a)| p.ends_with(".tgz") && a.is_some()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_go_to_the_repository_and_nowhere_else() {
+    let work = tempfile::tempdir().unwrap();
+    let repo_dir = work.path().join("repo");
+    common::package("webapp", "1.0.0", work.path(), &repo_dir);
+    // The index lives behind basic auth; its chart URLs are absolute and point at another origin (a download
+    // mirror on another port), which needs no credentials and must not receive them.
+    let repo = common::StaticServer::start(&repo_dir, Some(("kedge", "chart-pass-123")));
+    let mirror = common::StaticServer::start(&repo_dir, None);
+    index(work.path(), &repo_dir, &mirror.url());
+    let r = renderer(&work.path().join("cache"));
+    let creds = RepoCredentials {
+        username: "kedge".into(),
+        password: "chart-pass-123".into(),
+    };
+    let got = r
+        .fetch(&chart(repo.url(), "1.0.0", Some(creds)))
+        .await
+        .unwrap();
+    assert!(got.downloaded);
+
+    let repo_log = repo.log.lock().unwrap().clone();
+    assert!(
+        repo_log
+            .iter()
+            .any(|(p, a)| p == "/index.yaml" && a.is_some()),
+        "{repo_log:?}"
+    );
+    let mirror_log = mirror.log.lock().unwrap().clone();
+    assert!(
+        mirror_log.iter().any(|(p, _)| p.ends_with(".tgz")),
+        "the package came from the mirror: {mirror_log:?}"
+    );
+    let leaked: Vec<_> = mirror_log.iter().filter(|(_, a)| a.is_some()).collect();
+    assert!(
+        leaked.is_empty(),
+        "requests to another origin carried Authorization: {leaked:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

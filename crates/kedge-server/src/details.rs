@@ -151,6 +151,9 @@ pub async fn diff(
                 PruneAction::Keep => "kept (Prune=false)".into(),
                 PruneAction::Refuse(why) => format!("not deleted: {why}"),
                 PruneAction::Gone => "already gone".into(),
+                PruneAction::KindNotServed => {
+                    "kept in the inventory: its kind is not served by the API server".into()
+                }
             },
         })
         .collect();
@@ -553,10 +556,17 @@ pub fn belongs(app: &Application, obj: &ObjectRef) -> Option<ObjectRef> {
         .cloned()
 }
 
-/// Removes what must not leave the server: Secret values, last-applied annotations (which may hold them) and the
-/// noisy managed fields.
+/// Removes what must not leave the server: Secret values, the secret values of other kinds (the fields their
+/// `kedge.dev/sensitive-fields` annotation names: decrypted SOPS values, Helm values from Secrets), last-applied
+/// annotations (which may hold them) and the noisy managed fields. Every masked value reads [`MASK`], whatever its
+/// length.
 pub fn sanitize(mut obj: Value) -> Value {
     let is_secret = obj.get("kind").and_then(Value::as_str) == Some("Secret");
+    for pointer in kedge_engine::diff::masked_pointers(std::iter::once(&obj)) {
+        if let Some(v) = obj.pointer_mut(&pointer) {
+            *v = Value::String(MASK.into());
+        }
+    }
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("managedFields");
         if let Some(ann) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
@@ -643,5 +653,18 @@ mod tests {
     fn other_kinds_keep_their_data() {
         let obj = json!({"kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}});
         assert_eq!(sanitize(obj)["data"]["k"], "v");
+    }
+
+    #[test]
+    fn sensitive_fields_of_other_kinds_are_masked_with_one_length() {
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "annotations": {
+                "kedge.dev/sensitive-fields": "[\"/data/short\", \"/data/long\"]"}},
+            "data": {"short": "abc", "long": "a-much-longer-decrypted-value", "k": "v"}});
+        let out = sanitize(obj);
+        assert_eq!(out["data"]["short"], MASK);
+        assert_eq!(out["data"]["long"], MASK);
+        assert_eq!(out["data"]["k"], "v");
+        assert!(!out.to_string().contains("a-much-longer"));
     }
 }

@@ -107,6 +107,7 @@ pub async fn sync(
             prune: req.prune,
             dry_run: req.dry_run,
             revision: req.revision.filter(|r| !r.trim().is_empty()),
+            confirm: false,
         }),
         rollback: None,
         initiated_by: caller.user.clone(),

@@ -195,6 +195,10 @@ pub struct SyncArgs {
     /// Sync this revision instead of the target revision.
     #[arg(long)]
     pub revision: Option<String>,
+    /// Confirm a prune that deletes more than half of the application's objects (and more than 10): without it
+    /// such a sync is refused and changes nothing.
+    #[arg(long, requires = "prune")]
+    pub confirm: bool,
     /// How long to wait for the result.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -341,6 +345,7 @@ async fn sync(api: &Api<Application>, args: SyncArgs) -> anyhow::Result<u8> {
             prune: args.prune,
             dry_run: args.dry_run,
             revision: args.revision.clone(),
+            confirm: args.confirm,
         }),
         ..operation("cli")
     };
