@@ -2,6 +2,7 @@
 
 mod cluster;
 mod env;
+mod faults;
 mod procstat;
 mod repo;
 mod report;
@@ -56,6 +57,16 @@ pub struct Args {
     /// Leave the cluster and controller of a failed scale running (for debugging).
     #[arg(long)]
     pub keep_on_failure: bool,
+    /// Run the fault suite (`scripts/faults`) instead of the benchmarks: faults injected into a live controller,
+    /// a table of what each did.
+    #[arg(long)]
+    pub faults: bool,
+    /// With --faults: the short form (shorter outages, the faults the tests run).
+    #[arg(long)]
+    pub faults_quick: bool,
+    /// With --faults: only these faults (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
     /// Folder for controller logs and caches.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
@@ -103,6 +114,41 @@ async fn main() -> Result<()> {
         kedge: std::fs::canonicalize(&args.kedge).context("failed to resolve --kedge")?,
         work,
     };
+    if args.faults {
+        let fargs = faults::FaultArgs {
+            quick: args.faults_quick,
+            only: args.only.clone(),
+        };
+        let started = Instant::now();
+        let rows = faults::run(&fargs, &root, &tools.kedge, &tools.work).await?;
+        let mut text = format!(
+            "# Fault suite\n\nCommit: {}; machine: {}; took {:.0} s.\n\n",
+            std::env::var("KEDGE_BENCH_COMMIT").unwrap_or_else(|_| "unknown".into()),
+            report::machine(&report::loadavg()),
+            started.elapsed().as_secs_f64()
+        );
+        text.push_str(&faults::render(&rows));
+        if let Some(dir) = args.out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&args.out, &text)
+            .with_context(|| format!("failed to write {}", args.out.display()))?;
+        println!("{text}");
+        let bad: Vec<&str> = rows
+            .iter()
+            .filter(|r| !r.converged || r.lost > 0 || r.duplicated > 0 || r.non_leader_writes > 0)
+            .map(|r| r.name)
+            .collect();
+        println!(
+            "faults: {} passed, {} failed",
+            rows.len() - bad.len(),
+            bad.len()
+        );
+        if !bad.is_empty() {
+            anyhow::bail!("faults not handled: {}", bad.join(", "));
+        }
+        return Ok(());
+    }
     let started = Instant::now();
     let load_start = report::loadavg();
     eprintln!("load average at the start: {load_start}");

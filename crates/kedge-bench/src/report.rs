@@ -14,7 +14,7 @@ use crate::scenarios::{Results, objects};
 const FLUX_ANCHOR: &str = "Flux v2.6 reconciled 1,000 Kustomizations in 4m16s at 175 MiB (published figure, other \
     machine and setup: context, not a measured ratio)";
 
-fn machine(load_start: &str) -> String {
+pub fn machine(load_start: &str) -> String {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);

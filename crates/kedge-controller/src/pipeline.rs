@@ -284,8 +284,17 @@ impl Pipeline {
                 Some(verification) => Some(check_signature(&snapshot, verification)?),
                 None => None,
             };
-            // A chart (Chart.yaml) renders with Helm; Helm hook annotations are mapped either way.
-            let out = helm.render_path(&snapshot, &path, &options, &renderer, &inputs)?;
+            // kedge-render decides how the path renders: a chart with Helm, a directory or kustomization with the
+            // renderer; Helm hook annotations are mapped either way.
+            let out = match kedge_render::source_kind(&snapshot, &path)? {
+                kedge_render::SourceKind::Helm => {
+                    helm.render_chart_path(&snapshot, &path, &inputs)?
+                }
+                kedge_render::SourceKind::Directory | kedge_render::SourceKind::Kustomize => {
+                    let set = renderer.render(&snapshot, &path, &options)?;
+                    kedge_helm::split_hooks(set, inputs.options().mode)
+                }
+            };
             Ok::<_, PipelineError>(Rendered {
                 revision: snapshot.revision().clone(),
                 out,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kedge_api::{Application, HelmValuesKind, RepositorySecrets};
-use kedge_render::{RenderOptions, RenderedObject, RenderedSet, Renderer};
+use kedge_render::{RenderedObject, RenderedSet};
 use kedge_source::{FileTree, HistoryChange, Revision};
 use kube::ResourceExt;
 use kube::api::Api;
@@ -345,37 +345,32 @@ impl HelmRenderer {
         Ok((revision, AppRender::of(&out)))
     }
 
-    /// Renders the application path of a fetched tree, from a blocking thread: with Helm when the path holds
-    /// `Chart.yaml`, else with `renderer` (directory or Kustomize) and Helm hook annotations mapped.
-    pub fn render_path(
+    /// Renders the chart at the application path of a fetched tree (a directory holding `Chart.yaml`, see
+    /// [`kedge_render::source_kind`]), from a blocking thread: `valuesFrom` and capabilities read from the cluster,
+    /// Helm hooks mapped. Directories and kustomizations render with [`kedge_render::Renderer`] and
+    /// [`split_hooks`].
+    pub fn render_chart_path(
         &self,
         tree: &dyn FileTree,
         path: &str,
-        options: &RenderOptions,
-        renderer: &Renderer,
         inputs: &AppInputs,
     ) -> Result<AppRender, HelmError> {
-        if is_chart_dir(tree, path) {
-            let (extra, caps) = inputs.block_on(async {
-                let extra =
-                    read_values_from(&inputs.client, &inputs.app_namespace, &inputs.values_from)
-                        .await?;
-                let caps = self.capabilities(&inputs.client).await?;
-                Ok::<_, HelmError>((extra, caps))
-            })??;
-            let out = if inputs.ignore_missing_value_files {
-                let mut options = inputs.options.clone();
-                let missing =
-                    options.skip_missing_value_files(|f| value_file_in_tree(tree, path, f));
-                log_skipped(&missing);
-                self.render_tree(tree, path, &options, &extra, &caps)?
-            } else {
-                self.render_tree(tree, path, &inputs.options, &extra, &caps)?
-            };
-            return Ok(AppRender::of(&out));
-        }
-        let set = renderer.render(tree, path, options)?;
-        Ok(split_hooks(set, inputs.options.mode))
+        let (extra, caps) = inputs.block_on(async {
+            let extra =
+                read_values_from(&inputs.client, &inputs.app_namespace, &inputs.values_from)
+                    .await?;
+            let caps = self.capabilities(&inputs.client).await?;
+            Ok::<_, HelmError>((extra, caps))
+        })??;
+        let out = if inputs.ignore_missing_value_files {
+            let mut options = inputs.options.clone();
+            let missing = options.skip_missing_value_files(|f| value_file_in_tree(tree, path, f));
+            log_skipped(&missing);
+            self.render_tree(tree, path, &options, &extra, &caps)?
+        } else {
+            self.render_tree(tree, path, &inputs.options, &extra, &caps)?
+        };
+        Ok(AppRender::of(&out))
     }
 }
 
@@ -445,12 +440,7 @@ pub fn with_hooks_mapped(set: Arc<RenderedSet>, mode: ReleaseMode) -> Arc<Render
     split_hooks(set, mode).rendered
 }
 
-/// Whether `path` of `tree` is a chart (holds `Chart.yaml`).
+/// Whether `path` of `tree` is a chart (holds `Chart.yaml`; [`kedge_render::source_kind`] decides).
 pub fn is_chart_dir(tree: &dyn FileTree, path: &str) -> bool {
-    let Ok(parts) = kedge_source::tree::clean_relative(path) else {
-        return false;
-    };
-    let dir = parts.join("/");
-    tree.read_dir(&dir)
-        .is_ok_and(|entries| entries.iter().any(|e| e.name == "Chart.yaml"))
+    kedge_render::source_kind(tree, path).is_ok_and(|k| k == kedge_render::SourceKind::Helm)
 }

@@ -26,9 +26,9 @@
 //!
 //! # Applications
 //!
-//! [`HelmRenderer::render_application`] (remote charts) and [`HelmRenderer::render_path`] (a fetched tree:
-//! Helm when the path holds `Chart.yaml`, else the directory/Kustomize renderer with Helm hook annotations
-//! mapped) take an [`Application`](kedge_api::Application) as the controller does: credentials from
+//! [`HelmRenderer::render_application`] (remote charts) and [`HelmRenderer::render_chart_path`] (a chart in a
+//! fetched tree; which paths are charts is [`kedge_render::source_kind`]'s decision, and directories and
+//! kustomizations render with [`kedge_render::Renderer`], Helm hook annotations mapped by [`split_hooks`]) take an [`Application`](kedge_api::Application) as the controller does: credentials from
 //! repository Secrets, `valuesFrom` from the application's namespace, capabilities from the destination
 //! cluster's discovery (cached for [`HelmConfig::capabilities_ttl`]), `pre-install` hooks until the first
 //! successful sync and `pre-upgrade` hooks after. Both also return the `pre-delete` / `post-delete` hooks

@@ -131,6 +131,14 @@ pub enum RenderError {
         /// Why.
         reason: String,
     },
+    /// The path is a Helm chart, which this renderer does not render.
+    #[error(
+        "{path:?} is a Helm chart (it holds Chart.yaml); charts render with Helm, not as a directory"
+    )]
+    HelmChart {
+        /// The application path.
+        path: String,
+    },
     /// No kustomize binary and no kubectl was found.
     #[error("failed to find kustomize: tried {tried}")]
     KustomizeNotFound {

@@ -121,6 +121,33 @@ fn tree_err(path: &str) -> impl FnOnce(TreeError) -> RenderError + '_ {
     }
 }
 
+/// The file that makes a directory a Helm chart.
+pub const CHART_FILE: &str = "Chart.yaml";
+
+/// How the application at `path` of `tree` renders: [`SourceKind::Helm`] when the directory holds `Chart.yaml`
+/// (rendered by kedge-helm), [`SourceKind::Kustomize`] when it holds a kustomization, else
+/// [`SourceKind::Directory`]. [`Renderer::render`] renders the last two.
+pub fn source_kind(tree: &dyn FileTree, path: &str) -> Result<SourceKind, RenderError> {
+    let app = clean_relative(path).map_err(tree_err(path))?.join("/");
+    let entries = tree.read_dir(&app).map_err(tree_err(&app))?;
+    Ok(kind_of(&entries))
+}
+
+fn kind_of(entries: &[kedge_source::DirEntry]) -> SourceKind {
+    let has_file = |name: &str| {
+        entries
+            .iter()
+            .any(|e| e.kind == kedge_source::EntryKind::File && e.name == name)
+    };
+    if has_file(CHART_FILE) {
+        SourceKind::Helm
+    } else if kustomization_file(entries).is_some() {
+        SourceKind::Kustomize
+    } else {
+        SourceKind::Directory
+    }
+}
+
 impl Renderer {
     /// A renderer with the given configuration and an empty cache.
     pub fn new(config: RenderConfig) -> Self {
@@ -142,7 +169,8 @@ impl Renderer {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Renders the application at `path` (relative to the tree root, `""` for the root) into objects.
+    /// Renders the application at `path` (relative to the tree root, `""` for the root) into objects: a directory or
+    /// a kustomization (see [`source_kind`]); a Helm chart is an error (kedge-helm renders charts).
     pub fn render(
         &self,
         tree: &dyn FileTree,
@@ -151,6 +179,9 @@ impl Renderer {
     ) -> Result<Arc<RenderedSet>, RenderError> {
         let app = clean_relative(path).map_err(tree_err(path))?.join("/");
         let entries = tree.read_dir(&app).map_err(tree_err(&app))?;
+        if kind_of(&entries) == SourceKind::Helm {
+            return Err(RenderError::HelmChart { path: app });
+        }
         let kustomization = kustomization_file(&entries);
 
         let input_dirs = match kustomization {

@@ -423,3 +423,36 @@ fn kustomize_sees_none_of_the_callers_environment() {
         "{env}"
     );
 }
+
+#[test]
+fn source_kind_decides_between_chart_kustomization_and_directory() {
+    let tree = TempTree::new();
+    tree.write(
+        "chart/Chart.yaml",
+        "apiVersion: v2\nname: web\nversion: 1.0.0\n",
+    );
+    tree.write("chart/templates/cm.yaml", "kind: ConfigMap\n");
+    tree.write("overlay/kustomization.yaml", "resources: []\n");
+    tree.write(
+        "plain/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+    );
+    assert_eq!(
+        kedge_render::source_kind(&tree, "chart").unwrap(),
+        SourceKind::Helm
+    );
+    assert_eq!(
+        kedge_render::source_kind(&tree, "overlay").unwrap(),
+        SourceKind::Kustomize
+    );
+    assert_eq!(
+        kedge_render::source_kind(&tree, "plain").unwrap(),
+        SourceKind::Directory
+    );
+    assert!(kedge_render::source_kind(&tree, "missing").is_err());
+    // The renderer does not read a chart's templates as plain manifests.
+    let err = Renderer::default()
+        .render(&tree, "chart", &RenderOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, RenderError::HelmChart { .. }), "{err:?}");
+}
