@@ -71,20 +71,30 @@ async fn a_leader_stopped_mid_sync_writes_nothing_once_its_successor_writes() {
     })
     .await
     .expect("beta starts the sync again");
-    // Let the hook complete: a replica still waiting for it would go on (apply, status).
+    // Let the hook complete: a replica still waiting for it would go on (apply, status). Beta deletes and creates
+    // the hook again as its sync starts, so each suspended Job seen is released until the sync is done.
     let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(env.client.clone(), env.ns());
+    let apps = env.apps();
     wait_for(STEP, POLL, || async {
-        jobs.patch(
-            "gate",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"suspend": false}})),
-        )
-        .await
-        .is_ok()
+        if let Ok(Some(job)) = jobs.get_opt("gate").await
+            && job.spec.as_ref().and_then(|s| s.suspend) == Some(true)
+        {
+            let _ = jobs
+                .patch(
+                    "gate",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"suspend": false}})),
+                )
+                .await;
+        }
+        apps.get_opt("demo")
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|a| synced_at(&a, &v1))
     })
     .await
-    .expect("unsuspend the hook");
-    env.wait_synced("demo", &v1).await;
+    .expect("beta syncs once the hook may complete");
     alpha_stopped.await.expect("alpha stopped");
     assert_eq!(holder(&env).await.as_deref(), Some("beta"));
 
