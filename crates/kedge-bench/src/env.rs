@@ -46,6 +46,8 @@ pub struct Env {
     controller: Child,
     pub pid: u32,
     pub listen: SocketAddr,
+    /// Where the controller serves `/metrics`.
+    pub metrics_listen: SocketAddr,
     pub log: PathBuf,
     pub apps: Api<DynamicObject>,
     pub store: Store<DynamicObject>,
@@ -152,11 +154,14 @@ impl Env {
         std::fs::create_dir_all(&dir)?;
         let log = dir.join("kedge.log");
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let metrics_listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let controller = std::process::Command::new(&tools.kedge)
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .args(["-n", APPS_NS, "run", "--listen"])
             .arg(listen.to_string())
+            .arg("--metrics-listen")
+            .arg(metrics_listen.to_string())
             .arg("--cache-dir")
             .arg(dir.join("cache"))
             .stdin(Stdio::null())
@@ -190,6 +195,7 @@ impl Env {
             controller,
             pid,
             listen,
+            metrics_listen,
             log,
             apps,
             store,
@@ -302,7 +308,7 @@ impl Env {
 
     /// The controller's metrics.
     pub async fn metrics(&self) -> Result<HashMap<String, f64>> {
-        let r = web::request(self.listen, "GET", "/metrics", &[], b"").await?;
+        let r = web::request(self.metrics_listen, "GET", "/metrics", &[], b"").await?;
         if r.status != 200 {
             bail!("GET /metrics answered {}", r.status);
         }

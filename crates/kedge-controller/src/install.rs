@@ -68,8 +68,16 @@ pub fn manifests(opts: &InstallOptions) -> Vec<Value> {
                         "containers": [{
                             "name": "kedge",
                             "image": opts.image,
-                            "args": ["run", "--all-namespaces", "--listen", "0.0.0.0:8080"],
-                            "ports": [ { "name": "http", "containerPort": 8080 } ],
+                            "args": [
+                                "run", "--all-namespaces", "--listen", "0.0.0.0:8080",
+                                "--metrics-listen", "0.0.0.0:9090"
+                            ],
+                            // The UI, API, webhooks and probes on one port; Prometheus metrics on their own, so
+                            // that exposing the UI (an ingress on Service `kedge`) does not expose them.
+                            "ports": [
+                                { "name": "http", "containerPort": 8080 },
+                                { "name": "metrics", "containerPort": 9090 }
+                            ],
                             "readinessProbe": { "httpGet": { "path": "/readyz", "port": "http" } },
                             "livenessProbe": { "httpGet": { "path": "/livez", "port": "http" } },
                             "resources": { "requests": { "cpu": "100m", "memory": "64Mi" } },
@@ -86,6 +94,11 @@ pub fn manifests(opts: &InstallOptions) -> Vec<Value> {
             "apiVersion": "v1", "kind": "Service",
             "metadata": { "name": "kedge", "namespace": ns, "labels": labels },
             "spec": { "selector": labels, "ports": [ { "name": "http", "port": 80, "targetPort": "http" } ] }
+        }),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": { "name": "kedge-metrics", "namespace": ns, "labels": labels },
+            "spec": { "selector": labels, "ports": [ { "name": "metrics", "port": 9090, "targetPort": "metrics" } ] }
         }),
     ]
 }
@@ -104,5 +117,52 @@ mod tests {
             .find(|v| v["kind"] == "ClusterRoleBinding")
             .expect("binding");
         assert_eq!(binding["subjects"][0]["namespace"], "kedge");
+    }
+
+    #[test]
+    fn metrics_have_a_port_and_service_of_their_own_and_probes_stay_on_http() {
+        let m = manifests(&InstallOptions::default());
+        let deployment = m
+            .iter()
+            .find(|v| v["kind"] == "Deployment")
+            .expect("deployment");
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        let flag = args
+            .iter()
+            .position(|a| *a == "--metrics-listen")
+            .expect("--metrics-listen");
+        assert_eq!(args[flag + 1], "0.0.0.0:9090");
+        let ports = container["ports"].as_array().expect("ports");
+        assert!(
+            ports
+                .iter()
+                .any(|p| p["name"] == "metrics" && p["containerPort"] == 9090)
+        );
+        assert_eq!(container["readinessProbe"]["httpGet"]["port"], "http");
+        assert_eq!(container["livenessProbe"]["httpGet"]["port"], "http");
+        let services: Vec<&Value> = m.iter().filter(|v| v["kind"] == "Service").collect();
+        let ui = services
+            .iter()
+            .find(|s| s["metadata"]["name"] == "kedge")
+            .expect("UI service");
+        assert!(
+            ui["spec"]["ports"]
+                .as_array()
+                .expect("ports")
+                .iter()
+                .all(|p| p["targetPort"] != "metrics"),
+            "the UI Service does not expose metrics"
+        );
+        let metrics = services
+            .iter()
+            .find(|s| s["metadata"]["name"] == "kedge-metrics")
+            .expect("metrics service");
+        assert_eq!(metrics["spec"]["ports"][0]["targetPort"], "metrics");
     }
 }

@@ -1,4 +1,5 @@
-//! The controller's own HTTP endpoints: `/livez`, `/readyz` and `/metrics`, apart from any UI routes.
+//! The controller's own HTTP endpoints: the probes `/livez`, `/healthz` and `/readyz` (served with the UI routes on
+//! `--listen`) and `/metrics` (served alone on `--metrics-listen`, so that the UI port does not expose it).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,24 +37,24 @@ impl Readiness {
     }
 }
 
-#[derive(Clone)]
-struct ProbeState {
-    metrics: Metrics,
-    readiness: Arc<Readiness>,
-}
-
-/// The probe and metrics routes, to be merged with other routes (API, UI) by the caller.
-pub fn probe_routes(metrics: Metrics, readiness: Arc<Readiness>) -> Router {
+/// The probe routes, to be merged with other routes (API, UI) by the caller.
+pub fn probe_routes(readiness: Arc<Readiness>) -> Router {
     Router::new()
         .route("/livez", get(|| async { "ok" }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_handler))
-        .with_state(ProbeState { metrics, readiness })
+        .with_state(readiness)
 }
 
-async fn readyz(State(s): State<ProbeState>) -> impl IntoResponse {
-    if s.readiness.is_ready() {
+/// The metrics route, for a listener of its own.
+pub fn metrics_routes(metrics: Metrics) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .with_state(metrics)
+}
+
+async fn readyz(State(readiness): State<Arc<Readiness>>) -> impl IntoResponse {
+    if readiness.is_ready() {
         (StatusCode::OK, "ok")
     } else {
         (
@@ -63,13 +64,13 @@ async fn readyz(State(s): State<ProbeState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics_handler(State(s): State<ProbeState>) -> impl IntoResponse {
+async fn metrics_handler(State(metrics): State<Metrics>) -> impl IntoResponse {
     (
         [(
             CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.metrics.encode(),
+        metrics.encode(),
     )
 }
 
@@ -109,7 +110,7 @@ mod tests {
     #[tokio::test]
     async fn readyz_waits_for_every_latch() {
         let readiness = Arc::new(Readiness::default());
-        let router = probe_routes(Metrics::new(), readiness.clone());
+        let router = probe_routes(readiness.clone());
         assert_eq!(status_of(router.clone(), "/livez").await, StatusCode::OK);
         assert_eq!(
             status_of(router.clone(), "/readyz").await,
@@ -122,6 +123,10 @@ mod tests {
         );
         readiness.set_first_check_done();
         assert_eq!(status_of(router.clone(), "/readyz").await, StatusCode::OK);
-        assert_eq!(status_of(router, "/metrics").await, StatusCode::OK);
+        // Metrics are not among the probes (they have a listener of their own).
+        assert_eq!(status_of(router, "/metrics").await, StatusCode::NOT_FOUND);
+        let metrics = metrics_routes(Metrics::new());
+        assert_eq!(status_of(metrics.clone(), "/metrics").await, StatusCode::OK);
+        assert_eq!(status_of(metrics, "/readyz").await, StatusCode::NOT_FOUND);
     }
 }

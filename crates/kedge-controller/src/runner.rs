@@ -38,8 +38,10 @@ pub struct RunConfig {
     pub poll_interval: Duration,
     /// How often every application is compared again without a trigger. Default 180 s.
     pub resync_interval: Duration,
-    /// Where the probes, metrics (and later the UI) listen; nothing is served when `None`.
+    /// Where the probes and the UI, API and webhook routes listen; nothing is served when `None`.
     pub listen: Option<SocketAddr>,
+    /// Where `/metrics` listens, apart from the UI so that the UI port does not expose it; not served when `None`.
+    pub metrics_listen: Option<SocketAddr>,
     /// Cache folder for Git mirrors and materialized trees.
     pub cache_dir: PathBuf,
     /// Namespace of the leader-election Lease.
@@ -72,6 +74,7 @@ impl RunConfig {
             poll_interval: Duration::from_secs(60),
             resync_interval: Duration::from_secs(180),
             listen: None,
+            metrics_listen: None,
             cache_dir: cache_dir.into(),
             lease_namespace: "kedge".into(),
             identity: identity.into(),
@@ -290,7 +293,7 @@ pub async fn run(
     ));
     let http = match config.listen {
         Some(addr) => {
-            let mut router = probes::probe_routes(metrics.clone(), readiness.clone());
+            let mut router = probes::probe_routes(readiness.clone());
             if let Some(build) = routes {
                 router = router.merge(build(ServerHandles {
                     client: client.clone(),
@@ -304,11 +307,13 @@ pub async fn run(
                     shutdown: shutdown.clone(),
                 }));
             }
+            // The peer address lets the login rate limit count attempts per client.
+            let router = router.into_make_service_with_connect_info::<SocketAddr>();
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| RunError::Http { addr, source })?;
             let token = shutdown.clone();
-            tracing::info!(%addr, "serving probes and metrics");
+            tracing::info!(%addr, "serving probes, API and UI");
             Some(tokio::spawn(async move {
                 if let Err(err) = axum::serve(listener, router)
                     .with_graceful_shutdown(async move { token.cancelled().await })
@@ -320,6 +325,22 @@ pub async fn run(
         }
         None => None,
     };
+    if let Some(addr) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Http { addr, source })?;
+        let token = shutdown.clone();
+        let router = probes::metrics_routes(metrics.clone());
+        tracing::info!(%addr, "serving metrics");
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await
+            {
+                tracing::warn!(error = %err, "the metrics server failed");
+            }
+        });
+    }
 
     {
         let store = store.clone();

@@ -1079,7 +1079,7 @@ async fn quiet_application_is_rechecked_without_comparing_until_something_change
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut config = env.run_config("c1");
     config.resync_interval = Duration::from_secs(1);
-    config.listen = Some(addr);
+    config.metrics_listen = Some(addr);
     let _controller = RunningController::start(env.cluster.kubeconfig(), config);
     env.create_app("demo", "app", automated(true, true)).await;
     env.wait_app("demo", "Synced and Healthy", |a| {

@@ -22,13 +22,17 @@ pub struct RunArgs {
     /// How often every application is compared again without any trigger.
     #[arg(long, default_value = "180s", value_parser = parse_duration)]
     pub resync_interval: std::time::Duration,
-    /// Address of the HTTP endpoints (probes, metrics, API, web UI, webhooks).
+    /// Address of the HTTP endpoints (probes, API, web UI, webhooks).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of the Prometheus metrics endpoint (`/metrics`), a listener of its own so that the UI port does not
+    /// expose it; not served unless given (`kedge install` serves it on 0.0.0.0:9090).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Mark session cookies Secure (when the UI is reached over TLS, e.g. through an ingress).
     #[arg(long)]
     pub secure_cookies: bool,
-    /// Serve only probes and metrics: no API, web UI or webhooks.
+    /// Serve only probes (and metrics on --metrics-listen): no API, web UI or webhooks.
     #[arg(long)]
     pub no_ui: bool,
     /// Cache folder for Git mirrors (default: $KEDGE_CACHE/controller or ~/.cache/kedge/controller).
@@ -145,6 +149,7 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
         rc.poll_interval = args.poll_interval;
         rc.resync_interval = args.resync_interval;
         rc.listen = Some(args.listen);
+        rc.metrics_listen = args.metrics_listen;
         rc.lease_duration = args.lease_duration;
         rc.lease_renew_interval = args.lease_renew_interval;
         rc.lease_renew_deadline = args.lease_renew_deadline;
