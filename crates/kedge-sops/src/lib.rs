@@ -11,7 +11,6 @@
 //! Supported: age recipients; `unencrypted_suffix`, `encrypted_suffix`, `unencrypted_regex`, `encrypted_regex`;
 //! `mac_only_encrypted`. Refused with a clear error: Shamir key groups and comment-based rules.
 
-use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::sync::Arc;
 
@@ -568,27 +567,44 @@ fn plain_to_json(plain: Plain, path: &[&str]) -> Result<serde_json::Value, SopsE
     })
 }
 
+/// The next field of an ENC value, which must be `name`.
+fn enc_field<'a>(
+    fields: &mut impl Iterator<Item = &'a str>,
+    name: &str,
+) -> Result<&'a str, String> {
+    fields
+        .next()
+        .and_then(|f| f.strip_prefix(name))
+        .and_then(|f| f.strip_prefix(':'))
+        .ok_or_else(|| {
+            format!("malformed ENC value: expected data, iv, tag and type, found no {name}")
+        })
+}
+
 /// Decrypts one `ENC[AES256_GCM,...]` value bound to `aad`.
 fn decrypt_value(text: &str, key: &[u8], aad: &str) -> Result<Plain, String> {
     let inner = text
         .strip_prefix("ENC[AES256_GCM,")
         .and_then(|t| t.strip_suffix(']'))
         .ok_or("not an ENC[AES256_GCM,...] value")?;
-    let mut parts: BTreeMap<&str, &str> = BTreeMap::new();
-    for part in inner.split(',') {
-        let (k, v) = part.split_once(':').ok_or("malformed ENC value")?;
-        parts.insert(k, v);
+    // Exactly the fields SOPS writes, in its order: a field renamed or dropped (`type`, which the MAC does not
+    // cover) must not change how the value is read.
+    let mut fields = inner.split(',');
+    let (data, iv, tag, kind) = (
+        enc_field(&mut fields, "data")?,
+        enc_field(&mut fields, "iv")?,
+        enc_field(&mut fields, "tag")?,
+        enc_field(&mut fields, "type")?,
+    );
+    if fields.next().is_some() {
+        return Err("malformed ENC value: fields after type".into());
     }
-    let b64 = |k: &str| -> Result<Vec<u8>, String> {
-        let v = parts
-            .get(k)
-            .ok_or_else(|| format!("no {k} in the ENC value"))?;
+    let b64 = |name: &str, v: &str| -> Result<Vec<u8>, String> {
         base64::engine::general_purpose::STANDARD
             .decode(v)
-            .map_err(|e| format!("{k} is not base64: {e}"))
+            .map_err(|e| format!("{name} is not base64: {e}"))
     };
-    let (data, iv, tag) = (b64("data")?, b64("iv")?, b64("tag")?);
-    let kind = parts.get("type").copied().unwrap_or("str");
+    let (data, iv, tag) = (b64("data", data)?, b64("iv", iv)?, b64("tag", tag)?);
     if iv.len() != 32 {
         return Err(format!("the IV is {} bytes long, not 32", iv.len()));
     }
