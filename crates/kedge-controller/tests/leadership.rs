@@ -133,3 +133,105 @@ async fn a_leader_stopped_mid_sync_writes_nothing_once_its_successor_writes() {
     );
     beta.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controllers_writes_are_refused_while_another_replica_holds_the_lease() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kedge_controller::leader::{self, LeaseConfig};
+    use kube::api::PostParams;
+
+    let env = Env::new("gate").await;
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), env.ns());
+    // Another replica holds the lease and keeps it fresh (a long lease: it does not expire during the test).
+    let held = Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some("gated".into()),
+            ..Default::default()
+        },
+        spec: Some(k8s_openapi::api::coordination::v1::LeaseSpec {
+            holder_identity: Some("other".into()),
+            lease_duration_seconds: Some(3600),
+            renew_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                jiff::Timestamp::now(),
+            )),
+            ..Default::default()
+        }),
+    };
+    leases
+        .create(&PostParams::default(), &held)
+        .await
+        .expect("create the other replica's lease");
+    let kc = kube::config::Kubeconfig::read_from(env.cluster.kubeconfig()).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut lease = LeaseConfig::new(env.ns(), "gated", "me");
+    lease.retry_period = Duration::from_millis(200);
+    lease.renew_deadline = Duration::from_secs(2);
+    lease.lease_duration = Duration::from_secs(3);
+    lease.request_timeout = Duration::from_secs(1);
+    let (guard, election) = leader::spawn(env.client.clone(), lease, stop.clone());
+    let metrics = kedge_controller::metrics::Metrics::new();
+    let writes =
+        kedge_controller::client::leader_client(config, &metrics, guard.clone()).expect("client");
+    let cms: Api<ConfigMap> = Api::namespaced(writes, env.ns());
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "gated"}})).expect("cm");
+    // A few election rounds: still a follower.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!guard.is_leading());
+    let refused = cms
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect_err("a follower's write went through");
+    assert!(
+        refused
+            .to_string()
+            .contains("does not hold the leader lease"),
+        "{refused}"
+    );
+    // Reads and dry runs change nothing: they pass.
+    assert!(cms.get_opt("gated").await.expect("read").is_none());
+    cms.create(
+        &PostParams {
+            dry_run: true,
+            ..Default::default()
+        },
+        &cm,
+    )
+    .await
+    .expect("a dry run");
+    assert!(env.config_map_data("gated").await.is_none());
+
+    // The other replica releases the lease: this one takes it, and its writes go through.
+    leases
+        .patch(
+            "gated",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"holderIdentity": null, "renewTime": null}})),
+        )
+        .await
+        .expect("release");
+    wait_for(STEP, POLL, || async { guard.is_leading() })
+        .await
+        .expect("this replica leads");
+    cms.create(&PostParams::default(), &cm)
+        .await
+        .expect("the leader's write");
+    stop.cancel();
+    election.await.expect("election ends");
+    assert!(
+        !guard.is_leading(),
+        "still leading after the election stopped"
+    );
+    assert_eq!(
+        leases
+            .get("gated")
+            .await
+            .expect("lease")
+            .spec
+            .and_then(|s| s.holder_identity),
+        None,
+        "the lease was not released"
+    );
+}
