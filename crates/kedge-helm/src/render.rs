@@ -319,7 +319,18 @@ impl HelmRenderer {
         if !errors.is_empty() {
             return Err(kedge_render::RenderError::from_list(&chart.label, errors).into());
         }
-        let mapped = map_hooks(objects, options.mode);
+        let mut mapped = map_hooks(objects, options.mode);
+        // Values read from Secrets (valuesFrom) may be rendered into any kind (a ConfigMap's configuration file):
+        // the fields holding them are marked, so that no diff or view shows them.
+        let secrets = Masker::new(&parsed);
+        for o in mapped
+            .objects
+            .iter_mut()
+            .chain(mapped.delete_hooks.iter_mut())
+        {
+            let fields = kedge_render::object::pointers_containing(&o.object, secrets.needles());
+            kedge_render::object::mark_sensitive(&mut o.object, fields);
+        }
         for (what, why) in &mapped.skipped {
             tracing::debug!(
                 chart = chart.label,

@@ -98,6 +98,11 @@ impl Masker {
         Masker { needles }
     }
 
+    /// The secret values looked for, longest first.
+    pub(crate) fn needles(&self) -> &[String] {
+        &self.needles
+    }
+
     pub(crate) fn mask(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for n in &self.needles {

@@ -122,6 +122,18 @@ fn values_merge_in_helm_order_and_parameters_win() {
         .unwrap();
     let cm = find(&out.rendered, "ConfigMap", "web-config");
     assert_eq!(cm["data"]["greeting"], "from secret");
+    // A value read from a Secret and rendered into a ConfigMap is marked, so that diffs and views mask it.
+    assert_eq!(
+        kedge_render::object::SENSITIVE_ANNOTATION,
+        kedge_engine::object::SENSITIVE_ANNOTATION
+    );
+    let marked = |obj: &Value| -> Vec<String> {
+        obj["metadata"]["annotations"][kedge_render::object::SENSITIVE_ANNOTATION]
+            .as_str()
+            .map(|s| serde_json::from_str(s).unwrap())
+            .unwrap_or_default()
+    };
+    assert_eq!(marked(cm), vec!["/data/greeting"]);
     assert_eq!(cm["data"]["replicas"], "5");
     assert_eq!(cm["data"]["namespace"], "shop");
     assert_eq!(cm["data"]["kubeVersion"], "v1.36.0");
@@ -153,6 +165,7 @@ fn values_merge_in_helm_order_and_parameters_win() {
     );
     let cm = find(&out.rendered, "ConfigMap", "web-config");
     assert_eq!(cm["data"]["greeting"], "from object");
+    assert!(marked(cm).is_empty(), "no Secret values, nothing marked");
 }
 
 #[test]

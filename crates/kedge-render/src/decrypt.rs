@@ -1,5 +1,7 @@
 //! SOPS-encrypted manifests: documents with `sops` metadata are decrypted with the application's age keys before
 //! they become objects, and refused when no keys are configured (an `ENC[...]` value must never reach the cluster).
+//! The fields that were encrypted are listed in the object's `kedge.dev/sensitive-fields` annotation
+//! ([`crate::object::SENSITIVE_ANNOTATION`]), so that their values are masked wherever the object is shown.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,6 +9,7 @@ use std::sync::Arc;
 use kedge_source::{EntryKind, FileTree};
 
 use crate::error::RenderError;
+use crate::object::{encrypted_pointers, mark_sensitive};
 use crate::parse::{Document, parse_json_ordered, parse_yaml_ordered};
 
 /// The most files read while looking for the encrypted originals of a kustomize build's documents.
@@ -127,7 +130,10 @@ pub(crate) fn decrypt_documents(
         let decrypted = kedge_sops::decrypt_stream(&nodes, &decryption.keys)
             .map_err(|e| fail(first, e.to_string()))?;
         for (pos, plain) in members.into_iter().zip(decrypted) {
+            // The fields that were encrypted hold secret values: mark them so that no diff or view shows them.
+            let secret = encrypted_pointers(&docs[pos].value);
             docs[pos].value = plain.value;
+            mark_sensitive(&mut docs[pos].value, secret);
         }
     }
     Ok(())
@@ -176,12 +182,14 @@ pub(crate) fn decrypt_kustomize_output(
         let Some(file_values) = decrypted.get(&mac) else {
             continue;
         };
+        let secret = encrypted_pointers(&doc.value);
         file_values.apply_to(&mut doc.value).map_err(|e| {
             fail(
                 doc.index,
                 format!("{e} (a kustomize patch or replacement may have moved it)"),
             )
         })?;
+        mark_sensitive(&mut doc.value, secret);
     }
     Ok(())
 }

@@ -183,6 +183,145 @@ pub fn objects_from_document(
 }
 
 /// A `List` document: kind ends in `List` and `items` is a sequence (or null, meaning empty).
+/// Annotation naming the fields of an object that hold secret values outside a `v1/Secret`'s data: a JSON array of
+/// JSON pointers. The renderer writes it on objects from SOPS-decrypted documents (the fields that were encrypted)
+/// and on Helm output that holds values read from Secrets; the engine (which reads the same annotation as
+/// `kedge_engine::object::SENSITIVE_ANNOTATION`) and the server mask those fields wherever they show an object.
+pub const SENSITIVE_ANNOTATION: &str = "kedge.dev/sensitive-fields";
+
+fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// The JSON pointers of the SOPS-encrypted values (`ENC[...]` strings) of a document, outside its `sops` metadata.
+pub fn encrypted_pointers(doc: &Value) -> Vec<String> {
+    fn walk(v: &Value, at: &mut String, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) if s.starts_with("ENC[") => out.push(at.clone()),
+            Value::Object(m) => {
+                for (k, child) in m {
+                    if at.is_empty() && k == "sops" {
+                        continue;
+                    }
+                    let len = at.len();
+                    at.push('/');
+                    at.push_str(&pointer_token(k));
+                    walk(child, at, out);
+                    at.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    let len = at.len();
+                    at.push_str(&format!("/{i}"));
+                    walk(child, at, out);
+                    at.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(doc, &mut String::new(), &mut out);
+    out
+}
+
+/// The JSON pointers of the scalar values of `obj` that contain one of `needles` (a whole value or a part of it,
+/// as a Helm template embeds a value in a configuration file).
+pub fn pointers_containing(obj: &Value, needles: &[String]) -> Vec<String> {
+    fn walk(v: &Value, needles: &[String], at: &mut String, out: &mut Vec<String>) {
+        let hit = |text: &str| {
+            needles
+                .iter()
+                .any(|n| !n.is_empty() && text.contains(n.as_str()))
+        };
+        match v {
+            Value::String(s) if hit(s) => out.push(at.clone()),
+            Value::Number(n) if hit(&n.to_string()) => out.push(at.clone()),
+            Value::Object(m) => {
+                for (k, child) in m {
+                    let len = at.len();
+                    at.push('/');
+                    at.push_str(&pointer_token(k));
+                    walk(child, needles, at, out);
+                    at.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    let len = at.len();
+                    at.push_str(&format!("/{i}"));
+                    walk(child, needles, at, out);
+                    at.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if !needles.is_empty() {
+        walk(obj, needles, &mut String::new(), &mut out);
+    }
+    out
+}
+
+/// Adds `pointers` to the [`SENSITIVE_ANNOTATION`] of a document (keeping those already listed). For a `List`
+/// document, a pointer into `/items/N/...` marks item N (which becomes an object of its own).
+pub fn mark_sensitive(doc: &mut Value, pointers: Vec<String>) {
+    if pointers.is_empty() {
+        return;
+    }
+    if is_list(doc) {
+        let mut per_item: HashMap<usize, Vec<String>> = HashMap::new();
+        for p in pointers {
+            let Some(rest) = p.strip_prefix("/items/") else {
+                continue;
+            };
+            let (index, inner) = rest.split_once('/').unwrap_or((rest, ""));
+            if let Ok(i) = index.parse::<usize>() {
+                per_item.entry(i).or_default().push(format!("/{inner}"));
+            }
+        }
+        if let Some(items) = doc.get_mut("items").and_then(Value::as_array_mut) {
+            for (i, ps) in per_item {
+                if let Some(item) = items.get_mut(i) {
+                    mark_sensitive(item, ps);
+                }
+            }
+        }
+        return;
+    }
+    let Some(meta) = doc
+        .as_object_mut()
+        .map(|m| {
+            m.entry("metadata")
+                .or_insert_with(|| Value::Object(Default::default()))
+        })
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let ann = meta
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if !ann.is_object() {
+        *ann = Value::Object(Default::default());
+    }
+    let Some(ann) = ann.as_object_mut() else {
+        return;
+    };
+    let mut all: Vec<String> = ann
+        .get(SENSITIVE_ANNOTATION)
+        .and_then(Value::as_str)
+        .and_then(|raw| serde_json::from_str::<Vec<String>>(raw).ok())
+        .unwrap_or_default();
+    all.extend(pointers);
+    all.sort();
+    all.dedup();
+    let text = serde_json::to_string(&all).unwrap_or_else(|_| "[]".into());
+    ann.insert(SENSITIVE_ANNOTATION.into(), Value::String(text));
+}
+
 fn is_list(value: &Value) -> bool {
     let Some(kind) = value.get("kind").and_then(Value::as_str) else {
         return false;
@@ -280,5 +419,54 @@ pub fn check_duplicates(objects: &[RenderedObject], errors: &mut Vec<RenderError
         } else {
             seen.insert(id, &o.source);
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod sensitive_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn marked(obj: &Value) -> Vec<String> {
+        obj["metadata"]["annotations"][SENSITIVE_ANNOTATION]
+            .as_str()
+            .map(|s| serde_json::from_str(s).unwrap())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn encrypted_and_containing_fields_are_found_and_marked() {
+        let doc = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"},
+            "data": {"k/x": "ENC[AES256_GCM,data:abc]", "plain": "v"},
+            "list": ["ENC[AES256_GCM,data:x]", 3], "sops": {"mac": "ENC[AES256_GCM,data:m]"}});
+        assert_eq!(encrypted_pointers(&doc), vec!["/data/k~1x", "/list/0"]);
+        let cfg = json!({"data": {"app.conf": "user=admin\npassword=hunter2xyz\n", "port": 5432, "x": "y"}});
+        let needles = vec!["hunter2xyz".to_owned(), "5432".to_owned()];
+        assert_eq!(
+            pointers_containing(&cfg, &needles),
+            vec!["/data/app.conf", "/data/port"]
+        );
+        assert!(pointers_containing(&cfg, &[]).is_empty());
+
+        let mut obj =
+            json!({"kind": "ConfigMap", "metadata": {"name": "a", "annotations": {"x": "y"}}});
+        mark_sensitive(&mut obj, vec!["/data/b".into()]);
+        mark_sensitive(&mut obj, vec!["/data/a".into(), "/data/b".into()]);
+        assert_eq!(marked(&obj), vec!["/data/a", "/data/b"]);
+        assert_eq!(obj["metadata"]["annotations"]["x"], "y");
+        let mut untouched = json!({"kind": "ConfigMap", "metadata": {"name": "a"}});
+        mark_sensitive(&mut untouched, Vec::new());
+        assert!(untouched["metadata"].get("annotations").is_none());
+    }
+
+    #[test]
+    fn items_of_a_list_are_marked_one_by_one() {
+        let mut list = json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"p": "1"}},
+            {"kind": "ConfigMap", "metadata": {"name": "b"}, "data": {"q": "2"}}]});
+        mark_sensitive(&mut list, vec!["/items/1/data/q".into()]);
+        assert!(marked(&list["items"][0]).is_empty());
+        assert_eq!(marked(&list["items"][1]), vec!["/data/q"]);
     }
 }

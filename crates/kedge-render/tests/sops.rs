@@ -171,3 +171,51 @@ fn a_file_of_several_encrypted_documents_is_decrypted_as_one() {
         );
     }
 }
+
+#[test]
+fn decrypted_fields_of_any_kind_are_marked_sensitive() {
+    // A ConfigMap (not a Secret) encrypted whole but for its identity: the decrypted fields are listed in the
+    // annotation that diffs and views mask, in a directory and after a kustomize build.
+    let key = AgeKey::generate();
+    let config = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: db-config\ndata:\n  url: postgres://db/shop\n  password: hunter2-in-a-config-map\n";
+    let encrypted = sops_encrypt(
+        config,
+        "yaml",
+        &key.recipient,
+        &["--encrypted-regex", "^data$"],
+    )
+    .unwrap();
+    let r = no_cache();
+    for kustomize in [false, true] {
+        let tree = TempTree::new();
+        tree.write("app/config.yaml", &encrypted);
+        tree.write(
+            "app/plain.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\ndata:\n  a: b\n",
+        );
+        if kustomize {
+            tree.write(
+                "app/kustomization.yaml",
+                "resources:\n  - config.yaml\n  - plain.yaml\n",
+            );
+        }
+        let set = r.render(&tree, "app", &options(&key, "keys@1")).unwrap();
+        let cm = set.objects.iter().find(|o| o.name == "db-config").unwrap();
+        assert_eq!(cm.object["data"]["password"], "hunter2-in-a-config-map");
+        let marked = cm.object["metadata"]["annotations"]["kedge.dev/sensitive-fields"]
+            .as_str()
+            .unwrap_or_default();
+        let fields: Vec<String> = serde_json::from_str(marked).unwrap();
+        assert_eq!(
+            fields,
+            vec!["/data/password", "/data/url"],
+            "kustomize: {kustomize}"
+        );
+        let plain = set.objects.iter().find(|o| o.name == "plain").unwrap();
+        assert!(
+            plain.object["metadata"].get("annotations").is_none(),
+            "a document that was not encrypted is not marked: {}",
+            plain.object
+        );
+    }
+}
