@@ -95,12 +95,13 @@ struct LoginRequest {
 
 async fn create_session(
     State(state): State<AppState>,
+    client: auth::ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     auth::check_same_origin(&headers)?;
     let req: LoginRequest = parse_body(&body)?;
-    let result = auth::login(&state, &req.username, &req.password).await?;
+    let result = auth::login(&state, &req.username, &req.password, client).await?;
     let cookie = auth::session_cookie(&state, &headers, &result.token);
     Ok(([(header::SET_COOKIE, cookie)], Json(result)).into_response())
 }

@@ -1,20 +1,28 @@
 //! Accounts, login sessions, bearer tokens, roles and CSRF protection.
 //!
-//! Accounts:
-//! - `admin`, whose password is generated at first start and stored in Secret `kedge-initial-admin` (key `password`)
-//!   in the server's namespace; it is never logged.
-//! - further accounts in the optional Secret `kedge-users`: each key is an account name and its value
-//!   `<role>:<password>`, role `admin` or `readonly`; a key `token.<name>` holds a long-lived API token as
-//!   `<role>:<token>` for scripts.
+//! Accounts live in Secret `kedge-users` in the server's namespace: each key is an account name and its value
+//! `<role>:<argon2id hash>`, role `admin` or `readonly`. Only hashes are kept there: a value written with a clear
+//! password (`viewer: readonly:s3cret`, as older versions stored them) is replaced by its hash when the server reads
+//! it, so writing a clear password is also how one sets or changes a password. A key `token.<name>` holds a long-lived
+//! API token as `<role>:<token>` for scripts.
+//!
+//! The `admin` password is generated at first start into Secret `kedge-initial-admin` (key `password`, for a person to
+//! read; it is never logged) and hashed into the `admin` entry of `kedge-users`. As in Argo CD, the initial Secret can
+//! be deleted once the admin password has been changed; while it exists, writing a new password into it sets the admin
+//! password again (the version of the initial Secret last copied is recorded in annotation
+//! [`INITIAL_ADMIN_VERSION`]).
 //!
 //! Logging in (`POST /api/v1/session` or the login page) gives a session: a cookie (`HttpOnly`, `SameSite=Strict`,
 //! `Secure` behind TLS) and the same value as a bearer token. The token is signed with a key kept in Secret
-//! `kedge-session-key`, so every replica and a restarted server accept it; it names the account and a tag of its
-//! password, so a removed account or a changed password ends it. Requests with a cookie that change something must carry
-//! the session's CSRF token (header `X-CSRF-Token`, or form field `_csrf` for plain HTML forms) and, when the browser
-//! sends one, an `Origin` of this server; bearer tokens need neither.
+//! `kedge-session-key`, so every replica and a restarted server accept it; it names the account and its session
+//! generation (derived from the random salt of the account's hash, never from the password), so a removed account or
+//! a changed password ends it. Failed logins are rate-limited per account and per client address ([`crate::limit`]).
+//! Requests with a cookie that change something must carry the session's CSRF token (header `X-CSRF-Token`, or form
+//! field `_csrf` for plain HTML forms) and, when the browser sends one, an `Origin` of this server; bearer tokens need
+//! neither.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,12 +32,14 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::{Api, ObjectMeta, PostParams};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
+use crate::limit;
 use crate::{ADMIN_SECRET, AppState, SESSION_KEY_SECRET, USERS_SECRET};
 
 /// Name of the session cookie.
@@ -49,6 +59,14 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role's name in Secret `kedge-users`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::ReadOnly => "readonly",
+        }
+    }
+
     fn parse(s: &str) -> Option<Role> {
         match s.trim() {
             "admin" => Some(Role::Admin),
@@ -150,8 +168,9 @@ struct Claims {
     c: String,
     /// Expiry, Unix seconds.
     e: u64,
-    /// A tag of the account's password when the session was opened: a changed password ends its sessions.
-    p: String,
+    /// The account's session generation when the session was opened (see [`generation`]): a changed password ends
+    /// its sessions.
+    g: String,
 }
 
 /// Login sessions: signed tokens (HMAC-SHA256 with a key kept in Secret `kedge-session-key`, created at first use),
@@ -190,7 +209,8 @@ impl Sessions {
     }
 }
 
-const TOKEN_PREFIX: &str = "v1.";
+/// Version 2 tokens carry a session generation; version 1 tokens (a tag of the password) are no longer accepted.
+const TOKEN_PREFIX: &str = "v2.";
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -198,22 +218,41 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A tag of a password that reveals nothing of it.
-fn password_tag(password: &str) -> String {
-    let digest = Sha256::digest(format!("kedge-session\0{password}").as_bytes());
-    hex::encode(&digest[..8])
-}
-
-fn mac(key: &[u8], body: &str) -> Vec<u8> {
+fn hmac_parts(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     use hmac::{Mac, digest::KeyInit};
     let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    m.update(TOKEN_PREFIX.as_bytes());
-    m.update(body.as_bytes());
+    for p in parts {
+        m.update(p);
+    }
     m.finalize().into_bytes().to_vec()
 }
 
-/// `v1.<claims>.<signature>`, both base64url.
+/// The session generation of an account: an HMAC, keyed with the server's session key, of the account name and the
+/// random salt of its stored password hash.
+///
+/// It carries no password material: the salt is random and independent of the password, and without the server's
+/// key the value says nothing about the salt either. Every new password hash gets a new salt, so changing a password
+/// (in either Secret, by any means) changes the generation and ends the account's sessions; a token stays valid on
+/// every replica and across restarts as long as the stored hash is the same.
+fn generation(key: &[u8], user: &str, salt: &str) -> String {
+    let tag = hmac_parts(
+        key,
+        &[
+            b"kedge-session-generation\0",
+            user.as_bytes(),
+            b"\0",
+            salt.as_bytes(),
+        ],
+    );
+    hex::encode(&tag[..16])
+}
+
+fn mac(key: &[u8], body: &str) -> Vec<u8> {
+    hmac_parts(key, &[TOKEN_PREFIX.as_bytes(), body.as_bytes()])
+}
+
+/// `v2.<claims>.<signature>`, both base64url.
 fn sign(key: &[u8], claims: &Claims) -> String {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -274,41 +313,150 @@ pub async fn ensure_session_key(
     Err(ApiError::internal("cannot set up the session key"))
 }
 
-/// The accounts, read from Secrets and kept for a few seconds.
-#[derive(Default)]
-pub struct AccountCache(Mutex<Option<(Instant, Arc<Accounts>)>>);
+/// Password hashing.
+///
+/// Passwords are stored as argon2id hashes in the PHC string format (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`,
+/// the parameters OWASP recommends as a minimum). Argo CD stores bcrypt; argon2id is chosen here because it is
+/// memory-hard (bcrypt is not, so it is cheaper to attack with GPUs), has no 72-byte password limit, and its
+/// implementation is already part of Kedge's dependencies (through the OpenPGP verifier), so no further code is
+/// added. Hashes can also be made outside Kedge, e.g. with the `argon2` command (`echo -n PW | argon2 SALT -id -e`).
+/// A bcrypt hash copied from Argo CD is refused with a message rather than taken for a password.
+pub mod password {
+    use std::sync::OnceLock;
+
+    use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+    use argon2::{Algorithm, Argon2, Params, Version};
+
+    fn hasher() -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::default())
+    }
+
+    /// Whether a stored value is an argon2 PHC hash.
+    pub fn is_hash(value: &str) -> bool {
+        value.starts_with("$argon2")
+    }
+
+    /// Whether a stored value looks like a bcrypt hash (`$2a$`, `$2b$`, `$2y$`), which Kedge does not verify.
+    pub fn is_bcrypt(value: &str) -> bool {
+        value.len() == 60
+            && (value.starts_with("$2a$") || value.starts_with("$2b$") || value.starts_with("$2y$"))
+    }
+
+    /// Hashes `password` with a fresh random salt.
+    pub fn hash(password: &str) -> Result<String, String> {
+        let salt = SaltString::encode_b64(&super::random_bytes(16)).map_err(|e| e.to_string())?;
+        hasher()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| format!("cannot hash a password: {e}"))
+    }
+
+    /// Whether `password` matches the PHC hash `stored` (false for a malformed hash).
+    pub fn verify(password: &str, stored: &str) -> bool {
+        match PasswordHash::new(stored) {
+            Ok(parsed) => hasher()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// The salt of a PHC hash, when it parses.
+    pub fn salt(stored: &str) -> Option<String> {
+        PasswordHash::new(stored)
+            .ok()?
+            .salt
+            .map(|s| s.as_str().to_owned())
+    }
+
+    /// A hash no password matches, checked for unknown accounts so that they take as long as known ones.
+    pub fn dummy() -> &'static str {
+        static DUMMY: OnceLock<String> = OnceLock::new();
+        DUMMY.get_or_init(|| hash(&super::random_hex(16)).unwrap_or_default())
+    }
+}
+
+/// Hashes and checks passwords off the async threads, at most two at a time (each argon2id check uses 19 MiB).
+async fn blocking_hash<T: Send + 'static>(
+    state_limit: &tokio::sync::Semaphore,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let _permit = state_limit
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal("password checks are shutting down"))?;
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("password check failed: {e}")))
+}
+
+/// The accounts, read from Secrets and kept for a few seconds; password checks and hashing, at most two at a time.
+pub struct AccountCache {
+    cached: Mutex<Option<(Instant, Arc<Accounts>)>>,
+    /// One reload at a time (a reload may write the store).
+    reload: tokio::sync::Mutex<()>,
+    hashing: tokio::sync::Semaphore,
+    /// Hashes made for clear-text entries that could not be written back, so that their session generation stays
+    /// the same from one reload to the next: (account, keyed digest of the clear text) -> hash.
+    unsaved: Mutex<HashMap<(String, Vec<u8>), String>>,
+    /// Random key of the digests in `unsaved` (never leaves the process).
+    unsaved_key: Vec<u8>,
+}
+
+impl Default for AccountCache {
+    fn default() -> Self {
+        Self {
+            cached: Mutex::new(None),
+            reload: tokio::sync::Mutex::new(()),
+            hashing: tokio::sync::Semaphore::new(2),
+            unsaved: Mutex::new(HashMap::new()),
+            unsaved_key: random_bytes(32),
+        }
+    }
+}
+
+/// A password account: its role and argon2id hash.
+#[derive(Debug, Clone)]
+struct Account {
+    role: Role,
+    hash: String,
+}
 
 /// Accounts and API tokens.
 #[derive(Default, Debug)]
 pub struct Accounts {
-    passwords: HashMap<String, (Role, String)>,
+    passwords: HashMap<String, Account>,
     tokens: HashMap<String, (String, Role)>,
 }
 
 const ACCOUNT_TTL: Duration = Duration::from_secs(5);
 
+/// Annotation of Secret `kedge-users`: the `resourceVersion` of Secret `kedge-initial-admin` whose password was last
+/// hashed into the `admin` entry. When that Secret changes (someone set a new initial password), it is hashed again.
+pub const INITIAL_ADMIN_VERSION: &str = "kedge.dev/initial-admin-version";
+
 async fn accounts(state: &AppState, fresh: bool) -> Result<Arc<Accounts>, ApiError> {
-    if !fresh {
-        let cached = state
-            .inner
-            .accounts
-            .0
+    let cache = &state.inner.accounts;
+    let cached = || {
+        cache
+            .cached
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some((at, a)) = cached
-            && at.elapsed() < ACCOUNT_TTL
-        {
-            return Ok(a);
-        }
+            .clone()
+            .filter(|(at, _)| at.elapsed() < ACCOUNT_TTL)
+            .map(|(_, a)| a)
+    };
+    if !fresh && let Some(a) = cached() {
+        return Ok(a);
     }
-    let loaded = Arc::new(load_accounts(state.client(), &state.config().namespace).await?);
-    *state
-        .inner
-        .accounts
-        .0
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), loaded.clone()));
+    let _one = cache.reload.lock().await;
+    // Another request reloaded while this one waited (a login always reads the Secrets again).
+    if !fresh && let Some(a) = cached() {
+        return Ok(a);
+    }
+    let loaded = Arc::new(load_accounts(state).await?);
+    *cache.cached.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some((Instant::now(), loaded.clone()));
     Ok(loaded)
 }
 
@@ -356,16 +504,222 @@ pub async fn read_secret(
     }
 }
 
-async fn load_accounts(client: &kube::Client, namespace: &str) -> Result<Accounts, ApiError> {
-    let mut accounts = Accounts::default();
-    if let Some(pw) = read_secret_key(client, namespace, ADMIN_SECRET, "password").await?
-        && !pw.trim().is_empty()
-    {
-        accounts
-            .passwords
-            .insert("admin".into(), (Role::Admin, pw.trim().to_owned()));
+/// What the accounts store needs: entries to replace (clear-text passwords hashed, the admin entry from the initial
+/// password) and the new value of [`INITIAL_ADMIN_VERSION`].
+#[derive(Debug, Default)]
+struct StorePlan {
+    /// key -> clear `<role>:<password>` value to be stored hashed (as `<role>:<hash>`).
+    to_hash: Vec<(String, Role, String)>,
+    /// The initial admin Secret's version to record, when the admin entry is (re)made from it.
+    initial_version: Option<String>,
+}
+
+/// Decides what the store needs, from the entries of `kedge-users`, its [`INITIAL_ADMIN_VERSION`] annotation, and the
+/// initial admin Secret's password and version.
+fn plan_store(
+    users: &[(String, String)],
+    recorded: Option<&str>,
+    initial: Option<(&str, &str)>,
+) -> StorePlan {
+    let mut plan = StorePlan::default();
+    let mut has_admin = false;
+    for (key, value) in users {
+        if key.starts_with("token.") {
+            continue;
+        }
+        if key == "admin" {
+            has_admin = true;
+        }
+        let Some((role, secret)) = value.trim().split_once(':') else {
+            continue;
+        };
+        let Some(role) = Role::parse(role) else {
+            continue;
+        };
+        if !secret.is_empty() && !password::is_hash(secret) && !password::is_bcrypt(secret) {
+            plan.to_hash.push((key.clone(), role, secret.to_owned()));
+        }
     }
-    for (key, value) in read_secret(client, namespace, USERS_SECRET).await? {
+    if let Some((pw, version)) = initial.filter(|(pw, _)| !pw.trim().is_empty()) {
+        // The admin entry comes from the initial password when there is none yet, or when the initial Secret changed
+        // since its password was last copied; an admin entry someone wrote into kedge-users themselves (no
+        // annotation) is theirs.
+        let changed = recorded.is_some_and(|r| r != version);
+        if !has_admin || changed {
+            plan.to_hash.retain(|(k, _, _)| k != "admin");
+            plan.to_hash
+                .push(("admin".into(), Role::Admin, pw.trim().to_owned()));
+            plan.initial_version = Some(version.to_owned());
+        }
+    }
+    plan
+}
+
+/// Reads the accounts from Secret `kedge-users` (and the initial admin password), first bringing the store up to
+/// date: a clear-text password (as older versions stored them, or as someone wrote it) is replaced by its hash, and
+/// the initial admin password is hashed into the `admin` entry when that entry is missing or the initial Secret
+/// changed. The write has a `resourceVersion` precondition, so a concurrent change is read again, not overwritten.
+async fn load_accounts(state: &AppState) -> Result<Accounts, ApiError> {
+    let namespace = &state.config().namespace;
+    let api: Api<Secret> = Api::namespaced(state.client().clone(), namespace);
+    let read = |name: &'static str| {
+        let api = api.clone();
+        async move {
+            api.get_opt(name)
+                .await
+                .map_err(|e| ApiError::kube(&format!("read Secret {namespace}/{name}"), &e))
+        }
+    };
+    for _ in 0..4 {
+        let users = read(USERS_SECRET).await?;
+        let initial = read(ADMIN_SECRET).await?;
+        let entries = users.as_ref().map(secret_strings).unwrap_or_default();
+        let recorded = users
+            .as_ref()
+            .and_then(|u| u.annotations().get(INITIAL_ADMIN_VERSION).cloned());
+        let initial_pw = initial.as_ref().and_then(|s| {
+            secret_strings(s)
+                .into_iter()
+                .find(|(k, _)| k == "password")
+                .map(|(_, v)| (v, s.resource_version().unwrap_or_default()))
+        });
+        let plan = plan_store(
+            &entries,
+            recorded.as_deref(),
+            initial_pw.as_ref().map(|(p, v)| (p.as_str(), v.as_str())),
+        );
+        if plan.to_hash.is_empty() {
+            return Ok(accounts_from(&entries));
+        }
+        let mut hashed = Vec::new();
+        for (key, role, clear) in plan.to_hash {
+            let h = hash_for_store(state, &key, &clear).await?;
+            hashed.push((key, format!("{}:{h}", role.as_str())));
+        }
+        let mut merged: HashMap<String, String> = entries.into_iter().collect();
+        merged.extend(hashed.iter().cloned());
+        let merged: Vec<(String, String)> = merged.into_iter().collect();
+        match write_store(
+            &api,
+            namespace,
+            users,
+            &hashed,
+            plan.initial_version.as_deref(),
+        )
+        .await
+        {
+            Ok(()) => {
+                for (key, _) in &hashed {
+                    tracing::info!(
+                        account = key.as_str(),
+                        secret = USERS_SECRET,
+                        "stored the account's password as an argon2id hash"
+                    );
+                }
+                forget_unsaved(state, &[]);
+                return Ok(accounts_from(&merged));
+            }
+            // Changed meanwhile (another replica migrated it, someone edited it): read again.
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "cannot write password hashes to Secret {namespace}/{USERS_SECRET}; \
+                     clear-text passwords there are hashed in memory only"
+                );
+                let keep: Vec<String> = hashed.iter().map(|(k, _)| k.clone()).collect();
+                forget_unsaved(state, &keep);
+                return Ok(accounts_from(&merged));
+            }
+        }
+    }
+    Err(ApiError::internal(format!(
+        "Secret {namespace}/{USERS_SECRET} keeps changing; cannot store password hashes"
+    )))
+}
+
+/// A hash of `clear` for the store: a fresh one, or the one made before for the same account and password when it
+/// could not be written (so that the account's session generation does not change at every reload).
+async fn hash_for_store(state: &AppState, key: &str, clear: &str) -> Result<String, ApiError> {
+    let cache = &state.inner.accounts;
+    let digest = hmac_parts(
+        &cache.unsaved_key,
+        &[key.as_bytes(), b"\0", clear.as_bytes()],
+    );
+    let id = (key.to_owned(), digest);
+    if let Some(h) = cache
+        .unsaved
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&id)
+    {
+        return Ok(h.clone());
+    }
+    let owned = clear.to_owned();
+    let h = blocking_hash(&cache.hashing, move || password::hash(&owned))
+        .await?
+        .map_err(ApiError::internal)?;
+    cache
+        .unsaved
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, h.clone());
+    Ok(h)
+}
+
+/// Keeps only the in-memory hashes of the accounts in `keep`.
+fn forget_unsaved(state: &AppState, keep: &[String]) {
+    state
+        .inner
+        .accounts
+        .unsaved
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|(k, _), _| keep.contains(k));
+}
+
+/// Writes the hashed entries into Secret `kedge-users` (creating it when absent), with a precondition on the version
+/// that was read.
+async fn write_store(
+    api: &Api<Secret>,
+    namespace: &str,
+    users: Option<Secret>,
+    hashed: &[(String, String)],
+    initial_version: Option<&str>,
+) -> Result<(), kube::Error> {
+    let mut secret = users.unwrap_or_else(|| {
+        let mut s = own_secret(USERS_SECRET, namespace, "admin", Vec::new());
+        s.data = Some(Default::default());
+        s
+    });
+    let data = secret.data.get_or_insert_with(Default::default);
+    for (key, value) in hashed {
+        data.insert(key.clone(), ByteString(value.clone().into_bytes()));
+    }
+    // Values written as stringData are already in data once stored; drop the clear copy from the request.
+    secret.string_data = None;
+    if let Some(v) = initial_version {
+        secret
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(INITIAL_ADMIN_VERSION.into(), v.into());
+    }
+    if secret.metadata.resource_version.is_some() {
+        api.replace(USERS_SECRET, &PostParams::default(), &secret)
+            .await
+            .map(|_| ())
+    } else {
+        api.create(&PostParams::default(), &secret)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The accounts of the store's entries (hashes only; clear-text entries have been replaced by then).
+fn accounts_from(entries: &[(String, String)]) -> Accounts {
+    let mut accounts = Accounts::default();
+    for (key, value) in entries {
         let Some((role, secret)) = value.trim().split_once(':') else {
             tracing::warn!(key, "ignoring account entry without <role>:<secret>");
             continue;
@@ -381,13 +735,23 @@ async fn load_accounts(client: &kube::Client, namespace: &str) -> Result<Account
             accounts
                 .tokens
                 .insert(hash(secret), (name.to_owned(), role));
-        } else {
-            accounts
-                .passwords
-                .insert(key.clone(), (role, secret.to_owned()));
+        } else if password::is_bcrypt(secret) {
+            tracing::warn!(
+                key,
+                "ignoring account entry with a bcrypt hash: Kedge stores argon2id; write the password itself \
+                 (Kedge replaces it with its hash) or an argon2id hash"
+            );
+        } else if password::is_hash(secret) {
+            accounts.passwords.insert(
+                key.clone(),
+                Account {
+                    role,
+                    hash: secret.to_owned(),
+                },
+            );
         }
     }
-    Ok(accounts)
+    accounts
 }
 
 /// A successful login.
@@ -404,17 +768,63 @@ pub struct LoginResult {
     pub csrf_token: String,
 }
 
-/// Checks a user name and password and opens a session.
-pub async fn login(state: &AppState, user: &str, password: &str) -> Result<LoginResult, ApiError> {
-    let accounts = accounts(state, true).await?;
-    let invalid = || ApiError::unauthorized("invalid username or password");
-    let Some((role, expected)) = accounts.passwords.get(user) else {
-        return Err(invalid());
-    };
-    if password.is_empty() || !bool::from(password.as_bytes().ct_eq(expected.as_bytes())) {
-        return Err(invalid());
+/// The address a request came from (the TCP peer; `None` when the server was not told it).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
     }
+}
+
+/// Checks a user name and password and opens a session. Failed logins are rate-limited per account and per client
+/// address (see [`crate::limit`]): past the limit, 429 with the wait in `Retry-After`, whatever the password.
+pub async fn login(
+    state: &AppState,
+    user: &str,
+    password: &str,
+    client: ClientAddr,
+) -> Result<LoginResult, ApiError> {
+    let limiter = &state.inner.limiter;
+    if let Err(refused) = limiter.begin(user, client.0, Instant::now()) {
+        let secs = refused.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        tracing::warn!(
+            user,
+            client = ?client.0,
+            retry_after = secs,
+            "login refused: too many failed attempts"
+        );
+        let whom = if refused.account {
+            format!("account {user}")
+        } else {
+            "this address".to_owned()
+        };
+        return Err(ApiError::too_many_requests(
+            format!("too many failed logins for {whom}; try again in {secs} s"),
+            secs,
+        ));
+    }
+    let checked = check_password(state, user, password).await;
+    let outcome = match &checked {
+        Ok(Some(_)) => limit::Outcome::Success,
+        Ok(None) => limit::Outcome::Failure,
+        Err(_) => limit::Outcome::Unchecked,
+    };
+    limiter.finish(user, client.0, outcome, Instant::now());
+    let Some(account) = checked? else {
+        tracing::info!(user, client = ?client.0, "failed login");
+        return Err(ApiError::unauthorized("invalid username or password"));
+    };
     let key = state.inner.sessions.key(state).await?;
+    let salt = password::salt(&account.hash).unwrap_or_default();
     let csrf = random_hex(16);
     let token = sign(
         &key,
@@ -422,16 +832,35 @@ pub async fn login(state: &AppState, user: &str, password: &str) -> Result<Login
             u: user.to_owned(),
             c: csrf.clone(),
             e: unix_now() + state.config().session_ttl.as_secs(),
-            p: password_tag(expected),
+            g: generation(&key, user, &salt),
         },
     );
     tracing::info!(user, "login");
     Ok(LoginResult {
         token,
         user: user.to_owned(),
-        role: *role,
+        role: account.role,
         csrf_token: csrf,
     })
+}
+
+/// The account when `password` is its password; an unknown account costs as much as a known one.
+async fn check_password(
+    state: &AppState,
+    user: &str,
+    password: &str,
+) -> Result<Option<Account>, ApiError> {
+    let accounts = accounts(state, true).await?;
+    let account = accounts.passwords.get(user).cloned();
+    let stored = account
+        .as_ref()
+        .map_or_else(|| password::dummy().to_owned(), |a| a.hash.clone());
+    let given = password.to_owned();
+    let matches = blocking_hash(&state.inner.accounts.hashing, move || {
+        password::verify(&given, &stored)
+    })
+    .await?;
+    Ok(account.filter(|_| matches && !password.is_empty()))
 }
 
 /// Ends the session of `token` (on this replica; the caller also clears the cookie).
@@ -463,8 +892,24 @@ async fn session(
     Ok(accounts
         .passwords
         .get(&claims.u)
-        .filter(|(_, password)| password_tag(password) == claims.p)
-        .map(|(role, _)| (claims.u.clone(), *role, claims.c.clone())))
+        .filter(|a| {
+            let g = generation(
+                &key,
+                &claims.u,
+                &password::salt(&a.hash).unwrap_or_default(),
+            );
+            bool::from(g.as_bytes().ct_eq(claims.g.as_bytes()))
+        })
+        .map(|a| (claims.u.clone(), a.role, claims.c.clone())))
+}
+
+/// Sets up the accounts at start: creates the initial admin password when there is no admin yet (and the server is
+/// configured to), then brings the store up to date (see [`load_accounts`]).
+pub async fn start_accounts(state: &AppState) -> Result<(), ApiError> {
+    if state.config().create_admin_secret {
+        ensure_admin_secret(state.client(), &state.config().namespace).await?;
+    }
+    accounts(state, true).await.map(|_| ())
 }
 
 /// The `Set-Cookie` value for a new session.
@@ -609,13 +1054,22 @@ pub fn encode_component(s: &str) -> String {
     out
 }
 
-/// Creates the admin password Secret when it does not exist. The password is never logged.
+/// Creates the initial admin password Secret when there is no admin account yet (neither that Secret nor an `admin`
+/// entry in `kedge-users`; deleting the initial Secret once the admin password has been changed does not make a new
+/// one). The password is never logged.
 pub async fn ensure_admin_secret(client: &kube::Client, namespace: &str) -> Result<(), ApiError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     match api.get_opt(ADMIN_SECRET).await {
         Ok(Some(_)) => return Ok(()),
         Ok(None) => {}
         Err(e) => return Err(ApiError::kube("read the admin password Secret", &e)),
+    }
+    match api.get_opt(USERS_SECRET).await {
+        Ok(Some(users)) if secret_strings(&users).iter().any(|(k, _)| k == "admin") => {
+            return Ok(());
+        }
+        Ok(_) => {}
+        Err(e) => return Err(ApiError::kube("read the accounts Secret", &e)),
     }
     let password = random_password(24);
     let secret = own_secret(ADMIN_SECRET, namespace, "password", password.into_bytes());
@@ -685,12 +1139,14 @@ mod tests {
 
     #[test]
     fn session_tokens_verify_only_unaltered_unexpired_and_with_the_same_key() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let key = random_bytes(32);
         let claims = Claims {
             u: "admin".into(),
             c: "csrf".into(),
             e: 2_000,
-            p: password_tag("pw"),
+            g: generation(&key, "admin", "c2FsdHNhbHRzYWx0"),
         };
         let token = sign(&key, &claims);
         assert_eq!(verify(&key, &token, 1_000), Some(claims.clone()));
@@ -700,28 +1156,142 @@ mod tests {
             None,
             "another key"
         );
-        // Another account's name in the same signature.
+        // Another account's name under the same signature. The forgery is built step by step, each step checked, so
+        // that a broken step fails the test instead of producing something that is refused for the wrong reason.
         let (body, signature) = token
-            .trim_start_matches(TOKEN_PREFIX)
+            .strip_prefix(TOKEN_PREFIX)
+            .expect("the token has the current prefix")
             .split_once('.')
-            .unwrap_or_default();
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let mut forged: Claims =
-            serde_json::from_slice(&b64.decode(body).unwrap_or_default()).unwrap_or(claims);
+            .expect("the token is <body>.<signature>");
+        let decoded = b64.decode(body).expect("the body is base64url");
+        let mut forged: Claims = serde_json::from_slice(&decoded).expect("the body is the claims");
+        assert_eq!(forged, claims);
         forged.u = "mallory".into();
-        let forged_body = b64.encode(serde_json::to_vec(&forged).unwrap_or_default());
+        let forged_body = b64.encode(serde_json::to_vec(&forged).expect("claims serialize"));
+        assert_ne!(forged_body, body);
         assert_eq!(
             verify(
                 &key,
                 &format!("{TOKEN_PREFIX}{forged_body}.{signature}"),
                 1_000
             ),
-            None
+            None,
+            "the old signature does not cover the altered claims"
         );
-        assert_eq!(verify(&key, "v1.garbage", 1_000), None);
-        assert_ne!(password_tag("pw"), password_tag("pw2"));
-        assert!(!password_tag("pw").contains("pw"));
+        // The same altered claims signed with the key are accepted: the forgery is well formed, and only its
+        // signature made it fail above.
+        let resigned = format!(
+            "{TOKEN_PREFIX}{forged_body}.{}",
+            b64.encode(mac(&key, &forged_body))
+        );
+        assert_eq!(verify(&key, &resigned, 1_000), Some(forged));
+        assert_eq!(verify(&key, "v2.garbage", 1_000), None);
+        // A token of the previous format (a password tag instead of a generation) is refused.
+        let v1 = token.replacen(TOKEN_PREFIX, "v1.", 1);
+        assert_eq!(verify(&key, &v1, 1_000), None);
+    }
+
+    #[test]
+    fn session_generations_come_from_the_salt_and_the_key_not_the_password() {
+        let key = random_bytes(32);
+        let h1 = password::hash("same password").expect("hash");
+        let h2 = password::hash("same password").expect("hash");
+        let s1 = password::salt(&h1).expect("salt");
+        let s2 = password::salt(&h2).expect("salt");
+        // A new hash, even of the same password, has a new salt and so a new generation: its sessions end.
+        assert_ne!(s1, s2);
+        assert_ne!(
+            generation(&key, "admin", &s1),
+            generation(&key, "admin", &s2)
+        );
+        // Stable for one stored hash, different per account and per server key.
+        assert_eq!(
+            generation(&key, "admin", &s1),
+            generation(&key, "admin", &s1)
+        );
+        assert_ne!(
+            generation(&key, "admin", &s1),
+            generation(&key, "other", &s1)
+        );
+        assert_ne!(
+            generation(&key, "admin", &s1),
+            generation(&random_bytes(32), "admin", &s1)
+        );
+        // Nothing of the hash's digest (the part the password determines) is an input.
+        let digest = h1.rsplit('$').next().expect("digest");
+        assert!(!generation(&key, "admin", &s1).contains(digest));
+    }
+
+    #[test]
+    fn passwords_are_stored_as_argon2id_hashes_and_checked() {
+        let h = password::hash("correct horse").expect("hash");
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert!(!h.contains("correct horse"));
+        assert!(password::is_hash(&h));
+        assert!(password::verify("correct horse", &h));
+        assert!(!password::verify("correct horse ", &h));
+        assert!(!password::verify("", &h));
+        assert!(!password::verify("correct horse", "not a hash"));
+        assert!(!password::verify("x", password::dummy()));
+        // A hash made by another implementation: the example in the reference implementation's README
+        // (`echo -n "password" | ./argon2 somesalt -t 2 -m 16 -p 4 -l 24`).
+        let reference =
+            "$argon2i$v=19$m=65536,t=2,p=4$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+        assert!(password::verify("password", reference));
+        assert!(!password::verify("passwore", reference));
+        assert!(password::is_bcrypt(
+            "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"
+        ));
+        assert!(!password::is_bcrypt(&h));
+    }
+
+    #[test]
+    fn the_store_plan_hashes_clear_passwords_and_copies_the_initial_admin_password_when_it_changes()
+    {
+        let hashed = password::hash("pw").expect("hash");
+        let users = vec![
+            ("viewer".to_owned(), "readonly:view-pass".to_owned()),
+            ("ops".to_owned(), format!("admin:{hashed}")),
+            ("token.ci".to_owned(), "readonly:ci-token".to_owned()),
+            ("bad".to_owned(), "no role here".to_owned()),
+        ];
+        // No admin entry yet: the initial password is copied and its version recorded.
+        let plan = plan_store(&users, None, Some(("initial-pw", "41")));
+        let keys: Vec<&str> = plan.to_hash.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(keys, ["viewer", "admin"]);
+        assert_eq!(plan.to_hash[1].1, Role::Admin);
+        assert_eq!(plan.initial_version.as_deref(), Some("41"));
+        // Copied at version 41 and unchanged: nothing to do once the clear entry is hashed.
+        let mut done = users.clone();
+        done[0].1 = format!("readonly:{hashed}");
+        done.push(("admin".into(), format!("admin:{hashed}")));
+        let plan = plan_store(&done, Some("41"), Some(("initial-pw", "41")));
+        assert!(plan.to_hash.is_empty() && plan.initial_version.is_none());
+        // The initial Secret changed: the admin entry is made again from it.
+        let plan = plan_store(&done, Some("41"), Some(("new-initial", "57")));
+        assert_eq!(plan.to_hash.len(), 1);
+        assert_eq!(plan.to_hash[0].2, "new-initial");
+        // An admin entry written by someone (no annotation) is theirs, whatever the initial Secret says.
+        let plan = plan_store(&done, None, Some(("new-initial", "57")));
+        assert!(plan.to_hash.is_empty());
+        // Only hashes are left for verification; the clear entry, the bcrypt entry and the malformed one are not used.
+        let mut with_bcrypt = done.clone();
+        with_bcrypt.push((
+            "argo".into(),
+            "admin:$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy".into(),
+        ));
+        with_bcrypt.push(("legacy".into(), "admin:clear".into()));
+        let accounts = accounts_from(&with_bcrypt);
+        let mut names: Vec<&str> = accounts.passwords.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["admin", "ops", "viewer"]);
+        assert!(
+            accounts
+                .passwords
+                .values()
+                .all(|a| password::is_hash(&a.hash))
+        );
+        assert_eq!(accounts.tokens.len(), 1);
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod assets;
 pub mod auth;
 pub mod details;
 pub mod error;
+pub mod limit;
 pub mod live;
 mod openapi;
 pub mod ops;
@@ -34,7 +35,7 @@ pub use error::ApiError;
 
 /// Name of the Secret holding the generated admin password (key `password`).
 pub const ADMIN_SECRET: &str = "kedge-initial-admin";
-/// Name of the optional Secret with further accounts and API tokens (see [`auth`]).
+/// Name of the Secret with the accounts (argon2id hashes) and API tokens (see [`auth`]).
 pub const USERS_SECRET: &str = "kedge-users";
 /// Name of the optional Secret with webhook secrets (keys `github`, `gitlab`, `gitea`, `bitbucket`).
 pub const WEBHOOK_SECRET: &str = "kedge-webhook";
@@ -53,12 +54,17 @@ pub struct ServerConfig {
     pub session_ttl: Duration,
     /// The largest webhook body accepted.
     pub webhook_body_limit: usize,
-    /// Create the admin password Secret at start when it is absent.
+    /// Create the admin password Secret at start when there is no admin account.
     pub create_admin_secret: bool,
+    /// How failed logins are rate-limited.
+    pub login_limits: limit::LoginLimits,
+    /// Accept unsigned pushes from a Git provider that has no secret in Secret `kedge-webhook` (otherwise refused).
+    pub webhook_allow_unsigned: bool,
 }
 
 impl ServerConfig {
-    /// Defaults: Secrets in `namespace`, 24 h sessions, 1 MiB webhook bodies.
+    /// Defaults: Secrets in `namespace`, 24 h sessions, 1 MiB webhook bodies, signed webhooks only, default login
+    /// limits.
     pub fn new(namespace: impl Into<String>) -> Self {
         Self {
             namespace: namespace.into(),
@@ -66,6 +72,8 @@ impl ServerConfig {
             session_ttl: Duration::from_secs(24 * 3600),
             webhook_body_limit: 1024 * 1024,
             create_admin_secret: true,
+            login_limits: limit::LoginLimits::default(),
+            webhook_allow_unsigned: false,
         }
     }
 }
@@ -81,12 +89,13 @@ struct Inner {
     config: ServerConfig,
     sessions: auth::Sessions,
     accounts: auth::AccountCache,
+    limiter: limit::LoginLimiter,
     live: broadcast::Sender<live::Change>,
     commits: Mutex<HashMap<String, Option<details::CommitInfo>>>,
 }
 
 impl AppState {
-    /// Builds the state and starts the background tasks (admin Secret).
+    /// Builds the state and starts the background tasks (admin password, accounts store).
     pub fn start(handles: ServerHandles, config: ServerConfig) -> Self {
         // Live updates follow the controller's cache: a page re-rendered for a change finds that change there.
         let tx = handles.app_changes.clone();
@@ -94,18 +103,18 @@ impl AppState {
             inner: Arc::new(Inner {
                 sessions: auth::Sessions::default(),
                 accounts: auth::AccountCache::default(),
+                limiter: limit::LoginLimiter::new(config.login_limits.clone()),
                 live: tx,
                 commits: Mutex::new(HashMap::new()),
                 handles,
                 config,
             }),
         };
-        if state.inner.config.create_admin_secret {
-            let client = state.client().clone();
-            let ns = state.inner.config.namespace.clone();
+        {
+            let state = state.clone();
             tokio::spawn(async move {
-                if let Err(err) = auth::ensure_admin_secret(&client, &ns).await {
-                    tracing::warn!(error = %err, "cannot set up the admin password");
+                if let Err(err) = auth::start_accounts(&state).await {
+                    tracing::warn!(error = %err, "cannot set up the accounts");
                 }
             });
         }

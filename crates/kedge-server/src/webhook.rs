@@ -2,9 +2,11 @@
 //! track the pushed repository and branch at once, instead of at the next poll.
 //!
 //! Secrets come from Secret `kedge-webhook` in the server's namespace, one key per provider (`github`, `gitlab`,
-//! `gitea`, `bitbucket`). Once any secret is configured, every request must be verified with its provider's secret:
-//! a provider without one is refused, and so is a missing or wrong signature (401). Without any secret, pushes are
-//! accepted unsigned (they only trigger a comparison with Git, never a change of its own).
+//! `gitea` for Gitea, Forgejo and Gogs, `bitbucket` for Bitbucket Cloud and Server). A push is verified with its
+//! provider's secret; a missing or wrong signature is refused (401). A push from a provider without a secret is
+//! refused too (401 when other providers have one, 403 with how to configure one when none has), unless `kedge run`
+//! was given `--webhook-allow-unsigned`: then such pushes are accepted unsigned (a push only triggers a comparison
+//! with Git, never a change of its own, but unsigned ones let anyone make the controller fetch at will).
 
 use std::collections::BTreeSet;
 
@@ -364,25 +366,42 @@ async fn receive(
         .iter()
         .filter(|(_, v)| !v.trim().is_empty())
         .collect();
-    if !configured.is_empty() {
-        let secret = configured
-            .iter()
-            .find(|(k, _)| k == provider.key())
-            .map(|(_, v)| v.trim())
-            .ok_or_else(|| {
-                ApiError::unauthorized(format!(
-                    "no {} webhook secret is configured; refusing unsigned payload",
-                    provider.key()
-                ))
-            })?;
-        if !verify(provider, &headers, &body, secret) {
+    let secret = configured
+        .iter()
+        .find(|(k, _)| k == provider.key())
+        .map(|(_, v)| v.trim());
+    let namespace = &state.config().namespace;
+    match secret {
+        Some(secret) => {
+            if !verify(provider, &headers, &body, secret) {
+                tracing::warn!(
+                    provider = provider.key(),
+                    "webhook signature missing or invalid"
+                );
+                return Err(ApiError::unauthorized(
+                    "webhook signature missing or invalid",
+                ));
+            }
+        }
+        None if state.config().webhook_allow_unsigned => {}
+        None if !configured.is_empty() => {
+            return Err(ApiError::unauthorized(format!(
+                "no {key} webhook secret is configured (other providers have one); refusing an unsigned payload: \
+                 add key {key} to Secret {namespace}/{WEBHOOK_SECRET}",
+                key = provider.key()
+            )));
+        }
+        None => {
             tracing::warn!(
                 provider = provider.key(),
-                "webhook signature missing or invalid"
+                "refused an unsigned webhook push: no webhook secret is configured"
             );
-            return Err(ApiError::unauthorized(
-                "webhook signature missing or invalid",
-            ));
+            return Err(ApiError::forbidden(format!(
+                "no webhook secret is configured: refusing an unsigned push. Put the secret under key {key} in Secret \
+                 {namespace}/{WEBHOOK_SECRET} (and in the webhook settings of the Git server), or start kedge run with \
+                 --webhook-allow-unsigned to accept unsigned pushes",
+                key = provider.key()
+            )));
         }
     }
     let Some(push) = parse(provider, &headers, &body)? else {
@@ -482,16 +501,159 @@ mod tests {
         assert!(!verify(Provider::GitHub, &h, body, "other"));
         assert!(!verify(Provider::GitHub, &h, b"tampered", "s3cret"));
         assert!(!verify(Provider::GitHub, &HeaderMap::new(), body, "s3cret"));
-        let mut g = HeaderMap::new();
-        g.insert(
-            "x-gitea-signature",
-            HeaderValue::from_str(&sig).expect("header"),
-        );
-        assert!(verify(Provider::Gitea, &g, body, "s3cret"));
         let mut l = HeaderMap::new();
         l.insert("x-gitlab-token", HeaderValue::from_static("s3cret"));
         assert!(verify(Provider::GitLab, &l, body, "s3cret"));
         assert!(!verify(Provider::GitLab, &l, body, "s3cret2"));
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).expect("header value"));
+        }
+        h
+    }
+
+    // The expected signatures below were computed independently of this module, with
+    // `printf '%s' "$BODY" | openssl dgst -sha256 -hmac "$SECRET"`.
+    const PUSH: &str = r#"{"ref":"refs/heads/main","repository":{"clone_url":"https://git.example.org/team/apps.git"}}"#;
+
+    #[test]
+    fn github_signature_matches_the_published_example() {
+        // The example of GitHub's documentation on validating webhook deliveries.
+        let h = headers(&[(
+            "x-hub-signature-256",
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        )]);
+        assert!(verify(
+            Provider::GitHub,
+            &h,
+            b"Hello, World!",
+            "It's a Secret to Everybody"
+        ));
+        assert!(!verify(
+            Provider::GitHub,
+            &h,
+            b"Hello, World?",
+            "It's a Secret to Everybody"
+        ));
+    }
+
+    #[test]
+    fn gitea_forgejo_and_gogs_signatures_are_checked() {
+        let cases = [
+            (
+                "x-gitea-event",
+                "x-gitea-signature",
+                "gitea-s3cret",
+                "18ae61c0c22ef27bd71f8ab436fa80fa9bac9ab27ef30771fbd5e402d9ef9572",
+            ),
+            (
+                "x-forgejo-event",
+                "x-forgejo-signature",
+                "forgejo-s3cret",
+                "2d4df9091a1b3e1e3e594ed1f216981e535c9268708632484aa1a04562a88a93",
+            ),
+            (
+                "x-gogs-event",
+                "x-gogs-signature",
+                "gogs-s3cret",
+                "4d9b2d581541d489b02ec203033504c9d231fb2b98a5006f7162db5ff71640d8",
+            ),
+        ];
+        for (event, header, secret, signature) in cases {
+            let h = headers(&[(event, "push"), (header, signature)]);
+            assert_eq!(Provider::detect(&h), Some(Provider::Gitea), "{event}");
+            assert!(
+                verify(Provider::Gitea, &h, PUSH.as_bytes(), secret),
+                "{header}"
+            );
+            // Negative cases: another secret, an altered body, an altered signature, no signature.
+            assert!(
+                !verify(Provider::Gitea, &h, PUSH.as_bytes(), "wrong-secret"),
+                "{header}"
+            );
+            assert!(
+                !verify(Provider::Gitea, &h, &PUSH.as_bytes()[1..], secret),
+                "{header}"
+            );
+            let mut altered = signature.to_owned();
+            altered.replace_range(0..1, if signature.starts_with('0') { "1" } else { "0" });
+            let bad = headers(&[(event, "push"), (header, &altered)]);
+            assert!(
+                !verify(Provider::Gitea, &bad, PUSH.as_bytes(), secret),
+                "{header}"
+            );
+            let unsigned = headers(&[(event, "push")]);
+            assert!(
+                !verify(Provider::Gitea, &unsigned, PUSH.as_bytes(), secret),
+                "{header}"
+            );
+            // A signature made for another of these providers does not pass.
+            for (_, _, _, other_sig) in cases {
+                if other_sig != signature {
+                    let h = headers(&[(event, "push"), (header, other_sig)]);
+                    assert!(
+                        !verify(Provider::Gitea, &h, PUSH.as_bytes(), secret),
+                        "{header}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bitbucket_server_and_cloud_signatures_are_checked() {
+        let server = r#"{"eventKey":"repo:refs_changed","repository":{"links":{"clone":[{"href":"https://bb.example.org/scm/team/apps.git","name":"http"}]}},"changes":[{"ref":{"id":"refs/heads/main"}}]}"#;
+        let cloud = r#"{"repository":{"full_name":"team/apps","links":{"html":{"href":"https://bitbucket.org/team/apps"}}},"push":{"changes":[{"new":{"type":"branch","name":"main"}}]}}"#;
+        let cases = [
+            (
+                "repo:refs_changed",
+                server,
+                "bitbucket-server-s3cret",
+                "e58258999a4438187af78825c8d88e9a1af547300d6df1990fa5ce0e6c25d342",
+            ),
+            (
+                "repo:push",
+                cloud,
+                "bitbucket-cloud-s3cret",
+                "9ff2e3f93ddf141db2cce3b0228aa64654576727aa9d9cdae6e4dc093299152e",
+            ),
+        ];
+        for (event, body, secret, signature) in cases {
+            let signed = format!("sha256={signature}");
+            let h = headers(&[("x-event-key", event), ("x-hub-signature", &signed)]);
+            assert_eq!(Provider::detect(&h), Some(Provider::Bitbucket));
+            assert!(
+                verify(Provider::Bitbucket, &h, body.as_bytes(), secret),
+                "{event}"
+            );
+            assert!(
+                !verify(Provider::Bitbucket, &h, body.as_bytes(), "wrong"),
+                "{event}"
+            );
+            assert!(
+                !verify(Provider::Bitbucket, &h, PUSH.as_bytes(), secret),
+                "{event}"
+            );
+            // The hex alone, without the algorithm prefix Bitbucket sends, is not accepted.
+            let bare = headers(&[("x-event-key", event), ("x-hub-signature", signature)]);
+            assert!(
+                !verify(Provider::Bitbucket, &bare, body.as_bytes(), secret),
+                "{event}"
+            );
+            let unsigned = headers(&[("x-event-key", event)]);
+            assert!(
+                !verify(Provider::Bitbucket, &unsigned, body.as_bytes(), secret),
+                "{event}"
+            );
+            // The payload of each is read as a push of main.
+            let push = parse(Provider::Bitbucket, &h, body.as_bytes())
+                .expect("parses")
+                .expect("a push");
+            assert_eq!(push.refs, ["refs/heads/main"], "{event}");
+        }
     }
 
     #[test]

@@ -687,3 +687,169 @@ async fn sessions_survive_a_restart_and_end_with_a_password_change() {
     );
     running.stop().await;
 }
+
+/// Status and `Retry-After` of a login attempt over the API.
+async fn try_login(base: &str, user: &str, password: &str) -> (StatusCode, Option<u64>) {
+    let r = http()
+        .post(format!("{base}/api/v1/session"))
+        .json(&json!({ "username": user, "password": password }))
+        .send()
+        .await
+        .expect("login request");
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    (r.status(), retry)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_are_rate_limited_and_passwords_are_stored_as_hashes() {
+    let env = Env::new("srv-login").await;
+    let backoff = Duration::from_secs(2);
+    let (running, password) = env
+        .start_ready_with(Duration::from_secs(3600), |c| {
+            c.login_limits.backoff = backoff;
+            c.login_limits.max_backoff = Duration::from_secs(8);
+        })
+        .await;
+    let base = running.base.clone();
+
+    // The initial admin password stays readable for people; the accounts store holds only its argon2id hash.
+    let stored = wait_for(STEP, POLL, || async {
+        env.secret_value(kedge_server::USERS_SECRET, "admin").await
+    })
+    .await
+    .expect("admin entry in the accounts Secret");
+    assert!(stored.starts_with("admin:$argon2id$"), "{stored}");
+    assert!(!stored.contains(&password));
+    assert_eq!(
+        env.secret_value(kedge_server::ADMIN_SECRET, "password")
+            .await
+            .as_deref(),
+        Some(password.as_str())
+    );
+    let (token, _) = login(&base, "admin", &password).await;
+    assert!(
+        !token.contains(&password),
+        "no password material in the token"
+    );
+
+    // Five quick failures, then the right password is refused too, with the wait in Retry-After.
+    for i in 0..5 {
+        assert_eq!(
+            try_login(&base, "admin", &format!("wrong-{i}")).await.0,
+            StatusCode::UNAUTHORIZED,
+            "failure {i}"
+        );
+    }
+    let refused_at = std::time::Instant::now();
+    let (status, retry) = try_login(&base, "admin", &password).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let retry = retry.expect("Retry-After");
+    assert!((1..=backoff.as_secs()).contains(&retry), "{retry}");
+    // The login page says so too.
+    let page = http()
+        .post(format!("{base}/login"))
+        .form(&[("username", "admin"), ("password", password.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(page.headers().contains_key("retry-after"));
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("too many failed logins")
+    );
+    // Another account is not held up by this one's failures.
+    env.put_secret(
+        kedge_server::USERS_SECRET,
+        &[("viewer", "readonly:view-pass")],
+    )
+    .await;
+    let (viewer, _) = login(&base, "viewer", "view-pass").await;
+
+    // After the wait, the right password works again.
+    let recovered = wait_for(Duration::from_secs(20), POLL, || async {
+        (try_login(&base, "admin", &password).await.0 == StatusCode::OK).then_some(())
+    })
+    .await;
+    assert!(recovered.is_ok(), "the account recovers after its wait");
+    assert!(
+        refused_at.elapsed() + Duration::from_millis(500) >= backoff,
+        "recovered after {:?}, before the {backoff:?} wait",
+        refused_at.elapsed()
+    );
+
+    // The clear-text entry written above (as older versions stored passwords) has been replaced by its hash.
+    let viewer_entry = env
+        .secret_value(kedge_server::USERS_SECRET, "viewer")
+        .await
+        .expect("viewer entry");
+    assert!(
+        viewer_entry.starts_with("readonly:$argon2id$") && !viewer_entry.contains("view-pass"),
+        "{viewer_entry}"
+    );
+    let c = http();
+    let whoami = |token: String| {
+        let c = c.clone();
+        let base = base.clone();
+        async move {
+            c.get(format!("{base}/api/v1/session"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .map(|r| r.status())
+                .ok()
+        }
+    };
+    assert_eq!(whoami(viewer.clone()).await, Some(StatusCode::OK));
+    // A new password for the viewer (written in clear, hashed by the server) ends the viewer's session only.
+    env.put_secret(
+        kedge_server::USERS_SECRET,
+        &[("viewer", "readonly:new-view-pass")],
+    )
+    .await;
+    let ended = wait_for(Duration::from_secs(20), Duration::from_millis(200), || {
+        let probe = whoami(viewer.clone());
+        async move { (probe.await == Some(StatusCode::UNAUTHORIZED)).then_some(()) }
+    })
+    .await;
+    assert!(ended.is_ok(), "the viewer's old session still works");
+    assert_eq!(whoami(token.clone()).await, Some(StatusCode::OK));
+    login(&base, "viewer", "new-view-pass").await;
+    assert_eq!(
+        try_login(&base, "viewer", "view-pass").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Metrics are served on their own listener, not on the UI port.
+    assert_eq!(
+        c.get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let metrics = c
+        .get(format!("{}/metrics", running.metrics_base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    assert!(metrics.text().await.unwrap().contains("kedge_"));
+    // The probes stay on the UI port.
+    assert_eq!(
+        c.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    running.stop().await;
+}

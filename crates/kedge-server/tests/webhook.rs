@@ -33,11 +33,6 @@ async fn pushes_refresh_matching_applications_at_once() {
     .await;
     env.wait_app("demo", "first sync", |a| synced_at(a, &first))
         .await;
-    env.put_secret(
-        kedge_server::WEBHOOK_SECRET,
-        &[("github", "gh-secret"), ("gitlab", "gl-token")],
-    )
-    .await;
     let c = http();
     let hook = format!("{base}/api/webhook");
     // The repository as GitHub would name it: another scheme and a .git suffix, same host and path.
@@ -46,6 +41,32 @@ async fn pushes_refresh_matching_applications_at_once() {
         json!({ "ref": r, "repository": { "clone_url": port_free, "default_branch": "main" } })
             .to_string()
     };
+
+    // No secret configured at all: an unsigned push is refused, saying how to configure one.
+    let r = c
+        .post(&hook)
+        .header("x-github-event", "push")
+        .body(push("refs/heads/main"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let message = r.json::<Value>().await.unwrap()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("kedge-webhook")
+            && message.contains("github")
+            && message.contains("--webhook-allow-unsigned"),
+        "{message}"
+    );
+
+    env.put_secret(
+        kedge_server::WEBHOOK_SECRET,
+        &[("github", "gh-secret"), ("gitlab", "gl-token")],
+    )
+    .await;
 
     env.write("app/cm.yaml", &config_map("settings", "color", "green"));
     let second = env.commit_push("second");
@@ -209,5 +230,68 @@ async fn pushes_refresh_matching_applications_at_once() {
         |a| synced_at(a, &third),
     )
     .await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_pushes_are_accepted_only_when_allowed() {
+    let env = Env::new("srv-hook-unsigned").await;
+    env.write("app/cm.yaml", &config_map("settings", "color", "blue"));
+    let first = env.commit_push("first");
+    let (running, _) = env
+        .start_ready_with(Duration::from_secs(3600), |c| {
+            c.webhook_allow_unsigned = true
+        })
+        .await;
+    env.create_labeled_app(
+        "demo",
+        "app",
+        json!({ "automated": { "prune": true } }),
+        json!({}),
+    )
+    .await;
+    env.wait_app("demo", "first sync", |a| synced_at(a, &first))
+        .await;
+    env.write("app/cm.yaml", &config_map("settings", "color", "green"));
+    let second = env.commit_push("second");
+    let hook = format!("{}/api/webhook", running.base);
+    let body = json!({ "ref": "refs/heads/main", "repository": { "clone_url": env.repo_url } })
+        .to_string();
+    // Gitea without a secret anywhere: accepted unsigned with the flag, and the application syncs at once.
+    let r = http()
+        .post(&hook)
+        .header("x-gitea-event", "push")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["refreshed"], 1);
+    env.wait_app(
+        "demo",
+        "second commit synced after the unsigned push",
+        |a| synced_at(a, &second),
+    )
+    .await;
+    // A provider with a secret is still checked, flag or not: a wrong Gitea signature is refused.
+    env.put_secret(kedge_server::WEBHOOK_SECRET, &[("gitea", "gitea-secret")])
+        .await;
+    let r = http()
+        .post(&hook)
+        .header("x-gitea-event", "push")
+        .header("x-gitea-signature", sign("not-the-secret", body.as_bytes()))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http()
+        .post(&hook)
+        .header("x-gitea-event", "push")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "unsigned, now that gitea has a secret");
     running.stop().await;
 }

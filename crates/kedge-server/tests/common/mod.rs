@@ -33,6 +33,12 @@ pub trait ServerEnv {
     /// Starts the controller with the server (polling every `poll`), waits until it is ready and has generated the
     /// admin password; returns it with the password.
     async fn start_ready(&self, poll: Duration) -> (Running, String);
+    /// [`Self::start_ready`] with server settings changed by `configure`.
+    async fn start_ready_with(
+        &self,
+        poll: Duration,
+        configure: impl FnOnce(&mut kedge_server::ServerConfig),
+    ) -> (Running, String);
 }
 
 impl ServerEnv for Env {
@@ -85,17 +91,33 @@ impl ServerEnv for Env {
     }
 
     async fn start_ready(&self, poll: Duration) -> (Running, String) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        self.start_ready_with(poll, |_| {}).await
+    }
+
+    async fn start_ready_with(
+        &self,
+        poll: Duration,
+        configure: impl FnOnce(&mut kedge_server::ServerConfig),
+    ) -> (Running, String) {
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port()
+        };
+        let port = free_port();
+        let metrics_port = free_port();
         let mut config = self.run_config("server-test");
         config.poll_interval = poll;
         config.resync_interval = Duration::from_secs(3600);
         config.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-        let routes = kedge_server::route_builder(kedge_server::ServerConfig::new(self.ns()));
+        config.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port)));
+        let mut server = kedge_server::ServerConfig::new(self.ns());
+        configure(&mut server);
+        let routes = kedge_server::route_builder(server);
         let running = Running {
             base: format!("http://127.0.0.1:{port}"),
+            metrics_base: format!("http://127.0.0.1:{metrics_port}"),
             controller: RunningController::start_with_routes(
                 self.cluster.kubeconfig(),
                 config,
@@ -133,6 +155,8 @@ impl ServerEnv for Env {
 pub struct Running {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// `http://127.0.0.1:PORT` of the metrics listener.
+    pub metrics_base: String,
     controller: RunningController,
 }
 

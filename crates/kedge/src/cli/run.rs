@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// expose it; not served unless given (`kedge install` serves it on 0.0.0.0:9090).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Accept webhook pushes without a signature from Git providers that have no secret in Secret `kedge-webhook`
+    /// (refused by default).
+    #[arg(long)]
+    pub webhook_allow_unsigned: bool,
     /// Mark session cookies Secure (when the UI is reached over TLS, e.g. through an ingress).
     #[arg(long)]
     pub secure_cookies: bool,
@@ -161,6 +165,12 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
         }
         let mut server = kedge_server::ServerConfig::new(rc.lease_namespace.clone());
         server.secure_cookies = args.secure_cookies;
+        server.webhook_allow_unsigned = args.webhook_allow_unsigned;
+        if args.webhook_allow_unsigned && args.no_ui {
+            anyhow::bail!(
+                "--webhook-allow-unsigned has no effect with --no-ui (no webhooks are served)"
+            );
+        }
         let routes = (!args.no_ui).then(|| kedge_server::route_builder(server));
         run_controller(config, rc, shutdown, routes)
             .await
