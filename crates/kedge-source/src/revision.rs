@@ -48,11 +48,17 @@ impl RevisionSpec {
             return Ok(RevisionSpec::Ref(s.into()));
         }
         if looks_like_constraint(s) {
-            parse_constraint(s).map_err(|reason| RevisionSyntaxError {
-                revision: s.into(),
-                reason,
-            })?;
-            return Ok(RevisionSpec::Semver(s.into()));
+            match parse_constraint(s) {
+                Ok(_) => return Ok(RevisionSpec::Semver(s.into())),
+                // Only an `x` part made it look like one: `release-1.x` is a branch, not a broken constraint.
+                Err(_) if !has_operator(s) => {}
+                Err(reason) => {
+                    return Err(RevisionSyntaxError {
+                        revision: s.into(),
+                        reason,
+                    });
+                }
+            }
         }
         if s.contains("..") || s.contains(' ') || s.starts_with('-') || s.contains(':') {
             return Err(RevisionSyntaxError {
@@ -75,8 +81,12 @@ impl RevisionSpec {
 }
 
 fn looks_like_constraint(s: &str) -> bool {
+    has_operator(s) || s.split('.').any(|p| p == "x" || p == "X")
+}
+
+/// Characters that only a version constraint holds (never a ref name Kedge accepts).
+fn has_operator(s: &str) -> bool {
     s.contains(['>', '<', '=', '~', '^', '*', ',', ' '])
-        || s.split('.').any(|p| p == "x" || p == "X")
 }
 
 /// Turns `>=1.2.0 <2`, `>= v1.2, < 2`, `1.4.*` into a `semver::VersionReq`.
@@ -238,6 +248,9 @@ impl std::fmt::Display for Revision {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
