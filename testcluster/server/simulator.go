@@ -5,6 +5,10 @@ package main
 // ReplicaSet (owned, with pod-template-hash) and become Available after the
 // configured delay; Jobs complete. An image whose name contains "fail" never
 // becomes available: Deployments report ProgressDeadlineExceeded and Jobs fail.
+// HorizontalPodAutoscalers get the status the HPA controller writes in a
+// cluster with a metrics server: the target's replicas and the AbleToScale,
+// ScalingActive and ScalingLimited conditions (AbleToScale False when the
+// target does not exist).
 // Everything is driven by informers and a delaying work queue.
 
 import (
@@ -18,6 +22,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -45,8 +50,8 @@ type simulator struct {
 	delay time.Duration
 	queue workqueue.TypedRateLimitingInterface[simKey]
 
-	deployments, replicaSets, statefulSets, daemonSets, jobs, pods, pvcs cache.Store
-	rsIndex                                                              cache.Indexer
+	deployments, replicaSets, statefulSets, daemonSets, jobs, pods, pvcs, hpas cache.Store
+	rsIndex                                                                    cache.Indexer
 
 	mu   sync.Mutex
 	seen map[simKey]simSeen
@@ -60,6 +65,7 @@ const (
 	kindJob         = "Job"
 	kindPod         = "Pod"
 	kindPVC         = "PersistentVolumeClaim"
+	kindHPA         = "HorizontalPodAutoscaler"
 
 	revisionAnnotation = "deployment.kubernetes.io/revision"
 	hashLabel          = appsv1.DefaultDeploymentUniqueLabelKey
@@ -106,6 +112,7 @@ func newSimulator(kube kubernetes.Interface, f informers.SharedInformerFactory, 
 		{kindJob, f.Batch().V1().Jobs().Informer(), &s.jobs},
 		{kindPod, f.Core().V1().Pods().Informer(), &s.pods},
 		{kindPVC, f.Core().V1().PersistentVolumeClaims().Informer(), &s.pvcs},
+		{kindHPA, f.Autoscaling().V2().HorizontalPodAutoscalers().Informer(), &s.hpas},
 	} {
 		if _, err := x.i.AddEventHandler(handler(x.kind)); err != nil {
 			return nil, fmt.Errorf("failed to watch %s: %w", x.kind, err)
@@ -214,6 +221,8 @@ func (s *simulator) sync(ctx context.Context, k simKey) (time.Duration, error) {
 		store = s.pods
 	case kindPVC:
 		store = s.pvcs
+	case kindHPA:
+		store = s.hpas
 	}
 	obj, exists, err := store.GetByKey(key)
 	if err != nil || !exists {
@@ -234,6 +243,8 @@ func (s *simulator) sync(ctx context.Context, k simKey) (time.Duration, error) {
 		return s.syncPod(ctx, k, o.DeepCopy())
 	case *corev1.PersistentVolumeClaim:
 		return s.syncPVC(ctx, k, o.DeepCopy())
+	case *autoscalingv2.HorizontalPodAutoscaler:
+		return s.syncHPA(ctx, k, o.DeepCopy())
 	}
 	return 0, nil
 }
@@ -756,4 +767,118 @@ func (s *simulator) syncPVC(ctx context.Context, k simKey, c *corev1.PersistentV
 	c.Status.Capacity = c.Spec.Resources.Requests.DeepCopy()
 	_, err := s.kube.CoreV1().PersistentVolumeClaims(c.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{})
 	return 0, err
+}
+
+// hpaTargetGrace is how long an autoscaler whose target does not exist yet
+// waits before it reports FailedGetScale (its target is usually applied in the
+// same sync, a moment later).
+const hpaTargetGrace = 10 * time.Second
+
+// targetReplicas returns the current replicas of an autoscaler's target, as
+// its scale subresource reports them, and whether the target exists.
+func (s *simulator) targetReplicas(ns string, ref autoscalingv2.CrossVersionObjectReference) (int32, bool) {
+	key := ns + "/" + ref.Name
+	var store cache.Store
+	switch ref.Kind {
+	case kindDeployment:
+		store = s.deployments
+	case kindReplicaSet:
+		store = s.replicaSets
+	case kindStatefulSet:
+		store = s.statefulSets
+	default:
+		return 0, false
+	}
+	obj, exists, err := store.GetByKey(key)
+	if err != nil || !exists {
+		return 0, false
+	}
+	var spec *int32
+	var status int32
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		spec, status = o.Spec.Replicas, o.Status.Replicas
+	case *appsv1.ReplicaSet:
+		spec, status = o.Spec.Replicas, o.Status.Replicas
+	case *appsv1.StatefulSet:
+		spec, status = o.Spec.Replicas, o.Status.Replicas
+	}
+	if status == 0 && spec != nil {
+		status = *spec
+	}
+	return status, true
+}
+
+func setHPACondition(conds []autoscalingv2.HorizontalPodAutoscalerCondition, c autoscalingv2.HorizontalPodAutoscalerCondition) []autoscalingv2.HorizontalPodAutoscalerCondition {
+	for i := range conds {
+		if conds[i].Type == c.Type {
+			if conds[i].Status == c.Status && conds[i].Reason == c.Reason && conds[i].Message == c.Message {
+				return conds
+			}
+			if conds[i].Status == c.Status {
+				c.LastTransitionTime = conds[i].LastTransitionTime
+			}
+			conds[i] = c
+			return conds
+		}
+	}
+	return append(conds, c)
+}
+
+// syncHPA writes the status the HPA controller would after the delay: the
+// target's replicas as current, the same clamped to min/max as desired (the
+// simulated metrics never ask for more or fewer), and its conditions. It does
+// not scale the target.
+func (s *simulator) syncHPA(ctx context.Context, k simKey, h *autoscalingv2.HorizontalPodAutoscaler) (time.Duration, error) {
+	if h.DeletionTimestamp != nil {
+		return 0, nil
+	}
+	if wait := s.readyIn(k, h.Generation); wait > 0 {
+		return wait, nil
+	}
+	ref := h.Spec.ScaleTargetRef
+	current, exists := s.targetReplicas(h.Namespace, ref)
+	if !exists && time.Since(h.CreationTimestamp.Time) < hpaTargetGrace {
+		return time.Second, nil
+	}
+	now := metav1.Now()
+	st := h.Status.DeepCopy()
+	st.ObservedGeneration = ptr(h.Generation)
+	cond := func(t autoscalingv2.HorizontalPodAutoscalerConditionType, status corev1.ConditionStatus, reason, message string) {
+		st.Conditions = setHPACondition(st.Conditions, autoscalingv2.HorizontalPodAutoscalerCondition{
+			Type: t, Status: status, Reason: reason, Message: message, LastTransitionTime: now,
+		})
+	}
+	if !exists {
+		cond(autoscalingv2.AbleToScale, corev1.ConditionFalse, "FailedGetScale",
+			fmt.Sprintf("the HPA controller was unable to get the target's current scale: %s %q not found", strings.ToLower(ref.Kind)+"s", ref.Name))
+	} else {
+		minReplicas := int32(1)
+		if h.Spec.MinReplicas != nil {
+			minReplicas = *h.Spec.MinReplicas
+		}
+		desired := current
+		limited, limitReason, limitMessage := corev1.ConditionFalse, "DesiredWithinRange", "the desired count is within the acceptable range"
+		switch {
+		case desired < minReplicas:
+			desired = minReplicas
+			limited, limitReason, limitMessage = corev1.ConditionTrue, "TooFewReplicas", "the desired replica count is less than the minimum replica count"
+		case desired > h.Spec.MaxReplicas:
+			desired = h.Spec.MaxReplicas
+			limited, limitReason, limitMessage = corev1.ConditionTrue, "TooManyReplicas", "the desired replica count is more than the maximum replica count"
+		}
+		st.CurrentReplicas = current
+		st.DesiredReplicas = desired
+		cond(autoscalingv2.AbleToScale, corev1.ConditionTrue, "ReadyForNewScale", "recommended size matches current size")
+		cond(autoscalingv2.ScalingActive, corev1.ConditionTrue, "ValidMetricFound", "the HPA was able to successfully calculate a replica count from the simulated metrics")
+		cond(autoscalingv2.ScalingLimited, limited, limitReason, limitMessage)
+	}
+	if !equality.Semantic.DeepEqual(st, &h.Status) {
+		h.Status = *st
+		if _, err := s.kube.AutoscalingV2().HorizontalPodAutoscalers(h.Namespace).UpdateStatus(ctx, h, metav1.UpdateOptions{}); err != nil {
+			return 0, err
+		}
+	}
+	// The HPA controller resyncs every 15 s; the simulator follows its target sooner.
+	return 5 * time.Second, nil
 }
