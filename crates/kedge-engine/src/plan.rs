@@ -223,6 +223,9 @@ pub(crate) struct CacheEntry {
     /// The normalized dry-run result as compact JSON text: one entry is kept per managed object for as long as the
     /// engine lives, and a parsed value takes several times the memory of its text.
     result: Box<str>,
+    /// When a plan last used it: entries nobody used for a while (objects of deleted applications, typically)
+    /// are evicted.
+    pub(crate) used: std::time::Instant,
 }
 
 impl CacheEntry {
@@ -231,6 +234,7 @@ impl CacheEntry {
             payload_hash,
             live_hash,
             result: result.to_string().into_boxed_str(),
+            used: std::time::Instant::now(),
         }
     }
 
@@ -644,10 +648,13 @@ impl Engine {
         }
         o.payload_hash = hash_value(&o.payload);
         let mut lhash = live_hash(live.as_ref());
-        let cached = self.cache.lock().ok().and_then(|c| {
-            c.get(&o.id)
+        let cached = self.cache.lock().ok().and_then(|mut c| {
+            c.get_mut(&o.id)
                 .filter(|e| e.payload_hash == o.payload_hash && e.live_hash == lhash)
-                .and_then(CacheEntry::result)
+                .and_then(|e| {
+                    e.used = std::time::Instant::now();
+                    e.result()
+                })
         });
         let dry = match cached {
             Some(result) => {
@@ -685,6 +692,7 @@ impl Engine {
                             o.id.clone(),
                             CacheEntry::new(o.payload_hash.clone(), lhash, &result),
                         );
+                        crate::engine::bound_cache(&mut c);
                     }
                     result
                 }
