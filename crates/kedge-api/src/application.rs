@@ -480,7 +480,7 @@ pub struct ApplicationStatus {
     /// Identities of the objects Kedge applied and owns (the prune set).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inventory: Vec<ObjectRef>,
-    /// The last syncs, newest last (at most 10).
+    /// The last deployments, newest last (at most 10; repeated syncs of one revision are one entry).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
     /// The current or last operation.
@@ -623,7 +623,11 @@ pub struct ResourceStatus {
     pub message: Option<String>,
 }
 
-/// A past sync.
+/// A deployment: a revision that was applied, with every attempt at it since.
+///
+/// Consecutive syncs of the same revision (retries of a failing sync, self-heal, a resumed operation) are one entry:
+/// `attempts` counts them, `failures` the failed ones, and `lastError` keeps the newest failure, so that a revision
+/// that keeps failing does not push the earlier deployments (the rollback targets) out of the history.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
@@ -631,23 +635,87 @@ pub struct HistoryEntry {
     pub id: i64,
     /// The commit SHA that was applied.
     pub revision: String,
-    /// When the sync finished (RFC 3339).
+    /// When the first sync of this entry finished (RFC 3339).
     pub deployed_at: String,
-    /// `automated`, `self-heal`, `rollback`, or the user who asked.
+    /// When the newest sync of this entry finished (RFC 3339); absent when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<String>,
+    /// Who started the newest sync: `automated`, `self-heal`, `retry`, `rollback`, or the user who asked.
     #[serde(default)]
     pub initiated_by: String,
-    /// `Succeeded` or `Failed`.
+    /// The outcome of the newest sync.
     #[serde(default)]
-    pub result: String,
+    pub result: HistoryResult,
+    /// How many syncs of this revision, in a row, this entry stands for.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub attempts: u32,
+    /// How many of them failed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failures: u32,
+    /// The message of the newest failed sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Whether one of its syncs succeeded: the revision was deployed in full at least once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deployed: bool,
 }
 
-/// The state of the current or last sync operation.
+impl HistoryEntry {
+    /// Whether the revision was deployed in full at least once (a rollback target that once worked).
+    pub fn was_deployed(&self) -> bool {
+        self.deployed || self.result == HistoryResult::Succeeded
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The outcome of a sync in the history.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum HistoryResult {
+    /// Every object was applied (and pruned, and every hook passed).
+    #[default]
+    Succeeded,
+    /// Something failed; see `lastError`.
+    Failed,
+}
+
+impl HistoryResult {
+    /// The name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+        }
+    }
+}
+
+impl std::fmt::Display for HistoryResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state of the current or last operation: a requested sync or rollback, or a sync the controller started
+/// (automated, self-heal, retry).
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OperationState {
-    /// `Running`, `Succeeded`, `Failed` or `Error`.
-    pub phase: String,
-    /// A summary.
+    /// The operation itself, so that another controller can resume it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<crate::Operation>,
+    /// `Running`, `Terminating`, `Succeeded`, `Failed` or `Error`.
+    pub phase: crate::OperationPhase,
+    /// A summary; while Running, what it is doing or waiting for.
     #[serde(default)]
     pub message: String,
     /// When the operation started (RFC 3339).
@@ -656,6 +724,9 @@ pub struct OperationState {
     /// When it finished (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// How many times it was resumed after the controller running it went away.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resumed: u32,
     /// What the sync did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_result: Option<SyncResult>,

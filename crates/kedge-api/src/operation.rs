@@ -1,15 +1,18 @@
 //! A requested operation (sync or rollback), carried in the `kedge.dev/operation` annotation of an Application.
 //!
-//! The CLI, the API server or a plain `kubectl annotate` sets the annotation; the controller runs the operation once,
-//! records the outcome in `status.operationState` and removes the annotation.
+//! The CLI, the API server or a plain `kubectl annotate` sets the annotation. The controller first records the
+//! operation as `Running` in `status.operationState`, then removes the annotation only if it still holds the same
+//! request (a newer one written meanwhile stays for the next pass), runs it, and records the outcome there. An
+//! operation found `Running` with no controller running it (a crash, a change of leader) is resumed.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Annotation holding a JSON-encoded [`Operation`].
 pub const OPERATION_ANNOTATION: &str = "kedge.dev/operation";
 
 /// What to do, requested by whom.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Operation {
     /// Sync to Git (or to a given revision).
@@ -27,7 +30,7 @@ pub struct Operation {
 }
 
 /// Options of a requested sync.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncOperation {
     /// Prune objects removed from Git even if the policy does not.
@@ -46,7 +49,7 @@ pub struct SyncOperation {
 }
 
 /// A rollback to a history entry.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RollbackOperation {
     /// The history id.
@@ -54,6 +57,47 @@ pub struct RollbackOperation {
     /// Prune objects that the old revision does not have.
     #[serde(default)]
     pub prune: bool,
+}
+
+/// The phase of an operation, as Argo CD's `OperationPhase`.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum OperationPhase {
+    /// Started and not finished; `status.operationState.message` says what it waits for.
+    #[default]
+    Running,
+    /// Being abandoned (the controller is shutting down); the next leader resumes it.
+    Terminating,
+    /// Finished and did what was asked.
+    Succeeded,
+    /// Finished without doing what was asked (an object or hook failed, the sync was refused).
+    Failed,
+    /// Could not be carried out (the revision could not be fetched or rendered, the request was invalid, or it was
+    /// interrupted too often).
+    Error,
+}
+
+impl OperationPhase {
+    /// Whether the operation has finished.
+    pub fn is_completed(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Error)
+    }
+
+    /// The phase name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "Running",
+            Self::Terminating => "Terminating",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Error => "Error",
+        }
+    }
+}
+
+impl std::fmt::Display for OperationPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Operation {
@@ -89,5 +133,26 @@ mod tests {
         let text = op.to_annotation();
         assert_eq!(Operation::from_annotation(&text).ok(), Some(op));
         assert!(Operation::from_annotation("{not json").is_err());
+    }
+
+    #[test]
+    fn phases_serialize_as_their_names() {
+        for phase in [
+            OperationPhase::Running,
+            OperationPhase::Terminating,
+            OperationPhase::Succeeded,
+            OperationPhase::Failed,
+            OperationPhase::Error,
+        ] {
+            let text = serde_json::to_string(&phase).unwrap_or_default();
+            assert_eq!(text, format!("\"{phase}\""));
+            assert_eq!(
+                serde_json::from_str::<OperationPhase>(&text).ok(),
+                Some(phase)
+            );
+        }
+        assert!(serde_json::from_str::<OperationPhase>("\"Done\"").is_err());
+        assert!(!OperationPhase::Running.is_completed());
+        assert!(OperationPhase::Error.is_completed());
     }
 }

@@ -10,6 +10,7 @@ pub mod drift;
 pub mod events;
 pub mod history;
 pub mod install;
+pub mod intake;
 pub mod leader;
 pub mod metrics;
 pub mod pipeline;

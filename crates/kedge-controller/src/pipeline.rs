@@ -611,7 +611,7 @@ fn deployed_revision(app: &Application) -> Option<String> {
     status
         .history
         .iter()
-        .filter(|h| h.result == "Succeeded" && !h.revision.is_empty())
+        .filter(|h| h.was_deployed() && !h.revision.is_empty())
         .max_by_key(|h| h.id)
         .map(|h| h.revision.clone())
         .or_else(|| status.sync.revision.clone().filter(|r| !r.is_empty()))

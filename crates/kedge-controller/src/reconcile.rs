@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use kedge_api::{
-    Application, ApplicationStatus, HealthCode, HealthStatus as ApiHealth, HistoryEntry,
-    OPERATION_ANNOTATION, Operation, OperationState, REFRESH_ANNOTATION, RESOURCES_FINALIZER,
+    Application, ApplicationStatus, HealthCode, HealthStatus as ApiHealth, HistoryResult,
+    Operation, OperationPhase, OperationState, REFRESH_ANNOTATION, RESOURCES_FINALIZER,
     ResourceResult, ResourceStatus, SyncCode, SyncResult as ApiSyncResult,
     SyncStatus as ApiSyncStatus,
 };
@@ -22,6 +22,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef as CacheRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
+use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::admission::Admission;
@@ -29,6 +30,7 @@ use crate::conditions::{self, READY, RECONCILING, SOURCE_VERIFIED, STALLED};
 use crate::drift::DriftWatcher;
 use crate::events::{EventRecorder, Severity};
 use crate::history;
+use crate::intake;
 use crate::leader::LeaderGuard;
 use crate::metrics::{Metrics, ResultLabel};
 use crate::pipeline::{
@@ -59,6 +61,14 @@ pub enum ReconcileError {
     /// Pruning on deletion failed.
     #[error("failed to delete the resources of {name}: {message}")]
     Finalize {
+        /// namespace/name.
+        name: String,
+        /// Why.
+        message: String,
+    },
+    /// The patch that clears the operation annotation could not be built.
+    #[error("failed to clear the operation annotation of {name}: {message}")]
+    Clear {
         /// namespace/name.
         name: String,
         /// Why.
@@ -331,26 +341,15 @@ async fn reconcile_inner(
     let generation = app.meta().generation;
     let now = now_rfc3339();
 
-    // A requested operation, if any: parse, then clear it so that it runs once.
-    let mut operation: Option<Operation> = None;
-    if let Some(raw) = app.annotations().get(OPERATION_ANNOTATION) {
-        match Operation::from_annotation(raw) {
-            Ok(op) => operation = Some(op),
-            Err(e) => {
-                let msg = format!("ignored invalid {OPERATION_ANNOTATION} annotation: {e}");
-                ctx.recorder
-                    .publish(app, Severity::Warning, "InvalidOperation", &msg)
-                    .await;
-            }
-        }
-        clear_annotation(&api, app, OPERATION_ANNOTATION, ctx).await?;
-    }
-    let refresh = app.annotations().get(REFRESH_ANNOTATION).cloned();
-    let requested = operation.is_some() || refresh.is_some();
-    if refresh.is_some() {
+    // Intake: what this pass is asked to do. A requested operation is recorded as Running before its annotation is
+    // cleared; one left Running by a controller that went away is resumed.
+    let intake = intake::read(app);
+    let requested = intake.requested();
+    let operation = take_operation(app, ctx, &api, &mut status, &intake, &now).await?;
+    if let Some(refresh) = intake.refresh {
         clear_annotation(&api, app, REFRESH_ANNOTATION, ctx).await?;
         ctx.with_memory(&key, |m| m.resolved = None);
-        if refresh.as_deref() == Some("hard") {
+        if refresh == intake::Refresh::Hard {
             ctx.pipeline.engine().clear_cache();
         }
     }
@@ -377,13 +376,7 @@ async fn reconcile_inner(
                     ctx.recorder
                         .publish(app, Severity::Warning, "RollbackFailed", &msg)
                         .await;
-                    status.operation_state = Some(OperationState {
-                        phase: "Failed".into(),
-                        message: msg,
-                        started_at: Some(now.clone()),
-                        finished_at: Some(now.clone()),
-                        sync_result: None,
-                    });
+                    finish_operation(&mut status, OperationPhase::Failed, msg, &now, None);
                 }
             }
         } else if let Some(sync) = &op.sync {
@@ -520,7 +513,7 @@ async fn reconcile_inner(
     let last_failed = status
         .operation_state
         .as_ref()
-        .is_some_and(|o| o.phase == "Failed");
+        .is_some_and(|o| o.phase == OperationPhase::Failed);
     if trigger.is_none()
         && !app.spec.suspend
         && !synced
@@ -565,23 +558,22 @@ async fn reconcile_inner(
         let repeated = status
             .operation_state
             .as_ref()
-            .is_some_and(|o| o.phase == "Failed" && o.message == message);
+            .is_some_and(|o| o.phase == OperationPhase::Failed && o.message == message);
         if !repeated {
             ctx.recorder
                 .publish(app, Severity::Warning, "SyncFailed", &message)
                 .await;
         }
-        let now = now_rfc3339();
-        status.operation_state = Some(OperationState {
-            phase: "Failed".into(),
+        finish_operation(
+            &mut status,
+            OperationPhase::Failed,
             message,
-            started_at: Some(now.clone()),
-            finished_at: Some(now),
-            sync_result: Some(ApiSyncResult {
+            &now_rfc3339(),
+            Some(ApiSyncResult {
                 revision: comparison.revision.sha.clone(),
                 resources: Vec::new(),
             }),
-        });
+        );
         // A rollback asks to stop following Git: refused or not, automated sync must not go back to what the user
         // rolled back from.
         if let Trigger::Rollback(id) = refused {
@@ -612,7 +604,7 @@ async fn reconcile_inner(
             prune_requested,
             confirm_prune,
         )
-        .await;
+        .await?;
         if let Trigger::Rollback(id) = trigger {
             suspend_after_rollback(&api, app, id, ctx).await?;
         }
@@ -637,6 +629,13 @@ async fn reconcile_inner(
         ctx.recorder
             .publish(app, Severity::Normal, "DryRun", &msg)
             .await;
+        finish_operation(
+            &mut status,
+            OperationPhase::Succeeded,
+            msg,
+            &now_rfc3339(),
+            None,
+        );
     }
 
     fill_status(
@@ -776,6 +775,9 @@ fn retry_due(app: &Application, ctx: &Context, key: &str) -> bool {
     })
 }
 
+/// Runs a sync and records it: Running in `status.operationState` (written before anything is applied, and
+/// updated with what each wave and hook waits for while it runs), then its outcome, the history and the events.
+/// The inner result says whether the sync succeeded; the outer one fails only when the status could not be written.
 async fn run_sync(
     app: &Application,
     ctx: &Context,
@@ -784,7 +786,7 @@ async fn run_sync(
     trigger: &Trigger,
     prune_requested: bool,
     confirm_prune: bool,
-) -> Result<kedge_engine::SyncResult, ()> {
+) -> Result<Result<kedge_engine::SyncResult, ()>, ReconcileError> {
     let key = key_of(app);
     let policy = app.spec.sync_policy.clone().unwrap_or_default();
     let automated = policy.automated.clone().unwrap_or_default();
@@ -832,13 +834,32 @@ async fn run_sync(
             .is_some_and(|v| v.eq_ignore_ascii_case("false")),
         ..SyncOptions::default()
     };
+    record_running(status, comparison, trigger, options.prune, &started_at);
+    let api: &Api<Application> =
+        &Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
+    patch_status(api, app, status, true, ctx).await?;
     let result = match ensure_namespace(app, ctx, &policy).await {
-        Ok(()) => ctx
-            .pipeline
-            .engine()
-            .sync(&comparison.plan, &options)
-            .await
-            .map_err(|e| error_chain(&e)),
+        Ok(()) => {
+            let (progress, updates) = watch::channel(String::new());
+            let sync = async move {
+                let report = |step: &str| {
+                    progress.send_if_modified(|last| {
+                        let changed = last != step;
+                        if changed {
+                            step.clone_into(last);
+                        }
+                        changed
+                    });
+                };
+                ctx.pipeline
+                    .engine()
+                    .sync_with_progress(&comparison.plan, &options, &report)
+                    .await
+                // `progress` drops here, which ends the reporter below.
+            };
+            let (result, ()) = tokio::join!(sync, report_progress(updates, api, app, status, ctx));
+            result.map_err(|e| error_chain(&e))
+        }
         Err(message) => Err(message),
     };
     let finished_at = now_rfc3339();
@@ -897,8 +918,8 @@ async fn run_sync(
                     .await;
             }
             let phase = match r.phase {
-                SyncPhase::Succeeded => "Succeeded",
-                SyncPhase::Failed => "Failed",
+                SyncPhase::Succeeded => OperationPhase::Succeeded,
+                SyncPhase::Failed => OperationPhase::Failed,
             };
             let msg = if r.message.is_empty() {
                 let changed = r
@@ -923,7 +944,12 @@ async fn run_sync(
             };
             (phase, msg, resources, Some(r.inventory.clone()))
         }
-        Err(e) => ("Failed", format!("sync failed: {e}"), Vec::new(), None),
+        Err(e) => (
+            OperationPhase::Failed,
+            format!("sync failed: {e}"),
+            Vec::new(),
+            None,
+        ),
     };
     if let Some(inv) = inventory {
         status.inventory = inv
@@ -931,27 +957,31 @@ async fn run_sync(
             .map(|id| from_engine_id(id, &version_of(&comparison.plan, id)))
             .collect();
     }
-    status.operation_state = Some(OperationState {
-        phase: phase.into(),
-        message: message.clone(),
-        started_at: Some(started_at),
-        finished_at: Some(finished_at.clone()),
-        sync_result: Some(ApiSyncResult {
+    let ok = phase == OperationPhase::Succeeded;
+    finish_operation(
+        status,
+        phase,
+        message.clone(),
+        &finished_at,
+        Some(ApiSyncResult {
             revision: comparison.revision.sha.clone(),
             resources,
         }),
-    });
+    );
     history::record(
         &mut status.history,
-        HistoryEntry {
-            id: 0,
+        history::Attempt {
             revision: comparison.revision.sha.clone(),
-            deployed_at: finished_at,
+            finished_at,
             initiated_by: trigger.initiated_by(),
-            result: phase.into(),
+            result: if ok {
+                HistoryResult::Succeeded
+            } else {
+                HistoryResult::Failed
+            },
+            error: (!ok).then(|| message.clone()),
         },
     );
-    let ok = phase == "Succeeded";
     ctx.metrics
         .syncs
         .get_or_create(&ResultLabel {
@@ -971,12 +1001,91 @@ async fn run_sync(
         ctx.recorder
             .publish(app, Severity::Normal, reason, &message)
             .await;
-        result.map_err(|_| ())
+        Ok(result.map_err(|_| ()))
     } else {
         ctx.recorder
             .publish(app, Severity::Warning, "SyncFailed", &message)
             .await;
-        Err(())
+        Ok(Err(()))
+    }
+}
+
+/// Records the sync about to run as Running, unless a requested operation already is (then only its message
+/// changes): an automated, self-heal or retry sync is recorded as a sync of the spec's revision, so that the next
+/// controller can resume it if this one goes away (with the revision Git has then: resuming one that Git has moved
+/// past would only undo it).
+fn record_running(
+    status: &mut ApplicationStatus,
+    comparison: &Comparison,
+    trigger: &Trigger,
+    prune: bool,
+    now: &str,
+) {
+    let sha = &comparison.revision.sha;
+    let state = status
+        .operation_state
+        .take()
+        .filter(|o| !o.phase.is_completed())
+        .unwrap_or_else(|| OperationState {
+            operation: Some(Operation {
+                sync: Some(kedge_api::SyncOperation {
+                    prune,
+                    dry_run: false,
+                    revision: None,
+                    confirm: false,
+                }),
+                rollback: None,
+                initiated_by: trigger.initiated_by(),
+                requested_at: now.to_owned(),
+            }),
+            phase: OperationPhase::Running,
+            started_at: Some(now.to_owned()),
+            ..OperationState::default()
+        });
+    status.operation_state = Some(OperationState {
+        message: format!("syncing {} ({})", short(sha), trigger.initiated_by()),
+        ..state
+    });
+}
+
+/// Writes what a running sync waits for into `status.operationState.message` as it changes: at most once a second,
+/// and only when the message changed. Returns when the sync drops its end of the channel; a write in flight is
+/// finished first, so that it cannot land after the sync's final status.
+async fn report_progress(
+    mut updates: watch::Receiver<String>,
+    api: &Api<Application>,
+    app: &Application,
+    status: &ApplicationStatus,
+    ctx: &Context,
+) {
+    const EVERY: Duration = Duration::from_secs(1);
+    let mut status = status.clone();
+    let mut last_write: Option<tokio::time::Instant> = None;
+    loop {
+        if updates.changed().await.is_err() {
+            return;
+        }
+        if let Some(at) = last_write {
+            let due = at + EVERY;
+            while tokio::time::Instant::now() < due {
+                tokio::select! {
+                    () = tokio::time::sleep_until(due) => {}
+                    changed = updates.changed() => if changed.is_err() { return },
+                }
+            }
+        }
+        let step = updates.borrow_and_update().clone();
+        let Some(state) = status.operation_state.as_mut() else {
+            return;
+        };
+        if state.message == step || step.is_empty() {
+            continue;
+        }
+        state.message = step;
+        last_write = Some(tokio::time::Instant::now());
+        if let Err(e) = patch_status(api, app, &status, true, ctx).await {
+            tracing::warn!(error = %error_chain(&e), "could not report the sync's progress");
+        }
     }
 }
 
@@ -1336,6 +1445,20 @@ async fn report_failure(
             &now,
         );
     }
+    if status
+        .operation_state
+        .as_ref()
+        .is_some_and(|o| !o.phase.is_completed())
+    {
+        // The operation this pass recorded cannot run: it ends here, saying why.
+        finish_operation(
+            &mut status,
+            OperationPhase::Error,
+            format!("{reason}: {message}"),
+            &now,
+            None,
+        );
+    }
     status.sync.status = SyncCode::Unknown;
     status.observed_generation = generation;
     status.reconciled_at = Some(now);
@@ -1437,6 +1560,160 @@ async fn merge_patch(
         name: key_of(app),
         source,
     })
+}
+
+/// Intake's writes: reports an invalid request or an operation given up, records the operation to run as Running
+/// (the write that lets it survive a crash or a change of leader), and only then clears the operation annotation,
+/// if it still holds the same request. Returns the operation to run.
+async fn take_operation(
+    app: &Application,
+    ctx: &Context,
+    api: &Api<Application>,
+    status: &mut ApplicationStatus,
+    intake: &intake::Intake,
+    now: &str,
+) -> Result<Option<Operation>, ReconcileError> {
+    if let Some(message) = &intake.invalid {
+        ctx.recorder
+            .publish(app, Severity::Warning, "InvalidOperation", message)
+            .await;
+        status.operation_state = Some(OperationState {
+            phase: OperationPhase::Error,
+            message: message.clone(),
+            started_at: Some(now.to_owned()),
+            finished_at: Some(now.to_owned()),
+            ..OperationState::default()
+        });
+    }
+    if let Some((state, why)) = &intake.abandoned {
+        let message = format!(
+            "operation {}: {why}",
+            describe_operation(state.operation.as_ref())
+        );
+        tracing::warn!(%message, "operation not carried on");
+        ctx.recorder
+            .publish(app, Severity::Warning, "OperationInterrupted", &message)
+            .await;
+        let mut state = state.clone();
+        state.phase = OperationPhase::Error;
+        state.message = message;
+        state.finished_at = Some(now.to_owned());
+        status.operation_state = Some(state);
+    }
+    let Some(pending) = &intake.operation else {
+        if let Some(raw) = &intake.clear_operation {
+            clear_operation_annotation(api, app, raw, ctx).await?;
+        }
+        return Ok(None);
+    };
+    let running = pending.running(now);
+    if pending.resumed > 0 {
+        tracing::info!(
+            resume = pending.resumed,
+            "resuming an interrupted operation"
+        );
+        ctx.recorder
+            .publish(
+                app,
+                Severity::Normal,
+                "OperationResumed",
+                &format!(
+                    "operation {}: {}",
+                    describe_operation(Some(&pending.operation)),
+                    running.message
+                ),
+            )
+            .await;
+    }
+    status.operation_state = Some(running);
+    patch_status(api, app, status, true, ctx).await?;
+    if let Some(raw) = &intake.clear_operation {
+        clear_operation_annotation(api, app, raw, ctx).await?;
+    }
+    Ok(Some(pending.operation.clone()))
+}
+
+/// `sync to abc1234 (requested by cli)`, for messages.
+fn describe_operation(op: Option<&Operation>) -> String {
+    let Some(op) = op else {
+        return "sync".to_owned();
+    };
+    let what = match (&op.rollback, &op.sync) {
+        (Some(rb), _) => format!("rollback to history id {}", rb.id),
+        (None, Some(sync)) => match &sync.revision {
+            Some(rev) => format!("sync to {}", short(rev)),
+            None => "sync".to_owned(),
+        },
+        (None, None) => "operation".to_owned(),
+    };
+    if op.initiated_by.is_empty() {
+        what
+    } else {
+        format!("{what} ({})", op.initiated_by)
+    }
+}
+
+/// Removes the operation annotation only while it still holds `raw` (a JSON patch `test`): a request written
+/// since this pass read the Application stays for the next pass.
+async fn clear_operation_annotation(
+    api: &Api<Application>,
+    app: &Application,
+    raw: &str,
+    ctx: &Context,
+) -> Result<(), ReconcileError> {
+    let patch: json_patch::Patch =
+        serde_json::from_value(intake::clear_patch(raw)).map_err(|e| ReconcileError::Clear {
+            name: key_of(app),
+            message: e.to_string(),
+        })?;
+    match api
+        .patch(
+            &app.name_any(),
+            &PatchParams::default(),
+            &Patch::<()>::Json(patch),
+        )
+        .await
+    {
+        Ok(written) => {
+            ctx.saw_version(&written);
+            Ok(())
+        }
+        // The test failed: the annotation changed (or went) since it was read.
+        Err(kube::Error::Api(e)) if e.code == 422 || e.code == 409 => {
+            tracing::info!(
+                "the operation annotation changed since it was read; the newer request stays for the next pass"
+            );
+            Ok(())
+        }
+        Err(source) => Err(ReconcileError::Update {
+            name: key_of(app),
+            source,
+        }),
+    }
+}
+
+/// Ends the operation recorded in `status` (the Running one of this pass, or a new record when the pass acted
+/// without one) with `phase` and `message`.
+fn finish_operation(
+    status: &mut ApplicationStatus,
+    phase: OperationPhase,
+    message: String,
+    now: &str,
+    sync_result: Option<ApiSyncResult>,
+) {
+    let state = status
+        .operation_state
+        .get_or_insert_with(OperationState::default);
+    if state.phase.is_completed() {
+        *state = OperationState {
+            started_at: Some(now.to_owned()),
+            ..OperationState::default()
+        };
+    }
+    state.phase = phase;
+    state.message = message;
+    state.finished_at = Some(now.to_owned());
+    state.sync_result = sync_result;
 }
 
 async fn clear_annotation(

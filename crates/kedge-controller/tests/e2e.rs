@@ -51,7 +51,7 @@ async fn commit_is_synced_and_reported() {
     assert_eq!(status.inventory.len(), 2, "{:?}", status.inventory);
     let last = status.history.last().expect("a history entry");
     assert_eq!(last.revision, first);
-    assert_eq!(last.result, "Succeeded");
+    assert_eq!(last.result, kedge_api::HistoryResult::Succeeded);
     assert_eq!(last.initiated_by, "automated");
     env.wait_event("demo", "SyncStarted", |m| m.contains(&first[..7]))
         .await;
@@ -190,7 +190,9 @@ async fn live_edit_is_reverted_with_attribution() {
             && a.status
                 .as_ref()
                 .and_then(|s| s.history.last())
-                .is_some_and(|h| h.initiated_by == "self-heal" && h.result == "Succeeded")
+                .is_some_and(|h| {
+                    h.initiated_by == "self-heal" && h.result == kedge_api::HistoryResult::Succeeded
+                })
     })
     .await;
 }
@@ -846,8 +848,8 @@ async fn controller_killed_mid_sync_converges_after_restart() {
     let status = app.status.expect("status");
     assert_eq!(status.inventory.len(), 2);
     assert_eq!(
-        status.history.last().map(|h| h.result.as_str()),
-        Some("Succeeded")
+        status.history.last().map(|h| h.result),
+        Some(kedge_api::HistoryResult::Succeeded)
     );
 }
 
@@ -1356,7 +1358,10 @@ async fn a_refused_rollback_still_suspends_automated_sync() {
                 && a.status
                     .as_ref()
                     .and_then(|s| s.operation_state.as_ref())
-                    .is_some_and(|o| o.phase == "Failed" && o.message.contains("refused"))
+                    .is_some_and(|o| {
+                        o.phase == kedge_api::OperationPhase::Failed
+                            && o.message.contains("refused")
+                    })
         })
         .await;
     let message = app

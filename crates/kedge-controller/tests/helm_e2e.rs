@@ -289,7 +289,10 @@ async fn chart_from_an_oci_registry_with_credentials_follows_a_version_range() {
     let app = env.wait_synced("web", "1.1.0").await;
     let history = app.status.unwrap().history;
     assert_eq!(history.last().unwrap().revision, "1.1.0");
-    assert_eq!(history.last().unwrap().result, "Succeeded");
+    assert_eq!(
+        history.last().unwrap().result,
+        kedge_api::HistoryResult::Succeeded
+    );
     env.wait_config_map("web-config", "chartVersion", "1.1.0")
         .await;
     let text = serde_json::to_string(&env.app("web").await).unwrap();

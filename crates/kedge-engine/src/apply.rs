@@ -95,9 +95,14 @@ pub struct SyncResult {
     pub(crate) seen: HashMap<ObjectId, Value>,
 }
 
+/// Receives, as a sync runs, what it is doing or waiting for ("wave 0: waiting for HorizontalPodAutoscaler web:
+/// autoscaler has no status yet"); called often (every poll), so it should only keep the newest message.
+pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
 struct Run<'a> {
     plan: &'a Plan,
     options: &'a SyncOptions,
+    progress: Progress<'a>,
     health: HealthChecker,
     outcomes: HashMap<ObjectId, ObjectOutcome>,
     order: Vec<ObjectId>,
@@ -137,10 +142,21 @@ impl Engine {
         plan: &Plan,
         options: &SyncOptions,
     ) -> Result<SyncResult, EngineError> {
+        self.sync_with_progress(plan, options, &|_| {}).await
+    }
+
+    /// [`Engine::sync`], telling `progress` what each wave and hook waits for as it runs.
+    pub async fn sync_with_progress(
+        &self,
+        plan: &Plan,
+        options: &SyncOptions,
+        progress: Progress<'_>,
+    ) -> Result<SyncResult, EngineError> {
         let health = HealthChecker::new(&plan.spec.health_rules)?.layered(&self.health);
         let mut run = Run {
             plan,
             options,
+            progress,
             health,
             outcomes: HashMap::new(),
             order: Vec::new(),
@@ -204,6 +220,14 @@ impl Engine {
 
         let applied_ok = run.failures.is_empty();
         if applied_ok {
+            let deletes = plan
+                .prune
+                .iter()
+                .filter(|p| p.action == PruneAction::Delete)
+                .count();
+            if deletes > 0 && options.prune {
+                progress(&format!("pruning {deletes} object(s)"));
+            }
             self.prune(&mut run).await;
         } else {
             for p in &plan.prune {
@@ -279,6 +303,7 @@ impl Engine {
                 continue;
             }
             let before = run.failures.len();
+            (run.progress)(&format!("wave {wave}: applying {} object(s)", idxs.len()));
             // Kind groups in order; each group concurrently.
             let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
             for i in idxs.iter().copied() {
@@ -337,7 +362,7 @@ impl Engine {
             let is_last = Some(wave) == last_wave;
             if !is_last || needs_final_health {
                 match self
-                    .wait_healthy(run, &applied, run.options.wave_timeout)
+                    .wait_healthy(run, wave, &applied, run.options.wave_timeout)
                     .await
                 {
                     Ok(reads) => run.seen.extend(reads),
@@ -461,6 +486,11 @@ impl Engine {
                     );
                     break;
                 }
+                (run.progress)(&format!(
+                    "waiting for CustomResourceDefinition {} to be established: {}",
+                    id.name,
+                    waiting_for(&h)
+                ));
                 tokio::time::sleep(self.config.poll_interval).await;
             }
         }
@@ -473,6 +503,7 @@ impl Engine {
     async fn wait_healthy(
         &self,
         run: &Run<'_>,
+        wave: i64,
         objects: &[(ObjectId, Resolved)],
         timeout: Duration,
     ) -> Result<Vec<(ObjectId, Value)>, String> {
@@ -512,6 +543,17 @@ impl Engine {
                     item.0, timeout, h.status, h.message
                 ));
             }
+            let ((first, _), h) = &still[0];
+            let more = match still.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
+            (run.progress)(&format!(
+                "wave {wave}: waiting for {} {}: {}{more}",
+                first.kind,
+                first.name,
+                waiting_for(h)
+            ));
             pending = still.into_iter().map(|(i, _)| i).collect();
             tokio::time::sleep(self.config.poll_interval).await;
         }
@@ -603,7 +645,11 @@ impl Engine {
             .collect();
         let mut ok = true;
         for hook in hooks {
-            let result = self.run_hook(run, hook).await;
+            (run.progress)(&format!(
+                "{phase:?} hook {} {}: starting",
+                hook.id.kind, hook.id.name
+            ));
+            let result = self.run_hook(run, hook, phase).await;
             let (succeeded, message) = match result {
                 Ok(m) => (true, m),
                 Err(m) => (false, m),
@@ -628,7 +674,12 @@ impl Engine {
         ok
     }
 
-    async fn run_hook(&self, run: &Run<'_>, hook: &PlannedHook) -> Result<String, String> {
+    async fn run_hook(
+        &self,
+        run: &Run<'_>,
+        hook: &PlannedHook,
+        phase: HookPhase,
+    ) -> Result<String, String> {
         if let Some(e) = &hook.error {
             return Err(e.clone());
         }
@@ -702,7 +753,15 @@ impl Engine {
                         run.options.hook_timeout, h.message
                     ));
                 }
-                _ => tokio::time::sleep(self.config.poll_interval).await,
+                _ => {
+                    (run.progress)(&format!(
+                        "{phase:?} hook: waiting for {} {}: {}",
+                        id.kind,
+                        id.name,
+                        waiting_for(&h)
+                    ));
+                    tokio::time::sleep(self.config.poll_interval).await
+                }
             }
         };
         let delete = match &outcome {
@@ -754,6 +813,15 @@ impl Engine {
             }
             tokio::time::sleep(self.config.poll_interval).await;
         }
+    }
+}
+
+/// What an object that is not healthy yet waits for: its health message, else its health state.
+fn waiting_for(h: &Health) -> String {
+    if h.message.is_empty() {
+        format!("{:?}", h.status)
+    } else {
+        h.message.clone()
     }
 }
 

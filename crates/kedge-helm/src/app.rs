@@ -28,7 +28,7 @@ pub fn release_mode(app: &Application) -> ReleaseMode {
     let synced = app
         .status
         .as_ref()
-        .is_some_and(|s| s.history.iter().any(|h| h.result == "Succeeded"));
+        .is_some_and(|s| s.history.iter().any(|h| h.was_deployed()));
     if synced {
         ReleaseMode::Upgrade
     } else {

@@ -48,7 +48,7 @@ fn app(i: usize) -> Application {
         revision: format!("{:040x}", i),
         deployed_at: "2026-11-25T12:00:00Z".into(),
         initiated_by: "automated".into(),
-        result: "Succeeded".into(),
+        ..HistoryEntry::default()
     }];
     a.status = Some(st);
     a

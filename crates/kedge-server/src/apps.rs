@@ -67,7 +67,11 @@ impl AppSummary {
         let last_synced_at = st
             .history
             .last()
-            .map(|h| h.deployed_at.clone())
+            .map(|h| {
+                h.last_attempt_at
+                    .clone()
+                    .unwrap_or_else(|| h.deployed_at.clone())
+            })
             .or_else(|| {
                 st.operation_state
                     .as_ref()
@@ -85,7 +89,7 @@ impl AppSummary {
             revision: st.sync.revision.clone(),
             short_revision: st.sync.short_revision.clone(),
             last_synced_at,
-            operation_phase: st.operation_state.as_ref().map(|o| o.phase.clone()),
+            operation_phase: st.operation_state.as_ref().map(|o| o.phase.to_string()),
             operation_pending: app
                 .annotations()
                 .contains_key(kedge_api::OPERATION_ANNOTATION),

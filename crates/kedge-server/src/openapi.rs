@@ -181,7 +181,9 @@ pub fn document() -> Value {
                     "count": { "type": "integer" }, "lastTimestamp": { "type": "string" }, "source": { "type": "string" } } },
                 "HistoryEntry": { "type": "object", "properties": {
                     "id": { "type": "integer" }, "revision": { "type": "string" }, "deployedAt": { "type": "string" },
-                    "initiatedBy": { "type": "string" }, "result": { "type": "string" },
+                    "initiatedBy": { "type": "string" }, "result": { "type": "string", "enum": ["Succeeded", "Failed"] },
+                    "lastAttemptAt": { "type": "string" }, "attempts": { "type": "integer" }, "failures": { "type": "integer" },
+                    "lastError": { "type": "string" }, "deployed": { "type": "boolean" },
                     "commit": { "type": "object", "properties": { "author": { "type": "string" }, "subject": { "type": "string" }, "date": { "type": "string" } } } } }
             }
         }

@@ -195,7 +195,6 @@ struct LoginForm {
 
 async fn login_submit(
     State(state): State<AppState>,
-    client: auth::ClientAddr,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
@@ -208,7 +207,7 @@ async fn login_submit(
             login_form(&next, Some(&e.message)),
         );
     }
-    match auth::login(&state, f.username.trim(), &f.password, client).await {
+    match auth::login(&state, f.username.trim(), &f.password).await {
         Ok(result) => {
             let cookie = auth::session_cookie(&state, &headers, &result.token);
             (
@@ -217,19 +216,12 @@ async fn login_submit(
             )
                 .into_response()
         }
-        Err(e) => {
-            let mut resp = page(
-                e.status,
-                "Sign in",
-                None,
-                login_form(&next, Some(&e.message)),
-            );
-            if let Some(secs) = e.retry_after {
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
-            }
-            resp
-        }
+        Err(e) => page(
+            e.status,
+            "Sign in",
+            None,
+            login_form(&next, Some(&e.message)),
+        ),
     }
 }
 
@@ -479,11 +471,18 @@ fn summary(app: &Application, commit: Option<&details::CommitInfo>, caller: &Cal
                     }
                 }
                 div.panel {
-                    h2 style="margin-top:0" { "Last operation" }
-                    @if let Some(op) = &st.operation_state {
-                        p { span class={ "badge op-phase p-" (op.phase) } { (op.phase) } " " (time(op.finished_at.as_deref().or(op.started_at.as_deref()))) }
-                        p.muted { (op.message) }
-                    } @else { p.muted { "No operation yet." } }
+                    @if let Some(op) = st.operation_state.as_ref().filter(|o| !o.phase.is_completed()) {
+                        h2 style="margin-top:0" { "Operation" }
+                        p { span class={ "badge op-phase p-" (op.phase) } { (op.phase) } " since " (time(op.started_at.as_deref()))
+                            @if let Some(o) = &op.operation { " " span.muted { "(" (o.initiated_by) ")" } } }
+                        p.op-progress { (op.message) }
+                    } @else {
+                        h2 style="margin-top:0" { "Last operation" }
+                        @if let Some(op) = &st.operation_state {
+                            p { span class={ "badge op-phase p-" (op.phase) } { (op.phase) } " " (time(op.finished_at.as_deref().or(op.started_at.as_deref()))) }
+                            p.muted { (op.message) }
+                        } @else { p.muted { "No operation yet." } }
+                    }
                     @if caller.role == Role::Admin {
                         (action_form(&base, "suspend-toggle", caller, if app.spec.suspend { "Resume" } else { "Suspend" },
                             if app.spec.suspend { "Resume automated sync and self-heal?" } else { "Suspend automated sync and self-heal?" }, html!{}))
@@ -671,7 +670,9 @@ async fn tab_content(
                             td { @if let Some(c) = &h.commit { (c.subject) div.muted { (c.author) } } }
                             td { (time(Some(&h.entry.deployed_at))) }
                             td { (h.entry.initiated_by) }
-                            td { span class={ "badge p-" (h.entry.result) } { (h.entry.result) } }
+                            td { span class={ "badge p-" (h.entry.result) } { (h.entry.result) }
+                                @if h.entry.attempts > 1 { div.muted { (h.entry.attempts) " syncs, " (h.entry.failures) " failed" } }
+                                @if let Some(e) = &h.entry.last_error { div.muted title=(e) { "last error: " (e.chars().take(120).collect::<String>()) } } }
                             td { @if caller.role == Role::Admin {
                                 (action_form(base, "rollback", caller, "Roll back",
                                     &format!("Roll back to history entry {} ({})? Automated sync is suspended until resumed.", h.entry.id, h.entry.revision.get(..7).unwrap_or(&h.entry.revision)),

@@ -474,6 +474,9 @@ pub fn synced_at(app: &Application, sha: &str) -> bool {
             && s.sync.revision.as_deref() == Some(sha)
             && s.health.status == kedge_api::HealthCode::Healthy
             && condition(app, "Ready").is_some_and(|c| c.status == "True")
+            && s.operation_state
+                .as_ref()
+                .is_none_or(|o| o.phase.is_completed())
     })
 }
 

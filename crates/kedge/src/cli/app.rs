@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use kedge_api::{
-    Application, OPERATION_ANNOTATION, Operation, REFRESH_ANNOTATION, RESOURCES_FINALIZER,
-    RollbackOperation, SyncOperation,
+    Application, OPERATION_ANNOTATION, Operation, OperationPhase, REFRESH_ANNOTATION,
+    RESOURCES_FINALIZER, RollbackOperation, SyncOperation,
 };
 use kedge_controller::pipeline::Pipeline;
 use kedge_engine::plan::SyncStatus as PlanStatus;
@@ -238,9 +238,9 @@ pub fn run(kube: &KubeArgs, cmd: AppCommand) -> anyhow::Result<u8> {
                     Output::Json => println!("{}", serde_json::to_string_pretty(&history)?),
                     Output::Yaml => print!("{}", serde_saphyr::to_string(&history)?),
                     _ => {
-                        let mut rows = vec![vec!["ID", "DEPLOYED AT", "REVISION", "INITIATED BY", "RESULT"].into_iter().map(String::from).collect()];
+                        let mut rows = vec![vec!["ID", "DEPLOYED AT", "REVISION", "INITIATED BY", "RESULT", "LAST ERROR"].into_iter().map(String::from).collect()];
                         for h in history.iter().rev() {
-                            rows.push(vec![h.id.to_string(), h.deployed_at.clone(), h.revision.clone(), h.initiated_by.clone(), h.result.clone()]);
+                            rows.push(vec![h.id.to_string(), h.deployed_at.clone(), h.revision.clone(), h.initiated_by.clone(), history_result(h), h.last_error.clone().unwrap_or_default()]);
                         }
                         print_table(&rows);
                     }
@@ -367,8 +367,15 @@ async fn wait_for_operation(
     let deadline = Instant::now() + timeout;
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut out = std::io::stdout();
+    let mut progress = String::new();
     loop {
         if Instant::now() > deadline {
+            if !progress.is_empty() {
+                bail!(
+                    "timed out after {} waiting for the operation on application {name}, still running: {progress}",
+                    humantime(timeout)
+                );
+            }
             bail!(
                 "timed out after {} waiting for application {name} (is `kedge run` running?)",
                 humantime(timeout)
@@ -377,10 +384,19 @@ async fn wait_for_operation(
         let app = get(api, name).await?;
         let pending = app.annotations().contains_key(OPERATION_ANNOTATION);
         let state = app.status.as_ref().and_then(|s| s.operation_state.clone());
-        if !pending
-            && let Some(state) =
-                state.filter(|s| s.started_at.as_deref().unwrap_or("") >= op.requested_at.as_str())
+        let ours = state.filter(|s| {
+            s.operation.as_ref().map_or_else(
+                || s.started_at.as_deref().unwrap_or("") >= op.requested_at.as_str(),
+                |o| o.requested_at == op.requested_at,
+            )
+        });
+        if let Some(running) = ours.as_ref().filter(|s| !s.phase.is_completed())
+            && running.message != progress
         {
+            writeln!(out, "  {}: {}", running.phase, running.message)?;
+            progress.clone_from(&running.message);
+        }
+        if !pending && let Some(state) = ours.filter(|s| s.phase.is_completed()) {
             for r in state.sync_result.iter().flat_map(|r| r.resources.iter()) {
                 let key = format!("{}/{}/{}", r.object.kind, r.object.namespace, r.object.name);
                 if seen.get(&key) != Some(&r.status) {
@@ -408,7 +424,11 @@ async fn wait_for_operation(
                 }
             }
             println!("{}: {}", state.phase, state.message);
-            return Ok(if state.phase == "Succeeded" { 0 } else { 1 });
+            return Ok(if state.phase == OperationPhase::Succeeded {
+                0
+            } else {
+                1
+            });
         }
         if !pending && op.sync.as_ref().is_some_and(|s| s.dry_run) {
             println!("dry run done; see `kedge app get {name}` or `kedge app diff {name}`");
@@ -531,6 +551,15 @@ async fn wait(api: &Api<Application>, args: WaitArgs) -> anyhow::Result<u8> {
     }
 }
 
+/// The result column of `kedge app history`: the newest outcome, and how many syncs the entry stands for.
+fn history_result(h: &kedge_api::HistoryEntry) -> String {
+    if h.attempts > 1 {
+        format!("{} ({} syncs, {} failed)", h.result, h.attempts, h.failures)
+    } else {
+        h.result.to_string()
+    }
+}
+
 /// What `kedge app wait` waits for.
 #[derive(Clone, Copy, Debug)]
 struct Wanted {
@@ -544,6 +573,15 @@ fn not_there_yet(app: &Application, want: Wanted) -> Option<String> {
     let Some(status) = app.status.as_ref() else {
         return Some("not compared yet (is `kedge run` running?)".into());
     };
+    // A running sync says what it waits for (a wave, a hook); that is what the user needs to see, whatever else
+    // is not there yet.
+    if let Some(op) = status
+        .operation_state
+        .as_ref()
+        .filter(|o| !o.phase.is_completed())
+    {
+        return Some(format!("operation {}: {}", op.phase, op.message));
+    }
     let generation = app.metadata.generation;
     if generation.is_some() && status.observed_generation != generation {
         return Some(format!(
@@ -557,14 +595,6 @@ fn not_there_yet(app: &Application, want: Wanted) -> Option<String> {
     let annotations = app.annotations();
     if want.operation && annotations.contains_key(OPERATION_ANNOTATION) {
         return Some("an operation is requested".into());
-    }
-    if want.operation
-        && let Some(op) = status
-            .operation_state
-            .as_ref()
-            .filter(|o| o.phase == "Running")
-    {
-        return Some(format!("operation running: {}", op.message));
     }
     if (want.sync || want.health) && annotations.contains_key(REFRESH_ANNOTATION) {
         return Some("a refresh is requested".into());
@@ -766,12 +796,25 @@ fn print_app(app: &Application, output: Output) -> anyhow::Result<()> {
                 println!("Suspended:   yes");
             }
             if let Some(op) = &st.operation_state {
-                println!(
-                    "Last sync:   {} at {}: {}",
-                    op.phase,
-                    op.finished_at.clone().unwrap_or_default(),
-                    op.message
-                );
+                if op.phase.is_completed() {
+                    println!(
+                        "Last sync:   {} at {}: {}",
+                        op.phase,
+                        op.finished_at.clone().unwrap_or_default(),
+                        op.message
+                    );
+                } else {
+                    println!(
+                        "Operation:   {} since {}{}: {}",
+                        op.phase,
+                        op.started_at.clone().unwrap_or_default(),
+                        op.operation
+                            .as_ref()
+                            .map(|o| format!(" ({})", o.initiated_by))
+                            .unwrap_or_default(),
+                        op.message
+                    );
+                }
             }
             if !st.conditions.is_empty() {
                 println!("\nConditions:");
