@@ -195,6 +195,7 @@ struct LoginForm {
 
 async fn login_submit(
     State(state): State<AppState>,
+    client: auth::ClientAddr,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
@@ -207,7 +208,7 @@ async fn login_submit(
             login_form(&next, Some(&e.message)),
         );
     }
-    match auth::login(&state, f.username.trim(), &f.password).await {
+    match auth::login(&state, f.username.trim(), &f.password, client).await {
         Ok(result) => {
             let cookie = auth::session_cookie(&state, &headers, &result.token);
             (
@@ -216,12 +217,19 @@ async fn login_submit(
             )
                 .into_response()
         }
-        Err(e) => page(
-            e.status,
-            "Sign in",
-            None,
-            login_form(&next, Some(&e.message)),
-        ),
+        Err(e) => {
+            let mut resp = page(
+                e.status,
+                "Sign in",
+                None,
+                login_form(&next, Some(&e.message)),
+            );
+            if let Some(secs) = e.retry_after {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+            }
+            resp
+        }
     }
 }
 
