@@ -95,6 +95,10 @@ pub fn resolve(path: &[PathElem], doc: &Value) -> Option<Location> {
                 loc.push(Seg::Key(f.clone()));
             }
             (PathElem::Field(f), Value::Array(a)) => {
+                // RFC 6901: an array index is `0` or digits without a leading zero (`00`, `+1` name no element).
+                if !f.bytes().all(|b| b.is_ascii_digit()) || (f.len() > 1 && f.starts_with('0')) {
+                    return None;
+                }
                 let i: usize = f.parse().ok()?;
                 cur = a.get(i)?;
                 loc.push(Seg::Idx(i));
@@ -279,6 +283,18 @@ pub fn owned_locations(trie: &Value, doc: &Value) -> Vec<Location> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn pointer_indexes_with_a_leading_zero_or_sign_name_no_element() {
+        let doc = json!({"a": [10, 11]});
+        let at = |p: &str| parse_pointer(p).and_then(|path| resolve(&path, &doc));
+        assert_eq!(at("/a/0"), Some(vec![Seg::Key("a".into()), Seg::Idx(0)]));
+        assert_eq!(at("/a/1"), Some(vec![Seg::Key("a".into()), Seg::Idx(1)]));
+        for p in ["/a/00", "/a/01", "/a/+1", "/a/-", "/a/2"] {
+            assert_eq!(at(p), None, "{p}");
+            assert_eq!(doc.pointer(p), None, "serde_json agrees for {p}");
+        }
+    }
 
     fn deployment() -> Value {
         json!({"spec": {"replicas": 3, "template": {"spec": {"containers": [
