@@ -1,7 +1,7 @@
 //! `kedge run`: wires the rooms together and runs the controller, the repository poller and the HTTP endpoints
 //! until shutdown.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,6 +64,10 @@ pub struct RunConfig {
     /// On shutdown, how long passes already running may take to finish before they are abandoned (below
     /// Kubernetes' default 30 s termination grace period); the Lease is released after them.
     pub shutdown_grace: Duration,
+    /// Most pack data one Git fetch may receive (default 1 GiB); a larger fetch is refused and nothing of it kept.
+    pub max_fetch_bytes: u64,
+    /// Git mirrors and checkouts unused for this long are removed (default a day); checked every hour.
+    pub mirror_max_idle: Duration,
 }
 
 impl RunConfig {
@@ -84,6 +88,8 @@ impl RunConfig {
             allow_remote_bases: false,
             lease_renew_deadline: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(20),
+            max_fetch_bytes: kedge_source::DEFAULT_MAX_FETCH_BYTES,
+            mirror_max_idle: Duration::from_secs(24 * 3600),
         }
     }
 
@@ -105,6 +111,9 @@ impl RunConfig {
         let invalid = |why: String| Err(RunError::Config(why));
         if self.concurrency == 0 {
             return invalid("concurrency must be at least 1".into());
+        }
+        if self.max_fetch_bytes == 0 {
+            return invalid("the fetch size limit must be larger than zero".into());
         }
         if self.poll_interval.is_zero() || self.resync_interval.is_zero() {
             return invalid("the poll and resync intervals must be longer than zero".into());
@@ -193,8 +202,11 @@ pub async fn run(
         leader::spawn(client.clone(), config.lease_config(), stop_election.clone());
     let writes = crate::client::leader_client(kube_config, &metrics, leader.clone())
         .map_err(RunError::Client)?;
-    let source =
-        Source::new(SourceConfig::new(config.cache_dir.join("git"))).map_err(RunError::Source)?;
+    let source = Source::new(SourceConfig {
+        max_fetch_bytes: config.max_fetch_bytes,
+        ..SourceConfig::new(config.cache_dir.join("git"))
+    })
+    .map_err(RunError::Source)?;
     let renderer = Arc::new(Renderer::new(RenderConfig {
         kustomize: KustomizeConfig {
             allow_remote_bases: config.allow_remote_bases,
@@ -281,6 +293,7 @@ pub async fn run(
             _ = token.cancelled() => {}
         }
     });
+    let (gc_source, gc_engine) = (source.clone(), engine.clone());
     let pipeline = Pipeline::new(writes, source, renderer, engine).with_repository_secrets(secrets);
     let ctx = Arc::new(Context::new(
         pipeline.clone(),
@@ -351,6 +364,12 @@ pub async fn run(
             }
         });
     }
+    tokio::spawn(collect_garbage(
+        gc_source,
+        gc_engine,
+        config.mirror_max_idle,
+        shutdown.clone(),
+    ));
     tokio::spawn(reconcile_all_on_leadership(
         leader.changes(),
         store.clone(),
@@ -569,6 +588,9 @@ async fn poll_repositories(
         return;
     }
     let mut tips: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+    // Repositories whose last check failed: their applications are compared again when a repository starts failing
+    // (so that they report it, keeping what is applied) and when it answers again (so that they say so at once).
+    let mut failing: HashSet<String> = HashSet::new();
     let mut round: u64 = 0;
     loop {
         let mut by_repo: BTreeMap<String, Vec<Arc<Application>>> = BTreeMap::new();
@@ -600,23 +622,32 @@ async fn poll_repositories(
             metrics
                 .git_fetch_duration
                 .observe(started.elapsed().as_secs_f64());
+            let apps_ref: Vec<&Application> = apps.iter().map(Arc::as_ref).collect();
             let refs = match refs {
                 Ok(Ok(refs)) => refs,
                 Ok(Err(err)) => {
                     metrics.git_fetch_errors.inc();
                     tracing::warn!(error = %err, "repository check failed");
+                    if failing.insert(url.clone()) {
+                        queue_pushed(&ctx.moved_repos, &ctx.admission, &triggers, &apps_ref, None);
+                    }
                     continue;
                 }
                 Err(_) => continue,
             };
+            let recovered = failing.remove(&url);
             let now: BTreeMap<String, String> =
                 refs.into_iter().map(|r| (r.name, r.commit)).collect();
-            let Some(before) = tips.insert(url.clone(), now.clone()) else {
-                continue;
-            };
-            if before == now {
+            let before = tips.insert(url.clone(), now.clone());
+            let moved = before.as_ref().is_some_and(|b| *b != now);
+            if recovered && !moved {
+                tracing::info!(repo = %kedge_source::repo::strip_userinfo(&url), "repository answers again");
+                queue_pushed(&ctx.moved_repos, &ctx.admission, &triggers, &apps_ref, None);
                 continue;
             }
+            let Some(before) = before.filter(|_| moved) else {
+                continue;
+            };
             tracing::info!(repo = %kedge_source::repo::strip_userinfo(&url), apps = apps.len(), "repository moved");
             let targets: Vec<String> = apps
                 .iter()
@@ -629,12 +660,11 @@ async fn poll_repositories(
             .await
             .ok()
             .flatten();
-            let apps: Vec<&Application> = apps.iter().map(Arc::as_ref).collect();
             queue_pushed(
                 &ctx.moved_repos,
                 &ctx.admission,
                 &triggers,
-                &apps,
+                &apps_ref,
                 changed.as_deref(),
             );
         }
@@ -651,6 +681,34 @@ async fn poll_repositories(
         }
     }
 }
+
+/// Every hour: removes Git mirrors and checkouts unused for `max_idle` (a mirror in use is kept), and forgets the
+/// dry-run results no plan used for an hour (those of objects no application manages any more).
+async fn collect_garbage(
+    source: Source,
+    engine: Arc<Engine>,
+    max_idle: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(GC_INTERVAL) => {}
+        }
+        let forgotten = engine.evict_unused(GC_INTERVAL);
+        if forgotten > 0 {
+            tracing::info!(forgotten, "forgot dry-run results no plan used for an hour");
+        }
+        let source = source.clone();
+        match tokio::task::spawn_blocking(move || source.collect_garbage(max_idle)).await {
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "cleaning the Git cache failed"),
+        }
+    }
+}
+
+/// How often unused Git mirrors are looked for.
+const GC_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The most moved refs the poller compares, and the most changed files it lists, before it queues a repository's
 /// applications without an order.

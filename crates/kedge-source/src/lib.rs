@@ -18,7 +18,8 @@ pub use repo::{Credentials, RepoSpec, Scheme, Secret};
 pub use revision::{HistoryChange, RemoteRef, Revision, RevisionSpec};
 pub use snapshot::{Snapshot, TagSignature};
 pub use source::{
-    DEFAULT_MAX_FETCH_BYTES, FetchRequest, Source, SourceConfig, SourceStats, install_crypto_provider,
+    DEFAULT_MAX_FETCH_BYTES, FetchRequest, Source, SourceConfig, SourceStats,
+    install_crypto_provider,
 };
 pub use tree::{DirEntry, EntryKind, FileTree, Limits, TreeError};
 pub use url::{RepoUrl, RepoUrlError};

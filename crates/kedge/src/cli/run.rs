@@ -71,6 +71,43 @@ pub struct RunArgs {
     /// Off by default: a kustomization may name only files of its repository.
     #[arg(long)]
     pub allow_remote_bases: bool,
+    /// Most pack data one Git fetch may receive (e.g. `512Mi`, `2Gi`); a larger fetch is refused and nothing of it
+    /// kept.
+    #[arg(long, default_value = "1Gi", value_parser = parse_size)]
+    pub max_fetch_size: u64,
+    /// Git mirrors and checkouts that no application used for this long are removed (checked every hour).
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub mirror_max_idle: std::time::Duration,
+}
+
+/// A size in bytes, with an optional binary (`Ki`, `Mi`, `Gi`) or decimal (`k`, `M`, `G`) suffix, as Kubernetes
+/// quantities are written.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 512Mi, 2Gi)"))?;
+    let factor: u64 = match unit {
+        "" => 1,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (Ki, Mi, Gi, k, M or G)"
+            ));
+        }
+    };
+    match n.checked_mul(factor) {
+        Some(0) => Err("the size must be larger than zero".into()),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("{s:?} is too large")),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -160,6 +197,8 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
         rc.shutdown_grace = args.shutdown_grace;
         rc.concurrency = args.concurrency;
         rc.allow_remote_bases = args.allow_remote_bases;
+        rc.max_fetch_bytes = args.max_fetch_size;
+        rc.mirror_max_idle = args.mirror_max_idle;
         if shutdown.is_cancelled() {
             return Ok(());
         }
@@ -232,4 +271,20 @@ fn watchdog(after: std::time::Duration) {
         );
         std::process::exit(1);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_read_as_kubernetes_quantities() {
+        assert_eq!(parse_size("1Gi"), Ok(1 << 30));
+        assert_eq!(parse_size("512Mi"), Ok(512 << 20));
+        assert_eq!(parse_size("2G"), Ok(2_000_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        for bad in ["", "0", "1Ti", "Mi", "1.5Gi", "99999999999999999999Gi"] {
+            assert!(parse_size(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
 }
