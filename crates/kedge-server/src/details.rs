@@ -483,7 +483,7 @@ pub async fn commit_info(state: &AppState, app: &Application, sha: &str) -> Opti
         .unwrap_or_else(|p| p.into_inner())
         .get(&key)
     {
-        return hit.clone();
+        return Some(hit);
     }
     let repo = kedge_source::repo::RepoSpec::new(&app.spec.source.repo_url).ok()?;
     let mirror = state.handles().pipeline.source().mirror_path(&repo);
@@ -506,7 +506,7 @@ pub async fn commit_info(state: &AppState, app: &Application, sha: &str) -> Opti
         }
     });
     // Only remember hits: a commit the mirror lacks now may be fetched later.
-    if info.is_some() {
+    if let Some(info) = &info {
         state
             .inner
             .commits
@@ -515,6 +515,33 @@ pub async fn commit_info(state: &AppState, app: &Application, sha: &str) -> Opti
             .insert(key, info.clone());
     }
     info
+}
+
+/// How many commits' details the server remembers (a few hundred bytes each).
+const COMMIT_CACHE_ENTRIES: usize = 4096;
+
+/// Details of commits by `repo@sha`, at most [`COMMIT_CACHE_ENTRIES`]: the oldest are forgotten first.
+#[derive(Debug, Default)]
+pub(crate) struct CommitCache {
+    map: std::collections::HashMap<String, CommitInfo>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl CommitCache {
+    fn get(&self, key: &str) -> Option<CommitInfo> {
+        self.map.get(key).cloned()
+    }
+
+    fn insert(&mut self, key: String, info: CommitInfo) {
+        if self.map.insert(key.clone(), info).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > COMMIT_CACHE_ENTRIES {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
 }
 
 /// A history entry with its commit.
@@ -633,6 +660,26 @@ pub async fn live_manifest(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_commit_cache_forgets_the_oldest_beyond_its_bound() {
+        let info = |n: usize| CommitInfo {
+            author: format!("a{n}"),
+            subject: String::new(),
+            date: String::new(),
+        };
+        let mut cache = CommitCache::default();
+        for n in 0..COMMIT_CACHE_ENTRIES + 10 {
+            cache.insert(format!("repo@{n}"), info(n));
+        }
+        assert_eq!(cache.map.len(), COMMIT_CACHE_ENTRIES);
+        assert!(cache.get("repo@0").is_none(), "the oldest is gone");
+        assert!(cache.get("repo@9").is_none());
+        assert_eq!(cache.get("repo@10").map(|i| i.author), Some("a10".into()));
+        // Inserting a known key again does not grow the order.
+        cache.insert("repo@10".into(), info(10));
+        assert_eq!(cache.order.len(), COMMIT_CACHE_ENTRIES);
+    }
 
     #[test]
     fn secrets_and_last_applied_are_removed() {

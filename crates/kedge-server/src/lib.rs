@@ -10,7 +10,6 @@
 //! | `/api/webhook` | push events from GitHub, GitLab, Gitea/Forgejo and Bitbucket |
 //! | `/`, `/applications/...`, `/login` | the web UI (server-rendered, htmx, live through server-sent events) |
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -91,7 +90,7 @@ struct Inner {
     accounts: auth::AccountCache,
     limiter: limit::LoginLimiter,
     live: broadcast::Sender<live::Change>,
-    commits: Mutex<HashMap<String, Option<details::CommitInfo>>>,
+    commits: Mutex<details::CommitCache>,
 }
 
 impl AppState {
@@ -105,7 +104,7 @@ impl AppState {
                 accounts: auth::AccountCache::default(),
                 limiter: limit::LoginLimiter::new(config.login_limits.clone()),
                 live: tx,
-                commits: Mutex::new(HashMap::new()),
+                commits: Mutex::new(details::CommitCache::default()),
                 handles,
                 config,
             }),
