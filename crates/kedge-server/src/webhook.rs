@@ -296,8 +296,13 @@ pub fn normalize_repo_url(url: &str) -> String {
     kedge_source::RepoUrl::parse(url).map_or_else(|_| url.trim().to_owned(), |u| u.identity())
 }
 
+/// Whether the source reads `rev` as a version constraint over tags (so that any tag push may move it): the same
+/// reading the fetch makes, not a look-alike.
 fn looks_like_constraint(rev: &str) -> bool {
-    rev.contains(['<', '>', '=', '~', '^', '*', ' ']) || rev.ends_with(".x")
+    matches!(
+        kedge_source::RevisionSpec::parse(rev),
+        Ok(kedge_source::RevisionSpec::Semver(_))
+    )
 }
 
 /// Whether an application with `target` revision follows one of the pushed `refs`.
