@@ -66,7 +66,7 @@ pub const FAULTS: &[&str] = &[
 ];
 
 /// The faults of the short form (run by the tests).
-pub const QUICK_FAULTS: &[&str] = &["kill-9", "force-push", "invalid-object"];
+pub const QUICK_FAULTS: &[&str] = &["kill-9", "git-down-slow", "force-push", "invalid-object"];
 
 const CLUSTER: &str = "faults";
 

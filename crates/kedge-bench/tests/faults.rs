@@ -40,7 +40,7 @@ fn short_fault_suite_converges_with_nothing_lost() {
         "fault suite failed:\n{stdout}\n{stderr}"
     );
     let table = std::fs::read_to_string(&out).expect("the table is written");
-    for fault in ["kill-9", "force-push", "invalid-object"] {
+    for fault in ["kill-9", "git-down-slow", "force-push", "invalid-object"] {
         let row = table
             .lines()
             .find(|l| l.starts_with(&format!("| {fault} |")))
