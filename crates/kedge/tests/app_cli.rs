@@ -171,6 +171,12 @@ async fn app_wait_returns_once_synced_and_healthy_and_times_out_with_the_reason(
     // A path that does not exist never syncs: exit 1 after the timeout, saying why.
     env.create_app("broken", "no-such-path", automated(true, true))
         .await;
+    // The controller's verdict first (however loaded the machine), so that the 3 s timeout only waits for a sync
+    // that never comes, and the message it prints is there to read.
+    env.wait_app("broken", "the missing path reported", |a| {
+        serde_json::to_string(&a.status).is_ok_and(|s| s.contains("no-such-path"))
+    })
+    .await;
     let run = kedge(
         &env,
         cache.path(),
