@@ -63,6 +63,11 @@ impl Admission {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Keeps the urgent marks only of the applications `keep` says exist.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.lock().urgent.retain(|key| keep(key));
+    }
+
     /// Marks the application `key` (`namespace/name`) urgent: its next pass goes ahead of routine ones, also when it is
     /// already waiting.
     pub fn expedite(&self, key: &str) {
@@ -204,6 +209,16 @@ mod tests {
         drop(turn);
         assert!(admission.lock().urgent.is_empty());
         assert!(!admission.turn("a").await.urgent, "spent");
+    }
+
+    #[test]
+    fn urgent_marks_of_applications_that_are_gone_are_forgotten() {
+        let admission = Admission::new(1);
+        admission.expedite("ns/kept");
+        admission.expedite("ns/gone");
+        admission.retain(|key| key == "ns/kept");
+        let urgent = admission.lock().urgent.clone();
+        assert_eq!(urgent.into_iter().collect::<Vec<_>>(), ["ns/kept"]);
     }
 
     #[tokio::test]

@@ -210,6 +210,25 @@ impl Context {
         }
     }
 
+    /// Forgets what this controller remembers of applications that no longer exist (their memory, urgent marks)
+    /// and of repositories that moved more than a day ago; how many applications were forgotten.
+    pub fn forget_gone(&self) -> usize {
+        let present: std::collections::HashSet<String> =
+            self.apps.state().iter().map(|a| key_of(a)).collect();
+        let forgotten = {
+            let mut map = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+            let before = map.len();
+            map.retain(|key, _| present.contains(key));
+            before - map.len()
+        };
+        self.admission.retain(|key| present.contains(key));
+        self.moved_repos
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, at| at.elapsed() < std::time::Duration::from_secs(24 * 3600));
+        forgotten
+    }
+
     fn with_memory<T>(&self, key: &str, f: impl FnOnce(&mut AppMemory) -> T) -> T {
         let mut map = self.memory.lock().unwrap_or_else(|p| p.into_inner());
         f(map.entry(key.to_owned()).or_default())

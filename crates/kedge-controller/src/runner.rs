@@ -367,6 +367,7 @@ pub async fn run(
     tokio::spawn(collect_garbage(
         gc_source,
         gc_engine,
+        ctx.clone(),
         config.mirror_max_idle,
         shutdown.clone(),
     ));
@@ -682,11 +683,13 @@ async fn poll_repositories(
     }
 }
 
-/// Every hour: removes Git mirrors and checkouts unused for `max_idle` (a mirror in use is kept), and forgets the
-/// dry-run results no plan used for an hour (those of objects no application manages any more).
+/// Every hour: removes Git mirrors and checkouts unused for `max_idle` (a mirror in use is kept), forgets the
+/// dry-run results no plan used for an hour (those of objects no application manages any more) and what the
+/// controller remembered of applications that are gone.
 async fn collect_garbage(
     source: Source,
     engine: Arc<Engine>,
+    ctx: Arc<Context>,
     max_idle: Duration,
     shutdown: CancellationToken,
 ) {
@@ -696,8 +699,13 @@ async fn collect_garbage(
             _ = tokio::time::sleep(GC_INTERVAL) => {}
         }
         let forgotten = engine.evict_unused(GC_INTERVAL);
-        if forgotten > 0 {
-            tracing::info!(forgotten, "forgot dry-run results no plan used for an hour");
+        let apps = ctx.forget_gone();
+        if forgotten > 0 || apps > 0 {
+            tracing::info!(
+                dry_runs = forgotten,
+                apps,
+                "forgot dry-run results no plan used for an hour and applications that are gone"
+            );
         }
         let source = source.clone();
         match tokio::task::spawn_blocking(move || source.collect_garbage(max_idle)).await {
