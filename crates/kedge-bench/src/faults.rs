@@ -68,7 +68,13 @@ pub const FAULTS: &[&str] = &[
 /// The faults of the short form (run by the tests).
 pub const QUICK_FAULTS: &[&str] = &["kill-9", "git-down-slow", "force-push", "invalid-object"];
 
-const CLUSTER: &str = "faults";
+/// The test cluster the suite starts afresh: `KEDGE_FAULTS_CLUSTER`, or `faults`.
+fn cluster_name() -> String {
+    std::env::var("KEDGE_FAULTS_CLUSTER")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "faults".into())
+}
 
 /// Runs the selected faults one after the other in one world and returns their rows; a fault that could not be run
 /// is a row that did not converge, with the error as its note.
@@ -283,7 +289,7 @@ impl World {
             .context("kubeconfig has no folder")?
             .to_owned();
         // Reuses the cluster just started (with its audit log) for reading that log.
-        let audited = TestCluster::get_audited(CLUSTER).await?;
+        let audited = TestCluster::get_audited(&cluster_name()).await?;
         let client = audited.client();
 
         let git_root = RepoRoot::new()?;
@@ -422,7 +428,7 @@ impl World {
         }
         self.controllers.clear();
         let _ = std::process::Command::new(self.root.join("testcluster/down"))
-            .args(["--name", CLUSTER])
+            .args(["--name", &cluster_name()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -1209,13 +1215,13 @@ fn kill(pid: u32, signal: &str) -> Result<()> {
 /// lasts long enough to be interrupted).
 fn cluster_up(root: &Path) -> Result<PathBuf> {
     let _ = std::process::Command::new(root.join("testcluster/down"))
-        .args(["--name", CLUSTER])
+        .args(["--name", &cluster_name()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
     let out = std::process::Command::new(root.join("testcluster/up"))
-        .args(["--name", CLUSTER, "--audit", "--sim-delay", "3s"])
+        .args(["--name", &cluster_name(), "--audit", "--sim-delay", "3s"])
         .stdin(Stdio::null())
         .output()
         .context("failed to run testcluster/up")?;

@@ -31,6 +31,15 @@ fn short_fault_suite_converges_with_nothing_lost() {
         .arg("--out")
         .arg(&out)
         .env("RUST_BACKTRACE", "0")
+        // A cluster of the suite's own, beside the test run's (scripts/test stops it), so that a `scripts/faults`
+        // running at the same time keeps its own.
+        .env(
+            "KEDGE_FAULTS_CLUSTER",
+            format!(
+                "{}-faults",
+                std::env::var("KEDGE_TEST_CLUSTER").unwrap_or_else(|_| "test".into())
+            ),
+        )
         .output()
         .expect("run kedge-bench --faults");
     let stdout = String::from_utf8_lossy(&run.stdout);
