@@ -17,9 +17,16 @@ pub type Counts = BTreeMap<VerbKey, f64>;
 
 /// Starts (fresh) the test cluster `name` and returns its kubeconfig path.
 pub fn up(repo_root: &Path, name: &str) -> Result<PathBuf> {
+    up_with(repo_root, name, &[])
+}
+
+/// Starts (fresh) the test cluster `name` with more flags of `testcluster/up` (`--audit`, `--sim-delay 3s`) and
+/// returns its kubeconfig path.
+pub fn up_with(repo_root: &Path, name: &str, extra: &[&str]) -> Result<PathBuf> {
     down(repo_root, name);
     let out = std::process::Command::new(repo_root.join("testcluster/up"))
         .args(["--name", name])
+        .args(extra)
         .stdin(std::process::Stdio::null())
         .output()
         .context("failed to run testcluster/up")?;

@@ -102,29 +102,7 @@ impl Env {
         work.commit("init")?;
         work.push(&repo_url, "main")?;
 
-        let out = std::process::Command::new(&tools.kedge)
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(["install", "--crd-only"])
-            .stdin(Stdio::null())
-            .output()
-            .context("failed to run kedge install")?;
-        if !out.status.success() {
-            bail!(
-                "kedge install --crd-only failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": APPS_NS}});
-        ns_api
-            .patch(
-                APPS_NS,
-                &PatchParams::apply("kedge-bench"),
-                &Patch::Apply(&ns),
-            )
-            .await
-            .context("failed to create the kedge namespace")?;
+        install_crd(&tools.kedge, &kubeconfig, &client).await?;
         let webhook_secret = random_hex()?;
         let secrets: Api<k8s_openapi::api::core::v1::Secret> =
             Api::namespaced(client.clone(), APPS_NS);
@@ -436,6 +414,38 @@ impl Env {
         let _ = self.controller.wait();
         cluster::down(&self.tools.root, &self.name);
     }
+}
+
+/// Installs the Application CRD with `kedge install --crd-only` and creates the namespace [`APPS_NS`].
+pub async fn install_crd(
+    kedge: &std::path::Path,
+    kubeconfig: &std::path::Path,
+    client: &kube::Client,
+) -> Result<()> {
+    let out = std::process::Command::new(kedge)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["install", "--crd-only"])
+        .stdin(Stdio::null())
+        .output()
+        .context("failed to run kedge install")?;
+    if !out.status.success() {
+        bail!(
+            "kedge install --crd-only failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": APPS_NS}});
+    ns_api
+        .patch(
+            APPS_NS,
+            &PatchParams::apply("kedge-bench"),
+            &Patch::Apply(&ns),
+        )
+        .await
+        .context("failed to create the kedge namespace")?;
+    Ok(())
 }
 
 /// Reads `pointer` of an object, as a string.

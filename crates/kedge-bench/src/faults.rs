@@ -310,29 +310,7 @@ impl World {
         work.commit("init")?;
         work.push(&push_url, "main")?;
 
-        let out = std::process::Command::new(kedge)
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(["install", "--crd-only"])
-            .stdin(Stdio::null())
-            .output()
-            .context("failed to run kedge install")?;
-        if !out.status.success() {
-            bail!(
-                "kedge install --crd-only failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": APPS_NS}});
-        ns_api
-            .patch(
-                APPS_NS,
-                &PatchParams::apply("kedge-faults"),
-                &Patch::Apply(&ns),
-            )
-            .await
-            .context("failed to create the kedge namespace")?;
+        crate::env::install_crd(kedge, &kubeconfig, &client).await?;
         let apps: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), APPS_NS, &app_resource());
         poll(
@@ -427,12 +405,7 @@ impl World {
             let _ = c.child.wait();
         }
         self.controllers.clear();
-        let _ = std::process::Command::new(self.root.join("testcluster/down"))
-            .args(["--name", &cluster_name()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        crate::cluster::down(&self.root, &cluster_name());
     }
 
     fn audit(&self) -> Result<Vec<AuditEvent>> {
@@ -1214,31 +1187,7 @@ fn kill(pid: u32, signal: &str) -> Result<()> {
 /// Starts the fault suite's cluster afresh, with the audit log and a 3 s simulator delay (so that a waved sync
 /// lasts long enough to be interrupted).
 fn cluster_up(root: &Path) -> Result<PathBuf> {
-    let _ = std::process::Command::new(root.join("testcluster/down"))
-        .args(["--name", &cluster_name()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    let out = std::process::Command::new(root.join("testcluster/up"))
-        .args(["--name", &cluster_name(), "--audit", "--sim-delay", "3s"])
-        .stdin(Stdio::null())
-        .output()
-        .context("failed to run testcluster/up")?;
-    if !out.status.success() {
-        bail!(
-            "testcluster/up failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let path = stdout
-        .lines()
-        .last()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .context("testcluster/up printed no kubeconfig path")?;
-    Ok(PathBuf::from(path))
+    crate::cluster::up_with(root, &cluster_name(), &["--audit", "--sim-delay", "3s"])
 }
 
 /// Polls `check` every 100 ms until it is true; an error naming `what` at `timeout`.

@@ -2,36 +2,15 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use kedge_source::{ErrorKind, FetchRequest, FileTree, RepoSpec, Source, SourceConfig};
+use kedge_testkit::GitFixture;
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// A repository on `file://` whose one commit holds `size` bytes that do not compress.
-fn repo_with_blob(dir: &Path, size: usize) -> String {
-    let work = dir.join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    git(&work, &["init", "-q", "-b", "main"]);
+/// A repository on `file://` whose one commit holds `size` bytes that do not compress, and a ConfigMap naming `tag`
+/// (which keeps two fixtures' commits apart).
+fn repo_with_blob(tag: &str, size: usize) -> (GitFixture, String) {
+    let work = GitFixture::new().unwrap();
     // xorshift: incompressible enough that the pack is about as large as the blob.
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let bytes: Vec<u8> = (0..size)
@@ -42,13 +21,12 @@ fn repo_with_blob(dir: &Path, size: usize) -> String {
             (x >> 24) as u8
         })
         .collect();
-    std::fs::write(work.join("blob.bin"), bytes).unwrap();
-    // The folder's name keeps two fixtures' commits apart.
-    let cm = format!("apiVersion: v1\nkind: ConfigMap\n# {}\n", dir.display());
-    std::fs::write(work.join("cm.yaml"), cm).unwrap();
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-q", "-m", "big"]);
-    format!("file://{}", work.display())
+    work.write("blob.bin", bytes).unwrap();
+    let cm = format!("apiVersion: v1\nkind: ConfigMap\n# {tag}\n");
+    work.write("cm.yaml", cm).unwrap();
+    work.commit("big").unwrap();
+    let url = format!("file://{}", work.path().display());
+    (work, url)
 }
 
 fn pack_files(mirror: &Path) -> Vec<String> {
@@ -64,7 +42,7 @@ fn pack_files(mirror: &Path) -> Vec<String> {
 #[test]
 fn a_fetch_larger_than_the_limit_is_refused_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let url = repo_with_blob(dir.path(), 3 << 20);
+    let (_repo, url) = repo_with_blob("big", 3 << 20);
     let cache = dir.path().join("cache");
     let mut config = SourceConfig::new(&cache);
     config.max_fetch_bytes = 1 << 20;
@@ -99,8 +77,8 @@ fn age(path: &Path, by: Duration) {
 #[test]
 fn mirrors_and_trees_unused_for_a_day_are_removed_and_in_use_ones_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let old_url = repo_with_blob(&dir.path().join("old"), 1024);
-    let new_url = repo_with_blob(&dir.path().join("new"), 1024);
+    let (_old_repo, old_url) = repo_with_blob("old", 1024);
+    let (_new_repo, new_url) = repo_with_blob("new", 1024);
     let cache = dir.path().join("cache");
     let source = Source::new(SourceConfig::new(&cache)).unwrap();
     let old = RepoSpec::new(&old_url).unwrap();
