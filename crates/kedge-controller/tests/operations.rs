@@ -218,10 +218,10 @@ async fn an_operation_interrupted_by_a_crash_is_finished_by_the_next_controller(
 
 /// The test cluster gives HorizontalPodAutoscalers the status the HPA controller writes, so that they become
 /// Healthy as in a real cluster (without it, every sync with an autoscaler waited out the wave timeout). Runs on
-/// a cluster of its own, so that it gets a server built from the current simulator.
+/// the suite's cluster (`testcluster/up` warns when a running one is older than the simulator's sources).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn autoscalers_get_a_status_and_become_healthy() {
-    let cluster = TestCluster::get("kedge-hpa").await.expect("test cluster");
+    let cluster = TestCluster::from_env().await.expect("test cluster");
     let client = cluster.client();
     let ns = cluster.namespace("hpa").await.expect("namespace");
     let apply = |value: serde_json::Value| {
