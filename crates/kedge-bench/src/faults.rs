@@ -469,6 +469,19 @@ impl World {
         None
     }
 
+    /// Waits (at most `secs`) for the application to converge at `sha` before a fault is injected; an error if it
+    /// does not.
+    async fn converged_before(&self, fault: &str, sha: &str, secs: u64) -> Result<()> {
+        if self
+            .converge(fault, sha, Duration::from_secs(secs))
+            .await
+            .is_none()
+        {
+            bail!("the application did not converge before the fault");
+        }
+        Ok(())
+    }
+
     /// ConfigMap names in a namespace (the one Kubernetes adds left out).
     async fn config_maps(&self, ns: &str) -> Result<BTreeSet<String>> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
@@ -592,13 +605,7 @@ impl World {
             self.start_controller().await?;
         }
         self.create_app(fault).await?;
-        if self
-            .converge(fault, &first, Duration::from_secs(180))
-            .await
-            .is_none()
-        {
-            bail!("the application did not converge before the fault");
-        }
+        self.converged_before(fault, &first, 180).await?;
         let (files, _) = waved_files(fault, 2, per_wave);
         let second = self.commit(fault, &files)?;
         // Mid-sync: generation 2 in wave 0, not yet in wave 4.
@@ -774,13 +781,7 @@ impl World {
         let (files, want) = waved_files(fault, 1, 5);
         let first = self.commit(fault, &files)?;
         self.create_app(fault).await?;
-        if self
-            .converge(fault, &first, Duration::from_secs(120))
-            .await
-            .is_none()
-        {
-            bail!("the application did not converge before the fault");
-        }
+        self.converged_before(fault, &first, 120).await?;
         let (down, slow) = if self.quick { (10, 0) } else { (120, 70) };
         self.proxy.set(REFUSE);
         let (files, _) = waved_files(fault, 2, 5);
@@ -838,13 +839,7 @@ impl World {
         ));
         self.create_app(fault).await?;
         let applied = self.commit(fault, &extra)?;
-        if self
-            .converge(fault, &applied, Duration::from_secs(120))
-            .await
-            .is_none()
-        {
-            bail!("the application did not converge before the fault");
-        }
+        self.converged_before(fault, &applied, 120).await?;
         self.work.git(["reset", "--hard", &base])?;
         let (files, want) = waved_files(fault, 2, 5);
         let dir = format!("faults/{fault}");
@@ -879,13 +874,7 @@ impl World {
         let (files, want) = waved_files(fault, 1, 5);
         let first = self.commit(fault, &files)?;
         self.create_app(fault).await?;
-        if self
-            .converge(fault, &first, Duration::from_secs(120))
-            .await
-            .is_none()
-        {
-            bail!("the application did not converge before the fault");
-        }
+        self.converged_before(fault, &first, 120).await?;
         // 100 ConfigMaps in wave 0, one of them invalid (a number where a map is required), and a change to all.
         let (mut files, _) = waved_files(fault, 2, 5);
         let mut text = String::new();
@@ -986,13 +975,7 @@ impl World {
         )
         .await?;
         self.create_app(fault).await?;
-        if self
-            .converge(fault, &first, Duration::from_secs(120))
-            .await
-            .is_none()
-        {
-            bail!("the application did not converge before the fault");
-        }
+        self.converged_before(fault, &first, 120).await?;
         crds.delete(crd_name, &DeleteParams::default()).await?;
         poll(Duration::from_secs(60), "the CRD to be gone", || {
             let crds = crds.clone();
