@@ -111,12 +111,54 @@ fn outside_the_root_is_refused_and_an_explicit_root_fixes_it() {
     let prod = tmp.path().join("overlays/prod");
     // Without a .git above, the directory itself is the root, so ../../base leaves it.
     let out = kedge([Path::new("render"), &prod]);
+    assert_outside(&out, &prod, "the directory itself");
+    let out = kedge([Path::new("render"), &prod, Path::new("--root"), tmp.path()]);
+    assert_eq!(items_of_yaml(&ok(&out)).len(), 3);
+}
+
+/// `out` failed because ../../base leaves the tree, and the message names the root and where it came from.
+fn assert_outside(out: &Output, root: &Path, origin: &str) {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("outside the repository"), "{err}");
     assert!(err.contains("../../base"), "{err}");
-    let out = kedge([Path::new("render"), &prod, Path::new("--root"), tmp.path()]);
-    assert_eq!(items_of_yaml(&ok(&out)).len(), 3);
+    let root = root.canonicalize().unwrap();
+    let named = format!("tree root {} ({origin}", root.display());
+    assert!(err.contains(&named), "{err}");
+}
+
+fn kedge_in(cwd: &Path, args: &[&Path]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kedge"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn outside_a_git_checkout_the_current_directory_is_the_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&fixtures().join("overlay"), tmp.path());
+    let prod = Path::new("overlays/prod");
+    // As `kubectl kustomize overlays/prod` run from the directory holding the base.
+    let out = kedge_in(tmp.path(), &[Path::new("render"), prod]);
+    let items = items_of_yaml(&ok(&out));
+    assert_eq!(items, reference(&tmp.path().join(prod)));
+    // From a directory below the base, ../../base leaves the root, and the message names that root.
+    let overlays = tmp.path().join("overlays");
+    let out = kedge_in(&overlays, &[Path::new("render"), Path::new("prod")]);
+    assert_outside(&out, &overlays, "the current directory");
+    // --root still wins over the current directory.
+    let out = kedge_in(
+        &overlays,
+        &[
+            Path::new("render"),
+            Path::new("prod"),
+            Path::new("--root"),
+            tmp.path(),
+        ],
+    );
+    assert_eq!(items_of_yaml(&ok(&out)), items);
 }
 
 #[test]

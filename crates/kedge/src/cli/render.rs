@@ -30,8 +30,9 @@ pub enum Format {
 pub struct RenderArgs {
     /// The application directory on disk.
     pub dir: Option<PathBuf>,
-    /// The root of the tree the directory belongs to (kustomizations may reach anything inside it). Default: the
-    /// enclosing Git work tree, else the directory itself.
+    /// The root of the tree the directory belongs to (kustomizations may reach anything inside it, nothing
+    /// outside). Default: the enclosing Git work tree, else the current directory when it holds the directory,
+    /// else the directory itself.
     #[arg(long, requires = "dir")]
     pub root: Option<PathBuf>,
     /// A Git repository URL to render from instead of a local directory (with --path); with --chart, a Helm
@@ -161,18 +162,25 @@ pub fn run(args: RenderArgs) -> anyhow::Result<()> {
     };
     let set = match (local, &args.repo) {
         (Some(dir), _) => {
-            let (root, path) = local_root(&dir, args.root.as_deref())?;
-            let tree = LocalTree::new(&root, Limits::default())
+            let local = local_root(&dir, args.root.as_deref())?;
+            let (root, path) = (&local.root, local.path.as_str());
+            let tree = LocalTree::new(root, Limits::default())
                 .with_context(|| format!("failed to open {}", root.display()))?;
-            if kedge_helm::is_chart_dir(&tree, &path) {
-                helm.render_tree(&tree, &path, &helm_options, &[], &caps)
-                    .with_context(|| format!("failed to render chart {}", dir.display()))?
+            if kedge_helm::is_chart_dir(&tree, path) {
+                helm.render_tree(&tree, path, &helm_options, &[], &caps)
+                    .with_context(|| {
+                        format!(
+                            "failed to render chart {} in {}",
+                            dir.display(),
+                            local.describe()
+                        )
+                    })?
                     .rendered
                     .clone()
             } else {
-                let set = renderer
-                    .render(&tree, &path, &options)
-                    .with_context(|| format!("failed to render {}", dir.display()))?;
+                let set = renderer.render(&tree, path, &options).with_context(|| {
+                    format!("failed to render {} in {}", dir.display(), local.describe())
+                })?;
                 kedge_helm::with_hooks_mapped(set, helm_options.mode)
             }
         }
@@ -282,23 +290,69 @@ fn helm_options(args: &HelmArgs) -> anyhow::Result<HelmOptions> {
     })
 }
 
-/// The tree root and the application path inside it.
-fn local_root(dir: &Path, root: Option<&Path>) -> anyhow::Result<(PathBuf, String)> {
+/// Where the root of the tree a local directory renders in came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RootOrigin {
+    /// `--root`.
+    Flag,
+    /// The enclosing Git work tree.
+    Git,
+    /// The current directory, which holds the application directory.
+    CurrentDir,
+    /// The application directory itself.
+    Dir,
+}
+
+impl std::fmt::Display for RootOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Flag => "--root",
+            Self::Git => "the enclosing Git work tree",
+            Self::CurrentDir => "the current directory",
+            Self::Dir => "the directory itself, which is outside the current directory; set --root",
+        })
+    }
+}
+
+/// The tree a local directory renders in: its root (and where that came from) and the application path inside it.
+struct LocalRoot {
+    root: PathBuf,
+    origin: RootOrigin,
+    path: String,
+}
+
+impl LocalRoot {
+    /// The root for error messages: `tree root /x (the current directory)`.
+    fn describe(&self) -> String {
+        format!("tree root {} ({})", self.root.display(), self.origin)
+    }
+}
+
+/// The tree root and the application path inside it: `--root`, else the enclosing Git work tree, else the current
+/// directory when it holds `dir` (as `kubectl kustomize` reads `../../base` from there), else `dir` itself.
+fn local_root(dir: &Path, root: Option<&Path>) -> anyhow::Result<LocalRoot> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("failed to open {}", dir.display()))?;
     if !dir.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
-    let root = match root {
-        Some(r) => r
-            .canonicalize()
-            .with_context(|| format!("failed to open {}", r.display()))?,
-        None => dir
-            .ancestors()
-            .find(|a| a.join(".git").exists())
-            .unwrap_or(&dir)
-            .to_path_buf(),
+    let cwd = std::env::current_dir()
+        .ok()
+        .and_then(|c| c.canonicalize().ok());
+    let (root, origin) = match root {
+        Some(r) => (
+            r.canonicalize()
+                .with_context(|| format!("failed to open {}", r.display()))?,
+            RootOrigin::Flag,
+        ),
+        None => match dir.ancestors().find(|a| a.join(".git").exists()) {
+            Some(git) => (git.to_path_buf(), RootOrigin::Git),
+            None => match cwd {
+                Some(cwd) if dir.starts_with(&cwd) => (cwd, RootOrigin::CurrentDir),
+                _ => (dir.clone(), RootOrigin::Dir),
+            },
+        },
     };
     let rel = dir
         .strip_prefix(&root)
@@ -307,7 +361,7 @@ fn local_root(dir: &Path, root: Option<&Path>) -> anyhow::Result<(PathBuf, Strin
         .to_str()
         .with_context(|| format!("{} is not valid UTF-8", rel.display()))?
         .to_owned();
-    Ok((root, path))
+    Ok(LocalRoot { root, origin, path })
 }
 
 fn print(set: &RenderedSet, format: Format) -> anyhow::Result<()> {
