@@ -42,6 +42,7 @@ pub struct CacheStats {
 pub(crate) struct CacheKey {
     pub path: String,
     pub options: RenderOptions,
+    pub kustomize: Option<crate::KustomizeOptions>,
     pub inputs: Vec<(String, String)>,
 }
 
@@ -143,6 +144,7 @@ mod tests {
         CacheKey {
             path: format!("app{n}"),
             options: RenderOptions::default(),
+            kustomize: None,
             inputs: vec![(format!("app{n}"), "id".into())],
         }
     }

@@ -139,6 +139,24 @@ pub enum RenderError {
         /// The application path.
         path: String,
     },
+    /// An option of `spec.source.kustomize` cannot be applied.
+    #[error("spec.source.kustomize of {}: {message}", fmt_path(path))]
+    KustomizeOption {
+        /// The application path.
+        path: String,
+        /// What is wrong, naming the option.
+        message: String,
+    },
+    /// Kustomize options were given for a path that is not a kustomization.
+    #[error(
+        "spec.source.kustomize is set but {} is not a kustomization (no kustomization.yaml): kustomize options apply \
+         only to kustomize sources, as in Argo CD",
+        fmt_path(path)
+    )]
+    NotAKustomization {
+        /// The application path.
+        path: String,
+    },
     /// No kustomize binary and no kubectl was found.
     #[error("failed to find kustomize: tried {tried}")]
     KustomizeNotFound {

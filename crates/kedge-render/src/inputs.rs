@@ -45,7 +45,7 @@ fn parent_and_name(path: &str) -> (&str, &str) {
 }
 
 /// Strings that kustomize treats as remote (git or HTTP) references rather than local paths.
-fn is_remote(s: &str) -> bool {
+pub(crate) fn is_remote(s: &str) -> bool {
     s.contains("://")
         || s.starts_with("git@")
         || s.starts_with("git::")

@@ -51,6 +51,7 @@ pub mod error;
 pub mod glob;
 pub mod kustomize;
 pub mod object;
+pub mod overrides;
 pub mod parse;
 pub mod process;
 
@@ -67,6 +68,7 @@ pub use decrypt::Decryption;
 pub use error::RenderError;
 pub use kustomize::{KustomizeCommand, KustomizeConfig};
 pub use object::{ObjectId, RenderedObject, RenderedSet, SourceKind, SourceRef};
+pub use overrides::{KustomizeOptions, PatchOption};
 
 use cache::{CacheKey, Lru};
 use inputs::{KustomizeInputs, kustomization_file, kustomize_inputs};
@@ -177,20 +179,42 @@ impl Renderer {
         path: &str,
         options: &RenderOptions,
     ) -> Result<Arc<RenderedSet>, RenderError> {
+        self.render_with(tree, path, options, None)
+    }
+
+    /// Like [`render`](Self::render), with the application's kustomization changed as `kustomize` asks before it
+    /// is built (Argo CD's `spec.source.kustomize`, see [`overrides`]); with `kustomize` set, a path that is not a
+    /// kustomization is an error ([`RenderError::NotAKustomization`]). The options are part of the cache key.
+    pub fn render_with(
+        &self,
+        tree: &dyn FileTree,
+        path: &str,
+        options: &RenderOptions,
+        kustomize: Option<&KustomizeOptions>,
+    ) -> Result<Arc<RenderedSet>, RenderError> {
         let app = clean_relative(path).map_err(tree_err(path))?.join("/");
         let entries = tree.read_dir(&app).map_err(tree_err(&app))?;
         if kind_of(&entries) == SourceKind::Helm {
             return Err(RenderError::HelmChart { path: app });
         }
         let kustomization = kustomization_file(&entries);
-
+        if kustomization.is_none() && kustomize.is_some() {
+            return Err(RenderError::NotAKustomization { path: app });
+        }
+        let allow_remote = self.config.kustomize.allow_remote_bases;
+        let mut components = Vec::new();
         let input_dirs = match kustomization {
             None => vec![app.clone()],
             Some(_) => {
-                match kustomize_inputs(tree, &app, self.config.kustomize.allow_remote_bases)? {
+                let mut dirs = match kustomize_inputs(tree, &app, allow_remote)? {
                     KustomizeInputs::Dirs(d) => d,
                     KustomizeInputs::WholeTree => vec![String::new()],
+                };
+                if let Some(k) = kustomize {
+                    overrides::check_patches(&app, k)?;
+                    components = component_inputs(tree, &app, k, allow_remote, &mut dirs)?;
                 }
+                dirs
             }
         };
         let key = if self.lock().enabled() {
@@ -202,6 +226,7 @@ impl Renderer {
             let key = CacheKey {
                 path: app.clone(),
                 options: options.clone(),
+                kustomize: kustomize.cloned(),
                 inputs,
             };
             if let Some(hit) = self.lock().get(&key) {
@@ -221,12 +246,13 @@ impl Renderer {
                 (objects, bytes, SourceKind::Directory)
             }
             Some(file) => {
+                let edits = kustomize.map(|k| (k, components.as_slice()));
                 let (objects, bytes) = self.render_kustomize(
                     tree,
                     &app,
                     file,
                     &input_dirs,
-                    options.decryption.as_ref(),
+                    (options.decryption.as_ref(), edits),
                     &mut errors,
                 )?;
                 (objects, bytes, SourceKind::Kustomize)
@@ -253,14 +279,27 @@ impl Renderer {
         app: &str,
         file: &str,
         input_dirs: &[String],
-        decryption: Option<&Decryption>,
+        (decryption, edits): (Option<&Decryption>, Option<(&KustomizeOptions, &[String])>),
         errors: &mut Vec<RenderError>,
     ) -> Result<(Vec<RenderedObject>, usize), RenderError> {
         let command = KustomizeCommand::resolve(&self.config.kustomize)?;
         let root = tree.materialize().map_err(tree_err(""))?;
-        let dir = if app.is_empty() { root } else { root.join(app) };
         let label = if app.is_empty() { "." } else { app };
-        let output = kustomize::build(&command, &self.config.kustomize, &dir, label)?;
+        let output = match edits {
+            None => {
+                let dir = if app.is_empty() { root } else { root.join(app) };
+                kustomize::build(&command, &self.config.kustomize, &dir, label)?
+            }
+            Some((k, components)) => {
+                let copy = edited_copy(tree, &root, app, file, input_dirs, k, components)?;
+                let dir = if app.is_empty() {
+                    copy.path().to_path_buf()
+                } else {
+                    copy.path().join(app)
+                };
+                kustomize::build(&command, &self.config.kustomize, &dir, label)?
+            }
+        };
         let source_file = if app.is_empty() {
             file.to_owned()
         } else {
@@ -280,4 +319,105 @@ impl Renderer {
         }
         Ok((objects, output.len()))
     }
+}
+
+/// The components of `options` that exist (missing ones are an error unless ignored), with the directories they
+/// read added to `dirs` (the render's inputs). Remote components are refused unless `allow_remote`.
+fn component_inputs(
+    tree: &dyn FileTree,
+    app: &str,
+    options: &KustomizeOptions,
+    allow_remote: bool,
+    dirs: &mut Vec<String>,
+) -> Result<Vec<String>, RenderError> {
+    let invalid = |message: String| RenderError::KustomizeOption {
+        path: app.to_owned(),
+        message,
+    };
+    let mut out = Vec::new();
+    for c in &options.components {
+        if inputs::is_remote(c) {
+            if !allow_remote {
+                return Err(invalid(format!(
+                    "component {c:?} is remote; remote bases are refused unless kedge run --allow-remote-bases"
+                )));
+            }
+            out.push(c.clone());
+            continue;
+        }
+        let joined = if app.is_empty() {
+            c.clone()
+        } else {
+            format!("{app}/{c}")
+        };
+        let dir = match clean_relative(&joined) {
+            Ok(parts) if !c.starts_with('/') => parts.join("/"),
+            _ => return Err(invalid(format!("component {c:?} leaves the repository"))),
+        };
+        let exists = tree
+            .read_dir(&dir)
+            .is_ok_and(|entries| kustomization_file(&entries).is_some());
+        if !exists {
+            if options.ignore_missing_components {
+                continue;
+            }
+            return Err(invalid(format!(
+                "component {c:?} is not a kustomization directory of the repository (ignoreMissingComponents \
+                 leaves such components out)"
+            )));
+        }
+        match kustomize_inputs(tree, &dir, allow_remote)? {
+            KustomizeInputs::Dirs(d) => dirs.extend(d),
+            KustomizeInputs::WholeTree => dirs.push(String::new()),
+        }
+        out.push(c.clone());
+    }
+    dirs.sort();
+    dirs.dedup();
+    Ok(out)
+}
+
+/// A private copy of the directories a build reads, with the application's kustomization changed as `options`
+/// ask.
+fn edited_copy(
+    tree: &dyn FileTree,
+    root: &std::path::Path,
+    app: &str,
+    file: &str,
+    input_dirs: &[String],
+    options: &KustomizeOptions,
+    components: &[String],
+) -> Result<tempfile::TempDir, RenderError> {
+    let label = if app.is_empty() { "." } else { app };
+    let io = |source| RenderError::KustomizeIo {
+        program: "the copy of the kustomization".into(),
+        dir: label.to_owned(),
+        source,
+    };
+    let copy = tempfile::Builder::new()
+        .prefix("kedge-kustomize-edit-")
+        .tempdir()
+        .map_err(io)?;
+    let mut dirs = input_dirs.to_vec();
+    if !dirs.iter().any(|d| d.is_empty() || d == app) {
+        dirs.push(app.to_owned());
+    }
+    overrides::copy_dirs(root, &dirs, copy.path()).map_err(io)?;
+    let path = if app.is_empty() {
+        file.to_owned()
+    } else {
+        format!("{app}/{file}")
+    };
+    let bytes = tree.read_file(&path).map_err(tree_err(&path))?;
+    let mut doc = parse::parse_yaml(&path, &bytes)?
+        .into_iter()
+        .next()
+        .map(|d| d.value)
+        .unwrap_or(serde_json::Value::Null);
+    overrides::edit(app, &mut doc, options, components)?;
+    let target = copy.path().join(&path);
+    // The copy of the original is replaced, not written through (it may be a link into the shared checkout).
+    std::fs::remove_file(&target).map_err(io)?;
+    std::fs::write(&target, serde_json::to_vec(&doc).unwrap_or_default()).map_err(io)?;
+    Ok(copy)
 }
