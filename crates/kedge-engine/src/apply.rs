@@ -5,7 +5,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions,
+    ValidationDirective,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -15,7 +18,9 @@ use crate::diff::normalize;
 use crate::engine::{Engine, PropagationPolicy, SyncOptions};
 use crate::error::EngineError;
 use crate::health::{Health, HealthChecker, HealthStatus};
-use crate::object::{ObjectId, TRACKING_ANNOTATION, annotation, set_namespace, split_api_version};
+use crate::object::{
+    ObjectId, TRACKING_ANNOTATION, annotation, set_namespace, split_api_version, str_at,
+};
 use crate::order::{HookPhase, kind_rank};
 use crate::plan::{
     CacheEntry, Plan, PlannedHook, PlannedObject, PruneAction, SyncStatus, Tracking,
@@ -420,20 +425,29 @@ impl Engine {
         if resource.namespaced && o.id.namespace.is_none() {
             set_namespace(&mut payload, &plan.spec.destination_namespace);
         }
-        self.stats.applies.fetch_add(1, Ordering::Relaxed);
+        if !resource.namespaced && o.id.namespace.is_some() && o.resource.is_none() {
+            return Err(format!(
+                "{} is cluster-scoped, but SkipDryRunOnMissingResource=true planned it as namespaced while its \
+                 kind was not served; sync again now that it is",
+                o.id.kind
+            ));
+        }
         let api = resource.api(&self.client, o.id.namespace.as_deref());
-        let mut pp = PatchParams::apply(&self.config.field_manager);
-        pp.force = options.force_conflicts;
-        let obj = api
-            .patch(&o.id.name, &pp, &Patch::Apply(&payload))
-            .await
-            .map_err(|e| {
-                if api_code(&e) == Some(409) {
-                    format!("conflict: {}", api_message(&e))
-                } else {
-                    api_message(&e)
+        let obj = if o.options.replace {
+            self.replace_object(&resource, o, &payload, options).await?
+        } else {
+            match self.apply_payload(&api, o, &payload, options).await {
+                // Force=true: what the API server refuses to change (an immutable field) is deleted and created.
+                Err(e) if o.options.force && matches!(api_code(&e), Some(409 | 422)) => {
+                    let deadline = Instant::now() + options.wave_timeout;
+                    self.delete_and_wait(&resource, &o.id, deadline).await?;
+                    self.apply_payload(&api, o, &payload, options)
+                        .await
+                        .map_err(|e| apply_error(&e))?
                 }
-            })?;
+                r => r.map_err(|e| apply_error(&e))?,
+            }
+        };
         let obj = serde_json::to_value(obj).map_err(|e| e.to_string())?;
         // The object as applied is exactly what a dry-run of the same payload would return.
         let payload_hash = if o.payload_hash.is_empty() {
@@ -460,6 +474,62 @@ impl Engine {
             resource,
             live: Some(obj),
         })
+    }
+
+    async fn apply_payload(
+        &self,
+        api: &Api<DynamicObject>,
+        o: &PlannedObject,
+        payload: &Value,
+        options: &SyncOptions,
+    ) -> Result<DynamicObject, kube::Error> {
+        self.stats.applies.fetch_add(1, Ordering::Relaxed);
+        let mut pp = PatchParams::apply(&self.config.field_manager);
+        pp.force = options.force_conflicts;
+        if o.options.skip_validation {
+            pp.field_validation = Some(ValidationDirective::Ignore);
+        }
+        api.patch(&o.id.name, &pp, &Patch::Apply(payload)).await
+    }
+
+    /// `Replace=true`: a replace (PUT) of the live object, or a create when there is none; with `Force=true`,
+    /// the live object is deleted first.
+    async fn replace_object(
+        &self,
+        resource: &Resolved,
+        o: &PlannedObject,
+        payload: &Value,
+        options: &SyncOptions,
+    ) -> Result<DynamicObject, String> {
+        let api = resource.api(&self.client, o.id.namespace.as_deref());
+        let mut obj: DynamicObject =
+            serde_json::from_value(payload.clone()).map_err(|e| e.to_string())?;
+        let pp = PostParams {
+            field_manager: Some(self.config.field_manager.clone()),
+            dry_run: false,
+        };
+        if o.options.force {
+            let deadline = Instant::now() + options.wave_timeout;
+            self.delete_and_wait(resource, &o.id, deadline).await?;
+        }
+        self.stats.gets.fetch_add(1, Ordering::Relaxed);
+        let live = self
+            .live
+            .get_fresh(resource, o.id.namespace.as_deref(), &o.id.name)
+            .await
+            .map_err(|e| api_message(&e))?;
+        self.stats.applies.fetch_add(1, Ordering::Relaxed);
+        let written = match live
+            .as_ref()
+            .and_then(|l| str_at(l, &["metadata", "resourceVersion"]))
+        {
+            Some(rv) => {
+                obj.metadata.resource_version = Some(rv.to_owned());
+                api.replace(&o.id.name, &pp, &obj).await
+            }
+            None => api.create(&pp, &obj).await,
+        };
+        written.map_err(|e| apply_error(&e))
     }
 
     async fn wait_crds(&self, run: &mut Run<'_>, crds: &[(ObjectId, Resolved)]) {
@@ -581,6 +651,15 @@ impl Engine {
                     ),
                 ),
                 PruneAction::Refuse(msg) => run.record(&p.id, Action::Failed, msg.clone()),
+                PruneAction::Delete
+                    if run.options.deleting_application && p.options.delete_disabled =>
+                {
+                    run.record(
+                        &p.id,
+                        Action::PruneSkipped,
+                        "Delete=false: kept when the application is deleted",
+                    )
+                }
                 PruneAction::Delete if !run.options.prune => {
                     run.record(&p.id, Action::PruneSkipped, "pruning is disabled")
                 }
@@ -649,7 +728,8 @@ impl Engine {
                 "{phase:?} hook {} {}: starting",
                 hook.id.kind, hook.id.name
             ));
-            let result = self.run_hook(run, hook, phase).await;
+            let mut id = hook.id.clone();
+            let result = self.run_hook(run, hook, phase, &mut id).await;
             let (succeeded, message) = match result {
                 Ok(m) => (true, m),
                 Err(m) => (false, m),
@@ -657,12 +737,11 @@ impl Engine {
             if !succeeded {
                 ok = false;
                 if phase != HookPhase::SyncFail {
-                    run.failures
-                        .push(format!("{phase:?} hook {}: {message}", hook.id));
+                    run.failures.push(format!("{phase:?} hook {id}: {message}"));
                 }
             }
             run.hooks.push(HookOutcome {
-                id: hook.id.clone(),
+                id,
                 phase,
                 succeeded,
                 message,
@@ -674,11 +753,13 @@ impl Engine {
         ok
     }
 
+    /// Runs one hook; `id` is the hook's identity, given the generated name once a `generateName` hook is created.
     async fn run_hook(
         &self,
         run: &Run<'_>,
         hook: &PlannedHook,
         phase: HookPhase,
+        id: &mut ObjectId,
     ) -> Result<String, String> {
         if let Some(e) = &hook.error {
             return Err(e.clone());
@@ -702,7 +783,6 @@ impl Engine {
             }
         };
         let mut payload = hook.payload.clone();
-        let mut id = hook.id.clone();
         if resource.namespaced && id.namespace.is_none() {
             id.namespace = Some(run.plan.spec.destination_namespace.clone());
             set_namespace(&mut payload, &run.plan.spec.destination_namespace);
@@ -710,11 +790,85 @@ impl Engine {
         let ns = id.namespace.clone();
         let api = resource.api(&self.client, ns.as_deref());
         let deadline = Instant::now() + run.options.hook_timeout;
+        let ours = hook.id.tracking_id(&run.plan.spec.app);
+        if let Some(prefix) = &hook.generate_name {
+            if hook.delete_policy.before_hook_creation {
+                for name in self.generated_instances(&api, prefix, &ours).await? {
+                    let previous = ObjectId { name, ..id.clone() };
+                    self.delete_and_wait(&resource, &previous, deadline).await?;
+                }
+            }
+            let obj: DynamicObject = serde_json::from_value(payload).map_err(|e| e.to_string())?;
+            let pp = PostParams {
+                field_manager: Some(self.config.field_manager.clone()),
+                dry_run: false,
+            };
+            self.stats.applies.fetch_add(1, Ordering::Relaxed);
+            let created = api.create(&pp, &obj).await.map_err(|e| api_message(&e))?;
+            id.name = created.metadata.name.unwrap_or_default();
+        } else {
+            self.start_named_hook(run, hook, &resource, &payload, id, deadline)
+                .await?;
+        }
+        self.await_hook(run, hook, phase, &resource, id, deadline)
+            .await
+    }
+
+    /// The names of the instances this application created from a `generateName` hook (by its prefix and the
+    /// hook's tracking id), oldest first.
+    async fn generated_instances(
+        &self,
+        api: &Api<DynamicObject>,
+        prefix: &str,
+        tracking: &str,
+    ) -> Result<Vec<String>, String> {
+        self.stats.gets.fetch_add(1, Ordering::Relaxed);
+        let list = api
+            .list_metadata(&ListParams::default())
+            .await
+            .map_err(|e| {
+                format!(
+                    "failed to list previous hook instances: {}",
+                    api_message(&e)
+                )
+            })?;
+        let mut found: Vec<(Option<String>, String)> = list
+            .items
+            .into_iter()
+            .filter(|m| {
+                m.metadata.generate_name.as_deref() == Some(prefix)
+                    && m.metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(TRACKING_ANNOTATION))
+                        .is_some_and(|t| t == tracking)
+            })
+            .filter_map(|m| {
+                let created = m.metadata.creation_timestamp.map(|t| t.0.to_string());
+                m.metadata.name.map(|n| (created, n))
+            })
+            .collect();
+        found.sort();
+        Ok(found.into_iter().map(|(_, n)| n).collect())
+    }
+
+    /// Replaces (BeforeHookCreation) and applies a hook that has a name.
+    async fn start_named_hook(
+        &self,
+        run: &Run<'_>,
+        hook: &PlannedHook,
+        resource: &Resolved,
+        payload: &Value,
+        id: &ObjectId,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let ns = id.namespace.clone();
+        let api = resource.api(&self.client, ns.as_deref());
         if hook.delete_policy.before_hook_creation {
             self.stats.gets.fetch_add(1, Ordering::Relaxed);
             let existing = self
                 .live
-                .get(&resource, ns.as_deref(), &id.name)
+                .get(resource, ns.as_deref(), &id.name)
                 .await
                 .map_err(|e| api_message(&e))?;
             if let Some(existing) = existing {
@@ -728,19 +882,34 @@ impl Engine {
                         ));
                     }
                 }
-                self.delete_and_wait(&resource, &id, deadline).await?;
+                self.delete_and_wait(resource, id, deadline).await?;
             }
         }
         self.stats.applies.fetch_add(1, Ordering::Relaxed);
         let pp = PatchParams::apply(&self.config.field_manager).force();
-        api.patch(&id.name, &pp, &Patch::Apply(&payload))
+        api.patch(&id.name, &pp, &Patch::Apply(payload))
             .await
             .map_err(|e| api_message(&e))?;
+        Ok(())
+    }
+
+    /// Waits for a started hook to complete, then deletes it as its policy says.
+    async fn await_hook(
+        &self,
+        run: &Run<'_>,
+        hook: &PlannedHook,
+        phase: HookPhase,
+        resource: &Resolved,
+        id: &ObjectId,
+        deadline: Instant,
+    ) -> Result<String, String> {
+        let ns = id.namespace.clone();
+        let api = resource.api(&self.client, ns.as_deref());
         let outcome = loop {
             self.stats.gets.fetch_add(1, Ordering::Relaxed);
             let live = self
                 .live
-                .get(&resource, ns.as_deref(), &id.name)
+                .get(resource, ns.as_deref(), &id.name)
                 .await
                 .map_err(|e| api_message(&e))?;
             let h = run.health.assess(live.as_ref());
@@ -813,6 +982,15 @@ impl Engine {
             }
             tokio::time::sleep(self.config.poll_interval).await;
         }
+    }
+}
+
+/// The message of a failed write.
+fn apply_error(e: &kube::Error) -> String {
+    if api_code(e) == Some(409) {
+        format!("conflict: {}", api_message(e))
+    } else {
+        api_message(e)
     }
 }
 

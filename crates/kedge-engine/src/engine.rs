@@ -79,6 +79,9 @@ pub struct SyncOptions {
     /// a pruning sync is refused and changes nothing.
     #[serde(default)]
     pub confirm_prune: bool,
+    /// This sync deletes the application (the controller's finalizer): objects marked `Delete=false` are kept.
+    #[serde(default)]
+    pub deleting_application: bool,
 }
 
 impl Default for SyncOptions {
@@ -92,6 +95,7 @@ impl Default for SyncOptions {
             hook_timeout: Duration::from_secs(300),
             wait_healthy: false,
             confirm_prune: false,
+            deleting_application: false,
         }
     }
 }

@@ -17,6 +17,31 @@ pub enum ObjectError {
         /// The offending value.
         value: String,
     },
+    /// Kedge's annotation and Argo CD's equivalent are both set and say different things.
+    #[error(
+        "failed to read annotations: {kedge}={kedge_value:?} and {argocd}={argocd_value:?} disagree; \
+         set one of them, or both to the same value"
+    )]
+    ConflictingAnnotations {
+        /// Kedge's annotation key.
+        kedge: &'static str,
+        /// Its value.
+        kedge_value: String,
+        /// Argo CD's annotation key.
+        argocd: &'static str,
+        /// Its value.
+        argocd_value: String,
+    },
+    /// An option Kedge recognises but cannot honour.
+    #[error("failed to read annotation {annotation}: {option} is not supported: {reason}")]
+    UnsupportedOption {
+        /// The annotation key.
+        annotation: &'static str,
+        /// The option as written, e.g. `ServerSideApply=false`.
+        option: String,
+        /// Why Kedge refuses it.
+        reason: &'static str,
+    },
 }
 
 /// Errors that stop a whole plan or sync (per-object failures are reported in the results instead).

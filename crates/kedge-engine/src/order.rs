@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ObjectError;
-use crate::object::{HOOK_ANNOTATION, HOOK_DELETE_POLICY_ANNOTATION, annotation};
+use crate::object::{HOOK, HOOK_DELETE_POLICY};
 
 /// Kinds in apply order; objects of one group are applied together, groups one after the other.
 const KIND_ORDER: &[&[&str]] = &[
@@ -78,10 +78,71 @@ impl HookPhase {
     }
 }
 
+/// What an object's hook annotation (`kedge.dev/hook` or `argocd.argoproj.io/hook`) makes of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// A hook running in these phases (sorted, without duplicates).
+    Run(Vec<HookPhase>),
+    /// `Skip`: the object is neither applied nor pruned.
+    Skip,
+}
+
+fn parse_hook(annotation: &'static str, raw: &str) -> Result<Hook, ObjectError> {
+    let invalid = || ObjectError::InvalidAnnotation {
+        annotation,
+        value: raw.to_string(),
+    };
+    let parts: Vec<&str> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.contains(&"Skip") {
+        return if parts.iter().all(|p| *p == "Skip") {
+            Ok(Hook::Skip)
+        } else {
+            Err(invalid())
+        };
+    }
+    let mut phases = Vec::new();
+    for part in parts {
+        if matches!(part, "PreDelete" | "PostDelete") {
+            return Err(ObjectError::UnsupportedOption {
+                annotation,
+                option: part.to_string(),
+                reason: "hooks of an application's deletion come only from Helm's pre-delete and post-delete",
+            });
+        }
+        let phase = HookPhase::parse(part).ok_or_else(invalid)?;
+        if !phases.contains(&phase) {
+            phases.push(phase);
+        }
+    }
+    if phases.is_empty() {
+        return Err(invalid());
+    }
+    phases.sort();
+    Ok(Hook::Run(phases))
+}
+
+/// Reads an object's hook annotation (`kedge.dev/hook` or `argocd.argoproj.io/hook`; `None` if it is not a hook).
+pub fn hook(obj: &Value) -> Result<Option<Hook>, ObjectError> {
+    HOOK.read(obj, parse_hook)
+}
+
+/// Reads the hook phases of an object (`None` if it is not a hook, or a skipped object).
+pub fn hook_phases(obj: &Value) -> Result<Option<Vec<HookPhase>>, ObjectError> {
+    Ok(match hook(obj)? {
+        Some(Hook::Run(phases)) => Some(phases),
+        Some(Hook::Skip) | None => None,
+    })
+}
+
 /// When a hook object is deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HookDeletePolicy {
-    /// Delete a previous instance before creating the hook (the default when nothing is set).
+    /// Delete a previous instance before creating the hook (the default when nothing is set, as in Argo CD and
+    /// Helm).
     pub before_hook_creation: bool,
     /// Delete the hook once it succeeded.
     pub hook_succeeded: bool,
@@ -89,38 +150,10 @@ pub struct HookDeletePolicy {
     pub hook_failed: bool,
 }
 
-/// Reads the hook phases of an object (`None` if it is not a hook).
-pub fn hook_phases(obj: &Value) -> Result<Option<Vec<HookPhase>>, ObjectError> {
-    let Some(raw) = annotation(obj, HOOK_ANNOTATION) else {
-        return Ok(None);
-    };
-    let mut phases = Vec::new();
-    for part in raw.split(',').filter(|p| !p.trim().is_empty()) {
-        let phase = HookPhase::parse(part).ok_or_else(|| ObjectError::InvalidAnnotation {
-            annotation: HOOK_ANNOTATION,
-            value: raw.to_string(),
-        })?;
-        if !phases.contains(&phase) {
-            phases.push(phase);
-        }
-    }
-    if phases.is_empty() {
-        return Err(ObjectError::InvalidAnnotation {
-            annotation: HOOK_ANNOTATION,
-            value: raw.to_string(),
-        });
-    }
-    Ok(Some(phases))
-}
-
-/// Reads a hook's delete policy; without the annotation, a previous instance is deleted before creation.
-pub fn hook_delete_policy(obj: &Value) -> Result<HookDeletePolicy, ObjectError> {
-    let Some(raw) = annotation(obj, HOOK_DELETE_POLICY_ANNOTATION) else {
-        return Ok(HookDeletePolicy {
-            before_hook_creation: true,
-            ..Default::default()
-        });
-    };
+fn parse_delete_policy(
+    annotation: &'static str,
+    raw: &str,
+) -> Result<HookDeletePolicy, ObjectError> {
     let mut p = HookDeletePolicy::default();
     for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part {
@@ -129,13 +162,24 @@ pub fn hook_delete_policy(obj: &Value) -> Result<HookDeletePolicy, ObjectError> 
             "HookFailed" => p.hook_failed = true,
             _ => {
                 return Err(ObjectError::InvalidAnnotation {
-                    annotation: HOOK_DELETE_POLICY_ANNOTATION,
+                    annotation,
                     value: raw.to_string(),
                 });
             }
         }
     }
     Ok(p)
+}
+
+/// Reads a hook's delete policy (`kedge.dev/hook-delete-policy` or `argocd.argoproj.io/hook-delete-policy`);
+/// without either, a previous instance is deleted before creation.
+pub fn hook_delete_policy(obj: &Value) -> Result<HookDeletePolicy, ObjectError> {
+    Ok(HOOK_DELETE_POLICY
+        .read(obj, parse_delete_policy)?
+        .unwrap_or(HookDeletePolicy {
+            before_hook_creation: true,
+            ..Default::default()
+        }))
 }
 
 #[cfg(test)]
@@ -190,5 +234,76 @@ mod tests {
         assert_eq!(hook_phases(&json!({})).unwrap(), None);
         let bad = json!({"metadata": {"annotations": {"kedge.dev/hook": "Later"}}});
         assert!(hook_phases(&bad).is_err());
+    }
+
+    fn annotated(annotations: serde_json::Value) -> serde_json::Value {
+        json!({"metadata": {"annotations": annotations}})
+    }
+
+    #[test]
+    fn argocd_hooks_are_read_as_ours() {
+        let job = annotated(json!({"argocd.argoproj.io/hook": "PostSync",
+            "argocd.argoproj.io/hook-delete-policy": "HookSucceeded,HookFailed"}));
+        assert_eq!(
+            hook(&job).unwrap(),
+            Some(Hook::Run(vec![HookPhase::PostSync]))
+        );
+        let p = hook_delete_policy(&job).unwrap();
+        assert!(p.hook_succeeded && p.hook_failed && !p.before_hook_creation);
+        // Argo CD's default, as ours: replace the previous instance.
+        let bare = annotated(json!({"argocd.argoproj.io/hook": "Sync"}));
+        assert_eq!(
+            hook_delete_policy(&bare).unwrap(),
+            HookDeletePolicy {
+                before_hook_creation: true,
+                ..Default::default()
+            }
+        );
+        let skip = annotated(json!({"argocd.argoproj.io/hook": "Skip"}));
+        assert_eq!(hook(&skip).unwrap(), Some(Hook::Skip));
+        assert_eq!(hook_phases(&skip).unwrap(), None);
+        // The same phases in another order agree; different ones do not.
+        let same = annotated(json!({"argocd.argoproj.io/hook": "SyncFail,PreSync",
+            "kedge.dev/hook": "PreSync,SyncFail"}));
+        assert_eq!(
+            hook_phases(&same).unwrap(),
+            Some(vec![HookPhase::PreSync, HookPhase::SyncFail])
+        );
+        let differ =
+            annotated(json!({"argocd.argoproj.io/hook": "PreSync", "kedge.dev/hook": "PostSync"}));
+        let m = hook(&differ).unwrap_err().to_string();
+        assert!(
+            m.contains(r#"kedge.dev/hook="PostSync""#)
+                && m.contains(r#"argocd.argoproj.io/hook="PreSync""#),
+            "{m}"
+        );
+        let policies = annotated(
+            json!({"argocd.argoproj.io/hook-delete-policy": "HookSucceeded",
+            "kedge.dev/hook-delete-policy": "HookFailed"}),
+        );
+        let m = hook_delete_policy(&policies).unwrap_err().to_string();
+        assert!(
+            m.contains("HookSucceeded") && m.contains("HookFailed"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn unknown_hook_values_are_errors_naming_them() {
+        for (value, expect) in [
+            ("Later", "Later"),
+            ("Skip,PreSync", "Skip,PreSync"),
+            ("PostDelete", "PostDelete is not supported"),
+        ] {
+            let obj = annotated(json!({"argocd.argoproj.io/hook": value}));
+            let m = hook(&obj).unwrap_err().to_string();
+            assert!(
+                m.contains("argocd.argoproj.io/hook") && m.contains(expect),
+                "{m}"
+            );
+        }
+        let obj = annotated(json!({"argocd.argoproj.io/hook-delete-policy": "Never"}));
+        let m = hook_delete_policy(&obj).unwrap_err().to_string();
+        assert!(m.contains("Never"), "{m}");
     }
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
-use kube::api::{Patch, PatchParams};
+use kube::api::{Patch, PatchParams, ValidationDirective};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -17,10 +17,11 @@ use crate::error::EngineError;
 use crate::health::{Health, HealthChecker, HealthStatus};
 use crate::ignore::Ignored;
 use crate::object::{
-    DesiredObject, ObjectId, ObjectSyncOptions, TRACKING_ANNOTATION, annotation, remove_namespace,
-    set_annotation, set_namespace, split_api_version, str_at, sync_wave,
+    CompareOptions, DesiredObject, ObjectId, ObjectSyncOptions, TRACKING_ANNOTATION, annotation,
+    generate_name, remove_namespace, set_annotation, set_namespace, split_api_version, str_at,
+    sync_wave,
 };
-use crate::order::{HookDeletePolicy, HookPhase, hook_delete_policy, hook_phases, kind_rank};
+use crate::order::{Hook, HookDeletePolicy, HookPhase, hook, hook_delete_policy, kind_rank};
 
 /// The comparison result of one desired object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +117,11 @@ pub struct PlannedHook {
     pub source: Option<String>,
     /// Set when the hook cannot run.
     pub error: Option<String>,
+    /// The hook's `metadata.generateName` when it has no name: each run creates a new instance (its id names the
+    /// prefix until then), and the previous instances this application created from it are found by that prefix
+    /// and the hook's tracking id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate_name: Option<String>,
     #[serde(skip)]
     pub(crate) payload: Value,
     #[serde(skip)]
@@ -148,10 +154,20 @@ pub struct PruneCandidate {
     pub action: PruneAction,
     /// Per-object options of the live object.
     pub options: ObjectSyncOptions,
+    /// Compare options of the live object (`IgnoreExtraneous`).
+    #[serde(default)]
+    pub compare: CompareOptions,
     #[serde(skip)]
     pub(crate) resource: Option<Resolved>,
     #[serde(skip)]
     pub(crate) uid: Option<String>,
+}
+
+impl PruneCandidate {
+    /// Whether this candidate makes its application OutOfSync: it is to be deleted and not `IgnoreExtraneous`.
+    pub fn makes_out_of_sync(&self) -> bool {
+        self.action == PruneAction::Delete && !self.compare.ignore_extraneous
+    }
 }
 
 /// The full plan of an application: what differs, what will be applied and what pruned.
@@ -177,11 +193,11 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// True when every object is Synced and nothing is to be pruned.
+    /// True when every object is Synced and nothing is to be pruned (but objects marked `IgnoreExtraneous`).
     pub fn is_synced(&self) -> bool {
         self.invalid.is_empty()
             && self.objects.iter().all(|o| o.status == SyncStatus::Synced)
-            && self.prune.iter().all(|p| p.action != PruneAction::Delete)
+            && !self.prune.iter().any(PruneCandidate::makes_out_of_sync)
     }
 
     /// Objects that syncing will write.
@@ -293,19 +309,43 @@ impl Engine {
         let crd_kinds = crd_kinds(&desired);
         let mut refreshed = false;
         let mut seen: HashSet<ObjectId> = HashSet::new();
+        let mut skipped: HashSet<ObjectId> = HashSet::new();
 
         for d in desired {
             let where_ = d
                 .source
                 .clone()
                 .unwrap_or_else(|| "<unknown source>".into());
-            let mut id = match ObjectId::from_object(&d.object) {
+            let hook = hook(&d.object);
+            // A hook may be named by `generateName` only: it is created anew each time it runs.
+            let generated = match &hook {
+                Ok(Some(Hook::Run(_))) if str_at(&d.object, &["metadata", "name"]).is_none() => {
+                    generate_name(&d.object).map(str::to_string)
+                }
+                _ => None,
+            };
+            let identity = match &generated {
+                Some(prefix) => ObjectId::named(&d.object, prefix),
+                None => ObjectId::from_object(&d.object),
+            };
+            let mut id = match identity {
                 Ok(id) => id,
                 Err(e) => {
-                    invalid.push(format!("{where_}: {e}"));
+                    if !matches!(hook, Ok(Some(Hook::Skip))) {
+                        invalid.push(format!("{where_}: {e}"));
+                    }
                     continue;
                 }
             };
+            if matches!(hook, Ok(Some(Hook::Skip))) {
+                // `Skip`: neither applied nor pruned.
+                skipped.insert(id);
+                continue;
+            }
+            let options = ObjectSyncOptions::read(&d.object);
+            let skip_dry_run = options
+                .as_ref()
+                .is_ok_and(|o| o.skip_dry_run_on_missing_resource);
             let api_version = str_at(&d.object, &["apiVersion"])
                 .unwrap_or_default()
                 .to_string();
@@ -337,6 +377,13 @@ impl Engine {
                     remove_namespace(&mut payload);
                 }
                 Some(_) => {}
+                None if skip_dry_run => {
+                    // As Argo CD does, a kind nobody serves yet is taken as namespaced.
+                    if id.namespace.is_none() {
+                        id.namespace = Some(spec.destination_namespace.clone());
+                        set_namespace(&mut payload, &spec.destination_namespace);
+                    }
+                }
                 None => error = Some(format!("unknown kind {}/{}", api_version, id.kind)),
             }
             let wave = match sync_wave(&d.object) {
@@ -346,7 +393,7 @@ impl Engine {
                     0
                 }
             };
-            if !seen.insert(id.clone()) {
+            if generated.is_none() && !seen.insert(id.clone()) {
                 error = Some(format!("duplicate object {id} in the desired set"));
             }
             set_annotation(
@@ -355,8 +402,15 @@ impl Engine {
                 &id.tracking_id(&spec.app),
             );
 
-            match hook_phases(&d.object) {
-                Ok(Some(phases)) => {
+            let options = options.unwrap_or_else(|e| {
+                error.get_or_insert(e.to_string());
+                ObjectSyncOptions::default()
+            });
+            if let Err(e) = CompareOptions::read(&d.object) {
+                error.get_or_insert(e.to_string());
+            }
+            match hook {
+                Ok(Some(Hook::Run(phases))) => {
                     let delete_policy = hook_delete_policy(&d.object).unwrap_or_else(|e| {
                         error.get_or_insert(e.to_string());
                         HookDeletePolicy::default()
@@ -368,18 +422,18 @@ impl Engine {
                         wave,
                         source: d.source,
                         error,
+                        generate_name: generated,
                         payload,
                         resource,
                     });
                     continue;
                 }
-                Ok(None) => {}
+                Ok(_) => {}
                 Err(e) => {
                     error.get_or_insert(e.to_string());
                 }
             }
 
-            let options = ObjectSyncOptions::of(&d.object);
             let secrets = crate::diff::secret_values(&payload);
             objects.push(PlannedObject {
                 id,
@@ -437,7 +491,13 @@ impl Engine {
         let desired_ids: HashSet<&ObjectId> = objects
             .iter()
             .map(|o| &o.id)
-            .chain(hooks.iter().map(|h| &h.id))
+            .chain(
+                hooks
+                    .iter()
+                    .filter(|h| h.generate_name.is_none())
+                    .map(|h| &h.id),
+            )
+            .chain(skipped.iter())
             .collect();
         let gone: Vec<ObjectId> = previous_inventory
             .iter()
@@ -582,7 +642,15 @@ impl Engine {
     ) -> (PlannedObject, bool) {
         let Some(resource) = o.resource.clone() else {
             if o.status != SyncStatus::Error {
-                o.message = "kind is defined by a CustomResourceDefinition in this set".into();
+                o.message = if o.options.skip_dry_run_on_missing_resource {
+                    format!(
+                        "kind {}/{} is not served yet: planned without a dry-run \
+                         (SkipDryRunOnMissingResource=true), applied once it is served",
+                        o.api_version, o.id.kind
+                    )
+                } else {
+                    "kind is defined by a CustomResourceDefinition in this set".into()
+                };
             }
             return (o, false);
         };
@@ -754,6 +822,9 @@ impl Engine {
         let api = resource.api(&self.client, o.id.namespace.as_deref());
         let mut pp = PatchParams::apply(&self.config.field_manager).force();
         pp.dry_run = true;
+        if o.options.skip_validation {
+            pp.field_validation = Some(ValidationDirective::Ignore);
+        }
         let obj = api
             .patch(&o.id.name, &pp, &Patch::Apply(&o.payload))
             .await?;
@@ -769,6 +840,7 @@ impl Engine {
             id,
             action: PruneAction::Gone,
             options: ObjectSyncOptions::default(),
+            compare: CompareOptions::default(),
             resource: None,
             uid: None,
         };
@@ -799,8 +871,15 @@ impl Engine {
             return Ok(c);
         };
         c.uid = str_at(&live, &["metadata", "uid"]).map(str::to_string);
-        c.options = ObjectSyncOptions::of(&live);
+        c.compare = CompareOptions::read(&live).unwrap_or_default();
         let ours = c.id.tracking_id(&spec.app);
+        c.options = match ObjectSyncOptions::read(&live) {
+            Ok(o) => o,
+            Err(e) => {
+                c.action = PruneAction::Refuse(e.to_string());
+                return Ok(c);
+            }
+        };
         c.action = match annotation(&live, TRACKING_ANNOTATION) {
             Some(t) if t == ours => {
                 if c.options.prune_disabled {
@@ -901,6 +980,7 @@ mod tests {
             id: ObjectId::new("", "ConfigMap", Some("ns"), format!("cm-{i}")),
             action,
             options: ObjectSyncOptions::default(),
+            compare: CompareOptions::default(),
             resource: None,
             uid: None,
         };
