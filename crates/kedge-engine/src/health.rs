@@ -1,4 +1,7 @@
-//! Health assessment: built-in rules per kind, generic conditions, and custom CEL rules.
+//! Health assessment: built-in rules per kind (Kubernetes' own and, in `operators`, common operators' kinds),
+//! generic conditions, and custom CEL rules.
+
+mod operators;
 
 use std::fmt;
 use std::sync::Arc;
@@ -304,7 +307,7 @@ fn builtin(group: &str, kind: &str, obj: &Value) -> Health {
         ("autoscaling", "HorizontalPodAutoscaler") => hpa(obj),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd(obj),
         ("", "Namespace") => namespace(obj),
-        _ => generic(obj),
+        _ => operators::rule(group, kind, obj).unwrap_or_else(|| generic(obj)),
     }
 }
 

@@ -39,6 +39,21 @@ impl Ctx {
     pub fn spec(&self, app: &str) -> AppSpec {
         AppSpec::new(AppRef::new("kedge", app), self.ns.name())
     }
+
+    /// Plans `objects` for `spec` from an empty inventory and syncs them with the default options; the sync
+    /// must succeed.
+    pub async fn sync_new(&self, spec: &AppSpec, objects: Vec<Value>) -> kedge_engine::SyncResult {
+        let plan = self.engine.plan(spec, desired(objects), &[]).await.unwrap();
+        let options = kedge_engine::SyncOptions::default();
+        let result = self.engine.sync(&plan, &options).await.unwrap();
+        assert_eq!(
+            result.phase,
+            kedge_engine::SyncPhase::Succeeded,
+            "{}",
+            result.message
+        );
+        result
+    }
 }
 
 pub fn desired(objects: Vec<Value>) -> Vec<DesiredObject> {
