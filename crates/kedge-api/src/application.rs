@@ -1,5 +1,7 @@
 //! `Application` spec and status types.
 
+use std::collections::BTreeMap;
+
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -23,7 +25,12 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSpec {
     /// Where the manifests come from.
+    #[serde(default)]
     pub source: ApplicationSource,
+    /// Several sources combined into one application (Argo CD 2.6+). Not supported yet: an application that sets
+    /// it is refused and nothing is applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<ApplicationSource>,
     /// Where they are deployed.
     #[serde(default)]
     pub destination: ApplicationDestination,
@@ -94,6 +101,9 @@ pub struct ApplicationSource {
     /// Render and apply only commits signed by a trusted key (OpenPGP or SSH), as Flux's `GitRepository.spec.verify`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifySource>,
+    /// The name other sources of `spec.sources` refer to this one by (`$name/path`); only with `spec.sources`.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub ref_: Option<String>,
 }
 
 /// Commit signature verification.
@@ -144,19 +154,104 @@ pub struct DirectorySource {
     pub exclude: String,
 }
 
-/// Options for a Kustomize source.
+/// Options for a Kustomize source, applied as Argo CD applies them: to a copy of the application's kustomization
+/// (as `kustomize edit` would change it) before it is built. Set on a path that is not a kustomization, they are
+/// refused.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KustomizeSource {
-    /// Images to override, as `kustomize edit set image` takes them (`name=newname:tag`).
+    /// Images to override, as `kustomize edit set image` takes them: `name=newName:tag`, `name:tag`,
+    /// `name@digest`, `name=newName`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<String>,
-    /// A prefix added to every object's name.
+    /// The prefix of every object's name (replaces the kustomization's own `namePrefix`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_prefix: Option<String>,
-    /// A suffix added to every object's name.
+    /// The suffix of every object's name (replaces the kustomization's own `nameSuffix`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_suffix: Option<String>,
+    /// The namespace of every namespaced object (replaces the kustomization's own `namespace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Labels added to every object (and to selectors, unless `labelWithoutSelector`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub common_labels: BTreeMap<String, String>,
+    /// Override labels the kustomization's own `commonLabels` sets; without it such a label is an error.
+    #[serde(default)]
+    pub force_common_labels: bool,
+    /// Add `commonLabels` to objects only, not to selectors.
+    #[serde(default)]
+    pub label_without_selector: bool,
+    /// With `labelWithoutSelector`, add the labels to pod templates too.
+    #[serde(default)]
+    pub label_include_templates: bool,
+    /// Annotations added to every object.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub common_annotations: BTreeMap<String, String>,
+    /// Override annotations the kustomization's own `commonAnnotations` sets; without it such an annotation is an
+    /// error.
+    #[serde(default)]
+    pub force_common_annotations: bool,
+    /// Substitute environment variables in `commonAnnotations` (not supported: refused when true).
+    #[serde(default)]
+    pub common_annotations_envsubst: bool,
+    /// Replica counts by object name, as `kustomize edit set replicas`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<KustomizeReplica>,
+    /// Patches added to the kustomization's `patches`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<KustomizeSourcePatch>,
+    /// Components added to the kustomization's `components`, relative to the application's path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
+    /// Leave out `components` that do not exist instead of failing on them.
+    #[serde(default)]
+    pub ignore_missing_components: bool,
+    /// A kustomize version to build with (not supported: refused when set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The Kubernetes version Helm charts of the kustomization see (not supported: refused when set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_version: Option<String>,
+    /// API versions Helm charts of the kustomization see (not supported: refused when set).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_versions: Vec<String>,
+}
+
+/// A replica count for the objects of one name.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizeReplica {
+    /// The object's name (before any prefix or suffix).
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// The count: a number, or a string holding one.
+    #[schemars(schema_with = "int_or_string")]
+    pub count: serde_json::Value,
+}
+
+fn int_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true
+    })
+}
+
+/// A kustomize patch of `spec.source.kustomize`: inline or a file, and the objects it applies to.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizeSourcePatch {
+    /// The patch: a partial object (strategic merge) or a JSON 6902 operation list, as YAML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    /// A file holding the patch, relative to the application's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Which objects it applies to; default: the objects the patch names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<KustomizePatchTarget>,
+    /// kustomize's patch options (`allowNameChange`, `allowKindChange`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, bool>,
 }
 
 /// Options for a Helm chart, rendered with `helm template`.
@@ -315,6 +410,14 @@ pub struct ApplicationDestination {
     /// Namespace for namespaced objects that do not name one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// The cluster's API server URL. Only the cluster Kedge runs in (`https://kubernetes.default.svc`) is
+    /// supported so far; any other value is refused and nothing is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// The cluster's name. Only `in-cluster` is supported so far; any other value is refused and nothing is
+    /// applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// When and how an application is synced.
@@ -324,12 +427,41 @@ pub struct SyncPolicy {
     /// Sync automatically on every new revision; without it, only on request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automated: Option<AutomatedSync>,
-    /// Options such as `CreateNamespace=true`, `PruneLast=true`, `ServerSideApply=true`, `Force=false`.
+    /// `Name=value` options as Argo CD documents them (`CreateNamespace=true`, `PruneLast=true`,
+    /// `PrunePropagationPolicy=orphan`, ...). Names Argo CD does not know are refused by the schema; options Kedge
+    /// does not implement make the application report `InvalidSpec` and nothing is applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "sync_options_schema")]
     pub sync_options: Vec<String>,
     /// Retries of a failed sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryStrategy>,
+}
+
+/// The application sync options Argo CD documents, by name.
+pub const SYNC_OPTION_NAMES: [&str; 14] = [
+    "Validate",
+    "CreateNamespace",
+    "PruneLast",
+    "ApplyOutOfSyncOnly",
+    "PrunePropagationPolicy",
+    "Replace",
+    "ServerSideApply",
+    "FailOnSharedResource",
+    "RespectIgnoreDifferences",
+    "SkipDryRunOnMissingResource",
+    "Force",
+    "Prune",
+    "Delete",
+    "ClientSideApplyMigration",
+];
+
+fn sync_options_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let pattern = format!(r"^\s*({})\s*=.*$", SYNC_OPTION_NAMES.join("|"));
+    schemars::json_schema!({
+        "type": "array",
+        "items": { "type": "string", "pattern": pattern }
+    })
 }
 
 impl SyncPolicy {
@@ -878,6 +1010,48 @@ spec:
             true
         );
         assert_eq!(helm_schema["ignoreMissingValueFiles"]["type"], "boolean");
+    }
+
+    #[test]
+    fn argo_cd_fields_parse_and_the_schema_knows_them() {
+        let yaml = r#"
+apiVersion: kedge.dev/v1alpha1
+kind: Application
+metadata: { name: guestbook, namespace: kedge }
+spec:
+  sources:
+    - { repoURL: "https://example.test/values.git", ref: values }
+  destination: { server: "https://kubernetes.default.svc", name: in-cluster, namespace: guestbook }
+  syncPolicy:
+    syncOptions: [PrunePropagationPolicy=orphan, " PruneLast=true"]
+"#;
+        let app: Application = serde_saphyr::from_str(yaml).expect("parses");
+        assert_eq!(app.spec.sources[0].ref_.as_deref(), Some("values"));
+        assert_eq!(app.spec.source.repo_url, "", "spec.source may be left out");
+        assert_eq!(
+            app.spec.destination.server.as_deref(),
+            Some("https://kubernetes.default.svc")
+        );
+        let crd = serde_json::to_value(Application::crd()).expect("crd");
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        assert!(
+            !spec["required"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|f| f == "source"))
+        );
+        assert_eq!(
+            spec["properties"]["destination"]["properties"]["server"]["type"],
+            "string"
+        );
+        let kustomize = &spec["properties"]["source"]["properties"]["kustomize"]["properties"];
+        assert_eq!(
+            kustomize["replicas"]["items"]["properties"]["count"]["x-kubernetes-int-or-string"],
+            true
+        );
+        let pattern = spec["properties"]["syncPolicy"]["properties"]["syncOptions"]["items"]["pattern"]
+            .as_str()
+            .expect("pattern");
+        assert!(pattern.contains("|PrunePropagationPolicy|"), "{pattern}");
     }
 
     #[test]
