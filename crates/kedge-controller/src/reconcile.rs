@@ -1181,7 +1181,7 @@ fn fill_status(
         && plan
             .prune
             .iter()
-            .all(|p| !matches!(p.action, kedge_engine::plan::PruneAction::Delete));
+            .all(|p| !p.makes_out_of_sync());
     status.observed_generation = generation;
     status.reconciled_at = Some(now.to_owned());
     status.sync = ApiSyncStatus {
@@ -1831,6 +1831,7 @@ async fn finalize(app: &Application, ctx: &Context) -> Result<Action, ReconcileE
         let options = SyncOptions {
             prune: true,
             allow_empty: true,
+            deleting_application: true,
             ..SyncOptions::default()
         };
         let result = ctx
