@@ -606,12 +606,21 @@ pub struct ApplicationStatus {
     /// Ready, Reconciling, Stalled and others, as Kubernetes conventions describe.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    /// Every object of the application with its sync and health state.
+    /// The objects of the application with their sync and health state: all of them up to
+    /// [`RESOURCES_LISTED`](crate::RESOURCES_LISTED); beyond, those out of sync or not healthy first, and
+    /// `resourceSummary` counts them all. Set it with [`ApplicationStatus::set_resources`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ResourceStatus>,
-    /// Identities of the objects Kedge applied and owns (the prune set).
+    /// Counts of all objects by state, present when `resources` does not list them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_summary: Option<crate::ResourceSummary>,
+    /// Identities of the objects Kedge applied and owns (the prune set), while there are at most
+    /// [`INVENTORY_INLINE`](crate::INVENTORY_INLINE); read it with [`ApplicationStatus::inventory_refs`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inventory: Vec<ObjectRef>,
+    /// The inventory, compressed, when it is longer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compact_inventory: Option<crate::CompactInventory>,
     /// The last deployments, newest last (at most 10; repeated syncs of one revision are one entry).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
@@ -870,9 +879,12 @@ pub struct OperationState {
 pub struct SyncResult {
     /// The commit SHA applied.
     pub revision: String,
-    /// Outcome per object.
+    /// Outcome per object: at most [`RESOURCES_LISTED`](crate::RESOURCES_LISTED), failures and changes first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ResourceResult>,
+    /// How many outcomes `resources` leaves out (objects that were already as wanted go first).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resources_omitted: u32,
 }
 
 /// The outcome of one object in a sync.
@@ -1048,9 +1060,10 @@ spec:
             kustomize["replicas"]["items"]["properties"]["count"]["x-kubernetes-int-or-string"],
             true
         );
-        let pattern = spec["properties"]["syncPolicy"]["properties"]["syncOptions"]["items"]["pattern"]
-            .as_str()
-            .expect("pattern");
+        let pattern =
+            spec["properties"]["syncPolicy"]["properties"]["syncOptions"]["items"]["pattern"]
+                .as_str()
+                .expect("pattern");
         assert!(pattern.contains("|PrunePropagationPolicy|"), "{pattern}");
     }
 

@@ -11,11 +11,16 @@
 //! ```
 
 mod application;
+mod bounded;
 mod duration;
 mod operation;
 mod repo_secret;
 
 pub use application::*;
+pub use bounded::{
+    CompactInventory, INVENTORY_ENCODING, INVENTORY_INLINE, InventoryError, RESOURCES_LISTED,
+    ResourceSummary, bound_results, join_bounded, needs_attention,
+};
 pub use duration::{DurationError, parse_duration};
 pub use operation::*;
 pub use repo_secret::{

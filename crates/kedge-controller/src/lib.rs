@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod client;
 pub mod conditions;
+pub mod decide;
 pub mod drift;
 pub mod events;
 pub mod history;
@@ -15,5 +16,6 @@ pub mod leader;
 pub mod metrics;
 pub mod pipeline;
 pub mod probes;
+pub mod spec_check;
 pub mod reconcile;
 pub mod runner;

@@ -51,6 +51,9 @@ pub enum PipelineError {
     /// The commit is not signed by a trusted key.
     #[error("signature verification failed: {0}")]
     Unverified(String),
+    /// The stored inventory cannot be read.
+    #[error(transparent)]
+    Inventory(#[from] kedge_api::InventoryError),
     /// A blocking task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -64,6 +67,7 @@ impl PipelineError {
             PipelineError::Credentials(_) | PipelineError::Source(_) => "SourceFailed",
             PipelineError::Render(_) => "RenderFailed",
             PipelineError::Engine(_) => "ComparisonFailed",
+            PipelineError::Inventory(_) => "InventoryUnreadable",
             PipelineError::Task(_) => "InternalError",
             PipelineError::Helm(e) => e.reason(),
             PipelineError::VerifyKeys(_) | PipelineError::Unverified(_) => "VerificationFailed",
@@ -82,6 +86,7 @@ impl PipelineError {
             | PipelineError::DecryptionKeys(_) => true,
             PipelineError::InvalidSpec(_)
             | PipelineError::Render(_)
+            | PipelineError::Inventory(_)
             | PipelineError::Unverified(_) => false,
             PipelineError::Helm(e) => e.is_retryable(),
         }
@@ -246,6 +251,8 @@ impl Pipeline {
         revision: Option<&str>,
         previous_sha: Option<String>,
     ) -> Result<Rendered, PipelineError> {
+        // A spec asking for what Kedge does not do is refused before anything is fetched.
+        let checked = crate::spec_check::check(app)?;
         let verify = self.trusted_keys(app).await?;
         if kedge_helm::is_remote_chart(app) {
             if verify.is_some() {
@@ -286,12 +293,29 @@ impl Pipeline {
             };
             // kedge-render decides how the path renders: a chart with Helm, a directory or kustomization with the
             // renderer; Helm hook annotations are mapped either way.
-            let out = match kedge_render::source_kind(&snapshot, &path)? {
+            let kind = kedge_render::source_kind(&snapshot, &path)?;
+            if checked.kustomize.is_some() && kind != kedge_render::SourceKind::Kustomize {
+                return Err(PipelineError::InvalidSpec(format!(
+                    "spec.source.kustomize is set but path {path:?} is {}: kustomize options apply only to \
+                     kustomize sources (a directory with kustomization.yaml), as in Argo CD",
+                    if kind == kedge_render::SourceKind::Helm {
+                        "a Helm chart"
+                    } else {
+                        "a plain directory"
+                    }
+                )));
+            }
+            let out = match kind {
                 kedge_render::SourceKind::Helm => {
                     helm.render_chart_path(&snapshot, &path, &inputs)?
                 }
                 kedge_render::SourceKind::Directory | kedge_render::SourceKind::Kustomize => {
-                    let set = renderer.render(&snapshot, &path, &options)?;
+                    let set = renderer.render_with(
+                        &snapshot,
+                        &path,
+                        &options,
+                        checked.kustomize.as_ref(),
+                    )?;
                     kedge_helm::split_hooks(set, inputs.options().mode)
                 }
             };
@@ -479,8 +503,16 @@ impl Pipeline {
                 source: Some(o.source.to_string()),
             })
             .collect();
-        let inventory = inventory_of(app);
-        let plan = self.engine.plan(&spec, desired, &inventory).await?;
+        let inventory = inventory_of(app)?;
+        let mut plan = self.engine.plan(&spec, desired, &inventory).await?;
+        let options = crate::spec_check::sync_options(app.spec.sync_policy.as_ref())
+            .map_err(PipelineError::InvalidSpec)?;
+        if options.prune_last {
+            // PruneLast=true for the application: every prune is the sync's last step, as the per-object option.
+            for candidate in &mut plan.prune {
+                candidate.options.prune_last = true;
+            }
+        }
         Ok(Comparison {
             revision,
             rendered,
@@ -675,12 +707,13 @@ pub fn engine_spec(app: &Application) -> Result<AppSpec, PipelineError> {
     Ok(spec)
 }
 
-/// The stored inventory of an application, in the engine's terms.
-pub fn inventory_of(app: &Application) -> Vec<EngineObjectId> {
-    app.status
-        .as_ref()
-        .map(|s| s.inventory.iter().map(to_engine_id).collect())
-        .unwrap_or_default()
+/// The stored inventory of an application, in the engine's terms (an error when it cannot be read: nothing may
+/// be pruned then).
+pub fn inventory_of(app: &Application) -> Result<Vec<EngineObjectId>, PipelineError> {
+    let Some(status) = app.status.as_ref() else {
+        return Ok(Vec::new());
+    };
+    Ok(status.inventory_refs()?.iter().map(to_engine_id).collect())
 }
 
 /// Converts a stored object reference into the engine's identity.

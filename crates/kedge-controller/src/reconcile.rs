@@ -12,7 +12,7 @@ use kedge_api::{
     Application, ApplicationStatus, HealthCode, HealthStatus as ApiHealth, HistoryResult,
     Operation, OperationPhase, OperationState, REFRESH_ANNOTATION, RESOURCES_FINALIZER,
     ResourceResult, ResourceStatus, SyncCode, SyncResult as ApiSyncResult,
-    SyncStatus as ApiSyncStatus,
+    SyncStatus as ApiSyncStatus, bound_results, join_bounded,
 };
 use kedge_engine::health::HealthStatus as EngineHealth;
 use kedge_engine::plan::{Plan, SyncStatus as PlanStatus};
@@ -27,6 +27,7 @@ use tracing::Instrument;
 
 use crate::admission::Admission;
 use crate::conditions::{self, READY, RECONCILING, SOURCE_VERIFIED, STALLED};
+use crate::decide::{self, Decision, Trigger};
 use crate::drift::DriftWatcher;
 use crate::events::{EventRecorder, Severity};
 use crate::history;
@@ -125,6 +126,8 @@ struct AppMemory {
     version: Option<String>,
     /// Set by a full pass that found everything Synced and Healthy and changed nothing.
     quiet: Option<QuietMark>,
+    /// Every object with its state, when the status lists only some of them.
+    resources: Option<Arc<Vec<ResourceStatus>>>,
 }
 
 /// What a full pass that found nothing to do saw; a later pass that sees the same may skip the comparison.
@@ -229,6 +232,14 @@ impl Context {
         forgotten
     }
 
+    /// Every object of an application (`namespace/name`) with its state, as this controller last compared them,
+    /// when there are more than the status lists ([`kedge_api::RESOURCES_LISTED`]); `None` otherwise (the status
+    /// has them all) or when this replica has not compared the application.
+    pub fn all_resources(&self, key: &str) -> Option<Arc<Vec<ResourceStatus>>> {
+        let map = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key).and_then(|m| m.resources.clone())
+    }
+
     fn with_memory<T>(&self, key: &str, f: impl FnOnce(&mut AppMemory) -> T) -> T {
         let mut map = self.memory.lock().unwrap_or_else(|p| p.into_inner());
         f(map.entry(key.to_owned()).or_default())
@@ -280,33 +291,6 @@ fn now_rfc3339() -> String {
 /// `namespace/name` of an application: its key in the controller's memory, admission and live updates.
 pub(crate) fn key_of(app: &Application) -> String {
     format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any())
-}
-
-/// Why a sync runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Trigger {
-    /// Automated sync of a new revision.
-    Automated,
-    /// Self-heal of drift at the same revision.
-    SelfHeal,
-    /// Retry of a failed sync.
-    Retry,
-    /// A requested operation.
-    Operation(String),
-    /// A rollback to a history entry.
-    Rollback(i64),
-}
-
-impl Trigger {
-    fn initiated_by(&self) -> String {
-        match self {
-            Trigger::Automated => "automated".into(),
-            Trigger::SelfHeal => "self-heal".into(),
-            Trigger::Retry => "retry".into(),
-            Trigger::Operation(who) => who.clone(),
-            Trigger::Rollback(_) => "rollback".into(),
-        }
-    }
 }
 
 /// Reconciles one application.
@@ -373,51 +357,14 @@ async fn reconcile_inner(
         }
     }
 
-    // Which revision: a rollback's, an operation's, or the spec's (reusing a fresh resolution when nothing moved).
-    let mut trigger: Option<Trigger> = None;
-    let mut wanted: Option<String> = None;
-    let mut prune_requested = false;
-    let mut confirm_prune = false;
-    let mut dry_run = false;
-    if let Some(op) = &operation {
-        if let Some(rb) = &op.rollback {
-            match history::find(&status.history, rb.id) {
-                Some(entry) => {
-                    wanted = Some(entry.revision.clone());
-                    trigger = Some(Trigger::Rollback(rb.id));
-                    prune_requested = rb.prune;
-                }
-                None => {
-                    let msg = format!(
-                        "rollback failed: history id {} is not among the kept entries",
-                        rb.id
-                    );
-                    ctx.recorder
-                        .publish(app, Severity::Warning, "RollbackFailed", &msg)
-                        .await;
-                    finish_operation(&mut status, OperationPhase::Failed, msg, &now, None);
-                }
-            }
-        } else if let Some(sync) = &op.sync {
-            wanted = sync.revision.clone();
-            trigger = Some(Trigger::Operation(if op.initiated_by.is_empty() {
-                "user".into()
-            } else {
-                op.initiated_by.clone()
-            }));
-            prune_requested = sync.prune;
-            confirm_prune = sync.confirm;
-            dry_run = sync.dry_run;
-        }
-    }
-    if wanted.is_none() && trigger.is_none() {
-        // Reuse the revision resolved recently, unless the poller or a webhook saw the repository move since, or
-        // someone asked for a sync (which should see the newest commit).
+    // Target: which revision, and what was asked of it. Without an operation, a recent resolution of the spec's
+    // revision is reused, unless the poller or a webhook saw the repository move since.
+    let fresh = {
         let moved_at = {
             let moved = ctx.moved_repos.lock().unwrap_or_else(|p| p.into_inner());
             moved.get(&app.spec.source.repo_url).copied()
         };
-        let fresh = ctx.with_memory(&key, |m| {
+        ctx.with_memory(&key, |m| {
             m.resolved
                 .as_ref()
                 .filter(|(_, at)| {
@@ -425,16 +372,22 @@ async fn reconcile_inner(
                         && moved_at.is_none_or(|moved| moved < *at)
                 })
                 .map(|(sha, _)| sha.clone())
-        });
-        wanted = fresh;
+        })
+    };
+    let target = decide::target(operation.as_ref(), &status.history, fresh);
+    if let Some(msg) = &target.failed {
+        ctx.recorder
+            .publish(app, Severity::Warning, "RollbackFailed", msg)
+            .await;
+        finish_operation(&mut status, OperationPhase::Failed, msg.clone(), &now, None);
     }
 
     let previous_sha = status.sync.revision.clone();
     // Only a fresh resolution of the spec's revision may be reused; an operation's explicit revision must not be.
-    let resolving_spec = wanted.is_none();
+    let resolving_spec = target.revision.is_none();
     let rendered = ctx
         .pipeline
-        .render(app, wanted.as_deref(), previous_sha.clone())
+        .render(app, target.revision.as_deref(), previous_sha.clone())
         .await;
     let (revision, rendered) = match rendered {
         Ok(r) => {
@@ -516,7 +469,7 @@ async fn reconcile_inner(
         )
         .await;
 
-    // Decide whether to sync.
+    // Decide: what to do about the comparison.
     let plan = &comparison.plan;
     let synced = plan.is_synced() && plan.prune.is_empty();
     let automated = app
@@ -529,135 +482,147 @@ async fn reconcile_inner(
         .as_ref()
         .and_then(|o| o.sync_result.as_ref())
         .map(|r| r.revision.clone());
-    let last_failed = status
-        .operation_state
-        .as_ref()
-        .is_some_and(|o| o.phase == OperationPhase::Failed);
-    if trigger.is_none()
-        && !app.spec.suspend
-        && !synced
-        && let Some(auto) = &automated
-    {
-        let new_revision = last_synced.as_deref() != Some(comparison.revision.sha.as_str());
-        if new_revision {
-            trigger = Some(Trigger::Automated);
-        } else if last_failed && retry_policy(app).is_some() {
-            if retry_due(app, ctx, &key) {
-                trigger = Some(Trigger::Retry);
-            }
-        } else if auto.self_heal && heals_something(plan, auto.prune) && heal_due(ctx, &key) {
-            trigger = Some(Trigger::SelfHeal);
-        }
-    }
+    let decision = decide::decide(decide::Facts {
+        requested: target.requested.clone(),
+        dry_run: target.dry_run,
+        suspended: app.spec.suspend,
+        synced,
+        automated: automated.is_some(),
+        self_heal: automated.as_ref().is_some_and(|a| a.self_heal),
+        new_revision: last_synced.as_deref() != Some(comparison.revision.sha.as_str()),
+        last_failed: status
+            .operation_state
+            .as_ref()
+            .is_some_and(|o| o.phase == OperationPhase::Failed),
+        retry_policy: retry_policy(app).is_some(),
+        retry_due: retry_due(app, ctx, &key),
+        heals_something: automated
+            .as_ref()
+            .is_some_and(|a| heals_something(plan, a.prune)),
+        heal_due: heal_due(ctx, &key),
+        // A plan with objects that cannot be applied (unknown kind, rejected by the dry run, invalid manifest) is
+        // not synced at all: applying the rest would leave the cluster at half a commit.
+        blocked: plan
+            .objects
+            .iter()
+            .filter(|o| o.status == PlanStatus::Error)
+            .map(|o| format!("{}: {}", o.id, o.message))
+            .chain(plan.invalid.iter().cloned())
+            .collect(),
+    });
     if synced {
         ctx.with_memory(&key, |m| m.heal_streak = 0);
     }
-    // A plan with objects that cannot be applied (unknown kind, rejected by the dry run, invalid manifest) is not
-    // synced at all: applying the rest would leave the cluster at half a commit.
-    let blocked: Vec<String> = plan
-        .objects
-        .iter()
-        .filter(|o| o.status == PlanStatus::Error)
-        .map(|o| format!("{}: {}", o.id, o.message))
-        .chain(plan.invalid.iter().cloned())
-        .collect();
-    if !blocked.is_empty()
-        && !dry_run
-        && let Some(refused) = trigger.take()
-    {
-        // The message leaves out what asked for the sync, so that an automated attempt and the self-heal or
-        // retry attempts after it publish one event, not one each.
-        tracing::warn!(trigger = %refused.initiated_by(), "sync refused: objects cannot be applied");
-        let message = format!(
-            "sync of {} refused, nothing was applied: {} object(s) cannot be applied: {}",
-            short(&comparison.revision.sha),
-            blocked.len(),
-            blocked.join("; ")
-        );
-        let repeated = status
-            .operation_state
-            .as_ref()
-            .is_some_and(|o| o.phase == OperationPhase::Failed && o.message == message);
-        if !repeated {
-            ctx.recorder
-                .publish(app, Severity::Warning, "SyncFailed", &message)
-                .await;
-        }
-        finish_operation(
-            &mut status,
-            OperationPhase::Failed,
-            message,
-            &now_rfc3339(),
-            Some(ApiSyncResult {
-                revision: comparison.revision.sha.clone(),
-                resources: Vec::new(),
-            }),
-        );
-        // A rollback asks to stop following Git: refused or not, automated sync must not go back to what the user
-        // rolled back from.
-        if let Trigger::Rollback(id) = refused {
-            suspend(
-                &api,
-                app,
-                ctx,
-                &format!(
-                    "rollback to history id {id} refused (see SyncFailed); automated sync is suspended until the \
-                     application is resumed"
-                ),
-            )
-            .await?;
+    if let Decision::Sync(t) | Decision::Refuse { trigger: t, .. } = &decision {
+        match t {
+            Trigger::Retry => record_retry(ctx, &key),
+            Trigger::SelfHeal => record_heal(ctx, &key),
+            _ => {}
         }
     }
 
+    // Execute.
     let mut requeue = ctx.config.resync_interval;
     let mut plan_for_status: &Plan = plan;
     let post_sync_plan;
-    let acted = trigger.is_some();
-    if let Some(trigger) = trigger.filter(|_| !dry_run) {
-        let outcome = run_sync(
-            app,
-            ctx,
-            &mut status,
-            &comparison,
-            &trigger,
-            prune_requested,
-            confirm_prune,
-        )
-        .await?;
-        if let Trigger::Rollback(id) = trigger {
-            suspend_after_rollback(&api, app, id, ctx).await?;
+    let acted = matches!(decision, Decision::Sync(_) | Decision::DryRun);
+    match decision {
+        Decision::Observe => {}
+        Decision::Refuse {
+            trigger: refused,
+            blocked,
+        } => {
+            // The message leaves out what asked for the sync, so that an automated attempt and the self-heal or
+            // retry attempts after it publish one event, not one each.
+            tracing::warn!(trigger = %refused.initiated_by(), "sync refused: objects cannot be applied");
+            let message = format!(
+                "sync of {} refused, nothing was applied: {} object(s) cannot be applied: {}",
+                short(&comparison.revision.sha),
+                blocked.len(),
+                join_bounded(&blocked, 20, "; ")
+            );
+            let repeated = status
+                .operation_state
+                .as_ref()
+                .is_some_and(|o| o.phase == OperationPhase::Failed && o.message == message);
+            if !repeated {
+                ctx.recorder
+                    .publish(app, Severity::Warning, "SyncFailed", &message)
+                    .await;
+            }
+            finish_operation(
+                &mut status,
+                OperationPhase::Failed,
+                message,
+                &now_rfc3339(),
+                Some(ApiSyncResult {
+                    revision: comparison.revision.sha.clone(),
+                    ..ApiSyncResult::default()
+                }),
+            );
+            // A rollback asks to stop following Git: refused or not, automated sync must not go back to what the
+            // user rolled back from.
+            if let Trigger::Rollback(id) = refused {
+                suspend(
+                    &api,
+                    app,
+                    ctx,
+                    &format!(
+                        "rollback to history id {id} refused (see SyncFailed); automated sync is suspended until \
+                         the application is resumed"
+                    ),
+                )
+                .await?;
+            }
         }
-        // Status shows the state after the sync, not before it: built from what the API server returned to the
-        // sync, without reading every object again.
-        match outcome {
-            Ok(result) => match ctx.pipeline.engine().plan_after_sync(plan, &result) {
-                Ok(after) => {
-                    post_sync_plan = after;
-                    plan_for_status = &post_sync_plan;
-                }
-                Err(err) => tracing::warn!(error = %err, "plan after sync failed"),
-            },
-            Err(()) => requeue = retry_delay(app, ctx, &key),
+        Decision::Sync(trigger) => {
+            let outcome = run_sync(
+                app,
+                ctx,
+                &mut status,
+                &comparison,
+                &trigger,
+                target.prune,
+                target.confirm_prune,
+            )
+            .await?;
+            if let Trigger::Rollback(id) = trigger {
+                suspend_after_rollback(&api, app, id, ctx).await?;
+            }
+            // Status shows the state after the sync, not before it: built from what the API server returned to the
+            // sync, without reading every object again.
+            match outcome {
+                Ok(result) => match ctx.pipeline.engine().plan_after_sync(plan, &result) {
+                    Ok(after) => {
+                        post_sync_plan = after;
+                        plan_for_status = &post_sync_plan;
+                    }
+                    Err(err) => tracing::warn!(error = %err, "plan after sync failed"),
+                },
+                Err(()) => requeue = retry_delay(app, ctx, &key),
+            }
         }
-    } else if dry_run {
-        let msg = format!(
-            "dry run: {} object(s) would change, {} would be pruned",
-            plan.to_apply().count(),
-            plan.prune.len()
-        );
-        ctx.recorder
-            .publish(app, Severity::Normal, "DryRun", &msg)
-            .await;
-        finish_operation(
-            &mut status,
-            OperationPhase::Succeeded,
-            msg,
-            &now_rfc3339(),
-            None,
-        );
+        Decision::DryRun => {
+            let msg = format!(
+                "dry run: {} object(s) would change, {} would be pruned",
+                plan.to_apply().count(),
+                plan.prune.len()
+            );
+            ctx.recorder
+                .publish(app, Severity::Normal, "DryRun", &msg)
+                .await;
+            finish_operation(
+                &mut status,
+                OperationPhase::Succeeded,
+                msg,
+                &now_rfc3339(),
+                None,
+            );
+        }
     }
 
-    fill_status(
+    // Report.
+    let full = fill_status(
         &mut status,
         &comparison,
         plan_for_status,
@@ -665,6 +630,7 @@ async fn reconcile_inner(
         &now,
         app,
     );
+    ctx.with_memory(&key_of(app), |m| m.resources = full);
     if plan_for_status.health != EngineHealth::Healthy
         && plan_for_status.health != EngineHealth::Suspended
     {
@@ -737,6 +703,7 @@ fn heal_wait(ctx: &Context, key: &str) -> Duration {
     })
 }
 
+/// Whether a self-heal is allowed now: the first of a streak at once, later ones after a growing backoff.
 fn heal_due(ctx: &Context, key: &str) -> bool {
     ctx.with_memory(key, |m| {
         let backoff = backoff_for(
@@ -744,13 +711,16 @@ fn heal_due(ctx: &Context, key: &str) -> bool {
             m.heal_streak.saturating_sub(1),
             ctx.config.self_heal_backoff_max,
         );
-        let due = m.heal_streak == 0 || m.last_heal.is_none_or(|t| t.elapsed() >= backoff);
-        if due {
-            m.heal_streak = m.heal_streak.saturating_add(1);
-            m.last_heal = Some(Instant::now());
-        }
-        due
+        m.heal_streak == 0 || m.last_heal.is_none_or(|t| t.elapsed() >= backoff)
     })
+}
+
+/// Counts a self-heal the pass decided on.
+fn record_heal(ctx: &Context, key: &str) {
+    ctx.with_memory(key, |m| {
+        m.heal_streak = m.heal_streak.saturating_add(1);
+        m.last_heal = Some(Instant::now());
+    });
 }
 
 /// `base * 2^n`, capped.
@@ -778,6 +748,7 @@ fn retry_delay(app: &Application, ctx: &Context, key: &str) -> Duration {
     })
 }
 
+/// Whether a retry of the failed sync is allowed now: under the policy's limit, its backoff over.
 fn retry_due(app: &Application, ctx: &Context, key: &str) -> bool {
     let Some((limit, _, _, _)) = retry_policy(app) else {
         return false;
@@ -785,13 +756,16 @@ fn retry_due(app: &Application, ctx: &Context, key: &str) -> bool {
     let delay = retry_delay(app, ctx, key);
     ctx.with_memory(key, |m| {
         let under_limit = limit < 0 || i64::from(m.retries) < limit;
-        let due = under_limit && m.last_retry.is_none_or(|t| t.elapsed() >= delay);
-        if due {
-            m.retries += 1;
-            m.last_retry = Some(Instant::now());
-        }
-        due
+        under_limit && m.last_retry.is_none_or(|t| t.elapsed() >= delay)
     })
+}
+
+/// Counts a retry the pass decided on.
+fn record_retry(ctx: &Context, key: &str) {
+    ctx.with_memory(key, |m| {
+        m.retries += 1;
+        m.last_retry = Some(Instant::now());
+    });
 }
 
 /// Runs a sync and records it: Running in `status.operationState` (written before anything is applied, and
@@ -826,7 +800,7 @@ async fn run_sync(
         let msg = if drifted.is_empty() {
             "live state differs from Git; reverting".to_owned()
         } else {
-            drifted.join("; ")
+            join_bounded(&drifted, 20, "; ")
         };
         ctx.recorder
             .publish(app, Severity::Normal, "DriftDetected", &msg)
@@ -851,7 +825,7 @@ async fn run_sync(
         force_conflicts: !policy
             .option("Force")
             .is_some_and(|v| v.eq_ignore_ascii_case("false")),
-        ..SyncOptions::default()
+        ..crate::spec_check::sync_defaults(app)
     };
     record_running(status, comparison, trigger, options.prune, &started_at);
     let api: &Api<Application> =
@@ -921,7 +895,7 @@ async fn run_sync(
                         app,
                         Severity::Normal,
                         "Pruned",
-                        &format!("pruned {pruned}: {}", names.join(", ")),
+                        &format!("pruned {pruned}: {}", join_bounded(&names, 20, ", ")),
                     )
                     .await;
             }
@@ -933,7 +907,12 @@ async fn run_sync(
                 .collect();
             if !adopted.is_empty() {
                 ctx.recorder
-                    .publish(app, Severity::Normal, "Adopted", &adopted.join("; "))
+                    .publish(
+                        app,
+                        Severity::Normal,
+                        "Adopted",
+                        &join_bounded(&adopted, 20, "; "),
+                    )
                     .await;
             }
             let phase = match r.phase {
@@ -971,10 +950,11 @@ async fn run_sync(
         ),
     };
     if let Some(inv) = inventory {
-        status.inventory = inv
-            .iter()
-            .map(|id| from_engine_id(id, &version_of(&comparison.plan, id)))
-            .collect();
+        status.set_inventory(
+            inv.iter()
+                .map(|id| from_engine_id(id, &version_of(&comparison.plan, id)))
+                .collect(),
+        );
     }
     let ok = phase == OperationPhase::Succeeded;
     finish_operation(
@@ -985,6 +965,7 @@ async fn run_sync(
         Some(ApiSyncResult {
             revision: comparison.revision.sha.clone(),
             resources,
+            resources_omitted: 0,
         }),
     );
     history::record(
@@ -1176,12 +1157,8 @@ fn fill_status(
     generation: Option<i64>,
     now: &str,
     app: &Application,
-) {
-    let synced = plan.is_synced()
-        && plan
-            .prune
-            .iter()
-            .all(|p| !p.makes_out_of_sync());
+) -> Option<Arc<Vec<ResourceStatus>>> {
+    let synced = plan.is_synced() && plan.prune.iter().all(|p| !p.makes_out_of_sync());
     status.observed_generation = generation;
     status.reconciled_at = Some(now.to_owned());
     status.sync = ApiSyncStatus {
@@ -1262,7 +1239,12 @@ fn fill_status(
             }),
         });
     }
-    status.resources = resources;
+    let out_of_sync = resources
+        .iter()
+        .filter(|r| r.status != SyncCode::Synced)
+        .count();
+    let full = (resources.len() > kedge_api::RESOURCES_LISTED).then(|| Arc::new(resources.clone()));
+    status.set_resources(resources);
     let worst = plan
         .objects
         .iter()
@@ -1296,19 +1278,12 @@ fn fill_status(
         .collect();
     let healthy = plan.health == EngineHealth::Healthy;
     let (ready, reason, message) = if !errors.is_empty() {
-        (false, "ComparisonFailed", errors.join("; "))
+        (false, "ComparisonFailed", join_bounded(&errors, 20, "; "))
     } else if !synced {
         (
             false,
             "OutOfSync",
-            format!(
-                "{} object(s) differ from Git",
-                status
-                    .resources
-                    .iter()
-                    .filter(|r| r.status != SyncCode::Synced)
-                    .count()
-            ),
+            format!("{out_of_sync} object(s) differ from Git"),
         )
     } else if !healthy {
         (
@@ -1354,7 +1329,7 @@ fn fill_status(
             STALLED,
             true,
             "ComparisonFailed",
-            errors.join("; "),
+            join_bounded(&errors, 20, "; "),
             generation,
             now,
         );
@@ -1362,6 +1337,7 @@ fn fill_status(
     for t in ["SourceFailed", "RenderFailed", "InvalidSpec"] {
         conditions::remove(&mut status.conditions, t);
     }
+    full
 }
 
 /// The `SourceVerified` condition after a render: who signed the commit, or no condition when commits are not
@@ -1732,7 +1708,11 @@ fn finish_operation(
     state.phase = phase;
     state.message = message;
     state.finished_at = Some(now.to_owned());
-    state.sync_result = sync_result;
+    state.sync_result = sync_result.map(|mut r| {
+        let omitted = bound_results(&mut r.resources);
+        r.resources_omitted = u32::try_from(omitted).unwrap_or(u32::MAX);
+        r
+    });
 }
 
 async fn clear_annotation(
@@ -1801,7 +1781,10 @@ async fn finalize(app: &Application, ctx: &Context) -> Result<Action, ReconcileE
         return Ok(Action::await_change());
     }
     let name = key_of(app);
-    let inventory = inventory_of(app);
+    let inventory = inventory_of(app).map_err(|e| ReconcileError::Finalize {
+        name: name.clone(),
+        message: format!("{e}; nothing deleted"),
+    })?;
     let hooks = match ctx.pipeline.delete_hooks(app).await {
         Ok(hooks) => hooks,
         Err(e) => {
@@ -1870,7 +1853,11 @@ async fn finalize(app: &Application, ctx: &Context) -> Result<Action, ReconcileE
             .filter(|o| o.action == EngineAction::Pruned)
             .map(|o| o.id.to_string())
             .collect();
-        let mut message = format!("deleted {} object(s): {}", pruned.len(), pruned.join(", "));
+        let mut message = format!(
+            "deleted {} object(s): {}",
+            pruned.len(),
+            join_bounded(&pruned, 20, ", ")
+        );
         if !result.hooks.is_empty() {
             let ran: Vec<String> = result
                 .hooks

@@ -2,12 +2,13 @@
 //! manifests of its objects (Secret values masked).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kedge_api::{Application, HistoryEntry, ObjectRef};
+use kedge_api::{Application, HistoryEntry, ObjectRef, ResourceStatus};
 use kedge_engine::plan::{PruneAction, SyncStatus as PlanStatus};
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, ListParams};
@@ -245,9 +246,7 @@ fn pod_health(p: &Pod) -> (String, String) {
 
 /// The application's objects with the ReplicaSets, Pods and Jobs they own.
 pub async fn tree(state: &AppState, app: &Application) -> Result<Vec<TreeNode>, ApiError> {
-    let st = app.status.clone().unwrap_or_default();
-    let mut roots: Vec<TreeNode> = st
-        .resources
+    let mut roots: Vec<TreeNode> = all_resources(state, app)
         .iter()
         .map(|r| TreeNode {
             group: r.object.group.clone(),
@@ -567,13 +566,27 @@ pub async fn history(state: &AppState, app: &Application) -> Vec<HistoryView> {
     out
 }
 
+/// Every object of the application with its state: the status lists them all up to a bound; beyond it, the
+/// controller of this replica keeps the full list (a replica that has not compared the application serves what the
+/// status lists).
+pub fn all_resources(state: &AppState, app: &Application) -> Arc<Vec<ResourceStatus>> {
+    let key = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
+    state
+        .handles()
+        .context
+        .all_resources(&key)
+        .unwrap_or_else(|| Arc::new(app.status.clone().unwrap_or_default().resources))
+}
+
 /// Whether `obj` is one of the application's objects (only those may be read through the server).
-pub fn belongs(app: &Application, obj: &ObjectRef) -> Option<ObjectRef> {
+pub fn belongs(state: &AppState, app: &Application, obj: &ObjectRef) -> Option<ObjectRef> {
     let st = app.status.as_ref()?;
-    st.resources
+    // An inventory that cannot be read lends no object (the status says why).
+    let inventory = st.inventory_refs().unwrap_or_default();
+    all_resources(state, app)
         .iter()
         .map(|r| &r.object)
-        .chain(st.inventory.iter())
+        .chain(inventory.iter())
         .find(|o| {
             o.group == obj.group
                 && o.kind == obj.kind
@@ -621,7 +634,7 @@ pub async fn live_manifest(
     app: &Application,
     obj: &ObjectRef,
 ) -> Result<Option<String>, ApiError> {
-    let Some(known) = belongs(app, obj) else {
+    let Some(known) = belongs(state, app, obj) else {
         return Err(ApiError::not_found(format!(
             "{} {} is not an object of application {}",
             obj.kind,

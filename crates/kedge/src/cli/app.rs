@@ -846,14 +846,52 @@ fn print_app(app: &Application, output: Output) -> anyhow::Result<()> {
                 ]);
             }
             print_table(&rows);
+            if let Some(summary) = &st.resource_summary {
+                println!("{}", summary_line(summary));
+            }
         }
     }
     Ok(())
 }
 
+/// What `kedge app get` says under a resource table that does not list every object.
+fn summary_line(s: &kedge_api::ResourceSummary) -> String {
+    let counts = |m: &std::collections::BTreeMap<String, u32>| {
+        m.iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "... {} more: {} objects in all ({}; {}); those listed first are out of sync or not healthy. The UI and \
+         GET /api/v1/applications/NAMESPACE/NAME/resources list them all.",
+        s.total.saturating_sub(s.listed),
+        s.total,
+        counts(&s.sync),
+        counts(&s.health),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_line_counts_what_the_table_leaves_out() {
+        let s = kedge_api::ResourceSummary {
+            total: 5000,
+            listed: 500,
+            sync: [("Synced".to_owned(), 4999), ("OutOfSync".to_owned(), 1)].into(),
+            health: [("Healthy".to_owned(), 5000)].into(),
+        };
+        let line = summary_line(&s);
+        assert!(
+            line.starts_with(
+                "... 4500 more: 5000 objects in all (1 OutOfSync, 4999 Synced; 5000 Healthy)"
+            ),
+            "{line}"
+        );
+    }
 
     fn app(
         status: serde_json::Value,
