@@ -39,6 +39,15 @@ pub enum HelmError {
         /// The end of Helm's error output.
         stderr: String,
     },
+    /// The chart declares Helm 2 `crd-install` hooks, which `helm template` (Helm 3) leaves out of its output.
+    #[error(
+        "chart {chart} declares helm.sh/hook: crd-install (Helm 2), which Helm 3 leaves out of the render: \
+         move those CustomResourceDefinitions to the chart's crds/ directory or drop the annotation"
+    )]
+    CrdInstallHook {
+        /// The chart.
+        chart: String,
+    },
     /// `helm template` ran longer than allowed.
     #[error("helm template of chart {chart} did not finish within {timeout:?}")]
     HelmTimeout {

@@ -6,17 +6,22 @@
 //! | `pre-upgrade`                  | `PreSync`, on later syncs only ([`ReleaseMode::Upgrade`])       |
 //! | `post-install`, `post-upgrade` | `PostSync`, likewise                                            |
 //! | `pre-delete`, `post-delete`    | not applied by a sync; returned in [`MappedHooks::delete_hooks`] and run when the application is deleted ([`map_delete_hooks`]) |
-//! | `pre-rollback`, `post-rollback`, `test*` | left out                                              |
+//! | `test`, `test-success`, `test-failure` | never applied by a sync (they run only with `helm test`), so they never make an application OutOfSync |
+//! | `crd-install` (Helm 2)         | not a hook: an ordinary object of the first wave (CRDs go first within a wave); `helm template` itself leaves these out of a chart's render, which Kedge refuses ([`crate::HelmError::CrdInstallHook`]) |
+//! | `pre-rollback`, `post-rollback` | left out                                                       |
 //!
 //! A hook none of whose events applies to the current sync is left out of the desired set, as Helm would not
 //! create it. `helm.sh/hook-weight` becomes `kedge.dev/sync-wave` (for any object, as Argo CD does);
 //! `helm.sh/hook-delete-policy` values `before-hook-creation`, `hook-succeeded`, `hook-failed` become
 //! `BeforeHookCreation`, `HookSucceeded`, `HookFailed` (Helm's default, before-hook-creation, is also
-//! Kedge's). `helm.sh/resource-policy: keep` becomes the sync option `Prune=false`. Kedge's own annotations,
-//! when present, win over Helm's.
+//! Kedge's). `helm.sh/resource-policy: keep` becomes the sync options `Prune=false,Delete=false`: the object is
+//! neither pruned nor deleted with the application. Kedge's own annotations and Argo CD's
+//! (`argocd.argoproj.io/hook`, `/sync-wave`, `/hook-delete-policy`), when present, win over Helm's, as in Argo CD.
+//! A hook named by `generateName` keeps it: the engine creates a new instance each time it runs.
 
 use kedge_engine::object::{
-    HOOK_ANNOTATION, HOOK_DELETE_POLICY_ANNOTATION, SYNC_OPTIONS_ANNOTATION, SYNC_WAVE_ANNOTATION,
+    AnnotationPair, HOOK, HOOK_ANNOTATION, HOOK_DELETE_POLICY, HOOK_DELETE_POLICY_ANNOTATION,
+    SYNC_OPTIONS_ANNOTATION, SYNC_WAVE, SYNC_WAVE_ANNOTATION,
 };
 use kedge_render::RenderedObject;
 use serde_json::{Map, Value};
@@ -68,6 +73,11 @@ pub fn has_helm_annotations(objects: &[RenderedObject]) -> bool {
     })
 }
 
+/// Whether Kedge's or Argo CD's key of `pair` is set: then Helm's equivalent is not mapped.
+fn has(ann: &Map<String, Value>, pair: AnnotationPair) -> bool {
+    ann.contains_key(pair.kedge) || ann.contains_key(pair.argocd)
+}
+
 fn annotations(obj: &Value) -> Option<&Map<String, Value>> {
     obj.get("metadata")?.get("annotations")?.as_object()
 }
@@ -90,32 +100,37 @@ fn label(o: &RenderedObject) -> String {
 /// Maps the Helm annotations of `objects` for a sync in `mode` (see the module documentation).
 pub fn map_hooks(objects: Vec<RenderedObject>, mode: ReleaseMode) -> MappedHooks {
     let mut out = MappedHooks::default();
+    let mut crd_install = Vec::new();
     for mut o in objects {
         let Some(ann) = annotations_mut(&mut o.object) else {
             out.objects.push(o);
             continue;
         };
-        if !ann.contains_key(SYNC_WAVE_ANNOTATION)
-            && let Some(w) = ann.get(HELM_HOOK_WEIGHT).and_then(Value::as_str)
-            && let Ok(w) = w.trim().parse::<i64>()
-        {
-            ann.insert(SYNC_WAVE_ANNOTATION.into(), Value::String(w.to_string()));
-        }
+        map_weight(ann);
         let helm_hook = ann
             .get(HELM_HOOK)
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let Some(events) = helm_hook.filter(|_| !ann.contains_key(HOOK_ANNOTATION)) else {
+        let Some(events) = helm_hook.filter(|_| !has(ann, HOOK)) else {
             if ann.get(HELM_RESOURCE_POLICY).and_then(Value::as_str) == Some("keep")
-                && !ann.contains_key(HOOK_ANNOTATION)
+                && !has(ann, HOOK)
             {
                 add_sync_option(ann, "Prune=false");
+                add_sync_option(ann, "Delete=false");
             }
             out.objects.push(o);
             continue;
         };
+        if events.split(',').any(|e| e.trim() == "crd-install") {
+            if !has(ann, SYNC_WAVE) {
+                crd_install.push(out.objects.len());
+            }
+            out.objects.push(o);
+            continue;
+        }
         let mut phases: Vec<&str> = Vec::new();
         let mut delete = false;
+        let mut test = false;
         for event in events.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let phase =
                 match (event, mode) {
@@ -125,6 +140,10 @@ pub fn map_hooks(objects: Vec<RenderedObject>, mode: ReleaseMode) -> MappedHooks
                     | ("post-upgrade", ReleaseMode::Upgrade) => Some("PostSync"),
                     ("pre-delete" | "post-delete", _) => {
                         delete = true;
+                        None
+                    }
+                    ("test" | "test-success" | "test-failure", _) => {
+                        test = true;
                         None
                     }
                     _ => None,
@@ -139,27 +158,63 @@ pub fn map_hooks(objects: Vec<RenderedObject>, mode: ReleaseMode) -> MappedHooks
             if delete {
                 out.delete_hooks.push(o);
             } else {
-                let why = format!("Helm hook {events:?} does not run on {mode:?}");
+                let why = if test {
+                    format!("Helm test hook {events:?} runs only with helm test, never in a sync")
+                } else {
+                    format!("Helm hook {events:?} does not run on {mode:?}")
+                };
                 out.skipped.push((label(&o), why));
             }
             continue;
         }
         ann.insert(HOOK_ANNOTATION.into(), Value::String(phases.join(",")));
-        name_generated_hook(&mut o);
-        let Some(ann) = annotations_mut(&mut o.object) else {
-            out.objects.push(o);
-            continue;
-        };
         map_delete_policy(ann, None);
         out.objects.push(o);
     }
+    first_wave(&mut out.objects, &crd_install);
     out
+}
+
+/// Sets `kedge.dev/sync-wave` from `helm.sh/hook-weight` unless Kedge's or Argo CD's sync wave is set.
+fn map_weight(ann: &mut Map<String, Value>) {
+    if !has(ann, SYNC_WAVE)
+        && let Some(w) = ann.get(HELM_HOOK_WEIGHT).and_then(Value::as_str)
+        && let Ok(w) = w.trim().parse::<i64>()
+    {
+        ann.insert(SYNC_WAVE_ANNOTATION.into(), Value::String(w.to_string()));
+    }
+}
+
+/// Puts the objects at `indexes` (Helm 2 `crd-install` objects without a wave) into the first wave of `objects`,
+/// so that they are applied before everything else, as Helm 2 installed them.
+fn first_wave(objects: &mut [RenderedObject], indexes: &[usize]) {
+    if indexes.is_empty() {
+        return;
+    }
+    let first = objects
+        .iter()
+        .filter(|o| kedge_engine::order::hook_phases(&o.object).is_ok_and(|p| p.is_none()))
+        .filter_map(|o| kedge_engine::object::sync_wave(&o.object).ok())
+        .min()
+        .unwrap_or(0)
+        .min(0);
+    for &i in indexes {
+        if let Some(ann) = objects
+            .get_mut(i)
+            .and_then(|o| annotations_mut(&mut o.object))
+        {
+            ann.insert(
+                SYNC_WAVE_ANNOTATION.into(),
+                Value::String(first.to_string()),
+            );
+        }
+    }
 }
 
 /// Sets `kedge.dev/hook-delete-policy` from Helm's `helm.sh/hook-delete-policy` unless Kedge's is set; without
 /// either, sets `default` when given.
 fn map_delete_policy(ann: &mut Map<String, Value>, default: Option<&str>) {
-    if ann.contains_key(HOOK_DELETE_POLICY_ANNOTATION) {
+    if has(ann, HOOK_DELETE_POLICY) {
         return;
     }
     let policies: Vec<&str> = ann
@@ -219,42 +274,12 @@ pub fn map_delete_hooks(hooks: Vec<RenderedObject>) -> Vec<RenderedObject> {
         if phases.is_empty() {
             continue;
         }
-        if !ann.contains_key(SYNC_WAVE_ANNOTATION)
-            && let Some(w) = ann.get(HELM_HOOK_WEIGHT).and_then(Value::as_str)
-            && let Ok(w) = w.trim().parse::<i64>()
-        {
-            ann.insert(SYNC_WAVE_ANNOTATION.into(), Value::String(w.to_string()));
-        }
+        map_weight(ann);
         ann.insert(HOOK_ANNOTATION.into(), Value::String(phases.join(",")));
         map_delete_policy(ann, Some(DELETE_HOOK_DEFAULT_POLICY));
-        name_generated_hook(&mut o);
         out.push(o);
     }
     out
-}
-
-/// Gives a hook named only by `generateName` a stable name: the prefix and a digest of the object. Hooks are
-/// deleted before they are created again (or after they ran), so a stable name behaves like a generated one.
-fn name_generated_hook(o: &mut RenderedObject) {
-    if !o.name.is_empty() {
-        return;
-    }
-    let Some(prefix) = o.generate_name().map(str::to_owned) else {
-        return;
-    };
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(serde_json::to_vec(&o.object).unwrap_or_default());
-    let sep = if prefix.ends_with(['-', '.']) {
-        ""
-    } else {
-        "-"
-    };
-    let name = format!("{prefix}{sep}{}", &hex::encode(digest)[..5]);
-    if let Some(meta) = o.object.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("generateName");
-        meta.insert("name".into(), Value::String(name.clone()));
-        o.name = name;
-    }
 }
 
 fn add_sync_option(ann: &mut Map<String, Value>, option: &str) {
@@ -357,7 +382,7 @@ mod tests {
         assert_eq!(ann(&m.objects[2], SYNC_WAVE_ANNOTATION), Some("2"));
         assert_eq!(
             ann(&m.objects[3], SYNC_OPTIONS_ANNOTATION),
-            Some("Prune=false")
+            Some("Prune=false,Delete=false")
         );
         // Kedge's own annotations win.
         assert_eq!(ann(&m.objects[4], HOOK_ANNOTATION), Some("Sync"));
@@ -425,6 +450,66 @@ mod tests {
     }
 
     #[test]
+    fn argocd_annotations_win_over_helms() {
+        let o = obj(
+            "Job",
+            "argo",
+            json!({"helm.sh/hook": "pre-install", "helm.sh/hook-weight": "4",
+                "helm.sh/hook-delete-policy": "hook-failed",
+                "argocd.argoproj.io/hook": "PostSync", "argocd.argoproj.io/sync-wave": "1"}),
+        );
+        let policy = obj(
+            "Job",
+            "policy",
+            json!({"helm.sh/hook": "pre-install", "helm.sh/hook-delete-policy": "hook-failed",
+                "argocd.argoproj.io/hook-delete-policy": "HookSucceeded"}),
+        );
+        let m = map_hooks(vec![o, policy], ReleaseMode::Install);
+        assert_eq!(m.objects.len(), 2);
+        // Nothing of Helm's is written next to Argo CD's: the engine reads Argo CD's.
+        assert_eq!(ann(&m.objects[0], HOOK_ANNOTATION), None);
+        assert_eq!(ann(&m.objects[0], SYNC_WAVE_ANNOTATION), None);
+        assert_eq!(ann(&m.objects[0], HOOK_DELETE_POLICY_ANNOTATION), None);
+        assert_eq!(
+            kedge_engine::order::hook_phases(&m.objects[0].object).unwrap(),
+            Some(vec![kedge_engine::HookPhase::PostSync])
+        );
+        assert_eq!(
+            kedge_engine::object::sync_wave(&m.objects[0].object).unwrap(),
+            1
+        );
+        assert_eq!(ann(&m.objects[1], HOOK_ANNOTATION), Some("PreSync"));
+        assert_eq!(ann(&m.objects[1], HOOK_DELETE_POLICY_ANNOTATION), None);
+        let p = kedge_engine::order::hook_delete_policy(&m.objects[1].object).unwrap();
+        assert!(p.hook_succeeded && !p.hook_failed);
+    }
+
+    #[test]
+    fn test_hooks_are_never_synced_and_crd_install_objects_come_first() {
+        let objects = vec![
+            obj("Pod", "t1", json!({"helm.sh/hook": "test-success"})),
+            obj("Pod", "t2", json!({"helm.sh/hook": "test-failure"})),
+            obj("Pod", "t3", json!({"helm.sh/hook": "test"})),
+            obj("Service", "early", json!({"helm.sh/hook-weight": "-3"})),
+            obj(
+                "CustomResourceDefinition",
+                "widgets.example.com",
+                json!({"helm.sh/hook": "crd-install"}),
+            ),
+        ];
+        for mode in [ReleaseMode::Install, ReleaseMode::Upgrade] {
+            let m = map_hooks(objects.clone(), mode);
+            let names: Vec<&str> = m.objects.iter().map(|o| o.name.as_str()).collect();
+            assert_eq!(names, ["early", "widgets.example.com"]);
+            assert!(m.skipped.iter().all(|(_, why)| why.contains("helm test")));
+            assert_eq!(m.skipped.len(), 3);
+            // Not a hook, and in the first wave.
+            assert_eq!(ann(&m.objects[1], HOOK_ANNOTATION), None);
+            assert_eq!(ann(&m.objects[1], SYNC_WAVE_ANNOTATION), Some("-3"));
+        }
+    }
+
+    #[test]
     fn resource_policy_keeps_existing_options() {
         let o = obj(
             "ConfigMap",
@@ -434,7 +519,7 @@ mod tests {
         let m = map_hooks(vec![o], ReleaseMode::Upgrade);
         assert_eq!(
             ann(&m.objects[0], SYNC_OPTIONS_ANNOTATION),
-            Some("PruneLast=true,Prune=false")
+            Some("PruneLast=true,Prune=false,Delete=false")
         );
         let plain = obj("ConfigMap", "p", json!({}));
         assert!(!has_helm_annotations(std::slice::from_ref(&plain)));

@@ -308,6 +308,17 @@ impl HelmRenderer {
                 stderr: command::tail(&stderr),
             });
         }
+        // Helm 3 skips the hooks it does not know, Helm 2's crd-install among them: a chart relying on it would
+        // lose its definitions without a word.
+        let stderr = String::from_utf8_lossy(&finished.stderr);
+        if stderr
+            .lines()
+            .any(|l| l.contains("skipping unknown hook") && l.contains("crd-install"))
+        {
+            return Err(HelmError::CrdInstallHook {
+                chart: chart.label.clone(),
+            });
+        }
         let objects = parse_output(&finished.stdout, chart)?;
         let objects = if options.patches.is_empty() {
             objects

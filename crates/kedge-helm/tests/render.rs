@@ -233,11 +233,15 @@ fn helm_hooks_example_maps_weights_and_policies() {
     let ann = |name: &str| {
         set.objects
             .iter()
-            .find(|o| o.name == name || o.name.starts_with(&format!("{name}-")))
+            .find(|o| o.name == name || o.generate_name() == Some(name))
             .unwrap()
             .object["metadata"]["annotations"]
             .clone()
     };
+    // A hook named by generateName keeps it: the engine creates a new instance each time the hook runs.
+    assert!(set.objects.iter().any(|o| o.kind == "Job"
+        && o.name.is_empty()
+        && o.generate_name() == Some("upgrade-sql-schema")));
     assert_eq!(ann("upgrade-sql-schema")["kedge.dev/hook"], "PreSync");
     assert_eq!(ann("upgrade-sql-schema")["kedge.dev/sync-wave"], "-2");
     assert_eq!(ann("maint-page-up")["kedge.dev/sync-wave"], "-1");
@@ -413,4 +417,17 @@ fn missing_value_files_fail_naming_the_file_unless_ignored() {
         "helm-guestbook",
         "../../../../etc/passwd"
     ));
+}
+
+#[test]
+fn a_chart_with_helm2_crd_install_hooks_is_refused_not_rendered_without_them() {
+    let err = renderer()
+        .render_tree(&tree(), "crd-install", &options("old"), &[], &caps())
+        .unwrap_err();
+    assert!(matches!(err, HelmError::CrdInstallHook { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("crd-install") && message.contains("crds/"),
+        "{message}"
+    );
 }
