@@ -172,10 +172,10 @@ fn resume(
 
 /// The JSON patch that removes the operation annotation only while it still holds `value`: the API server
 /// refuses the whole patch (422) when the `test` fails, so a newer request is never erased.
-pub fn clear_patch(value: &str) -> serde_json::Value {
+pub fn clear_patch(annotation: &str, value: &str) -> serde_json::Value {
     let path = format!(
         "/metadata/annotations/{}",
-        OPERATION_ANNOTATION.replace('~', "~0").replace('/', "~1")
+        annotation.replace('~', "~0").replace('/', "~1")
     );
     serde_json::json!([
         { "op": "test", "path": path, "value": value },
@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn the_clear_patch_tests_the_exact_value() {
-        let patch = clear_patch("{\"a\":1}");
+        let patch = clear_patch(OPERATION_ANNOTATION, "{\"a\":1}");
         assert_eq!(patch[0]["op"], "test");
         assert_eq!(
             patch[0]["path"],

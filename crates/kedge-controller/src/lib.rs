@@ -16,6 +16,6 @@ pub mod leader;
 pub mod metrics;
 pub mod pipeline;
 pub mod probes;
-pub mod spec_check;
 pub mod reconcile;
 pub mod runner;
+pub mod spec_check;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use kedge_api::{
     Application, ApplicationStatus, HealthCode, HealthStatus as ApiHealth, HistoryResult,
-    Operation, OperationPhase, OperationState, REFRESH_ANNOTATION, RESOURCES_FINALIZER,
-    ResourceResult, ResourceStatus, SyncCode, SyncResult as ApiSyncResult,
+    OPERATION_ANNOTATION, Operation, OperationPhase, OperationState, REFRESH_ANNOTATION,
+    RESOURCES_FINALIZER, ResourceResult, ResourceStatus, SyncCode, SyncResult as ApiSyncResult,
     SyncStatus as ApiSyncStatus, bound_results, join_bounded,
 };
 use kedge_engine::health::HealthStatus as EngineHealth;
@@ -67,8 +67,8 @@ pub enum ReconcileError {
         /// Why.
         message: String,
     },
-    /// The patch that clears the operation annotation could not be built.
-    #[error("failed to clear the operation annotation of {name}: {message}")]
+    /// The patch that clears a request annotation (operation, refresh) could not be built.
+    #[error("failed to clear a request annotation of {name}: {message}")]
     Clear {
         /// namespace/name.
         name: String,
@@ -350,7 +350,13 @@ async fn reconcile_inner(
     let requested = intake.requested();
     let operation = take_operation(app, ctx, &api, &mut status, &intake, &now).await?;
     if let Some(refresh) = intake.refresh {
-        clear_annotation(&api, app, REFRESH_ANNOTATION, ctx).await?;
+        // Cleared only if it still asks for the same: a hard refresh asked for meanwhile stays for the next pass.
+        let raw = app
+            .annotations()
+            .get(REFRESH_ANNOTATION)
+            .cloned()
+            .unwrap_or_default();
+        clear_annotation(&api, app, REFRESH_ANNOTATION, &raw, ctx).await?;
         ctx.with_memory(&key, |m| m.resolved = None);
         if refresh == intake::Refresh::Hard {
             ctx.pipeline.engine().clear_cache();
@@ -1597,7 +1603,7 @@ async fn take_operation(
     }
     let Some(pending) = &intake.operation else {
         if let Some(raw) = &intake.clear_operation {
-            clear_operation_annotation(api, app, raw, ctx).await?;
+            clear_annotation(api, app, OPERATION_ANNOTATION, raw, ctx).await?;
         }
         return Ok(None);
     };
@@ -1623,7 +1629,7 @@ async fn take_operation(
     status.operation_state = Some(running);
     patch_status(api, app, status, true, ctx).await?;
     if let Some(raw) = &intake.clear_operation {
-        clear_operation_annotation(api, app, raw, ctx).await?;
+        clear_annotation(api, app, OPERATION_ANNOTATION, raw, ctx).await?;
     }
     Ok(Some(pending.operation.clone()))
 }
@@ -1650,16 +1656,21 @@ fn describe_operation(op: Option<&Operation>) -> String {
 
 /// Removes the operation annotation only while it still holds `raw` (a JSON patch `test`): a request written
 /// since this pass read the Application stays for the next pass.
-async fn clear_operation_annotation(
+/// Removes annotation `key` if it still holds `raw`, the value this pass read (a JSON patch that tests it first): a
+/// newer request written meanwhile stays for the next pass.
+async fn clear_annotation(
     api: &Api<Application>,
     app: &Application,
+    key: &str,
     raw: &str,
     ctx: &Context,
 ) -> Result<(), ReconcileError> {
     let patch: json_patch::Patch =
-        serde_json::from_value(intake::clear_patch(raw)).map_err(|e| ReconcileError::Clear {
-            name: key_of(app),
-            message: e.to_string(),
+        serde_json::from_value(intake::clear_patch(key, raw)).map_err(|e| {
+            ReconcileError::Clear {
+                name: key_of(app),
+                message: e.to_string(),
+            }
         })?;
     match api
         .patch(
@@ -1676,7 +1687,8 @@ async fn clear_operation_annotation(
         // The test failed: the annotation changed (or went) since it was read.
         Err(kube::Error::Api(e)) if e.code == 422 || e.code == 409 => {
             tracing::info!(
-                "the operation annotation changed since it was read; the newer request stays for the next pass"
+                annotation = key,
+                "the annotation changed since it was read; the newer request stays for the next pass"
             );
             Ok(())
         }
@@ -1713,21 +1725,6 @@ fn finish_operation(
         r.resources_omitted = u32::try_from(omitted).unwrap_or(u32::MAX);
         r
     });
-}
-
-async fn clear_annotation(
-    api: &Api<Application>,
-    app: &Application,
-    key: &str,
-    ctx: &Context,
-) -> Result<(), ReconcileError> {
-    merge_patch(
-        api,
-        app,
-        &json!({ "metadata": { "annotations": { key: null } } }),
-        ctx,
-    )
-    .await
 }
 
 async fn suspend_after_rollback(

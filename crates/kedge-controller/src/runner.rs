@@ -134,8 +134,8 @@ pub struct ServerHandles {
     pub app_changes: tokio::sync::broadcast::Sender<Arc<str>>,
     /// Queues a reconcile of an application.
     pub triggers: mpsc::UnboundedSender<ObjectRef<Application>>,
-    /// The reconcile context (e.g. for [`queue_pushed`]).
-    pub context: Arc<Context>,
+    /// The reconcile context; the server reaches it only through the methods below.
+    pub(crate) context: Arc<Context>,
     /// Fetch, render, plan (for diffs and previews).
     pub pipeline: Pipeline,
     /// Metrics.
@@ -144,6 +144,25 @@ pub struct ServerHandles {
     pub namespace: Option<String>,
     /// Cancelled at shutdown (e.g. to end server-sent event streams).
     pub shutdown: CancellationToken,
+}
+
+impl ServerHandles {
+    /// Queues the applications a Git push concerns, those holding a changed file first (see [`queue_pushed`]).
+    pub fn queue_pushed(&self, apps: &[&Application], changed: Option<&[String]>) {
+        queue_pushed(
+            &self.context.moved_repos,
+            &self.context.admission,
+            &self.triggers,
+            apps,
+            changed,
+        );
+    }
+
+    /// Every object of an application with its state when its status lists only some of them
+    /// ([`Context::all_resources`]).
+    pub fn all_resources(&self, app: &Application) -> Option<Arc<Vec<kedge_api::ResourceStatus>>> {
+        self.context.all_resources(&key_of(app))
+    }
 }
 
 /// Name of the leader-election Lease.

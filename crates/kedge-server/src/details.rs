@@ -570,11 +570,9 @@ pub async fn history(state: &AppState, app: &Application) -> Vec<HistoryView> {
 /// controller of this replica keeps the full list (a replica that has not compared the application serves what the
 /// status lists).
 pub fn all_resources(state: &AppState, app: &Application) -> Arc<Vec<ResourceStatus>> {
-    let key = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
     state
         .handles()
-        .context
-        .all_resources(&key)
+        .all_resources(app)
         .unwrap_or_else(|| Arc::new(app.status.clone().unwrap_or_default().resources))
 }
 

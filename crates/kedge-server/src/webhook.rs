@@ -418,13 +418,9 @@ async fn receive(
     };
     let apps = state.handles().store.state();
     let matched = matching_apps(&apps, &push);
-    kedge_controller::runner::queue_pushed(
-        &state.handles().context.moved_repos,
-        &state.handles().context.admission,
-        &state.handles().triggers,
-        &matched,
-        push.changed_files.as_deref(),
-    );
+    state
+        .handles()
+        .queue_pushed(&matched, push.changed_files.as_deref());
     let names: Vec<String> = matched
         .iter()
         .map(|app| format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any()))
