@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub struct ApplicationSpec {
     /// Where the manifests come from.
     #[serde(default)]
+    #[schemars(transform = no_default)]
     pub source: ApplicationSource,
     /// Several sources combined into one application (Argo CD 2.6+). Not supported yet: an application that sets
     /// it is refused and nothing is applied.
@@ -297,6 +298,14 @@ pub struct HelmSource {
     /// Changes applied to Helm's output before it is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_renderer: Option<HelmPostRenderer>,
+}
+
+/// Leaves a field's default out of the schema: an empty `source` (the default when only `sources` is given) would
+/// break its own `minLength` rules, which the API server refuses in a CRD.
+fn no_default(schema: &mut schemars::Schema) {
+    if let Some(object) = schema.as_object_mut() {
+        object.remove("default");
+    }
 }
 
 fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -1050,6 +1059,10 @@ spec:
             !spec["required"]
                 .as_array()
                 .is_some_and(|r| r.iter().any(|f| f == "source"))
+        );
+        assert!(
+            spec["properties"]["source"].get("default").is_none(),
+            "an empty default would break the CRD's own rules"
         );
         assert_eq!(
             spec["properties"]["destination"]["properties"]["server"]["type"],
