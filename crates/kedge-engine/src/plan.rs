@@ -771,6 +771,19 @@ impl Engine {
                     o.diff = Some(diff(None, &normalize(&o.payload)));
                     return (o, false);
                 }
+                Err(e) if o.options.force && matches!(api_code(&e), Some(409 | 422)) => {
+                    // Force=true: what cannot be changed in place is deleted and created again.
+                    o.status = SyncStatus::OutOfSync;
+                    o.message = format!(
+                        "the API server refuses the change ({}): Force=true deletes and creates it",
+                        api_message(&e)
+                    );
+                    o.diff = Some(diff(
+                        live.as_ref().map(normalize).as_ref(),
+                        &normalize(&o.payload),
+                    ));
+                    return (o, false);
+                }
                 Err(e) => {
                     o.status = SyncStatus::Error;
                     o.message = api_message(&e);
