@@ -1,0 +1,417 @@
+//! What of an Application's Argo CD-shaped spec Kedge acts on.
+//!
+//! A spec that asks for something Kedge does not do — another cluster, several sources, a sync option or a
+//! kustomize option it does not implement — is refused before anything is fetched or applied, with a message
+//! naming the field and the value ([`PipelineError::InvalidSpec`], reported as `Ready=False` and `Stalled=True`
+//! with reason `InvalidSpec`). What it accepts becomes engine and renderer options here, so that no field is taken
+//! and then ignored.
+
+use kedge_api::{Application, KustomizeSource, SyncPolicy};
+use kedge_engine::{PropagationPolicy, SyncOptions};
+use kedge_render::{KustomizeOptions, PatchOption};
+
+use crate::pipeline::PipelineError;
+
+/// The API server URL Argo CD names the cluster it runs in by.
+pub const IN_CLUSTER_SERVER: &str = "https://kubernetes.default.svc";
+/// The name Argo CD gives the cluster it runs in.
+pub const IN_CLUSTER_NAME: &str = "in-cluster";
+
+/// The application-level sync options (`spec.syncPolicy.syncOptions`) Kedge acts on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppSyncOptions {
+    /// `PruneLast=true`: every prune waits until the rest is synced and healthy.
+    pub prune_last: bool,
+    /// `PrunePropagationPolicy=...`: how pruned objects' dependents go (default foreground, as Argo CD).
+    pub propagation: PropagationPolicy,
+    /// `FailOnSharedResource=true`: an existing object no application tracks is refused instead of adopted.
+    pub fail_on_shared_resource: bool,
+}
+
+/// An application spec Kedge can act on, with the options it asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckedSpec {
+    /// The sync options.
+    pub sync: AppSyncOptions,
+    /// The kustomize options of `spec.source.kustomize`, when any is set.
+    pub kustomize: Option<KustomizeOptions>,
+}
+
+fn refused(message: String) -> PipelineError {
+    PipelineError::InvalidSpec(message)
+}
+
+/// Checks everything of `app`'s spec that Kedge might otherwise ignore; the first problem is the error.
+pub fn check(app: &Application) -> Result<CheckedSpec, PipelineError> {
+    let spec = &app.spec;
+    if !spec.sources.is_empty() {
+        return Err(refused(
+            "spec.sources (several sources in one application) is not supported yet: use spec.source".into(),
+        ));
+    }
+    if let Some(r) = &spec.source.ref_ {
+        return Err(refused(format!(
+            "spec.source.ref {r:?} names a source for spec.sources, which is not supported yet"
+        )));
+    }
+    check_destination(&spec.destination)?;
+    let sync = sync_options(spec.sync_policy.as_ref()).map_err(refused)?;
+    let kustomize = match &spec.source.kustomize {
+        Some(k) if *k != KustomizeSource::default() => Some(kustomize_options(k).map_err(refused)?),
+        _ => None,
+    };
+    if kustomize.is_some() && spec.source.chart.is_some() {
+        return Err(refused(
+            "spec.source.kustomize is set on a Helm chart (spec.source.chart): kustomize options apply only to \
+             kustomize sources, as in Argo CD; use spec.source.helm.postRenderer.kustomize to patch a chart"
+                .into(),
+        ));
+    }
+    Ok(CheckedSpec { sync, kustomize })
+}
+
+fn set(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Refuses a destination other than the cluster Kedge runs in.
+fn check_destination(dest: &kedge_api::ApplicationDestination) -> Result<(), PipelineError> {
+    if let Some(server) = set(&dest.server)
+        && server.trim_end_matches('/') != IN_CLUSTER_SERVER
+    {
+        return Err(refused(format!(
+            "spec.destination.server {server:?} is not this cluster: clusters other than in-cluster \
+             ({IN_CLUSTER_SERVER}) are not supported yet; nothing is applied"
+        )));
+    }
+    if let Some(name) = set(&dest.name)
+        && name != IN_CLUSTER_NAME
+    {
+        return Err(refused(format!(
+            "spec.destination.name {name:?} is not this cluster: clusters other than {IN_CLUSTER_NAME} are not \
+             supported yet; nothing is applied"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads `spec.syncPolicy.syncOptions`: every option Argo CD documents is acted on or refused, naming it.
+pub fn sync_options(policy: Option<&SyncPolicy>) -> Result<AppSyncOptions, String> {
+    let mut out = AppSyncOptions::default();
+    let Some(policy) = policy else {
+        return Ok(out);
+    };
+    for raw in &policy.sync_options {
+        let item = raw.trim();
+        let Some((name, value)) = item.split_once('=').map(|(n, v)| (n.trim(), v.trim())) else {
+            return Err(format!(
+                "spec.syncPolicy.syncOptions: {item:?} is not Name=value"
+            ));
+        };
+        let flag = || match value.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(format!(
+                "spec.syncPolicy.syncOptions: {item:?}: {name} is true or false"
+            )),
+        };
+        let unsupported = |why: &str| {
+            Err(format!(
+                "spec.syncPolicy.syncOptions: {item} is not supported: {why}"
+            ))
+        };
+        let per_object = "not supported for a whole application yet; set it on objects with the \
+                          argocd.argoproj.io/sync-options or kedge.dev/sync-options annotation";
+        match name {
+            "PruneLast" => out.prune_last = flag()?,
+            "FailOnSharedResource" => out.fail_on_shared_resource = flag()?,
+            "PrunePropagationPolicy" => {
+                out.propagation = match value.to_ascii_lowercase().as_str() {
+                    "foreground" => PropagationPolicy::Foreground,
+                    "background" => PropagationPolicy::Background,
+                    "orphan" => PropagationPolicy::Orphan,
+                    _ => {
+                        return Err(format!(
+                            "spec.syncPolicy.syncOptions: {item:?}: PrunePropagationPolicy is foreground, \
+                             background or orphan"
+                        ));
+                    }
+                }
+            }
+            // Read where they act: the namespace is created before the sync, conflicts are taken over unless
+            // Force=false.
+            "CreateNamespace" => {
+                flag()?;
+            }
+            "Force" => {
+                if flag()? {
+                    return unsupported(per_object);
+                }
+            }
+            // Kedge applies only the objects that differ, always: applying the others would change nothing.
+            "ApplyOutOfSyncOnly" => {
+                flag()?;
+            }
+            "ServerSideApply" => {
+                if !flag()? {
+                    return unsupported("Kedge always applies server-side");
+                }
+            }
+            "RespectIgnoreDifferences" => {
+                if !flag()? {
+                    return unsupported(
+                        "Kedge always leaves the fields of spec.ignoreDifferences as they are live",
+                    );
+                }
+            }
+            "ClientSideApplyMigration" => {
+                if flag()? {
+                    return unsupported(
+                        "Kedge does not move client-side apply field managers; ClientSideApplyMigration=false is \
+                         what it does",
+                    );
+                }
+            }
+            "Validate" | "Replace" | "SkipDryRunOnMissingResource" => {
+                let on = flag()?;
+                if on != (name == "Validate") {
+                    return unsupported(per_object);
+                }
+            }
+            "Prune" | "Delete" => {
+                if value.eq_ignore_ascii_case("confirm") || !flag()? {
+                    return unsupported(per_object);
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "spec.syncPolicy.syncOptions: {item:?} is not a sync option (Argo CD's are {})",
+                    kedge_api::SYNC_OPTION_NAMES.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The engine's sync options for `app`'s sync options (defaults where they cannot be read; [`check`] refused
+/// such a spec before any sync).
+pub fn sync_defaults(app: &Application) -> SyncOptions {
+    let options = sync_options(app.spec.sync_policy.as_ref()).unwrap_or_default();
+    SyncOptions {
+        propagation: options.propagation,
+        ..SyncOptions::default()
+    }
+}
+
+/// The renderer's options for `spec.source.kustomize`; fields Kedge does not implement are refused.
+pub fn kustomize_options(k: &KustomizeSource) -> Result<KustomizeOptions, String> {
+    let field = |f: &str| format!("spec.source.kustomize.{f}");
+    if k.common_annotations_envsubst {
+        return Err(format!(
+            "{} is not supported: annotation values are used as written",
+            field("commonAnnotationsEnvsubst")
+        ));
+    }
+    if let Some(v) = k.version.as_deref().filter(|v| !v.is_empty()) {
+        return Err(format!(
+            "{} {v:?} is not supported: Kedge builds with its one kustomize",
+            field("version")
+        ));
+    }
+    if k.kube_version.as_deref().is_some_and(|v| !v.is_empty()) || !k.api_versions.is_empty() {
+        return Err(format!(
+            "{} and {} are not supported",
+            field("kubeVersion"),
+            field("apiVersions")
+        ));
+    }
+    let mut replicas = Vec::with_capacity(k.replicas.len());
+    for (i, r) in k.replicas.iter().enumerate() {
+        let count = match &r.count {
+            serde_json::Value::Number(n) => n.as_i64(),
+            serde_json::Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+        .filter(|c| *c >= 0)
+        .ok_or_else(|| {
+            format!(
+                "{}[{i}].count {} is not a number of replicas",
+                field("replicas"),
+                r.count
+            )
+        })?;
+        replicas.push((r.name.clone(), count));
+    }
+    let patches = k
+        .patches
+        .iter()
+        .map(|p| PatchOption {
+            patch: p.patch.clone().filter(|s| !s.is_empty()),
+            path: p.path.clone().filter(|s| !s.is_empty()),
+            target: p
+                .target
+                .as_ref()
+                .and_then(|t| serde_json::to_value(t).ok())
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
+            options: p.options.clone(),
+        })
+        .collect();
+    Ok(KustomizeOptions {
+        images: k.images.clone(),
+        name_prefix: k.name_prefix.clone(),
+        name_suffix: k.name_suffix.clone(),
+        namespace: k.namespace.clone(),
+        common_labels: k.common_labels.clone(),
+        force_common_labels: k.force_common_labels,
+        label_without_selector: k.label_without_selector,
+        label_include_templates: k.label_include_templates,
+        common_annotations: k.common_annotations.clone(),
+        force_common_annotations: k.force_common_annotations,
+        replicas,
+        patches,
+        components: k.components.clone(),
+        ignore_missing_components: k.ignore_missing_components,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(items: &[&str]) -> Result<AppSyncOptions, String> {
+        sync_options(Some(&SyncPolicy {
+            sync_options: items.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn implemented_sync_options_are_read() {
+        let o = options(&[
+            "PruneLast=true",
+            "PrunePropagationPolicy=orphan",
+            "FailOnSharedResource=true",
+            "CreateNamespace=true",
+            "ApplyOutOfSyncOnly=true",
+            "ServerSideApply=true",
+            "RespectIgnoreDifferences=true",
+            "Validate=true",
+            "Replace=false",
+            "Force=false",
+            "Prune=true",
+            "Delete=true",
+            "SkipDryRunOnMissingResource=false",
+            "ClientSideApplyMigration=false",
+        ])
+        .expect("accepted");
+        assert!(o.prune_last && o.fail_on_shared_resource);
+        assert_eq!(o.propagation, PropagationPolicy::Orphan);
+        assert_eq!(
+            options(&["PrunePropagationPolicy=background"]).map(|o| o.propagation),
+            Ok(PropagationPolicy::Background)
+        );
+        assert_eq!(
+            options(&[]).map(|o| o.propagation),
+            Ok(PropagationPolicy::Foreground)
+        );
+    }
+
+    #[test]
+    fn options_kedge_does_not_implement_are_refused_by_name() {
+        for item in [
+            "Replace=true",
+            "Force=true",
+            "Validate=false",
+            "SkipDryRunOnMissingResource=true",
+            "Prune=false",
+            "Prune=confirm",
+            "Delete=false",
+            "Delete=confirm",
+            "ServerSideApply=false",
+            "RespectIgnoreDifferences=false",
+            "ClientSideApplyMigration=true",
+            "PrunePropagationPolicy=sideways",
+            "PruneLast=yes",
+            "Bogus=true",
+            "PruneLast",
+        ] {
+            let err = options(&["CreateNamespace=true", item]).expect_err(item);
+            assert!(err.contains(item), "{item}: {err}");
+            assert!(err.contains("spec.syncPolicy.syncOptions"), "{err}");
+        }
+    }
+
+    #[test]
+    fn only_the_local_cluster_is_a_destination() {
+        let mut app = Application::new("a", Default::default());
+        assert!(check(&app).is_ok());
+        app.spec.destination.server = Some(format!("{IN_CLUSTER_SERVER}/"));
+        app.spec.destination.name = Some(IN_CLUSTER_NAME.into());
+        assert!(check(&app).is_ok());
+        app.spec.destination.server = Some("https://prod.example.test:6443".into());
+        let err = check(&app).expect_err("other server").to_string();
+        assert!(err.contains("https://prod.example.test:6443"), "{err}");
+        assert!(err.contains("not supported yet"), "{err}");
+        app.spec.destination.server = None;
+        app.spec.destination.name = Some("prod".into());
+        let err = check(&app).expect_err("other name").to_string();
+        assert!(
+            err.contains("\"prod\"") && err.contains("in-cluster"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn several_sources_are_refused() {
+        let mut app = Application::new("a", Default::default());
+        app.spec.sources = vec![app.spec.source.clone()];
+        let err = check(&app).expect_err("sources").to_string();
+        assert!(err.contains("spec.sources"), "{err}");
+        assert!(err.contains("not supported yet"), "{err}");
+    }
+
+    #[test]
+    fn kustomize_fields_become_render_options_or_are_refused() {
+        let k: KustomizeSource = serde_json::from_value(serde_json::json!({
+            "images": ["web:2"],
+            "namePrefix": "staging-",
+            "replicas": [{"name": "web", "count": "3"}, {"name": "db", "count": 1}],
+            "patches": [{"path": "p.yaml", "target": {"kind": "Deployment", "labelSelector": "a=b"}}],
+        }))
+        .expect("kustomize");
+        let o = kustomize_options(&k).expect("options");
+        assert_eq!(o.replicas, [("web".to_owned(), 3), ("db".to_owned(), 1)]);
+        assert_eq!(o.patches[0].target["labelSelector"], "a=b");
+        assert_eq!(o.patches[0].path.as_deref(), Some("p.yaml"));
+        for (bad, name) in [
+            (serde_json::json!({"version": "v5"}), "version"),
+            (
+                serde_json::json!({"commonAnnotationsEnvsubst": true}),
+                "commonAnnotationsEnvsubst",
+            ),
+            (serde_json::json!({"kubeVersion": "1.30"}), "kubeVersion"),
+            (
+                serde_json::json!({"replicas": [{"name": "w", "count": "many"}]}),
+                "replicas[0].count",
+            ),
+        ] {
+            let k: KustomizeSource = serde_json::from_value(bad).expect("kustomize");
+            let err = kustomize_options(&k).expect_err(name);
+            assert!(err.contains(name), "{err}");
+        }
+        let mut app = Application::new("a", Default::default());
+        app.spec.source.chart = Some("shop".into());
+        app.spec.source.kustomize = Some(KustomizeSource {
+            name_prefix: Some("x-".into()),
+            ..Default::default()
+        });
+        assert!(check(&app).is_err());
+        app.spec.source.kustomize = Some(KustomizeSource::default());
+        assert!(
+            check(&app).is_ok(),
+            "an empty kustomize block asks for nothing"
+        );
+    }
+}
