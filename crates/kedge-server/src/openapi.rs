@@ -113,7 +113,7 @@ pub fn document() -> Value {
             "/api/v1/applications/{namespace}/{name}/events": read("Kubernetes events on the application, newest first", json!({ "type": "object", "properties": { "items": { "type": "array", "items": sref("Event") } } })),
             "/api/v1/applications/{namespace}/{name}/history": read("Sync history, newest first, with commit subject and author", json!({ "type": "object", "properties": { "items": { "type": "array", "items": sref("HistoryEntry") } } })),
             "/api/v1/applications/{namespace}/{name}/sync": action("Request a sync", Some(json!({ "type": "object", "properties": {
-                "prune": { "type": "boolean" }, "dryRun": { "type": "boolean" }, "revision": { "type": "string" } } })), json!([])),
+                "prune": { "type": "boolean" }, "dryRun": { "type": "boolean" }, "revision": { "type": "string" }, "confirm": { "type": "boolean", "description": "confirms a prune of more than half of the objects" } } })), json!([])),
             "/api/v1/applications/{namespace}/{name}/rollback": action("Roll back to a history entry (suspends automated sync)", Some(json!({ "type": "object", "required": ["id"], "properties": {
                 "id": { "type": "integer" }, "prune": { "type": "boolean" } } })), json!([])),
             "/api/v1/applications/{namespace}/{name}/refresh": action("Compare with Git now", None, json!([

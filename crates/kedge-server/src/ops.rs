@@ -31,6 +31,9 @@ pub struct SyncRequest {
     /// Sync this revision instead of the target revision.
     #[serde(default)]
     pub revision: Option<String>,
+    /// Confirms a prune of more than half of the application's objects (otherwise held for confirmation).
+    #[serde(default)]
+    pub confirm: bool,
 }
 
 /// Options of a rollback request.
@@ -107,7 +110,7 @@ pub async fn sync(
             prune: req.prune,
             dry_run: req.dry_run,
             revision: req.revision.filter(|r| !r.trim().is_empty()),
-            confirm: false,
+            confirm: req.confirm,
         }),
         rollback: None,
         initiated_by: caller.user.clone(),

@@ -539,6 +539,7 @@ fn actions(base: &str, caller: &Caller) -> Markup {
                         hx-confirm="Sync this application now?" {
                         input type="hidden" name="_csrf" value=(caller.csrf());
                         label { input type="checkbox" name="prune" value="true"; " Prune objects removed from Git" }
+                        label { input type="checkbox" name="confirm" value="true"; " Confirm a prune of more than half of the objects" }
                         label { input type="checkbox" name="dryRun" value="true"; " Dry run (change nothing)" }
                         label { "Revision (optional)" input type="text" name="revision" placeholder="target revision"; }
                         button.primary type="submit" data-action="sync" { "Synchronize" }
@@ -794,6 +795,8 @@ struct ActionForm {
     #[serde(default, rename = "dryRun")]
     dry_run: Option<String>,
     #[serde(default)]
+    confirm: Option<String>,
+    #[serde(default)]
     revision: Option<String>,
     #[serde(default)]
     id: Option<i64>,
@@ -825,6 +828,7 @@ async fn action(
                         prune: checked(&f.prune),
                         dry_run: dry,
                         revision: f.revision.clone(),
+                        confirm: checked(&f.confirm),
                     },
                 )
                 .await?;

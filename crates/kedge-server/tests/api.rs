@@ -99,11 +99,16 @@ async fn api_endpoints_auth_roles_and_pages() {
     let r = c
         .post(api(&format!("/{ns}/web/sync")))
         .bearer_auth(&token)
-        .json(&json!({"prune": true}))
+        .json(&json!({"prune": true, "confirm": true}))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED, "{:?}", r.text().await);
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let accepted: Value = r.json().await.unwrap();
+    assert_eq!(
+        accepted["operation"]["sync"]["confirm"], true,
+        "a confirmed prune reaches the operation: {accepted}"
+    );
     let app = env
         .wait_app("web", "synced at first", |a| {
             synced_at(a, &first) && a.status.as_ref().is_some_and(|s| !s.history.is_empty())
