@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSpec {
     /// Where the manifests come from.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "ApplicationSource::is_unset")]
     #[schemars(transform = no_default)]
     pub source: ApplicationSource,
     /// Several sources combined into one application (Argo CD 2.6+). Not supported yet: an application that sets
@@ -105,6 +105,13 @@ pub struct ApplicationSource {
     /// The name other sources of `spec.sources` refer to this one by (`$name/path`); only with `spec.sources`.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub ref_: Option<String>,
+}
+
+impl ApplicationSource {
+    /// Whether nothing is set: `spec.source` was left out (an application of `spec.sources`).
+    pub fn is_unset(&self) -> bool {
+        *self == ApplicationSource::default()
+    }
 }
 
 /// Commit signature verification.
