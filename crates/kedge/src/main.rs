@@ -28,6 +28,9 @@ enum Command {
     /// Work with Applications: create, list, get, diff, sync, history, rollback, suspend, resume, refresh, wait, delete.
     #[command(subcommand)]
     App(cli::app::AppCommand),
+    /// Convert another tool's resources into Kedge's: `kedge import argocd -f apps.yaml`.
+    #[command(subcommand)]
+    Import(cli::import::ImportCommand),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(&cli.kube, args).map(|()| 0),
         Command::Install(args) => cli::install::run(&cli.kube, args).map(|()| 0),
         Command::App(cmd) => cli::app::run(&cli.kube, cmd),
+        Command::Import(cmd) => cli::import::run(cli.kube.namespace.as_deref(), cmd),
     };
     match result {
         Ok(code) => ExitCode::from(code),

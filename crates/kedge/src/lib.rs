@@ -1,0 +1,7 @@
+//! The library part of the `kedge` binary: the conversions its commands offer, kept apart from the command line
+//! so that they are tested on their own.
+//!
+//! - [`argocd`]: Argo CD's resources (Applications, repository Secrets) as Kedge's, field by field, with every
+//!   field that has no equivalent reported by the line it came from (`kedge import argocd`).
+
+pub mod argocd;
