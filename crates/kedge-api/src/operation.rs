@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 
 /// Annotation holding a JSON-encoded [`Operation`].
 pub const OPERATION_ANNOTATION: &str = "kedge.dev/operation";
+/// Annotation on an Application asking to stop its running operation (`kedge app terminate-op`, as Argo CD's
+/// `argocd app terminate-op`): its value is when it was asked for. The sync stops where it is (nothing more is
+/// applied, pruned or waited for) and the operation ends Failed; an operation left Running by a controller that went
+/// away is not resumed.
+pub const TERMINATE_ANNOTATION: &str = "kedge.dev/terminate-operation";
 
 /// What to do, requested by whom.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -8,7 +8,7 @@
 
 use kedge_api::{
     Application, OPERATION_ANNOTATION, Operation, OperationPhase, OperationState,
-    REFRESH_ANNOTATION,
+    REFRESH_ANNOTATION, TERMINATE_ANNOTATION,
 };
 use kube::ResourceExt;
 
@@ -31,6 +31,11 @@ pub struct Intake {
     /// An operation found Running that is not carried on, and why: it was interrupted too often, it was not
     /// recorded in a form that can be resumed, or a newer request replaced it.
     pub abandoned: Option<(OperationState, String)>,
+    /// The value of the terminate annotation, to clear: it was meant for the operation running when it was
+    /// written, which is this pass's abandoned one or none (a sync started later watches for a new value).
+    pub terminate: Option<String>,
+    /// Whether `abandoned` was terminated on request (it ends Failed, not Error).
+    pub terminated: bool,
 }
 
 impl Intake {
@@ -129,6 +134,18 @@ pub fn read(app: &Application) -> Intake {
         && let Some(state) = running
     {
         intake.operation = resume(state, &mut intake.abandoned);
+    }
+    intake.terminate = app.annotations().get(TERMINATE_ANNOTATION).cloned();
+    if intake.terminate.is_some()
+        && intake.abandoned.is_none()
+        && let Some(pending) = intake.operation.take_if(|p| p.resumed > 0)
+    {
+        // Asked to stop while no controller was running it: not resumed.
+        let mut state = pending.running("");
+        state.started_at = pending.started_at;
+        state.resumed = pending.resumed - 1;
+        intake.abandoned = Some((state, "terminated on request".to_owned()));
+        intake.terminated = true;
     }
     intake.refresh = app
         .annotations()
@@ -296,6 +313,47 @@ mod tests {
         let intake = read(&app(None, Some(done)));
         assert_eq!(intake, Intake::default());
         assert!(!intake.requested());
+    }
+
+    #[test]
+    fn a_terminate_request_stops_an_interrupted_operation_but_not_a_new_one() {
+        let mut running = OperationState {
+            operation: Some(Operation {
+                sync: Some(SyncOperation::default()),
+                initiated_by: "alice".into(),
+                ..Operation::default()
+            }),
+            phase: OperationPhase::Running,
+            ..OperationState::default()
+        };
+        running.started_at = Some("2026-01-01T00:00:00Z".into());
+        let mut stopped = app(None, Some(running.clone()));
+        stopped
+            .annotations_mut()
+            .insert(TERMINATE_ANNOTATION.into(), "t1".into());
+        let intake = read(&stopped);
+        assert_eq!(intake.operation, None);
+        assert!(intake.terminated);
+        assert_eq!(intake.terminate.as_deref(), Some("t1"));
+        let (state, why) = intake.abandoned.expect("abandoned");
+        assert_eq!(why, "terminated on request");
+        assert_eq!(state.operation, running.operation);
+        assert_eq!(state.started_at, running.started_at);
+
+        // A new request written with it runs; the terminate request is only cleared.
+        let op = Operation {
+            sync: Some(SyncOperation::default()),
+            initiated_by: "bob".into(),
+            ..Operation::default()
+        };
+        let mut fresh = app(Some(&op.to_annotation()), None);
+        fresh
+            .annotations_mut()
+            .insert(TERMINATE_ANNOTATION.into(), "t2".into());
+        let intake = read(&fresh);
+        assert_eq!(intake.operation.map(|p| p.operation), Some(op));
+        assert!(!intake.terminated && intake.abandoned.is_none());
+        assert_eq!(intake.terminate.as_deref(), Some("t2"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use kedge_api::{
     Application, ApplicationStatus, HealthCode, HealthStatus as ApiHealth, HistoryResult,
     OPERATION_ANNOTATION, Operation, OperationPhase, OperationState, REFRESH_ANNOTATION,
     RESOURCES_FINALIZER, ResourceResult, ResourceStatus, SyncCode, SyncResult as ApiSyncResult,
-    SyncStatus as ApiSyncStatus, bound_results, join_bounded,
+    SyncStatus as ApiSyncStatus, TERMINATE_ANNOTATION, bound_results, join_bounded,
 };
 use kedge_engine::health::HealthStatus as EngineHealth;
 use kedge_engine::plan::{Plan, SyncStatus as PlanStatus};
@@ -588,8 +588,8 @@ async fn reconcile_inner(
                 &mut status,
                 &comparison,
                 &trigger,
-                target.prune,
-                target.confirm_prune,
+                &target,
+                intake.terminate.as_deref(),
             )
             .await?;
             if let Trigger::Rollback(id) = trigger {
@@ -783,8 +783,8 @@ async fn run_sync(
     status: &mut ApplicationStatus,
     comparison: &Comparison,
     trigger: &Trigger,
-    prune_requested: bool,
-    confirm_prune: bool,
+    target: &decide::Target,
+    cleared_terminate: Option<&str>,
 ) -> Result<Result<kedge_engine::SyncResult, ()>, ReconcileError> {
     let key = key_of(app);
     let policy = app.spec.sync_policy.clone().unwrap_or_default();
@@ -825,8 +825,8 @@ async fn run_sync(
         )
         .await;
     let options = SyncOptions {
-        prune: automated.prune || prune_requested,
-        confirm_prune,
+        prune: automated.prune || target.prune,
+        confirm_prune: target.confirm_prune,
         allow_empty: automated.allow_empty,
         force_conflicts: !policy
             .option("Force")
@@ -856,8 +856,34 @@ async fn run_sync(
                     .await
                 // `progress` drops here, which ends the reporter below.
             };
-            let (result, ()) = tokio::join!(sync, report_progress(updates, api, app, status, ctx));
-            result.map_err(|e| error_chain(&e))
+            let work =
+                async { tokio::join!(sync, report_progress(updates, api, app, status, ctx)) };
+            let stop = terminate_requested(ctx, app, cleared_terminate);
+            let stopped = tokio::select! {
+                (result, ()) = work => Ok(result),
+                raw = stop => Err(raw),
+            };
+            match stopped {
+                Ok(result) => result.map_err(|e| error_chain(&e)),
+                Err(raw) => {
+                    // Dropping the sync stopped it where it was; say so before it is reported Failed.
+                    if let Some(state) = status.operation_state.as_mut() {
+                        state.phase = OperationPhase::Terminating;
+                        state.message = "terminating on request".to_owned();
+                    }
+                    patch_status(api, app, status, true, ctx).await?;
+                    clear_annotation(api, app, TERMINATE_ANNOTATION, &raw, ctx).await?;
+                    let message = format!(
+                        "terminated on request ({TERMINATE_ANNOTATION}): the sync of {} stopped where it was; \
+                         objects applied before it stay, nothing more was applied or pruned",
+                        short(&comparison.revision.sha)
+                    );
+                    ctx.recorder
+                        .publish(app, Severity::Warning, "OperationTerminated", &message)
+                        .await;
+                    Err(message)
+                }
+            }
         }
         Err(message) => Err(message),
     };
@@ -1092,6 +1118,24 @@ async fn report_progress(
         if let Err(e) = patch_status(api, app, &status, true, ctx).await {
             tracing::warn!(error = %error_chain(&e), "could not report the sync's progress");
         }
+    }
+}
+
+/// Resolves with the terminate annotation's value once the controller's cache shows one other than `cleared` (the
+/// value this pass cleared at intake, which the cache may still show for a moment).
+async fn terminate_requested(ctx: &Context, app: &Application, cleared: Option<&str>) -> String {
+    const EVERY: Duration = Duration::from_millis(250);
+    let at = CacheRef::from_obj(app);
+    loop {
+        if let Some(raw) = ctx
+            .apps
+            .get(&at)
+            .and_then(|a| a.annotations().get(TERMINATE_ANNOTATION).cloned())
+            .filter(|raw| Some(raw.as_str()) != cleared)
+        {
+            return raw;
+        }
+        tokio::time::sleep(EVERY).await;
     }
 }
 
@@ -1592,14 +1636,22 @@ async fn take_operation(
             describe_operation(state.operation.as_ref())
         );
         tracing::warn!(%message, "operation not carried on");
+        let (reason, phase) = if intake.terminated {
+            ("OperationTerminated", OperationPhase::Failed)
+        } else {
+            ("OperationInterrupted", OperationPhase::Error)
+        };
         ctx.recorder
-            .publish(app, Severity::Warning, "OperationInterrupted", &message)
+            .publish(app, Severity::Warning, reason, &message)
             .await;
         let mut state = state.clone();
-        state.phase = OperationPhase::Error;
+        state.phase = phase;
         state.message = message;
         state.finished_at = Some(now.to_owned());
         status.operation_state = Some(state);
+    }
+    if let Some(raw) = &intake.terminate {
+        clear_annotation(api, app, TERMINATE_ANNOTATION, raw, ctx).await?;
     }
     let Some(pending) = &intake.operation else {
         if let Some(raw) = &intake.clear_operation {

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use common::*;
 use k8s_openapi::api::batch::v1::Job;
-use kedge_api::{Application, OPERATION_ANNOTATION, Operation, OperationPhase, SyncOperation};
+use kedge_api::{
+    Application, OPERATION_ANNOTATION, Operation, OperationPhase, SyncOperation,
+    TERMINATE_ANNOTATION,
+};
 use kedge_testkit::{TestCluster, wait_for};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -213,6 +216,94 @@ async fn an_operation_interrupted_by_a_crash_is_finished_by_the_next_controller(
             .iter()
             .any(|e| e.reason.as_deref() == Some("OperationResumed")),
         "an OperationResumed event"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_sync_stops_where_it_was_and_is_not_resumed() {
+    let env = Env::new("op-terminate").await;
+    env.write("app/settings.yaml", &config_map("settings", "k", "v"));
+    env.write("app/gate.yaml", GATE);
+    env.write(
+        "app/after.yaml",
+        &config_map_annotated("after", "1", &[("kedge.dev/sync-wave", "1")]),
+    );
+    env.commit_push("two waves, the first held by its hook");
+    let controller = env.start_controller("c1");
+    env.create_app("demo", "app", json!({})).await;
+    env.wait_app("demo", "compared", |a| {
+        a.status.as_ref().is_some_and(|s| s.sync.revision.is_some())
+    })
+    .await;
+
+    // Terminated while it waits on its hook: Failed, wave 1 never applied, the request cleared.
+    let op = request("user", "2026-01-01T00:00:04Z");
+    ask(&env, "demo", &op).await;
+    env.wait_app("demo", "the operation waits for its hook", |a| {
+        operation_is(a, &op, OperationPhase::Running)
+            && operation_message(a).contains("waiting for Job gate")
+    })
+    .await;
+    env.patch_app(
+        "demo",
+        json!({ "metadata": { "annotations": { TERMINATE_ANNOTATION: "2026-01-01T00:00:05Z" } } }),
+    )
+    .await;
+    let app = env
+        .wait_app("demo", "the operation terminated", |a| {
+            operation_is(a, &op, OperationPhase::Failed)
+                && a.metadata
+                    .annotations
+                    .as_ref()
+                    .is_none_or(|m| !m.contains_key(TERMINATE_ANNOTATION))
+        })
+        .await;
+    assert!(
+        operation_message(&app).contains("terminated on request"),
+        "{}",
+        operation_message(&app)
+    );
+    assert!(
+        env.config_map_data("after").await.is_none(),
+        "wave 1 was applied"
+    );
+    env.wait_event("demo", "OperationTerminated", |m| {
+        m.contains("stopped where it was")
+    })
+    .await;
+    assert_eq!(env.count_events("demo", "SyncSucceeded").await, 0);
+
+    // Terminated while no controller runs it (left Running by a crash): not resumed by the next one.
+    let again = request("user", "2026-01-01T00:00:06Z");
+    ask(&env, "demo", &again).await;
+    env.wait_app("demo", "the second operation waits for its hook", |a| {
+        operation_is(a, &again, OperationPhase::Running)
+            && operation_message(a).contains("waiting for Job gate")
+    })
+    .await;
+    controller.kill();
+    env.patch_app(
+        "demo",
+        json!({ "metadata": { "annotations": { TERMINATE_ANNOTATION: "2026-01-01T00:00:07Z" } } }),
+    )
+    .await;
+    let _controller = env.start_controller("c2");
+    let app = env
+        .wait_app(
+            "demo",
+            "the interrupted operation ended, not resumed",
+            |a| operation_is(a, &again, OperationPhase::Failed),
+        )
+        .await;
+    assert!(
+        operation_message(&app).contains("terminated on request"),
+        "{}",
+        operation_message(&app)
+    );
+    assert_eq!(env.count_events("demo", "OperationResumed").await, 0);
+    assert!(
+        env.config_map_data("after").await.is_none(),
+        "wave 1 was applied"
     );
 }
 

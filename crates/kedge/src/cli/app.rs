@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use kedge_api::{
     Application, OPERATION_ANNOTATION, Operation, OperationPhase, REFRESH_ANNOTATION,
-    RESOURCES_FINALIZER, RollbackOperation, SyncOperation,
+    RESOURCES_FINALIZER, RollbackOperation, SyncOperation, TERMINATE_ANNOTATION,
 };
 use kedge_controller::pipeline::Pipeline;
 use kedge_engine::plan::SyncStatus as PlanStatus;
@@ -108,6 +108,15 @@ pub enum AppCommand {
         /// Drop cached comparisons.
         #[arg(long)]
         hard: bool,
+    },
+    /// Stop the running operation (a sync waiting on a hook or a wave): nothing more is applied, pruned or waited
+    /// for, and the operation ends Failed; as `argocd app terminate-op`.
+    TerminateOp {
+        /// Application name.
+        name: String,
+        /// How long to wait until the operation has stopped.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        timeout: Duration,
     },
     /// Wait until an Application is Synced and Healthy with no operation left (or only what the flags name), as
     /// compared for its current spec; exits 1 with the last state when the timeout passes.
@@ -268,6 +277,7 @@ pub fn run(kube: &KubeArgs, cmd: AppCommand) -> anyhow::Result<u8> {
                 println!("application {name}: {value} refresh requested");
                 Ok(0)
             }
+            AppCommand::TerminateOp { name, timeout } => terminate(&api, &name, timeout).await,
             AppCommand::Delete { name, cascade } => {
                 let app = get(&api, &name).await?;
                 let mut finalizers: Vec<String> = app.finalizers().iter().filter(|f| *f != RESOURCES_FINALIZER).cloned().collect();
@@ -358,6 +368,48 @@ async fn sync(api: &Api<Application>, args: SyncArgs) -> anyhow::Result<u8> {
 }
 
 /// Waits until the controller has taken the operation and finished it, printing each object's progress.
+/// Asks the controller to stop the running operation and waits until it has.
+async fn terminate(api: &Api<Application>, name: &str, timeout: Duration) -> anyhow::Result<u8> {
+    let running = |app: &Application| {
+        app.status
+            .as_ref()
+            .and_then(|s| s.operation_state.clone())
+            .filter(|o| !o.phase.is_completed())
+    };
+    let app = get(api, name).await?;
+    let Some(state) = running(&app) else {
+        bail!("application {name} has no operation running: nothing to terminate");
+    };
+    let asked = jiff::Timestamp::now().to_string();
+    let patch = json!({ "metadata": { "annotations": { TERMINATE_ANNOTATION: asked } } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .context("failed to request the termination")?;
+    println!(
+        "application {name}: termination of the running operation requested ({})",
+        state.message
+    );
+    let deadline = Instant::now() + timeout;
+    loop {
+        let app = get(api, name).await?;
+        if running(&app).is_none() {
+            let state = app
+                .status
+                .and_then(|s| s.operation_state)
+                .unwrap_or_default();
+            println!("  {}: {}", state.phase, state.message);
+            return Ok(0);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "timed out after {} waiting for the operation of application {name} to stop (is `kedge run` running?)",
+                humantime(timeout)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 async fn wait_for_operation(
     api: &Api<Application>,
     name: &str,
