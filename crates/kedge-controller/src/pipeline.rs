@@ -504,15 +504,7 @@ impl Pipeline {
             })
             .collect();
         let inventory = inventory_of(app)?;
-        let mut plan = self.engine.plan(&spec, desired, &inventory).await?;
-        let options = crate::spec_check::sync_options(app.spec.sync_policy.as_ref())
-            .map_err(PipelineError::InvalidSpec)?;
-        if options.prune_last {
-            // PruneLast=true for the application: every prune is the sync's last step, as the per-object option.
-            for candidate in &mut plan.prune {
-                candidate.options.prune_last = true;
-            }
-        }
+        let plan = self.engine.plan(&spec, desired, &inventory).await?;
         Ok(Comparison {
             revision,
             rendered,
@@ -699,11 +691,11 @@ pub fn engine_spec(app: &Application) -> Result<AppSpec, PipelineError> {
             expression: h.expression.clone(),
         })
         .collect();
-    spec.fail_on_shared_resource = app
-        .spec
-        .sync_policy
-        .as_ref()
-        .is_some_and(|p| p.flag("FailOnSharedResource"));
+    let options = crate::spec_check::sync_options(app.spec.sync_policy.as_ref())
+        .map_err(PipelineError::InvalidSpec)?;
+    spec.fail_on_shared_resource = options.fail_on_shared_resource;
+    // The application's sync options reach every object as its own would (PruneLast, Replace, Validate=false, ...).
+    spec.object_defaults = options.objects;
     Ok(spec)
 }
 

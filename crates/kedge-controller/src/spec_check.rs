@@ -7,7 +7,7 @@
 //! and then ignored.
 
 use kedge_api::{Application, KustomizeSource, SyncPolicy};
-use kedge_engine::{PropagationPolicy, SyncOptions};
+use kedge_engine::{ObjectSyncOptions, PropagationPolicy, SyncOptions};
 use kedge_render::{KustomizeOptions, PatchOption};
 
 use crate::pipeline::PipelineError;
@@ -20,8 +20,9 @@ pub const IN_CLUSTER_NAME: &str = "in-cluster";
 /// The application-level sync options (`spec.syncPolicy.syncOptions`) Kedge acts on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AppSyncOptions {
-    /// `PruneLast=true`: every prune waits until the rest is synced and healthy.
-    pub prune_last: bool,
+    /// Options every object gets as if its own annotation set them: `PruneLast=true`, `Replace=true`,
+    /// `Force=true`, `Validate=false`, `SkipDryRunOnMissingResource=true`, `Prune=false`, `Delete=false`.
+    pub objects: ObjectSyncOptions,
     /// `PrunePropagationPolicy=...`: how pruned objects' dependents go (default foreground, as Argo CD).
     pub propagation: PropagationPolicy,
     /// `FailOnSharedResource=true`: an existing object no application tracks is refused instead of adopted.
@@ -120,10 +121,17 @@ pub fn sync_options(policy: Option<&SyncPolicy>) -> Result<AppSyncOptions, Strin
                 "spec.syncPolicy.syncOptions: {item} is not supported: {why}"
             ))
         };
-        let per_object = "not supported for a whole application yet; set it on objects with the \
-                          argocd.argoproj.io/sync-options or kedge.dev/sync-options annotation";
         match name {
-            "PruneLast" => out.prune_last = flag()?,
+            "PruneLast" => out.objects.prune_last = flag()?,
+            "Replace" => out.objects.replace = flag()?,
+            "Force" => out.objects.force = flag()?,
+            "Validate" => out.objects.skip_validation = !flag()?,
+            "SkipDryRunOnMissingResource" => out.objects.skip_dry_run_on_missing_resource = flag()?,
+            "Prune" | "Delete" if value.eq_ignore_ascii_case("confirm") => {
+                return unsupported("Kedge has no confirmation of single objects' deletion");
+            }
+            "Prune" => out.objects.prune_disabled = !flag()?,
+            "Delete" => out.objects.delete_disabled = !flag()?,
             "FailOnSharedResource" => out.fail_on_shared_resource = flag()?,
             "PrunePropagationPolicy" => {
                 out.propagation = match value.to_ascii_lowercase().as_str() {
@@ -138,15 +146,9 @@ pub fn sync_options(policy: Option<&SyncPolicy>) -> Result<AppSyncOptions, Strin
                     }
                 }
             }
-            // Read where they act: the namespace is created before the sync, conflicts are taken over unless
-            // Force=false.
+            // Read where it acts: the namespace is created before the sync.
             "CreateNamespace" => {
                 flag()?;
-            }
-            "Force" => {
-                if flag()? {
-                    return unsupported(per_object);
-                }
             }
             // Kedge applies only the objects that differ, always: applying the others would change nothing.
             "ApplyOutOfSyncOnly" => {
@@ -170,17 +172,6 @@ pub fn sync_options(policy: Option<&SyncPolicy>) -> Result<AppSyncOptions, Strin
                         "Kedge does not move client-side apply field managers; ClientSideApplyMigration=false is \
                          what it does",
                     );
-                }
-            }
-            "Validate" | "Replace" | "SkipDryRunOnMissingResource" => {
-                let on = flag()?;
-                if on != (name == "Validate") {
-                    return unsupported(per_object);
-                }
-            }
-            "Prune" | "Delete" => {
-                if value.eq_ignore_ascii_case("confirm") || !flag()? {
-                    return unsupported(per_object);
                 }
             }
             _ => {
@@ -297,21 +288,39 @@ mod tests {
             "ApplyOutOfSyncOnly=true",
             "ServerSideApply=true",
             "RespectIgnoreDifferences=true",
-            "Validate=true",
-            "Replace=false",
-            "Force=false",
-            "Prune=true",
-            "Delete=true",
-            "SkipDryRunOnMissingResource=false",
+            "Validate=false",
+            "Replace=true",
+            "Force=true",
+            "Prune=false",
+            "Delete=false",
+            "SkipDryRunOnMissingResource=true",
             "ClientSideApplyMigration=false",
         ])
         .expect("accepted");
-        assert!(o.prune_last && o.fail_on_shared_resource);
+        assert!(o.fail_on_shared_resource);
         assert_eq!(o.propagation, PropagationPolicy::Orphan);
         assert_eq!(
-            options(&["PrunePropagationPolicy=background"]).map(|o| o.propagation),
-            Ok(PropagationPolicy::Background)
+            o.objects,
+            ObjectSyncOptions {
+                prune_disabled: true,
+                prune_last: true,
+                delete_disabled: true,
+                replace: true,
+                skip_validation: true,
+                skip_dry_run_on_missing_resource: true,
+                force: true,
+            }
         );
+        let defaults = options(&[
+            "Validate=true",
+            "Replace=false",
+            "Prune=true",
+            "Delete=true",
+            "PrunePropagationPolicy=background",
+        ])
+        .expect("accepted");
+        assert_eq!(defaults.objects, ObjectSyncOptions::default());
+        assert_eq!(defaults.propagation, PropagationPolicy::Background);
         assert_eq!(
             options(&[]).map(|o| o.propagation),
             Ok(PropagationPolicy::Foreground)
@@ -321,13 +330,7 @@ mod tests {
     #[test]
     fn options_kedge_does_not_implement_are_refused_by_name() {
         for item in [
-            "Replace=true",
-            "Force=true",
-            "Validate=false",
-            "SkipDryRunOnMissingResource=true",
-            "Prune=false",
             "Prune=confirm",
-            "Delete=false",
             "Delete=confirm",
             "ServerSideApply=false",
             "RespectIgnoreDifferences=false",

@@ -173,9 +173,9 @@ async fn sync_options_and_sources_kedge_does_not_implement_are_refused() {
     let sha = env.commit_push("one ConfigMap");
     let _controller = env.start_controller("c1");
     let mut policy = automated(true, false);
-    policy["syncOptions"] = json!(["CreateNamespace=true", "Replace=true"]);
+    policy["syncOptions"] = json!(["CreateNamespace=true", "Prune=confirm"]);
     env.create_app("replace", "app", policy).await;
-    let message = wait_refused(&env, "replace", "Replace=true").await;
+    let message = wait_refused(&env, "replace", "Prune=confirm").await;
     assert!(message.contains("spec.syncPolicy.syncOptions"), "{message}");
     assert!(env.config_map_data("settings").await.is_none());
 
@@ -394,5 +394,59 @@ async fn apply_out_of_sync_only_applies_only_what_differs() {
             1,
             "{name} was applied again though it did not differ"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_sync_options_reach_every_object() {
+    let env = Env::audited("argo-app-options").await;
+    env.write("replace/cm.yaml", &config_map("replaced", "k", "1"));
+    env.write("validate/cm.yaml", &config_map("unvalidated", "k", "1"));
+    let v1 = env.commit_push("two ConfigMaps");
+    let _controller = env.start_controller("c1");
+    for (name, option) in [("replace", "Replace=true"), ("validate", "Validate=false")] {
+        let mut policy = automated(true, false);
+        policy["syncOptions"] = json!([option]);
+        env.create_app(name, name, policy).await;
+    }
+    env.wait_synced("replace", &v1).await;
+    env.wait_synced("validate", &v1).await;
+    env.write("replace/cm.yaml", &config_map("replaced", "k", "2"));
+    env.write("validate/cm.yaml", &config_map("unvalidated", "k", "2"));
+    let v2 = env.commit_push("new values");
+    env.wait_synced("replace", &v2).await;
+    env.wait_synced("validate", &v2).await;
+    env.wait_config_map("replaced", "k", "2").await;
+    env.wait_config_map("unvalidated", "k", "2").await;
+
+    // Replace=true: written with create and update (PUT), never applied.
+    let cm = env
+        .object("", "v1", "ConfigMap", "replaced")
+        .await
+        .expect("replaced");
+    let operations: Vec<String> = cm
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.operation)
+        .collect();
+    assert_eq!(operations, ["Update"], "replaced, not applied");
+    // Validate=false: every apply asks the API server to ignore unknown fields.
+    let events = env.cluster.audit_events().expect("audit log");
+    let writes: Vec<&AuditEvent> = events
+        .iter()
+        .filter(|e| {
+            e.namespace == env.ns()
+                && e.resource == "configmaps"
+                && e.name == "unvalidated"
+                && e.user_agent.ends_with("(c1)")
+                && !e.is_dry_run()
+                && e.verb == "patch"
+        })
+        .collect();
+    assert_eq!(writes.len(), 2, "{writes:#?}");
+    for w in &writes {
+        assert!(w.request_uri.contains("fieldValidation=Ignore"), "{w:?}");
     }
 }

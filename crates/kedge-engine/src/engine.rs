@@ -31,6 +31,9 @@ pub struct AppSpec {
     /// refused either way.
     #[serde(default)]
     pub fail_on_shared_resource: bool,
+    /// Sync options of the whole application, added to every object's own (an option either sets is on).
+    #[serde(default)]
+    pub object_defaults: crate::object::ObjectSyncOptions,
 }
 
 impl AppSpec {
@@ -42,6 +45,7 @@ impl AppSpec {
             ignore_differences: Vec::new(),
             health_rules: Vec::new(),
             fail_on_shared_resource: false,
+            object_defaults: Default::default(),
         }
     }
 }

@@ -412,6 +412,20 @@ fn parse_sync_options(
 }
 
 impl ObjectSyncOptions {
+    /// These options with the application's (`spec.syncPolicy.syncOptions`) added: an option either sets is on.
+    pub fn with_defaults(self, app: &ObjectSyncOptions) -> Self {
+        Self {
+            prune_disabled: self.prune_disabled || app.prune_disabled,
+            prune_last: self.prune_last || app.prune_last,
+            delete_disabled: self.delete_disabled || app.delete_disabled,
+            replace: self.replace || app.replace,
+            skip_validation: self.skip_validation || app.skip_validation,
+            skip_dry_run_on_missing_resource: self.skip_dry_run_on_missing_resource
+                || app.skip_dry_run_on_missing_resource,
+            force: self.force || app.force,
+        }
+    }
+
     /// Reads the options of an object; an unknown option or value is an error naming it, and so is an option
     /// that Kedge's and Argo CD's annotations set differently.
     pub fn read(obj: &Value) -> Result<Self, ObjectError> {

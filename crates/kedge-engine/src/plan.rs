@@ -342,7 +342,8 @@ impl Engine {
                 skipped.insert(id);
                 continue;
             }
-            let options = ObjectSyncOptions::read(&d.object);
+            let options =
+                ObjectSyncOptions::read(&d.object).map(|o| o.with_defaults(&spec.object_defaults));
             let skip_dry_run = options
                 .as_ref()
                 .is_ok_and(|o| o.skip_dry_run_on_missing_resource);
@@ -887,7 +888,7 @@ impl Engine {
         c.compare = CompareOptions::read(&live).unwrap_or_default();
         let ours = c.id.tracking_id(&spec.app);
         c.options = match ObjectSyncOptions::read(&live) {
-            Ok(o) => o,
+            Ok(o) => o.with_defaults(&spec.object_defaults),
             Err(e) => {
                 c.action = PruneAction::Refuse(e.to_string());
                 return Ok(c);
