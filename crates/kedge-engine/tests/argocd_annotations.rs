@@ -298,7 +298,14 @@ async fn replace_force_validate_and_delete_false_do_what_argocd_documents() {
     assert!(kept.message.contains("Delete=false"));
     let cms = api(&ctx.client, ctx.ns.name(), "", "ConfigMap");
     assert!(cms.get_opt("kept").await.unwrap().is_some());
-    assert!(cms.get_opt("replaced").await.unwrap().is_none());
+    // Pruned with foreground propagation: gone once the garbage collector finished.
+    kedge_testkit::wait_for(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async { cms.get_opt("replaced").await.unwrap().is_none() },
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -394,4 +401,63 @@ async fn ignore_extraneous_and_skip_dry_run_on_missing_resource() {
     crds.delete(&format!("gizmos.{group}"), &Default::default())
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn argocd_tracking_annotations_are_neither_read_as_ownership_nor_removed() {
+    let ctx = setup("eng-argo-tracking").await;
+    let spec = ctx.spec("argo-tracking");
+    // An object Argo CD managed before: its tracking annotations, written by Argo CD's field manager.
+    let argo = with_annotations(
+        config_map("migrated", json!({"k": "v"})),
+        json!({"argocd.argoproj.io/tracking-id": "guestbook:/ConfigMap:default/migrated",
+            "argocd.argoproj.io/managed-by": "argocd"}),
+    );
+    api(&ctx.client, ctx.ns.name(), "", "ConfigMap")
+        .patch(
+            "migrated",
+            &PatchParams::apply("argocd-controller"),
+            &Patch::Apply(&argo),
+        )
+        .await
+        .unwrap();
+    let plan = ctx
+        .engine
+        .plan(
+            &spec,
+            desired(vec![config_map("migrated", json!({"k": "v"}))]),
+            &[],
+        )
+        .await
+        .unwrap();
+    // Untracked by Kedge: adopted, not refused as another application's.
+    assert_eq!(plan.objects[0].status, SyncStatus::OutOfSync);
+    assert_eq!(plan.objects[0].tracking, kedge_engine::Tracking::Untracked);
+    let result = ctx.engine.sync(&plan, &options()).await.unwrap();
+    assert_eq!(result.phase, SyncPhase::Succeeded, "{}", result.message);
+    assert_eq!(result.outcomes[0].action, Action::Adopted);
+    let live = api(&ctx.client, ctx.ns.name(), "", "ConfigMap")
+        .get("migrated")
+        .await
+        .unwrap();
+    let ann = live.metadata.annotations.unwrap_or_default();
+    assert_eq!(
+        ann.get("argocd.argoproj.io/tracking-id")
+            .map(String::as_str),
+        Some("guestbook:/ConfigMap:default/migrated")
+    );
+    assert_eq!(
+        ann.get("argocd.argoproj.io/managed-by").map(String::as_str),
+        Some("argocd")
+    );
+    let plan = ctx
+        .engine
+        .plan(
+            &spec,
+            desired(vec![config_map("migrated", json!({"k": "v"}))]),
+            &result.inventory,
+        )
+        .await
+        .unwrap();
+    assert!(plan.is_synced());
 }
