@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value, json};
 
+use kedge_controller::spec_check;
+
 use super::Cx;
 use super::located::{Path, Seg, index, key};
 
@@ -9,8 +11,6 @@ use super::located::{Path, Seg, index, key};
 const ARGOCD_RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
 /// Argo CD's annotation asking for a refresh.
 const ARGOCD_REFRESH: &str = "argocd.argoproj.io/refresh";
-/// The address of the cluster an application runs in.
-const IN_CLUSTER_SERVER: &str = "https://kubernetes.default.svc";
 
 /// Converts the document of `cx`; `None` when it cannot be converted at all (reported).
 pub(crate) fn convert(cx: &mut Cx<'_>) -> Option<Value> {
@@ -47,6 +47,7 @@ pub(crate) fn convert(cx: &mut Cx<'_>) -> Option<Value> {
     match read_back(&out) {
         Ok(back) => {
             conv.keep_what_kedge_reads(cx, &mut Vec::new(), &mut out, &back);
+            conv.report_what_kedge_refuses(cx, &out);
             Some(out)
         }
         Err(e) => {
@@ -381,6 +382,45 @@ impl AppConversion {
         }
     }
 
+    /// Reports what Kedge's own check of an application spec refuses (an application Kedge refuses applies
+    /// nothing): each sync option on its own, then the spec again without each field it names, until it passes.
+    fn report_what_kedge_refuses(&self, cx: &mut Cx<'_>, out: &Value) {
+        let options_path = crate::argocd::path(&["spec", "syncPolicy", "syncOptions"]);
+        let options = out["spec"]["syncPolicy"]["syncOptions"].as_array();
+        for (i, option) in options.into_iter().flatten().enumerate() {
+            let policy = kedge_api::SyncPolicy {
+                sync_options: vec![option.as_str().unwrap_or_default().to_owned()],
+                ..Default::default()
+            };
+            if let Err(message) = spec_check::sync_options(Some(&policy)) {
+                cx.lost(&index(&options_path, i), refusal(&message));
+            }
+        }
+        let mut probe = out.clone();
+        if let Some(policy) = probe["spec"]["syncPolicy"].as_object_mut() {
+            policy.remove("syncOptions");
+        }
+        // Each round removes the field the check named; a spec has far fewer fields than this.
+        for _ in 0..16 {
+            let Ok(app) = serde_json::from_value::<kedge_api::Application>(probe.clone()) else {
+                return;
+            };
+            let Err(e) = spec_check::check(&app) else {
+                return;
+            };
+            let message = e.to_string();
+            let field: Path = message
+                .split(['(', ' ', ':'])
+                .find(|w| w.starts_with("spec."))
+                .map(|w| w.split('.').map(|k| Seg::Key(k.to_owned())).collect())
+                .unwrap_or_else(|| crate::argocd::path(&["spec"]));
+            cx.lost(&self.input_path(&field), refusal(&message));
+            if !remove(&mut probe, &field) {
+                return;
+            }
+        }
+    }
+
     /// The input path an output path came from.
     fn input_path(&self, at: &[Seg]) -> Path {
         for (out, input) in &self.renamed {
@@ -392,6 +432,31 @@ impl AppConversion {
         }
         at.to_vec()
     }
+}
+
+/// Kedge's refusal of a field, for a diagnostic.
+fn refusal(message: &str) -> String {
+    format!("Kedge refuses it, applying nothing: {message}")
+}
+
+/// Removes the field at `path` from `v`; false when there is none.
+fn remove(v: &mut Value, path: &[Seg]) -> bool {
+    let Some((Seg::Key(last), parent)) = path.split_last() else {
+        return false;
+    };
+    let mut cur = v;
+    for seg in parent {
+        let next = match seg {
+            Seg::Key(k) => cur.get_mut(k.as_str()),
+            Seg::Index(i) => cur.get_mut(*i),
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return false,
+        }
+    }
+    cur.as_object_mut()
+        .is_some_and(|m| m.remove(last).is_some())
 }
 
 /// Values that mean "not set": Kedge's types leave them out when written back.
@@ -409,24 +474,11 @@ fn destination(cx: &mut Cx<'_>, path: &[Seg], dest: &Value, out: &mut Map<String
     let mut kept = Map::new();
     for (k, v) in entries(dest) {
         let p = key(path, k);
-        let text = v.as_str().unwrap_or("");
         match k {
-            "namespace" => {
+            // Another cluster is kept, so that Kedge refuses the application (reported by its own check)
+            // instead of deploying it to the cluster it runs in.
+            "namespace" | "server" | "name" => {
                 kept.insert(k.to_owned(), v.clone());
-            }
-            "server" if text.trim_end_matches('/') == IN_CLUSTER_SERVER => {
-                kept.insert(k.to_owned(), v.clone());
-            }
-            "name" if text == "in-cluster" => {
-                kept.insert(k.to_owned(), v.clone());
-            }
-            "server" | "name" => {
-                kept.insert(k.to_owned(), v.clone());
-                cx.lost(
-                    &p,
-                    "Kedge deploys only to the cluster it runs in until clusters land (issue 15): it refuses \
-                     this application and applies nothing",
-                );
             }
             _ => cx.lost(&p, "not a field of Argo CD's application destination"),
         }
@@ -444,7 +496,22 @@ fn sync_policy(cx: &mut Cx<'_>, path: &[Seg], policy: &Value) -> Option<Value> {
                     kept.insert(k.to_owned(), a);
                 }
             }
-            "syncOptions" | "managedNamespaceMetadata" => {
+            "syncOptions" => {
+                let mut options = Vec::new();
+                for (i, o) in v.as_array().into_iter().flatten().enumerate() {
+                    let name = o
+                        .as_str()
+                        .and_then(|o| o.split_once('='))
+                        .map(|(n, _)| n.trim());
+                    if name.is_some_and(|n| kedge_api::SYNC_OPTION_NAMES.contains(&n)) {
+                        options.push(o.clone());
+                    } else {
+                        cx.lost(&index(&p, i), "not a sync option Argo CD documents");
+                    }
+                }
+                kept.insert(k.to_owned(), Value::Array(options));
+            }
+            "managedNamespaceMetadata" => {
                 kept.insert(k.to_owned(), v.clone());
             }
             "retry" => {

@@ -375,3 +375,55 @@ fn unknown_fields_and_broken_input_are_reported() {
         "{yaml}"
     );
 }
+
+#[test]
+fn what_kedge_refuses_is_kept_and_reported_field_by_field() {
+    let c = run(r#"apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: multi}
+spec:
+  sources:
+    - {repoURL: "https://charts.example", chart: web, targetRevision: 1.0.0}
+    - {repoURL: "https://git.example/values.git", ref: values}
+  destination: {name: prod, namespace: web}
+  syncPolicy:
+    syncOptions:
+      - CreateNamespace=true
+      - ServerSideApply=false
+      - Prune=confirm
+      - Colour=blue
+"#);
+    assert_eq!(
+        summary(&c),
+        [
+            "5 spec.sources LOST",
+            "8 spec.destination.name LOST",
+            "12 spec.syncPolicy.syncOptions[1] LOST",
+            "13 spec.syncPolicy.syncOptions[2] LOST",
+            "14 spec.syncPolicy.syncOptions[3] LOST",
+        ]
+    );
+    // Kept, so that Kedge refuses the application and applies nothing (without Prune=confirm, it would prune at
+    // once); an option Argo CD does not document is left out (the CRD refuses it).
+    let spec = &c.documents[0]["spec"];
+    assert_eq!(spec["sources"].as_array().unwrap().len(), 2);
+    assert_eq!(spec["destination"]["name"], "prod");
+    assert_eq!(
+        spec["syncPolicy"]["syncOptions"],
+        json!([
+            "CreateNamespace=true",
+            "ServerSideApply=false",
+            "Prune=confirm"
+        ])
+    );
+    assert!(
+        c.diagnostics[0]
+            .reason
+            .starts_with("Kedge refuses it, applying nothing: ")
+    );
+    assert!(
+        c.diagnostics[2].reason.contains("ServerSideApply=false"),
+        "{}",
+        c.diagnostics[2]
+    );
+}
