@@ -125,6 +125,26 @@ async fn kustomize_images_and_name_prefix_change_what_is_deployed() {
     assert!(message.contains("plain directory"), "{message}");
     assert!(env.config_map_data("plain").await.is_none());
     assert!(env.config_map_data("x-plain").await.is_none());
+
+    // And on a Helm chart in Git.
+    env.write(
+        "chart/Chart.yaml",
+        "apiVersion: v2\nname: settings\nversion: 0.1.0\n",
+    );
+    env.write("chart/templates/cm.yaml", &config_map("charted", "k", "v"));
+    env.commit_push("a chart");
+    env.create_app_with(
+        "chart",
+        "chart",
+        automated(true, false),
+        json!({"source": {"repoURL": env.repo_url, "targetRevision": "main", "path": "chart",
+                          "kustomize": {"images": ["web:2"]}}}),
+        json!({}),
+    )
+    .await;
+    let message = wait_refused(&env, "chart", "spec.source.kustomize").await;
+    assert!(message.contains("a Helm chart"), "{message}");
+    assert!(env.config_map_data("charted").await.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

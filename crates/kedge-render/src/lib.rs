@@ -44,6 +44,11 @@
 //! repository, or a Helm chart `repo`): they are refused, naming the entry and the kustomization, unless
 //! [`KustomizeConfig::allow_remote_bases`]. kustomize runs with none of the caller's environment ([`process`]).
 //!
+//! Argo CD's `spec.source.kustomize` options ([`KustomizeOptions`], through [`Renderer::render_with`]) are applied to a
+//! private copy of the directories the build reads, with the application's kustomization changed as `kustomize
+//! edit` would change it ([`overrides`]); they are part of the cache key, and on a path that is not a kustomization
+//! they are an error.
+//!
 //! Rendering is blocking (file reads, YAML parsing, a subprocess); call it from a blocking thread in async code.
 
 pub mod cache;
