@@ -171,14 +171,19 @@ impl Cx<'_> {
         self.push(path, Severity::NotConverted, reason.into());
     }
 
-    /// A whole document left out.
-    fn skip_document(&mut self, what: &str, reason: &str) {
+    /// A diagnostic about the whole document (`what`: its kind and name).
+    fn about_document(&mut self, what: &str, severity: Severity, reason: String) {
         self.diagnostics.push(Diagnostic {
             line: self.doc.line,
             field: what.to_owned(),
-            severity: Severity::NotConverted,
-            reason: format!("{reason}; skipped"),
+            severity,
+            reason,
         });
+    }
+
+    /// A whole document left out.
+    fn skip_document(&mut self, what: &str, reason: &str) {
+        self.about_document(what, Severity::NotConverted, format!("{reason}; skipped"));
     }
 
     /// `Kind name` of the document, for messages.
@@ -240,9 +245,10 @@ impl Cx<'_> {
                 None
             }
             _ => {
-                self.note(
-                    &[],
-                    format!("{what} is not an Argo CD resource; passed through unchanged"),
+                self.about_document(
+                    &what,
+                    Severity::Note,
+                    "not an Argo CD resource; passed through unchanged".to_owned(),
                 );
                 Some(v.clone())
             }

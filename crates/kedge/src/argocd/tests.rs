@@ -243,7 +243,7 @@ fn projects_application_sets_clusters_and_settings_wait_for_their_issues() {
             "9: Secret prod: not converted: clusters are not supported yet (issue 15); skipped",
             "16: ConfigMap argocd-cm: not converted: Argo CD's own settings have no Kedge equivalent to convert to; \
              skipped",
-            "22: : note: ConfigMap plain is not an Argo CD resource; passed through unchanged",
+            "22: ConfigMap plain: note: not an Argo CD resource; passed through unchanged",
         ]
     );
     assert_eq!(
