@@ -327,362 +327,500 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
     result
 }
 
+/// One pass over one Application, in phases: [`intake`](Pass::intake) (what was asked) -> [`target`](Pass::target)
+/// (which revision and why) -> [`fetch`](Pass::fetch) (the revision rendered, verified and compared with the
+/// cluster) -> [`decide`](Pass::decide) (a pure [`decide::decide`] of what the comparison calls for) ->
+/// [`execute`](Pass::execute) (sync, dry-run, refuse or nothing) -> [`report`](Pass::report) (status, events,
+/// requeue). Each phase hands the next a typed value; the status being built travels in the pass and is written
+/// once at the end (and while a sync runs, as it progresses).
+struct Pass<'a> {
+    app: &'a Application,
+    ctx: &'a Context,
+    api: Api<Application>,
+    /// `namespace/name`.
+    key: String,
+    generation: Option<i64>,
+    /// When the pass started (RFC 3339).
+    now: String,
+    /// The status this pass writes.
+    status: ApplicationStatus,
+}
+
+/// What fetch hands on: the comparison, or the end of the pass (a failure reported, or nothing changed).
+enum Fetched {
+    /// The pass is over.
+    Done(Action),
+    /// The revision compared with the cluster.
+    Compared(Box<Compared>),
+}
+
+/// A comparison and what the pass needs to remember about it.
+struct Compared {
+    comparison: Comparison,
+    /// Marks the application quiet if the comparison finds nothing to do.
+    quiet: QuietMark,
+    /// Whether every kind it manages is watched for drift.
+    all_watched: bool,
+}
+
+/// What execute hands on.
+struct Executed {
+    /// The plan after a sync, built from what the API server answered (the status shows it, not the one before).
+    after: Option<Plan>,
+    /// A failed sync's retry delay.
+    retry_in: Option<Duration>,
+    /// Whether the pass synced or dry-ran (it then does not mark the application quiet).
+    acted: bool,
+}
+
 async fn reconcile_inner(
     app: &Application,
     ctx: &Context,
     urgent: bool,
 ) -> Result<Action, ReconcileError> {
-    let key = key_of(app);
     // Read first: a change marked after this point makes the next pass a full one.
     let epoch = ctx.admission.epoch();
     if app.meta().deletion_timestamp.is_some() {
         return finalize(app, ctx).await;
     }
-    let api: Api<Application> =
-        Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
-    let mut status = app.status.clone().unwrap_or_default();
-    let generation = app.meta().generation;
-    let now = now_rfc3339();
+    let mut pass = Pass {
+        app,
+        ctx,
+        api: Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default()),
+        key: key_of(app),
+        generation: app.meta().generation,
+        now: now_rfc3339(),
+        status: app.status.clone().unwrap_or_default(),
+    };
+    let (intake, operation) = pass.intake().await?;
+    let target = pass.target(operation.as_ref()).await;
+    let compared = match pass
+        .fetch(&target, urgent || intake.requested(), epoch)
+        .await?
+    {
+        Fetched::Done(action) => return Ok(action),
+        Fetched::Compared(c) => c,
+    };
+    let decision = pass.decide(&compared.comparison, &target);
+    let executed = pass
+        .execute(decision, &compared.comparison, &target, &intake)
+        .await?;
+    pass.report(*compared, executed, intake.requested()).await
+}
 
-    // Intake: what this pass is asked to do. A requested operation is recorded as Running before its annotation is
-    // cleared; one left Running by a controller that went away is resumed.
-    let intake = intake::read(app);
-    let requested = intake.requested();
-    let operation = take_operation(app, ctx, &api, &mut status, &intake, &now).await?;
-    if let Some(refresh) = intake.refresh {
-        // Cleared only if it still asks for the same: a hard refresh asked for meanwhile stays for the next pass.
-        let raw = app
-            .annotations()
-            .get(REFRESH_ANNOTATION)
-            .cloned()
-            .unwrap_or_default();
-        clear_annotation(&api, app, REFRESH_ANNOTATION, &raw, ctx).await?;
-        ctx.with_memory(&key, |m| m.resolved = None);
-        if refresh == intake::Refresh::Hard {
-            ctx.pipeline.engine().clear_cache();
+impl Pass<'_> {
+    /// Intake: what this pass is asked to do. A requested operation is recorded as Running before its annotation is
+    /// cleared; one left Running by a controller that went away is resumed; a refresh drops what is remembered.
+    async fn intake(&mut self) -> Result<(intake::Intake, Option<Operation>), ReconcileError> {
+        let (app, ctx) = (self.app, self.ctx);
+        let intake = intake::read(app);
+        let operation =
+            take_operation(app, ctx, &self.api, &mut self.status, &intake, &self.now).await?;
+        if let Some(refresh) = intake.refresh {
+            // Cleared only if it still asks for the same: a hard refresh asked for meanwhile stays for the next pass.
+            let raw = app
+                .annotations()
+                .get(REFRESH_ANNOTATION)
+                .cloned()
+                .unwrap_or_default();
+            clear_annotation(&self.api, app, REFRESH_ANNOTATION, &raw, ctx).await?;
+            ctx.with_memory(&self.key, |m| m.resolved = None);
+            if refresh == intake::Refresh::Hard {
+                ctx.pipeline.engine().clear_cache();
+            }
         }
+        Ok((intake, operation))
     }
 
-    // Target: which revision, and what was asked of it. Without an operation, a recent resolution of the spec's
-    // revision is reused, unless the poller or a webhook saw the repository move since.
-    let fresh = {
-        let moved_at = {
-            let moved = ctx.moved_repos.lock().unwrap_or_else(|p| p.into_inner());
-            moved.get(&app.spec.source.repo_url).copied()
+    /// Target: which revision, and what was asked of it. Without an operation, a recent resolution of the spec's
+    /// revision is reused, unless the poller or a webhook saw the repository move since.
+    async fn target(&mut self, operation: Option<&Operation>) -> decide::Target {
+        let ctx = self.ctx;
+        let fresh = {
+            let moved_at = {
+                let moved = ctx.moved_repos.lock().unwrap_or_else(|p| p.into_inner());
+                moved.get(&self.app.spec.source.repo_url).copied()
+            };
+            ctx.with_memory(&self.key, |m| {
+                m.resolved
+                    .as_ref()
+                    .filter(|(_, at)| {
+                        at.elapsed() < ctx.config.poll_interval
+                            && moved_at.is_none_or(|moved| moved < *at)
+                    })
+                    .map(|(sha, _)| sha.clone())
+            })
         };
-        ctx.with_memory(&key, |m| {
-            m.resolved
-                .as_ref()
-                .filter(|(_, at)| {
-                    at.elapsed() < ctx.config.poll_interval
-                        && moved_at.is_none_or(|moved| moved < *at)
-                })
-                .map(|(sha, _)| sha.clone())
-        })
-    };
-    let target = decide::target(operation.as_ref(), &status.history, fresh);
-    if let Some(msg) = &target.failed {
-        ctx.recorder
-            .publish(app, Severity::Warning, "RollbackFailed", msg)
-            .await;
-        finish_operation(&mut status, OperationPhase::Failed, msg.clone(), &now, None);
-    }
-
-    let previous_sha = status.sync.revision.clone();
-    // Only a fresh resolution of the spec's revision may be reused; an operation's explicit revision must not be.
-    let resolving_spec = target.revision.is_none();
-    let rendered = ctx
-        .pipeline
-        .render(app, target.revision.as_deref(), previous_sha.clone())
-        .await;
-    let (revision, rendered) = match rendered {
-        Ok(r) => {
-            set_source_verified(app, &mut status, &r, generation, &now);
-            (r.revision, r.out)
-        }
-        Err(err) => return report_failure(app, ctx, &api, status, err).await,
-    };
-    if resolving_spec {
-        ctx.with_memory(&key, |m| {
-            m.resolved = Some((revision.sha.clone(), Instant::now()))
-        });
-    }
-    let quiet = QuietMark {
-        inputs: inputs_digest(&rendered.rendered.inputs),
-        generation,
-        epoch,
-        at: Instant::now(),
-    };
-    let unchanged = !urgent
-        && !requested
-        && !matches!(revision.history, kedge_source::HistoryChange::Rewritten)
-        && ctx.with_memory(&key, |m| {
-            m.quiet
-                .as_ref()
-                .is_some_and(|q| q.still(&quiet, ctx.config.full_pass_interval))
-        });
-    if unchanged {
-        // Nothing changed since the last full pass found everything Synced and Healthy: same rendered inputs, same
-        // spec, and no change to any of its objects (the drift watches would have marked the application urgent).
-        // Comparing again would read every object to find the same. A new commit that leaves this application's
-        // inputs as they were (another path of a monorepo) only moves the revision it is synced to.
-        ctx.metrics.quiet_passes.inc();
-        let moved = status.sync.revision.as_deref() != Some(revision.sha.as_str());
-        if moved {
-            status.sync.revision = Some(revision.sha.clone());
-            status.sync.short_revision = Some(short(&revision.sha).to_owned());
-            status.reconciled_at = Some(now.clone());
-            conditions::set(
-                &mut status.conditions,
-                READY,
-                true,
-                "Synced",
-                synced_and_healthy(&revision.sha),
-                generation,
-                &now,
-            );
-            patch_status(&api, app, &status, false, ctx).await?;
-        }
-        return Ok(Action::requeue(ctx.config.resync_interval));
-    }
-    ctx.with_memory(&key, |m| m.quiet = None);
-    let comparison = ctx.pipeline.plan(app, revision, rendered.rendered).await;
-    let comparison = match comparison {
-        Ok(c) => c,
-        Err(err) => return report_failure(app, ctx, &api, status, err).await,
-    };
-    if matches!(
-        comparison.revision.history,
-        kedge_source::HistoryChange::Rewritten
-    ) {
-        let msg = format!(
-            "the tracked ref was rewritten (force-push): {} is no longer an ancestor of {}",
-            previous_sha.as_deref().unwrap_or("?"),
-            comparison.revision.sha
-        );
-        ctx.recorder
-            .publish(app, Severity::Warning, "HistoryRewritten", &msg)
-            .await;
-    }
-    let all_watched = ctx
-        .drift
-        .ensure_kinds(
-            comparison
-                .plan
-                .objects
-                .iter()
-                .map(|o| (o.api_version.clone(), o.id.kind.clone())),
-        )
-        .await;
-
-    // Decide: what to do about the comparison.
-    let plan = &comparison.plan;
-    let synced = plan.is_synced() && plan.prune.is_empty();
-    let automated = app
-        .spec
-        .sync_policy
-        .as_ref()
-        .and_then(|p| p.automated.clone());
-    let last_synced = status
-        .operation_state
-        .as_ref()
-        .and_then(|o| o.sync_result.as_ref())
-        .map(|r| r.revision.clone());
-    let decision = decide::decide(decide::Facts {
-        requested: target.requested.clone(),
-        dry_run: target.dry_run,
-        suspended: app.spec.suspend,
-        synced,
-        automated: automated.is_some(),
-        self_heal: automated.as_ref().is_some_and(|a| a.self_heal),
-        new_revision: last_synced.as_deref() != Some(comparison.revision.sha.as_str()),
-        last_failed: status
-            .operation_state
-            .as_ref()
-            .is_some_and(|o| o.phase == OperationPhase::Failed),
-        retry_policy: retry_policy(app).is_some(),
-        retry_due: retry_due(app, ctx, &key),
-        heals_something: automated
-            .as_ref()
-            .is_some_and(|a| heals_something(plan, a.prune)),
-        heal_due: heal_due(ctx, &key),
-        // A plan with objects that cannot be applied (unknown kind, rejected by the dry run, invalid manifest) is
-        // not synced at all: applying the rest would leave the cluster at half a commit.
-        blocked: plan
-            .objects
-            .iter()
-            .filter(|o| o.status == PlanStatus::Error)
-            .map(|o| format!("{}: {}", o.id, o.message))
-            .chain(plan.invalid.iter().cloned())
-            .collect(),
-    });
-    if synced {
-        ctx.with_memory(&key, |m| m.heal_streak = 0);
-    }
-    if let Decision::Sync(t) | Decision::Refuse { trigger: t, .. } = &decision {
-        match t {
-            Trigger::Retry => record_retry(ctx, &key),
-            Trigger::SelfHeal => record_heal(ctx, &key),
-            _ => {}
-        }
-    }
-
-    // Execute.
-    let mut requeue = ctx.config.resync_interval;
-    let mut plan_for_status: &Plan = plan;
-    let post_sync_plan;
-    let acted = matches!(decision, Decision::Sync(_) | Decision::DryRun);
-    match decision {
-        Decision::Observe => {}
-        Decision::Refuse {
-            trigger: refused,
-            blocked,
-        } => {
-            // The message leaves out what asked for the sync, so that an automated attempt and the self-heal or
-            // retry attempts after it publish one event, not one each.
-            tracing::warn!(trigger = %refused.initiated_by(), "sync refused: objects cannot be applied");
-            let message = format!(
-                "sync of {} refused, nothing was applied: {} object(s) cannot be applied: {}",
-                short(&comparison.revision.sha),
-                blocked.len(),
-                join_bounded(&blocked, 20, "; ")
-            );
-            let repeated = status
-                .operation_state
-                .as_ref()
-                .is_some_and(|o| o.phase == OperationPhase::Failed && o.message == message);
-            if !repeated {
-                ctx.recorder
-                    .publish(app, Severity::Warning, "SyncFailed", &message)
-                    .await;
-            }
-            finish_operation(
-                &mut status,
-                OperationPhase::Failed,
-                message,
-                &now_rfc3339(),
-                Some(ApiSyncResult {
-                    revision: comparison.revision.sha.clone(),
-                    ..ApiSyncResult::default()
-                }),
-            );
-            // A rollback asks to stop following Git: refused or not, automated sync must not go back to what the
-            // user rolled back from.
-            if let Trigger::Rollback(id) = refused {
-                suspend(
-                    &api,
-                    app,
-                    ctx,
-                    &format!(
-                        "rollback to history id {id} refused (see SyncFailed); automated sync is suspended until \
-                         the application is resumed"
-                    ),
-                )
-                .await?;
-            }
-        }
-        Decision::Sync(trigger) => {
-            let outcome = run_sync(
-                app,
-                ctx,
-                &mut status,
-                &comparison,
-                &trigger,
-                &target,
-                intake.terminate.as_deref(),
-            )
-            .await?;
-            if let Trigger::Rollback(id) = trigger {
-                suspend_after_rollback(&api, app, id, ctx).await?;
-            }
-            // Status shows the state after the sync, not before it: built from what the API server returned to the
-            // sync, without reading every object again.
-            match outcome {
-                Ok(result) => match ctx.pipeline.engine().plan_after_sync(plan, &result) {
-                    Ok(after) => {
-                        post_sync_plan = after;
-                        plan_for_status = &post_sync_plan;
-                    }
-                    Err(err) => tracing::warn!(error = %err, "plan after sync failed"),
-                },
-                Err(()) => requeue = retry_delay(app, ctx, &key),
-            }
-        }
-        Decision::DryRun => {
-            let msg = format!(
-                "dry run: {} object(s) would change, {} would be pruned",
-                plan.to_apply().count(),
-                plan.prune.len()
-            );
+        let target = decide::target(operation, &self.status.history, fresh);
+        if let Some(msg) = &target.failed {
             ctx.recorder
-                .publish(app, Severity::Normal, "DryRun", &msg)
+                .publish(self.app, Severity::Warning, "RollbackFailed", msg)
                 .await;
             finish_operation(
-                &mut status,
-                OperationPhase::Succeeded,
-                msg,
-                &now_rfc3339(),
+                &mut self.status,
+                OperationPhase::Failed,
+                msg.clone(),
+                &self.now,
                 None,
             );
         }
+        target
     }
 
-    // Report.
-    let full = fill_status(
-        &mut status,
-        &comparison,
-        plan_for_status,
-        generation,
-        &now,
-        app,
-    );
-    ctx.with_memory(&key_of(app), |m| m.resources = full);
-    if plan_for_status.health != EngineHealth::Healthy
-        && plan_for_status.health != EngineHealth::Suspended
-    {
-        // Status changes of the objects themselves queue a pass through the drift watches; this is only a fallback.
-        // (At 2 s, 100 progressing applications kept every worker busy re-checking them.)
-        requeue = requeue.min(Duration::from_secs(10));
-    }
-    if status.sync.status == SyncCode::OutOfSync
-        && automated.as_ref().is_some_and(|a| a.self_heal)
-        && !app.spec.suspend
-    {
-        requeue = requeue.min(heal_wait(ctx, &key));
-    }
-    let old_health = app.status.as_ref().map(|s| s.health.status);
-    if old_health.is_some_and(|h| h != status.health.status) {
-        let msg = format!(
-            "health changed to {:?}{}",
-            status.health.status,
-            status
-                .health
-                .message
-                .as_ref()
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default()
-        );
-        let sev = if status.health.status == HealthCode::Degraded {
-            Severity::Warning
-        } else {
-            Severity::Normal
+    /// Fetch: the target revision fetched, verified, rendered and compared with the cluster, unless nothing changed
+    /// since a full pass found everything Synced and Healthy (`full` forces the comparison: something was asked for
+    /// or a change is known). A failure is reported and ends the pass.
+    async fn fetch(
+        &mut self,
+        target: &decide::Target,
+        full: bool,
+        epoch: u64,
+    ) -> Result<Fetched, ReconcileError> {
+        let (app, ctx) = (self.app, self.ctx);
+        let previous_sha = self.status.sync.revision.clone();
+        // Only a fresh resolution of the spec's revision may be reused; an operation's explicit revision must not be.
+        let resolving_spec = target.revision.is_none();
+        let rendered = ctx
+            .pipeline
+            .render(app, target.revision.as_deref(), previous_sha.clone())
+            .await;
+        let (revision, rendered) = match rendered {
+            Ok(r) => {
+                set_source_verified(app, &mut self.status, &r, self.generation, &self.now);
+                (r.revision, r.out)
+            }
+            Err(err) => {
+                let status = std::mem::take(&mut self.status);
+                return Ok(Fetched::Done(
+                    report_failure(app, ctx, &self.api, status, err).await?,
+                ));
+            }
         };
-        ctx.recorder.publish(app, sev, "HealthChanged", &msg).await;
+        if resolving_spec {
+            ctx.with_memory(&self.key, |m| {
+                m.resolved = Some((revision.sha.clone(), Instant::now()))
+            });
+        }
+        let quiet = QuietMark {
+            inputs: inputs_digest(&rendered.rendered.inputs),
+            generation: self.generation,
+            epoch,
+            at: Instant::now(),
+        };
+        let unchanged = !full
+            && !matches!(revision.history, kedge_source::HistoryChange::Rewritten)
+            && ctx.with_memory(&self.key, |m| {
+                m.quiet
+                    .as_ref()
+                    .is_some_and(|q| q.still(&quiet, ctx.config.full_pass_interval))
+            });
+        if unchanged {
+            // Nothing changed since the last full pass found everything Synced and Healthy: same rendered inputs,
+            // same spec, and no change to any of its objects (the drift watches would have marked the application
+            // urgent). Comparing again would read every object to find the same. A new commit that leaves this
+            // application's inputs as they were (another path of a monorepo) only moves the revision it is synced to.
+            ctx.metrics.quiet_passes.inc();
+            let status = &mut self.status;
+            if status.sync.revision.as_deref() != Some(revision.sha.as_str()) {
+                status.sync.revision = Some(revision.sha.clone());
+                status.sync.short_revision = Some(short(&revision.sha).to_owned());
+                status.reconciled_at = Some(self.now.clone());
+                conditions::set(
+                    &mut status.conditions,
+                    READY,
+                    true,
+                    "Synced",
+                    synced_and_healthy(&revision.sha),
+                    self.generation,
+                    &self.now,
+                );
+                patch_status(&self.api, app, status, false, ctx).await?;
+            }
+            return Ok(Fetched::Done(Action::requeue(ctx.config.resync_interval)));
+        }
+        ctx.with_memory(&self.key, |m| m.quiet = None);
+        let comparison = match ctx.pipeline.plan(app, revision, rendered.rendered).await {
+            Ok(c) => c,
+            Err(err) => {
+                let status = std::mem::take(&mut self.status);
+                return Ok(Fetched::Done(
+                    report_failure(app, ctx, &self.api, status, err).await?,
+                ));
+            }
+        };
+        if matches!(
+            comparison.revision.history,
+            kedge_source::HistoryChange::Rewritten
+        ) {
+            let msg = format!(
+                "the tracked ref was rewritten (force-push): {} is no longer an ancestor of {}",
+                previous_sha.as_deref().unwrap_or("?"),
+                comparison.revision.sha
+            );
+            ctx.recorder
+                .publish(app, Severity::Warning, "HistoryRewritten", &msg)
+                .await;
+        }
+        let all_watched = ctx
+            .drift
+            .ensure_kinds(
+                comparison
+                    .plan
+                    .objects
+                    .iter()
+                    .map(|o| (o.api_version.clone(), o.id.kind.clone())),
+            )
+            .await;
+        Ok(Fetched::Compared(Box::new(Compared {
+            comparison,
+            quiet,
+            all_watched,
+        })))
     }
-    patch_status(&api, app, &status, requested, ctx).await?;
-    // Later passes may skip the comparison only while the watches would report a change to any of its objects.
-    if !acted
-        && all_watched
-        && status.sync.status == SyncCode::Synced
-        && status.health.status == HealthCode::Healthy
-        && status
-            .conditions
-            .iter()
-            .all(|c| c.type_ != READY || c.status == "True")
-    {
-        ctx.with_memory(&key, |m| m.quiet = Some(quiet));
+
+    /// Decide: gathers the facts of the comparison and what this controller remembers (backoffs), and counts the
+    /// retry or self-heal the pure decision takes.
+    fn decide(&self, comparison: &Comparison, target: &decide::Target) -> Decision {
+        let (app, ctx, key, status) = (self.app, self.ctx, self.key.as_str(), &self.status);
+        let plan = &comparison.plan;
+        let synced = plan.is_synced() && plan.prune.is_empty();
+        let automated = app
+            .spec
+            .sync_policy
+            .as_ref()
+            .and_then(|p| p.automated.clone());
+        let last_synced = status
+            .operation_state
+            .as_ref()
+            .and_then(|o| o.sync_result.as_ref())
+            .map(|r| r.revision.clone());
+        let decision = decide::decide(decide::Facts {
+            requested: target.requested.clone(),
+            dry_run: target.dry_run,
+            suspended: app.spec.suspend,
+            synced,
+            automated: automated.is_some(),
+            self_heal: automated.as_ref().is_some_and(|a| a.self_heal),
+            new_revision: last_synced.as_deref() != Some(comparison.revision.sha.as_str()),
+            last_failed: status
+                .operation_state
+                .as_ref()
+                .is_some_and(|o| o.phase == OperationPhase::Failed),
+            retry_policy: retry_policy(app).is_some(),
+            retry_due: retry_due(app, ctx, key),
+            heals_something: automated
+                .as_ref()
+                .is_some_and(|a| heals_something(plan, a.prune)),
+            heal_due: heal_due(ctx, key),
+            // A plan with objects that cannot be applied (unknown kind, rejected by the dry run, invalid manifest)
+            // is not synced at all: applying the rest would leave the cluster at half a commit.
+            blocked: plan
+                .objects
+                .iter()
+                .filter(|o| o.status == PlanStatus::Error)
+                .map(|o| format!("{}: {}", o.id, o.message))
+                .chain(plan.invalid.iter().cloned())
+                .collect(),
+        });
+        if synced {
+            ctx.with_memory(key, |m| m.heal_streak = 0);
+        }
+        if let Decision::Sync(t) | Decision::Refuse { trigger: t, .. } = &decision {
+            match t {
+                Trigger::Retry => record_retry(ctx, key),
+                Trigger::SelfHeal => record_heal(ctx, key),
+                _ => {}
+            }
+        }
+        decision
     }
-    Ok(Action::requeue(requeue))
+
+    /// Execute: the decision carried out.
+    async fn execute(
+        &mut self,
+        decision: Decision,
+        comparison: &Comparison,
+        target: &decide::Target,
+        intake: &intake::Intake,
+    ) -> Result<Executed, ReconcileError> {
+        let (app, ctx) = (self.app, self.ctx);
+        let plan = &comparison.plan;
+        let mut executed = Executed {
+            after: None,
+            retry_in: None,
+            acted: matches!(decision, Decision::Sync(_) | Decision::DryRun),
+        };
+        match decision {
+            Decision::Observe => {}
+            Decision::Refuse {
+                trigger: refused,
+                blocked,
+            } => {
+                // The message leaves out what asked for the sync, so that an automated attempt and the self-heal or
+                // retry attempts after it publish one event, not one each.
+                tracing::warn!(trigger = %refused.initiated_by(), "sync refused: objects cannot be applied");
+                let message = format!(
+                    "sync of {} refused, nothing was applied: {} object(s) cannot be applied: {}",
+                    short(&comparison.revision.sha),
+                    blocked.len(),
+                    join_bounded(&blocked, 20, "; ")
+                );
+                let repeated = self
+                    .status
+                    .operation_state
+                    .as_ref()
+                    .is_some_and(|o| o.phase == OperationPhase::Failed && o.message == message);
+                if !repeated {
+                    ctx.recorder
+                        .publish(app, Severity::Warning, "SyncFailed", &message)
+                        .await;
+                }
+                finish_operation(
+                    &mut self.status,
+                    OperationPhase::Failed,
+                    message,
+                    &now_rfc3339(),
+                    Some(ApiSyncResult {
+                        revision: comparison.revision.sha.clone(),
+                        ..ApiSyncResult::default()
+                    }),
+                );
+                // A rollback asks to stop following Git: refused or not, automated sync must not go back to what
+                // the user rolled back from.
+                if let Trigger::Rollback(id) = refused {
+                    suspend(
+                        &self.api,
+                        app,
+                        ctx,
+                        &format!(
+                            "rollback to history id {id} refused (see SyncFailed); automated sync is suspended \
+                             until the application is resumed"
+                        ),
+                    )
+                    .await?;
+                }
+            }
+            Decision::Sync(trigger) => {
+                let outcome = run_sync(
+                    app,
+                    ctx,
+                    &mut self.status,
+                    comparison,
+                    &trigger,
+                    target,
+                    intake.terminate.as_deref(),
+                )
+                .await?;
+                if let Trigger::Rollback(id) = trigger {
+                    suspend_after_rollback(&self.api, app, id, ctx).await?;
+                }
+                // Status shows the state after the sync, not before it: built from what the API server returned to
+                // the sync, without reading every object again.
+                match outcome {
+                    Ok(result) => match ctx.pipeline.engine().plan_after_sync(plan, &result) {
+                        Ok(after) => executed.after = Some(after),
+                        Err(err) => tracing::warn!(error = %err, "plan after sync failed"),
+                    },
+                    Err(()) => executed.retry_in = Some(retry_delay(app, ctx, &self.key)),
+                }
+            }
+            Decision::DryRun => {
+                let msg = format!(
+                    "dry run: {} object(s) would change, {} would be pruned",
+                    plan.to_apply().count(),
+                    plan.prune.len()
+                );
+                ctx.recorder
+                    .publish(app, Severity::Normal, "DryRun", &msg)
+                    .await;
+                finish_operation(
+                    &mut self.status,
+                    OperationPhase::Succeeded,
+                    msg,
+                    &now_rfc3339(),
+                    None,
+                );
+            }
+        }
+        Ok(executed)
+    }
+
+    /// Report: the status written from the comparison (or the plan after the sync), a health change as an event,
+    /// the quiet mark, and when to come back.
+    async fn report(
+        mut self,
+        compared: Compared,
+        executed: Executed,
+        requested: bool,
+    ) -> Result<Action, ReconcileError> {
+        let (app, ctx) = (self.app, self.ctx);
+        let Compared {
+            comparison,
+            quiet,
+            all_watched,
+        } = compared;
+        let plan_for_status = executed.after.as_ref().unwrap_or(&comparison.plan);
+        let mut requeue = executed.retry_in.unwrap_or(ctx.config.resync_interval);
+        let full = fill_status(
+            &mut self.status,
+            &comparison,
+            plan_for_status,
+            self.generation,
+            &self.now,
+            app,
+        );
+        ctx.with_memory(&self.key, |m| m.resources = full);
+        let status = &self.status;
+        if plan_for_status.health != EngineHealth::Healthy
+            && plan_for_status.health != EngineHealth::Suspended
+        {
+            // Status changes of the objects themselves queue a pass through the drift watches; this is only a
+            // fallback. (At 2 s, 100 progressing applications kept every worker busy re-checking them.)
+            requeue = requeue.min(Duration::from_secs(10));
+        }
+        let self_heal = app
+            .spec
+            .sync_policy
+            .as_ref()
+            .and_then(|p| p.automated.as_ref())
+            .is_some_and(|a| a.self_heal);
+        if status.sync.status == SyncCode::OutOfSync && self_heal && !app.spec.suspend {
+            requeue = requeue.min(heal_wait(ctx, &self.key));
+        }
+        let old_health = app.status.as_ref().map(|s| s.health.status);
+        if old_health.is_some_and(|h| h != status.health.status) {
+            let msg = format!(
+                "health changed to {:?}{}",
+                status.health.status,
+                status
+                    .health
+                    .message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            );
+            let sev = if status.health.status == HealthCode::Degraded {
+                Severity::Warning
+            } else {
+                Severity::Normal
+            };
+            ctx.recorder.publish(app, sev, "HealthChanged", &msg).await;
+        }
+        patch_status(&self.api, app, status, requested, ctx).await?;
+        // Later passes may skip the comparison only while the watches would report a change to any of its objects.
+        if !executed.acted
+            && all_watched
+            && status.sync.status == SyncCode::Synced
+            && status.health.status == HealthCode::Healthy
+            && status
+                .conditions
+                .iter()
+                .all(|c| c.type_ != READY || c.status == "True")
+        {
+            ctx.with_memory(&self.key, |m| m.quiet = Some(quiet));
+        }
+        Ok(Action::requeue(requeue))
+    }
 }
 
 /// Whether a self-heal sync would change anything: an object to apply, or (with prune) one to delete.
