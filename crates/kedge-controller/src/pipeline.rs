@@ -294,6 +294,12 @@ impl Pipeline {
             // kedge-render decides how the path renders: a chart with Helm, a directory or kustomization with the
             // renderer; Helm hook annotations are mapped either way.
             let kind = kedge_render::source_kind(&snapshot, &path)?;
+            if checked.helm && kind != kedge_render::SourceKind::Helm {
+                return Err(PipelineError::InvalidSpec(format!(
+                    "spec.source.helm is set but path {path:?} is not a Helm chart (no Chart.yaml): Helm options \
+                     apply only to charts, as in Argo CD"
+                )));
+            }
             if checked.kustomize.is_some() && kind != kedge_render::SourceKind::Kustomize {
                 return Err(PipelineError::InvalidSpec(format!(
                     "spec.source.kustomize is set but path {path:?} is {}: kustomize options apply only to \

@@ -36,6 +36,8 @@ pub struct CheckedSpec {
     pub sync: AppSyncOptions,
     /// The kustomize options of `spec.source.kustomize`, when any is set.
     pub kustomize: Option<KustomizeOptions>,
+    /// Whether `spec.source.helm` sets anything (then the path must be a chart, as in Argo CD).
+    pub helm: bool,
 }
 
 fn refused(message: String) -> PipelineError {
@@ -68,7 +70,22 @@ pub fn check(app: &Application) -> Result<CheckedSpec, PipelineError> {
                 .into(),
         ));
     }
-    Ok(CheckedSpec { sync, kustomize })
+    let helm = spec
+        .source
+        .helm
+        .as_ref()
+        .is_some_and(|h| *h != kedge_api::HelmSource::default());
+    if kustomize.is_some() && helm {
+        return Err(refused(
+            "spec.source sets both kustomize and helm: a source is one of them, as in Argo CD"
+                .into(),
+        ));
+    }
+    Ok(CheckedSpec {
+        sync,
+        kustomize,
+        helm,
+    })
 }
 
 fn set(v: &Option<String>) -> Option<&str> {
@@ -416,5 +433,16 @@ mod tests {
             check(&app).is_ok(),
             "an empty kustomize block asks for nothing"
         );
+        app.spec.source.chart = None;
+        app.spec.source.kustomize = Some(KustomizeSource {
+            name_prefix: Some("x-".into()),
+            ..Default::default()
+        });
+        app.spec.source.helm = Some(kedge_api::HelmSource {
+            release_name: Some("r".into()),
+            ..Default::default()
+        });
+        let err = check(&app).expect_err("both").to_string();
+        assert!(err.contains("both kustomize and helm"), "{err}");
     }
 }

@@ -126,7 +126,21 @@ async fn kustomize_images_and_name_prefix_change_what_is_deployed() {
     assert!(env.config_map_data("plain").await.is_none());
     assert!(env.config_map_data("x-plain").await.is_none());
 
-    // And on a Helm chart in Git.
+    // Helm options likewise need a chart.
+    env.create_app_with(
+        "plain-helm",
+        "plain",
+        automated(true, false),
+        json!({"source": {"repoURL": env.repo_url, "targetRevision": "main", "path": "plain",
+                          "helm": {"releaseName": "r"}}}),
+        json!({}),
+    )
+    .await;
+    let message = wait_refused(&env, "plain-helm", "spec.source.helm").await;
+    assert!(message.contains("not a Helm chart"), "{message}");
+    assert!(env.config_map_data("plain").await.is_none());
+
+    // And kustomize options on a Helm chart in Git.
     env.write(
         "chart/Chart.yaml",
         "apiVersion: v2\nname: settings\nversion: 0.1.0\n",
