@@ -534,7 +534,7 @@ async fn crd_and_custom_resource_in_one_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_waves_and_presync_hook_run_in_order() {
-    let env = Env::new("e2e-waves").await;
+    let env = Env::audited("e2e-waves").await;
     env.write(
         "app/migrate.yaml",
         "apiVersion: batch/v1
@@ -591,49 +591,57 @@ spec:
         .collect();
     assert_eq!(order, vec!["early", "web", "late"]);
 
-    // In the cluster: the Job completed before the first wave was created, and the last wave was created only
-    // once the Deployment was available (timestamps have a resolution of one second).
-    let job = env
-        .object("batch", "v1", "Job", "migrate")
-        .await
-        .expect("job");
-    let completed = job.data["status"]["completionTime"]
-        .as_str()
-        .expect("completionTime")
-        .to_owned();
-    let created = |o: &DynamicObject| {
-        o.metadata
-            .creation_timestamp
-            .as_ref()
-            .expect("creationTimestamp")
-            .0
-            .to_string()
+    // In the cluster, in the order the API server finished the requests (its audit log): the Job completed before
+    // the first wave was written, the Deployment after it, and the last wave only once the Deployment's status
+    // had been written as available.
+    let events = env.cluster.audit_events().expect("audit log");
+    let ns = env.ns();
+    let is = |e: &kedge_testkit::AuditEvent, resource: &str, name: &str| {
+        e.namespace == ns && e.resource == resource && e.name == name && e.is_write()
     };
-    let early = env
-        .object("", "v1", "ConfigMap", "early")
-        .await
-        .expect("early");
-    let late = env
-        .object("", "v1", "ConfigMap", "late")
-        .await
-        .expect("late");
-    let web = env
+    let by_kedge = |e: &kedge_testkit::AuditEvent| e.user_agent.starts_with("kedge/");
+    let first = |resource: &str, name: &str| {
+        events
+            .iter()
+            .position(|e| is(e, resource, name) && by_kedge(e))
+            .unwrap_or_else(|| panic!("no write of {resource} {name} by the controller"))
+    };
+    let job_completed = events
+        .iter()
+        .rposition(|e| is(e, "jobs/status", "migrate"))
+        .expect("the Job's status was written");
+    // The test cluster writes a Deployment's status as unavailable, then as available, and then leaves it: its
+    // last status write is the one that made it available.
+    let available = events
+        .iter()
+        .rposition(|e| is(e, "deployments/status", "web"))
+        .expect("the Deployment's status was written");
+    let (early, web, late) = (
+        first("configmaps", "early"),
+        first("deployments", "web"),
+        first("configmaps", "late"),
+    );
+    assert!(
+        job_completed < early,
+        "the hook completed after wave -1 was applied"
+    );
+    assert!(early < web, "wave 0 before wave -1");
+    assert!(
+        available < late,
+        "wave 1 applied before the Deployment was available"
+    );
+    let web_obj = env
         .object("apps", "v1", "Deployment", "web")
         .await
         .expect("web");
-    let available = web.data["status"]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Available"))
-        .and_then(|c| c["lastTransitionTime"].as_str())
-        .expect("Available condition")
-        .to_owned();
-    let ts = |s: &str| s.parse::<jiff::Timestamp>().expect("timestamp");
     assert!(
-        ts(&completed) <= ts(&created(&early)),
-        "{completed} > early"
+        web_obj.data["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c
+                .iter()
+                .any(|c| c["type"] == "Available" && c["status"] == "True")),
+        "the Deployment is available"
     );
-    assert!(ts(&created(&early)) <= ts(&created(&web)));
-    assert!(ts(&available) <= ts(&created(&late)), "{available} > late");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,24 +75,37 @@ async fn waves_and_hooks_run_in_order() {
     names.sort();
     assert_eq!(names, vec!["app", "early", "late"]);
 
-    // Wave 1 started only once the wave-0 Deployment was available.
+    // Wave 1 started only once the wave-0 Deployment was available: the cluster's last write of the Deployment
+    // (its status as available; nothing changes it after) has an older resourceVersion than the creation of the
+    // wave-1 ConfigMap (etcd's revisions order every write of the cluster).
     let deploy = api(&ctx.client, ctx.ns.name(), "apps", "Deployment")
         .get("app")
         .await
         .unwrap();
-    let available_at = deploy.data["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Available" && c["status"] == "True")
-        .map(|c| c["lastTransitionTime"].as_str().unwrap().to_string())
-        .unwrap();
+    assert!(
+        deploy.data["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Available" && c["status"] == "True")
+    );
     let late = api(&ctx.client, ctx.ns.name(), "", "ConfigMap")
         .get("late")
         .await
         .unwrap();
-    let late_at = late.metadata.creation_timestamp.unwrap().0.to_string();
-    assert!(late_at >= available_at, "{late_at} < {available_at}");
+    let revision = |o: &DynamicObject| -> u64 {
+        o.metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    assert!(
+        revision(&late) > revision(&deploy),
+        "wave 1 (revision {}) written before the Deployment became available (revision {})",
+        revision(&late),
+        revision(&deploy)
+    );
 
     // The PreSync Job was deleted after it succeeded; the PostSync one was kept.
     let jobs = api(&ctx.client, ctx.ns.name(), "batch", "Job");
