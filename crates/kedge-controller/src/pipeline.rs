@@ -244,6 +244,30 @@ impl Pipeline {
             .collect())
     }
 
+    /// The Helm test hooks (`helm.sh/hook: test`) of the application's deployed revision, as `Sync` hooks of a run
+    /// that applies nothing else, ordered by hook weight (see [`kedge_helm::map_test_hooks`]): what
+    /// `kedge app test` runs. `None` for an application that was never deployed.
+    pub async fn test_hooks(
+        &self,
+        app: &Application,
+    ) -> Result<Option<Vec<DesiredObject>>, PipelineError> {
+        let Some(revision) = deployed_revision(app) else {
+            return Ok(None);
+        };
+        let rendered = self.render(app, Some(&revision), None).await?;
+        let hooks = kedge_helm::map_test_hooks(rendered.out.test_hooks)
+            .map_err(PipelineError::InvalidSpec)?;
+        Ok(Some(
+            hooks
+                .into_iter()
+                .map(|o| DesiredObject {
+                    object: o.object,
+                    source: Some(o.source.to_string()),
+                })
+                .collect(),
+        ))
+    }
+
     /// Fetches and renders `revision` (or the spec's target revision).
     pub async fn render(
         &self,

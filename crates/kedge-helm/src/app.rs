@@ -405,6 +405,9 @@ pub struct AppRender {
     /// The `pre-delete` / `post-delete` hooks, as Helm declares them (not mapped: see
     /// [`map_delete_hooks`](crate::hooks::map_delete_hooks)).
     pub delete_hooks: Vec<RenderedObject>,
+    /// The Helm test hooks, as Helm declares them (not mapped: see
+    /// [`map_test_hooks`](crate::hooks::map_test_hooks)).
+    pub test_hooks: Vec<RenderedObject>,
 }
 
 impl AppRender {
@@ -412,16 +415,18 @@ impl AppRender {
         AppRender {
             rendered: out.rendered.clone(),
             delete_hooks: out.delete_hooks.clone(),
+            test_hooks: out.test_hooks.clone(),
         }
     }
 }
 
-/// A rendered set (directory or Kustomize) with Helm hook annotations mapped, and its delete hooks apart.
+/// A rendered set (directory or Kustomize) with Helm hook annotations mapped, and its delete and test hooks apart.
 pub fn split_hooks(set: Arc<RenderedSet>, mode: ReleaseMode) -> AppRender {
     if !has_helm_annotations(&set.objects) {
         return AppRender {
             rendered: set,
             delete_hooks: Vec::new(),
+            test_hooks: Vec::new(),
         };
     }
     let mapped = map_hooks(set.objects.clone(), mode);
@@ -432,6 +437,7 @@ pub fn split_hooks(set: Arc<RenderedSet>, mode: ReleaseMode) -> AppRender {
             inputs: set.inputs.clone(),
         }),
         delete_hooks: mapped.delete_hooks,
+        test_hooks: mapped.test_hooks,
     }
 }
 

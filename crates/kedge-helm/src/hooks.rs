@@ -6,7 +6,7 @@
 //! | `pre-upgrade`                  | `PreSync`, on later syncs only ([`ReleaseMode::Upgrade`])       |
 //! | `post-install`, `post-upgrade` | `PostSync`, likewise                                            |
 //! | `pre-delete`, `post-delete`    | not applied by a sync; returned in [`MappedHooks::delete_hooks`] and run when the application is deleted ([`map_delete_hooks`]) |
-//! | `test`, `test-success`, `test-failure` | never applied by a sync (they run only with `helm test`), so they never make an application OutOfSync |
+//! | `test`, `test-success`, `test-failure` | never applied by a sync, so they never make an application OutOfSync; returned in [`MappedHooks::test_hooks`] and run on request by `kedge app test`, as `helm test` runs them ([`map_test_hooks`]) |
 //! | `crd-install` (Helm 2)         | not a hook: an ordinary object of the first wave (CRDs go first within a wave); `helm template` itself leaves these out of a chart's render, which Kedge refuses ([`crate::HelmError::CrdInstallHook`]) |
 //! | `pre-rollback`, `post-rollback` | left out                                                       |
 //!
@@ -58,6 +58,8 @@ pub struct MappedHooks {
     pub objects: Vec<RenderedObject>,
     /// `pre-delete` and `post-delete` hooks, for whoever deletes the application.
     pub delete_hooks: Vec<RenderedObject>,
+    /// `test` (and `test-success`, `test-failure`) hooks: never synced; run on request ([`map_test_hooks`]).
+    pub test_hooks: Vec<RenderedObject>,
     /// Hooks left out of this sync, with the reason (for logs).
     pub skipped: Vec<(String, String)>,
 }
@@ -157,12 +159,14 @@ pub fn map_hooks(objects: Vec<RenderedObject>, mode: ReleaseMode) -> MappedHooks
         if phases.is_empty() {
             if delete {
                 out.delete_hooks.push(o);
+            } else if test {
+                let why = format!(
+                    "Helm test hook {events:?} runs only on request (kedge app test), never in a sync"
+                );
+                out.skipped.push((label(&o), why));
+                out.test_hooks.push(o);
             } else {
-                let why = if test {
-                    format!("Helm test hook {events:?} runs only with helm test, never in a sync")
-                } else {
-                    format!("Helm hook {events:?} does not run on {mode:?}")
-                };
+                let why = format!("Helm hook {events:?} does not run on {mode:?}");
                 out.skipped.push((label(&o), why));
             }
             continue;
@@ -280,6 +284,39 @@ pub fn map_delete_hooks(hooks: Vec<RenderedObject>) -> Vec<RenderedObject> {
         out.push(o);
     }
     out
+}
+
+/// The delete policy of a test hook without one: Helm's, replace the previous run's instance (which stays for
+/// its logs until then).
+pub const TEST_HOOK_DEFAULT_POLICY: &str = "BeforeHookCreation";
+
+/// Maps Helm test hooks (from [`MappedHooks::test_hooks`]) to Kedge `Sync` hooks of a run that applies nothing
+/// else, ordered by `helm.sh/hook-weight`, as `helm test` runs them. Helm's delete policy is kept; without one,
+/// [`TEST_HOOK_DEFAULT_POLICY`] applies. Helm 2's `test-failure` (a test expected to fail), which Helm 3 dropped,
+/// is refused: the error names the object.
+pub fn map_test_hooks(hooks: Vec<RenderedObject>) -> Result<Vec<RenderedObject>, String> {
+    let mut out = Vec::with_capacity(hooks.len());
+    for mut o in hooks {
+        let what = label(&o);
+        let Some(ann) = annotations_mut(&mut o.object) else {
+            continue;
+        };
+        let events = ann
+            .get(HELM_HOOK)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if events.split(',').any(|e| e.trim() == "test-failure") {
+            return Err(format!(
+                "{what}: helm.sh/hook: test-failure (Helm 2, a test expected to fail) is not run; Helm 3 removed it"
+            ));
+        }
+        map_weight(ann);
+        ann.insert(HOOK_ANNOTATION.into(), Value::String("Sync".into()));
+        map_delete_policy(ann, Some(TEST_HOOK_DEFAULT_POLICY));
+        out.push(o);
+    }
+    Ok(out)
 }
 
 fn add_sync_option(ann: &mut Map<String, Value>, option: &str) {
@@ -501,12 +538,46 @@ mod tests {
             let m = map_hooks(objects.clone(), mode);
             let names: Vec<&str> = m.objects.iter().map(|o| o.name.as_str()).collect();
             assert_eq!(names, ["early", "widgets.example.com"]);
-            assert!(m.skipped.iter().all(|(_, why)| why.contains("helm test")));
+            assert!(
+                m.skipped
+                    .iter()
+                    .all(|(_, why)| why.contains("kedge app test"))
+            );
             assert_eq!(m.skipped.len(), 3);
+            assert_eq!(m.test_hooks.len(), 3);
             // Not a hook, and in the first wave.
             assert_eq!(ann(&m.objects[1], HOOK_ANNOTATION), None);
             assert_eq!(ann(&m.objects[1], SYNC_WAVE_ANNOTATION), Some("-3"));
         }
+    }
+
+    #[test]
+    fn test_hooks_run_as_sync_hooks_on_request() {
+        let hooks = vec![
+            obj(
+                "Job",
+                "second",
+                json!({"helm.sh/hook": "test", "helm.sh/hook-weight": "2",
+                    "helm.sh/hook-delete-policy": "hook-succeeded"}),
+            ),
+            obj("Job", "first", json!({"helm.sh/hook": "test-success"})),
+        ];
+        let m = map_hooks(hooks, ReleaseMode::Upgrade);
+        assert!(m.objects.is_empty());
+        let t = map_test_hooks(m.test_hooks).unwrap();
+        assert_eq!(ann(&t[0], HOOK_ANNOTATION), Some("Sync"));
+        assert_eq!(ann(&t[0], SYNC_WAVE_ANNOTATION), Some("2"));
+        assert_eq!(
+            ann(&t[0], HOOK_DELETE_POLICY_ANNOTATION),
+            Some("HookSucceeded")
+        );
+        assert_eq!(
+            ann(&t[1], HOOK_DELETE_POLICY_ANNOTATION),
+            Some(TEST_HOOK_DEFAULT_POLICY)
+        );
+        let failure = obj("Pod", "old", json!({"helm.sh/hook": "test-failure"}));
+        let e = map_test_hooks(vec![failure]).unwrap_err();
+        assert!(e.contains("Pod old") && e.contains("test-failure"), "{e}");
     }
 
     #[test]

@@ -12,10 +12,10 @@
 //!
 //! # Rendering
 //!
-//! `helm template RELEASE CHART --namespace NS --kube-version V --api-versions ... --include-crds
-//! --skip-tests`, with values passed as one `--values` file per layer in this order: the
-//! `valueFiles`, `values`, `valuesObject`, the `valuesFrom` documents, then `parameters` as `--set` /
-//! `--set-string`. Helm runs with a private empty home (no user configuration, plugins or repositories), only
+//! `helm template RELEASE CHART --namespace NS --kube-version V --api-versions ... --include-crds` (test
+//! hooks included: they are set apart, never synced, for `kedge app test`), with values passed as one `--values`
+//! file per layer in this order: the `valueFiles`, `values`, `valuesObject`, the `valuesFrom` documents, then
+//! `parameters` as `--set` / `--set-string`. Helm runs with a private empty home (no user configuration, plugins or repositories), only
 //! `PATH` from the environment, a timeout and an output limit. Its output is parsed like any other YAML
 //! stream (objects keep the template file they came from), optionally post-rendered with kustomize patches,
 //! and its hooks mapped to Kedge hooks ([`hooks`]). Values read from Secrets are masked in Helm's error
@@ -57,7 +57,7 @@ pub use app::{
     remote_chart_of, split_hooks, value_file_in_tree, with_hooks_mapped,
 };
 pub use error::HelmError;
-pub use hooks::{MappedHooks, ReleaseMode, map_delete_hooks, map_hooks};
+pub use hooks::{MappedHooks, ReleaseMode, map_delete_hooks, map_hooks, map_test_hooks};
 pub use remote::{FetchedChart, RemoteChart, RepoCredentials};
 pub use values::ValuesLayer;
 
@@ -154,6 +154,8 @@ pub struct HelmOutput {
     pub rendered: Arc<RenderedSet>,
     /// `pre-delete` / `post-delete` hooks, not part of a sync.
     pub delete_hooks: Vec<RenderedObject>,
+    /// Helm test hooks, not part of a sync (see [`map_test_hooks`]).
+    pub test_hooks: Vec<RenderedObject>,
     /// The chart's digest (`sha256:...` for packages, the tree id for charts in Git).
     pub chart_digest: String,
     /// A digest of everything else the render read (values, parameters, options, capabilities).

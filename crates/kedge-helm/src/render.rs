@@ -246,7 +246,6 @@ impl HelmRenderer {
             chart.dir.clone().into(),
             "--namespace".into(),
             options.namespace.clone().into(),
-            "--skip-tests".into(),
         ];
         args.push(if options.skip_crds {
             "--skip-crds".into()
@@ -338,6 +337,7 @@ impl HelmRenderer {
             .objects
             .iter_mut()
             .chain(mapped.delete_hooks.iter_mut())
+            .chain(mapped.test_hooks.iter_mut())
         {
             let fields = kedge_render::object::pointers_containing(&o.object, secrets.needles());
             kedge_render::object::mark_sensitive(&mut o.object, fields);
@@ -360,6 +360,7 @@ impl HelmRenderer {
                 ],
             }),
             delete_hooks: mapped.delete_hooks,
+            test_hooks: mapped.test_hooks,
             chart_digest: chart.digest.clone(),
             values_digest,
         });

@@ -1,4 +1,4 @@
-//! `kedge app ...`: create, list, inspect, diff, sync, roll back, suspend, resume, refresh, wait for and delete
+//! `kedge app ...`: create, list, inspect, diff, test, sync, roll back, suspend, resume, refresh, wait for and delete
 //! Applications.
 
 use std::collections::BTreeMap;
@@ -67,6 +67,16 @@ pub enum AppCommand {
         /// Compare this revision (a branch, tag or commit not merged yet) instead of the target revision.
         #[arg(long)]
         revision: Option<String>,
+    },
+    /// Run the Helm test hooks (`helm.sh/hook: test`) of an Application's deployed revision, as `helm test` does:
+    /// create each (by hook weight), wait for it to complete, delete it per its delete policy; exits 1 when one
+    /// failed. A sync never applies them.
+    Test {
+        /// Application name.
+        name: String,
+        /// How long each test may run.
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        timeout: Duration,
     },
     /// Sync an Application now and wait for the result.
     Sync(SyncArgs),
@@ -239,6 +249,7 @@ pub fn run(kube: &KubeArgs, cmd: AppCommand) -> anyhow::Result<u8> {
                 Ok(0)
             }
             AppCommand::Diff { name, revision } => diff(client, &api, &name, revision.as_deref()).await,
+            AppCommand::Test { name, timeout } => test(client, &api, &name, timeout).await,
             AppCommand::Sync(args) => sync(&api, args).await,
             AppCommand::History { name, output } => {
                 let app = get(&api, &name).await?;
@@ -675,13 +686,8 @@ fn humantime(d: Duration) -> String {
     format!("{}s", d.as_secs())
 }
 
-async fn diff(
-    client: kube::Client,
-    api: &Api<Application>,
-    name: &str,
-    revision: Option<&str>,
-) -> anyhow::Result<u8> {
-    let app = get(api, name).await?;
+/// A pipeline of this process (Git cache under the CLI's cache folder), as the controller's.
+fn local_pipeline(client: kube::Client) -> anyhow::Result<(Pipeline, Arc<Engine>)> {
     let source = Source::new(SourceConfig::new(default_cache_dir("cli/git")))
         .context("failed to set up the Git cache")?;
     let renderer = Arc::new(Renderer::new(RenderConfig::default()));
@@ -689,7 +695,67 @@ async fn diff(
         Engine::new(client.clone(), EngineConfig::default())
             .context("failed to set up the engine")?,
     );
-    let pipeline = Pipeline::new(client, source, renderer, engine);
+    Ok((
+        Pipeline::new(client, source, renderer, engine.clone()),
+        engine,
+    ))
+}
+
+/// `kedge app test`: runs the Helm test hooks of the deployed revision as the hooks of a sync that applies and
+/// prunes nothing else.
+async fn test(
+    client: kube::Client,
+    api: &Api<Application>,
+    name: &str,
+    timeout: Duration,
+) -> anyhow::Result<u8> {
+    let app = get(api, name).await?;
+    let (pipeline, engine) = local_pipeline(client)?;
+    let chain = |e: &kedge_controller::pipeline::PipelineError| {
+        anyhow::anyhow!(kedge_controller::reconcile::error_chain(e))
+    };
+    let Some(hooks) = pipeline.test_hooks(&app).await.map_err(|e| chain(&e))? else {
+        bail!("application {name} has not been deployed yet: nothing to test");
+    };
+    if hooks.is_empty() {
+        eprintln!("application {name} has no Helm test hooks");
+        return Ok(0);
+    }
+    let spec = kedge_controller::pipeline::engine_spec(&app).map_err(|e| chain(&e))?;
+    let plan = engine
+        .plan(&spec, hooks, &[])
+        .await
+        .context("failed to plan the tests")?;
+    let options = kedge_engine::SyncOptions {
+        prune: false,
+        hook_timeout: timeout,
+        ..Default::default()
+    };
+    let result = engine
+        .sync(&plan, &options)
+        .await
+        .context("failed to run the tests")?;
+    let mut out = std::io::stdout().lock();
+    for h in &result.hooks {
+        let verdict = if h.succeeded { "Succeeded" } else { "Failed" };
+        writeln!(out, "{} {}: {verdict} {}", h.id.kind, h.id.name, h.message)?;
+    }
+    if result.phase == kedge_engine::SyncPhase::Succeeded {
+        Ok(0)
+    } else {
+        eprintln!("tests failed: {}", result.message);
+        Ok(1)
+    }
+}
+
+async fn diff(
+    client: kube::Client,
+    api: &Api<Application>,
+    name: &str,
+    revision: Option<&str>,
+) -> anyhow::Result<u8> {
+    let app = get(api, name).await?;
+    let (pipeline, _) = local_pipeline(client)?;
     let cmp = pipeline
         .compare(&app, revision, None)
         .await

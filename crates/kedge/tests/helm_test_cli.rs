@@ -1,0 +1,137 @@
+//! Helm test hooks: a sync never applies them (one is named with `randAlphaNum`, so it would differ forever), and
+//! `kedge app test` runs them on request as `helm test` does.
+//!
+//! Run: `cargo nextest run -p kedge --test helm_test_cli` (needs helm: scripts/install-helm).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[path = "../../kedge-controller/tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+
+use common::*;
+use kube::api::{Api, DynamicObject, GroupVersionKind, ListParams};
+use kube::discovery::ApiResource;
+use serde_json::json;
+
+fn copy_dir(env: &Env, src: &Path, dest: &str) {
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let child = format!("{dest}/{}", e.file_name().to_string_lossy());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(env, &e.path(), &child);
+        } else {
+            env.write(&child, &std::fs::read_to_string(e.path()).unwrap());
+        }
+    }
+}
+
+async fn kedge(env: &Env, cache: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kedge"))
+        .arg("--kubeconfig")
+        .arg(env.cluster.kubeconfig())
+        .args(["-n", env.ns()])
+        .args(args)
+        .env("KEDGE_CACHE", cache)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run kedge");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn job_names(env: &Env) -> Vec<String> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("batch", "v1", "Job"));
+    let mut names: Vec<String> =
+        Api::<DynamicObject>::namespaced_with(env.client.clone(), env.ns(), &ar)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|j| j.metadata.name)
+            .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_tests_are_never_synced_and_run_on_request() {
+    let env = Env::new("helm-test").await;
+    let cache = tempfile::tempdir().expect("cache");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kedge-helm/tests/fixtures");
+    copy_dir(&env, &fixtures.join("tested"), "charts/tested");
+    let sha = env.commit_push("chart with tests");
+    let _controller = env.start_controller("helm-test");
+
+    // Never deployed: nothing to test yet.
+    env.create_app("tested", "charts/tested", json!({})).await;
+    let (code, _, stderr) = kedge(&env, cache.path(), &["app", "test", "tested"]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("not been deployed"), "{stderr}");
+
+    env.patch_app(
+        "tested",
+        json!({"spec": {"syncPolicy": automated(true, false)}}),
+    )
+    .await;
+    let app = env.wait_synced("tested", &sha).await;
+    let kinds: Vec<String> = app
+        .status
+        .unwrap()
+        .resources
+        .into_iter()
+        .map(|r| format!("{} {}", r.object.kind, r.object.name))
+        .collect();
+    assert_eq!(kinds, vec!["ConfigMap tested-config"]);
+    assert!(
+        job_names(&env).await.is_empty(),
+        "a sync applies no test hook"
+    );
+    // Each render names the smoke test anew; the application is still in sync.
+    let (code, stdout, stderr) = kedge(&env, cache.path(), &["app", "diff", "tested"]).await;
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+
+    // On request: by weight (smoke at 0, check at 1); check is deleted once it succeeded, smoke stays.
+    let (code, stdout, stderr) = kedge(&env, cache.path(), &["app", "test", "tested"]).await;
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].starts_with("Job tested-smoke-") && lines[0].contains("Succeeded"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("Job tested-check: Succeeded"),
+        "{stdout}"
+    );
+    let jobs = job_names(&env).await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert!(jobs[0].starts_with("tested-smoke-"), "{jobs:?}");
+
+    // A failing test: exit 1, named; the failed Job is kept (no hook-failed policy) for inspection.
+    env.patch_app(
+        "tested",
+        json!({"spec": {"source": {"helm": {"parameters": [{"name": "testImage", "value": "fail:1"}]}}}}),
+    )
+    .await;
+    env.wait_app("tested", "compared with the new parameters", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.observed_generation == a.metadata.generation)
+    })
+    .await;
+    let (code, stdout, stderr) = kedge(&env, cache.path(), &["app", "test", "tested"]).await;
+    assert_eq!(code, Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("Job tested-check: Failed"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(stderr.contains("tests failed"), "{stderr}");
+    assert!(job_names(&env).await.contains(&"tested-check".to_owned()));
+}
