@@ -823,14 +823,15 @@ impl Pass<'_> {
     }
 }
 
-/// Whether a self-heal sync would change anything: an object to apply, or (with prune) one to delete.
+/// Whether a self-heal sync would change anything: an object to apply, or (with prune) one to delete that makes
+/// the application OutOfSync (an `IgnoreExtraneous` one waits for the next sync, as in Argo CD).
 fn heals_something(plan: &Plan, prune: bool) -> bool {
     plan.to_apply().next().is_some()
         || (prune
             && plan
                 .prune
                 .iter()
-                .any(|p| matches!(p.action, kedge_engine::plan::PruneAction::Delete)))
+                .any(kedge_engine::PruneCandidate::makes_out_of_sync))
 }
 
 fn heal_wait(ctx: &Context, key: &str) -> Duration {
