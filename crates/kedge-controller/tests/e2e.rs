@@ -17,7 +17,7 @@ use kedge_api::{
     RollbackOperation, SyncCode,
 };
 use kedge_testkit::{HttpAuth, wait_for};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
