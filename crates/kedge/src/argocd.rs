@@ -130,13 +130,32 @@ pub fn convert(input: &str, options: &Options) -> Conversion {
         }
     };
     for doc in &docs {
-        let mut cx = Cx {
-            doc,
-            options,
-            diagnostics: &mut out.diagnostics,
+        // `kubectl get -o yaml` writes a List: its items are converted one by one.
+        let items = match doc.value["items"].as_array() {
+            Some(items)
+                if doc.value["kind"]
+                    .as_str()
+                    .is_some_and(|k| k.ends_with("List")) =>
+            {
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| (item, located::index(&located::key(&[], "items"), i)))
+                    .collect()
+            }
+            _ => vec![(&doc.value, Path::new())],
         };
-        if let Some(converted) = cx.document() {
-            out.documents.push(converted);
+        for (value, root) in items {
+            let mut cx = Cx {
+                doc,
+                value,
+                root,
+                options,
+                diagnostics: &mut out.diagnostics,
+            };
+            if let Some(converted) = cx.document() {
+                out.documents.push(converted);
+            }
         }
     }
     // Fields are visited in key order; report them in input order (a document's own diagnostic first).
@@ -144,18 +163,24 @@ pub fn convert(input: &str, options: &Options) -> Conversion {
     out
 }
 
-/// The conversion of one document: its input and where diagnostics go.
+/// The conversion of one resource: its input (a document, or an item of a List) and where diagnostics go.
 pub(crate) struct Cx<'a> {
     doc: &'a Document,
+    /// The resource.
+    value: &'a Value,
+    /// Where the resource stands in its document (`items[3]` in a List, else the root).
+    root: Path,
     options: &'a Options,
     diagnostics: &'a mut Vec<Diagnostic>,
 }
 
 impl Cx<'_> {
     fn push(&mut self, path: &[Seg], severity: Severity, reason: String) {
+        let mut full = self.root.clone();
+        full.extend_from_slice(path);
         self.diagnostics.push(Diagnostic {
-            line: self.doc.line_of(path),
-            field: show(path),
+            line: self.doc.line_of(&full),
+            field: show(&full),
             severity,
             reason,
         });
@@ -174,7 +199,7 @@ impl Cx<'_> {
     /// A diagnostic about the whole document (`what`: its kind and name).
     fn about_document(&mut self, what: &str, severity: Severity, reason: String) {
         self.diagnostics.push(Diagnostic {
-            line: self.doc.line,
+            line: self.doc.line_of(&self.root),
             field: what.to_owned(),
             severity,
             reason,
@@ -188,7 +213,7 @@ impl Cx<'_> {
 
     /// `Kind name` of the document, for messages.
     fn describe(&self) -> String {
-        let v = &self.doc.value;
+        let v = self.value;
         let kind = v["kind"].as_str().unwrap_or("document");
         match v["metadata"]["name"].as_str() {
             Some(name) => format!("{kind} {name}"),
@@ -221,7 +246,7 @@ impl Cx<'_> {
     }
 
     fn document(&mut self) -> Option<Value> {
-        let v = &self.doc.value;
+        let v = self.value;
         let api_version = v["apiVersion"].as_str().unwrap_or("");
         let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
         let kind = v["kind"].as_str().unwrap_or("");
@@ -265,6 +290,25 @@ fn is_argocd_settings(v: &Value) -> bool {
     matches!(kind, "ConfigMap" | "Secret")
         && (name.starts_with("argocd-") && part_of == Some("argocd"))
 }
+
+/// Metadata the API server sets: left out of what is converted.
+pub(crate) const SERVER_SET_METADATA: &[&str] = &[
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+];
+
+/// Annotations that the tool which applied an object wrote (`kubectl apply`'s copy of the object, which holds a
+/// Secret's values; Argo CD's tracking): left out of what is converted.
+pub(crate) const WRITTEN_BY_APPLIERS: &[&str] = &[
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "argocd.argoproj.io/tracking-id",
+];
 
 /// The path of the document's root plus `keys`.
 pub(crate) fn path(keys: &[&str]) -> Path {

@@ -4,8 +4,8 @@ use serde_json::{Map, Value, json};
 
 use kedge_controller::spec_check;
 
-use super::Cx;
 use super::located::{Path, Seg, index, key};
+use super::{Cx, SERVER_SET_METADATA, WRITTEN_BY_APPLIERS};
 
 /// Argo CD's finalizer that deletes an application's resources with it (in the foreground).
 const ARGOCD_RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
@@ -14,14 +14,14 @@ const ARGOCD_REFRESH: &str = "argocd.argoproj.io/refresh";
 
 /// Converts the document of `cx`; `None` when it cannot be converted at all (reported).
 pub(crate) fn convert(cx: &mut Cx<'_>) -> Option<Value> {
-    let doc = cx.doc;
+    let value = cx.value;
     let what = cx.describe();
     let (mut meta, mut spec) = (Map::new(), Map::new());
     let mut conv = AppConversion {
         skip: None,
         renamed: Vec::new(),
     };
-    for (k, v) in entries(&doc.value) {
+    for (k, v) in entries(value) {
         let p = key(&[], k);
         match k {
             "apiVersion" | "kind" => {}
@@ -35,7 +35,7 @@ pub(crate) fn convert(cx: &mut Cx<'_>) -> Option<Value> {
             _ => cx.lost(&p, "not a field of Argo CD's Application"),
         }
     }
-    if doc.value.get("spec").is_none() {
+    if value.get("spec").is_none() {
         conv.skip = Some("it has no spec".to_owned());
     }
     if let Some(reason) = conv.skip {
@@ -111,10 +111,7 @@ fn metadata(
                     out.insert(k.to_owned(), Value::Array(kept));
                 }
             }
-            "uid" | "resourceVersion" | "generation" | "creationTimestamp" | "managedFields"
-            | "selfLink" | "deletionTimestamp" | "deletionGracePeriodSeconds" => {
-                cx.note(&p, "set by the API server; left out")
-            }
+            k if SERVER_SET_METADATA.contains(&k) => cx.note(&p, "set by the API server; left out"),
             "ownerReferences" => cx.lost(
                 &p,
                 "owners (such as an ApplicationSet) are not carried over; application sets are not supported \
@@ -168,7 +165,7 @@ fn annotation(
             "left out: Kedge keeps renders by the content of the directories they read, so a change elsewhere \
              in the repository renders nothing again",
         ),
-        "argocd.argoproj.io/tracking-id" | "kubectl.kubernetes.io/last-applied-configuration" => {
+        n if WRITTEN_BY_APPLIERS.contains(&n) => {
             cx.note(path, "written by the tool that applied it; left out")
         }
         n if RESOURCE_ANNOTATIONS.contains(&n) => {

@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::located::{Seg, key};
-use super::{ARGOCD_SECRET_TYPE, Cx};
+use super::{ARGOCD_SECRET_TYPE, Cx, SERVER_SET_METADATA, WRITTEN_BY_APPLIERS};
 
 /// The Argo CD Secret type of a document (label, else annotation), if it has one.
 pub(crate) fn argocd_type(v: &Value) -> Option<&str> {
@@ -18,8 +18,8 @@ pub(crate) fn argocd_type(v: &Value) -> Option<&str> {
 
 /// Converts the Secret of `cx`; `None` when it is not a kind of Secret Kedge has (reported).
 pub(crate) fn convert(cx: &mut Cx<'_>) -> Option<Value> {
-    let doc = cx.doc;
-    let v = &doc.value;
+    let value = cx.value;
+    let v = value;
     let what = cx.describe();
     let kind = argocd_type(v).unwrap_or("");
     match kind {
@@ -91,6 +91,8 @@ fn metadata(cx: &mut Cx<'_>, path: &[Seg], meta: &Value, kind: &str) -> Map<Stri
                         );
                     } else if name == "managed-by" && value == "argocd.argoproj.io" {
                         cx.note(&lp, "written by Argo CD; left out");
+                    } else if WRITTEN_BY_APPLIERS.contains(&name.as_str()) {
+                        cx.note(&lp, "written by the tool that applied it; left out");
                     } else {
                         kept.insert(name.clone(), value.clone());
                     }
@@ -101,9 +103,7 @@ fn metadata(cx: &mut Cx<'_>, path: &[Seg], meta: &Value, kind: &str) -> Map<Stri
                     out.insert(k.clone(), Value::Object(kept));
                 }
             }
-            "uid" | "resourceVersion" | "creationTimestamp" | "managedFields" | "selfLink" => {
-                cx.note(&p, "set by the API server; left out")
-            }
+            k if SERVER_SET_METADATA.contains(&k) => cx.note(&p, "set by the API server; left out"),
             _ => cx.lost(&p, "not a field of an object's metadata"),
         }
     }

@@ -427,3 +427,48 @@ spec:
         c.diagnostics[2]
     );
 }
+
+#[test]
+fn a_list_from_kubectl_get_is_converted_item_by_item() {
+    let input = r#"apiVersion: v1
+kind: List
+items:
+- apiVersion: argoproj.io/v1alpha1
+  kind: Application
+  metadata:
+    name: a
+    namespace: argocd
+    uid: 0b7f
+    annotations:
+      kubectl.kubernetes.io/last-applied-configuration: '{"spec":{}}'
+  spec:
+    source: {repoURL: "https://git.example/a.git", plugin: {name: x}}
+- apiVersion: v1
+  kind: Secret
+  metadata:
+    name: repo
+    labels: {argocd.argoproj.io/secret-type: repo-creds}
+    annotations:
+      kubectl.kubernetes.io/last-applied-configuration: '{"stringData":{"password":"in-the-copy"}}'
+  stringData: {url: "https://git.example", password: p}
+"#;
+    let c = run(input);
+    assert_eq!(
+        summary(&c),
+        [
+            "4 Application a LOST",
+            "9 items[0].metadata.uid note",
+            "11 items[0].metadata.annotations[kubectl.kubernetes.io/last-applied-configuration] note",
+            "13 items[0].spec.source.plugin LOST",
+            "18 items[1].metadata.labels[argocd.argoproj.io/secret-type] note",
+            "20 items[1].metadata.annotations[kubectl.kubernetes.io/last-applied-configuration] note",
+        ]
+    );
+    assert_eq!(c.documents.len(), 1);
+    let yaml = c.to_yaml().unwrap();
+    assert!(!yaml.contains("in-the-copy"), "{yaml}");
+    assert_eq!(
+        c.documents[0]["metadata"]["labels"]["kedge.dev/secret-type"],
+        "repo-creds"
+    );
+}
