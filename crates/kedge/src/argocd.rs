@@ -13,7 +13,7 @@
 //! - `AppProject`, `ApplicationSet` and cluster Secrets wait for projects, application sets and clusters; they
 //!   are reported and skipped.
 //! - Any other document is passed through unchanged (with a note), except Argo CD's own settings, which are
-//!   skipped.
+//!   skipped. A `List` (as `kubectl get -o yaml` writes) is read item by item.
 //!
 //! ```
 //! use kedge::argocd::{Options, convert};
