@@ -364,3 +364,94 @@ async fn argocd_example_apps_sync_unchanged_and_stay_synced() {
         assert!(stderr.contains("in sync"), "{dir}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argocd_object_options_in_the_applications_status() {
+    let env = Env::new("argo-options").await;
+    let annotated =
+        |name: &str, annotations: &[(&str, &str)]| config_map_annotated(name, "1", annotations);
+    env.write(
+        "disagree/both.yaml",
+        &annotated(
+            "both",
+            &[
+                ("kedge.dev/sync-wave", "1"),
+                ("argocd.argoproj.io/sync-wave", "2"),
+            ],
+        ),
+    );
+    env.write("options/base.yaml", &annotated("base", &[]));
+    env.write(
+        "options/kept.yaml",
+        &annotated(
+            "kept",
+            &[("argocd.argoproj.io/sync-options", "Delete=false")],
+        ),
+    );
+    env.write(
+        "options/extra.yaml",
+        &annotated(
+            "extra",
+            &[("argocd.argoproj.io/compare-options", "IgnoreExtraneous")],
+        ),
+    );
+    let first = env.commit_push("options");
+    let _controller = env.start_controller("argo-options");
+    env.create_app("disagree", "disagree", automated(true, false))
+        .await;
+    env.create_app_with(
+        "options",
+        "options",
+        automated(false, false),
+        json!({}),
+        json!({ "finalizers": [kedge_api::RESOURCES_FINALIZER] }),
+    )
+    .await;
+
+    // Disagreeing annotations: nothing applied, the object's status names both.
+    let app = env
+        .wait_app("disagree", "the disagreement reported", |a| {
+            a.status.as_ref().is_some_and(|s| {
+                s.resources
+                    .iter()
+                    .any(|r| r.message.as_deref().is_some_and(|m| m.contains("disagree")))
+            })
+        })
+        .await;
+    let status = app.status.unwrap();
+    let message = status.resources[0].message.clone().unwrap_or_default();
+    assert!(
+        message.contains(r#"kedge.dev/sync-wave="1""#)
+            && message.contains(r#"argocd.argoproj.io/sync-wave="2""#),
+        "{message}"
+    );
+    assert_ne!(status.sync.status, SyncCode::Synced);
+    assert!(env.config_map_data("both").await.is_none());
+
+    // IgnoreExtraneous: removed from Git and not pruned (automated prune is off), the application stays Synced.
+    env.wait_synced("options", &first).await;
+    env.work.remove("options/extra.yaml").expect("remove");
+    let second = env.commit_push("extra removed");
+    let app = env.wait_synced("options", &second).await;
+    let extra = app
+        .status
+        .as_ref()
+        .and_then(|s| s.resources.iter().find(|r| r.object.name == "extra"))
+        .cloned();
+    assert!(extra.is_some(), "still tracked: {:?}", app.status);
+    assert!(env.config_map_data("extra").await.is_some());
+
+    // Deleting the application deletes its objects but the Delete=false one.
+    env.apps()
+        .delete("options", &Default::default())
+        .await
+        .expect("delete");
+    env.wait_gone("", "v1", "ConfigMap", "base").await;
+    env.wait_gone("", "v1", "ConfigMap", "extra").await;
+    kedge_testkit::wait_for(STEP, POLL, || async {
+        env.apps().get_opt("options").await.ok().flatten().is_none()
+    })
+    .await
+    .expect("the application is gone");
+    assert!(env.config_map_data("kept").await.is_some());
+}
