@@ -200,7 +200,8 @@ pub struct KustomizeSource {
     /// error.
     #[serde(default)]
     pub force_common_annotations: bool,
-    /// Substitute environment variables in `commonAnnotations` (not supported: refused when true).
+    /// Substitute Argo CD's build variables (`$ARGOCD_APP_NAME`, `${ARGOCD_APP_REVISION_SHORT}`, ...; `$$` for a
+    /// `$`) in the values of `commonAnnotations`; a variable Kedge does not provide is refused.
     #[serde(default)]
     pub common_annotations_envsubst: bool,
     /// Replica counts by object name, as `kustomize edit set replicas`.

@@ -309,6 +309,7 @@ impl Pipeline {
         options.decryption = self.decryption_keys(app).await?;
         let helm = self.helm.clone();
         let inputs = kedge_helm::AppInputs::new(&self.client, app);
+        let app_for_vars = app.clone();
         tokio::task::spawn_blocking(move || {
             let snapshot = source.fetch(&request)?;
             let verified = match &verify {
@@ -335,6 +336,13 @@ impl Pipeline {
                     }
                 )));
             }
+            let mut kustomize = checked.kustomize.clone();
+            if checked.annotations_envsubst
+                && let Some(k) = kustomize.as_mut()
+            {
+                let vars = crate::spec_check::build_variables(&app_for_vars, &snapshot.revision().sha);
+                crate::spec_check::substitute_annotations(k, &vars)?;
+            }
             let out = match kind {
                 kedge_render::SourceKind::Helm => {
                     helm.render_chart_path(&snapshot, &path, &inputs)?
@@ -344,7 +352,7 @@ impl Pipeline {
                         &snapshot,
                         &path,
                         &options,
-                        checked.kustomize.as_ref(),
+                        kustomize.as_ref(),
                     )?;
                     kedge_helm::split_hooks(set, inputs.options().mode)
                 }

@@ -38,6 +38,90 @@ pub struct CheckedSpec {
     pub kustomize: Option<KustomizeOptions>,
     /// Whether `spec.source.helm` sets anything (then the path must be a chart, as in Argo CD).
     pub helm: bool,
+    /// `spec.source.kustomize.commonAnnotationsEnvsubst`: the build variables are substituted in the values of
+    /// `commonAnnotations` once the revision is known ([`substitute_annotations`]).
+    pub annotations_envsubst: bool,
+}
+
+/// The build variables Argo CD gives kustomize, for `app` at commit `sha`.
+pub fn build_variables(app: &Application, sha: &str) -> Vec<(&'static str, String)> {
+    let src = &app.spec.source;
+    let namespace = app
+        .spec
+        .destination
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| kube::ResourceExt::namespace(app).unwrap_or_default());
+    vec![
+        ("ARGOCD_APP_NAME", kube::ResourceExt::name_any(app)),
+        ("ARGOCD_APP_NAMESPACE", namespace),
+        ("ARGOCD_APP_REVISION", sha.to_owned()),
+        ("ARGOCD_APP_REVISION_SHORT", sha.chars().take(7).collect()),
+        ("ARGOCD_APP_REVISION_SHORT_8", sha.chars().take(8).collect()),
+        ("ARGOCD_APP_SOURCE_PATH", src.path.clone()),
+        ("ARGOCD_APP_SOURCE_REPO_URL", src.repo_url.clone()),
+        (
+            "ARGOCD_APP_SOURCE_TARGET_REVISION",
+            src.target_revision.clone(),
+        ),
+    ]
+}
+
+/// `value` with `$NAME` and `${NAME}` replaced by the build variable `NAME` and `$$` by `$`; a variable Kedge does
+/// not provide (`KUBE_VERSION`, ...) is an error naming it, never an empty string.
+pub fn expand(value: &str, vars: &[(&'static str, String)]) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, tail) = if let Some(braced) = after.strip_prefix('{') {
+            match braced.find('}') {
+                Some(end) => (&braced[..end], &braced[end + 1..]),
+                None => return Err(format!("{value:?}: unclosed ${{")),
+            }
+        } else if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+            continue;
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        if name.is_empty() {
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        let known = vars.iter().find(|(n, _)| *n == name).ok_or_else(|| {
+            format!(
+                "{value:?} names ${name}, which Kedge does not provide (it provides {})",
+                vars.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        out.push_str(&known.1);
+        rest = tail;
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Substitutes the build variables in `options`' common annotations (`commonAnnotationsEnvsubst`).
+pub fn substitute_annotations(
+    options: &mut KustomizeOptions,
+    vars: &[(&'static str, String)],
+) -> Result<(), PipelineError> {
+    for (key, value) in options.common_annotations.iter_mut() {
+        *value = expand(value, vars).map_err(|e| {
+            refused(format!(
+                "spec.source.kustomize.commonAnnotations[{key:?}] (commonAnnotationsEnvsubst): {e}"
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 fn refused(message: String) -> PipelineError {
@@ -85,6 +169,11 @@ pub fn check(app: &Application) -> Result<CheckedSpec, PipelineError> {
         sync,
         kustomize,
         helm,
+        annotations_envsubst: spec
+            .source
+            .kustomize
+            .as_ref()
+            .is_some_and(|k| k.common_annotations_envsubst),
     })
 }
 
@@ -215,12 +304,6 @@ pub fn sync_defaults(app: &Application) -> SyncOptions {
 /// The renderer's options for `spec.source.kustomize`; fields Kedge does not implement are refused.
 pub fn kustomize_options(k: &KustomizeSource) -> Result<KustomizeOptions, String> {
     let field = |f: &str| format!("spec.source.kustomize.{f}");
-    if k.common_annotations_envsubst {
-        return Err(format!(
-            "{} is not supported: annotation values are used as written",
-            field("commonAnnotationsEnvsubst")
-        ));
-    }
     if let Some(v) = k.version.as_deref().filter(|v| !v.is_empty()) {
         return Err(format!(
             "{} {v:?} is not supported: Kedge builds with its one kustomize",
@@ -384,6 +467,35 @@ mod tests {
     }
 
     #[test]
+    fn build_variables_are_expanded_and_unknown_ones_refused() {
+        let mut app = Application::new("shop", Default::default());
+        app.metadata.namespace = Some("kedge".into());
+        app.spec.source.path = "apps/shop".into();
+        let vars = build_variables(&app, "f913b6cbf58aa5ae5ca1f8a2b149477aebcbd9d8");
+        assert_eq!(
+            expand(
+                "$ARGOCD_APP_NAME@${ARGOCD_APP_REVISION_SHORT} in $ARGOCD_APP_NAMESPACE:",
+                &vars
+            ),
+            Ok("shop@f913b6c in kedge:".into())
+        );
+        assert_eq!(
+            expand("${ARGOCD_APP_SOURCE_PATH}/$$HOME $ 5$", &vars),
+            Ok("apps/shop/$HOME $ 5$".into())
+        );
+        let err = expand("v${KUBE_VERSION}", &vars).expect_err("unknown");
+        assert!(err.contains("$KUBE_VERSION"), "{err}");
+        assert!(expand("${ARGOCD_APP_NAME", &vars).is_err());
+        let mut options = KustomizeOptions {
+            common_annotations: [("rev".to_owned(), "$ARGOCD_APP_REVISION_SHORT_8".to_owned())]
+                .into(),
+            ..Default::default()
+        };
+        substitute_annotations(&mut options, &vars).expect("substituted");
+        assert_eq!(options.common_annotations["rev"], "f913b6cb");
+    }
+
+    #[test]
     fn several_sources_are_refused() {
         let mut app = Application::new("a", Default::default());
         app.spec.sources = vec![app.spec.source.clone()];
@@ -407,10 +519,6 @@ mod tests {
         assert_eq!(o.patches[0].path.as_deref(), Some("p.yaml"));
         for (bad, name) in [
             (serde_json::json!({"version": "v5"}), "version"),
-            (
-                serde_json::json!({"commonAnnotationsEnvsubst": true}),
-                "commonAnnotationsEnvsubst",
-            ),
             (serde_json::json!({"kubeVersion": "1.30"}), "kubeVersion"),
             (
                 serde_json::json!({"replicas": [{"name": "w", "count": "many"}]}),

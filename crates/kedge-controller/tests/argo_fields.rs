@@ -56,6 +56,8 @@ async fn kustomize_images_and_name_prefix_change_what_is_deployed() {
         "images": ["gcr.io/google-samples/gb-frontend=gcr.io/heptio-images/ks-guestbook-demo:0.2"],
         "namePrefix": "staging-",
         "commonLabels": {"env": "staging"},
+        "commonAnnotations": {"example.com/from": "$ARGOCD_APP_NAME@${ARGOCD_APP_REVISION_SHORT}"},
+        "commonAnnotationsEnvsubst": true,
         "replicas": [{"name": "guestbook-ui", "count": 2}],
     });
     // Self-heal: a change of the spec alone (the same revision) is applied by self-heal, not by automated sync.
@@ -79,6 +81,10 @@ async fn kustomize_images_and_name_prefix_change_what_is_deployed() {
     );
     assert_eq!(d.data["spec"]["replicas"], 2);
     assert_eq!(d.metadata.labels.as_ref().unwrap()["env"], "staging");
+    assert_eq!(
+        d.metadata.annotations.as_ref().unwrap()["example.com/from"],
+        format!("guestbook@{}", &sha[..7])
+    );
     assert!(
         env.object("", "v1", "Service", "staging-guestbook-ui")
             .await
