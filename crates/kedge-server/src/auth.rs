@@ -4,7 +4,8 @@
 //! `<role>:<argon2id hash>`, role `admin` or `readonly`. Only hashes are kept there: a value written with a clear
 //! password (`viewer: readonly:s3cret`, as older versions stored them) is replaced by its hash when the server reads
 //! it, so writing a clear password is also how one sets or changes a password. A key `token.<name>` holds a long-lived
-//! API token as `<role>:<token>` for scripts.
+//! API token for scripts: written as `<role>:<token>`, it is replaced by `<role>:sha256:<hex digest>` in the same way
+//! (tokens are long random strings, so a fast digest is enough; only the digest is kept).
 //!
 //! The `admin` password is generated at first start into Secret `kedge-initial-admin` (key `password`, for a person to
 //! read; it is never logged) and hashed into the `admin` entry of `kedge-users`. As in Argo CD, the initial Secret can
@@ -525,6 +526,13 @@ fn plan_store(
     let mut has_admin = false;
     for (key, value) in users {
         if key.starts_with("token.") {
+            if let Some((role, token)) = value.trim().split_once(':')
+                && let Some(role) = Role::parse(role)
+                && !token.is_empty()
+                && token_digest(token).is_none()
+            {
+                plan.to_hash.push((key.clone(), role, token.to_owned()));
+            }
             continue;
         }
         if key == "admin" {
@@ -593,7 +601,11 @@ async fn load_accounts(state: &AppState) -> Result<Accounts, ApiError> {
         }
         let mut hashed = Vec::new();
         for (key, role, clear) in plan.to_hash {
-            let h = hash_for_store(state, &key, &clear).await?;
+            let h = if key.starts_with("token.") {
+                format!("{TOKEN_DIGEST}{}", hash(&clear))
+            } else {
+                hash_for_store(state, &key, &clear).await?
+            };
             hashed.push((key, format!("{}:{h}", role.as_str())));
         }
         let mut merged: HashMap<String, String> = entries.into_iter().collect();
@@ -613,7 +625,7 @@ async fn load_accounts(state: &AppState) -> Result<Accounts, ApiError> {
                     tracing::info!(
                         account = key.as_str(),
                         secret = USERS_SECRET,
-                        "stored the account's password as an argon2id hash"
+                        "stored the account's password (argon2id) or API token (SHA-256) as a hash"
                     );
                 }
                 forget_unsaved(state, &[]);
@@ -732,9 +744,8 @@ fn accounts_from(entries: &[(String, String)]) -> Accounts {
             continue;
         }
         if let Some(name) = key.strip_prefix("token.") {
-            accounts
-                .tokens
-                .insert(hash(secret), (name.to_owned(), role));
+            let digest = token_digest(secret).map_or_else(|| hash(secret), str::to_owned);
+            accounts.tokens.insert(digest, (name.to_owned(), role));
         } else if password::is_bcrypt(secret) {
             tracing::warn!(
                 key,
@@ -1100,6 +1111,16 @@ fn own_secret(name: &str, namespace: &str, key: &str, value: Vec<u8>) -> Secret 
     }
 }
 
+/// How a stored API token's digest starts.
+const TOKEN_DIGEST: &str = "sha256:";
+
+/// The hex SHA-256 digest of a stored API token entry written as `sha256:<digest>`; `None` for a clear token.
+fn token_digest(stored: &str) -> Option<&str> {
+    stored
+        .strip_prefix(TOKEN_DIGEST)
+        .filter(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -1258,12 +1279,13 @@ mod tests {
         // No admin entry yet: the initial password is copied and its version recorded.
         let plan = plan_store(&users, None, Some(("initial-pw", "41")));
         let keys: Vec<&str> = plan.to_hash.iter().map(|(k, _, _)| k.as_str()).collect();
-        assert_eq!(keys, ["viewer", "admin"]);
-        assert_eq!(plan.to_hash[1].1, Role::Admin);
+        assert_eq!(keys, ["viewer", "token.ci", "admin"]);
+        assert_eq!(plan.to_hash[2].1, Role::Admin);
         assert_eq!(plan.initial_version.as_deref(), Some("41"));
         // Copied at version 41 and unchanged: nothing to do once the clear entry is hashed.
         let mut done = users.clone();
         done[0].1 = format!("readonly:{hashed}");
+        done[2].1 = format!("readonly:{TOKEN_DIGEST}{}", hash("ci-token"));
         done.push(("admin".into(), format!("admin:{hashed}")));
         let plan = plan_store(&done, Some("41"), Some(("initial-pw", "41")));
         assert!(plan.to_hash.is_empty() && plan.initial_version.is_none());
@@ -1292,6 +1314,23 @@ mod tests {
                 .all(|a| password::is_hash(&a.hash))
         );
         assert_eq!(accounts.tokens.len(), 1);
+        // A stored digest and the clear token it came from find the same account.
+        assert_eq!(
+            accounts
+                .tokens
+                .get(&hash("ci-token"))
+                .map(|(n, _)| n.as_str()),
+            Some("ci")
+        );
+        let clear = accounts_from(&users);
+        assert_eq!(
+            clear.tokens.get(&hash("ci-token")).map(|(n, _)| n.as_str()),
+            Some("ci")
+        );
+        assert!(
+            token_digest("sha256:abc").is_none(),
+            "too short for a digest"
+        );
     }
 
     #[test]

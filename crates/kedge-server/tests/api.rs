@@ -461,6 +461,15 @@ async fn api_endpoints_auth_roles_and_pages() {
             .unwrap();
         assert_eq!(r.status(), 403);
     }
+    // The clear token was replaced by its digest in the Secret.
+    let stored = env
+        .secret_value(kedge_server::USERS_SECRET, "token.ci")
+        .await
+        .unwrap_or_default();
+    assert!(
+        stored.starts_with("readonly:sha256:") && !stored.contains("ci-token-123"),
+        "the API token is stored as {stored:?}"
+    );
     assert_eq!(
         c.get(api(""))
             .bearer_auth("not-a-token")
