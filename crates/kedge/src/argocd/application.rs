@@ -326,8 +326,10 @@ impl AppConversion {
                 "helm" => {
                     out.insert(k.to_owned(), helm(cx, &p, v));
                 }
+                // Kedge's Application has every field of Argo CD's; what Kedge refuses of them is reported by
+                // its own check (report_what_kedge_refuses).
                 "kustomize" => {
-                    out.insert(k.to_owned(), kustomize(cx, &p, v));
+                    out.insert(k.to_owned(), v.clone());
                 }
                 "plugin" => {
                     cx.lost(&p, "config management plugins are not supported");
@@ -617,27 +619,6 @@ fn helm(cx: &mut Cx<'_>, path: &[Seg], h: &Value) -> Value {
             ),
             "fileParameters" => cx.lost(&p, "Helm file parameters are not supported"),
             _ => cx.lost(&p, "not a field of Argo CD's Helm options"),
-        }
-    }
-    Value::Object(kept)
-}
-
-fn kustomize(cx: &mut Cx<'_>, path: &[Seg], kz: &Value) -> Value {
-    let mut kept = Map::new();
-    for (k, v) in entries(kz) {
-        let p = key(path, k);
-        match k {
-            "version" => cx.lost(&p, "Kedge builds with the one kustomize it runs"),
-            "kubeVersion" | "apiVersions" if is_default(v) => {}
-            "kubeVersion" | "apiVersions" => cx.lost(
-                &p,
-                "the capabilities Helm charts of a kustomization see cannot be set",
-            ),
-            "commonAnnotationsEnvsubst" if !v.as_bool().unwrap_or(false) => {}
-            "commonAnnotationsEnvsubst" => cx.lost(&p, "environment variables are not substituted"),
-            _ => {
-                kept.insert(k.to_owned(), v.clone());
-            }
         }
     }
     Value::Object(kept)

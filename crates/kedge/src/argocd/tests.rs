@@ -87,7 +87,7 @@ fn an_application_field_by_field() {
             "spec": {
                 "source": {"repoURL": "https://git.example/apps.git", "targetRevision": "v1.2.0", "path": "guestbook",
                     "kustomize": {"images": ["gcr.io/heptio-images/ks-guestbook-demo:0.2"], "namePrefix": "staging-",
-                        "commonLabels": {"env": "staging"}}},
+                        "commonLabels": {"env": "staging"}, "version": "v5.0.0"}},
                 "destination": {"server": "https://kubernetes.default.svc", "namespace": "guestbook"},
                 "syncPolicy": {"automated": {"prune": true, "selfHeal": true, "allowEmpty": false},
                     "syncOptions": ["CreateNamespace=true", "PruneLast=true"],
