@@ -394,10 +394,9 @@ fn edited_copy(
     components: &[String],
 ) -> Result<tempfile::TempDir, RenderError> {
     let label = if app.is_empty() { "." } else { app };
-    let io = |source| RenderError::KustomizeIo {
-        program: "the copy of the kustomization".into(),
-        dir: label.to_owned(),
-        source,
+    let io = |e: std::io::Error| RenderError::KustomizeOption {
+        path: label.to_owned(),
+        message: format!("failed to prepare the changed copy of the kustomization: {e}"),
     };
     let copy = tempfile::Builder::new()
         .prefix("kedge-kustomize-edit-")
