@@ -75,6 +75,7 @@ async fn five_thousand_objects_sync_report_and_prune_within_the_size_limit() {
 
     let app = wait_big(&env, "5,000 objects synced", |a| synced_at(a, &first)).await;
     let size = serde_json::to_vec(&app).expect("serialize").len();
+    eprintln!("Application object with 5,000 objects: {} KiB", size / 1024);
     assert!(
         size < 200 * 1024,
         "the Application is {} KiB with 5,000 objects",
