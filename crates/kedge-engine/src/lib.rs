@@ -72,8 +72,17 @@
 //! - [`WatchLiveObjects`] serves live reads from watches (one per kind and namespace, started on
 //!   first use): with it a replan of an unchanged application makes no request at all.
 //!
+//! - Per-object annotations are read once, in [`object`] and [`order`], each under Kedge's key and Argo CD's
+//!   (`kedge.dev/sync-wave` or `argocd.argoproj.io/sync-wave`, likewise `hook`, `hook-delete-policy`,
+//!   `sync-options`, `compare-options`); when both are set they must agree, else the object is an error naming
+//!   both. `hook: Skip` leaves an object out (neither applied nor pruned); a hook named only by `generateName` is
+//!   created anew (POST) each time it runs, its id naming the prefix, and its earlier instances are found by that
+//!   prefix and the hook's tracking id ([`PlannedHook::generate_name`]). [`ObjectSyncOptions`] and
+//!   [`object::CompareOptions`] say what each option does.
+//!
 //! Every applied object carries `kedge.dev/tracking-id: <app-ns>/<app>:<group>/<kind>:<ns>/<name>`;
-//! an object tracked by another application is never applied over nor deleted.
+//! an object tracked by another application is never applied over nor deleted. Argo CD's tracking annotations
+//! are neither read nor removed.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
