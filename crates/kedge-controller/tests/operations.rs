@@ -77,6 +77,34 @@ fn open_gate(env: &Env) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// Commits a ConfigMap, the gate hook in wave 0 and ConfigMap `after` in wave 1, starts a controller and creates
+/// application `demo` (no automation), compared once.
+async fn two_waves_held_by_a_hook(env: &Env) -> RunningController {
+    env.write("app/settings.yaml", &config_map("settings", "k", "v"));
+    env.write("app/gate.yaml", GATE);
+    env.write(
+        "app/after.yaml",
+        &config_map_annotated("after", "1", &[("kedge.dev/sync-wave", "1")]),
+    );
+    env.commit_push("two waves, the first held by its hook");
+    let controller = env.start_controller("c1");
+    env.create_app("demo", "app", json!({})).await;
+    env.wait_app("demo", "compared", |a| {
+        a.status.as_ref().is_some_and(|s| s.sync.revision.is_some())
+    })
+    .await;
+    controller
+}
+
+/// Waits until `op` runs, held by the gate hook.
+async fn wait_held(env: &Env, op: &Operation) {
+    env.wait_app("demo", "the operation waits for its hook", |a| {
+        operation_is(a, op, OperationPhase::Running)
+            && operation_message(a).contains("waiting for Job gate")
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_operation_says_what_it_waits_for_and_a_newer_request_is_not_lost() {
     let env = Env::new("op-queue").await;
@@ -155,26 +183,10 @@ async fn a_running_operation_says_what_it_waits_for_and_a_newer_request_is_not_l
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operation_interrupted_by_a_crash_is_finished_by_the_next_controller() {
     let env = Env::new("op-resume").await;
-    env.write("app/settings.yaml", &config_map("settings", "k", "v"));
-    env.write("app/gate.yaml", GATE);
-    env.write(
-        "app/after.yaml",
-        &config_map_annotated("after", "1", &[("kedge.dev/sync-wave", "1")]),
-    );
-    env.commit_push("two waves, the first held by its hook");
-    let controller = env.start_controller("c1");
-    env.create_app("demo", "app", json!({})).await;
-    env.wait_app("demo", "compared", |a| {
-        a.status.as_ref().is_some_and(|s| s.sync.revision.is_some())
-    })
-    .await;
+    let controller = two_waves_held_by_a_hook(&env).await;
     let op = request("user", "2026-01-01T00:00:03Z");
     ask(&env, "demo", &op).await;
-    env.wait_app("demo", "the operation waits for its hook", |a| {
-        operation_is(a, &op, OperationPhase::Running)
-            && operation_message(a).contains("waiting for Job gate")
-    })
-    .await;
+    wait_held(&env, &op).await;
     controller.kill();
 
     // The crash leaves the operation Running, its annotation gone: only the status remembers it.
@@ -222,28 +234,12 @@ async fn an_operation_interrupted_by_a_crash_is_finished_by_the_next_controller(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminated_sync_stops_where_it_was_and_is_not_resumed() {
     let env = Env::new("op-terminate").await;
-    env.write("app/settings.yaml", &config_map("settings", "k", "v"));
-    env.write("app/gate.yaml", GATE);
-    env.write(
-        "app/after.yaml",
-        &config_map_annotated("after", "1", &[("kedge.dev/sync-wave", "1")]),
-    );
-    env.commit_push("two waves, the first held by its hook");
-    let controller = env.start_controller("c1");
-    env.create_app("demo", "app", json!({})).await;
-    env.wait_app("demo", "compared", |a| {
-        a.status.as_ref().is_some_and(|s| s.sync.revision.is_some())
-    })
-    .await;
+    let controller = two_waves_held_by_a_hook(&env).await;
 
     // Terminated while it waits on its hook: Failed, wave 1 never applied, the request cleared.
     let op = request("user", "2026-01-01T00:00:04Z");
     ask(&env, "demo", &op).await;
-    env.wait_app("demo", "the operation waits for its hook", |a| {
-        operation_is(a, &op, OperationPhase::Running)
-            && operation_message(a).contains("waiting for Job gate")
-    })
-    .await;
+    wait_held(&env, &op).await;
     env.patch_app(
         "demo",
         json!({ "metadata": { "annotations": { TERMINATE_ANNOTATION: "2026-01-01T00:00:05Z" } } }),
@@ -276,11 +272,7 @@ async fn a_terminated_sync_stops_where_it_was_and_is_not_resumed() {
     // Terminated while no controller runs it (left Running by a crash): not resumed by the next one.
     let again = request("user", "2026-01-01T00:00:06Z");
     ask(&env, "demo", &again).await;
-    env.wait_app("demo", "the second operation waits for its hook", |a| {
-        operation_is(a, &again, OperationPhase::Running)
-            && operation_message(a).contains("waiting for Job gate")
-    })
-    .await;
+    wait_held(&env, &again).await;
     controller.kill();
     env.patch_app(
         "demo",
