@@ -4,26 +4,9 @@
 
 mod common;
 
-use common::{Env, automated, config_map};
+use common::{Env, automated, config_map, job_annotated};
 use kedge_api::{Application, HistoryEntry, REFRESH_ANNOTATION};
 use serde_json::json;
-
-/// A PreSync hook that always fails (the test cluster's simulator fails Jobs whose image names "fail").
-const FAILING_HOOK: &str = "apiVersion: batch/v1
-kind: Job
-metadata:
-  name: migrate
-  annotations:
-    argocd.argoproj.io/hook: PreSync
-spec:
-  backoffLimit: 0
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-        - name: run
-          image: migrate-fail:1
-";
 
 fn last_entry(app: &Application) -> Option<&HistoryEntry> {
     app.status.as_ref()?.history.last()
@@ -40,7 +23,15 @@ fn reconciled_at(app: &Application) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_sync_is_retried_up_to_the_limit_then_left_alone() {
     let env = Env::new("retry").await;
-    env.write("app/migrate.yaml", FAILING_HOOK);
+    // A PreSync hook that always fails.
+    env.write(
+        "app/migrate.yaml",
+        &job_annotated(
+            "migrate",
+            "migrate-fail:1",
+            &[("argocd.argoproj.io/hook", "PreSync")],
+        ),
+    );
     env.write("app/settings.yaml", &config_map("settings", "mode", "x"));
     let sha = env.commit_push("failing hook");
     let mut policy = automated(true, false);

@@ -496,16 +496,35 @@ pub fn config_map(name: &str, key: &str, value: &str) -> String {
     )
 }
 
+/// `  annotations:` and one line a pair, as the metadata of a manifest holds them (nothing when there are none).
+fn annotations_yaml(annotations: &[(&str, &str)]) -> String {
+    if annotations.is_empty() {
+        return String::new();
+    }
+    let mut s = "  annotations:\n".to_owned();
+    for (k, v) in annotations {
+        s.push_str(&format!("    {k}: \"{v}\"\n"));
+    }
+    s
+}
+
 /// A ConfigMap manifest with annotations (`key: value` pairs).
 pub fn config_map_annotated(name: &str, value: &str, annotations: &[(&str, &str)]) -> String {
     let mut s = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n");
-    if !annotations.is_empty() {
-        s.push_str("  annotations:\n");
-        for (k, v) in annotations {
-            s.push_str(&format!("    {k}: \"{v}\"\n"));
-        }
-    }
+    s.push_str(&annotations_yaml(annotations));
     s.push_str(&format!("data:\n  value: \"{value}\"\n"));
+    s
+}
+
+/// A Job manifest that runs once (`backoffLimit: 0`), with annotations (`key: value` pairs, e.g. a hook); the
+/// simulator completes it, or fails it when `image` names "fail".
+pub fn job_annotated(name: &str, image: &str, annotations: &[(&str, &str)]) -> String {
+    let mut s = format!("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\n");
+    s.push_str(&annotations_yaml(annotations));
+    s.push_str(&format!(
+        "spec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        \
+         - name: run\n          image: {image}\n"
+    ));
     s
 }
 
@@ -522,12 +541,7 @@ pub fn deployment_annotated(
     annotations: &[(&str, &str)],
 ) -> String {
     let mut s = format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n");
-    if !annotations.is_empty() {
-        s.push_str("  annotations:\n");
-        for (k, v) in annotations {
-            s.push_str(&format!("    {k}: \"{v}\"\n"));
-        }
-    }
+    s.push_str(&annotations_yaml(annotations));
     s.push_str(&format!(
         "spec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n        - name: main\n          image: {image}\n"
     ));
