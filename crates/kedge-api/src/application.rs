@@ -107,6 +107,29 @@ pub struct ApplicationSource {
     pub ref_: Option<String>,
 }
 
+impl ApplicationSpec {
+    /// The Git source the repository poller, webhooks and revision resolution follow: `spec.source`, or the first
+    /// of `spec.sources` (which Kedge supports as paths of one repository at one revision).
+    pub fn git_source(&self) -> &ApplicationSource {
+        match self.sources.first() {
+            Some(first) if self.source.is_unset() => first,
+            _ => &self.source,
+        }
+    }
+
+    /// The paths of the application's sources in their repository.
+    pub fn source_paths(&self) -> impl Iterator<Item = &str> {
+        let many = self.source.is_unset() && !self.sources.is_empty();
+        let single = (!many).then_some(self.source.path.as_str());
+        single.into_iter().chain(
+            self.sources
+                .iter()
+                .filter(move |_| many)
+                .map(|s| s.path.as_str()),
+        )
+    }
+}
+
 impl ApplicationSource {
     /// Whether nothing is set: `spec.source` was left out (an application of `spec.sources`).
     pub fn is_unset(&self) -> bool {
@@ -1086,6 +1109,25 @@ spec:
                 .as_str()
                 .expect("pattern");
         assert!(pattern.contains("|PrunePropagationPolicy|"), "{pattern}");
+    }
+
+    #[test]
+    fn the_git_source_is_the_source_or_the_first_of_the_sources() {
+        let source = |path: &str| ApplicationSource {
+            repo_url: "https://git.test/r.git".into(),
+            path: path.into(),
+            ..Default::default()
+        };
+        let mut spec = ApplicationSpec {
+            source: source("one"),
+            ..Default::default()
+        };
+        assert_eq!(spec.git_source().path, "one");
+        assert_eq!(spec.source_paths().collect::<Vec<_>>(), ["one"]);
+        spec.source = ApplicationSource::default();
+        spec.sources = vec![source("a"), source("b")];
+        assert_eq!(spec.git_source().path, "a");
+        assert_eq!(spec.source_paths().collect::<Vec<_>>(), ["a", "b"]);
     }
 
     #[test]

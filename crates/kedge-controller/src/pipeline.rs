@@ -196,7 +196,7 @@ impl Pipeline {
 
     /// The repository of an application, with credentials from Secrets in its namespace.
     pub async fn repo_for(&self, app: &Application) -> Result<RepoSpec, PipelineError> {
-        let url = app.spec.source.repo_url.trim();
+        let url = app.spec.git_source().repo_url.trim();
         if url.is_empty() {
             return Err(PipelineError::InvalidSpec(
                 "spec.source.repoURL is empty".into(),
@@ -277,6 +277,9 @@ impl Pipeline {
     ) -> Result<Rendered, PipelineError> {
         // A spec asking for what Kedge does not do is refused before anything is fetched.
         let checked = crate::spec_check::check(app)?;
+        if !app.spec.sources.is_empty() {
+            return Box::pin(self.render_sources(app, revision, previous_sha)).await;
+        }
         let verify = self.trusted_keys(app).await?;
         if kedge_helm::is_remote_chart(app) {
             if verify.is_some() {
@@ -365,6 +368,50 @@ impl Pipeline {
         })
         .await
         .map_err(|e| PipelineError::Task(e.to_string()))?
+    }
+
+    /// Renders every source of `spec.sources` (paths of one repository at one revision, see
+    /// [`crate::spec_check::check`]) at the same commit and combines their objects; an object two sources define is
+    /// an error naming both.
+    async fn render_sources(
+        &self,
+        app: &Application,
+        revision: Option<&str>,
+        previous_sha: Option<String>,
+    ) -> Result<Rendered, PipelineError> {
+        let mut combined: Option<Rendered> = None;
+        for source in &app.spec.sources {
+            let mut one = app.clone();
+            one.spec.source = source.clone();
+            one.spec.sources.clear();
+            // Every source at the commit the first one resolved to, so that a push between them cannot mix commits.
+            let at = combined.as_ref().map(|c| c.revision.sha.clone());
+            let rendered = self
+                .render(&one, at.as_deref().or(revision), previous_sha.clone())
+                .await?;
+            combined = Some(match combined {
+                None => rendered,
+                Some(mut all) => {
+                    let mut set = (*all.out.rendered).clone();
+                    set.objects
+                        .extend(rendered.out.rendered.objects.iter().cloned());
+                    set.inputs
+                        .extend(rendered.out.rendered.inputs.iter().cloned());
+                    all.out.rendered = Arc::new(set);
+                    all.out.delete_hooks.extend(rendered.out.delete_hooks);
+                    all.out.test_hooks.extend(rendered.out.test_hooks);
+                    all
+                }
+            });
+        }
+        let combined =
+            combined.ok_or_else(|| PipelineError::InvalidSpec("spec.sources is empty".into()))?;
+        let mut errors = Vec::new();
+        kedge_render::object::check_duplicates(&combined.out.rendered.objects, &mut errors);
+        if !errors.is_empty() {
+            return Err(kedge_render::RenderError::from_list("spec.sources", errors).into());
+        }
+        Ok(combined)
     }
 
     /// The keys `spec.source.verify` trusts, with the Secret's name, or `None` when commits are not verified.

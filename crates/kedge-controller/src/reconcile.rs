@@ -439,7 +439,7 @@ impl Pass<'_> {
         let fresh = {
             let moved_at = {
                 let moved = ctx.moved_repos.lock().unwrap_or_else(|p| p.into_inner());
-                moved.get(&self.app.spec.source.repo_url).copied()
+                moved.get(&self.app.spec.git_source().repo_url).copied()
             };
             ctx.with_memory(&self.key, |m| {
                 m.resolved

@@ -622,7 +622,7 @@ async fn poll_repositories(
             .filter(|a| !kedge_helm::is_remote_chart(a))
         {
             by_repo
-                .entry(app.spec.source.repo_url.clone())
+                .entry(app.spec.git_source().repo_url.clone())
                 .or_default()
                 .push(app);
         }
@@ -671,7 +671,7 @@ async fn poll_repositories(
             tracing::info!(repo = %kedge_source::repo::strip_userinfo(&url), apps = apps.len(), "repository moved");
             let targets: Vec<String> = apps
                 .iter()
-                .map(|a| a.spec.source.target_revision.clone())
+                .map(|a| a.spec.git_source().target_revision.clone())
                 .collect();
             let source = pipeline.source().clone();
             let changed = tokio::task::spawn_blocking(move || {
@@ -830,11 +830,15 @@ pub fn queue_pushed(
     {
         let mut moved = moved_repos.lock().unwrap_or_else(|p| p.into_inner());
         for app in apps {
-            moved.insert(app.spec.source.repo_url.clone(), now);
+            moved.insert(app.spec.git_source().repo_url.clone(), now);
         }
     }
     let (first, later): (Vec<&Application>, Vec<&Application>) = apps.iter().partition(|app| {
-        changed.is_none_or(|files| files.iter().any(|f| path_holds(&app.spec.source.path, f)))
+        changed.is_none_or(|files| {
+            files
+                .iter()
+                .any(|f| app.spec.source_paths().any(|p| path_holds(p, f)))
+        })
     });
     for app in &first {
         if changed.is_some() {

@@ -131,11 +131,7 @@ fn refused(message: String) -> PipelineError {
 /// Checks everything of `app`'s spec that Kedge might otherwise ignore; the first problem is the error.
 pub fn check(app: &Application) -> Result<CheckedSpec, PipelineError> {
     let spec = &app.spec;
-    if !spec.sources.is_empty() {
-        return Err(refused(
-            "spec.sources (several sources in one application) is not supported yet: use spec.source".into(),
-        ));
-    }
+    check_sources(app)?;
     if let Some(r) = &spec.source.ref_ {
         return Err(refused(format!(
             "spec.source.ref {r:?} names a source for spec.sources, which is not supported yet"
@@ -179,6 +175,46 @@ pub fn check(app: &Application) -> Result<CheckedSpec, PipelineError> {
 
 fn set(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// `spec.sources` is supported for paths of one Git repository at one revision; the rest of what Argo CD allows
+/// there (several repositories or revisions, charts from Helm repositories, `ref` sources for `$ref/...` value
+/// files) is refused, naming it.
+fn check_sources(app: &Application) -> Result<(), PipelineError> {
+    let spec = &app.spec;
+    let Some(first) = spec.sources.first() else {
+        return Ok(());
+    };
+    if !spec.source.is_unset() {
+        return Err(refused(
+            "spec.source and spec.sources are both set: an application has one or the other, as in Argo CD".into(),
+        ));
+    }
+    for (i, s) in spec.sources.iter().enumerate() {
+        let field = format!("spec.sources[{i}]");
+        if let Some(r) = &s.ref_ {
+            return Err(refused(format!(
+                "{field}.ref {r:?} is not supported yet (value files from another source, $ref/...)"
+            )));
+        }
+        if s.chart.is_some() {
+            return Err(refused(format!(
+                "{field}.chart is not supported yet: spec.sources combines paths of one Git repository"
+            )));
+        }
+        if s.repo_url.trim() != first.repo_url.trim() || s.target_revision != first.target_revision
+        {
+            return Err(refused(format!(
+                "{field} ({} at {}) is not supported yet: spec.sources combines paths of one repository at one \
+                 revision ({} at {})",
+                s.repo_url, s.target_revision, first.repo_url, first.target_revision
+            )));
+        }
+        if s.repo_url.trim().is_empty() {
+            return Err(refused(format!("{field}.repoURL is empty")));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a destination other than the cluster Kedge runs in.
@@ -496,12 +532,35 @@ mod tests {
     }
 
     #[test]
-    fn several_sources_are_refused() {
+    fn sources_are_paths_of_one_repository_at_one_revision() {
+        let source = |repo: &str, revision: &str, path: &str| kedge_api::ApplicationSource {
+            repo_url: repo.into(),
+            target_revision: revision.into(),
+            path: path.into(),
+            ..Default::default()
+        };
         let mut app = Application::new("a", Default::default());
-        app.spec.sources = vec![app.spec.source.clone()];
-        let err = check(&app).expect_err("sources").to_string();
-        assert!(err.contains("spec.sources"), "{err}");
-        assert!(err.contains("not supported yet"), "{err}");
+        app.spec.sources = vec![
+            source("https://git.test/r.git", "main", "a"),
+            source("https://git.test/r.git", "main", "b"),
+        ];
+        assert!(check(&app).is_ok());
+        let refused = |app: &Application| check(app).expect_err("refused").to_string();
+        let mut other = app.clone();
+        other.spec.sources[1].repo_url = "https://git.test/other.git".into();
+        assert!(refused(&other).contains("spec.sources[1]"));
+        let mut other = app.clone();
+        other.spec.sources[1].target_revision = "v2".into();
+        assert!(refused(&other).contains("one revision"));
+        let mut other = app.clone();
+        other.spec.sources[1].ref_ = Some("values".into());
+        assert!(refused(&other).contains("spec.sources[1].ref"));
+        let mut other = app.clone();
+        other.spec.sources[0].chart = Some("shop".into());
+        assert!(refused(&other).contains("spec.sources[0].chart"));
+        let mut other = app;
+        other.spec.source = source("https://git.test/r.git", "main", "c");
+        assert!(refused(&other).contains("both set"));
     }
 
     #[test]

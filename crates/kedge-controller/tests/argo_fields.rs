@@ -490,3 +490,73 @@ async fn application_sync_options_reach_every_object() {
         assert!(w.request_uri.contains("fieldValidation=Ignore"), "{w:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_paths_of_one_repository_are_one_application() {
+    let env = Env::new("argo-sources").await;
+    env.write("a/cm.yaml", &config_map("from-a", "k", "1"));
+    write_guestbook(&env, "b");
+    let v1 = env.commit_push("two paths");
+    let _controller = env.start_controller("c1");
+    let app: Application = serde_json::from_value(json!({
+        "apiVersion": "kedge.dev/v1alpha1", "kind": "Application",
+        "metadata": {"name": "combined", "namespace": env.ns()},
+        "spec": {
+            "sources": [
+                {"repoURL": env.repo_url, "targetRevision": "main", "path": "a"},
+                {"repoURL": env.repo_url, "targetRevision": "main", "path": "b",
+                 "kustomize": {"namePrefix": "b-"}},
+            ],
+            "syncPolicy": automated(true, false),
+        },
+    }))
+    .unwrap();
+    env.apps()
+        .create(&PostParams::default(), &app)
+        .await
+        .expect("created");
+    let synced = env.wait_synced("combined", &v1).await;
+    assert_eq!(synced.status.as_ref().unwrap().inventory.len(), 3);
+    env.wait_config_map("from-a", "k", "1").await;
+    assert!(
+        env.object("apps", "v1", "Deployment", "b-guestbook-ui")
+            .await
+            .is_some()
+    );
+
+    // A new commit moves every source; an object that leaves one is pruned.
+    env.write("a/cm.yaml", &config_map("from-a", "k", "2"));
+    env.work.remove("b/guestbook-ui-svc.yaml").expect("remove");
+    env.write(
+        "b/kustomization.yaml",
+        "resources:\n- guestbook-ui-deployment.yaml\n",
+    );
+    let v2 = env.commit_push("both paths change");
+    env.wait_synced("combined", &v2).await;
+    env.wait_config_map("from-a", "k", "2").await;
+    env.wait_gone("", "v1", "Service", "b-guestbook-ui").await;
+
+    // An object two sources define is refused, naming both places, and nothing changes.
+    env.write("c/cm.yaml", &config_map("from-a", "k", "3"));
+    env.commit_push("a duplicate");
+    env.patch_app(
+        "combined",
+        json!({"spec": {"sources": [
+            {"repoURL": env.repo_url, "targetRevision": "main", "path": "a"},
+            {"repoURL": env.repo_url, "targetRevision": "main", "path": "c"},
+        ]}}),
+    )
+    .await;
+    let app = env
+        .wait_app("combined", "the duplicate refused", |a| {
+            condition(a, "Ready")
+                .is_some_and(|c| c.status == "False" && c.message.contains("duplicate"))
+        })
+        .await;
+    let message = &condition(&app, "Ready").unwrap().message;
+    assert!(
+        message.contains("a/cm.yaml") && message.contains("c/cm.yaml"),
+        "{message}"
+    );
+    env.wait_config_map("from-a", "k", "2").await;
+}
