@@ -12,6 +12,7 @@
 
 mod application;
 mod bounded;
+mod cluster;
 mod duration;
 mod operation;
 mod repo_secret;
@@ -20,6 +21,10 @@ pub use application::*;
 pub use bounded::{
     CompactInventory, INVENTORY_ENCODING, INVENTORY_INLINE, InventoryError, RESOURCES_LISTED,
     ResourceSummary, bound_results, join_bounded, needs_attention,
+};
+pub use cluster::{
+    CONNECTED, Cluster, ClusterCredentials, ClusterSecretError, ClusterSpec, ClusterStatus,
+    IN_CLUSTER_NAME, IN_CLUSTER_SERVER, KUBECONFIG_KEY,
 };
 pub use duration::{DurationError, parse_duration};
 pub use operation::*;

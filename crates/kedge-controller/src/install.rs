@@ -27,6 +27,11 @@ pub fn crd() -> Value {
     serde_json::to_value(Application::crd()).unwrap_or(Value::Null)
 }
 
+/// The Cluster CRD (the cluster registry).
+pub fn cluster_crd() -> Value {
+    serde_json::to_value(kedge_api::Cluster::crd()).unwrap_or(Value::Null)
+}
+
 /// Every manifest, in apply order.
 pub fn manifests(opts: &InstallOptions) -> Vec<Value> {
     let ns = opts.namespace.as_str();
@@ -34,6 +39,7 @@ pub fn manifests(opts: &InstallOptions) -> Vec<Value> {
         json!({ "app.kubernetes.io/name": "kedge", "app.kubernetes.io/component": "controller" });
     vec![
         crd(),
+        cluster_crd(),
         json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } }),
         json!({
             "apiVersion": "v1", "kind": "ServiceAccount",
@@ -132,6 +138,7 @@ mod tests {
         let m = manifests(&InstallOptions::default());
         assert_eq!(m[0]["kind"], "CustomResourceDefinition");
         assert_eq!(m[0]["metadata"]["name"], "applications.kedge.dev");
+        assert_eq!(m[1]["metadata"]["name"], "clusters.kedge.dev");
         let binding = m
             .iter()
             .find(|v| v["kind"] == "ClusterRoleBinding")

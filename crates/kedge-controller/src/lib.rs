@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod client;
+pub mod clusters;
 pub mod conditions;
 pub mod decide;
 pub mod drift;

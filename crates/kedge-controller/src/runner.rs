@@ -68,6 +68,9 @@ pub struct RunConfig {
     pub max_fetch_bytes: u64,
     /// Git mirrors and checkouts unused for this long are removed (default a day); checked every hour.
     pub mirror_max_idle: Duration,
+    /// How often the registered clusters (Cluster objects in `lease_namespace`) are reached for their status.
+    /// Default 30 s.
+    pub cluster_check_interval: Duration,
 }
 
 impl RunConfig {
@@ -90,6 +93,7 @@ impl RunConfig {
             shutdown_grace: Duration::from_secs(20),
             max_fetch_bytes: kedge_source::DEFAULT_MAX_FETCH_BYTES,
             mirror_max_idle: Duration::from_secs(24 * 3600),
+            cluster_check_interval: Duration::from_secs(30),
         }
     }
 
@@ -313,7 +317,7 @@ pub async fn run(
         }
     });
     let (gc_source, gc_engine) = (source.clone(), engine.clone());
-    let pipeline = Pipeline::new(writes, source, renderer, engine).with_repository_secrets(secrets);
+    let pipeline = Pipeline::new(writes.clone(), source, renderer, engine).with_repository_secrets(secrets);
     let ctx = Arc::new(Context::new(
         pipeline.clone(),
         metrics.clone(),
@@ -388,6 +392,16 @@ pub async fn run(
         gc_engine,
         ctx.clone(),
         config.mirror_max_idle,
+        shutdown.clone(),
+    ));
+    // The registered clusters' status: Connected, version, applications.
+    tokio::spawn(crate::clusters::keep_checking(
+        client.clone(),
+        writes.clone(),
+        leader.clone(),
+        config.lease_namespace.clone(),
+        store.clone(),
+        config.cluster_check_interval,
         shutdown.clone(),
     ));
     tokio::spawn(reconcile_all_on_leadership(

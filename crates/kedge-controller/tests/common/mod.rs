@@ -443,7 +443,8 @@ fn merge(target: &mut Value, extra: Value) {
     }
 }
 
-/// Applies the Application CRD (idempotent; concurrent tests apply the same object) and waits until it serves.
+/// Applies the Application and Cluster CRDs (idempotent; concurrent tests apply the same objects) and waits until
+/// they serve.
 pub async fn install_crd(client: &kube::Client) {
     let crd = kedge_controller::install::crd();
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -454,6 +455,19 @@ pub async fn install_crd(client: &kube::Client) {
     )
     .await
     .expect("apply the Application CRD");
+    api.patch(
+        "clusters.kedge.dev",
+        &PatchParams::apply("kedge-e2e").force(),
+        &Patch::Apply(&kedge_controller::install::cluster_crd()),
+    )
+    .await
+    .expect("apply the Cluster CRD");
+    let clusters: Api<kedge_api::Cluster> = Api::all(client.clone());
+    wait_for(STEP, POLL, || async {
+        clusters.list(&Default::default()).await.is_ok()
+    })
+    .await
+    .expect("Cluster CRD served");
     let apps: Api<Application> = Api::all(client.clone());
     wait_for(STEP, POLL, || async {
         apps.list(&Default::default()).await.is_ok()

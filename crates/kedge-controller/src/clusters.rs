@@ -1,0 +1,331 @@
+//! The cluster registry: connecting to a registered [`Cluster`] with the credentials of its Secret, and keeping
+//! every Cluster's status up to date (Connected, server version, last contact, applications and objects).
+//!
+//! A cluster Secret holds a kubeconfig (exec plugins honoured), or a CA with a bearer token or a client
+//! certificate; whichever it is, Kedge connects to the Cluster's `spec.server`, so that the address applications name
+//! is the one Kedge reaches. Credentials are read from the Secret at every check, so a rotation takes effect without
+//! a restart.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::Secret;
+use kedge_api::{
+    Application, CONNECTED, Cluster, ClusterCredentials, ClusterSecretError, ClusterStatus,
+};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::config::{
+    AuthInfo, Context as KubeContext, KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedCluster,
+    NamedContext,
+};
+use kube::runtime::reflector::Store;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::conditions;
+use crate::leader::LeaderGuard;
+
+/// How long connecting to a cluster and asking its version may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why Kedge cannot reach a registered cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The credentials Secret does not exist.
+    #[error("Secret {0} not found")]
+    SecretNotFound(String),
+    /// The Secret could not be read.
+    #[error("cannot read Secret {name}: {source}")]
+    ReadSecret {
+        /// Its name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// The Secret has no usable credentials.
+    #[error(transparent)]
+    Secret(#[from] ClusterSecretError),
+    /// The kubeconfig is not valid.
+    #[error("invalid kubeconfig: {0}")]
+    Kubeconfig(String),
+    /// No client could be built (e.g. a CA that is not PEM).
+    #[error("cannot build a client: {0}")]
+    Client(String),
+    /// The API server did not answer as expected (TLS refused, unauthorized, unreachable).
+    #[error("cannot reach {server}: {message}")]
+    Unreachable {
+        /// The server asked.
+        server: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl ClusterError {
+    /// The reason of the `Connected` condition.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::SecretNotFound(_) | Self::ReadSecret { .. } => "SecretUnavailable",
+            Self::Secret(_) | Self::Kubeconfig(_) | Self::Client(_) => "InvalidCredentials",
+            Self::Unreachable { .. } => "Unreachable",
+        }
+    }
+}
+
+fn pem_data(pem: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(pem.as_bytes())
+}
+
+/// A kubeconfig of one context that reaches `server` with `creds`.
+pub fn kubeconfig_for(
+    server: &str,
+    creds: &ClusterCredentials,
+) -> Result<Kubeconfig, ClusterError> {
+    let mut kc = match creds {
+        ClusterCredentials::Kubeconfig(text) => {
+            Kubeconfig::from_yaml(text).map_err(|e| ClusterError::Kubeconfig(e.to_string()))?
+        }
+        ClusterCredentials::Token { ca, token } => single(
+            ca,
+            AuthInfo {
+                token: Some(token.clone().into()),
+                ..AuthInfo::default()
+            },
+        ),
+        ClusterCredentials::ClientCertificate { ca, cert, key } => single(
+            ca,
+            AuthInfo {
+                client_certificate_data: Some(pem_data(cert)),
+                client_key_data: Some(pem_data(key).into()),
+                ..AuthInfo::default()
+            },
+        ),
+    };
+    if kc.current_context.is_none() && kc.contexts.len() == 1 {
+        kc.current_context = Some(kc.contexts[0].name.clone());
+    }
+    let current = kc
+        .current_context
+        .clone()
+        .ok_or_else(|| ClusterError::Kubeconfig("no current context".into()))?;
+    let cluster_name = kc
+        .contexts
+        .iter()
+        .find(|c| c.name == current)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone())
+        .ok_or_else(|| ClusterError::Kubeconfig(format!("context {current} not found")))?;
+    let cluster = kc
+        .clusters
+        .iter_mut()
+        .find(|c| c.name == cluster_name)
+        .and_then(|c| c.cluster.as_mut())
+        .ok_or_else(|| ClusterError::Kubeconfig(format!("cluster {cluster_name} not found")))?;
+    // Kedge connects where applications say they deploy.
+    cluster.server = Some(server.to_owned());
+    Ok(kc)
+}
+
+fn single(ca: &str, auth: AuthInfo) -> Kubeconfig {
+    Kubeconfig {
+        clusters: vec![NamedCluster {
+            name: "cluster".into(),
+            cluster: Some(kube::config::Cluster {
+                certificate_authority_data: Some(pem_data(ca)),
+                ..kube::config::Cluster::default()
+            }),
+            other: Default::default(),
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: "user".into(),
+            auth_info: Some(auth),
+            other: Default::default(),
+        }],
+        contexts: vec![NamedContext {
+            name: "context".into(),
+            context: Some(KubeContext {
+                cluster: "cluster".into(),
+                user: Some("user".into()),
+                ..KubeContext::default()
+            }),
+            other: Default::default(),
+        }],
+        current_context: Some("context".into()),
+        ..Kubeconfig::default()
+    }
+}
+
+/// A client for `kubeconfig` (its current context) with bounded timeouts.
+pub async fn client_for(kubeconfig: Kubeconfig) -> Result<kube::Client, ClusterError> {
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| ClusterError::Kubeconfig(e.to_string()))?;
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.read_timeout = Some(CONNECT_TIMEOUT);
+    kube::Client::try_from(config).map_err(|e| ClusterError::Client(e.to_string()))
+}
+
+/// Asks the cluster's version: the check that credentials, CA and address all work.
+pub async fn server_version(client: &kube::Client, server: &str) -> Result<String, ClusterError> {
+    let version = tokio::time::timeout(CONNECT_TIMEOUT * 2, client.apiserver_version())
+        .await
+        .map_err(|_| ClusterError::Unreachable {
+            server: server.to_owned(),
+            message: format!("no answer within {} s", (CONNECT_TIMEOUT * 2).as_secs()),
+        })?
+        .map_err(|e| ClusterError::Unreachable {
+            server: server.to_owned(),
+            message: crate::reconcile::error_chain(&e),
+        })?;
+    Ok(version.git_version)
+}
+
+/// Connects to a registered cluster with its Secret (read now) and returns the client and the cluster's version.
+pub async fn connect(
+    client: &kube::Client,
+    cluster: &Cluster,
+) -> Result<(kube::Client, String), ClusterError> {
+    let namespace = cluster.namespace().unwrap_or_default();
+    let name = &cluster.spec.secret_ref.name;
+    let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
+        .get_opt(name)
+        .await
+        .map_err(|source| ClusterError::ReadSecret {
+            name: name.clone(),
+            source,
+        })?
+        .ok_or_else(|| ClusterError::SecretNotFound(format!("{namespace}/{name}")))?;
+    let data: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .chain(
+            secret
+                .string_data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes())),
+        )
+        .collect();
+    let creds = ClusterCredentials::from_secret(name, &data)?;
+    let remote = client_for(kubeconfig_for(&cluster.spec.server, &creds)?).await?;
+    let version = server_version(&remote, &cluster.spec.server).await?;
+    Ok((remote, version))
+}
+
+/// The status a check gives a cluster: Connected (with the version and the time of contact) or not (with the reason
+/// and message, keeping the last known version), and how many applications and objects it has.
+pub fn status_after(
+    previous: &ClusterStatus,
+    check: &Result<String, ClusterError>,
+    apps: &[&Application],
+    generation: Option<i64>,
+    now: &str,
+) -> ClusterStatus {
+    let mut status = previous.clone();
+    match check {
+        Ok(version) => {
+            status.server_version = Some(version.clone());
+            status.last_contact = Some(now.to_owned());
+            conditions::set(
+                &mut status.conditions,
+                CONNECTED,
+                true,
+                "Connected",
+                format!("reached, Kubernetes {version}"),
+                generation,
+                now,
+            );
+        }
+        Err(e) => conditions::set(
+            &mut status.conditions,
+            CONNECTED,
+            false,
+            e.reason(),
+            e.to_string(),
+            generation,
+            now,
+        ),
+    }
+    status.applications = u32::try_from(apps.len()).unwrap_or(u32::MAX);
+    status.objects = apps
+        .iter()
+        .filter_map(|a| a.status.as_ref())
+        .map(|s| s.inventory_refs().map_or(0, |r| r.len()))
+        .sum::<usize>()
+        .try_into()
+        .unwrap_or(u32::MAX);
+    status
+}
+
+/// Checks every Cluster of `namespace` once and writes the statuses that changed (with `writes`, which only sends
+/// while this replica leads).
+pub async fn check_all(
+    client: &kube::Client,
+    writes: &kube::Client,
+    namespace: &str,
+    apps: &Store<Application>,
+) -> Result<usize, kube::Error> {
+    let clusters = Api::<Cluster>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await?;
+    let apps = apps.state();
+    let now = jiff::Timestamp::now().to_string();
+    let mut checked = 0;
+    for cluster in clusters.items {
+        let check = connect(client, &cluster).await.map(|(_, version)| version);
+        let own: Vec<&Application> = apps
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|a| cluster.is_destination_of(a))
+            .collect();
+        let previous = cluster.status.clone().unwrap_or_default();
+        let next = status_after(&previous, &check, &own, cluster.metadata.generation, &now);
+        checked += 1;
+        if next == previous {
+            continue;
+        }
+        if let Err(e) = &check {
+            tracing::warn!(cluster = %cluster.name_any(), error = %e, "cluster not reachable");
+        }
+        Api::<Cluster>::namespaced(writes.clone(), namespace)
+            .patch_status(
+                &cluster.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": next })),
+            )
+            .await?;
+    }
+    Ok(checked)
+}
+
+/// Checks the registered clusters every `interval` while this replica leads, until `shutdown`.
+pub async fn keep_checking(
+    client: kube::Client,
+    writes: kube::Client,
+    leader: LeaderGuard,
+    namespace: String,
+    apps: Store<Application>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        if leader.is_leading() {
+            match check_all(&client, &writes, &namespace, &apps).await {
+                Ok(_) => {}
+                // No Cluster CRD installed: nothing registered.
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => tracing::warn!(error = %e, "cannot check the registered clusters"),
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The cluster registry against a second test cluster: a registered cluster is reached with the credentials of its
+//! Secret and reports its version and applications; a wrong CA, a missing Secret and rotated credentials are
+//! reported with their reason, and a fixed Secret is picked up without a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kedge_api::{CONNECTED, Cluster, Condition};
+use kedge_testkit::TestCluster;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+/// The value of `key: value` in a kubeconfig's text (the test cluster writes one of each).
+fn field<'a>(kubeconfig: &'a str, key: &str) -> &'a str {
+    kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no {key} in the kubeconfig"))
+}
+
+fn connected(cluster: &Cluster) -> Option<&Condition> {
+    cluster
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONNECTED)
+}
+
+async fn wait_cluster(
+    api: &Api<Cluster>,
+    name: &str,
+    what: &str,
+    cond: impl Fn(&Cluster) -> bool,
+) -> Cluster {
+    match kedge_testkit::wait_for(STEP, POLL, || async {
+        api.get_opt(name).await.ok().flatten().filter(|c| cond(c))
+    })
+    .await
+    {
+        Ok(c) => c,
+        Err(timeout) => {
+            let last = api
+                .get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|c| c.status);
+            panic!("cluster {name}: {what}: {timeout}; last status {last:?}")
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_clusters_report_whether_kedge_reaches_them() {
+    let env = Env::new("clusters").await;
+    let base = std::env::var(kedge_testkit::CLUSTER_ENV)
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let east = TestCluster::get(&format!("{base}-east"))
+        .await
+        .expect("east cluster");
+    let east_config = std::fs::read_to_string(east.kubeconfig()).expect("east kubeconfig");
+    let hub_config = std::fs::read_to_string(env.cluster.kubeconfig()).expect("hub kubeconfig");
+    let server = field(&east_config, "server").to_owned();
+    let ca = "certificate-authority-data";
+    let wrong_ca = east_config.replace(field(&east_config, ca), field(&hub_config, ca));
+    assert_ne!(
+        wrong_ca, east_config,
+        "the two test clusters have their own CAs"
+    );
+
+    env.create_secret("east-creds", json!({ "kubeconfig": east_config }))
+        .await;
+    env.create_secret("wrong-ca-creds", json!({ "kubeconfig": wrong_ca }))
+        .await;
+    let clusters: Api<Cluster> = Api::namespaced(env.client.clone(), env.ns());
+    for (name, secret) in [
+        ("east", "east-creds"),
+        ("wrong-ca", "wrong-ca-creds"),
+        ("no-secret", "missing"),
+    ] {
+        let cluster: Cluster = serde_json::from_value(json!({
+            "apiVersion": "kedge.dev/v1alpha1", "kind": "Cluster",
+            "metadata": { "name": name },
+            "spec": { "server": server, "secretRef": { "name": secret } }
+        }))
+        .expect("cluster");
+        clusters
+            .create(&PostParams::default(), &cluster)
+            .await
+            .expect("create cluster");
+    }
+    env.create_app_with(
+        "web",
+        "app",
+        json!({}),
+        json!({ "destination": { "name": "east", "namespace": "web" } }),
+        json!({}),
+    )
+    .await;
+    let mut rc = env.run_config("c1");
+    rc.cluster_check_interval = Duration::from_millis(500);
+    let _controller = RunningController::start(env.cluster.kubeconfig(), rc);
+
+    let reached = wait_cluster(&clusters, "east", "connected", |c| {
+        connected(c).is_some_and(|c| c.status == "True")
+    })
+    .await;
+    let status = reached.status.expect("status");
+    let version = status.server_version.expect("a version");
+    assert!(version.starts_with("v1."), "{version}");
+    assert!(status.last_contact.is_some());
+    assert_eq!(status.applications, 1, "the application naming east");
+
+    let refused = wait_cluster(&clusters, "wrong-ca", "refused", |c| {
+        connected(c).is_some_and(|c| c.status == "False")
+    })
+    .await;
+    let condition = connected(&refused).expect("condition");
+    assert_eq!(condition.reason, "Unreachable");
+    assert!(
+        condition.message.contains(&server)
+            && condition.message.to_lowercase().contains("certificate"),
+        "{}",
+        condition.message
+    );
+    let missing = wait_cluster(&clusters, "no-secret", "no Secret", |c| {
+        connected(c).is_some_and(|c| c.status == "False")
+    })
+    .await;
+    let condition = connected(&missing).expect("condition");
+    assert_eq!(condition.reason, "SecretUnavailable");
+    assert!(
+        condition.message.contains("missing"),
+        "{}",
+        condition.message
+    );
+
+    // Rotated to a token the cluster refuses: reported, then fixed without a restart.
+    let token = field(&east_config, "token");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(env.client.clone(), env.ns());
+    let set = |text: String| {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .patch(
+                    "east-creds",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "stringData": { "kubeconfig": text } })),
+                )
+                .await
+                .expect("rotate credentials");
+        }
+    };
+    set(east_config.replace(token, "not-the-token")).await;
+    let rotated = wait_cluster(&clusters, "east", "refused after rotation", |c| {
+        connected(c).is_some_and(|c| c.status == "False")
+    })
+    .await;
+    let condition = connected(&rotated).expect("condition");
+    assert_eq!(condition.reason, "Unreachable");
+    assert!(
+        condition.message.contains("401") || condition.message.contains("Unauthorized"),
+        "{}",
+        condition.message
+    );
+    assert!(
+        !condition.message.contains(token) && !condition.message.contains("not-the-token"),
+        "no credential in the message"
+    );
+    set(east_config.clone()).await;
+    wait_cluster(&clusters, "east", "connected again", |c| {
+        connected(c).is_some_and(|c| c.status == "True")
+    })
+    .await;
+}
