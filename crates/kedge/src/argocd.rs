@@ -10,8 +10,9 @@
 //!   and whatever they drop is reported as not converted.
 //! - Repository and repo-creds Secrets (`argocd.argoproj.io/secret-type`) become Kedge's repository credential
 //!   Secrets (`kedge.dev/secret-type`); values are copied, never shown in diagnostics.
-//! - `AppProject`, `ApplicationSet` and cluster Secrets wait for projects, application sets and clusters; they
-//!   are reported and skipped.
+//! - Cluster Secrets become a Kedge `Cluster` (kedge.dev/v1alpha1) and a Secret holding a kubeconfig written
+//!   from Argo CD's connection settings (the cluster Kedge runs in needs none).
+//! - `AppProject` and `ApplicationSet` wait for projects and application sets; they are reported and skipped.
 //! - Any other document is passed through unchanged (with a note), except Argo CD's own settings, which are
 //!   skipped. A `List` (as `kubectl get -o yaml` writes) is read item by item.
 //!
@@ -27,6 +28,7 @@
 //! ```
 
 mod application;
+mod cluster;
 pub mod located;
 mod secret;
 
@@ -153,9 +155,8 @@ pub fn convert(input: &str, options: &Options) -> Conversion {
                 options,
                 diagnostics: &mut out.diagnostics,
             };
-            if let Some(converted) = cx.document() {
-                out.documents.push(converted);
-            }
+            let converted = cx.document();
+            out.documents.extend(converted);
         }
     }
     // Fields are visited in key order; report them in input order (a document's own diagnostic first).
@@ -245,29 +246,35 @@ impl Cx<'_> {
         }
     }
 
-    fn document(&mut self) -> Option<Value> {
+    /// The resources one input resource becomes (none when it is skipped).
+    fn document(&mut self) -> Vec<Value> {
         let v = self.value;
         let api_version = v["apiVersion"].as_str().unwrap_or("");
         let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
         let kind = v["kind"].as_str().unwrap_or("");
         let what = self.describe();
         match (group, kind) {
-            ("argoproj.io", "Application") => application::convert(self),
+            ("argoproj.io", "Application") => application::convert(self).into_iter().collect(),
             ("argoproj.io", "AppProject") => {
                 self.skip_document(&what, "projects are not supported yet (issue 17)");
-                None
+                Vec::new()
             }
             ("argoproj.io", "ApplicationSet") => {
                 self.skip_document(&what, "application sets are not supported yet (issue 18)");
-                None
+                Vec::new()
             }
-            ("", "Secret") if secret::argocd_type(v).is_some() => secret::convert(self),
+            ("", "Secret") if secret::argocd_type(v) == Some("cluster") => {
+                cluster::convert(self).unwrap_or_default()
+            }
+            ("", "Secret") if secret::argocd_type(v).is_some() => {
+                secret::convert(self).into_iter().collect()
+            }
             _ if is_argocd_settings(v) => {
                 self.skip_document(
                     &what,
                     "Argo CD's own settings have no Kedge equivalent to convert to",
                 );
-                None
+                Vec::new()
             }
             _ => {
                 self.about_document(
@@ -275,7 +282,7 @@ impl Cx<'_> {
                     Severity::Note,
                     "not an Argo CD resource; passed through unchanged".to_owned(),
                 );
-                Some(v.clone())
+                vec![v.clone()]
             }
         }
     }

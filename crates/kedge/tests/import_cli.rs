@@ -132,6 +132,39 @@ async fn an_app_of_apps_renders_imports_and_applies() {
     ];
     let want: Vec<String> = examples.iter().map(|e| format!("example.{e}")).collect();
     assert_eq!(names, want);
+    // A cluster Secret becomes a Cluster and its kubeconfig Secret, which the API server takes as they are.
+    let cluster_secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: cluster-east\n  labels:\n    \
+                          argocd.argoproj.io/secret-type: cluster\nstringData:\n  name: east\n  \
+                          server: https://east.example:6443\n  config: '{\"bearerToken\": \"t\"}'\n";
+    let imported = kedge()
+        .args(["-n", ns.name(), "import", "argocd", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let imported = {
+        let mut child = imported;
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), cluster_secret.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert_eq!(
+        imported.status.code(),
+        Some(0),
+        "{}",
+        text(&imported.stderr)
+    );
+    let applied = cluster
+        .kubectl_stdin(["apply", "-f", "-"], &text(&imported.stdout))
+        .await
+        .unwrap();
+    assert!(applied.success, "{applied:?}");
+    let clusters: Api<kedge_api::Cluster> = Api::namespaced(cluster.client(), ns.name());
+    let east = clusters.get("east").await.unwrap();
+    assert_eq!(east.spec.server, "https://east.example:6443");
+    assert_eq!(east.spec.secret_ref.name, "cluster-east");
+
     let helm = apps.get("example.helm-guestbook").await.unwrap();
     let source = &helm.spec.source;
     assert_eq!(

@@ -408,10 +408,10 @@ impl AppConversion {
                 return;
             };
             let message = e.to_string();
-            let field: Path = message
-                .split(['(', ' ', ':'])
+            let field = message
+                .split(['(', ' ', ':', '"', ','])
                 .find(|w| w.starts_with("spec."))
-                .map(|w| w.split('.').map(|k| Seg::Key(k.to_owned())).collect())
+                .map(parse_field)
                 .unwrap_or_else(|| crate::argocd::path(&["spec"]));
             cx.lost(&self.input_path(&field), refusal(&message));
             if !remove(&mut probe, &field) {
@@ -433,14 +433,32 @@ impl AppConversion {
     }
 }
 
+/// A field as messages name it (`spec.sources[0].chart`) as a path.
+fn parse_field(text: &str) -> Path {
+    let mut path = Path::new();
+    for part in text.split('.').filter(|p| !p.is_empty()) {
+        let mut pieces = part.split('[');
+        if let Some(name) = pieces.next().filter(|n| !n.is_empty()) {
+            path.push(Seg::Key(name.to_owned()));
+        }
+        for piece in pieces {
+            match piece.trim_end_matches(']').parse() {
+                Ok(i) => path.push(Seg::Index(i)),
+                Err(_) => path.push(Seg::Key(piece.trim_end_matches(']').to_owned())),
+            }
+        }
+    }
+    path
+}
+
 /// Kedge's refusal of a field, for a diagnostic.
 fn refusal(message: &str) -> String {
     format!("Kedge refuses it, applying nothing: {message}")
 }
 
-/// Removes the field at `path` from `v`; false when there is none.
+/// Removes the field (or item) at `path` from `v`; false when there is none.
 fn remove(v: &mut Value, path: &[Seg]) -> bool {
-    let Some((Seg::Key(last), parent)) = path.split_last() else {
+    let Some((last, parent)) = path.split_last() else {
         return false;
     };
     let mut cur = v;
@@ -454,8 +472,14 @@ fn remove(v: &mut Value, path: &[Seg]) -> bool {
             None => return false,
         }
     }
-    cur.as_object_mut()
-        .is_some_and(|m| m.remove(last).is_some())
+    match (cur, last) {
+        (Value::Object(m), Seg::Key(k)) => m.remove(k).is_some(),
+        (Value::Array(a), Seg::Index(i)) if *i < a.len() => {
+            a.remove(*i);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Values that mean "not set": Kedge's types leave them out when written back.

@@ -24,10 +24,6 @@ pub(crate) fn convert(cx: &mut Cx<'_>) -> Option<Value> {
     let kind = argocd_type(v).unwrap_or("");
     match kind {
         "repository" | "repo-creds" => {}
-        "cluster" => {
-            cx.skip_document(&what, "clusters are not supported yet (issue 15)");
-            return None;
-        }
         "repository-write" | "repo-write-creds" => {
             cx.skip_document(
                 &what,

@@ -10,7 +10,7 @@ use kedge::argocd::{self, Options};
 /// What to import.
 #[derive(Subcommand, Debug)]
 pub enum ImportCommand {
-    /// Convert Argo CD Applications and repository Secrets into Kedge's, printed as YAML. Every field without an
+    /// Convert Argo CD Applications, repository and cluster Secrets into Kedge's, printed as YAML. Every field without an
     /// equivalent is listed on stderr with its line; exits 1 when something could not be converted. With -n, every
     /// converted resource goes to that namespace (default: each keeps its own).
     Argocd(ArgocdArgs),
