@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::*;
 use kedge_api::{CONNECTED, Cluster, Condition};
-use kedge_testkit::TestCluster;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
@@ -57,13 +56,7 @@ async fn wait_cluster(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registered_clusters_report_whether_kedge_reaches_them() {
     let env = Env::new("clusters").await;
-    let base = std::env::var(kedge_testkit::CLUSTER_ENV)
-        .ok()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "default".into());
-    let east = TestCluster::get(&format!("{base}-east"))
-        .await
-        .expect("east cluster");
+    let east = east_cluster().await;
     let east_config = std::fs::read_to_string(east.kubeconfig()).expect("east kubeconfig");
     let hub_config = std::fs::read_to_string(env.cluster.kubeconfig()).expect("hub kubeconfig");
     let server = field(&east_config, "server").to_owned();

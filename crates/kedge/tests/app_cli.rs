@@ -1,55 +1,16 @@
 //! `kedge app` through the built binary against the test cluster, with the controller running in-process.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod cli;
 #[path = "../../kedge-controller/tests/common/mod.rs"]
 mod common;
 
-use std::process::Stdio;
-
+use cli::kedge;
 use common::*;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-
-/// What one `kedge` run printed and how it exited.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Asserts the exit code, showing what was printed when it differs.
-    fn expect_code(&self, code: i32) {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "stdout: {}\nstderr: {}",
-            self.stdout,
-            self.stderr
-        );
-    }
-}
-
-/// Runs the built `kedge` against the test's cluster and namespace, with a private cache folder.
-async fn kedge(env: &Env, cache: &std::path::Path, args: &[&str]) -> Run {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kedge"))
-        .arg("--kubeconfig")
-        .arg(env.cluster.kubeconfig())
-        .args(["-n", env.ns()])
-        .args(args)
-        .env("KEDGE_CACHE", cache)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run kedge");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_diff_exit_codes_and_branch_preview() {

@@ -7,13 +7,14 @@
 //! Run: `cargo nextest run -p kedge --test argocd_examples` (needs helm: scripts/install-helm).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod cli;
 #[path = "../../kedge-controller/tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use cli::{Run, copy_dir, kedge};
 use common::*;
 use kedge_api::{Application, ApplicationStatus, HealthCode, ResourceResult, SyncCode};
 use kedge_testkit::{AuditEvent, TestNamespace};
@@ -37,38 +38,6 @@ const STAY_SYNCED: Duration = Duration::from_secs(60);
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../kedge-render/tests/fixtures")
-}
-
-/// Copies `src` into the work tree at `dest`, byte for byte (dot files included).
-fn copy_dir(env: &Env, src: &Path, dest: &str) {
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let child = format!("{dest}/{}", e.file_name().to_string_lossy());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(env, &e.path(), &child);
-        } else {
-            env.write(&child, &std::fs::read_to_string(e.path()).unwrap());
-        }
-    }
-}
-
-/// Runs the built `kedge` against the test's cluster and namespace.
-async fn kedge(env: &Env, cache: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kedge"))
-        .arg("--kubeconfig")
-        .arg(env.cluster.kubeconfig())
-        .args(["-n", env.ns()])
-        .args(args)
-        .env("KEDGE_CACHE", cache)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run kedge");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn sync_result(app: &Application) -> Vec<ResourceResult> {
@@ -359,7 +328,11 @@ async fn argocd_example_apps_sync_unchanged_and_stay_synced() {
 
     // `kedge app diff` finds nothing to change in any of them.
     for dir in EXAMPLES {
-        let (code, stdout, stderr) = kedge(&env, cache.path(), &["app", "diff", dir]).await;
+        let Run {
+            code,
+            stdout,
+            stderr,
+        } = kedge(&env, cache.path(), &["app", "diff", dir]).await;
         assert_eq!(code, Some(0), "{dir}: stdout: {stdout}\nstderr: {stderr}");
         assert!(stderr.contains("in sync"), "{dir}: {stderr}");
     }

@@ -4,46 +4,17 @@
 //! Run: `cargo nextest run -p kedge --test helm_test_cli` (needs helm: scripts/install-helm).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod cli;
 #[path = "../../kedge-controller/tests/common/mod.rs"]
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 
+use cli::{Run, copy_dir, kedge};
 use common::*;
 use kube::api::{Api, DynamicObject, GroupVersionKind, ListParams};
 use kube::discovery::ApiResource;
 use serde_json::json;
-
-fn copy_dir(env: &Env, src: &Path, dest: &str) {
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let child = format!("{dest}/{}", e.file_name().to_string_lossy());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(env, &e.path(), &child);
-        } else {
-            env.write(&child, &std::fs::read_to_string(e.path()).unwrap());
-        }
-    }
-}
-
-async fn kedge(env: &Env, cache: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kedge"))
-        .arg("--kubeconfig")
-        .arg(env.cluster.kubeconfig())
-        .args(["-n", env.ns()])
-        .args(args)
-        .env("KEDGE_CACHE", cache)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run kedge");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 async fn job_names(env: &Env) -> Vec<String> {
     let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("batch", "v1", "Job"));
@@ -71,7 +42,7 @@ async fn helm_tests_are_never_synced_and_run_on_request() {
 
     // Never deployed: nothing to test yet.
     env.create_app("tested", "charts/tested", json!({})).await;
-    let (code, _, stderr) = kedge(&env, cache.path(), &["app", "test", "tested"]).await;
+    let Run { code, stderr, .. } = kedge(&env, cache.path(), &["app", "test", "tested"]).await;
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("not been deployed"), "{stderr}");
 
@@ -94,11 +65,19 @@ async fn helm_tests_are_never_synced_and_run_on_request() {
         "a sync applies no test hook"
     );
     // Each render names the smoke test anew; the application is still in sync.
-    let (code, stdout, stderr) = kedge(&env, cache.path(), &["app", "diff", "tested"]).await;
+    let Run {
+        code,
+        stdout,
+        stderr,
+    } = kedge(&env, cache.path(), &["app", "diff", "tested"]).await;
     assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
 
     // On request: by weight (smoke at 0, check at 1); check is deleted once it succeeded, smoke stays.
-    let (code, stdout, stderr) = kedge(&env, cache.path(), &["app", "test", "tested"]).await;
+    let Run {
+        code,
+        stdout,
+        stderr,
+    } = kedge(&env, cache.path(), &["app", "test", "tested"]).await;
     assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
@@ -126,7 +105,11 @@ async fn helm_tests_are_never_synced_and_run_on_request() {
             .is_some_and(|s| s.observed_generation == a.metadata.generation)
     })
     .await;
-    let (code, stdout, stderr) = kedge(&env, cache.path(), &["app", "test", "tested"]).await;
+    let Run {
+        code,
+        stdout,
+        stderr,
+    } = kedge(&env, cache.path(), &["app", "test", "tested"]).await;
     assert_eq!(code, Some(1), "stdout: {stdout}\nstderr: {stderr}");
     assert!(
         stdout.contains("Job tested-check: Failed"),

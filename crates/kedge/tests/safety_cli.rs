@@ -2,39 +2,15 @@
 //! built binary, and everything is read back from the test cluster.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod cli;
 #[path = "../../kedge-controller/tests/common/mod.rs"]
 mod common;
 
-use std::process::Stdio;
-
+use cli::kedge;
 use common::*;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use serde_json::json;
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-async fn kedge(env: &Env, cache: &std::path::Path, args: &[&str]) -> Run {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kedge"))
-        .arg("--kubeconfig")
-        .arg(env.cluster.kubeconfig())
-        .args(["-n", env.ns()])
-        .args(args)
-        .env("KEDGE_CACHE", cache)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run kedge");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// Creates ConfigMap `name` as `kubectl` would (its own field manager, no tracking id).
 async fn create_by_hand(env: &Env, name: &str, value: &str) {

@@ -39,6 +39,22 @@ pub fn init_tracing() {
     });
 }
 
+/// The name of the suite's test cluster (`KEDGE_TEST_CLUSTER`, else `default`); clusters started beside it are
+/// named after it.
+pub fn suite_cluster() -> String {
+    std::env::var(kedge_testkit::CLUSTER_ENV)
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".into())
+}
+
+/// A second test cluster beside the suite's (its name plus `-east`), for tests of the cluster registry.
+pub async fn east_cluster() -> TestCluster {
+    TestCluster::get(&format!("{}-east", suite_cluster()))
+        .await
+        .expect("east cluster")
+}
+
 /// One test's world: a namespace (Applications, their objects and the Lease live there), git servers with a bare
 /// repository `app.git`, and a work tree pushing to it.
 pub struct Env {
@@ -67,11 +83,7 @@ impl Env {
     /// Like [`new`](Self::new) on a cluster of its own (the test cluster's name plus `-audit`) whose API server
     /// keeps an audit log of every write (see [`TestCluster::audit_events`]).
     pub async fn audited(prefix: &str) -> Self {
-        let base = std::env::var(kedge_testkit::CLUSTER_ENV)
-            .ok()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "default".into());
-        let cluster = TestCluster::get_audited(&format!("{base}-audit"))
+        let cluster = TestCluster::get_audited(&format!("{}-audit", suite_cluster()))
             .await
             .expect("audited test cluster");
         Self::on(cluster, prefix, HttpAuth::basic("kedge", "not-used")).await

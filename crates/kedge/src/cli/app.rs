@@ -802,7 +802,8 @@ async fn diff(
     Ok(if differs { 1 } else { 0 })
 }
 
-fn print_table(rows: &[Vec<String>]) {
+/// Prints rows as aligned columns, the first row being the header.
+pub(crate) fn print_table(rows: &[Vec<String>]) {
     let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -823,7 +824,12 @@ fn print_table(rows: &[Vec<String>]) {
 }
 
 fn age(app: &Application) -> String {
-    let Some(created) = app.metadata.creation_timestamp.as_ref() else {
+    age_of(&app.metadata)
+}
+
+/// How long ago an object was created, as kubectl prints it (`42s`, `5m`, `3h`, `2d`).
+pub(crate) fn age_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    let Some(created) = meta.creation_timestamp.as_ref() else {
         return "?".into();
     };
     let secs = jiff::Timestamp::now().as_second() - created.0.as_second();
