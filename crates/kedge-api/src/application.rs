@@ -925,6 +925,10 @@ pub struct SyncResult {
     /// How many outcomes `resources` leaves out (objects that were already as wanted go first).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub resources_omitted: u32,
+    /// The Application's generation (its spec) the sync was made for: automated sync runs once per commit and
+    /// spec, as Argo CD's does once per commit and parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
 }
 
 /// The outcome of one object in a sync.

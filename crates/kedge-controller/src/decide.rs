@@ -110,8 +110,8 @@ pub struct Facts {
     pub automated: bool,
     /// `automated.selfHeal`.
     pub self_heal: bool,
-    /// The compared revision differs from the one the last sync applied.
-    pub new_revision: bool,
+    /// The compared revision, or the spec, differs from what the last sync was made for.
+    pub new_target: bool,
     /// The last operation failed.
     pub last_failed: bool,
     /// `syncPolicy.retry` is set.
@@ -145,13 +145,13 @@ pub enum Decision {
     },
 }
 
-/// Decides what a pass does. A requested operation always acts; otherwise automated sync acts on a new revision,
-/// retries a failed one when its policy says so (and only then: a failing revision is not also self-healed), and
-/// self-heals drift, never while suspended or synced.
+/// Decides what a pass does. A requested operation always acts; otherwise automated sync acts on a new revision or
+/// spec, retries a failed one when its policy says so (and only then: a failing revision is not also self-healed),
+/// and self-heals drift, never while suspended or synced.
 pub fn decide(facts: Facts) -> Decision {
     let mut trigger = facts.requested.clone();
     if trigger.is_none() && !facts.suspended && !facts.synced && facts.automated {
-        if facts.new_revision {
+        if facts.new_target {
             trigger = Some(Trigger::Automated);
         } else if facts.last_failed && facts.retry_policy {
             if facts.retry_due {
@@ -190,7 +190,7 @@ mod tests {
     #[test]
     fn automation_syncs_new_revisions_retries_failures_and_heals_drift() {
         let new = Facts {
-            new_revision: true,
+            new_target: true,
             ..out_of_sync()
         };
         assert_eq!(decide(new), Decision::Sync(Trigger::Automated));
@@ -225,17 +225,17 @@ mod tests {
         for facts in [
             Facts {
                 synced: true,
-                new_revision: true,
+                new_target: true,
                 ..out_of_sync()
             },
             Facts {
                 suspended: true,
-                new_revision: true,
+                new_target: true,
                 ..out_of_sync()
             },
             Facts {
                 automated: false,
-                new_revision: true,
+                new_target: true,
                 ..out_of_sync()
             },
         ] {
@@ -257,7 +257,7 @@ mod tests {
     #[test]
     fn blocked_objects_refuse_the_sync_but_not_a_dry_run() {
         let blocked = Facts {
-            new_revision: true,
+            new_target: true,
             blocked: vec!["v1/Widget x: kind not served".into()],
             ..out_of_sync()
         };

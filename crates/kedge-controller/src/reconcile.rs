@@ -592,8 +592,13 @@ impl Pass<'_> {
         let last_synced = status
             .operation_state
             .as_ref()
-            .and_then(|o| o.sync_result.as_ref())
-            .map(|r| r.revision.clone());
+            .and_then(|o| o.sync_result.as_ref());
+        // A new commit, or a new spec at the same commit (a sync recorded without its generation counts as made for
+        // this one).
+        let new_target = last_synced.is_none_or(|r| {
+            r.revision != comparison.revision.sha
+                || r.generation.is_some_and(|g| Some(g) != self.generation)
+        });
         let decision = decide::decide(decide::Facts {
             requested: target.requested.clone(),
             dry_run: target.dry_run,
@@ -601,7 +606,7 @@ impl Pass<'_> {
             synced,
             automated: automated.is_some(),
             self_heal: automated.as_ref().is_some_and(|a| a.self_heal),
-            new_revision: last_synced.as_deref() != Some(comparison.revision.sha.as_str()),
+            new_target,
             last_failed: status
                 .operation_state
                 .as_ref()
@@ -682,6 +687,7 @@ impl Pass<'_> {
                     &now_rfc3339(),
                     Some(ApiSyncResult {
                         revision: comparison.revision.sha.clone(),
+                        generation: self.generation,
                         ..ApiSyncResult::default()
                     }),
                 );
@@ -1137,6 +1143,7 @@ async fn run_sync(
             revision: comparison.revision.sha.clone(),
             resources,
             resources_omitted: 0,
+            generation: app.meta().generation,
         }),
     );
     history::record(

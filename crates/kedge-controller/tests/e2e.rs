@@ -1516,3 +1516,48 @@ async fn tag_mode_applies_only_signed_annotated_tags() {
         .await;
     }
 }
+
+/// Automated sync runs once per commit and spec, as Argo CD's does once per commit and parameters: a spec change at
+/// the same commit is synced without self-heal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_spec_at_the_same_commit_is_synced_automatically() {
+    let env = Env::new("e2e-spec").await;
+    env.write("app/a.yaml", &config_map("a", "k", "v"));
+    env.write("app/b.yaml", &config_map("b", "k", "v"));
+    let sha = env.commit_push("two files");
+    let _controller = env.start_controller("c1");
+    env.create_app_with(
+        "demo",
+        "app",
+        automated(true, false),
+        json!({ "source": {
+            "repoURL": env.repo_url, "targetRevision": "main", "path": "app",
+            "directory": { "include": "a.yaml" }
+        } }),
+        json!({}),
+    )
+    .await;
+    env.wait_synced("demo", &sha).await;
+    assert!(env.config_map_data("b").await.is_none());
+
+    env.patch_app(
+        "demo",
+        json!({ "spec": { "source": { "directory": { "include": "*.yaml" } } } }),
+    )
+    .await;
+    env.wait_config_map("b", "k", "v").await;
+    let app = env
+        .wait_app("demo", "synced for the new spec", |a| {
+            synced_at(a, &sha)
+                && a.status
+                    .as_ref()
+                    .and_then(|s| s.operation_state.as_ref())
+                    .and_then(|o| o.sync_result.as_ref())
+                    .is_some_and(|r| r.generation == a.metadata.generation)
+        })
+        .await;
+    let history = app.status.expect("status").history;
+    assert_eq!(history.len(), 1, "one revision, one entry: {history:?}");
+    assert_eq!(history[0].attempts, 2);
+    assert_eq!(history[0].initiated_by, "automated");
+}
