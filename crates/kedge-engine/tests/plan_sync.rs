@@ -368,6 +368,19 @@ async fn crd_and_custom_resource_in_one_set() {
     for o in &plan.objects {
         assert_eq!(o.status, SyncStatus::Synced, "{}: {:?}", o.id, o.diff);
     }
+
+    // A field the schema does not declare is an error naming it, never a field dropped without a word.
+    let typo = json!({"apiVersion": format!("{group}/v1"), "kind": "Widget",
+        "metadata": {"name": "w2"}, "spec": {"colour": "blue"}});
+    let plan = ctx
+        .engine
+        .plan(&spec, desired(vec![crd.clone(), typo]), &result.inventory)
+        .await
+        .unwrap();
+    let w2 = plan.objects.iter().find(|o| o.id.name == "w2").unwrap();
+    assert_eq!(w2.status, SyncStatus::Error, "{}", w2.message);
+    assert!(w2.message.contains("colour"), "{}", w2.message);
+
     // Clean up the cluster-scoped definition.
     let plan = ctx
         .engine
