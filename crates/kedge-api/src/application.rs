@@ -35,6 +35,19 @@ pub struct ApplicationSpec {
     /// Where they are deployed.
     #[serde(default)]
     pub destination: ApplicationDestination,
+    /// The project the application belongs to, as in Argo CD. Only `default` (which restricts nothing) exists so
+    /// far: another name is refused and nothing is applied.
+    #[serde(default = "default_project")]
+    #[schemars(default = "default_project")]
+    pub project: String,
+    /// How many deployments `status.history` keeps (rollback targets), as Argo CD's `revisionHistoryLimit`;
+    /// default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub revision_history_limit: Option<i64>,
+    /// Notes and links for people (`name`, `value`), shown by `kedge app get`, as Argo CD's `info`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub info: Vec<Info>,
     /// When and how Kedge syncs; without `automated`, syncs happen only when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_policy: Option<SyncPolicy>,
@@ -148,6 +161,19 @@ pub struct VerifySource {
     /// A Secret in the application's namespace whose every value is a trusted key: an armored OpenPGP public key
     /// block (`gpg --armor --export`), or SSH public keys one per line (`ssh-ed25519 AAAA... name`).
     pub secret_ref: LocalSecretReference,
+}
+
+fn default_project() -> String {
+    "default".to_owned()
+}
+
+/// A note or link about an application, for people.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct Info {
+    /// What it is, e.g. `Runbook`.
+    pub name: String,
+    /// The note or URL.
+    pub value: String,
 }
 
 /// A Secret in the application's namespace.

@@ -7,7 +7,7 @@
 
 use kedge_api::{HistoryEntry, HistoryResult};
 
-/// How many entries an application keeps.
+/// How many entries an application keeps unless its `spec.revisionHistoryLimit` says otherwise.
 pub const HISTORY_LIMIT: usize = 10;
 
 /// One finished sync, to be recorded.
@@ -26,8 +26,8 @@ pub struct Attempt {
 }
 
 /// Records a sync: merged into the newest entry when that is the same revision, else appended with the next id;
-/// trims to [`HISTORY_LIMIT`]. Returns the id of the entry that holds it.
-pub fn record(history: &mut Vec<HistoryEntry>, attempt: Attempt) -> i64 {
+/// trims to `limit` entries (at least one). Returns the id of the entry that holds it.
+pub fn record(history: &mut Vec<HistoryEntry>, attempt: Attempt, limit: usize) -> i64 {
     let failed = attempt.result == HistoryResult::Failed;
     if let Some(last) = history.last_mut()
         && last.revision == attempt.revision
@@ -57,7 +57,7 @@ pub fn record(history: &mut Vec<HistoryEntry>, attempt: Attempt) -> i64 {
         last_error: if failed { attempt.error } else { None },
         deployed: !failed,
     });
-    while history.len() > HISTORY_LIMIT {
+    while history.len() > limit.max(1) {
         // The oldest entry that never deployed goes first (never the newest one); else the oldest.
         let newest = history.len() - 1;
         let victim = history[..newest]
@@ -92,7 +92,11 @@ mod tests {
     fn keeps_the_last_ten_deployments_with_increasing_ids() {
         let mut h = Vec::new();
         for i in 0..12 {
-            let id = record(&mut h, attempt(&format!("r{i}"), HistoryResult::Succeeded));
+            let id = record(
+                &mut h,
+                attempt(&format!("r{i}"), HistoryResult::Succeeded),
+                HISTORY_LIMIT,
+            );
             assert_eq!(id, i);
         }
         assert_eq!(h.len(), HISTORY_LIMIT);
@@ -103,15 +107,35 @@ mod tests {
     }
 
     #[test]
+    fn the_limit_is_the_applications() {
+        let mut h = Vec::new();
+        for i in 0..5 {
+            record(
+                &mut h,
+                attempt(&format!("r{i}"), HistoryResult::Succeeded),
+                3,
+            );
+        }
+        let kept: Vec<&str> = h.iter().map(|e| e.revision.as_str()).collect();
+        assert_eq!(kept, ["r2", "r3", "r4"]);
+        record(&mut h, attempt("r5", HistoryResult::Succeeded), 0);
+        assert_eq!(h.len(), 1, "at least the newest entry is kept");
+    }
+
+    #[test]
     fn repeated_failures_of_one_revision_are_one_entry() {
         let mut h = Vec::new();
-        record(&mut h, attempt("good", HistoryResult::Succeeded));
+        record(
+            &mut h,
+            attempt("good", HistoryResult::Succeeded),
+            HISTORY_LIMIT,
+        );
         let mut ids = Vec::new();
         for i in 0..500 {
             let mut a = attempt("bad", HistoryResult::Failed);
             a.error = Some(format!("attempt {i} failed"));
             a.initiated_by = "retry".into();
-            ids.push(record(&mut h, a));
+            ids.push(record(&mut h, a, HISTORY_LIMIT));
         }
         assert_eq!(h.len(), 2, "{h:?}");
         assert!(ids.iter().all(|id| *id == 1));
@@ -129,13 +153,21 @@ mod tests {
     #[test]
     fn a_failing_self_heal_keeps_the_deployment_of_its_revision() {
         let mut h = Vec::new();
-        record(&mut h, attempt("r1", HistoryResult::Succeeded));
+        record(
+            &mut h,
+            attempt("r1", HistoryResult::Succeeded),
+            HISTORY_LIMIT,
+        );
         for _ in 0..30 {
             let mut a = attempt("r1", HistoryResult::Failed);
             a.initiated_by = "self-heal".into();
-            record(&mut h, a);
+            record(&mut h, a, HISTORY_LIMIT);
         }
-        record(&mut h, attempt("r1", HistoryResult::Succeeded));
+        record(
+            &mut h,
+            attempt("r1", HistoryResult::Succeeded),
+            HISTORY_LIMIT,
+        );
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].attempts, 32);
         assert_eq!(h[0].failures, 30);
@@ -148,13 +180,22 @@ mod tests {
     #[test]
     fn failed_revisions_leave_before_deployed_ones() {
         let mut h = Vec::new();
-        record(&mut h, attempt("deployed-0", HistoryResult::Succeeded));
-        record(&mut h, attempt("deployed-1", HistoryResult::Succeeded));
+        record(
+            &mut h,
+            attempt("deployed-0", HistoryResult::Succeeded),
+            HISTORY_LIMIT,
+        );
+        record(
+            &mut h,
+            attempt("deployed-1", HistoryResult::Succeeded),
+            HISTORY_LIMIT,
+        );
         // Twelve different revisions that each fail: the two deployments stay.
         for i in 0..12 {
             record(
                 &mut h,
                 attempt(&format!("broken-{i}"), HistoryResult::Failed),
+                HISTORY_LIMIT,
             );
         }
         assert_eq!(h.len(), HISTORY_LIMIT);
@@ -175,9 +216,16 @@ mod tests {
             attempts: 1,
             ..Default::default()
         }];
-        record(&mut h, attempt("old", HistoryResult::Failed));
+        record(&mut h, attempt("old", HistoryResult::Failed), HISTORY_LIMIT);
         assert!(h[0].was_deployed());
         assert_eq!(h[0].attempts, 2);
-        assert_eq!(record(&mut h, attempt("new", HistoryResult::Succeeded)), 5);
+        assert_eq!(
+            record(
+                &mut h,
+                attempt("new", HistoryResult::Succeeded),
+                HISTORY_LIMIT
+            ),
+            5
+        );
     }
 }

@@ -1159,6 +1159,10 @@ async fn run_sync(
             },
             error: (!ok).then(|| message.clone()),
         },
+        app.spec
+            .revision_history_limit
+            .and_then(|l| usize::try_from(l).ok())
+            .unwrap_or(history::HISTORY_LIMIT),
     );
     ctx.metrics
         .syncs

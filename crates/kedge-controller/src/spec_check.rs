@@ -138,6 +138,12 @@ pub fn check(app: &Application) -> Result<CheckedSpec, PipelineError> {
         )));
     }
     check_destination(&spec.destination)?;
+    if !spec.project.is_empty() && spec.project != "default" {
+        return Err(refused(format!(
+            "spec.project {:?}: projects are not supported yet; only `default`, which restricts nothing, exists",
+            spec.project
+        )));
+    }
     let sync = sync_options(spec.sync_policy.as_ref()).map_err(refused)?;
     let kustomize = match &spec.source.kustomize {
         Some(k) if *k != KustomizeSource::default() => Some(kustomize_options(k).map_err(refused)?),
@@ -480,6 +486,16 @@ mod tests {
             assert!(err.contains(item), "{item}: {err}");
             assert!(err.contains("spec.syncPolicy.syncOptions"), "{err}");
         }
+    }
+
+    #[test]
+    fn only_the_default_project_exists() {
+        let mut app = Application::new("a", Default::default());
+        app.spec.project = "default".into();
+        assert!(check(&app).is_ok());
+        app.spec.project = "team-a".into();
+        let err = check(&app).expect_err("another project").to_string();
+        assert!(err.contains("spec.project \"team-a\""), "{err}");
     }
 
     #[test]

@@ -904,6 +904,10 @@ fn print_app(app: &Application, output: Output) -> anyhow::Result<()> {
             );
             println!("Path:        {}", app.spec.source.path);
             println!("Target:      {}", app.spec.source.target_revision);
+            println!("Project:     {}", app.spec.project);
+            for info in &app.spec.info {
+                println!("Info:        {}: {}", info.name, info.value);
+            }
             println!(
                 "Revision:    {}",
                 st.sync.revision.clone().unwrap_or_default()
