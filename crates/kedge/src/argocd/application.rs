@@ -244,20 +244,11 @@ impl AppConversion {
         for (k, v) in entries(spec) {
             let p = key(path, k);
             match k {
-                "project" => match v.as_str().unwrap_or("") {
-                    "" | "default" => cx.note(
-                        &p,
-                        "projects are not supported yet (issue 17); the default project restricts nothing, \
-                         and neither does Kedge",
-                    ),
-                    other => cx.lost(
-                        &p,
-                        format!(
-                            "projects are not supported yet (issue 17): what project {other} restricts is not \
-                             enforced"
-                        ),
-                    ),
-                },
+                // Fields Kedge's Application holds as Argo CD's does: what Kedge's types drop or its check
+                // refuses of them (another project, say) is reported after.
+                "project" | "ignoreDifferences" | "info" | "revisionHistoryLimit" => {
+                    out.insert(k.to_owned(), v.clone());
+                }
                 "source" => {
                     has_source = true;
                     let src = self.source(cx, &p, v);
@@ -273,17 +264,10 @@ impl AppConversion {
                         out.insert(k.to_owned(), policy);
                     }
                 }
-                "ignoreDifferences" => {
-                    out.insert(k.to_owned(), v.clone());
-                }
-                "info" => cx.lost(&p, "Kedge's Application has no informational links or notes"),
-                "revisionHistoryLimit" if v.as_i64() == Some(10) => {
-                    cx.note(&p, "Kedge keeps 10 deployments too; left out")
-                }
-                "revisionHistoryLimit" => cx.lost(&p, "Kedge always keeps the last 10 deployments"),
                 "sourceHydrator" => {
                     cx.lost(&p, "rendered-manifest hydration is not supported");
-                    self.skip = Some("its source is a hydrator, which Kedge cannot render".to_owned());
+                    self.skip =
+                        Some("its source is a hydrator, which Kedge cannot render".to_owned());
                 }
                 _ => cx.lost(&p, "not a field of Argo CD's Application spec"),
             }
