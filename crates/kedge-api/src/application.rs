@@ -28,8 +28,9 @@ pub struct ApplicationSpec {
     #[serde(default, skip_serializing_if = "ApplicationSource::is_unset")]
     #[schemars(transform = no_default)]
     pub source: ApplicationSource,
-    /// Several sources combined into one application (Argo CD 2.6+). Not supported yet: an application that sets
-    /// it is refused and nothing is applied.
+    /// Several sources combined into one application (Argo CD 2.6+), instead of `source`: paths of one Git
+    /// repository at one revision, or one Helm chart taking value files (`$ref/path`) from Git sources named by
+    /// `ref`. Other combinations are refused and nothing is applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<ApplicationSource>,
     /// Where they are deployed.
@@ -115,17 +116,23 @@ pub struct ApplicationSource {
     /// Render and apply only commits signed by a trusted key (OpenPGP or SSH), as Flux's `GitRepository.spec.verify`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifySource>,
-    /// The name other sources of `spec.sources` refer to this one by (`$name/path`); only with `spec.sources`.
+    /// The name a chart of `spec.sources` reads value files from this source by (`$name/path` in
+    /// `helm.valueFiles`); such a source deploys nothing itself. Only in `spec.sources`.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub ref_: Option<String>,
 }
 
 impl ApplicationSpec {
     /// The Git source the repository poller, webhooks and revision resolution follow: `spec.source`, or the first
-    /// of `spec.sources` (which Kedge supports as paths of one repository at one revision).
+    /// Git source of `spec.sources` (paths of one repository at one revision, or the `ref` source a chart reads its
+    /// value files from).
     pub fn git_source(&self) -> &ApplicationSource {
         match self.sources.first() {
-            Some(first) if self.source.is_unset() => first,
+            Some(first) if self.source.is_unset() => self
+                .sources
+                .iter()
+                .find(|s| s.chart.as_deref().is_none_or(str::is_empty))
+                .unwrap_or(first),
             _ => &self.source,
         }
     }

@@ -16,6 +16,7 @@ use kedge_render::{RenderOptions, RenderedSet, Renderer};
 use kedge_source::repo::{Credentials, RepoSpec, Secret as SecretString};
 use kedge_source::revision::Revision;
 use kedge_source::source::{FetchRequest, Source};
+use kedge_source::tree::FileTree as _;
 use kedge_verify::TrustedKeys;
 use kube::ResourceExt;
 
@@ -290,7 +291,7 @@ impl Pipeline {
             }
             let (revision, out) = self
                 .helm
-                .render_application(&self.client, &self.secrets, app, revision)
+                .render_application(&self.client, &self.secrets, app, revision, Vec::new())
                 .await?;
             return Ok(Rendered {
                 revision,
@@ -379,6 +380,15 @@ impl Pipeline {
         revision: Option<&str>,
         previous_sha: Option<String>,
     ) -> Result<Rendered, PipelineError> {
+        // A chart with value files from the other sources (`$ref/path`): those render nothing themselves.
+        if let Some(chart) = app
+            .spec
+            .sources
+            .iter()
+            .find(|s| s.ref_.is_none() && s.chart.as_deref().is_some_and(|c| !c.is_empty()))
+        {
+            return self.render_chart_with_refs(app, chart, revision).await;
+        }
         let mut combined: Option<Rendered> = None;
         for source in &app.spec.sources {
             let mut one = app.clone();
@@ -412,6 +422,80 @@ impl Pipeline {
             return Err(kedge_render::RenderError::from_list("spec.sources", errors).into());
         }
         Ok(combined)
+    }
+
+    /// Renders the chart source of `spec.sources` with the value files it reads from the `ref` sources
+    /// (`$values/envs/prod/values.yaml`), each read at its source's revision, in the order the chart lists them.
+    /// The revision is the chart's version; the commits of the ref sources are inputs of the render, so that a
+    /// change of values there is a change of the application.
+    async fn render_chart_with_refs(
+        &self,
+        app: &Application,
+        chart: &kedge_api::ApplicationSource,
+        revision: Option<&str>,
+    ) -> Result<Rendered, PipelineError> {
+        let value_files = chart
+            .helm
+            .as_ref()
+            .map(|h| h.value_files.clone())
+            .unwrap_or_default();
+        let mut ref_values = Vec::new();
+        let mut ref_inputs = Vec::new();
+        for source in app.spec.sources.iter().filter(|s| s.ref_.is_some()) {
+            let name = source.ref_.clone().unwrap_or_default();
+            let prefix = format!("${name}/");
+            let wanted: Vec<String> = value_files
+                .iter()
+                .filter(|f| f.starts_with(&prefix))
+                .cloned()
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let mut one = app.clone();
+            one.spec.source = source.clone();
+            one.spec.sources.clear();
+            let repo = self.repo_for(&one).await?;
+            let request = FetchRequest::new(repo, source.target_revision.clone());
+            let fetcher = self.source.clone();
+            let (sha, files) = tokio::task::spawn_blocking(move || {
+                let snapshot = fetcher.fetch(&request)?;
+                let mut files = Vec::with_capacity(wanted.len());
+                for f in wanted {
+                    let rel = f[prefix.len()..].to_owned();
+                    let bytes = snapshot.read_file(&rel).map_err(|e| {
+                        PipelineError::InvalidSpec(format!(
+                            "value file {f:?}: {rel} of source {name} ({}) cannot be read: {e}",
+                            snapshot.describe()
+                        ))
+                    })?;
+                    files.push((f, bytes));
+                }
+                Ok::<_, PipelineError>((snapshot.revision().sha.clone(), files))
+            })
+            .await
+            .map_err(|e| PipelineError::Task(e.to_string()))??;
+            ref_inputs.push((
+                format!("ref {}", source.ref_.clone().unwrap_or_default()),
+                sha,
+            ));
+            ref_values.extend(files);
+        }
+        let mut one = app.clone();
+        one.spec.source = chart.clone();
+        one.spec.sources.clear();
+        let (revision, mut out) = self
+            .helm
+            .render_application(&self.client, &self.secrets, &one, revision, ref_values)
+            .await?;
+        let mut set = (*out.rendered).clone();
+        set.inputs.extend(ref_inputs);
+        out.rendered = Arc::new(set);
+        Ok(Rendered {
+            revision,
+            out,
+            verified: None,
+        })
     }
 
     /// The keys `spec.source.verify` trusts, with the Secret's name, or `None` when commits are not verified.

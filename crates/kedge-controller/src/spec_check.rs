@@ -183,31 +183,77 @@ fn set(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
-/// `spec.sources` is supported for paths of one Git repository at one revision; the rest of what Argo CD allows
-/// there (several repositories or revisions, charts from Helm repositories, `ref` sources for `$ref/...` value
-/// files) is refused, naming it.
+/// `spec.sources` is supported in the two shapes Argo CD users write most: paths of one Git repository at one
+/// revision combined into one application, and one Helm chart whose value files come from Git sources named by
+/// `ref` (`$values/envs/prod/values.yaml`). What else Argo CD allows there (several repositories or revisions of
+/// paths, a chart with other content, a `ref` source that also renders) is refused, naming it.
 fn check_sources(app: &Application) -> Result<(), PipelineError> {
     let spec = &app.spec;
-    let Some(first) = spec.sources.first() else {
+    if spec.sources.is_empty() {
         return Ok(());
-    };
+    }
     if !spec.source.is_unset() {
         return Err(refused(
             "spec.source and spec.sources are both set: an application has one or the other, as in Argo CD".into(),
         ));
     }
+    let mut refs = Vec::new();
+    let mut content = Vec::new();
     for (i, s) in spec.sources.iter().enumerate() {
         let field = format!("spec.sources[{i}]");
-        if let Some(r) = &s.ref_ {
-            return Err(refused(format!(
-                "{field}.ref {r:?} is not supported yet (value files from another source, $ref/...)"
-            )));
+        if s.repo_url.trim().is_empty() {
+            return Err(refused(format!("{field}.repoURL is empty")));
         }
-        if s.chart.is_some() {
-            return Err(refused(format!(
-                "{field}.chart is not supported yet: spec.sources combines paths of one Git repository"
-            )));
+        match &s.ref_ {
+            Some(r) => {
+                if r.is_empty()
+                    || !r
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    return Err(refused(format!(
+                        "{field}.ref {r:?} must be a name of letters, digits, '-' and '_'"
+                    )));
+                }
+                if s.chart.is_some() || !matches!(s.path.trim(), "" | ".") {
+                    return Err(refused(format!(
+                        "{field} has ref {r:?} and also renders (chart or path): a ref source that is also \
+                         deployed is not supported yet; give the value files their own source"
+                    )));
+                }
+                refs.push(r.as_str());
+            }
+            None => content.push((field, s)),
         }
+    }
+    let charts = content.iter().filter(|(_, s)| s.chart.is_some()).count();
+    if charts > 0 {
+        if content.len() > 1 {
+            return Err(refused(
+                "spec.sources combines a chart with other sources to deploy: not supported yet (a chart may take \
+                 value files from ref sources)"
+                    .into(),
+            ));
+        }
+        let (field, chart) = &content[0];
+        for f in chart.helm.iter().flat_map(|h| h.value_files.iter()) {
+            if let Some(rest) = f.strip_prefix('$') {
+                let name = rest.split('/').next().unwrap_or_default();
+                if !rest.contains('/') || !refs.contains(&name) {
+                    return Err(refused(format!(
+                        "{field}.helm.valueFiles {f:?} names no source of spec.sources with ref {name:?}"
+                    )));
+                }
+            }
+        }
+        return Ok(());
+    }
+    let Some((_, first)) = content.first() else {
+        return Err(refused(
+            "spec.sources has only ref sources: nothing to deploy".into(),
+        ));
+    };
+    for (field, s) in &content {
         if s.repo_url.trim() != first.repo_url.trim() || s.target_revision != first.target_revision
         {
             return Err(refused(format!(
@@ -216,9 +262,11 @@ fn check_sources(app: &Application) -> Result<(), PipelineError> {
                 s.repo_url, s.target_revision, first.repo_url, first.target_revision
             )));
         }
-        if s.repo_url.trim().is_empty() {
-            return Err(refused(format!("{field}.repoURL is empty")));
-        }
+    }
+    if !refs.is_empty() {
+        return Err(refused(
+            "spec.sources has ref sources but no chart to read value files from them".into(),
+        ));
     }
     Ok(())
 }
@@ -568,15 +616,48 @@ mod tests {
         let mut other = app.clone();
         other.spec.sources[1].target_revision = "v2".into();
         assert!(refused(&other).contains("one revision"));
+        // A ref source that also renders a path.
         let mut other = app.clone();
         other.spec.sources[1].ref_ = Some("values".into());
-        assert!(refused(&other).contains("spec.sources[1].ref"));
+        assert!(refused(&other).contains("spec.sources[1] has ref \"values\" and also renders"));
+        // A chart beside other content.
         let mut other = app.clone();
         other.spec.sources[0].chart = Some("shop".into());
-        assert!(refused(&other).contains("spec.sources[0].chart"));
+        assert!(refused(&other).contains("combines a chart with other sources"));
         let mut other = app;
         other.spec.source = source("https://git.test/r.git", "main", "c");
         assert!(refused(&other).contains("both set"));
+    }
+
+    #[test]
+    fn a_chart_takes_value_files_from_ref_sources() {
+        let app: Application = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kedge.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": "shop"},
+            "spec": {"sources": [
+                {"repoURL": "https://charts.test", "chart": "shop", "targetRevision": "1.x",
+                 "helm": {"valueFiles": ["$values/envs/prod.yaml", "values-extra.yaml"]}},
+                {"repoURL": "https://git.test/config.git", "targetRevision": "main", "ref": "values"}
+            ]}
+        }))
+        .expect("application");
+        assert!(check(&app).is_ok(), "{:?}", check(&app).err());
+        let refused = |app: &Application| check(app).expect_err("refused").to_string();
+        let mut other = app.clone();
+        if let Some(h) = other.spec.sources[0].helm.as_mut() {
+            h.value_files[0] = "$config/envs/prod.yaml".into();
+        }
+        assert!(refused(&other).contains("names no source of spec.sources with ref \"config\""));
+        let mut other = app.clone();
+        other.spec.sources.truncate(1);
+        other.spec.sources.push(other.spec.sources[0].clone());
+        assert!(refused(&other).contains("combines a chart with other sources"));
+        let mut other = app.clone();
+        other.spec.sources.remove(0);
+        assert!(refused(&other).contains("only ref sources"));
+        let mut other = app;
+        other.spec.sources[1].ref_ = Some("bad name".into());
+        assert!(refused(&other).contains("must be a name"));
     }
 
     #[test]

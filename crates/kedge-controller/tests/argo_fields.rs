@@ -234,7 +234,7 @@ async fn sync_options_and_sources_kedge_does_not_implement_are_refused() {
         .expect_err("the schema refuses an unknown option");
     assert!(err.to_string().contains("syncOptions"), "{err}");
 
-    // A ref source (value files for another source) is refused until it is supported.
+    // A ref source (value files for another source) without a chart to read them is refused.
     app["metadata"]["name"] = json!("multi");
     app["spec"] = json!({
         "sources": [{"repoURL": env.repo_url, "path": "app"}, {"repoURL": env.repo_url, "ref": "values"}],

@@ -565,3 +565,52 @@ async fn an_application_that_cannot_render_at_deletion_is_deleted_without_hooks(
     );
     assert!(env.config_map_data("rel-post-delete").await.is_none());
 }
+
+/// `spec.sources` as Argo CD users write it for a chart of a Helm repository with their own values in Git: value
+/// files `$values/...` read from the source with `ref: values` at its revision, in order; a new commit of values is
+/// a change of the application.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chart_from_a_helm_repository_takes_value_files_from_git() {
+    let env = Env::new("helm-refs").await;
+    let work = tempfile::tempdir().unwrap();
+    let repo_dir = work.path().join("repo");
+    helm_common::package("webapp", "1.0.0", work.path(), &repo_dir);
+    helm_common::run_helm(work.path(), &["repo", "index", repo_dir.to_str().unwrap()]);
+    let server = helm_common::StaticServer::start(&repo_dir, None);
+    env.write(
+        "envs/prod/values.yaml",
+        "greeting: from-git\nreplicaCount: 2\n",
+    );
+    env.write("envs/prod/more.yaml", "greeting: from-the-second-file\n");
+    env.commit_push("values");
+    let _controller = env.start_controller("h-refs");
+    let app: kedge_api::Application = serde_json::from_value(json!({
+        "apiVersion": "kedge.dev/v1alpha1", "kind": "Application",
+        "metadata": {"name": "web", "namespace": env.ns()},
+        "spec": {
+            "sources": [
+                {"repoURL": server.url(), "chart": "webapp", "targetRevision": "1.0.0",
+                 "helm": {"releaseName": "web", "skipCrds": true,
+                          "valueFiles": ["$values/envs/prod/values.yaml", "$values/envs/prod/more.yaml"]}},
+                {"repoURL": env.repo_url, "targetRevision": "main", "ref": "values"}
+            ],
+            "syncPolicy": automated(true, true),
+        }
+    }))
+    .unwrap();
+    env.apps()
+        .create(&PostParams::default(), &app)
+        .await
+        .expect("create application");
+    env.wait_synced("web", "1.0.0").await;
+    // Later files win, as Helm layers them.
+    env.wait_config_map("web-config", "greeting", "from-the-second-file")
+        .await;
+    assert_eq!(env.replicas("web-web").await, Some(2));
+
+    // New values in Git: applied at the same chart version.
+    env.write("envs/prod/more.yaml", "greeting: changed-in-git\n");
+    env.commit_push("new values");
+    env.wait_config_map("web-config", "greeting", "changed-in-git")
+        .await;
+}

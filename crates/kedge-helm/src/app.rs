@@ -67,6 +67,7 @@ pub fn helm_options(app: &Application) -> HelmOptions {
             .map(|k| k.patches)
             .unwrap_or_default(),
         mode: release_mode(app),
+        ref_values: Vec::new(),
     }
 }
 
@@ -304,6 +305,7 @@ impl HelmRenderer {
         secrets: &RepositorySecrets,
         app: &Application,
         revision: Option<&str>,
+        ref_values: Vec<(String, Vec<u8>)>,
     ) -> Result<(Revision, AppRender), HelmError> {
         let mut chart = remote_chart_of(app, revision);
         if chart.repo_url.is_empty() {
@@ -316,6 +318,7 @@ impl HelmRenderer {
         let extra = read_values_from(client, &ns, &inputs.values_from).await?;
         let capabilities = self.capabilities(client).await?;
         let mut options = inputs.options.clone();
+        options.ref_values = ref_values;
         if inputs.ignore_missing_value_files {
             let root = fetched.dir.clone();
             let missing = options.skip_missing_value_files(|f| {

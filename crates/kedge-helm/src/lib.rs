@@ -134,17 +134,32 @@ pub struct HelmOptions {
     pub patches: Vec<kedge_api::KustomizePatch>,
     /// Install (first sync) or upgrade.
     pub mode: ReleaseMode,
+    /// Value files read from another source of `spec.sources` (`$values/envs/prod.yaml`, where `values` is that
+    /// source's `ref`): the entry of `value_files` and its content, read by the caller at the source's revision.
+    pub ref_values: Vec<(String, Vec<u8>)>,
 }
 
 impl HelmOptions {
     /// Leaves out the value files for which `exists` is false (`ignoreMissingValueFiles`); returns them.
     pub fn skip_missing_value_files(&mut self, exists: impl Fn(&str) -> bool) -> Vec<String> {
+        let refs: Vec<String> = self.ref_values.iter().map(|(f, _)| f.clone()).collect();
         let (kept, missing) = std::mem::take(&mut self.value_files)
             .into_iter()
-            .partition(|f| exists(f));
+            .partition(|f| {
+                if is_ref_value_file(f) {
+                    refs.contains(f)
+                } else {
+                    exists(f)
+                }
+            });
         self.value_files = kept;
         missing
     }
+}
+
+/// Whether a value file names another source (`$ref/path`) rather than a file of the chart.
+pub fn is_ref_value_file(f: &str) -> bool {
+    f.starts_with('$')
 }
 
 /// The result of rendering a chart.

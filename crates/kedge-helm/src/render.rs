@@ -120,6 +120,19 @@ impl HelmRenderer {
         })?;
         let mut files = Vec::with_capacity(options.value_files.len());
         for f in &options.value_files {
+            if crate::is_ref_value_file(f) {
+                let (_, bytes) = options
+                    .ref_values
+                    .iter()
+                    .find(|(entry, _)| entry == f)
+                    .ok_or_else(|| {
+                        HelmError::invalid(format!(
+                            "value file {f:?} names a source of spec.sources that was not read"
+                        ))
+                    })?;
+                files.push(ValuesLayer::plain(f.clone(), bytes.clone()));
+                continue;
+            }
             if remote_value_file(f) {
                 return Err(HelmError::invalid(format!(
                     "value file {f:?}: remote value files are not supported"
