@@ -60,7 +60,7 @@ async fn kustomize_images_and_name_prefix_change_what_is_deployed() {
         "commonAnnotationsEnvsubst": true,
         "replicas": [{"name": "guestbook-ui", "count": 2}],
     });
-    // Self-heal: a change of the spec alone (the same revision) is applied by self-heal, not by automated sync.
+    // A change of the spec alone (the same revision) is synced by automated sync, as a new commit is.
     env.create_app_with(
         "guestbook",
         "guestbook",
