@@ -287,6 +287,7 @@ fn helm_options(args: &HelmArgs) -> anyhow::Result<HelmOptions> {
         } else {
             ReleaseMode::Install
         },
+        ref_values: Vec::new(),
     })
 }
 
