@@ -137,6 +137,28 @@ impl ApplicationSpec {
         }
     }
 
+    /// The source people see first: `spec.source`, or the first of `spec.sources` (a chart before its value
+    /// sources).
+    pub fn primary_source(&self) -> &ApplicationSource {
+        match self.sources.first() {
+            Some(first) if self.source.is_unset() => self
+                .sources
+                .iter()
+                .find(|s| s.ref_.is_none())
+                .unwrap_or(first),
+            _ => &self.source,
+        }
+    }
+
+    /// Every source: `spec.source`, or each of `spec.sources`.
+    pub fn all_sources(&self) -> Vec<&ApplicationSource> {
+        if self.source.is_unset() && !self.sources.is_empty() {
+            self.sources.iter().collect()
+        } else {
+            vec![&self.source]
+        }
+    }
+
     /// The paths of the application's sources in their repository.
     pub fn source_paths(&self) -> impl Iterator<Item = &str> {
         let many = self.source.is_unset() && !self.sources.is_empty();

@@ -80,9 +80,9 @@ impl AppSummary {
         AppSummary {
             namespace: app.namespace().unwrap_or_default(),
             name: app.name_any(),
-            repo_url: kedge_source::repo::strip_userinfo(&app.spec.source.repo_url),
-            path: app.spec.source.path.clone(),
-            target_revision: app.spec.source.target_revision.clone(),
+            repo_url: kedge_source::repo::strip_userinfo(&app.spec.primary_source().repo_url),
+            path: app.spec.primary_source().path.clone(),
+            target_revision: app.spec.primary_source().target_revision.clone(),
             sync: st.sync.status,
             health: st.health.status,
             health_message: st.health.message.clone(),

@@ -474,7 +474,8 @@ pub async fn commit_info(state: &AppState, app: &Application, sha: &str) -> Opti
     if sha.len() < 7 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let key = format!("{}@{sha}", app.spec.source.repo_url);
+    let repo_url = &app.spec.git_source().repo_url;
+    let key = format!("{repo_url}@{sha}");
     if let Some(hit) = state
         .inner
         .commits
@@ -484,7 +485,7 @@ pub async fn commit_info(state: &AppState, app: &Application, sha: &str) -> Opti
     {
         return Some(hit);
     }
-    let repo = kedge_source::repo::RepoSpec::new(&app.spec.source.repo_url).ok()?;
+    let repo = kedge_source::repo::RepoSpec::new(repo_url).ok()?;
     let mirror = state.handles().pipeline.source().mirror_path(&repo);
     let out = tokio::process::Command::new("git")
         .arg("--git-dir")

@@ -458,9 +458,9 @@ fn summary(app: &Application, commit: Option<&details::CommitInfo>, caller: &Cal
                             @if pending { " " span.badge.tag { "operation pending" } } }
                         dt { "Health" } dd.health-status { (health_badge(apps::health_name(st.health.status)))
                             @if let Some(m) = &st.health.message { " " span.muted { (m) } } }
-                        dt { "Repository" } dd.mono { (kedge_source::repo::strip_userinfo(&app.spec.source.repo_url)) }
-                        dt { "Path" } dd.mono { (app.spec.source.path) }
-                        dt { "Target revision" } dd.mono { (app.spec.source.target_revision) }
+                        dt { "Repository" } dd.mono { (kedge_source::repo::strip_userinfo(&app.spec.primary_source().repo_url)) }
+                        dt { "Path" } dd.mono { (app.spec.primary_source().path) }
+                        dt { "Target revision" } dd.mono { (app.spec.primary_source().target_revision) }
                         dt { "Synced to" } dd {
                             span.mono.revision { (st.sync.revision.clone().unwrap_or_else(|| "—".into())) }
                             @if let Some(c) = commit {

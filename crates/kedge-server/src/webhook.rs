@@ -334,8 +334,13 @@ pub fn matching_apps<'a>(
     let urls: BTreeSet<String> = push.urls.iter().map(|u| normalize_repo_url(u)).collect();
     apps.iter()
         .map(AsRef::as_ref)
-        .filter(|a| urls.contains(&normalize_repo_url(&a.spec.source.repo_url)))
-        .filter(|a| revision_matches(&a.spec.source.target_revision, push))
+        .filter(|a| {
+            // Any of its sources (a chart's value files in Git too).
+            a.spec.all_sources().iter().any(|s| {
+                urls.contains(&normalize_repo_url(&s.repo_url))
+                    && revision_matches(&s.target_revision, push)
+            })
+        })
         .collect()
 }
 
@@ -443,6 +448,31 @@ async fn receive(
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn a_push_to_any_source_of_an_application_matches_it() {
+        let app: Application = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kedge.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": "shop", "namespace": "kedge"},
+            "spec": {"sources": [
+                {"repoURL": "https://charts.example.test", "chart": "shop", "targetRevision": "1.x"},
+                {"repoURL": "https://git.example.test/team/config.git", "targetRevision": "main", "ref": "values"}
+            ]}
+        }))
+        .expect("application");
+        let apps = vec![std::sync::Arc::new(app)];
+        let push = |url: &str, r: &str| Push {
+            urls: vec![url.to_owned()],
+            refs: vec![r.to_owned()],
+            ..Push::default()
+        };
+        let to_values = push("https://git.example.test/team/config", "refs/heads/main");
+        assert_eq!(matching_apps(&apps, &to_values).len(), 1);
+        let other_branch = push("https://git.example.test/team/config", "refs/heads/dev");
+        assert!(matching_apps(&apps, &other_branch).is_empty());
+        let other_repo = push("https://git.example.test/team/other", "refs/heads/main");
+        assert!(matching_apps(&apps, &other_repo).is_empty());
+    }
 
     #[test]
     fn urls_of_one_repository_normalize_alike() {

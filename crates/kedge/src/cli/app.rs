@@ -870,9 +870,9 @@ fn print_list(apps: &[Application], output: Output, all_namespaces: bool) -> any
                 ]);
                 if output == Output::Wide {
                     row.extend([
-                        kedge_source::repo::strip_userinfo(&app.spec.source.repo_url),
-                        app.spec.source.path.clone(),
-                        app.spec.source.target_revision.clone(),
+                        kedge_source::repo::strip_userinfo(&app.spec.primary_source().repo_url),
+                        app.spec.primary_source().path.clone(),
+                        app.spec.primary_source().target_revision.clone(),
                     ]);
                 }
                 rows.push(row);
@@ -900,10 +900,10 @@ fn print_app(app: &Application, output: Output) -> anyhow::Result<()> {
             );
             println!(
                 "Repository:  {}",
-                kedge_source::repo::strip_userinfo(&app.spec.source.repo_url)
+                kedge_source::repo::strip_userinfo(&app.spec.primary_source().repo_url)
             );
-            println!("Path:        {}", app.spec.source.path);
-            println!("Target:      {}", app.spec.source.target_revision);
+            println!("Path:        {}", app.spec.primary_source().path);
+            println!("Target:      {}", app.spec.primary_source().target_revision);
             println!("Project:     {}", app.spec.project);
             for info in &app.spec.info {
                 println!("Info:        {}: {}", info.name, info.value);
