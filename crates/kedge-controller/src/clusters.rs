@@ -6,14 +6,17 @@
 //! is the one Kedge reaches. Credentials are read from the Secret at every check, so a rotation takes effect without
 //! a restart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::Secret;
 use kedge_api::{
     Application, CONNECTED, Cluster, ClusterCredentials, ClusterSecretError, ClusterStatus,
+    IN_CLUSTER_NAME, IN_CLUSTER_SERVER,
 };
+use kedge_engine::{Engine, EngineConfig};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::config::{
@@ -26,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conditions;
 use crate::leader::LeaderGuard;
+use crate::metrics::Metrics;
+use crate::pipeline::PipelineError;
 
 /// How long connecting to a cluster and asking its version may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -158,13 +163,19 @@ fn single(ca: &str, auth: AuthInfo) -> Kubeconfig {
     }
 }
 
-/// A client for `kubeconfig` (its current context) with bounded timeouts.
-pub async fn client_for(kubeconfig: Kubeconfig) -> Result<kube::Client, ClusterError> {
+/// The client configuration of `kubeconfig` (its current context) with a bounded connect timeout.
+pub async fn config_for(kubeconfig: Kubeconfig) -> Result<kube::Config, ClusterError> {
     let mut config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
             .map_err(|e| ClusterError::Kubeconfig(e.to_string()))?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
+    Ok(config)
+}
+
+/// A client for `kubeconfig` (its current context) with bounded timeouts.
+pub async fn client_for(kubeconfig: Kubeconfig) -> Result<kube::Client, ClusterError> {
+    let mut config = config_for(kubeconfig).await?;
     config.read_timeout = Some(CONNECT_TIMEOUT);
     kube::Client::try_from(config).map_err(|e| ClusterError::Client(e.to_string()))
 }
@@ -189,6 +200,17 @@ pub async fn connect(
     client: &kube::Client,
     cluster: &Cluster,
 ) -> Result<(kube::Client, String), ClusterError> {
+    let (kubeconfig, _) = credentials(client, cluster).await?;
+    let remote = client_for(kubeconfig).await?;
+    let version = server_version(&remote, &cluster.spec.server).await?;
+    Ok((remote, version))
+}
+
+/// The kubeconfig that reaches a registered cluster, from its Secret (read now), and the Secret's resource version.
+pub async fn credentials(
+    client: &kube::Client,
+    cluster: &Cluster,
+) -> Result<(Kubeconfig, String), ClusterError> {
     let namespace = cluster.namespace().unwrap_or_default();
     let name = &cluster.spec.secret_ref.name;
     let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
@@ -199,6 +221,7 @@ pub async fn connect(
             source,
         })?
         .ok_or_else(|| ClusterError::SecretNotFound(format!("{namespace}/{name}")))?;
+    let version = secret.resource_version().unwrap_or_default();
     let data: BTreeMap<String, Vec<u8>> = secret
         .data
         .unwrap_or_default()
@@ -213,9 +236,7 @@ pub async fn connect(
         )
         .collect();
     let creds = ClusterCredentials::from_secret(name, &data)?;
-    let remote = client_for(kubeconfig_for(&cluster.spec.server, &creds)?).await?;
-    let version = server_version(&remote, &cluster.spec.server).await?;
-    Ok((remote, version))
+    Ok((kubeconfig_for(&cluster.spec.server, &creds)?, version))
 }
 
 /// The status a check gives a cluster: Connected (with the version and the time of contact) or not (with the reason
@@ -327,5 +348,139 @@ pub async fn keep_checking(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
+    }
+}
+
+/// Where applications deploy: the engine of the cluster Kedge runs in, or of a registered cluster (one per cluster,
+/// shared by its applications, made again when its Cluster or Secret changes). Writes to every cluster go through a
+/// client that sends only while this replica leads.
+pub struct ClusterPool {
+    local: Arc<Engine>,
+    hub: kube::Client,
+    namespace: String,
+    metrics: Metrics,
+    leader: LeaderGuard,
+    remotes: Mutex<HashMap<String, (String, Arc<Engine>)>>,
+}
+
+impl ClusterPool {
+    /// A pool whose in-cluster engine is `local`; Clusters are read from `namespace` with `hub`.
+    pub fn new(
+        local: Arc<Engine>,
+        hub: kube::Client,
+        namespace: String,
+        metrics: Metrics,
+        leader: LeaderGuard,
+    ) -> Self {
+        Self {
+            local,
+            hub,
+            namespace,
+            metrics,
+            leader,
+            remotes: Mutex::default(),
+        }
+    }
+
+    /// The engine of the cluster Kedge runs in.
+    pub fn local(&self) -> &Arc<Engine> {
+        &self.local
+    }
+
+    /// The engine of `app`'s destination: in-cluster (no name and no server, or theirs), or the registered
+    /// Cluster named by `destination.name` or `destination.server`.
+    pub async fn engine_for(&self, app: &Application) -> Result<Arc<Engine>, PipelineError> {
+        let dest = &app.spec.destination;
+        let name = dest
+            .name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty());
+        let server = dest
+            .server
+            .as_deref()
+            .map(|s| s.trim().trim_end_matches('/'))
+            .filter(|s| !s.is_empty());
+        if name.is_none_or(|n| n == IN_CLUSTER_NAME)
+            && server.is_none_or(|s| s == IN_CLUSTER_SERVER)
+        {
+            return Ok(self.local.clone());
+        }
+        let api = Api::<Cluster>::namespaced(self.hub.clone(), &self.namespace);
+        let unavailable = |e: kube::Error| {
+            PipelineError::Cluster(format!("cannot read the registered clusters: {e}"))
+        };
+        let cluster = match name.filter(|n| *n != IN_CLUSTER_NAME) {
+            Some(n) => api.get_opt(n).await.map_err(unavailable)?.ok_or_else(|| {
+                PipelineError::InvalidSpec(format!(
+                    "spec.destination.name {n:?} is not a registered cluster (kedge cluster add {n} ...); nothing \
+                     is applied"
+                ))
+            })?,
+            None => {
+                let server = server.unwrap_or_default();
+                api.list(&ListParams::default())
+                    .await
+                    .map_err(unavailable)?
+                    .items
+                    .into_iter()
+                    .find(|c| c.spec.server.trim_end_matches('/') == server)
+                    .ok_or_else(|| {
+                        PipelineError::InvalidSpec(format!(
+                            "spec.destination.server {server:?} is not the server of a registered cluster (kedge \
+                             cluster add); nothing is applied"
+                        ))
+                    })?
+            }
+        };
+        let cluster_name = cluster.name_any();
+        if let Some(s) = server
+            && s != cluster.spec.server.trim_end_matches('/')
+        {
+            return Err(PipelineError::InvalidSpec(format!(
+                "spec.destination names cluster {cluster_name} (server {}) and server {s}: they disagree",
+                cluster.spec.server
+            )));
+        }
+        if !cluster.spec.namespaces.is_empty() {
+            let ns = dest.namespace.clone().unwrap_or_default();
+            if !cluster.spec.namespaces.contains(&ns) {
+                return Err(PipelineError::InvalidSpec(format!(
+                    "spec.destination.namespace {ns:?} is not one cluster {cluster_name} allows ({}); nothing is \
+                     applied",
+                    cluster.spec.namespaces.join(", ")
+                )));
+            }
+        }
+        let failed = |e: String| PipelineError::Cluster(format!("cluster {cluster_name}: {e}"));
+        let (kubeconfig, secret_version) = credentials(&self.hub, &cluster)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let key = format!(
+            "{}/{secret_version}",
+            cluster.resource_version().unwrap_or_default()
+        );
+        if let Some((k, engine)) = self
+            .remotes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&cluster_name)
+            && *k == key
+        {
+            return Ok(engine.clone());
+        }
+        let config = config_for(kubeconfig)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let client = crate::client::leader_client(config, &self.metrics, self.leader.clone())
+            .map_err(|e| failed(e.to_string()))?;
+        let engine = Arc::new(
+            Engine::new(client, EngineConfig::default()).map_err(|e| failed(e.to_string()))?,
+        );
+        self.remotes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cluster_name.clone(), (key, engine.clone()));
+        Ok(engine)
     }
 }

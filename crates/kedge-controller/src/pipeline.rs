@@ -55,6 +55,9 @@ pub enum PipelineError {
     /// The stored inventory cannot be read.
     #[error(transparent)]
     Inventory(#[from] kedge_api::InventoryError),
+    /// The destination cluster cannot be reached (credentials, Secret, registry).
+    #[error("destination unavailable: {0}")]
+    Cluster(String),
     /// A blocking task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -69,6 +72,7 @@ impl PipelineError {
             PipelineError::Render(_) => "RenderFailed",
             PipelineError::Engine(_) => "ComparisonFailed",
             PipelineError::Inventory(_) => "InventoryUnreadable",
+            PipelineError::Cluster(_) => "ClusterUnavailable",
             PipelineError::Task(_) => "InternalError",
             PipelineError::Helm(e) => e.reason(),
             PipelineError::VerifyKeys(_) | PipelineError::Unverified(_) => "VerificationFailed",
@@ -81,6 +85,7 @@ impl PipelineError {
         match self {
             PipelineError::Source(e) => e.is_retryable(),
             PipelineError::Engine(_)
+            | PipelineError::Cluster(_)
             | PipelineError::Credentials(_)
             | PipelineError::Task(_)
             | PipelineError::VerifyKeys(_)
@@ -116,7 +121,6 @@ pub struct Rendered {
 }
 
 /// The result of one pass: what Git says, and how the cluster compares.
-#[derive(Debug)]
 pub struct Comparison {
     /// The resolved revision.
     pub revision: Revision,
@@ -124,6 +128,18 @@ pub struct Comparison {
     pub rendered: Arc<RenderedSet>,
     /// The plan against the live cluster.
     pub plan: Plan,
+    /// The engine of the cluster the plan was made against (the one a sync of it must use).
+    pub engine: Arc<Engine>,
+}
+
+impl std::fmt::Debug for Comparison {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Comparison")
+            .field("revision", &self.revision)
+            .field("rendered", &self.rendered)
+            .field("plan", &self.plan)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How long a read of a key Secret (`spec.source.verify`, `spec.decryption`) is reused.
@@ -188,6 +204,11 @@ impl Pipeline {
     /// The engine (for syncs and prunes).
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The engine of the cluster Kedge runs in, shared.
+    pub fn engine_arc(&self) -> Arc<Engine> {
+        self.engine.clone()
     }
 
     /// The source (for the repository poller).
@@ -663,6 +684,18 @@ impl Pipeline {
         revision: Revision,
         rendered: Arc<RenderedSet>,
     ) -> Result<Comparison, PipelineError> {
+        self.plan_on(self.engine.clone(), app, revision, rendered)
+            .await
+    }
+
+    /// Plans a rendered revision against the cluster of `engine` (the application's destination).
+    pub async fn plan_on(
+        &self,
+        engine: Arc<Engine>,
+        app: &Application,
+        revision: Revision,
+        rendered: Arc<RenderedSet>,
+    ) -> Result<Comparison, PipelineError> {
         let spec = engine_spec(app)?;
         let desired = rendered
             .objects
@@ -673,11 +706,12 @@ impl Pipeline {
             })
             .collect();
         let inventory = inventory_of(app)?;
-        let plan = self.engine.plan(&spec, desired, &inventory).await?;
+        let plan = engine.plan(&spec, desired, &inventory).await?;
         Ok(Comparison {
             revision,
             rendered,
             plan,
+            engine,
         })
     }
 }

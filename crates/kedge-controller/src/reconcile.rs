@@ -97,11 +97,14 @@ pub struct ReconcileConfig {
     /// How long a pass may skip the comparison of an application that nothing changed since a full pass found it
     /// Synced and Healthy (the watches report every change; this bounds how long Kedge trusts them alone).
     pub full_pass_interval: Duration,
+    /// The namespace of the registered Clusters (Kedge's own).
+    pub clusters_namespace: String,
 }
 
 impl Default for ReconcileConfig {
     fn default() -> Self {
         Self {
+            clusters_namespace: "kedge".to_owned(),
             resync_interval: Duration::from_secs(180),
             poll_interval: Duration::from_secs(60),
             self_heal_backoff: Duration::from_secs(2),
@@ -185,6 +188,8 @@ pub struct Context {
     apps: Store<Application>,
     /// Admission of passes (see [`reconcile`]).
     pub admission: Arc<Admission>,
+    /// The engines of the clusters applications deploy to.
+    pub clusters: crate::clusters::ClusterPool,
 }
 
 impl Context {
@@ -199,6 +204,13 @@ impl Context {
         apps: Store<Application>,
     ) -> Self {
         Self {
+            clusters: crate::clusters::ClusterPool::new(
+                pipeline.engine_arc(),
+                pipeline.client().clone(),
+                config.clusters_namespace.clone(),
+                metrics.clone(),
+                leader.clone(),
+            ),
             admission: drift.admission(),
             client: pipeline.client().clone(),
             pipeline,
@@ -539,7 +551,15 @@ impl Pass<'_> {
             return Ok(Fetched::Done(Action::requeue(ctx.config.resync_interval)));
         }
         ctx.with_memory(&self.key, |m| m.quiet = None);
-        let comparison = match ctx.pipeline.plan(app, revision, rendered.rendered).await {
+        let planned = match ctx.clusters.engine_for(app).await {
+            Ok(engine) => {
+                ctx.pipeline
+                    .plan_on(engine, app, revision, rendered.rendered)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let comparison = match planned {
             Ok(c) => c,
             Err(err) => {
                 let status = std::mem::take(&mut self.status);
@@ -561,16 +581,19 @@ impl Pass<'_> {
                 .publish(app, Severity::Warning, "HistoryRewritten", &msg)
                 .await;
         }
-        let all_watched = ctx
-            .drift
-            .ensure_kinds(
-                comparison
-                    .plan
-                    .objects
-                    .iter()
-                    .map(|o| (o.api_version.clone(), o.id.kind.clone())),
-            )
-            .await;
+        // Drift is watched in the cluster Kedge runs in; another cluster's applications are compared in full
+        // every pass.
+        let all_watched = Arc::ptr_eq(&comparison.engine, ctx.clusters.local())
+            && ctx
+                .drift
+                .ensure_kinds(
+                    comparison
+                        .plan
+                        .objects
+                        .iter()
+                        .map(|o| (o.api_version.clone(), o.id.kind.clone())),
+                )
+                .await;
         Ok(Fetched::Compared(Box::new(Compared {
             comparison,
             quiet,
@@ -723,7 +746,7 @@ impl Pass<'_> {
                 // Status shows the state after the sync, not before it: built from what the API server returned to
                 // the sync, without reading every object again.
                 match outcome {
-                    Ok(result) => match ctx.pipeline.engine().plan_after_sync(plan, &result) {
+                    Ok(result) => match comparison.engine.plan_after_sync(plan, &result) {
                         Ok(after) => executed.after = Some(after),
                         Err(err) => tracing::warn!(error = %err, "plan after sync failed"),
                     },
@@ -982,7 +1005,7 @@ async fn run_sync(
     let api: &Api<Application> =
         &Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
     patch_status(api, app, status, true, ctx).await?;
-    let result = match ensure_namespace(app, ctx, &policy).await {
+    let result = match ensure_namespace(app, comparison.engine.client(), &policy).await {
         Ok(()) => {
             let (progress, updates) = watch::channel(String::new());
             let sync = async move {
@@ -995,8 +1018,8 @@ async fn run_sync(
                         changed
                     });
                 };
-                ctx.pipeline
-                    .engine()
+                comparison
+                    .engine
                     .sync_with_progress(&comparison.plan, &options, &report)
                     .await
                 // `progress` drops here, which ends the reporter below.
@@ -1293,7 +1316,7 @@ async fn terminate_requested(ctx: &Context, app: &Application, cleared: Option<&
 /// is never pruned).
 async fn ensure_namespace(
     app: &Application,
-    ctx: &Context,
+    client: &kube::Client,
     policy: &kedge_api::SyncPolicy,
 ) -> Result<(), String> {
     if !policy.flag("CreateNamespace") {
@@ -1308,7 +1331,7 @@ async fn ensure_namespace(
     else {
         return Ok(());
     };
-    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     match api.get_opt(&ns).await {
         Ok(Some(_)) => Ok(()),
         Ok(None) => {
@@ -2004,9 +2027,12 @@ async fn finalize(app: &Application, ctx: &Context) -> Result<Action, ReconcileE
             message,
         };
         let spec = engine_spec(app).map_err(|e| failed(e.to_string()))?;
-        let plan = ctx
-            .pipeline
-            .engine()
+        let engine = ctx
+            .clusters
+            .engine_for(app)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let plan = engine
             .plan(&spec, hooks, &inventory)
             .await
             .map_err(|e| failed(e.to_string()))?;
@@ -2016,9 +2042,7 @@ async fn finalize(app: &Application, ctx: &Context) -> Result<Action, ReconcileE
             deleting_application: true,
             ..SyncOptions::default()
         };
-        let result = ctx
-            .pipeline
-            .engine()
+        let result = engine
             .sync(&plan, &options)
             .await
             .map_err(|e| failed(e.to_string()))?;

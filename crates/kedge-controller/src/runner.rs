@@ -246,6 +246,7 @@ pub async fn run(
     let reconcile_config = ReconcileConfig {
         resync_interval: config.resync_interval,
         poll_interval: config.poll_interval,
+        clusters_namespace: config.lease_namespace.clone(),
         ..ReconcileConfig::default()
     };
     let apps: Api<Application> = match &config.namespace {
@@ -317,7 +318,8 @@ pub async fn run(
         }
     });
     let (gc_source, gc_engine) = (source.clone(), engine.clone());
-    let pipeline = Pipeline::new(writes.clone(), source, renderer, engine).with_repository_secrets(secrets);
+    let pipeline =
+        Pipeline::new(writes.clone(), source, renderer, engine).with_repository_secrets(secrets);
     let ctx = Arc::new(Context::new(
         pipeline.clone(),
         metrics.clone(),

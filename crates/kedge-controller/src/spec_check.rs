@@ -1,7 +1,7 @@
 //! What of an Application's Argo CD-shaped spec Kedge acts on.
 //!
-//! A spec that asks for something Kedge does not do — another cluster, several sources, a sync option or a
-//! kustomize option it does not implement — is refused before anything is fetched or applied, with a message
+//! A spec that asks for something Kedge does not do — a project other than `default`, a shape of several sources,
+//! a sync option or a kustomize option it does not implement — is refused before anything is fetched or applied, with a message
 //! naming the field and the value ([`PipelineError::InvalidSpec`], reported as `Ready=False` and `Stalled=True`
 //! with reason `InvalidSpec`). What it accepts becomes engine and renderer options here, so that no field is taken
 //! and then ignored.
@@ -11,11 +11,6 @@ use kedge_engine::{ObjectSyncOptions, PropagationPolicy, SyncOptions};
 use kedge_render::{KustomizeOptions, PatchOption};
 
 use crate::pipeline::PipelineError;
-
-/// The API server URL Argo CD names the cluster it runs in by.
-pub const IN_CLUSTER_SERVER: &str = "https://kubernetes.default.svc";
-/// The name Argo CD gives the cluster it runs in.
-pub const IN_CLUSTER_NAME: &str = "in-cluster";
 
 /// The application-level sync options (`spec.syncPolicy.syncOptions`) Kedge acts on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -137,7 +132,6 @@ pub fn check(app: &Application) -> Result<CheckedSpec, PipelineError> {
             "spec.source.ref {r:?} names a source for spec.sources, which is not supported yet"
         )));
     }
-    check_destination(&spec.destination)?;
     if !spec.project.is_empty() && spec.project != "default" {
         return Err(refused(format!(
             "spec.project {:?}: projects are not supported yet; only `default`, which restricts nothing, exists",
@@ -177,10 +171,6 @@ pub fn check(app: &Application) -> Result<CheckedSpec, PipelineError> {
             .as_ref()
             .is_some_and(|k| k.common_annotations_envsubst),
     })
-}
-
-fn set(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// `spec.sources` is supported in the two shapes Argo CD users write most: paths of one Git repository at one
@@ -267,27 +257,6 @@ fn check_sources(app: &Application) -> Result<(), PipelineError> {
         return Err(refused(
             "spec.sources has ref sources but no chart to read value files from them".into(),
         ));
-    }
-    Ok(())
-}
-
-/// Refuses a destination other than the cluster Kedge runs in.
-fn check_destination(dest: &kedge_api::ApplicationDestination) -> Result<(), PipelineError> {
-    if let Some(server) = set(&dest.server)
-        && server.trim_end_matches('/') != IN_CLUSTER_SERVER
-    {
-        return Err(refused(format!(
-            "spec.destination.server {server:?} is not this cluster: clusters other than in-cluster \
-             ({IN_CLUSTER_SERVER}) are not supported yet; nothing is applied"
-        )));
-    }
-    if let Some(name) = set(&dest.name)
-        && name != IN_CLUSTER_NAME
-    {
-        return Err(refused(format!(
-            "spec.destination.name {name:?} is not this cluster: clusters other than {IN_CLUSTER_NAME} are not \
-             supported yet; nothing is applied"
-        )));
     }
     Ok(())
 }
@@ -544,26 +513,6 @@ mod tests {
         app.spec.project = "team-a".into();
         let err = check(&app).expect_err("another project").to_string();
         assert!(err.contains("spec.project \"team-a\""), "{err}");
-    }
-
-    #[test]
-    fn only_the_local_cluster_is_a_destination() {
-        let mut app = Application::new("a", Default::default());
-        assert!(check(&app).is_ok());
-        app.spec.destination.server = Some(format!("{IN_CLUSTER_SERVER}/"));
-        app.spec.destination.name = Some(IN_CLUSTER_NAME.into());
-        assert!(check(&app).is_ok());
-        app.spec.destination.server = Some("https://prod.example.test:6443".into());
-        let err = check(&app).expect_err("other server").to_string();
-        assert!(err.contains("https://prod.example.test:6443"), "{err}");
-        assert!(err.contains("not supported yet"), "{err}");
-        app.spec.destination.server = None;
-        app.spec.destination.name = Some("prod".into());
-        let err = check(&app).expect_err("other name").to_string();
-        assert!(
-            err.contains("\"prod\"") && err.contains("in-cluster"),
-            "{err}"
-        );
     }
 
     #[test]

@@ -168,7 +168,7 @@ async fn kustomize_images_and_name_prefix_change_what_is_deployed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_cluster_is_refused_and_nothing_is_applied() {
+async fn an_unregistered_cluster_is_refused_and_nothing_is_applied() {
     let env = Env::new("argo-destination").await;
     env.write("app/cm.yaml", &config_map("settings", "k", "v"));
     let sha = env.commit_push("one ConfigMap");
@@ -183,7 +183,7 @@ async fn another_cluster_is_refused_and_nothing_is_applied() {
     .await;
     let message = wait_refused(&env, "remote", "https://prod.example.test:6443").await;
     assert!(
-        message.contains("clusters other than in-cluster") && message.contains("not supported yet"),
+        message.contains("is not the server of a registered cluster"),
         "{message}"
     );
     assert!(env.config_map_data("settings").await.is_none());
@@ -193,7 +193,8 @@ async fn another_cluster_is_refused_and_nothing_is_applied() {
         json!({"spec": {"destination": {"server": null, "name": "prod"}}}),
     )
     .await;
-    wait_refused(&env, "remote", "spec.destination.name \"prod\"").await;
+    let message = wait_refused(&env, "remote", "spec.destination.name \"prod\"").await;
+    assert!(message.contains("is not a registered cluster"), "{message}");
     assert!(env.config_map_data("settings").await.is_none());
 
     // The local cluster, by either of its names, deploys.

@@ -173,3 +173,75 @@ async fn registered_clusters_report_whether_kedge_reaches_them() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_deploys_to_a_registered_cluster_and_only_there() {
+    let env = Env::new("deploy-east").await;
+    let east = east_cluster().await;
+    let target = east.namespace("from-hub").await.expect("east namespace");
+    let east_config = std::fs::read_to_string(east.kubeconfig()).expect("east kubeconfig");
+    env.create_secret("east-creds", json!({ "kubeconfig": east_config }))
+        .await;
+    let cluster: Cluster = serde_json::from_value(json!({
+        "apiVersion": "kedge.dev/v1alpha1", "kind": "Cluster",
+        "metadata": { "name": "east" },
+        "spec": { "server": field(&east_config, "server"), "secretRef": { "name": "east-creds" } }
+    }))
+    .expect("cluster");
+    Api::<Cluster>::namespaced(env.client.clone(), env.ns())
+        .create(&PostParams::default(), &cluster)
+        .await
+        .expect("create cluster");
+    env.write("app/cm.yaml", &config_map("settings", "color", "blue"));
+    let first = env.commit_push("one ConfigMap");
+    let _controller = env.start_controller("c1");
+    env.create_app_with(
+        "web",
+        "app",
+        automated(true, true),
+        json!({ "destination": { "name": "east", "namespace": target.name() } }),
+        json!({}),
+    )
+    .await;
+    env.wait_synced("web", &first).await;
+
+    let east_cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(east.client(), target.name());
+    let read = || async {
+        east_cms
+            .get_opt("settings")
+            .await
+            .expect("read east")
+            .and_then(|c| c.data)
+            .and_then(|d| d.get("color").cloned())
+    };
+    assert_eq!(read().await.as_deref(), Some("blue"));
+    let hub_cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(env.client.clone(), target.name());
+    assert!(
+        hub_cms.get_opt("settings").await.ok().flatten().is_none(),
+        "nothing applied to the hub"
+    );
+
+    // A new commit reaches east; a file removed from Git is pruned there.
+    env.write("app/cm.yaml", &config_map("settings", "color", "green"));
+    env.write("app/extra.yaml", &config_map("extra", "k", "v"));
+    let second = env.commit_push("green and extra");
+    env.wait_synced("web", &second).await;
+    assert_eq!(read().await.as_deref(), Some("green"));
+    assert!(east_cms.get_opt("extra").await.unwrap().is_some());
+    env.work.remove("app/extra.yaml").expect("remove");
+    let third = env.commit_push("no extra");
+    env.wait_synced("web", &third).await;
+    kedge_testkit::wait_for(STEP, POLL, || async {
+        east_cms
+            .get_opt("extra")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .expect("extra pruned in east");
+}

@@ -140,6 +140,11 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// The client of the cluster this engine plans and applies against.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
     /// An engine reading live objects with GET requests.
     pub fn new(client: kube::Client, config: EngineConfig) -> Result<Self, EngineError> {
         let live = Arc::new(ApiLiveObjects::new(client.clone()));
