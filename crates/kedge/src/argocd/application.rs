@@ -481,10 +481,24 @@ fn destination(cx: &mut Cx<'_>, path: &[Seg], dest: &Value, out: &mut Map<String
     let mut kept = Map::new();
     for (k, v) in entries(dest) {
         let p = key(path, k);
+        let text = v.as_str().unwrap_or_default();
         match k {
-            // Another cluster is kept, so that Kedge refuses the application (reported by its own check)
-            // instead of deploying it to the cluster it runs in.
-            "namespace" | "server" | "name" => {
+            "namespace" => {
+                kept.insert(k.to_owned(), v.clone());
+            }
+            "server" | "name" => {
+                let local = if k == "server" {
+                    text.trim_end_matches('/') == kedge_api::IN_CLUSTER_SERVER
+                } else {
+                    text == kedge_api::IN_CLUSTER_NAME
+                };
+                if !local {
+                    cx.note(
+                        &p,
+                        "another cluster: Kedge deploys there once it is registered as a Cluster (kedge cluster \
+                         add, or import its Argo CD cluster Secret); until then it refuses the application",
+                    );
+                }
                 kept.insert(k.to_owned(), v.clone());
             }
             _ => cx.lost(&p, "not a field of Argo CD's application destination"),
