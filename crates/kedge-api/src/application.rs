@@ -505,12 +505,12 @@ pub struct ApplicationDestination {
     /// Namespace for namespaced objects that do not name one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    /// The cluster's API server URL. Only the cluster Kedge runs in (`https://kubernetes.default.svc`) is
-    /// supported so far; any other value is refused and nothing is applied.
+    /// The cluster's API server URL: `https://kubernetes.default.svc` (the cluster Kedge runs in) or the
+    /// `spec.server` of a registered Cluster; another value is refused and nothing is applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
-    /// The cluster's name. Only `in-cluster` is supported so far; any other value is refused and nothing is
-    /// applied.
+    /// The cluster's name: `in-cluster` (the cluster Kedge runs in) or a registered Cluster's name (`kedge cluster
+    /// add`); another value is refused and nothing is applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
