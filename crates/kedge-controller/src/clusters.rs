@@ -34,6 +34,8 @@ use crate::pipeline::PipelineError;
 
 /// How long connecting to a cluster and asking its version may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one request to a registered cluster may wait for its answer.
+pub const REMOTE_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why Kedge cannot reach a registered cluster.
 #[derive(Debug, thiserror::Error)]
@@ -387,9 +389,13 @@ impl ClusterPool {
         &self.local
     }
 
-    /// The engine of `app`'s destination: in-cluster (no name and no server, or theirs), or the registered
-    /// Cluster named by `destination.name` or `destination.server`.
-    pub async fn engine_for(&self, app: &Application) -> Result<Arc<Engine>, PipelineError> {
+    /// The engine of `app`'s destination, with the registered Cluster's name (`None` for the cluster Kedge runs
+    /// in: no name and no server, or theirs; else the Cluster named by `destination.name` or
+    /// `destination.server`).
+    pub async fn engine_for(
+        &self,
+        app: &Application,
+    ) -> Result<(Option<String>, Arc<Engine>), PipelineError> {
         let dest = &app.spec.destination;
         let name = dest
             .name
@@ -404,7 +410,7 @@ impl ClusterPool {
         if name.is_none_or(|n| n == IN_CLUSTER_NAME)
             && server.is_none_or(|s| s == IN_CLUSTER_SERVER)
         {
-            return Ok(self.local.clone());
+            return Ok((None, self.local.clone()));
         }
         let api = Api::<Cluster>::namespaced(self.hub.clone(), &self.namespace);
         let unavailable = |e: kube::Error| {
@@ -467,11 +473,13 @@ impl ClusterPool {
             .get(&cluster_name)
             && *k == key
         {
-            return Ok(engine.clone());
+            return Ok((Some(cluster_name), engine.clone()));
         }
-        let config = config_for(kubeconfig)
+        let mut config = config_for(kubeconfig)
             .await
             .map_err(|e| failed(e.to_string()))?;
+        // A cluster that stops answering holds a pass (and its admission slot) this long at most per request.
+        config.read_timeout = Some(REMOTE_READ_TIMEOUT);
         let client = crate::client::leader_client(config, &self.metrics, self.leader.clone())
             .map_err(|e| failed(e.to_string()))?;
         let engine = Arc::new(
@@ -481,6 +489,6 @@ impl ClusterPool {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(cluster_name.clone(), (key, engine.clone()));
-        Ok(engine)
+        Ok((Some(cluster_name), engine))
     }
 }

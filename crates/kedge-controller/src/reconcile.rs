@@ -552,11 +552,17 @@ impl Pass<'_> {
         }
         ctx.with_memory(&self.key, |m| m.quiet = None);
         let planned = match ctx.clusters.engine_for(app).await {
-            Ok(engine) => {
-                ctx.pipeline
-                    .plan_on(engine, app, revision, rendered.rendered)
-                    .await
-            }
+            Ok((cluster, engine)) => ctx
+                .pipeline
+                .plan_on(engine, app, revision, rendered.rendered)
+                .await
+                .map_err(|e| match (cluster, e) {
+                    // Another cluster that does not answer: say which, and that it is the cluster.
+                    (Some(name), PipelineError::Engine(e)) => {
+                        PipelineError::Cluster(format!("cluster {name}: {}", error_chain(&e)))
+                    }
+                    (_, e) => e,
+                }),
             Err(e) => Err(e),
         };
         let comparison = match planned {
@@ -1678,6 +1684,13 @@ async fn report_failure(
         );
     }
     status.sync.status = SyncCode::Unknown;
+    if matches!(err, PipelineError::Cluster(_)) {
+        // Its objects cannot be seen: their health is not known, whatever it was.
+        status.health = ApiHealth {
+            status: HealthCode::Unknown,
+            message: Some(message.clone()),
+        };
+    }
     status.observed_generation = generation;
     status.reconciled_at = Some(now);
     if previous.as_deref() != Some(message.as_str()) {
@@ -2027,7 +2040,7 @@ async fn finalize(app: &Application, ctx: &Context) -> Result<Action, ReconcileE
             message,
         };
         let spec = engine_spec(app).map_err(|e| failed(e.to_string()))?;
-        let engine = ctx
+        let (_, engine) = ctx
             .clusters
             .engine_for(app)
             .await

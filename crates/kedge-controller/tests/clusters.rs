@@ -244,4 +244,53 @@ async fn an_application_deploys_to_a_registered_cluster_and_only_there() {
     })
     .await
     .expect("extra pruned in east");
+
+    // East stops answering (its Cluster now points where nothing listens): only its application turns Unknown,
+    // naming the cluster; an application on the hub keeps syncing.
+    let clusters: Api<Cluster> = Api::namespaced(env.client.clone(), env.ns());
+    let point = |server: String| {
+        let clusters = clusters.clone();
+        async move {
+            clusters
+                .patch(
+                    "east",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "spec": { "server": server } })),
+                )
+                .await
+                .expect("patch cluster");
+        }
+    };
+    point("https://127.0.0.1:1".into()).await;
+    env.patch_app(
+        "web",
+        json!({ "metadata": { "annotations": { "kedge.dev/refresh": "normal" } } }),
+    )
+    .await;
+    let down = env
+        .wait_app("web", "Unknown while east is away", |a| {
+            a.status.as_ref().is_some_and(|s| {
+                s.health.status == kedge_api::HealthCode::Unknown
+                    && s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.reason == "ClusterUnavailable")
+            })
+        })
+        .await;
+    let ready = condition(&down, "Ready").expect("Ready");
+    assert!(ready.message.contains("cluster east"), "{}", ready.message);
+    env.write("local/cm.yaml", &config_map("here", "k", "v"));
+    let fourth = env.commit_push("an application on the hub");
+    env.create_app("local", "local", automated(true, true))
+        .await;
+    env.wait_synced("local", &fourth).await;
+
+    // Back: the application recovers without a restart.
+    point(field(&east_config, "server").to_owned()).await;
+    env.patch_app(
+        "web",
+        json!({ "metadata": { "annotations": { "kedge.dev/refresh": "normal" } } }),
+    )
+    .await;
+    env.wait_synced("web", &fourth).await;
 }
