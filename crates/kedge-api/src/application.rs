@@ -150,6 +150,17 @@ impl ApplicationSpec {
         }
     }
 
+    /// The cluster the application deploys to, as people name it: `destination.name`, else `destination.server`,
+    /// else `in-cluster`.
+    pub fn cluster(&self) -> &str {
+        let d = &self.destination;
+        d.name
+            .as_deref()
+            .filter(|n| !n.trim().is_empty())
+            .or(d.server.as_deref().filter(|s| !s.trim().is_empty()))
+            .unwrap_or(crate::IN_CLUSTER_NAME)
+    }
+
     /// Every source: `spec.source`, or each of `spec.sources`.
     pub fn all_sources(&self) -> Vec<&ApplicationSource> {
         if self.source.is_unset() && !self.sources.is_empty() {

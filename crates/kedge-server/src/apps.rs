@@ -30,6 +30,8 @@ pub struct AppSummary {
     pub path: String,
     /// Target revision.
     pub target_revision: String,
+    /// The cluster it deploys to (`in-cluster`, a registered cluster's name, or a server URL).
+    pub cluster: String,
     /// Sync state.
     pub sync: SyncCode,
     /// Health state.
@@ -83,6 +85,7 @@ impl AppSummary {
             repo_url: kedge_source::repo::strip_userinfo(&app.spec.primary_source().repo_url),
             path: app.spec.primary_source().path.clone(),
             target_revision: app.spec.primary_source().target_revision.clone(),
+            cluster: app.spec.cluster().to_owned(),
             sync: st.sync.status,
             health: st.health.status,
             health_message: st.health.message.clone(),
@@ -120,6 +123,9 @@ pub struct ListQuery {
     /// A Kubernetes label selector (`a=b,c!=d,e in (f,g),!h`).
     #[serde(default)]
     pub selector: Option<String>,
+    /// Only applications deploying to this cluster (`in-cluster`, a registered cluster's name or its server).
+    #[serde(default)]
+    pub cluster: Option<String>,
     /// Case-insensitive substring of `namespace/name`.
     #[serde(default, alias = "q")]
     pub search: Option<String>,
@@ -337,6 +343,16 @@ pub fn list(apps: Vec<Arc<Application>>, q: &ListQuery) -> Result<ListResult, Ap
         if namespace.is_some_and(|n| n != ns) {
             continue;
         }
+        if let Some(c) = q.cluster.as_deref().filter(|c| !c.is_empty()) {
+            let d = &app.spec.destination;
+            let named = app.spec.cluster() == c
+                || d.server
+                    .as_deref()
+                    .is_some_and(|s| s.trim_end_matches('/') == c.trim_end_matches('/'));
+            if !named {
+                continue;
+            }
+        }
         if let Some(s) = &search {
             let hay = format!("{ns}/{name}").to_ascii_lowercase();
             if !hay.contains(s.as_str()) {
@@ -457,6 +473,27 @@ mod tests {
         assert_eq!(names, ["app-00"]);
         assert_eq!(r.sync_counts.get("Synced"), Some(&4));
         assert!(!r.items[0].repo_url.contains("pw"));
+    }
+
+    #[test]
+    fn applications_are_filtered_by_cluster_by_name_or_server() {
+        let mut apps = sample();
+        let east = Arc::make_mut(&mut apps[3]);
+        east.spec.destination.name = Some("east".into());
+        let by_server = Arc::make_mut(&mut apps[4]);
+        by_server.spec.destination.server = Some("https://east.example.test:6443".into());
+        let q = |c: &str| ListQuery {
+            cluster: Some(c.into()),
+            ..Default::default()
+        };
+        let r = list(apps.clone(), &q("east")).expect("list");
+        assert_eq!(r.items.len(), 1);
+        assert_eq!(r.items[0].cluster, "east");
+        let r = list(apps.clone(), &q("https://east.example.test:6443/")).expect("list");
+        assert_eq!(r.items.len(), 1);
+        let r = list(apps, &q("in-cluster")).expect("list");
+        assert_eq!(r.total, 23);
+        assert!(r.items.iter().all(|i| i.cluster == "in-cluster"));
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub fn document() -> Value {
                         { "name": "sync", "in": "query", "description": "Comma-separated: Synced, OutOfSync, Unknown", "schema": { "type": "string" } },
                         { "name": "health", "in": "query", "description": "Comma-separated: Healthy, Progressing, Degraded, Suspended, Missing, Unknown", "schema": { "type": "string" } },
                         { "name": "selector", "in": "query", "description": "Label selector, e.g. team=web,tier in (a,b),!legacy", "schema": { "type": "string" } },
+                        { "name": "cluster", "in": "query", "description": "Only applications deploying to this cluster: in-cluster, a registered cluster's name, or its server", "schema": { "type": "string" } },
                         { "name": "search", "in": "query", "description": "Substring of namespace/name (alias q)", "schema": { "type": "string" } },
                         { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 5000 } },
                         { "name": "continue", "in": "query", "description": "Token from the previous page", "schema": { "type": "string" } },
@@ -149,7 +150,7 @@ pub fn document() -> Value {
                     "token": { "type": "string" }, "user": { "type": "string" }, "role": { "enum": ["admin", "readonly"] }, "csrfToken": { "type": "string" } } },
                 "ApplicationSummary": { "type": "object", "properties": {
                     "namespace": { "type": "string" }, "name": { "type": "string" }, "repoURL": { "type": "string" }, "path": { "type": "string" },
-                    "targetRevision": { "type": "string" }, "sync": { "enum": ["Synced", "OutOfSync", "Unknown"] },
+                    "targetRevision": { "type": "string" }, "cluster": { "type": "string" }, "sync": { "enum": ["Synced", "OutOfSync", "Unknown"] },
                     "health": { "enum": ["Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"] },
                     "healthMessage": { "type": "string" }, "revision": { "type": "string" }, "shortRevision": { "type": "string" },
                     "lastSyncedAt": { "type": "string", "format": "date-time" }, "operationPhase": { "type": "string" },
