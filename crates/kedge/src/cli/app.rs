@@ -852,7 +852,7 @@ fn print_list(apps: &[Application], output: Output, all_namespaces: bool) -> any
             }
             header.extend(["NAME", "SYNC", "HEALTH", "REVISION", "AGE"]);
             if output == Output::Wide {
-                header.extend(["REPO", "PATH", "TARGET"]);
+                header.extend(["CLUSTER", "REPO", "PATH", "TARGET"]);
             }
             let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
             for app in apps {
@@ -870,6 +870,7 @@ fn print_list(apps: &[Application], output: Output, all_namespaces: bool) -> any
                 ]);
                 if output == Output::Wide {
                     row.extend([
+                        app.spec.cluster().to_owned(),
                         kedge_source::repo::strip_userinfo(&app.spec.primary_source().repo_url),
                         app.spec.primary_source().path.clone(),
                         app.spec.primary_source().target_revision.clone(),
@@ -905,6 +906,7 @@ fn print_app(app: &Application, output: Output) -> anyhow::Result<()> {
             println!("Path:        {}", app.spec.primary_source().path);
             println!("Target:      {}", app.spec.primary_source().target_revision);
             println!("Project:     {}", app.spec.project);
+            println!("Cluster:     {}", app.spec.cluster());
             for info in &app.spec.info {
                 println!("Info:        {}: {}", info.name, info.value);
             }
