@@ -571,6 +571,11 @@ fn sync_options_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 impl SyncPolicy {
+    /// The automated sync settings when automated sync is on (`automated` set and not `enabled: false`).
+    pub fn automation(&self) -> Option<&AutomatedSync> {
+        self.automated.as_ref().filter(|a| a.enabled != Some(false))
+    }
+
     /// The value of a `Name=value` sync option, if set.
     pub fn option(&self, name: &str) -> Option<&str> {
         self.sync_options.iter().find_map(|o| {
@@ -599,6 +604,9 @@ pub struct AutomatedSync {
     /// Allow a sync whose desired set is empty to prune everything.
     #[serde(default)]
     pub allow_empty: bool,
+    /// `false` turns automated sync off while keeping its settings, as Argo CD's `automated.enabled`; default on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
 }
 
 /// Retry of failed syncs with exponential backoff.
@@ -1018,6 +1026,19 @@ pub struct ResourceResult {
 mod tests {
     use super::*;
     use kube::CustomResourceExt;
+
+    #[test]
+    fn automated_sync_can_be_kept_but_turned_off() {
+        let policy: SyncPolicy = serde_json::from_value(
+            serde_json::json!({"automated": {"prune": true, "enabled": false}}),
+        )
+        .expect("policy");
+        assert!(policy.automation().is_none());
+        let policy: SyncPolicy =
+            serde_json::from_value(serde_json::json!({"automated": {"prune": true}}))
+                .expect("policy");
+        assert!(policy.automation().is_some_and(|a| a.prune));
+    }
 
     #[test]
     fn argo_shaped_manifest_parses_with_defaults() {

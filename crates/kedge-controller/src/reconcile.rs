@@ -617,7 +617,7 @@ impl Pass<'_> {
             .spec
             .sync_policy
             .as_ref()
-            .and_then(|p| p.automated.clone());
+            .and_then(|p| p.automation().cloned());
         let last_synced = status
             .operation_state
             .as_ref()
@@ -817,7 +817,7 @@ impl Pass<'_> {
             .spec
             .sync_policy
             .as_ref()
-            .and_then(|p| p.automated.as_ref())
+            .and_then(|p| p.automation())
             .is_some_and(|a| a.self_heal);
         if status.sync.status == SyncCode::OutOfSync && self_heal && !app.spec.suspend {
             requeue = requeue.min(heal_wait(ctx, &self.key));
@@ -962,7 +962,7 @@ async fn run_sync(
 ) -> Result<Result<kedge_engine::SyncResult, ()>, ReconcileError> {
     let key = key_of(app);
     let policy = app.spec.sync_policy.clone().unwrap_or_default();
-    let automated = policy.automated.clone().unwrap_or_default();
+    let automated = policy.automation().cloned().unwrap_or_default();
     let started_at = now_rfc3339();
     let drifted: Vec<String> = comparison
         .plan
@@ -1436,7 +1436,7 @@ fn fill_status(
         .spec
         .sync_policy
         .as_ref()
-        .and_then(|p| p.automated.as_ref())
+        .and_then(|p| p.automation())
         .is_some_and(|a| a.prune);
     for p in &plan.prune {
         resources.push(ResourceStatus {

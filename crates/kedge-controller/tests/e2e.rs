@@ -1561,3 +1561,36 @@ async fn a_new_spec_at_the_same_commit_is_synced_automatically() {
     assert_eq!(history[0].attempts, 2);
     assert_eq!(history[0].initiated_by, "automated");
 }
+
+/// `automated.enabled: false` (Argo CD 3) keeps the settings but syncs nothing by itself; turned on, it syncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automated_sync_turned_off_syncs_nothing_until_turned_on() {
+    let env = Env::new("e2e-enabled").await;
+    env.write("app/cm.yaml", &config_map("settings", "k", "v"));
+    let sha = env.commit_push("one ConfigMap");
+    let _controller = env.start_controller("c1");
+    env.create_app(
+        "demo",
+        "app",
+        json!({ "automated": { "prune": true, "selfHeal": true, "enabled": false } }),
+    )
+    .await;
+    env.wait_app("demo", "compared", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.sync.status == SyncCode::OutOfSync)
+    })
+    .await;
+    refresh_and_wait(&env, "demo").await;
+    assert!(
+        env.config_map_data("settings").await.is_none(),
+        "synced while off"
+    );
+    env.patch_app(
+        "demo",
+        json!({ "spec": { "syncPolicy": { "automated": { "enabled": true } } } }),
+    )
+    .await;
+    env.wait_synced("demo", &sha).await;
+    env.wait_config_map("settings", "k", "v").await;
+}

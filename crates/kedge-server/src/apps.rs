@@ -101,7 +101,7 @@ impl AppSummary {
                 .spec
                 .sync_policy
                 .as_ref()
-                .is_some_and(|p| p.automated.is_some()),
+                .is_some_and(|p| p.automation().is_some()),
             labels: app.labels().clone(),
         }
     }

@@ -468,8 +468,8 @@ fn summary(app: &Application, commit: Option<&details::CommitInfo>, caller: &Cal
                             }
                         }
                         dt { "Sync policy" } dd {
-                            @if policy.automated.is_some() { span.badge.tag-info { "automated" } } @else { span.badge.tag { "manual" } }
-                            @if let Some(a) = &policy.automated {
+                            @if policy.automation().is_some() { span.badge.tag-info { "automated" } } @else { span.badge.tag { "manual" } }
+                            @if let Some(a) = policy.automation() {
                                 @if a.prune { " " span.badge.tag { "prune" } }
                                 @if a.self_heal { " " span.badge.tag { "self-heal" } }
                             }
