@@ -992,9 +992,10 @@ async fn run_sync(
             Severity::Normal,
             "SyncStarted",
             &format!(
-                "syncing {} ({})",
+                "syncing {} ({}){}",
                 short(&comparison.revision.sha),
-                trigger.initiated_by()
+                trigger.initiated_by(),
+                on_cluster(app)
             ),
         )
         .await;
@@ -1139,9 +1140,10 @@ async fn run_sync(
                     })
                     .count();
                 format!(
-                    "synced {} to {}: {changed} changed, {pruned} pruned",
+                    "synced {} to {}{}: {changed} changed, {pruned} pruned",
                     app.name_any(),
-                    short(&comparison.revision.sha)
+                    short(&comparison.revision.sha),
+                    on_cluster(app)
                 )
             } else {
                 r.message.clone()
@@ -1257,6 +1259,15 @@ fn record_running(
         message: format!("syncing {} ({})", short(sha), trigger.initiated_by()),
         ..state
     });
+}
+
+/// ` on cluster NAME` for an application deploying to a registered cluster, for its event messages; empty for the
+/// cluster Kedge runs in.
+fn on_cluster(app: &Application) -> String {
+    match app.spec.cluster() {
+        kedge_api::IN_CLUSTER_NAME => String::new(),
+        name => format!(" on cluster {name}"),
+    }
 }
 
 /// Writes what a running sync waits for into `status.operationState.message` as it changes: at most once a second,

@@ -204,6 +204,8 @@ async fn an_application_deploys_to_a_registered_cluster_and_only_there() {
     )
     .await;
     env.wait_synced("web", &first).await;
+    env.wait_event("web", "SyncStarted", |m| m.ends_with("on cluster east"))
+        .await;
 
     let east_cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(east.client(), target.name());
