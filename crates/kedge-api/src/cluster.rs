@@ -162,8 +162,9 @@ impl Cluster {
     pub fn is_destination_of(&self, app: &Application) -> bool {
         let dest = &app.spec.destination;
         let name = self.metadata.name.as_deref().unwrap_or_default();
+        let server = |s: &str| s.trim().trim_end_matches('/').to_owned();
         dest.name.as_deref() == Some(name)
-            || dest.server.as_deref() == Some(self.spec.server.as_str())
+            || dest.server.as_deref().map(server) == Some(server(&self.spec.server))
     }
 }
 
@@ -236,6 +237,9 @@ mod tests {
         assert!(cluster.is_destination_of(&app));
         app.spec.destination.name = None;
         app.spec.destination.server = Some("https://east.example:6443".into());
+        assert!(cluster.is_destination_of(&app));
+        // As the controller reads it: a trailing slash names the same server.
+        app.spec.destination.server = Some("https://east.example:6443/".into());
         assert!(cluster.is_destination_of(&app));
     }
 }
