@@ -744,6 +744,10 @@ pub struct ApplicationStatus {
     /// When the application was last compared with Git and the cluster (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconciled_at: Option<String>,
+    /// The controller replica that wrote this status: the one that reconciles the application (replicas share the
+    /// applications, each reconciled by one of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciled_by: Option<String>,
 }
 
 /// Sync state of an application.

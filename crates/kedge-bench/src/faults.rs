@@ -359,6 +359,8 @@ impl World {
             .args(["-n", APPS_NS, "run", "--listen"])
             .arg(listen.to_string())
             .args(["--identity", &identity, "--poll-interval", "3s", "--no-ui"])
+            // These faults are about one writer at a time: the leader and its standby.
+            .args(["--sharing", "off"])
             .arg("--cache-dir")
             .arg(self.dir.join(format!("cache-{identity}")))
             .env("RUST_LOG", "info")

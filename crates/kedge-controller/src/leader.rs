@@ -149,19 +149,33 @@ impl LeaderGuard {
     }
 }
 
+/// A guard and its writing half, for another holder of a Lease than the election (a shard member's own Lease).
+pub(crate) fn guard_pair(renew_deadline: Duration) -> (LeaderGuard, Leadership) {
+    let (tx, changes) = watch::channel(false);
+    let renewed = Arc::new(Mutex::new(None));
+    (
+        LeaderGuard {
+            renewed: renewed.clone(),
+            renew_deadline,
+            changes,
+        },
+        Leadership { renewed, tx },
+    )
+}
+
 /// The election's writing half.
-struct Leadership {
+pub(crate) struct Leadership {
     renewed: Arc<Mutex<Option<Instant>>>,
     tx: watch::Sender<bool>,
 }
 
 impl Leadership {
-    fn set(&self, renewed: Option<Instant>) {
+    pub(crate) fn set(&self, renewed: Option<Instant>) {
         *self.renewed.lock().unwrap_or_else(|p| p.into_inner()) = renewed;
         announce(&self.tx, renewed.is_some());
     }
 
-    fn renewed(&self) -> Option<Instant> {
+    pub(crate) fn renewed(&self) -> Option<Instant> {
         *self.renewed.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -376,16 +390,7 @@ mod tests {
     use super::*;
 
     fn guard(deadline: Duration) -> (LeaderGuard, Leadership) {
-        let (tx, changes) = watch::channel(false);
-        let renewed = Arc::new(Mutex::new(None));
-        (
-            LeaderGuard {
-                renewed: renewed.clone(),
-                renew_deadline: deadline,
-                changes,
-            },
-            Leadership { renewed, tx },
-        )
+        guard_pair(deadline)
     }
 
     #[test]

@@ -19,4 +19,5 @@ pub mod pipeline;
 pub mod probes;
 pub mod reconcile;
 pub mod runner;
+pub mod shard;
 pub mod spec_check;

@@ -44,6 +44,10 @@ pub struct Metrics {
     /// Passes that skipped the comparison: nothing changed since a full pass found the application Synced and
     /// Healthy.
     pub quiet_passes: Counter,
+    /// Applications this replica reconciles (all of them when replicas do not share the work).
+    pub shard_applications: Gauge,
+    /// Replicas sharing the applications, this one included (1 when they do not share).
+    pub shard_members: Gauge,
 }
 
 impl Default for Metrics {
@@ -64,6 +68,8 @@ impl Metrics {
         let api_requests = Family::<VerbLabel, Counter>::default();
         let reconciles_waiting = Gauge::default();
         let quiet_passes = Counter::default();
+        let shard_applications = Gauge::default();
+        let shard_members = Gauge::default();
         registry.register_with_unit(
             "reconcile_duration",
             "Time spent in one reconcile of an Application",
@@ -103,6 +109,16 @@ impl Metrics {
              Synced and Healthy",
             quiet_passes.clone(),
         );
+        registry.register(
+            "shard_applications",
+            "Applications this replica may reconcile now",
+            shard_applications.clone(),
+        );
+        registry.register(
+            "shard_members",
+            "Live replicas sharing the applications, this one included",
+            shard_members.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconcile_duration,
@@ -113,6 +129,8 @@ impl Metrics {
             api_requests,
             reconciles_waiting,
             quiet_passes,
+            shard_applications,
+            shard_members,
         }
     }
 

@@ -99,12 +99,15 @@ pub struct ReconcileConfig {
     pub full_pass_interval: Duration,
     /// The namespace of the registered Clusters (Kedge's own).
     pub clusters_namespace: String,
+    /// This replica's identity, written to `status.reconciledBy`.
+    pub identity: String,
 }
 
 impl Default for ReconcileConfig {
     fn default() -> Self {
         Self {
             clusters_namespace: "kedge".to_owned(),
+            identity: "kedge".to_owned(),
             resync_interval: Duration::from_secs(180),
             poll_interval: Duration::from_secs(60),
             self_heal_backoff: Duration::from_secs(2),
@@ -190,6 +193,8 @@ pub struct Context {
     pub admission: Arc<Admission>,
     /// The engines of the clusters applications deploy to.
     pub clusters: crate::clusters::ClusterPool,
+    /// This replica's share of the applications when replicas share them; `None` when one leader does all.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl Context {
@@ -222,7 +227,14 @@ impl Context {
             memory: Mutex::default(),
             apps,
             config,
+            shard: None,
         }
+    }
+
+    /// Shares the applications with other replicas: passes run only for this replica's share.
+    pub fn with_shard(mut self, shard: crate::shard::Shard) -> Self {
+        self.shard = Some(shard);
+        self
     }
 
     /// Forgets what this controller remembers of applications that no longer exist (their memory, urgent marks)
@@ -313,12 +325,26 @@ pub(crate) fn key_of(app: &Application) -> String {
 /// a steady stream of triggers (drift watches, health changes) the same applications won every free slot and others
 /// waited indefinitely.
 pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    // Another replica's application: nothing to do here (the shard queues it again if it becomes this replica's).
+    if let Some(shard) = &ctx.shard
+        && !shard.allows(&key_of(&app))
+    {
+        return Ok(Action::await_change());
+    }
     if !ctx.leader.is_leading() {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
     let turn = {
         let _waiting = ctx.metrics.waiting();
         ctx.admission.turn(&key_of(&app)).await
+    };
+    // The share may have moved while the pass waited for its turn; from here on the claim holds until the pass ends.
+    let _held = match &ctx.shard {
+        Some(shard) => match shard.start(&key_of(&app)) {
+            Some(held) => Some(held),
+            None => return Ok(Action::await_change()),
+        },
+        None => None,
     };
     // Leadership may have ended while the pass waited for its turn.
     if !ctx.leader.is_leading() {
@@ -1750,6 +1776,16 @@ async fn patch_status(
     // A pass that someone asked for (refresh, operation) always records when it ran. Any other pass that changed
     // nothing but the time it ran writes nothing: every write is a watch event that queues the
     // application again, so writing the timestamp alone would keep every application reconciling in a loop.
+    let mine;
+    let status = if status.reconciled_by.as_deref() == Some(ctx.config.identity.as_str()) {
+        status
+    } else {
+        mine = ApplicationStatus {
+            reconciled_by: Some(ctx.config.identity.clone()),
+            ..status.clone()
+        };
+        &mine
+    };
     if !requested
         && app
             .status

@@ -71,6 +71,34 @@ pub struct RunConfig {
     /// How often the registered clusters (Cluster objects in `lease_namespace`) are reached for their status.
     /// Default 30 s.
     pub cluster_check_interval: Duration,
+    /// How replicas divide the work. Default [`Sharing::Applications`].
+    pub sharing: Sharing,
+}
+
+/// How several replicas of the controller divide the work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Sharing {
+    /// Every replica reconciles its share of the applications ([`crate::shard`]); the leader alone also checks the
+    /// registered clusters. With one replica, it has every application.
+    #[default]
+    Applications,
+    /// The leader reconciles every application; the other replicas stand by until it goes.
+    Off,
+}
+
+impl std::str::FromStr for Sharing {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "applications" => Ok(Self::Applications),
+            "off" => Ok(Self::Off),
+            other => Err(format!(
+                "unknown sharing {other:?}: `applications` (replicas share the applications) or `off` (the leader \
+                 does all, the others stand by)"
+            )),
+        }
+    }
 }
 
 impl RunConfig {
@@ -94,6 +122,7 @@ impl RunConfig {
             max_fetch_bytes: kedge_source::DEFAULT_MAX_FETCH_BYTES,
             mirror_max_idle: Duration::from_secs(24 * 3600),
             cluster_check_interval: Duration::from_secs(30),
+            sharing: Sharing::default(),
         }
     }
 
@@ -223,7 +252,29 @@ pub async fn run(
     let stop_election = CancellationToken::new();
     let (leader, election) =
         leader::spawn(client.clone(), config.lease_config(), stop_election.clone());
-    let writes = crate::client::leader_client(kube_config, &metrics, leader.clone())
+    // The controller's writes are fenced by the leader's Lease, or, when replicas share the applications, by this
+    // replica's own member Lease (and each pass by its claim on its application; see `shard`).
+    let (store, writer) = reflector::store();
+    let (app_triggers_tx, app_triggers_rx) = mpsc::unbounded_channel();
+    let stop_shard = CancellationToken::new();
+    let shard = match config.sharing {
+        Sharing::Applications => Some(crate::shard::spawn(
+            client.clone(),
+            config.lease_config(),
+            store.clone(),
+            app_triggers_tx,
+            metrics.clone(),
+            stop_shard.clone(),
+        )),
+        Sharing::Off => {
+            metrics.shard_members.set(1);
+            None
+        }
+    };
+    let write_guard = shard
+        .as_ref()
+        .map_or_else(|| leader.clone(), |(s, _)| s.writes());
+    let writes = crate::client::leader_client(kube_config, &metrics, write_guard.clone())
         .map_err(RunError::Client)?;
     let source = Source::new(SourceConfig {
         max_fetch_bytes: config.max_fetch_bytes,
@@ -244,6 +295,7 @@ pub async fn run(
         DriftWatcher::new(client.clone(), "kedge", admission.clone(), shutdown.clone());
     let recorder = EventRecorder::new(writes.clone(), "kedge-controller", &config.identity);
     let reconcile_config = ReconcileConfig {
+        identity: config.identity.clone(),
         resync_interval: config.resync_interval,
         poll_interval: config.poll_interval,
         clusters_namespace: config.lease_namespace.clone(),
@@ -257,16 +309,24 @@ pub async fn run(
 
     // Changes to an Application queue a pass unless only its status changed: the status is this controller's own
     // report, and a pass after each of its writes would double the work of every sync (the store still sees them).
-    let (store, writer) = reflector::store();
     let (app_changes, _) = tokio::sync::broadcast::channel::<Arc<str>>(4096);
     let changes = watcher(apps, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
         .inspect({
             let app_changes = app_changes.clone();
+            let shard = shard.as_ref().map(|(s, _)| s.clone());
             move |event| {
                 if let Ok(watcher::Event::Apply(app) | watcher::Event::Delete(app)) = event {
                     let _ = app_changes.send(key_of(app).into());
+                }
+                // A new or removed application changes the shares.
+                if let Some(shard) = &shard {
+                    match event {
+                        Ok(watcher::Event::Apply(app)) => shard.saw(&key_of(app)),
+                        Ok(watcher::Event::Delete(_) | watcher::Event::InitDone) => shard.gone(),
+                        _ => {}
+                    }
                 }
             }
         })
@@ -320,15 +380,19 @@ pub async fn run(
     let (gc_source, gc_engine) = (source.clone(), engine.clone());
     let pipeline =
         Pipeline::new(writes.clone(), source, renderer, engine).with_repository_secrets(secrets);
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         pipeline.clone(),
         metrics.clone(),
         recorder,
         drift.clone(),
         reconcile_config,
-        leader.clone(),
+        write_guard.clone(),
         store.clone(),
-    ));
+    );
+    if let Some((shard, _)) = &shard {
+        ctx = ctx.with_shard(shard.clone());
+    }
+    let ctx = Arc::new(ctx);
     let http = match config.listen {
         Some(addr) => {
             let mut router = probes::probe_routes(readiness.clone());
@@ -406,12 +470,26 @@ pub async fn run(
         config.cluster_check_interval,
         shutdown.clone(),
     ));
-    tokio::spawn(reconcile_all_on_leadership(
-        leader.changes(),
-        store.clone(),
-        drift.trigger_sender(),
-        shutdown.clone(),
-    ));
+    match &shard {
+        // Applications that become this replica's are queued by the shard.
+        Some(_) => {
+            let triggers = drift.trigger_sender();
+            tokio::spawn(async move {
+                let mut gained = app_triggers_rx;
+                while let Some(app) = gained.recv().await {
+                    let _ = triggers.send(app);
+                }
+            });
+        }
+        None => {
+            tokio::spawn(reconcile_all_on_leadership(
+                leader.changes(),
+                store.clone(),
+                drift.trigger_sender(),
+                shutdown.clone(),
+            ));
+        }
+    }
     tokio::spawn(poll_repositories(
         store,
         pipeline,
@@ -423,7 +501,7 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    let passes = Passes::new(shutdown.clone(), leader, config.shutdown_grace);
+    let passes = Passes::new(shutdown.clone(), write_guard, config.shutdown_grace);
     let token = shutdown.clone();
     let running = controller
         .reconcile_on(UnboundedReceiverStream::new(triggers))
@@ -453,8 +531,14 @@ pub async fn run(
     // the successor's.
     let tail = tokio::time::Instant::now() + SHUTDOWN_TAIL;
     stop_election.cancel();
+    stop_shard.cancel();
     if tokio::time::timeout_at(tail, election).await.is_err() {
         tracing::warn!("the leader election did not stop in time");
+    }
+    if let Some((_, task)) = shard
+        && tokio::time::timeout_at(tail, task).await.is_err()
+    {
+        tracing::warn!("the shard membership did not stop in time");
     }
     // The HTTP server stopped accepting at the signal and has let its requests finish since; a connection still
     // open now (a client that never finishes its request) does not hold the exit for long.
@@ -636,6 +720,8 @@ async fn poll_repositories(
             .state()
             .into_iter()
             .filter(|a| !kedge_helm::is_remote_chart(a))
+            // When replicas share the applications, each polls for its own share.
+            .filter(|a| ctx.shard.as_ref().is_none_or(|s| s.allows(&key_of(a))))
         {
             by_repo
                 .entry(app.spec.git_source().repo_url.clone())

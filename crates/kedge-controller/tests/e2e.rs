@@ -866,10 +866,10 @@ async fn only_the_leader_acts_and_a_follower_takes_over() {
     let env = Env::new("e2e-leader").await;
     env.write("app/settings.yaml", &config_map("settings", "version", "1"));
     let v1 = env.commit_push("v1");
-    let alpha = env.start_controller("alpha");
+    let alpha = env.start_standby_controller("alpha");
     env.create_app("demo", "app", automated(true, true)).await;
     env.wait_synced("demo", &v1).await;
-    let beta = env.start_controller("beta");
+    let beta = env.start_standby_controller("beta");
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), env.ns());
     let holder = || async {
         leases
@@ -1032,10 +1032,10 @@ async fn follower_takes_over_once_a_crashed_leaders_lease_expires() {
     let env = Env::new("e2e-crash").await;
     env.write("app/settings.yaml", &config_map("settings", "version", "1"));
     let v1 = env.commit_push("v1");
-    let alpha = env.start_controller("alpha");
+    let alpha = env.start_standby_controller("alpha");
     env.create_app("demo", "app", automated(true, true)).await;
     env.wait_synced("demo", &v1).await;
-    let _beta = env.start_controller("beta");
+    let _beta = env.start_standby_controller("beta");
 
     // The leader crashes: its Lease is not released, so the follower waits for it to expire (15 s).
     alpha.kill();

@@ -43,6 +43,7 @@ async fn a_leader_stopped_mid_sync_writes_nothing_once_its_successor_writes() {
     let config = |identity: &str| {
         let mut rc = env.run_config(identity);
         rc.shutdown_grace = grace;
+        rc.sharing = kedge_controller::runner::Sharing::Off;
         rc
     };
     let alpha = RunningController::start(env.cluster.kubeconfig(), config("alpha"));

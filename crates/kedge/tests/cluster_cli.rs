@@ -112,11 +112,7 @@ async fn clusters_are_added_listed_shown_and_removed() {
     .await;
     let run = kedge(&env, cache.path(), &["cluster", "list"]).await;
     run.expect_code(0);
-    let rows: Vec<Vec<&str>> = run
-        .stdout
-        .lines()
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let rows = table(&run.stdout);
     assert_eq!(
         rows[0],
         ["NAME", "SERVER", "STATUS", "VERSION", "APPS", "AGE"]
@@ -130,6 +126,25 @@ async fn clusters_are_added_listed_shown_and_removed() {
     assert_eq!(row[2], "Connected");
     assert!(row[3].starts_with("v1."), "{row:?}");
     assert_eq!(row[4], "1", "one application deploys to east: {row:?}");
+    // The application list shows where each application deploys and which replica reconciles it.
+    kedge_testkit::wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            let app = env.app("web").await;
+            app.status?.reconciled_by
+        },
+    )
+    .await
+    .expect("the application was reconciled");
+    let run = kedge(&env, cache.path(), &["app", "list", "-o", "wide"]).await;
+    run.expect_code(0);
+    let rows = table(&run.stdout);
+    let cols = |name: &str| rows[0].iter().position(|c| *c == name).expect(name);
+    let web = rows.iter().find(|r| r[0] == "web").expect("web listed");
+    assert_eq!(web[cols("CLUSTER")], "east", "{}", run.stdout);
+    assert_eq!(web.last(), Some(&"c1"), "{}", run.stdout);
+    assert_eq!(rows[0].last(), Some(&"REPLICA"));
     let run = kedge(&env, cache.path(), &["cluster", "get", "east"]).await;
     run.expect_code(0);
     assert!(
@@ -158,4 +173,12 @@ async fn clusters_are_added_listed_shown_and_removed() {
     assert!(clusters.get_opt("east").await.unwrap().is_none());
     assert!(secrets.get_opt("cluster-east").await.unwrap().is_none());
     assert!(secrets.get_opt("unrelated").await.unwrap().is_some());
+}
+
+/// A table printed by the CLI, split into cells at whitespace.
+fn table(stdout: &str) -> Vec<Vec<&str>> {
+    stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect()
 }

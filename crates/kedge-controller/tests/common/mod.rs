@@ -151,6 +151,13 @@ impl Env {
         RunningController::start(self.cluster.kubeconfig(), self.run_config(identity))
     }
 
+    /// Starts a controller that, with other replicas, leads or stands by (replicas do not share the applications).
+    pub fn start_standby_controller(&self, identity: &str) -> RunningController {
+        let mut rc = self.run_config(identity);
+        rc.sharing = kedge_controller::runner::Sharing::Off;
+        RunningController::start(self.cluster.kubeconfig(), rc)
+    }
+
     /// The Applications API of this namespace.
     pub fn apps(&self) -> Api<Application> {
         Api::namespaced(self.client.clone(), self.ns())

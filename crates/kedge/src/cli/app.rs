@@ -852,7 +852,7 @@ fn print_list(apps: &[Application], output: Output, all_namespaces: bool) -> any
             }
             header.extend(["NAME", "SYNC", "HEALTH", "REVISION", "AGE"]);
             if output == Output::Wide {
-                header.extend(["CLUSTER", "REPO", "PATH", "TARGET"]);
+                header.extend(["CLUSTER", "REPO", "PATH", "TARGET", "REPLICA"]);
             }
             let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
             for app in apps {
@@ -874,6 +874,7 @@ fn print_list(apps: &[Application], output: Output, all_namespaces: bool) -> any
                         kedge_source::repo::strip_userinfo(&app.spec.primary_source().repo_url),
                         app.spec.primary_source().path.clone(),
                         app.spec.primary_source().target_revision.clone(),
+                        st.reconciled_by.clone().unwrap_or_default(),
                     ]);
                 }
                 rows.push(row);
@@ -907,6 +908,9 @@ fn print_app(app: &Application, output: Output) -> anyhow::Result<()> {
             println!("Target:      {}", app.spec.primary_source().target_revision);
             println!("Project:     {}", app.spec.project);
             println!("Cluster:     {}", app.spec.cluster());
+            if let Some(replica) = &st.reconciled_by {
+                println!("Replica:     {replica}");
+            }
             for info in &app.spec.info {
                 println!("Info:        {}: {}", info.name, info.value);
             }

@@ -75,6 +75,11 @@ pub struct RunArgs {
     /// kept.
     #[arg(long, default_value = "1Gi", value_parser = parse_size)]
     pub max_fetch_size: u64,
+    /// How replicas divide the work: `applications` (each replica reconciles its share of the applications, found
+    /// by consistent hashing over the live replicas' Leases; one replica alone has them all) or `off` (the leader
+    /// reconciles everything and the other replicas stand by).
+    #[arg(long, default_value = "applications", value_name = "MODE")]
+    pub sharing: kedge_controller::runner::Sharing,
     /// Git mirrors and checkouts that no application used for this long are removed (checked every hour).
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub mirror_max_idle: std::time::Duration,
@@ -197,6 +202,7 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
         rc.shutdown_grace = args.shutdown_grace;
         rc.concurrency = args.concurrency;
         rc.allow_remote_bases = args.allow_remote_bases;
+        rc.sharing = args.sharing;
         rc.max_fetch_bytes = args.max_fetch_size;
         rc.mirror_max_idle = args.mirror_max_idle;
         if shutdown.is_cancelled() {
