@@ -27,6 +27,7 @@ pub fn routes() -> Router<AppState> {
             post(create_session).get(whoami).delete(delete_session),
         )
         .route("/api/v1/applications", get(list))
+        .route("/api/v1/clusters", get(clusters))
         .route("/api/v1/applications/{namespace}/{name}", get(get_app))
         .route("/api/v1/applications/{namespace}/{name}/diff", get(diff))
         .route(
@@ -144,6 +145,12 @@ async fn list(
         Json(result),
     )
         .into_response())
+}
+
+async fn clusters(State(state): State<AppState>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({ "items": crate::clusters::list(&state).await? }),
+    ))
 }
 
 /// The application as JSON without what must not leave the server.

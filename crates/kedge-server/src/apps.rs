@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use kedge_api::{Application, HealthCode, SyncCode};
+use kedge_api::{Application, HealthCode, IN_CLUSTER_NAME, IN_CLUSTER_SERVER, SyncCode};
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 
@@ -316,6 +316,36 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
     Ok((ns.to_owned(), name.to_owned()))
 }
 
+/// Whether `app` deploys to `cluster`: `in-cluster` (or its server, `https://kubernetes.default.svc`) for the cluster
+/// Kedge runs in, as the controller reads a destination; else the cluster's name or server as the application names
+/// it (a trailing slash names the same server). The `cluster` filter of the list and the counts of the clusters page
+/// both follow this rule, so a count is what its filter lists.
+pub fn deploys_to(app: &Application, cluster: &str) -> bool {
+    let server = |s: &str| s.trim().trim_end_matches('/').to_owned();
+    let cluster = cluster.trim();
+    if cluster == IN_CLUSTER_NAME || server(cluster) == IN_CLUSTER_SERVER {
+        return is_in_cluster(app);
+    }
+    let d = &app.spec.destination;
+    app.spec.cluster() == cluster
+        || d.server
+            .as_deref()
+            .is_some_and(|s| !s.trim().is_empty() && server(s) == server(cluster))
+}
+
+/// Whether `app` deploys to the cluster Kedge runs in: it names no cluster, or names it by `in-cluster` or
+/// `https://kubernetes.default.svc` (as the controller picks the engine of a destination).
+pub fn is_in_cluster(app: &Application) -> bool {
+    let d = &app.spec.destination;
+    let name = d.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    let server = d
+        .server
+        .as_deref()
+        .map(|s| s.trim().trim_end_matches('/'))
+        .filter(|s| !s.is_empty());
+    name.is_none_or(|n| n == IN_CLUSTER_NAME) && server.is_none_or(|s| s == IN_CLUSTER_SERVER)
+}
+
 /// Filters, orders and pages `apps`. Without `limit` or `pageSize` every match is returned.
 pub fn list(apps: Vec<Arc<Application>>, q: &ListQuery) -> Result<ListResult, ApiError> {
     let syncs = parse_set(&q.sync, "sync state", parse_sync)?;
@@ -343,15 +373,10 @@ pub fn list(apps: Vec<Arc<Application>>, q: &ListQuery) -> Result<ListResult, Ap
         if namespace.is_some_and(|n| n != ns) {
             continue;
         }
-        if let Some(c) = q.cluster.as_deref().filter(|c| !c.is_empty()) {
-            let d = &app.spec.destination;
-            let named = app.spec.cluster() == c
-                || d.server
-                    .as_deref()
-                    .is_some_and(|s| s.trim_end_matches('/') == c.trim_end_matches('/'));
-            if !named {
-                continue;
-            }
+        if let Some(c) = q.cluster.as_deref().filter(|c| !c.trim().is_empty())
+            && !deploys_to(app, c)
+        {
+            continue;
         }
         if let Some(s) = &search {
             let hay = format!("{ns}/{name}").to_ascii_lowercase();
@@ -494,6 +519,38 @@ mod tests {
         let r = list(apps, &q("in-cluster")).expect("list");
         assert_eq!(r.total, 23);
         assert!(r.items.iter().all(|i| i.cluster == "in-cluster"));
+    }
+
+    #[test]
+    fn the_cluster_kedge_runs_in_is_named_in_cluster_or_by_its_server() {
+        let mut apps = sample();
+        fn d(a: &mut Arc<Application>) -> &mut kedge_api::ApplicationDestination {
+            &mut Arc::make_mut(a).spec.destination
+        }
+        d(&mut apps[0]).server = Some("https://kubernetes.default.svc/".into());
+        d(&mut apps[1]).name = Some("in-cluster".into());
+        d(&mut apps[2]).name = Some("in-cluster".into());
+        d(&mut apps[2]).server = Some("https://east.example.test".into());
+        d(&mut apps[3]).server = Some(" ".into());
+        assert!(deploys_to(&apps[0], "in-cluster"));
+        assert!(deploys_to(&apps[1], "https://kubernetes.default.svc"));
+        assert!(
+            deploys_to(&apps[3], "in-cluster"),
+            "a blank server names none"
+        );
+        // A name and a server that disagree are not the cluster Kedge runs in, as the controller reads them.
+        assert!(!is_in_cluster(&apps[2]));
+        assert!(!deploys_to(&apps[2], "in-cluster"));
+        assert!(deploys_to(&apps[2], "https://east.example.test/"));
+        assert!(
+            !deploys_to(&apps[3], " "),
+            "a blank filter names no cluster here"
+        );
+        let q = ListQuery {
+            cluster: Some("in-cluster".into()),
+            ..Default::default()
+        };
+        assert_eq!(list(apps, &q).expect("list").total, 24);
     }
 
     #[test]

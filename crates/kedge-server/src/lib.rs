@@ -8,7 +8,7 @@
 //! | --- | --- |
 //! | `/api/v1/...` | JSON API (see `/api/v1/openapi.json`); bearer token or session cookie |
 //! | `/api/webhook` | push events from GitHub, GitLab, Gitea/Forgejo and Bitbucket |
-//! | `/`, `/applications/...`, `/login` | the web UI (server-rendered, htmx, live through server-sent events) |
+//! | `/`, `/applications/...`, `/clusters`, `/login` | the web UI (server-rendered, htmx, live through server-sent events) |
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +21,7 @@ pub mod api;
 pub mod apps;
 mod assets;
 pub mod auth;
+pub mod clusters;
 pub mod details;
 pub mod error;
 pub mod limit;
@@ -44,7 +45,8 @@ pub const SESSION_KEY_SECRET: &str = "kedge-session-key";
 /// Settings of the server.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Namespace of the server's own Secrets (admin password, accounts, webhook secrets).
+    /// Namespace of the server's own Secrets (admin password, accounts, webhook secrets) and of the registered
+    /// Clusters (the controller's Lease namespace).
     pub namespace: String,
     /// Mark session cookies `Secure` (set when the server is reached over TLS, e.g. behind an ingress). Requests
     /// that carry `X-Forwarded-Proto: https` get secure cookies regardless.

@@ -73,7 +73,7 @@ pub fn document() -> Value {
                         { "name": "sync", "in": "query", "description": "Comma-separated: Synced, OutOfSync, Unknown", "schema": { "type": "string" } },
                         { "name": "health", "in": "query", "description": "Comma-separated: Healthy, Progressing, Degraded, Suspended, Missing, Unknown", "schema": { "type": "string" } },
                         { "name": "selector", "in": "query", "description": "Label selector, e.g. team=web,tier in (a,b),!legacy", "schema": { "type": "string" } },
-                        { "name": "cluster", "in": "query", "description": "Only applications deploying to this cluster: in-cluster, a registered cluster's name, or its server", "schema": { "type": "string" } },
+                        { "name": "cluster", "in": "query", "description": "Only applications deploying to this cluster: in-cluster (or its server https://kubernetes.default.svc), a registered cluster's name, or a server as applications name it", "schema": { "type": "string" } },
                         { "name": "search", "in": "query", "description": "Substring of namespace/name (alias q)", "schema": { "type": "string" } },
                         { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 5000 } },
                         { "name": "continue", "in": "query", "description": "Token from the previous page", "schema": { "type": "string" } },
@@ -81,6 +81,12 @@ pub fn document() -> Value {
                         { "name": "pageSize", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 5000 } }
                     ],
                     "responses": responses("200", sref("ApplicationList"))
+                }
+            },
+            "/api/v1/clusters": {
+                "get": {
+                    "summary": "The clusters applications deploy to: in-cluster and the Clusters registered in Kedge's namespace, with their state and how many applications deploy there (never their credentials)",
+                    "responses": responses("200", json!({ "type": "object", "properties": { "items": { "type": "array", "items": sref("Cluster") } } }))
                 }
             },
             "/api/v1/applications/{namespace}/{name}": read("The Application resource", json!({ "type": "object" })),
@@ -161,6 +167,14 @@ pub fn document() -> Value {
                     "continue": { "type": "string" }, "page": { "type": "integer" }, "pageSize": { "type": "integer" },
                     "syncCounts": { "type": "object", "additionalProperties": { "type": "integer" } },
                     "healthCounts": { "type": "object", "additionalProperties": { "type": "integer" } } } },
+                "Cluster": { "type": "object", "required": ["name", "server", "inCluster", "applications"], "properties": {
+                    "name": { "type": "string", "description": "in-cluster, or the registered Cluster's name" },
+                    "server": { "type": "string" }, "inCluster": { "type": "boolean" },
+                    "connected": { "type": ["boolean", "null"], "description": "null until a registered cluster is first checked" },
+                    "reason": { "type": "string", "description": "Why it is not connected, e.g. Unreachable, SecretUnavailable, InvalidCredentials" },
+                    "message": { "type": "string" }, "serverVersion": { "type": "string" },
+                    "lastContact": { "type": "string", "format": "date-time" }, "createdAt": { "type": "string", "format": "date-time" },
+                    "applications": { "type": "integer", "description": "Applications deploying there: those GET /api/v1/applications?cluster=NAME lists" } } },
                 "Diff": { "type": "object", "properties": {
                     "revision": { "type": "string" }, "refName": { "type": "string" }, "inSync": { "type": "boolean" },
                     "objects": { "type": "array", "items": { "type": "object", "properties": {
@@ -199,6 +213,7 @@ mod tests {
         let paths = doc["paths"].as_object().expect("paths");
         for p in [
             "/api/v1/applications",
+            "/api/v1/clusters",
             "/api/v1/applications/{namespace}/{name}/diff",
             "/api/v1/applications/{namespace}/{name}/rollback",
             "/api/webhook",

@@ -6,13 +6,14 @@
 //! otherwise filter its answer, a toast for `#flash`, through the region's `hx-select` and show nothing.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use kedge_api::Application;
+use kedge_api::{Application, IN_CLUSTER_NAME};
 use kube::ResourceExt;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
@@ -21,6 +22,7 @@ use crate::AppState;
 use crate::api::ObjectQuery;
 use crate::apps::{self, AppSummary, ListQuery, ListResult};
 use crate::auth::{self, Caller, Role, UiCaller};
+use crate::clusters::{self, ClusterView};
 use crate::details::{self, DiffResult, ObjectDiffView, TreeNode};
 use crate::error::ApiError;
 use crate::ops::{self, RollbackRequest, SyncRequest};
@@ -34,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/applications", get(list_page))
         .route("/applications/{namespace}/{name}", get(app_page))
         .route("/applications/{namespace}/{name}/object", get(object_page))
+        .route("/clusters", get(clusters_page))
         .route(
             "/applications/{namespace}/{name}/actions/{action}",
             post(action),
@@ -69,7 +72,10 @@ fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
                 header.top {
                     a.brand href="/applications" { (PreEscaped(crate::assets::icon())) "Kedge" }
                     nav aria-label="Main" {
-                        @if caller.is_some() { a href="/applications" { "Applications" } }
+                        @if caller.is_some() {
+                            a href="/applications" { "Applications" }
+                            a href="/clusters" { "Clusters" }
+                        }
                     }
                     @if let Some(c) = caller {
                         div.user {
@@ -282,6 +288,7 @@ fn list_query_string(q: &ListQuery, page: Option<usize>) -> String {
     push("sync", &q.sync);
     push("health", &q.health);
     push("selector", &q.selector);
+    push("cluster", &q.cluster);
     if let Some(s) = q.page_size.filter(|s| *s != DEFAULT_PAGE_SIZE) {
         pairs.push(("pageSize", s.to_string()));
     }
@@ -321,6 +328,7 @@ fn app_row(a: &AppSummary) -> Markup {
                 div.muted.mono title=(a.repo_url) { (a.repo_url) " · " (a.path) }
             }
             td { (a.namespace) }
+            td.cluster { (a.cluster) }
             td.sync { (sync_badge(apps::sync_name(a.sync))) }
             td.health { (health_badge(apps::health_name(a.health))) }
             td.mono {
@@ -361,7 +369,7 @@ fn list_fragment(q: &ListQuery, r: &ListResult) -> Markup {
             } @else {
                 table.list {
                     caption.sr-only { "Applications" }
-                    thead { tr { th { "Name" } th { "Namespace" } th { "Sync" } th { "Health" } th { "Revision" } th { "Last sync" } } }
+                    thead { tr { th { "Name" } th { "Namespace" } th { "Cluster" } th { "Sync" } th { "Health" } th { "Revision" } th { "Last sync" } } }
                     tbody { @for a in &r.items { (app_row(a)) } }
                 }
             }
@@ -378,6 +386,16 @@ fn list_fragment(q: &ListQuery, r: &ListResult) -> Markup {
     }
 }
 
+/// The clusters the cluster filter offers: `in-cluster`, every cluster an application names, and the one asked for.
+fn cluster_choices(apps: &[Arc<Application>], asked: Option<&str>) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = apps.iter().map(|a| a.spec.cluster().to_owned()).collect();
+    out.insert(IN_CLUSTER_NAME.to_owned());
+    if let Some(c) = asked.filter(|c| !c.is_empty()) {
+        out.insert(c.to_owned());
+    }
+    out
+}
+
 async fn list_page(
     State(state): State<AppState>,
     UiCaller(caller): UiCaller,
@@ -390,6 +408,7 @@ async fn list_page(
     q.continue_token = None;
     let all = state.handles().store.state();
     let namespaces: BTreeSet<String> = all.iter().filter_map(|a| a.namespace()).collect();
+    let clusters = cluster_choices(&all, q.cluster.as_deref());
     let result = match apps::list(all, &q) {
         Ok(r) => r,
         Err(e) => return error_page(&caller, &e),
@@ -411,6 +430,12 @@ async fn list_page(
                     @for ns in &namespaces { option value=(ns) selected[opt(&q.namespace, ns)] { (ns) } }
                 }
             }
+            label { "Cluster"
+                select name="cluster" {
+                    option value="" { "All" }
+                    @for c in &clusters { option value=(c) selected[opt(&q.cluster, c)] { (c) } }
+                }
+            }
             label { "Sync"
                 select name="sync" {
                     option value="" { "Any" }
@@ -429,6 +454,78 @@ async fn list_page(
         (list_fragment(&q, &result))
     };
     page(StatusCode::OK, "Applications", Some(&caller), body)
+}
+
+// ---------- clusters ----------
+
+fn cluster_row(c: &ClusterView) -> Markup {
+    let apps_url = format!(
+        "/applications?{}",
+        serde_urlencoded::to_string([("cluster", c.name.as_str())]).unwrap_or_default()
+    );
+    let badge = match c.connected {
+        Some(true) => "Connected",
+        Some(false) => "NotConnected",
+        None => "Unknown",
+    };
+    html! {
+        tr data-cluster=(c.name) {
+            td.name {
+                a href=(apps_url) { strong { (c.name) } }
+                @if c.in_cluster { " " span.badge.tag { "where Kedge runs" } }
+            }
+            td.mono.server { (c.server) }
+            td.status {
+                span class={ "badge c-" (badge) } { (c.state()) }
+                @if !c.message.is_empty() { div.muted.msg title=(c.message) { (c.message) } }
+                @if c.connected.is_none() { div.muted { "not checked yet" } }
+            }
+            td.version.mono { (c.server_version.clone().unwrap_or_else(|| "—".into())) }
+            td.apps { a href=(apps_url) { (c.applications) } }
+            td.contact { (time(c.last_contact.as_deref())) }
+            td.age { @if c.in_cluster { span.muted { "—" } } @else { (time(c.created_at.as_deref())) } }
+        }
+    }
+}
+
+fn clusters_fragment(result: &Result<Vec<ClusterView>, ApiError>) -> Markup {
+    html! {
+        // Cluster checks are not announced as application changes are: the list also refreshes every 10 s.
+        div id="cluster-list" data-live="*" data-live-every="2000" hx-get="/clusters" hx-trigger="kedge:changed, every 10s"
+            hx-select="#cluster-list" hx-swap="outerHTML" hx-disinherit="*" {
+            @match result {
+                Ok(rows) => {
+                    table.list.clusters {
+                        caption.sr-only { "Clusters" }
+                        thead { tr { th { "Name" } th { "Server" } th { "Status" } th { "Version" } th { "Applications" } th { "Last contact" } th { "Age" } } }
+                        tbody { @for c in rows { (cluster_row(c)) } }
+                    }
+                    @if rows.len() < 2 {
+                        p.muted { "No cluster is registered. " code { "kedge cluster add NAME --cluster-kubeconfig FILE" } " registers one; applications deploy there with " code { "destination.name: NAME" } "." }
+                    }
+                }
+                Err(e) => p.error { (e.message) },
+            }
+        }
+    }
+}
+
+async fn clusters_page(
+    State(state): State<AppState>,
+    UiCaller(caller): UiCaller,
+    headers: HeaderMap,
+) -> Response {
+    let result = clusters::list(&state).await;
+    if is_htmx(&headers) && hx_target(&headers) == Some("cluster-list") {
+        return clusters_fragment(&result).into_response();
+    }
+    let body = html! {
+        h1 { "Clusters" }
+        p.muted { "Where applications deploy: the cluster Kedge runs in and the clusters registered in namespace "
+            code { (state.config().namespace) } ". Each name lists the applications deploying there." }
+        (clusters_fragment(&result))
+    };
+    page(StatusCode::OK, "Clusters", Some(&caller), body)
 }
 
 // ---------- application page ----------
@@ -458,6 +555,12 @@ fn summary(app: &Application, commit: Option<&details::CommitInfo>, caller: &Cal
                             @if pending { " " span.badge.tag { "operation pending" } } }
                         dt { "Health" } dd.health-status { (health_badge(apps::health_name(st.health.status)))
                             @if let Some(m) = &st.health.message { " " span.muted { (m) } } }
+                        dt { "Cluster" } dd.cluster {
+                            a href="/clusters" title="Clusters" { (app.spec.cluster()) }
+                            @if let Some(ns) = app.spec.destination.namespace.as_deref().filter(|n| !n.is_empty()) {
+                                " " span.muted { "namespace " (ns) }
+                            }
+                        }
                         dt { "Repository" } dd.mono { (kedge_source::repo::strip_userinfo(&app.spec.primary_source().repo_url)) }
                         dt { "Path" } dd.mono { (app.spec.primary_source().path) }
                         dt { "Target revision" } dd.mono { (app.spec.primary_source().target_revision) }

@@ -867,3 +867,166 @@ async fn logins_are_rate_limited_and_passwords_are_stored_as_hashes() {
     );
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_are_listed_with_their_state_and_applications() {
+    let env = Env::new("srv-clusters").await;
+    env.write("web/cm.yaml", &config_map("web", "k", "v"));
+    env.commit_push("first commit");
+    let marker = "cluster-secret-never-shown";
+    register_cluster(&env, "far", "https://127.0.0.1:1", marker).await;
+    let (running, password) = env
+        .start_ready_configured(
+            Duration::from_secs(1),
+            |rc| rc.cluster_check_interval = Duration::from_millis(500),
+            |_| {},
+        )
+        .await;
+    let base = running.base.clone();
+    let destinations = [
+        ("local", json!({})),
+        (
+            "local-by-server",
+            json!({ "destination": { "server": "https://kubernetes.default.svc" } }),
+        ),
+        ("remote", json!({ "destination": { "name": "far" } })),
+        (
+            "remote-by-server",
+            json!({ "destination": { "server": "https://127.0.0.1:1/" } }),
+        ),
+    ];
+    for (name, spec) in &destinations {
+        env.create_app_with(name, "web", json!({}), spec.clone(), json!({}))
+            .await;
+    }
+    assert_eq!(wait_not_connected(&env, "far").await, "Unreachable");
+    env.put_secret(
+        kedge_server::USERS_SECRET,
+        &[("viewer", "readonly:view-pass")],
+    )
+    .await;
+    let c = http();
+    let url = format!("{base}/api/v1/clusters");
+
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // A read-only account may read the clusters; the counts follow the controller's cache.
+    let viewer = wait_for(STEP, POLL, || async {
+        let r = c
+            .post(format!("{base}/api/v1/session"))
+            .json(&json!({ "username": "viewer", "password": "view-pass" }))
+            .send()
+            .await
+            .ok()?;
+        let v: Value = r.json().await.ok()?;
+        v["token"].as_str().map(str::to_owned)
+    })
+    .await
+    .expect("the viewer logs in");
+    let listed = wait_for(STEP, POLL, || async {
+        let r = c.get(&url).bearer_auth(&viewer).send().await.ok()?;
+        if r.status() != StatusCode::OK {
+            return None;
+        }
+        let v: Value = r.json().await.ok()?;
+        (v["items"][0]["applications"] == 2 && v["items"][1]["applications"] == 1).then_some(v)
+    })
+    .await;
+    let Ok(listed) = listed else {
+        let last = c
+            .get(&url)
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        panic!("two applications in-cluster and one on far: {last}");
+    };
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{listed}");
+    let local = &items[0];
+    assert_eq!(local["name"], "in-cluster");
+    assert_eq!(local["inCluster"], true);
+    assert_eq!(local["server"], "https://kubernetes.default.svc");
+    assert_eq!(local["connected"], true);
+    assert!(
+        local["serverVersion"].as_str().unwrap().starts_with("v1."),
+        "{local}"
+    );
+    assert!(local["lastContact"].is_string(), "{local}");
+    let far = &items[1];
+    assert_eq!(far["name"], "far");
+    assert_eq!(far["inCluster"], false);
+    assert_eq!(far["server"], "https://127.0.0.1:1");
+    assert_eq!(far["connected"], false);
+    assert_eq!(far["reason"], "Unreachable");
+    assert!(
+        far["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach https://127.0.0.1:1"),
+        "{far}"
+    );
+    assert!(far.get("serverVersion").is_none(), "never reached: {far}");
+    assert!(far["createdAt"].is_string(), "{far}");
+    assert!(!listed.to_string().contains(marker), "no Secret value");
+    assert!(
+        !listed.to_string().contains("far-creds"),
+        "not even the Secret's name"
+    );
+
+    // Each count is what the list filter by that cluster lists.
+    for (cluster, want) in [
+        ("in-cluster", vec!["local", "local-by-server"]),
+        ("far", vec!["remote"]),
+        ("https://127.0.0.1:1", vec!["remote-by-server"]),
+    ] {
+        let l: Value = c
+            .get(format!(
+                "{base}/api/v1/applications?cluster={}",
+                kedge_server::auth::encode_component(cluster)
+            ))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let names: Vec<&str> = l["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, want, "cluster {cluster}");
+    }
+
+    // The page shows the same, without the Secret.
+    let (admin, _) = login(&base, "admin", &password).await;
+    let page = c
+        .get(format!("{base}/clusters"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"data-cluster="far""#), "{html}");
+    assert!(html.contains("Unreachable"), "{html}");
+    assert!(html.contains(r#"href="/applications?cluster=in-cluster""#));
+    assert!(!html.contains(marker));
+    let doc: Value = c
+        .get(format!("{base}/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/api/v1/clusters"]["get"].is_object());
+    running.stop().await;
+}

@@ -1,5 +1,6 @@
 //! Browser checks: the controller and server run in-process; `node tests/browser/ui.test.mjs` drives headless
-//! Chromium through login, list, filter, diff, sync with live status, drift and revert, and rollback, and saves
+//! Chromium through login, list, filter (by cluster too), the clusters page, diff, sync with live status, drift and
+//! revert, and rollback, and saves
 //! screenshots under the build's temporary folder (`target/tmp/screenshots`); with `KEDGE_SCREENSHOT_DIR`
 //! (absolute, e.g. `$PWD/docs/screenshots` from the repository root) it refreshes the documentation's copies, on purpose.
 //!
@@ -57,7 +58,16 @@ async fn ui_in_headless_chromium() {
     env.write("guestbook/web.yaml", &deployment("web", 1));
     env.write("backend/cm.yaml", &config_map("backend", "tier", "api"));
     let first = env.commit_push("Guestbook with a blue theme");
-    let (running, password) = env.start_ready(Duration::from_secs(2)).await;
+    // A registered cluster nobody answers for: shown as not connected, with an application of its own.
+    let marker = "secret-marker-never-shown";
+    register_cluster(&env, "far", "https://127.0.0.1:1", marker).await;
+    let (running, password) = env
+        .start_ready_configured(
+            Duration::from_secs(2),
+            |rc| rc.cluster_check_interval = Duration::from_millis(500),
+            |_| {},
+        )
+        .await;
     env.create_labeled_app(
         "guestbook",
         "guestbook",
@@ -72,10 +82,19 @@ async fn ui_in_headless_chromium() {
         json!({ "team": "api" }),
     )
     .await;
+    env.create_app_with(
+        "faraway",
+        "backend",
+        json!({}),
+        json!({ "destination": { "name": "far", "namespace": "far" } }),
+        json!({}),
+    )
+    .await;
     env.wait_app("guestbook", "compared", |a| {
         a.status.as_ref().is_some_and(|s| s.sync.revision.is_some())
     })
     .await;
+    assert_eq!(wait_not_connected(&env, "far").await, "Unreachable");
 
     let profile = tempfile::Builder::new()
         .prefix("kedge-chromium-")
@@ -98,6 +117,7 @@ async fn ui_in_headless_chromium() {
         .env("KUBECONFIG", env.cluster.kubeconfig())
         .env("SCREENSHOT_DIR", &shots)
         .env("USER_DATA_DIR", profile.path())
+        .env("SECRET_MARKER", marker)
         .kill_on_drop(true);
     // Below the test runner's own limit (4 x 60 s), so that a hang reports this message rather than a kill.
     let out = tokio::time::timeout(Duration::from_secs(200), cmd.output())

@@ -1,6 +1,9 @@
 // Browser checks of the Kedge UI in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core).
 // Started by crates/kedge-server/tests/browser.rs, which runs the controller and passes:
-//   BASE_URL, PASSWORD, NAMESPACE, FIRST_SHA, WORK_DIR, REPO_URL, KUBECONFIG, SCREENSHOT_DIR, USER_DATA_DIR
+//   BASE_URL, PASSWORD, NAMESPACE, FIRST_SHA, WORK_DIR, REPO_URL, KUBECONFIG, SCREENSHOT_DIR, USER_DATA_DIR,
+//   SECRET_MARKER (a value of the registered cluster's Secret, never to be shown)
+// Applications: guestbook and backend in the cluster Kedge runs in, faraway on the registered cluster "far", whose
+// server nobody answers for.
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -42,6 +45,14 @@ function kubectl(...args) {
   return execFileSync("kubectl", ["--kubeconfig", env("KUBECONFIG"), "-n", ns, ...args], { encoding: "utf8" });
 }
 
+function kubectlApply(manifest) {
+  return execFileSync("kubectl", ["--kubeconfig", env("KUBECONFIG"), "-n", ns, "apply", "-f", "-"],
+    { encoding: "utf8", input: manifest });
+}
+
+const rowCount = (n) => page.waitForFunction((n) => document.querySelectorAll("#app-list tbody tr").length === n, n);
+const trimmed = async (locator) => (await locator.innerText()).trim();
+
 const context = await chromium.launchPersistentContext(env("USER_DATA_DIR"), {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   headless: true,
@@ -73,6 +84,7 @@ try {
     await page.waitForURL(/\/applications$/);
     await page.locator(`tr[data-app="${ns}/guestbook"]`).waitFor();
     await page.locator(`tr[data-app="${ns}/backend"]`).waitFor();
+    await page.locator(`tr[data-app="${ns}/faraway"]`).waitFor();
     await page.locator("#live-status[data-state=live]").waitFor();
     await page.locator(`tr[data-app="${ns}/backend"] .sync .s-Synced`).waitFor();
     await page.screenshot({ path: `${shots}/applications.png` });
@@ -83,18 +95,73 @@ try {
     await page.waitForFunction(() => document.querySelectorAll("#app-list tbody tr").length === 1);
     assert.match(page.url(), /q=guest/);
     await page.locator("#search").fill("");
-    await page.waitForFunction(() => document.querySelectorAll("#app-list tbody tr").length === 2);
+    await rowCount(3);
     await page.locator("select[name=sync]").selectOption("Synced");
-    await page.waitForFunction(() => document.querySelectorAll("#app-list tbody tr").length === 1);
+    await rowCount(1);
     await page.locator(`tr[data-app="${ns}/backend"]`).waitFor();
     await page.locator("select[name=sync]").selectOption("");
-    await page.waitForFunction(() => document.querySelectorAll("#app-list tbody tr").length === 2);
+    await rowCount(3);
+  });
+
+  await step("the list shows each application's cluster and filters by it, live", async () => {
+    assert.equal(await trimmed(page.locator(`tr[data-app="${ns}/guestbook"] td.cluster`)), "in-cluster");
+    assert.equal(await trimmed(page.locator(`tr[data-app="${ns}/faraway"] td.cluster`)), "far");
+    await page.locator("select[name=cluster]").selectOption("far");
+    await rowCount(1);
+    await page.locator(`tr[data-app="${ns}/faraway"]`).waitFor();
+    assert.match(page.url(), /[?&]cluster=far(&|$)/);
+    // A live update keeps the filter: a new application on far appears, and none of the others.
+    kubectlApply(`apiVersion: kedge.dev/v1alpha1
+kind: Application
+metadata: {name: faraway-two, namespace: ${ns}}
+spec:
+  source: {repoURL: "${env("REPO_URL")}", targetRevision: main, path: backend}
+  destination: {name: far, namespace: far}
+`);
+    await page.locator(`tr[data-app="${ns}/faraway-two"]`).waitFor();
+    assert.equal(await page.locator("#app-list tbody tr").count(), 2);
+    assert.equal(await page.locator(`#app-list tr[data-app="${ns}/guestbook"]`).count(), 0);
+    // The filter is in the URL: opened again, the page applies it.
+    await page.goto(`${base}/applications?cluster=in-cluster`);
+    await rowCount(2);
+    await page.locator(`tr[data-app="${ns}/guestbook"]`).waitFor();
+    await page.locator(`tr[data-app="${ns}/backend"]`).waitFor();
+    assert.equal(await page.locator("select[name=cluster]").inputValue(), "in-cluster");
+    await page.locator("select[name=cluster]").selectOption("");
+    await rowCount(4);
+  });
+
+  await step("the clusters page lists in-cluster and the registered cluster, not connected", async () => {
+    await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Clusters" }).click();
+    await page.waitForURL(/\/clusters$/);
+    const local = page.locator('tr[data-cluster="in-cluster"]');
+    await local.waitFor();
+    assert.equal(await trimmed(local.locator("td.apps")), "2");
+    assert.equal(await trimmed(local.locator("td.status")), "Connected");
+    assert.equal(await trimmed(local.locator("td.server")), "https://kubernetes.default.svc");
+    assert.match(await trimmed(local.locator("td.version")), /^v1\.\d+/);
+    const far = page.locator('tr[data-cluster="far"]');
+    assert.equal(await trimmed(far.locator("td.server")), "https://127.0.0.1:1");
+    assert.equal(await trimmed(far.locator("td.apps")), "2");
+    assert.equal(await trimmed(far.locator("td.status .c-NotConnected")), "Unreachable");
+    assert.match(await far.locator("td.status").innerText(), /cannot reach https:\/\/127\.0\.0\.1:1/);
+    assert.equal(await trimmed(far.locator("td.version")), "—");
+    assert.ok(!(await page.content()).includes(env("SECRET_MARKER")), "no Secret value on the page");
+    await page.screenshot({ path: `${shots}/clusters.png`, fullPage: true });
+    await far.locator("td.name a").click();
+    await page.waitForURL(/\/applications\?cluster=far$/);
+    await rowCount(2);
+    await page.locator(`tr[data-app="${ns}/faraway-two"]`).waitFor();
+    assert.equal(await page.locator("select[name=cluster]").inputValue(), "far");
+    await page.goto(`${base}/applications`);
+    await rowCount(4);
   });
 
   await step("open an application and view its diff", async () => {
     await page.locator(`tr[data-app="${ns}/guestbook"] a`).first().click();
     await page.waitForURL(new RegExp(`/applications/${ns}/guestbook$`));
     await page.locator("#app-summary .sync-status .s-OutOfSync").waitFor();
+    assert.equal(await trimmed(page.locator('#app-summary .cluster a[href="/clusters"]')), "in-cluster");
     await page.getByRole("link", { name: "Diff" }).click();
     await page.locator("details.obj[data-name=settings] pre.diff .add").first().waitFor();
     const text = await page.locator("details.obj[data-name=settings]").innerText();

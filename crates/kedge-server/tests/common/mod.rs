@@ -11,7 +11,8 @@ use std::time::Duration;
 pub use harness::*;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kedge_api::Application;
+use kedge_api::{Application, CONNECTED, Cluster};
+use kedge_controller::runner::RunConfig;
 use kedge_testkit::wait_for;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -37,6 +38,13 @@ pub trait ServerEnv {
     async fn start_ready_with(
         &self,
         poll: Duration,
+        configure: impl FnOnce(&mut kedge_server::ServerConfig),
+    ) -> (Running, String);
+    /// [`Self::start_ready_with`] with the controller's settings changed by `run` too.
+    async fn start_ready_configured(
+        &self,
+        poll: Duration,
+        run: impl FnOnce(&mut RunConfig),
         configure: impl FnOnce(&mut kedge_server::ServerConfig),
     ) -> (Running, String);
 }
@@ -99,6 +107,15 @@ impl ServerEnv for Env {
         poll: Duration,
         configure: impl FnOnce(&mut kedge_server::ServerConfig),
     ) -> (Running, String) {
+        self.start_ready_configured(poll, |_| {}, configure).await
+    }
+
+    async fn start_ready_configured(
+        &self,
+        poll: Duration,
+        run: impl FnOnce(&mut RunConfig),
+        configure: impl FnOnce(&mut kedge_server::ServerConfig),
+    ) -> (Running, String) {
         let free_port = || {
             std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
@@ -112,6 +129,7 @@ impl ServerEnv for Env {
         config.resync_interval = Duration::from_secs(3600);
         config.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
         config.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port)));
+        run(&mut config);
         let mut server = kedge_server::ServerConfig::new(self.ns());
         configure(&mut server);
         let routes = kedge_server::route_builder(server);
@@ -148,6 +166,55 @@ impl ServerEnv for Env {
         .await
         .expect("admin password generated");
         (running, password)
+    }
+}
+
+/// Registers Cluster `name` at `server` (e.g. an address nothing listens on) with Secret `{name}-creds`, which holds
+/// the test cluster's kubeconfig (the controller connects to `server` whatever the kubeconfig says) and `marker`
+/// under another key, for checks that no Secret value is shown.
+pub async fn register_cluster(env: &Env, name: &str, server: &str, marker: &str) {
+    let kubeconfig = std::fs::read_to_string(env.cluster.kubeconfig()).expect("kubeconfig");
+    env.create_secret(
+        &format!("{name}-creds"),
+        json!({ "kubeconfig": kubeconfig, "note": marker }),
+    )
+    .await;
+    let cluster: Cluster = serde_json::from_value(json!({
+        "apiVersion": "kedge.dev/v1alpha1", "kind": "Cluster",
+        "metadata": { "name": name },
+        "spec": { "server": server, "secretRef": { "name": format!("{name}-creds") } }
+    }))
+    .expect("cluster");
+    Api::<Cluster>::namespaced(env.client.clone(), env.ns())
+        .create(&Default::default(), &cluster)
+        .await
+        .expect("create cluster");
+}
+
+/// Waits until the controller has found Cluster `name` not connected; returns the reason of its condition.
+pub async fn wait_not_connected(env: &Env, name: &str) -> String {
+    let api = Api::<Cluster>::namespaced(env.client.clone(), env.ns());
+    let got = wait_for(STEP, POLL, || async {
+        let c = api.get_opt(name).await.ok().flatten()?;
+        let cond = c
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == CONNECTED)?;
+        (cond.status == "False").then_some(cond.reason)
+    })
+    .await;
+    match got {
+        Ok(reason) => reason,
+        Err(t) => {
+            let last = api
+                .get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|c| c.status);
+            panic!("cluster {name} not reported as not connected: {t}; last status {last:?}")
+        }
     }
 }
 
