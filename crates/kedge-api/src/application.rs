@@ -161,6 +161,34 @@ impl ApplicationSpec {
             .unwrap_or(crate::IN_CLUSTER_NAME)
     }
 
+    /// `destination.name`, trimmed; `None` when empty.
+    pub fn destination_name(&self) -> Option<&str> {
+        self.destination
+            .name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+    }
+
+    /// `destination.server` as the controller compares it ([`crate::normalize_server`]); `None` when empty.
+    pub fn destination_server(&self) -> Option<&str> {
+        self.destination
+            .server
+            .as_deref()
+            .map(crate::normalize_server)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Whether the application deploys to the cluster Kedge runs in: it names no cluster, or names it by
+    /// `in-cluster` or `https://kubernetes.default.svc`.
+    pub fn is_in_cluster(&self) -> bool {
+        self.destination_name()
+            .is_none_or(|n| n == crate::IN_CLUSTER_NAME)
+            && self
+                .destination_server()
+                .is_none_or(|s| s == crate::IN_CLUSTER_SERVER)
+    }
+
     /// Every source: `spec.source`, or each of `spec.sources`.
     pub fn all_sources(&self) -> Vec<&ApplicationSource> {
         if self.source.is_unset() && !self.sources.is_empty() {

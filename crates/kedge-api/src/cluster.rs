@@ -160,12 +160,15 @@ impl ClusterCredentials {
 impl Cluster {
     /// Whether `app` deploys to this cluster (by `destination.name` or `destination.server`).
     pub fn is_destination_of(&self, app: &Application) -> bool {
-        let dest = &app.spec.destination;
         let name = self.metadata.name.as_deref().unwrap_or_default();
-        let server = |s: &str| s.trim().trim_end_matches('/').to_owned();
-        dest.name.as_deref() == Some(name)
-            || dest.server.as_deref().map(server) == Some(server(&self.spec.server))
+        app.spec.destination_name() == Some(name)
+            || app.spec.destination_server() == Some(normalize_server(&self.spec.server))
     }
+}
+
+/// A cluster's server URL as Kedge compares it: without surrounding blanks or a trailing slash.
+pub fn normalize_server(server: &str) -> &str {
+    server.trim().trim_end_matches('/')
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub use bounded::{
 };
 pub use cluster::{
     CONNECTED, Cluster, ClusterCredentials, ClusterSecretError, ClusterSpec, ClusterStatus,
-    IN_CLUSTER_NAME, IN_CLUSTER_SERVER, KUBECONFIG_KEY,
+    IN_CLUSTER_NAME, IN_CLUSTER_SERVER, KUBECONFIG_KEY, normalize_server,
 };
 pub use duration::{DurationError, parse_duration};
 pub use operation::*;

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::Secret;
 use kedge_api::{
     Application, CONNECTED, Cluster, ClusterCredentials, ClusterSecretError, ClusterStatus,
-    IN_CLUSTER_NAME, IN_CLUSTER_SERVER,
+    IN_CLUSTER_NAME,
 };
 use kedge_engine::{Engine, EngineConfig};
 use kube::ResourceExt;
@@ -362,7 +362,17 @@ pub struct ClusterPool {
     namespace: String,
     metrics: Metrics,
     leader: LeaderGuard,
-    remotes: Mutex<HashMap<String, (String, Arc<Engine>)>>,
+    drift: crate::drift::DriftWatcher,
+    remotes: Mutex<HashMap<String, Remote>>,
+}
+
+/// A registered cluster's engine and drift watches, as made for one version of its Cluster and Secret.
+struct Remote {
+    key: String,
+    engine: Arc<Engine>,
+    drift: crate::drift::DriftWatcher,
+    /// Stops its watches once the engine is replaced.
+    _stop: tokio_util::sync::DropGuard,
 }
 
 impl ClusterPool {
@@ -373,6 +383,7 @@ impl ClusterPool {
         namespace: String,
         metrics: Metrics,
         leader: LeaderGuard,
+        drift: crate::drift::DriftWatcher,
     ) -> Self {
         Self {
             local,
@@ -380,6 +391,7 @@ impl ClusterPool {
             namespace,
             metrics,
             leader,
+            drift,
             remotes: Mutex::default(),
         }
     }
@@ -389,6 +401,19 @@ impl ClusterPool {
         &self.local
     }
 
+    /// The drift watches of the cluster `engine` deploys to (`None` for an engine this pool no longer holds).
+    pub fn drift_of(&self, engine: &Arc<Engine>) -> Option<crate::drift::DriftWatcher> {
+        if Arc::ptr_eq(engine, &self.local) {
+            return Some(self.drift.clone());
+        }
+        self.remotes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .find(|r| Arc::ptr_eq(&r.engine, engine))
+            .map(|r| r.drift.clone())
+    }
+
     /// The engine of `app`'s destination, with the registered Cluster's name (`None` for the cluster Kedge runs
     /// in: no name and no server, or theirs; else the Cluster named by `destination.name` or
     /// `destination.server`).
@@ -396,20 +421,9 @@ impl ClusterPool {
         &self,
         app: &Application,
     ) -> Result<(Option<String>, Arc<Engine>), PipelineError> {
-        let dest = &app.spec.destination;
-        let name = dest
-            .name
-            .as_deref()
-            .map(str::trim)
-            .filter(|n| !n.is_empty());
-        let server = dest
-            .server
-            .as_deref()
-            .map(|s| s.trim().trim_end_matches('/'))
-            .filter(|s| !s.is_empty());
-        if name.is_none_or(|n| n == IN_CLUSTER_NAME)
-            && server.is_none_or(|s| s == IN_CLUSTER_SERVER)
-        {
+        let name = app.spec.destination_name();
+        let server = app.spec.destination_server();
+        if app.spec.is_in_cluster() {
             return Ok((None, self.local.clone()));
         }
         let api = Api::<Cluster>::namespaced(self.hub.clone(), &self.namespace);
@@ -430,7 +444,7 @@ impl ClusterPool {
                     .map_err(unavailable)?
                     .items
                     .into_iter()
-                    .find(|c| c.spec.server.trim_end_matches('/') == server)
+                    .find(|c| kedge_api::normalize_server(&c.spec.server) == server)
                     .ok_or_else(|| {
                         PipelineError::InvalidSpec(format!(
                             "spec.destination.server {server:?} is not the server of a registered cluster (kedge \
@@ -441,7 +455,7 @@ impl ClusterPool {
         };
         let cluster_name = cluster.name_any();
         if let Some(s) = server
-            && s != cluster.spec.server.trim_end_matches('/')
+            && s != kedge_api::normalize_server(&cluster.spec.server)
         {
             return Err(PipelineError::InvalidSpec(format!(
                 "spec.destination names cluster {cluster_name} (server {}) and server {s}: they disagree",
@@ -449,7 +463,7 @@ impl ClusterPool {
             )));
         }
         if !cluster.spec.namespaces.is_empty() {
-            let ns = dest.namespace.clone().unwrap_or_default();
+            let ns = app.spec.destination.namespace.clone().unwrap_or_default();
             if !cluster.spec.namespaces.contains(&ns) {
                 return Err(PipelineError::InvalidSpec(format!(
                     "spec.destination.namespace {ns:?} is not one cluster {cluster_name} allows ({}); nothing is \
@@ -466,17 +480,20 @@ impl ClusterPool {
             "{}/{secret_version}",
             cluster.resource_version().unwrap_or_default()
         );
-        if let Some((k, engine)) = self
+        if let Some(remote) = self
             .remotes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&cluster_name)
-            && *k == key
+            && remote.key == key
         {
-            return Ok((Some(cluster_name), engine.clone()));
+            return Ok((Some(cluster_name), remote.engine.clone()));
         }
         let mut config = config_for(kubeconfig)
             .await
+            .map_err(|e| failed(e.to_string()))?;
+        // Watches are long requests that stay quiet while nothing changes: their client has no read timeout.
+        let watch_client = crate::client::counting_client(config.clone(), &self.metrics)
             .map_err(|e| failed(e.to_string()))?;
         // A cluster that stops answering holds a pass (and its admission slot) this long at most per request.
         config.read_timeout = Some(REMOTE_READ_TIMEOUT);
@@ -485,10 +502,20 @@ impl ClusterPool {
         let engine = Arc::new(
             Engine::new(client, EngineConfig::default()).map_err(|e| failed(e.to_string()))?,
         );
+        let stop = self.drift.shutdown().child_token();
+        let remote = Remote {
+            key,
+            engine: engine.clone(),
+            drift: self.drift.for_cluster(watch_client, stop.clone()),
+            _stop: stop.drop_guard(),
+        };
+        // The replaced engine's watches stop as its entry is dropped, and the new ones start only as passes ask:
+        // a change made in between would go unseen, so no pass may skip its comparison on the old watches' word.
+        self.drift.admission().watches_restarted();
         self.remotes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(cluster_name.clone(), (key, engine.clone()));
+            .insert(cluster_name.clone(), remote);
         Ok((Some(cluster_name), engine))
     }
 }

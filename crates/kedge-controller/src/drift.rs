@@ -58,6 +58,27 @@ impl DriftWatcher {
         )
     }
 
+    /// A watcher of another cluster's objects through `client`, feeding the same queue as this one; its watches
+    /// stop on `stop` (or at this one's shutdown).
+    pub fn for_cluster(&self, client: kube::Client, stop: CancellationToken) -> Self {
+        let inner = Inner {
+            client,
+            admission: self.inner.admission.clone(),
+            kinds: Mutex::default(),
+            tx: self.inner.tx.clone(),
+            shutdown: stop,
+            field_manager: self.inner.field_manager.clone(),
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// A token cancelled at this watcher's shutdown, for the watchers of other clusters to derive theirs from.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
     /// The admission of reconcile passes these triggers feed.
     pub fn admission(&self) -> Arc<Admission> {
         self.inner.admission.clone()

@@ -215,6 +215,7 @@ impl Context {
                 config.clusters_namespace.clone(),
                 metrics.clone(),
                 leader.clone(),
+                drift.clone(),
             ),
             admission: drift.admission(),
             client: pipeline.client().clone(),
@@ -613,19 +614,22 @@ impl Pass<'_> {
                 .publish(app, Severity::Warning, "HistoryRewritten", &msg)
                 .await;
         }
-        // Drift is watched in the cluster Kedge runs in; another cluster's applications are compared in full
-        // every pass.
-        let all_watched = Arc::ptr_eq(&comparison.engine, ctx.clusters.local())
-            && ctx
-                .drift
-                .ensure_kinds(
-                    comparison
-                        .plan
-                        .objects
-                        .iter()
-                        .map(|o| (o.api_version.clone(), o.id.kind.clone())),
-                )
-                .await;
+        // Drift is watched on every cluster, with one set of watches per cluster shared by its applications.
+        let all_watched = match ctx.clusters.drift_of(&comparison.engine) {
+            Some(drift) => {
+                drift
+                    .ensure_kinds(
+                        comparison
+                            .plan
+                            .objects
+                            .iter()
+                            .map(|o| (o.api_version.clone(), o.id.kind.clone())),
+                    )
+                    .await
+            }
+            // Its engine was replaced meanwhile (new credentials): the next pass watches with the new one.
+            None => false,
+        };
         Ok(Fetched::Compared(Box::new(Compared {
             comparison,
             quiet,

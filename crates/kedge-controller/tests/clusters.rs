@@ -247,6 +247,35 @@ async fn an_application_deploys_to_a_registered_cluster_and_only_there() {
     .await
     .expect("extra pruned in east");
 
+    // Drift on east is seen by the watches there and reverted at once, not at the next resync (30 s here).
+    let drift = |color: &'static str| {
+        let east_cms = east_cms.clone();
+        async move {
+            east_cms
+                .patch(
+                    "settings",
+                    &PatchParams::apply("someone").force(),
+                    &Patch::Apply(json!({
+                        "apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": { "name": "settings" }, "data": { "color": color }
+                    })),
+                )
+                .await
+                .expect("drift on east");
+        }
+    };
+    let reverted = || async { (read().await.as_deref() == Some("green")).then_some(()) };
+    drift("red").await;
+    let edited = std::time::Instant::now();
+    kedge_testkit::wait_for(Duration::from_secs(20), POLL, reverted)
+        .await
+        .expect("drift on east reverted");
+    assert!(
+        edited.elapsed() < Duration::from_secs(10),
+        "drift on east reverted after {:?}",
+        edited.elapsed()
+    );
+
     // East stops answering (its Cluster now points where nothing listens): only its application turns Unknown,
     // naming the cluster; an application on the hub keeps syncing.
     let clusters: Api<Cluster> = Api::namespaced(env.client.clone(), env.ns());
@@ -286,8 +315,10 @@ async fn an_application_deploys_to_a_registered_cluster_and_only_there() {
     env.create_app("local", "local", automated(true, true))
         .await;
     env.wait_synced("local", &fourth).await;
+    // A change on east while Kedge cannot reach it.
+    drift("purple").await;
 
-    // Back: the application recovers without a restart.
+    // Back: the application recovers without a restart, and reverts what changed meanwhile.
     point(field(&east_config, "server").to_owned()).await;
     env.patch_app(
         "web",
@@ -295,4 +326,7 @@ async fn an_application_deploys_to_a_registered_cluster_and_only_there() {
     )
     .await;
     env.wait_synced("web", &fourth).await;
+    kedge_testkit::wait_for(Duration::from_secs(30), POLL, reverted)
+        .await
+        .expect("the change made while east was away reverted");
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use kedge_api::{Application, HealthCode, IN_CLUSTER_NAME, IN_CLUSTER_SERVER, SyncCode};
+use kedge_api::{
+    Application, HealthCode, IN_CLUSTER_NAME, IN_CLUSTER_SERVER, SyncCode, normalize_server,
+};
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 
@@ -321,29 +323,12 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
 /// it (a trailing slash names the same server). The `cluster` filter of the list and the counts of the clusters page
 /// both follow this rule, so a count is what its filter lists.
 pub fn deploys_to(app: &Application, cluster: &str) -> bool {
-    let server = |s: &str| s.trim().trim_end_matches('/').to_owned();
     let cluster = cluster.trim();
-    if cluster == IN_CLUSTER_NAME || server(cluster) == IN_CLUSTER_SERVER {
-        return is_in_cluster(app);
+    if cluster == IN_CLUSTER_NAME || normalize_server(cluster) == IN_CLUSTER_SERVER {
+        return app.spec.is_in_cluster();
     }
-    let d = &app.spec.destination;
     app.spec.cluster() == cluster
-        || d.server
-            .as_deref()
-            .is_some_and(|s| !s.trim().is_empty() && server(s) == server(cluster))
-}
-
-/// Whether `app` deploys to the cluster Kedge runs in: it names no cluster, or names it by `in-cluster` or
-/// `https://kubernetes.default.svc` (as the controller picks the engine of a destination).
-pub fn is_in_cluster(app: &Application) -> bool {
-    let d = &app.spec.destination;
-    let name = d.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
-    let server = d
-        .server
-        .as_deref()
-        .map(|s| s.trim().trim_end_matches('/'))
-        .filter(|s| !s.is_empty());
-    name.is_none_or(|n| n == IN_CLUSTER_NAME) && server.is_none_or(|s| s == IN_CLUSTER_SERVER)
+        || app.spec.destination_server() == Some(normalize_server(cluster))
 }
 
 /// Filters, orders and pages `apps`. Without `limit` or `pageSize` every match is returned.
@@ -539,7 +524,7 @@ mod tests {
             "a blank server names none"
         );
         // A name and a server that disagree are not the cluster Kedge runs in, as the controller reads them.
-        assert!(!is_in_cluster(&apps[2]));
+        assert!(!apps[2].spec.is_in_cluster());
         assert!(!deploys_to(&apps[2], "in-cluster"));
         assert!(deploys_to(&apps[2], "https://east.example.test/"));
         assert!(
