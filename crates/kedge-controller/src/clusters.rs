@@ -287,21 +287,22 @@ pub fn status_after(
 }
 
 /// Checks every Cluster of `namespace` once and writes the statuses that changed (with `writes`, which only sends
-/// while this replica leads).
+/// while this replica leads); whether each cluster answered, by name.
 pub async fn check_all(
     client: &kube::Client,
     writes: &kube::Client,
     namespace: &str,
     apps: &Store<Application>,
-) -> Result<usize, kube::Error> {
+) -> Result<Vec<(String, bool)>, kube::Error> {
     let clusters = Api::<Cluster>::namespaced(client.clone(), namespace)
         .list(&ListParams::default())
         .await?;
     let apps = apps.state();
     let now = jiff::Timestamp::now().to_string();
-    let mut checked = 0;
+    let mut checked = Vec::with_capacity(clusters.items.len());
     for cluster in clusters.items {
         let check = connect(client, &cluster).await.map(|(_, version)| version);
+        checked.push((cluster.name_any(), check.is_ok()));
         let own: Vec<&Application> = apps
             .iter()
             .map(AsRef::as_ref)
@@ -309,7 +310,6 @@ pub async fn check_all(
             .collect();
         let previous = cluster.status.clone().unwrap_or_default();
         let next = status_after(&previous, &check, &own, cluster.metadata.generation, &now);
-        checked += 1;
         if next == previous {
             continue;
         }
@@ -327,7 +327,9 @@ pub async fn check_all(
     Ok(checked)
 }
 
-/// Checks the registered clusters every `interval` while this replica leads, until `shutdown`.
+/// Checks the registered clusters every `interval` while this replica leads, until `shutdown`; the leader's
+/// `kedge_cluster_connected` says what it found.
+#[allow(clippy::too_many_arguments)]
 pub async fn keep_checking(
     client: kube::Client,
     writes: kube::Client,
@@ -335,12 +337,21 @@ pub async fn keep_checking(
     namespace: String,
     apps: Store<Application>,
     interval: Duration,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) {
     loop {
         if leader.is_leading() {
             match check_all(&client, &writes, &namespace, &apps).await {
-                Ok(_) => {}
+                Ok(found) => {
+                    metrics.cluster_connected.clear();
+                    for (cluster, up) in found {
+                        metrics
+                            .cluster_connected
+                            .get_or_create(&crate::metrics::ClusterLabel { cluster })
+                            .set(i64::from(up));
+                    }
+                }
                 // No Cluster CRD installed: nothing registered.
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => tracing::warn!(error = %e, "cannot check the registered clusters"),

@@ -14,6 +14,15 @@ use prometheus_client::registry::Registry;
 pub struct ResultLabel {
     /// The outcome.
     pub result: &'static str,
+    /// The cluster the application deploys to (`in-cluster`, a registered cluster's name, or a server URL).
+    pub cluster: String,
+}
+
+/// Label set with a single `cluster` label: a registered cluster's name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabel {
+    /// The cluster.
+    pub cluster: String,
 }
 
 /// Label set with a single `verb` label (`get`, `list`, `watch`, `patch`, `create`, `delete`, ...).
@@ -44,6 +53,8 @@ pub struct Metrics {
     /// Passes that skipped the comparison: nothing changed since a full pass found the application Synced and
     /// Healthy.
     pub quiet_passes: Counter,
+    /// Whether each registered cluster answered the last check (1) or not (0); kept by the leader.
+    pub cluster_connected: Family<ClusterLabel, Gauge>,
     /// Applications this replica reconciles (all of them when replicas do not share the work).
     pub shard_applications: Gauge,
     /// Replicas sharing the applications, this one included (1 when they do not share).
@@ -70,6 +81,12 @@ impl Metrics {
         let quiet_passes = Counter::default();
         let shard_applications = Gauge::default();
         let shard_members = Gauge::default();
+        let cluster_connected = Family::<ClusterLabel, Gauge>::default();
+        registry.register(
+            "cluster_connected",
+            "Whether each registered cluster answered the leader's last check (1) or not (0)",
+            cluster_connected.clone(),
+        );
         registry.register_with_unit(
             "reconcile_duration",
             "Time spent in one reconcile of an Application",
@@ -129,6 +146,7 @@ impl Metrics {
             api_requests,
             reconciles_waiting,
             quiet_passes,
+            cluster_connected,
             shard_applications,
             shard_members,
         }
@@ -168,7 +186,10 @@ mod tests {
     fn encodes_counters_with_units_and_labels() {
         let m = Metrics::new();
         m.syncs
-            .get_or_create(&ResultLabel { result: "success" })
+            .get_or_create(&ResultLabel {
+                result: "success",
+                cluster: "east".into(),
+            })
             .inc();
         m.api_requests
             .get_or_create(&VerbLabel { verb: "patch" })
@@ -176,7 +197,7 @@ mod tests {
         m.reconcile_duration.observe(0.02);
         let text = m.encode();
         assert!(
-            text.contains("kedge_syncs_total{result=\"success\"} 1"),
+            text.contains("kedge_syncs_total{result=\"success\",cluster=\"east\"} 1"),
             "{text}"
         );
         assert!(

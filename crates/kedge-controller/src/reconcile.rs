@@ -1229,6 +1229,7 @@ async fn run_sync(
         .syncs
         .get_or_create(&ResultLabel {
             result: if ok { "success" } else { "failure" },
+            cluster: app.spec.cluster().to_owned(),
         })
         .inc();
     if ok {

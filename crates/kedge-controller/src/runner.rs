@@ -468,6 +468,7 @@ pub async fn run(
         config.lease_namespace.clone(),
         store.clone(),
         config.cluster_check_interval,
+        metrics.clone(),
         shutdown.clone(),
     ));
     match &shard {

@@ -109,6 +109,15 @@ pub fn assign<'a>(members: &[String], apps: &[&'a str]) -> HashMap<&'a str, usiz
     out
 }
 
+/// [`assign`] by names: each application's member.
+pub fn owners(members: &[String], apps: &[String]) -> HashMap<String, String> {
+    let refs: Vec<&str> = apps.iter().map(String::as_str).collect();
+    assign(members, &refs)
+        .into_iter()
+        .map(|(k, m)| (k.to_owned(), members[m].clone()))
+        .collect()
+}
+
 /// Writes claims compactly: sorted, as LEB128 differences, in base64 (about 8 characters per application).
 pub fn encode_claims(claims: &HashSet<u64>) -> String {
     let mut sorted: Vec<u64> = claims.iter().copied().collect();
@@ -636,11 +645,7 @@ mod tests {
     }
 
     fn shares(members: &[String], apps: &[String]) -> HashMap<String, String> {
-        let refs: Vec<&str> = apps.iter().map(String::as_str).collect();
-        assign(members, &refs)
-            .into_iter()
-            .map(|(k, m)| (k.to_owned(), members[m].clone()))
-            .collect()
+        owners(members, apps)
     }
 
     #[test]
