@@ -364,6 +364,43 @@ pub async fn keep_checking(
     }
 }
 
+/// Queues the applications of every registered cluster whose Cluster changes (a new server, other credentials
+/// named), so that they use it at once rather than at their next pass; until `shutdown`.
+pub async fn trigger_on_change(
+    client: kube::Client,
+    namespace: String,
+    apps: Store<Application>,
+    triggers: tokio::sync::mpsc::UnboundedSender<kube::runtime::reflector::ObjectRef<Application>>,
+    shutdown: CancellationToken,
+) {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let api = Api::<Cluster>::namespaced(client, &namespace);
+    let changes = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(kube::runtime::predicates::generation, Default::default());
+    let mut changes = std::pin::pin!(changes);
+    loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => return,
+            next = changes.next() => next,
+        };
+        match next {
+            None => return,
+            Some(Ok(cluster)) => {
+                for app in apps.state() {
+                    if cluster.is_destination_of(&app) {
+                        let _ = triggers
+                            .send(kube::runtime::reflector::ObjectRef::from_obj(app.as_ref()));
+                    }
+                }
+            }
+            Some(Err(e)) => tracing::debug!(error = %e, "cannot watch the registered clusters"),
+        }
+    }
+}
+
 /// Where applications deploy: the engine of the cluster Kedge runs in, or of a registered cluster (one per cluster,
 /// shared by its applications, made again when its Cluster or Secret changes). Writes to every cluster go through a
 /// client that sends only while this replica leads.

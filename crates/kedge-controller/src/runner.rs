@@ -471,6 +471,14 @@ pub async fn run(
         metrics.clone(),
         shutdown.clone(),
     ));
+    // A changed Cluster queues its applications.
+    tokio::spawn(crate::clusters::trigger_on_change(
+        client.clone(),
+        config.lease_namespace.clone(),
+        store.clone(),
+        drift.trigger_sender(),
+        shutdown.clone(),
+    ));
     match &shard {
         // Applications that become this replica's are queued by the shard.
         Some(_) => {

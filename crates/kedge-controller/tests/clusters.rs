@@ -12,12 +12,25 @@ use kedge_api::{CONNECTED, Cluster, Condition};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-/// The value of `key: value` in a kubeconfig's text (the test cluster writes one of each).
-fn field<'a>(kubeconfig: &'a str, key: &str) -> &'a str {
-    kubeconfig
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
-        .unwrap_or_else(|| panic!("no {key} in the kubeconfig"))
+/// Waits until application `app` is Unknown because its cluster `cluster` cannot be reached, and checks that its
+/// Ready condition names the cluster.
+async fn wait_unavailable(env: &Env, app: &str, cluster: &str) {
+    let down = env
+        .wait_app(app, "Unknown while its cluster is away", |a| {
+            a.status.as_ref().is_some_and(|s| {
+                s.health.status == kedge_api::HealthCode::Unknown
+                    && s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.reason == "ClusterUnavailable")
+            })
+        })
+        .await;
+    let ready = condition(&down, "Ready").expect("Ready");
+    assert!(
+        ready.message.contains(&format!("cluster {cluster}")),
+        "{}",
+        ready.message
+    );
 }
 
 fn connected(cluster: &Cluster) -> Option<&Condition> {
@@ -59,9 +72,12 @@ async fn registered_clusters_report_whether_kedge_reaches_them() {
     let east = east_cluster().await;
     let east_config = std::fs::read_to_string(east.kubeconfig()).expect("east kubeconfig");
     let hub_config = std::fs::read_to_string(env.cluster.kubeconfig()).expect("hub kubeconfig");
-    let server = field(&east_config, "server").to_owned();
+    let server = kubeconfig_field(&east_config, "server").to_owned();
     let ca = "certificate-authority-data";
-    let wrong_ca = east_config.replace(field(&east_config, ca), field(&hub_config, ca));
+    let wrong_ca = east_config.replace(
+        kubeconfig_field(&east_config, ca),
+        kubeconfig_field(&hub_config, ca),
+    );
     assert_ne!(
         wrong_ca, east_config,
         "the two test clusters have their own CAs"
@@ -135,7 +151,7 @@ async fn registered_clusters_report_whether_kedge_reaches_them() {
     );
 
     // Rotated to a token the cluster refuses: reported, then fixed without a restart.
-    let token = field(&east_config, "token");
+    let token = kubeconfig_field(&east_config, "token");
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
         Api::namespaced(env.client.clone(), env.ns());
     let set = |text: String| {
@@ -180,29 +196,12 @@ async fn an_application_deploys_to_a_registered_cluster_and_only_there() {
     let east = east_cluster().await;
     let target = east.namespace("from-hub").await.expect("east namespace");
     let east_config = std::fs::read_to_string(east.kubeconfig()).expect("east kubeconfig");
-    env.create_secret("east-creds", json!({ "kubeconfig": east_config }))
-        .await;
-    let cluster: Cluster = serde_json::from_value(json!({
-        "apiVersion": "kedge.dev/v1alpha1", "kind": "Cluster",
-        "metadata": { "name": "east" },
-        "spec": { "server": field(&east_config, "server"), "secretRef": { "name": "east-creds" } }
-    }))
-    .expect("cluster");
-    Api::<Cluster>::namespaced(env.client.clone(), env.ns())
-        .create(&PostParams::default(), &cluster)
-        .await
-        .expect("create cluster");
+    env.register_cluster("east", &east).await;
     env.write("app/cm.yaml", &config_map("settings", "color", "blue"));
     let first = env.commit_push("one ConfigMap");
     let _controller = env.start_controller("c1");
-    env.create_app_with(
-        "web",
-        "app",
-        automated(true, true),
-        json!({ "destination": { "name": "east", "namespace": target.name() } }),
-        json!({}),
-    )
-    .await;
+    env.create_app_on("web", "app", automated(true, true), "east", target.name())
+        .await;
     env.wait_synced("web", &first).await;
     env.wait_event("web", "SyncStarted", |m| m.ends_with("on cluster east"))
         .await;
@@ -298,18 +297,7 @@ async fn an_application_deploys_to_a_registered_cluster_and_only_there() {
         json!({ "metadata": { "annotations": { "kedge.dev/refresh": "normal" } } }),
     )
     .await;
-    let down = env
-        .wait_app("web", "Unknown while east is away", |a| {
-            a.status.as_ref().is_some_and(|s| {
-                s.health.status == kedge_api::HealthCode::Unknown
-                    && s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.reason == "ClusterUnavailable")
-            })
-        })
-        .await;
-    let ready = condition(&down, "Ready").expect("Ready");
-    assert!(ready.message.contains("cluster east"), "{}", ready.message);
+    wait_unavailable(&env, "web", "east").await;
     env.write("local/cm.yaml", &config_map("here", "k", "v"));
     let fourth = env.commit_push("an application on the hub");
     env.create_app("local", "local", automated(true, true))
@@ -319,7 +307,7 @@ async fn an_application_deploys_to_a_registered_cluster_and_only_there() {
     drift("purple").await;
 
     // Back: the application recovers without a restart, and reverts what changed meanwhile.
-    point(field(&east_config, "server").to_owned()).await;
+    point(kubeconfig_field(&east_config, "server").to_owned()).await;
     env.patch_app(
         "web",
         json!({ "metadata": { "annotations": { "kedge.dev/refresh": "normal" } } }),
@@ -329,4 +317,114 @@ async fn an_application_deploys_to_a_registered_cluster_and_only_there() {
     kedge_testkit::wait_for(Duration::from_secs(30), POLL, reverted)
         .await
         .expect("the change made while east was away reverted");
+}
+
+/// Three clusters at once: the hub runs Kedge, east and west receive applications. West is stopped (its API server
+/// and data gone) while its application has a new commit to apply: east's application syncs it as usual, west's
+/// turns Unknown naming west. West comes back as a new, empty cluster with new credentials: once its Secret and
+/// Cluster say so, its application recovers without a restart and puts back everything the cluster lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_cluster_holds_back_only_its_own_applications() {
+    let env = Env::new("three").await;
+    let east = east_cluster().await;
+    let west = west_cluster().await;
+    let east_ns = east.namespace("on-east").await.expect("east namespace");
+    // A namespace name of its own, created by the sync (the cluster that comes back is empty).
+    let west_ns = format!("on-west-{}", env.ns());
+    env.register_cluster("east", &east).await;
+    env.register_cluster("west", &west).await;
+    env.write("east/cm.yaml", &config_map("settings", "color", "blue"));
+    env.write("west/cm.yaml", &config_map("settings", "color", "blue"));
+    let v1 = env.commit_push("blue everywhere");
+    let mut rc = env.run_config("c1");
+    rc.cluster_check_interval = Duration::from_millis(500);
+    let _controller = RunningController::start(env.cluster.kubeconfig(), rc);
+    let mut policy = automated(true, true);
+    policy["syncOptions"] = json!(["CreateNamespace=true"]);
+    env.create_app_on("e", "east", automated(true, true), "east", east_ns.name())
+        .await;
+    env.create_app_on("w", "west", policy, "west", &west_ns)
+        .await;
+    env.wait_synced("e", &v1).await;
+    env.wait_synced("w", &v1).await;
+    let color = |client: kube::Client, ns: String| async move {
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client, &ns)
+            .get_opt("settings")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|c| c.data)
+            .and_then(|d| d.get("color").cloned())
+    };
+    assert_eq!(
+        color(west.client(), west_ns.clone()).await.as_deref(),
+        Some("blue")
+    );
+
+    // West goes away; both applications get a new commit.
+    west.stop().await.expect("stop west");
+    env.write("east/cm.yaml", &config_map("settings", "color", "green"));
+    env.write("west/cm.yaml", &config_map("settings", "color", "green"));
+    let v2 = env.commit_push("green everywhere");
+    let pushed = std::time::Instant::now();
+    env.wait_synced("e", &v2).await;
+    let east_took = pushed.elapsed();
+    assert_eq!(
+        color(east.client(), east_ns.name().to_owned())
+            .await
+            .as_deref(),
+        Some("green")
+    );
+    // East's application is not held up by west's timeouts: polls come every second here.
+    assert!(
+        east_took < Duration::from_secs(15),
+        "east synced {east_took:?} after the push while west was down"
+    );
+    wait_unavailable(&env, "w", "west").await;
+    let clusters: Api<Cluster> = Api::namespaced(env.client.clone(), env.ns());
+    let gone = wait_cluster(&clusters, "west", "not connected", |c| {
+        connected(c).is_some_and(|c| c.status == "False")
+    })
+    .await;
+    assert_eq!(connected(&gone).expect("condition").reason, "Unreachable");
+    eprintln!("east synced {east_took:?} after the push while west was down");
+
+    // West is back, new and empty, with new credentials: the Secret and the Cluster are updated.
+    let west = west_cluster().await;
+    let config = std::fs::read_to_string(west.kubeconfig()).expect("west kubeconfig");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(env.client.clone(), env.ns());
+    secrets
+        .patch(
+            "west-creds",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "stringData": { "kubeconfig": config } })),
+        )
+        .await
+        .expect("rotate west's credentials");
+    clusters
+        .patch(
+            "west",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "server": kubeconfig_field(&config, "server") } })),
+        )
+        .await
+        .expect("west's new server");
+    let back = std::time::Instant::now();
+    env.wait_synced("w", &v2).await;
+    kedge_testkit::wait_for(STEP, POLL, || async {
+        (color(west.client(), west_ns.clone()).await.as_deref() == Some("green")).then_some(())
+    })
+    .await
+    .expect("west's ConfigMap put back");
+    eprintln!(
+        "west's application recovered {:?} after its credentials were updated",
+        back.elapsed()
+    );
+    wait_cluster(&clusters, "west", "connected again", |c| {
+        connected(c).is_some_and(|c| c.status == "True")
+    })
+    .await;
+    // Nothing of west's stays behind.
+    west.stop().await.expect("stop west");
 }

@@ -138,6 +138,16 @@ impl TestCluster {
         &self.name
     }
 
+    /// Stops the cluster and removes its data (`testcluster/down --name NAME`): its API server stops answering.
+    /// A later [`get`](Self::get) of the same name starts a new, empty cluster (other ports, other credentials).
+    pub async fn stop(&self) -> Result<()> {
+        if let Ok(mut m) = started().lock() {
+            m.retain(|key, _| key != &self.name && !key.starts_with(&format!("{} ", self.name)));
+        }
+        run_script(&up_script().with_file_name("down"), &self.name, &[]).await?;
+        Ok(())
+    }
+
     /// The admin kubeconfig file.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
@@ -288,9 +298,9 @@ pub fn up_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testcluster/up")
 }
 
-async fn run_up(name: &str, extra: &[&str]) -> Result<PathBuf> {
-    let script = up_script();
-    let output = tokio::process::Command::new(&script)
+/// Runs `script --name NAME EXTRA...`; its standard output, or an error with the end of its standard error.
+async fn run_script(script: &Path, name: &str, extra: &[&str]) -> Result<String> {
+    let output = tokio::process::Command::new(script)
         .args(["--name", name])
         .args(extra)
         .stdin(Stdio::null())
@@ -310,7 +320,12 @@ async fn run_up(name: &str, extra: &[&str]) -> Result<PathBuf> {
             stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
         });
     }
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+async fn run_up(name: &str, extra: &[&str]) -> Result<PathBuf> {
+    let script = up_script();
+    let stdout = run_script(&script, name, extra).await?;
     let line = stdout
         .lines()
         .rev()

@@ -55,6 +55,21 @@ pub async fn east_cluster() -> TestCluster {
         .expect("east cluster")
 }
 
+/// The value of `key: value` in a kubeconfig's text (the test clusters write one of each).
+pub fn kubeconfig_field<'a>(kubeconfig: &'a str, key: &str) -> &'a str {
+    kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no {key} in the kubeconfig"))
+}
+
+/// A third test cluster (the suite's name plus `-west`), for tests that stop a cluster.
+pub async fn west_cluster() -> TestCluster {
+    TestCluster::get(&format!("{}-west", suite_cluster()))
+        .await
+        .expect("west cluster")
+}
+
 /// One test's world: a namespace (Applications, their objects and the Lease live there), git servers with a bare
 /// repository `app.git`, and a work tree pushing to it.
 pub struct Env {
@@ -195,6 +210,45 @@ impl Env {
             .create(&PostParams::default(), &app)
             .await
             .expect("create application")
+    }
+
+    /// Creates an Application `name` on this test's repository that deploys `path` to the registered cluster
+    /// `cluster`, namespace `namespace`.
+    pub async fn create_app_on(
+        &self,
+        name: &str,
+        path: &str,
+        sync_policy: Value,
+        cluster: &str,
+        namespace: &str,
+    ) -> Application {
+        self.create_app_with(
+            name,
+            path,
+            sync_policy,
+            json!({ "destination": { "name": cluster, "namespace": namespace } }),
+            json!({}),
+        )
+        .await
+    }
+
+    /// Registers `cluster` as Cluster `name` in this test's namespace, reached with its admin kubeconfig kept in
+    /// Secret `NAME-creds`.
+    pub async fn register_cluster(&self, name: &str, cluster: &TestCluster) {
+        let kubeconfig = std::fs::read_to_string(cluster.kubeconfig()).expect("kubeconfig");
+        let secret = format!("{name}-creds");
+        self.create_secret(&secret, json!({ "kubeconfig": kubeconfig }))
+            .await;
+        let cluster: kedge_api::Cluster = serde_json::from_value(json!({
+            "apiVersion": "kedge.dev/v1alpha1", "kind": "Cluster",
+            "metadata": { "name": name },
+            "spec": { "server": kubeconfig_field(&kubeconfig, "server"), "secretRef": { "name": secret } }
+        }))
+        .expect("cluster");
+        Api::<kedge_api::Cluster>::namespaced(self.client.clone(), self.ns())
+            .create(&PostParams::default(), &cluster)
+            .await
+            .expect("create cluster");
     }
 
     /// Creates Secret `name` in this test's namespace with `string_data`.
