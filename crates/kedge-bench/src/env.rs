@@ -37,6 +37,9 @@ pub struct Tools {
 pub struct Env {
     pub tools: Tools,
     pub name: String,
+    /// The controller's identity (`NAME-0`).
+    pub identity: String,
+    kubeconfig: PathBuf,
     pub client: kube::Client,
     pub own: OwnRequests,
     _git_root: RepoRoot,
@@ -133,10 +136,11 @@ impl Env {
         let log = dir.join("kedge.log");
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let metrics_listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let identity = format!("{name}-0");
         let controller = std::process::Command::new(&tools.kedge)
             .arg("--kubeconfig")
             .arg(&kubeconfig)
-            .args(["-n", APPS_NS, "run", "--listen"])
+            .args(["-n", APPS_NS, "run", "--identity", &identity, "--listen"])
             .arg(listen.to_string())
             .arg("--metrics-listen")
             .arg(metrics_listen.to_string())
@@ -164,6 +168,8 @@ impl Env {
         let mut env = Env {
             tools: tools.clone(),
             name: name.to_owned(),
+            identity,
+            kubeconfig: kubeconfig.clone(),
             client,
             own,
             _git_root: git_root,
@@ -223,11 +229,21 @@ impl Env {
 
     /// Creates the Applications of `range` at once (64 requests in flight).
     pub async fn create_apps(&self, range: std::ops::Range<usize>) -> Result<()> {
+        self.create_apps_with(range, |_, _| {}).await
+    }
+
+    /// Like [`create_apps`](Self::create_apps), with `edit` changing each Application before it is created.
+    pub async fn create_apps_with(
+        &self,
+        range: std::ops::Range<usize>,
+        edit: impl Fn(usize, &mut Value),
+    ) -> Result<()> {
         let url = self.repo_url.clone();
         futures::stream::iter(range)
             .map(|i| {
                 let apps = self.apps.clone();
-                let obj = repo::application(i, APPS_NS, &url);
+                let mut obj = repo::application(i, APPS_NS, &url);
+                edit(i, &mut obj);
                 async move {
                     let name = repo::app_name(i);
                     let obj: DynamicObject = serde_json::from_value(obj)?;
@@ -241,6 +257,11 @@ impl Env {
             .try_collect::<Vec<_>>()
             .await?;
         Ok(())
+    }
+
+    /// The cluster's admin kubeconfig.
+    pub fn kubeconfig(&self) -> &std::path::Path {
+        &self.kubeconfig
     }
 
     /// Applications that are Synced and Healthy now.
@@ -400,20 +421,38 @@ impl Env {
     /// Stops the controller (SIGTERM, then SIGKILL after 5 s) and the cluster.
     pub fn stop(mut self) {
         self.watch_task.abort();
-        let _ = std::process::Command::new("kill")
-            .arg(self.pid.to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.controller.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.controller.kill();
-        let _ = self.controller.wait();
+        terminate(&mut self.controller, Duration::from_secs(5));
         cluster::down(&self.tools.root, &self.name);
     }
+
+    /// Waits until all of the first `apps` applications are Synced and Healthy, within the usual time for that
+    /// many; an error saying how many were when they are not.
+    pub async fn require_ready(&mut self, apps: usize) -> Result<()> {
+        let timeout = Duration::from_secs(60) + Duration::from_millis(300 * apps as u64);
+        if !self.wait_ready(apps, timeout).await? {
+            bail!(
+                "only {} of {apps} applications Synced and Healthy after {timeout:?}",
+                self.ready_count()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Sends SIGTERM to `child` and waits for it to exit, then SIGKILL after `within`.
+pub fn terminate(child: &mut Child, within: Duration) {
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Installs the Application CRD with `kedge install --crd-only` and creates the namespace [`APPS_NS`].

@@ -3,12 +3,15 @@
 mod cluster;
 mod env;
 mod faults;
+mod fleet;
 mod procstat;
+mod replicas;
 mod repo;
 mod report;
 mod scenarios;
 mod web;
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -67,6 +70,16 @@ pub struct Args {
     /// With --faults: only these faults (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Instead of the benchmarks: this many `kedge run` replicas share the applications of each scale (time to
+    /// production, each one's share, applications moved when one more joins and when one leaves), e.g.
+    /// `--replicas 3 --scales 3000`.
+    #[arg(long, default_value_t = 0)]
+    pub replicas: usize,
+    /// Instead of the benchmarks: the applications of each scale spread over this many clusters (the hub Kedge
+    /// runs in and the others registered), e.g. `--clusters 3 --scales 1000`: time to production and the
+    /// requests each API server received.
+    #[arg(long, default_value_t = 0)]
+    pub clusters: usize,
     /// Folder for controller logs and caches.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
@@ -149,6 +162,41 @@ async fn main() -> Result<()> {
         }
         return Ok(());
     }
+    if args.clusters > 0 {
+        anyhow::ensure!(args.clusters >= 2, "--clusters needs at least 2");
+        let started = Instant::now();
+        let mut text = report_header("Fleet");
+        for &n in &args.scales {
+            eprintln!("fleet: {n} applications over {} clusters", args.clusters);
+            let mut env = env::Env::start(&tools, &format!("bench-fleet-{n}")).await?;
+            let figures = fleet::run(&mut env, n, args.clusters - 1).await;
+            env.stop();
+            let figures = figures?;
+            eprintln!("{figures:?}");
+            text.push_str(&fleet::render(&figures));
+            text.push('\n');
+        }
+        let _ = writeln!(text, "Took {:.0} s.", started.elapsed().as_secs_f64());
+        return write_report(&args.out, &text);
+    }
+    if args.replicas > 0 {
+        anyhow::ensure!(args.replicas >= 2, "--replicas needs at least 2");
+        let started = Instant::now();
+        let mut text = report_header("Replicas");
+        for &n in &args.scales {
+            eprintln!("replicas: {} replicas, {n} applications", args.replicas);
+            let name = format!("bench-replicas-{n}");
+            let mut env = env::Env::start(&tools, &name).await?;
+            let figures = replicas::run(&mut env, n, args.replicas).await;
+            env.stop();
+            let figures = figures?;
+            eprintln!("{figures:?}");
+            text.push_str(&replicas::render(&figures));
+            text.push('\n');
+        }
+        let _ = writeln!(text, "Took {:.0} s.", started.elapsed().as_secs_f64());
+        return write_report(&args.out, &text);
+    }
     let started = Instant::now();
     let load_start = report::loadavg();
     eprintln!("load average at the start: {load_start}");
@@ -168,4 +216,23 @@ async fn main() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Writes a report to `out` and prints it.
+fn write_report(out: &std::path::Path, text: &str) -> Result<()> {
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(out, text).with_context(|| format!("failed to write {}", out.display()))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// The first lines of a report of its own: its title, the commit and the machine.
+fn report_header(title: &str) -> String {
+    format!(
+        "# {title}\n\nCommit: {}; machine: {}.\n\n",
+        std::env::var("KEDGE_BENCH_COMMIT").unwrap_or_else(|_| "unknown".into()),
+        report::machine(&report::loadavg()),
+    )
 }

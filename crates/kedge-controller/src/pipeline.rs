@@ -162,6 +162,8 @@ pub struct Pipeline {
     secrets: RepositorySecrets,
     trusted: Arc<std::sync::Mutex<TrustedKeysCache>>,
     key_secrets: Arc<std::sync::Mutex<KeySecrets>>,
+    /// The registered clusters, for the Helm capabilities of an application's destination.
+    clusters: Option<Arc<crate::clusters::ClusterPool>>,
 }
 
 impl Pipeline {
@@ -181,6 +183,27 @@ impl Pipeline {
             helm: Arc::new(kedge_helm::HelmRenderer::default()),
             trusted: Arc::default(),
             key_secrets: Arc::default(),
+            clusters: None,
+        }
+    }
+
+    /// Renders charts with the capabilities of each application's destination among `clusters` (without, every
+    /// chart sees the cluster of the pipeline's client).
+    pub fn with_clusters(mut self, clusters: Arc<crate::clusters::ClusterPool>) -> Self {
+        self.clusters = Some(clusters);
+        self
+    }
+
+    /// The cluster-side inputs of a chart's render: `valuesFrom` from the application's namespace here, and
+    /// `.Capabilities` from the cluster it deploys to.
+    async fn helm_inputs(&self, app: &Application) -> Result<kedge_helm::AppInputs, PipelineError> {
+        let inputs = kedge_helm::AppInputs::new(&self.client, app);
+        match &self.clusters {
+            Some(pool) if !app.spec.is_in_cluster() => match pool.engine_for(app).await? {
+                (Some(name), engine) => Ok(inputs.with_destination(name, engine.client().clone())),
+                (None, _) => Ok(inputs),
+            },
+            _ => Ok(inputs),
         }
     }
 
@@ -310,9 +333,10 @@ impl Pipeline {
                         .into(),
                 ));
             }
+            let inputs = self.helm_inputs(app).await?;
             let (revision, out) = self
                 .helm
-                .render_application(&self.client, &self.secrets, app, revision, Vec::new())
+                .render_application(&inputs, &self.secrets, app, revision, Vec::new())
                 .await?;
             return Ok(Rendered {
                 revision,
@@ -333,7 +357,7 @@ impl Pipeline {
         let mut options = render_options(app);
         options.decryption = self.decryption_keys(app).await?;
         let helm = self.helm.clone();
-        let inputs = kedge_helm::AppInputs::new(&self.client, app);
+        let inputs = self.helm_inputs(app).await?;
         let app_for_vars = app.clone();
         tokio::task::spawn_blocking(move || {
             let snapshot = source.fetch(&request)?;
@@ -505,9 +529,10 @@ impl Pipeline {
         let mut one = app.clone();
         one.spec.source = chart.clone();
         one.spec.sources.clear();
+        let inputs = self.helm_inputs(&one).await?;
         let (revision, mut out) = self
             .helm
-            .render_application(&self.client, &self.secrets, &one, revision, ref_values)
+            .render_application(&inputs, &self.secrets, &one, revision, ref_values)
             .await?;
         let mut set = (*out.rendered).clone();
         set.inputs.extend(ref_inputs);

@@ -192,7 +192,7 @@ pub struct Context {
     /// Admission of passes (see [`reconcile`]).
     pub admission: Arc<Admission>,
     /// The engines of the clusters applications deploy to.
-    pub clusters: crate::clusters::ClusterPool,
+    pub clusters: Arc<crate::clusters::ClusterPool>,
     /// This replica's share of the applications when replicas share them; `None` when one leader does all.
     pub shard: Option<crate::shard::Shard>,
 }
@@ -208,15 +208,18 @@ impl Context {
         leader: LeaderGuard,
         apps: Store<Application>,
     ) -> Self {
+        let clusters = Arc::new(crate::clusters::ClusterPool::new(
+            pipeline.engine_arc(),
+            pipeline.client().clone(),
+            config.clusters_namespace.clone(),
+            metrics.clone(),
+            leader.clone(),
+            drift.clone(),
+        ));
+        // Charts see the capabilities of the cluster they deploy to.
+        let pipeline = pipeline.with_clusters(clusters.clone());
         Self {
-            clusters: crate::clusters::ClusterPool::new(
-                pipeline.engine_arc(),
-                pipeline.client().clone(),
-                config.clusters_namespace.clone(),
-                metrics.clone(),
-                leader.clone(),
-                drift.clone(),
-            ),
+            clusters,
             admission: drift.admission(),
             client: pipeline.client().clone(),
             pipeline,

@@ -403,7 +403,7 @@ pub async fn run(
                     app_changes: app_changes.clone(),
                     triggers: drift.trigger_sender(),
                     context: ctx.clone(),
-                    pipeline: pipeline.clone(),
+                    pipeline: ctx.pipeline.clone(),
                     metrics: metrics.clone(),
                     namespace: config.namespace.clone(),
                     shutdown: shutdown.clone(),

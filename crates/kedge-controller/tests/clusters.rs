@@ -348,13 +348,7 @@ async fn a_stopped_cluster_holds_back_only_its_own_applications() {
     env.wait_synced("e", &v1).await;
     env.wait_synced("w", &v1).await;
     let color = |client: kube::Client, ns: String| async move {
-        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client, &ns)
-            .get_opt("settings")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|c| c.data)
-            .and_then(|d| d.get("color").cloned())
+        config_map_value(client, &ns, "settings", "color").await
     };
     assert_eq!(
         color(west.client(), west_ns.clone()).await.as_deref(),
@@ -427,4 +421,83 @@ async fn a_stopped_cluster_holds_back_only_its_own_applications() {
     .await;
     // Nothing of west's stays behind.
     west.stop().await.expect("stop west");
+}
+
+/// A chart sees the capabilities of the cluster it deploys to: an API served on east only is in
+/// `.Capabilities.APIVersions` for the application on east, not for the one on the hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charts_see_the_capabilities_of_their_destination() {
+    let env = Env::new("caps").await;
+    let east = east_cluster().await;
+    let target = east.namespace("caps").await.expect("east namespace");
+    let hub_target = env
+        .cluster
+        .namespace("caps-hub")
+        .await
+        .expect("hub namespace");
+    // A group of its own per run, served on east only.
+    let group = format!("{}.caps.kedge.dev", env.ns());
+    let crd_name = format!("widgets.{group}");
+    east.kubectl_stdin(["apply", "-f", "-"], &widget_crd(&group))
+        .await
+        .expect("kubectl")
+        .into_result()
+        .expect("create the CRD on east");
+    kedge_testkit::wait_for(STEP, POLL, || async {
+        let found = kube::discovery::group(&east.client(), &group).await.ok()?;
+        (!found.versions().collect::<Vec<_>>().is_empty()).then_some(())
+    })
+    .await
+    .expect("east serves the group");
+    env.register_cluster("east", &east).await;
+    env.write(
+        "chart/Chart.yaml",
+        "apiVersion: v2\nname: caps\nversion: 0.1.0\n",
+    );
+    env.write(
+        "chart/templates/cm.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: caps\ndata:\n  widgets: {{{{ .Capabilities.APIVersions.Has \"{group}/v1\" | quote }}}}\n"
+        ),
+    );
+    let sha = env.commit_push("a chart that asks for widgets");
+    let _controller = env.start_controller("c1");
+    env.create_app_on(
+        "on-east",
+        "chart",
+        automated(true, true),
+        "east",
+        target.name(),
+    )
+    .await;
+    env.create_app_with(
+        "on-hub",
+        "chart",
+        automated(true, true),
+        json!({ "destination": { "namespace": hub_target.name() } }),
+        json!({}),
+    )
+    .await;
+    env.wait_synced("on-east", &sha).await;
+    env.wait_synced("on-hub", &sha).await;
+    let widgets = |client: kube::Client, ns: String| async move {
+        config_map_value(client, &ns, "caps", "widgets").await
+    };
+    assert_eq!(
+        widgets(east.client(), target.name().to_owned())
+            .await
+            .as_deref(),
+        Some("true"),
+        "the chart on east does not see east's API"
+    );
+    assert_eq!(
+        widgets(env.client.clone(), hub_target.name().to_owned())
+            .await
+            .as_deref(),
+        Some("false"),
+        "the chart on the hub sees an API only east serves"
+    );
+    east.kubectl_ok(["delete", "crd", &crd_name])
+        .await
+        .expect("delete the CRD");
 }

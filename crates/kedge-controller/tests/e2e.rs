@@ -471,31 +471,6 @@ impl Drop for CrdGuard {
 }
 
 /// A CustomResourceDefinition of kind `Widget` in `group` (v1, namespaced, any spec).
-fn widget_crd(group: &str) -> String {
-    format!(
-        "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: widgets.{group}
-spec:
-  group: {group}
-  scope: Namespaced
-  names: {{plural: widgets, singular: widget, kind: Widget, listKind: WidgetList}}
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema:
-          type: object
-          properties:
-            spec:
-              type: object
-              x-kubernetes-preserve-unknown-fields: true
-"
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crd_and_custom_resource_in_one_commit() {
     let env = Env::new("e2e-crd").await;

@@ -87,6 +87,8 @@ pub fn remote_chart_of(app: &Application, revision: Option<&str>) -> RemoteChart
 #[derive(Clone)]
 pub struct AppInputs {
     client: kube::Client,
+    /// The cluster the application deploys to, when it is not the one of `client`: its name and a client.
+    destination: Option<(String, kube::Client)>,
     handle: Option<tokio::runtime::Handle>,
     app_namespace: String,
     values_from: Vec<kedge_api::HelmValuesReference>,
@@ -108,6 +110,7 @@ impl AppInputs {
     pub fn new(client: &kube::Client, app: &Application) -> Self {
         AppInputs {
             client: client.clone(),
+            destination: None,
             handle: tokio::runtime::Handle::try_current().ok(),
             app_namespace: app.namespace().unwrap_or_default(),
             values_from: app
@@ -124,6 +127,21 @@ impl AppInputs {
                 .helm
                 .as_ref()
                 .is_some_and(|h| h.ignore_missing_value_files),
+        }
+    }
+
+    /// Reads `.Capabilities` from the registered cluster `name` (through `client`) rather than from the cluster of
+    /// the inputs' own client, which still serves `valuesFrom`.
+    pub fn with_destination(mut self, name: impl Into<String>, client: kube::Client) -> Self {
+        self.destination = Some((name.into(), client));
+        self
+    }
+
+    /// The capabilities of the destination cluster.
+    async fn capabilities(&self, helm: &HelmRenderer) -> Result<Arc<Capabilities>, HelmError> {
+        match &self.destination {
+            Some((name, client)) => helm.capabilities_of(name, client).await,
+            None => helm.capabilities(&self.client).await,
         }
     }
 
@@ -301,12 +319,13 @@ impl HelmRenderer {
     /// is the chart version and its `tree` the package digest.
     pub async fn render_application(
         self: &Arc<Self>,
-        client: &kube::Client,
+        inputs: &AppInputs,
         secrets: &RepositorySecrets,
         app: &Application,
         revision: Option<&str>,
         ref_values: Vec<(String, Vec<u8>)>,
     ) -> Result<(Revision, AppRender), HelmError> {
+        let client = &inputs.client;
         let mut chart = remote_chart_of(app, revision);
         if chart.repo_url.is_empty() {
             return Err(HelmError::invalid("spec.source.repoURL is empty"));
@@ -314,9 +333,8 @@ impl HelmRenderer {
         let ns = app.namespace().unwrap_or_default();
         chart.credentials = credentials_for(secrets, &ns, &chart.repo_url).await?;
         let fetched = self.fetch(&chart).await?;
-        let inputs = AppInputs::new(client, app);
         let extra = read_values_from(client, &ns, &inputs.values_from).await?;
-        let capabilities = self.capabilities(client).await?;
+        let capabilities = inputs.capabilities(self).await?;
         let mut options = inputs.options.clone();
         options.ref_values = ref_values;
         if inputs.ignore_missing_value_files {
@@ -362,7 +380,7 @@ impl HelmRenderer {
             let extra =
                 read_values_from(&inputs.client, &inputs.app_namespace, &inputs.values_from)
                     .await?;
-            let caps = self.capabilities(&inputs.client).await?;
+            let caps = inputs.capabilities(self).await?;
             Ok::<_, HelmError>((extra, caps))
         })??;
         let out = if inputs.ignore_missing_value_files {

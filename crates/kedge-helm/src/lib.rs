@@ -234,7 +234,8 @@ pub struct HelmRenderer {
     config: HelmConfig,
     fetcher: remote::Fetcher,
     cache: Mutex<Cache>,
-    capabilities: tokio::sync::Mutex<Option<(Instant, Arc<Capabilities>)>>,
+    /// By cluster (`""` for the cluster of the renderer's own client).
+    capabilities: tokio::sync::Mutex<HashMap<String, (Instant, Arc<Capabilities>)>>,
 }
 
 impl Default for HelmRenderer {
@@ -273,7 +274,7 @@ impl HelmRenderer {
                 misses: 0,
             }),
             fetcher,
-            capabilities: tokio::sync::Mutex::new(None),
+            capabilities: tokio::sync::Mutex::default(),
             config,
         }
     }
@@ -302,19 +303,29 @@ impl HelmRenderer {
         self.fetcher.fetch(chart).await
     }
 
-    /// The destination cluster's version and API versions, from discovery (cached).
+    /// The version and API versions of the cluster `client` reaches, from discovery (cached).
     pub async fn capabilities(
         &self,
         client: &kube::Client,
     ) -> Result<Arc<Capabilities>, HelmError> {
-        let mut slot = self.capabilities.lock().await;
-        if let Some((at, caps)) = slot.as_ref()
+        self.capabilities_of("", client).await
+    }
+
+    /// The version and API versions of the cluster `key` (a registered cluster's name), reached with `client`,
+    /// from discovery (cached per cluster).
+    pub async fn capabilities_of(
+        &self,
+        key: &str,
+        client: &kube::Client,
+    ) -> Result<Arc<Capabilities>, HelmError> {
+        let mut slots = self.capabilities.lock().await;
+        if let Some((at, caps)) = slots.get(key)
             && at.elapsed() < self.config.capabilities_ttl
         {
             return Ok(caps.clone());
         }
         let caps = Arc::new(app::discover(client).await?);
-        *slot = Some((Instant::now(), caps.clone()));
+        slots.insert(key.to_owned(), (Instant::now(), caps.clone()));
         Ok(caps)
     }
 }

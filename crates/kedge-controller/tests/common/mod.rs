@@ -739,3 +739,45 @@ impl Drop for RunningController {
         }
     }
 }
+
+/// A namespaced CRD `widgets.GROUP` (kind Widget, v1, any spec).
+pub fn widget_crd(group: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.{group}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{plural: widgets, singular: widget, kind: Widget, listKind: WidgetList}}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              x-kubernetes-preserve-unknown-fields: true
+"
+    )
+}
+
+/// The value at `key` of ConfigMap `name` in namespace `ns` of the cluster `client` reaches; `None` when either is missing.
+pub async fn config_map_value(
+    client: kube::Client,
+    ns: &str,
+    name: &str,
+    key: &str,
+) -> Option<String> {
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client, ns)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()?
+        .data?
+        .remove(key)
+}
