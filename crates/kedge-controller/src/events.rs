@@ -1,5 +1,7 @@
 //! Kubernetes Events on Applications (core/v1, so `kubectl describe` and `kubectl get events` show them).
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
@@ -50,10 +52,17 @@ impl EventRecorder {
         let now = Timestamp::now();
         let suffix = format!("{:x}", now.as_nanosecond() as u64 & 0xffff_ffff_ffff);
         let name = format!("{}.{}", app.name_any(), suffix);
+        // The cluster the application deploys to: in an annotation, and in a label too when it is a valid label
+        // value (a cluster name; a server URL is not), so that `kubectl get events -l kedge.dev/cluster=east` works.
+        let cluster = app.spec.cluster().to_owned();
+        let labels = is_label_value(&cluster)
+            .then(|| BTreeMap::from([(CLUSTER_KEY.to_owned(), cluster.clone())]));
         let event = Event {
             metadata: ObjectMeta {
                 name: Some(name),
                 namespace: Some(ns.clone()),
+                annotations: Some(BTreeMap::from([(CLUSTER_KEY.to_owned(), cluster)])),
+                labels,
                 ..Default::default()
             },
             involved_object: ObjectReference {
@@ -91,6 +100,18 @@ impl EventRecorder {
     }
 }
 
+/// Label and annotation of every event: the cluster the application deploys to.
+pub const CLUSTER_KEY: &str = "kedge.dev/cluster";
+
+/// Whether `s` may be a label value: at most 63 characters, alphanumerics with `-`, `_` and `.` inside.
+fn is_label_value(s: &str) -> bool {
+    s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
+        && s.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_owned();
@@ -110,5 +131,15 @@ mod tests {
     fn truncates_on_char_boundaries() {
         assert_eq!(truncate("abc", 5), "abc");
         assert_eq!(truncate("ééé", 3), "é…");
+    }
+
+    #[test]
+    fn cluster_names_are_label_values_and_server_urls_are_not() {
+        assert!(is_label_value("east"));
+        assert!(is_label_value("in-cluster"));
+        assert!(is_label_value("prod_eu.1"));
+        assert!(!is_label_value("https://10.0.0.1:6443"));
+        assert!(!is_label_value("-east"));
+        assert!(!is_label_value(&"x".repeat(64)));
     }
 }

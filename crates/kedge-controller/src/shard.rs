@@ -49,7 +49,7 @@ pub const CLAIM_COUNT_ANNOTATION: &str = "kedge.dev/claim-count";
 /// How much above the average share one replica may hold (consistent hashing with bounded loads): 25%.
 pub const LOAD_SLACK: f64 = 0.25;
 /// Points of each member on the hash ring.
-const VNODES: u32 = 64;
+const VNODES: u32 = 256;
 /// Claims are hashes of this many bits: a collision only pauses an application, and among 100,000 applications one
 /// happens with a probability of about 2 in 100,000.
 const CLAIM_BITS: u32 = 48;

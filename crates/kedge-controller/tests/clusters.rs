@@ -205,6 +205,17 @@ async fn an_application_deploys_to_a_registered_cluster_and_only_there() {
     env.wait_synced("web", &first).await;
     env.wait_event("web", "SyncStarted", |m| m.ends_with("on cluster east"))
         .await;
+    // Every event of the application carries its cluster, to select by.
+    let events = env.events("web").await;
+    assert!(!events.is_empty());
+    for e in &events {
+        let label = e
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("kedge.dev/cluster"));
+        assert_eq!(label.map(String::as_str), Some("east"), "{:?}", e.reason);
+    }
 
     let east_cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(east.client(), target.name());
