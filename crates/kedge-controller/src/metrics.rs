@@ -1,6 +1,9 @@
-//! Prometheus metrics of the controller. Label values are drawn from small fixed sets (never object names).
+//! Prometheus metrics of the controller. Label values are drawn from small sets (never object names), except the
+//! per-application series (`kedge_app_info`, `kedge_app_sync_total`), which have one series per application this
+//! replica reconciles, as Argo CD's `argocd_app_info` does.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -16,6 +19,40 @@ pub struct ResultLabel {
     pub result: &'static str,
     /// The cluster the application deploys to (`in-cluster`, a registered cluster's name, or a server URL).
     pub cluster: String,
+}
+
+/// The labels of `kedge_app_info`: an application and its state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppInfoLabels {
+    /// The application's namespace.
+    pub namespace: String,
+    /// The application's name.
+    pub name: String,
+    /// Its project.
+    pub project: String,
+    /// The cluster it deploys to.
+    pub cluster: String,
+    /// `Synced`, `OutOfSync` or `Unknown`.
+    pub sync_status: String,
+    /// `Healthy`, `Progressing`, `Degraded`, `Suspended`, `Missing` or `Unknown`.
+    pub health_status: String,
+    /// The short revision it is synced to (empty before the first comparison).
+    pub revision: String,
+}
+
+/// The labels of `kedge_app_sync_total`: an application and how a sync of it ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppSyncLabels {
+    /// The application's namespace.
+    pub namespace: String,
+    /// The application's name.
+    pub name: String,
+    /// Its project.
+    pub project: String,
+    /// The cluster it deploys to.
+    pub cluster: String,
+    /// `Succeeded` or `Failed`.
+    pub phase: &'static str,
 }
 
 /// Label set with a single `cluster` label: a registered cluster's name.
@@ -53,6 +90,12 @@ pub struct Metrics {
     /// Passes that skipped the comparison: nothing changed since a full pass found the application Synced and
     /// Healthy.
     pub quiet_passes: Counter,
+    /// One series per application with its state in the labels, always 1.
+    pub app_info: Family<AppInfoLabels, Gauge>,
+    /// Each application's current `app_info` labels, so that a change replaces its series.
+    app_info_now: Arc<Mutex<HashMap<String, AppInfoLabels>>>,
+    /// Syncs per application by how they ended.
+    pub app_syncs: Family<AppSyncLabels, Counter>,
     /// Whether each registered cluster answered the last check (1) or not (0); kept by the leader.
     pub cluster_connected: Family<ClusterLabel, Gauge>,
     /// Applications this replica reconciles (all of them when replicas do not share the work).
@@ -82,6 +125,19 @@ impl Metrics {
         let shard_applications = Gauge::default();
         let shard_members = Gauge::default();
         let cluster_connected = Family::<ClusterLabel, Gauge>::default();
+        let app_info = Family::<AppInfoLabels, Gauge>::default();
+        let app_syncs = Family::<AppSyncLabels, Counter>::default();
+        registry.register(
+            "app_info",
+            "One series per application this replica reconciles, with its project, cluster, sync and health \
+             status and revision as labels; always 1",
+            app_info.clone(),
+        );
+        registry.register(
+            "app_sync",
+            "Syncs of each application by how they ended (phase Succeeded or Failed)",
+            app_syncs.clone(),
+        );
         registry.register(
             "cluster_connected",
             "Whether each registered cluster answered the leader's last check (1) or not (0)",
@@ -147,8 +203,40 @@ impl Metrics {
             reconciles_waiting,
             quiet_passes,
             cluster_connected,
+            app_info,
+            app_info_now: Arc::default(),
+            app_syncs,
             shard_applications,
             shard_members,
+        }
+    }
+
+    /// Sets an application's `kedge_app_info` series, replacing the one it had when its labels changed.
+    pub fn set_app_info(&self, labels: AppInfoLabels) {
+        let key = format!("{}/{}", labels.namespace, labels.name);
+        let mut now = self.app_info_now.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = now.insert(key, labels.clone())
+            && old != labels
+        {
+            self.app_info.remove(&old);
+        }
+        self.app_info.get_or_create(&labels).set(1);
+    }
+
+    /// Removes the per-application series of `namespace/name` (deleted, or reconciled by another replica now).
+    pub fn forget_app(&self, key: &str) {
+        let mut now = self.app_info_now.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = now.remove(key) {
+            self.app_info.remove(&old);
+            for phase in ["Succeeded", "Failed"] {
+                self.app_syncs.remove(&AppSyncLabels {
+                    namespace: old.namespace.clone(),
+                    name: old.name.clone(),
+                    project: old.project.clone(),
+                    cluster: old.cluster.clone(),
+                    phase,
+                });
+            }
         }
     }
 

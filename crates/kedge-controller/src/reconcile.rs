@@ -1235,6 +1235,16 @@ async fn run_sync(
             cluster: app.spec.cluster().to_owned(),
         })
         .inc();
+    ctx.metrics
+        .app_syncs
+        .get_or_create(&crate::metrics::AppSyncLabels {
+            namespace: app.namespace().unwrap_or_default(),
+            name: app.name_any(),
+            project: app.spec.project.clone(),
+            cluster: app.spec.cluster().to_owned(),
+            phase: if ok { "Succeeded" } else { "Failed" },
+        })
+        .inc();
     if ok {
         ctx.with_memory(&key, |m| {
             m.retries = 0;
@@ -1784,6 +1794,15 @@ async fn patch_status(
     // A pass that someone asked for (refresh, operation) always records when it ran. Any other pass that changed
     // nothing but the time it ran writes nothing: every write is a watch event that queues the
     // application again, so writing the timestamp alone would keep every application reconciling in a loop.
+    ctx.metrics.set_app_info(crate::metrics::AppInfoLabels {
+        namespace: app.namespace().unwrap_or_default(),
+        name: app.name_any(),
+        project: app.spec.project.clone(),
+        cluster: app.spec.cluster().to_owned(),
+        sync_status: format!("{:?}", status.sync.status),
+        health_status: format!("{:?}", status.health.status),
+        revision: status.sync.short_revision.clone().unwrap_or_default(),
+    });
     let mine;
     let status = if status.reconciled_by.as_deref() == Some(ctx.config.identity.as_str()) {
         status

@@ -316,9 +316,13 @@ pub async fn run(
         .inspect({
             let app_changes = app_changes.clone();
             let shard = shard.as_ref().map(|(s, _)| s.clone());
+            let metrics = metrics.clone();
             move |event| {
                 if let Ok(watcher::Event::Apply(app) | watcher::Event::Delete(app)) = event {
                     let _ = app_changes.send(key_of(app).into());
+                }
+                if let Ok(watcher::Event::Delete(app)) = event {
+                    metrics.forget_app(&key_of(app));
                 }
                 // A new or removed application changes the shares.
                 if let Some(shard) = &shard {

@@ -467,11 +467,18 @@ impl Member {
                 .cloned()
                 .collect()
         };
-        let gained: HashSet<String> = {
+        let (gained, lost): (HashSet<String>, Vec<String>) = {
             let mut state = self.shard.lock();
             state.members = self.members.clone();
-            allowed.difference(&state.allowed).cloned().collect()
+            (
+                allowed.difference(&state.allowed).cloned().collect(),
+                state.allowed.difference(&allowed).cloned().collect(),
+            )
         };
+        // Another replica reports those now.
+        for key in &lost {
+            self.metrics.forget_app(key);
+        }
         self.set_allowed(allowed);
         self.metrics.shard_members.set(self.members.len() as i64);
         if !gained.is_empty() {

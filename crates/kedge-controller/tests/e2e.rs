@@ -1075,6 +1075,23 @@ async fn quiet_application_is_rechecked_without_comparing_until_something_change
     })
     .await;
 
+    // The application's state as a series of its own, as dashboards and alerts read it.
+    let info = |sha: &str| {
+        format!(
+            "kedge_app_info{{namespace=\"{}\",name=\"demo\",project=\"default\",cluster=\"in-cluster\",\
+             sync_status=\"Synced\",health_status=\"Healthy\",revision=\"{}\"}}",
+            env.ns(),
+            &sha[..7]
+        )
+    };
+    assert_eq!(metric(addr, &info(&sha)), 1.0, "{}", info(&sha));
+    let synced = format!(
+        "kedge_app_sync_total{{namespace=\"{}\",name=\"demo\",project=\"default\",cluster=\"in-cluster\",\
+         phase=\"Succeeded\"}}",
+        env.ns()
+    );
+    assert_eq!(metric(addr, &synced), 1.0, "{synced}");
+
     // Resyncs every second find nothing changed and skip the comparison.
     let before = metric(addr, "kedge_quiet_passes_total");
     wait_for(STEP, POLL, || async {
@@ -1092,6 +1109,14 @@ async fn quiet_application_is_rechecked_without_comparing_until_something_change
         .await;
     let status = app.status.expect("status");
     assert_eq!(status.health.status, HealthCode::Healthy);
+    // The series moved to the new revision: the old one is gone.
+    assert_eq!(metric(addr, &info(&second)), 1.0, "{}", info(&second));
+    assert_eq!(
+        metric(addr, &info(&sha)),
+        0.0,
+        "{} still exported",
+        info(&sha)
+    );
     assert_eq!(
         status.history.len(),
         1,
