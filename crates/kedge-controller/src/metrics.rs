@@ -55,6 +55,20 @@ pub struct AppSyncLabels {
     pub phase: &'static str,
 }
 
+impl AppSyncLabels {
+    /// The labels of `app` with `phase`.
+    pub fn of(app: &kedge_api::Application, phase: &'static str) -> Self {
+        use kube::ResourceExt;
+        Self {
+            namespace: app.namespace().unwrap_or_default(),
+            name: app.name_any(),
+            project: app.spec.project.clone(),
+            cluster: app.spec.cluster().to_owned(),
+            phase,
+        }
+    }
+}
+
 /// Label set with a single `cluster` label: a registered cluster's name.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClusterLabel {
@@ -96,6 +110,8 @@ pub struct Metrics {
     app_info_now: Arc<Mutex<HashMap<String, AppInfoLabels>>>,
     /// Syncs per application by how they ended.
     pub app_syncs: Family<AppSyncLabels, Counter>,
+    /// Drift reverted per application (self-heal syncs that succeeded; `phase` is always `Succeeded`).
+    pub app_drift_reverted: Family<AppSyncLabels, Counter>,
     /// Whether each registered cluster answered the last check (1) or not (0); kept by the leader.
     pub cluster_connected: Family<ClusterLabel, Gauge>,
     /// Applications this replica reconciles (all of them when replicas do not share the work).
@@ -127,6 +143,12 @@ impl Metrics {
         let cluster_connected = Family::<ClusterLabel, Gauge>::default();
         let app_info = Family::<AppInfoLabels, Gauge>::default();
         let app_syncs = Family::<AppSyncLabels, Counter>::default();
+        let app_drift_reverted = Family::<AppSyncLabels, Counter>::default();
+        registry.register(
+            "app_drift_reverted",
+            "Live changes to an application's objects reverted by self-heal, per application",
+            app_drift_reverted.clone(),
+        );
         registry.register(
             "app_info",
             "One series per application this replica reconciles, with its project, cluster, sync and health \
@@ -206,6 +228,7 @@ impl Metrics {
             app_info,
             app_info_now: Arc::default(),
             app_syncs,
+            app_drift_reverted,
             shard_applications,
             shard_members,
         }
@@ -229,13 +252,15 @@ impl Metrics {
         if let Some(old) = now.remove(key) {
             self.app_info.remove(&old);
             for phase in ["Succeeded", "Failed"] {
-                self.app_syncs.remove(&AppSyncLabels {
+                let labels = AppSyncLabels {
                     namespace: old.namespace.clone(),
                     name: old.name.clone(),
                     project: old.project.clone(),
                     cluster: old.cluster.clone(),
                     phase,
-                });
+                };
+                self.app_syncs.remove(&labels);
+                self.app_drift_reverted.remove(&labels);
             }
         }
     }

@@ -1237,13 +1237,10 @@ async fn run_sync(
         .inc();
     ctx.metrics
         .app_syncs
-        .get_or_create(&crate::metrics::AppSyncLabels {
-            namespace: app.namespace().unwrap_or_default(),
-            name: app.name_any(),
-            project: app.spec.project.clone(),
-            cluster: app.spec.cluster().to_owned(),
-            phase: if ok { "Succeeded" } else { "Failed" },
-        })
+        .get_or_create(&crate::metrics::AppSyncLabels::of(
+            app,
+            if ok { "Succeeded" } else { "Failed" },
+        ))
         .inc();
     if ok {
         ctx.with_memory(&key, |m| {
@@ -1251,6 +1248,10 @@ async fn run_sync(
             m.last_retry = None;
         });
         let reason = if *trigger == Trigger::SelfHeal {
+            ctx.metrics
+                .app_drift_reverted
+                .get_or_create(&crate::metrics::AppSyncLabels::of(app, "Succeeded"))
+                .inc();
             "DriftReverted"
         } else {
             "SyncSucceeded"

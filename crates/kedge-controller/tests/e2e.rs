@@ -138,7 +138,7 @@ async fn live_edit_is_reverted_with_attribution() {
         &config_map("settings", "color", "blue"),
     );
     let sha = env.commit_push("first");
-    let _controller = env.start_controller("c1");
+    let (_controller, addr) = start_with_metrics(&env, "c1", |_| {});
     env.create_app("demo", "app", automated(true, true)).await;
     env.wait_synced("demo", &sha).await;
 
@@ -162,6 +162,12 @@ async fn live_edit_is_reverted_with_attribution() {
         "the event names the object"
     );
     env.wait_event("demo", "DriftReverted", |_| true).await;
+    let reverted = format!(
+        "kedge_app_drift_reverted_total{{namespace=\"{}\",name=\"demo\",project=\"default\",\
+         cluster=\"in-cluster\",phase=\"Succeeded\"}}",
+        env.ns()
+    );
+    assert_eq!(metric(addr, &reverted), 1.0, "{reverted}");
     // An object deleted by hand is recreated.
     let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), env.ns());
     let uid = cms.get("settings").await.expect("settings").metadata.uid;
@@ -1037,6 +1043,26 @@ async fn follower_takes_over_once_a_crashed_leaders_lease_expires() {
     assert_eq!(syncs, vec!["beta".to_owned()]);
 }
 
+/// Starts controller `identity` serving `/metrics` on a free loopback port, with `edit` applied to its settings.
+fn start_with_metrics(
+    env: &Env,
+    identity: &str,
+    edit: impl FnOnce(&mut kedge_controller::runner::RunConfig),
+) -> (RunningController, std::net::SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut config = env.run_config(identity);
+    config.metrics_listen = Some(addr);
+    edit(&mut config);
+    (
+        RunningController::start(env.cluster.kubeconfig(), config),
+        addr,
+    )
+}
+
 /// One metric of a controller's `/metrics` at `addr` (plain HTTP/1.0 over loopback).
 fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
     use std::io::{Read, Write};
@@ -1057,15 +1083,8 @@ async fn quiet_application_is_rechecked_without_comparing_until_something_change
     let env = Env::new("e2e-quiet").await;
     env.write("app/web.yaml", &deployment("web", 1, "nginx:1.27"));
     let sha = env.commit_push("first");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut config = env.run_config("c1");
-    config.resync_interval = Duration::from_secs(1);
-    config.metrics_listen = Some(addr);
-    let _controller = RunningController::start(env.cluster.kubeconfig(), config);
+    let (_controller, addr) =
+        start_with_metrics(&env, "c1", |c| c.resync_interval = Duration::from_secs(1));
     env.create_app("demo", "app", automated(true, true)).await;
     env.wait_app("demo", "Synced and Healthy", |a| {
         synced_at(a, &sha)
@@ -1150,6 +1169,12 @@ async fn quiet_application_is_rechecked_without_comparing_until_something_change
         app.status.as_ref().map(|s| s.sync.status),
         Some(kedge_api::SyncCode::Synced)
     );
+    // The revert synced the new revision (the application had not synced it yet): a second successful sync.
+    wait_for(STEP, POLL, || async {
+        (metric(addr, &synced) == 2.0).then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{synced} is {}", metric(addr, &synced)));
 }
 
 /// Runs git in the test's work tree with SSH signing by the private key at `key`.
