@@ -1043,41 +1043,6 @@ async fn follower_takes_over_once_a_crashed_leaders_lease_expires() {
     assert_eq!(syncs, vec!["beta".to_owned()]);
 }
 
-/// Starts controller `identity` serving `/metrics` on a free loopback port, with `edit` applied to its settings.
-fn start_with_metrics(
-    env: &Env,
-    identity: &str,
-    edit: impl FnOnce(&mut kedge_controller::runner::RunConfig),
-) -> (RunningController, std::net::SocketAddr) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut config = env.run_config(identity);
-    config.metrics_listen = Some(addr);
-    edit(&mut config);
-    (
-        RunningController::start(env.cluster.kubeconfig(), config),
-        addr,
-    )
-}
-
-/// One metric of a controller's `/metrics` at `addr` (plain HTTP/1.0 over loopback).
-fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .expect("request");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("response");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_application_is_rechecked_without_comparing_until_something_changes() {
     let env = Env::new("e2e-quiet").await;
