@@ -99,12 +99,18 @@ pub struct Results {
     pub errors: Vec<String>,
 }
 
+/// Kedge's own count of its requests by verb, summed over the clusters they went to.
 fn own_counts(metrics: &std::collections::HashMap<String, f64>) -> OwnCounts {
-    metrics
+    let mut out = OwnCounts::new();
+    for (k, v) in metrics
         .iter()
         .filter(|(k, _)| k.starts_with("kedge_api_requests_total{"))
-        .filter_map(|(k, v)| Some((crate::web::label(k, "verb")?.to_owned(), *v)))
-        .collect()
+    {
+        if let Some(verb) = crate::web::label(k, "verb") {
+            *out.entry(verb.to_owned()).or_default() += *v;
+        }
+    }
+    out
 }
 
 fn own_delta(after: &OwnCounts, before: &OwnCounts) -> OwnCounts {

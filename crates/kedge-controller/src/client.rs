@@ -10,13 +10,23 @@ use tower::{BoxError, Layer, Service};
 use crate::leader::LeaderGuard;
 use crate::metrics::{Metrics, VerbLabel};
 
-/// Builds a client from `config` whose every request is counted in [`Metrics::api_requests`].
+/// Builds a client from `config` whose every request is counted in [`Metrics::api_requests`] (as requests to the
+/// cluster Kedge runs in).
 pub fn counting_client(
     config: kube::Config,
     metrics: &Metrics,
 ) -> Result<kube::Client, kube::Error> {
+    counting_client_for(config, metrics, kedge_api::IN_CLUSTER_NAME)
+}
+
+/// Like [`counting_client`], counting the requests as made to the registered cluster `cluster`.
+pub fn counting_client_for(
+    config: kube::Config,
+    metrics: &Metrics,
+    cluster: &str,
+) -> Result<kube::Client, kube::Error> {
     Ok(ClientBuilder::try_from(config)?
-        .with_layer(&counting_layer(metrics))
+        .with_layer(&counting_layer(metrics, cluster))
         .build())
 }
 
@@ -30,24 +40,41 @@ pub fn leader_client(
     metrics: &Metrics,
     guard: LeaderGuard,
 ) -> Result<kube::Client, kube::Error> {
+    leader_client_for(config, metrics, guard, kedge_api::IN_CLUSTER_NAME)
+}
+
+/// Like [`leader_client`], counting the requests as made to the registered cluster `cluster`.
+pub fn leader_client_for(
+    config: kube::Config,
+    metrics: &Metrics,
+    guard: LeaderGuard,
+    cluster: &str,
+) -> Result<kube::Client, kube::Error> {
     Ok(ClientBuilder::try_from(config)?
-        .with_layer(&counting_layer(metrics))
+        .with_layer(&counting_layer(metrics, cluster))
         .with_layer(&LeaderGateLayer { guard })
         .build())
 }
 
 fn counting_layer(
     metrics: &Metrics,
+    cluster: &str,
 ) -> tower::util::MapRequestLayer<impl Fn(http::Request<Body>) -> http::Request<Body> + Clone + use<>>
 {
     let family = metrics.api_requests.clone();
+    let cluster = cluster.to_owned();
     tower::util::MapRequestLayer::new(move |req: http::Request<Body>| {
         let verb = verb_of(
             req.method(),
             req.uri().path(),
             req.uri().query().unwrap_or(""),
         );
-        family.get_or_create(&VerbLabel { verb }).inc();
+        family
+            .get_or_create(&VerbLabel {
+                verb,
+                cluster: cluster.clone(),
+            })
+            .inc();
         req
     })
 }

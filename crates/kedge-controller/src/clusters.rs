@@ -541,12 +541,18 @@ impl ClusterPool {
             .await
             .map_err(|e| failed(e.to_string()))?;
         // Watches are long requests that stay quiet while nothing changes: their client has no read timeout.
-        let watch_client = crate::client::counting_client(config.clone(), &self.metrics)
-            .map_err(|e| failed(e.to_string()))?;
+        let watch_client =
+            crate::client::counting_client_for(config.clone(), &self.metrics, &cluster_name)
+                .map_err(|e| failed(e.to_string()))?;
         // A cluster that stops answering holds a pass (and its admission slot) this long at most per request.
         config.read_timeout = Some(REMOTE_READ_TIMEOUT);
-        let client = crate::client::leader_client(config, &self.metrics, self.leader.clone())
-            .map_err(|e| failed(e.to_string()))?;
+        let client = crate::client::leader_client_for(
+            config,
+            &self.metrics,
+            self.leader.clone(),
+            &cluster_name,
+        )
+        .map_err(|e| failed(e.to_string()))?;
         let engine = Arc::new(
             Engine::new(client, EngineConfig::default()).map_err(|e| failed(e.to_string()))?,
         );

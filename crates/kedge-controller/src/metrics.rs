@@ -81,7 +81,33 @@ pub struct ClusterLabel {
 pub struct VerbLabel {
     /// The request verb.
     pub verb: &'static str,
+    /// The cluster the request went to (`in-cluster` or a registered cluster's name).
+    pub cluster: String,
 }
+
+/// Label set with a single `repository` label: a repository URL without credentials.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RepoLabel {
+    /// The repository.
+    pub repository: String,
+}
+
+impl RepoLabel {
+    /// The label of `url`, its credentials left out.
+    pub fn of(url: &str) -> Self {
+        Self {
+            repository: kedge_source::repo::strip_userinfo(url),
+        }
+    }
+}
+
+/// A histogram of durations from 5 ms to about 40 s.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+/// Histograms by repository.
+pub type ByRepo = Family<RepoLabel, Histogram, fn() -> Histogram>;
 
 /// The controller's metrics and the registry that exposes them.
 #[derive(Clone)]
@@ -93,11 +119,15 @@ pub struct Metrics {
     pub syncs: Family<ResultLabel, Counter>,
     /// Live changes to managed objects made by someone else.
     pub drift_events: Counter,
-    /// Time spent fetching or checking a repository.
-    pub git_fetch_duration: Histogram,
-    /// Failed fetches or checks.
-    pub git_fetch_errors: Counter,
-    /// Kubernetes API requests made by the controller, by verb.
+    /// Time spent checking a repository's refs, by repository.
+    pub git_fetch_duration: ByRepo,
+    /// Failed fetches or checks, by repository.
+    pub git_fetch_errors: Family<RepoLabel, Counter>,
+    /// Time spent fetching and rendering an application's revision, by repository.
+    pub render_duration: ByRepo,
+    /// How long passes waited for a free reconcile slot.
+    pub queue_wait: Histogram,
+    /// Kubernetes API requests made by the controller, by verb and cluster.
     pub api_requests: Family<VerbLabel, Counter>,
     /// Queued passes waiting for a free reconcile slot.
     pub reconciles_waiting: Gauge,
@@ -130,11 +160,25 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("kedge");
-        let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let reconcile_duration = duration_histogram();
         let syncs = Family::<ResultLabel, Counter>::default();
         let drift_events = Counter::default();
-        let git_fetch_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
-        let git_fetch_errors = Counter::default();
+        let git_fetch_duration: ByRepo = Family::new_with_constructor(duration_histogram);
+        let git_fetch_errors = Family::<RepoLabel, Counter>::default();
+        let render_duration: ByRepo = Family::new_with_constructor(duration_histogram);
+        let queue_wait = duration_histogram();
+        registry.register_with_unit(
+            "render_duration",
+            "Time spent fetching and rendering an application's revision, by repository",
+            prometheus_client::registry::Unit::Seconds,
+            render_duration.clone(),
+        );
+        registry.register_with_unit(
+            "queue_wait",
+            "How long passes waited for a free reconcile slot",
+            prometheus_client::registry::Unit::Seconds,
+            queue_wait.clone(),
+        );
         let api_requests = Family::<VerbLabel, Counter>::default();
         let reconciles_waiting = Gauge::default();
         let quiet_passes = Counter::default();
@@ -179,18 +223,18 @@ impl Metrics {
         );
         registry.register_with_unit(
             "git_fetch_duration",
-            "Time spent checking or fetching a Git repository",
+            "Time spent checking a Git repository's refs, by repository",
             prometheus_client::registry::Unit::Seconds,
             git_fetch_duration.clone(),
         );
         registry.register(
             "git_fetch_errors",
-            "Failed Git checks or fetches",
+            "Failed Git checks or fetches, by repository",
             git_fetch_errors.clone(),
         );
         registry.register(
             "api_requests",
-            "Kubernetes API requests by verb",
+            "Kubernetes API requests by verb and cluster",
             api_requests.clone(),
         );
         registry.register(
@@ -221,6 +265,8 @@ impl Metrics {
             drift_events,
             git_fetch_duration,
             git_fetch_errors,
+            render_duration,
+            queue_wait,
             api_requests,
             reconciles_waiting,
             quiet_passes,
@@ -269,7 +315,11 @@ impl Metrics {
     /// when the pass is abandoned while it waits).
     pub fn waiting(&self) -> Waiting {
         self.reconciles_waiting.inc();
-        Waiting(self.reconciles_waiting.clone())
+        Waiting(
+            self.reconciles_waiting.clone(),
+            self.queue_wait.clone(),
+            std::time::Instant::now(),
+        )
     }
 
     /// The metrics in the Prometheus text format.
@@ -281,13 +331,14 @@ impl Metrics {
     }
 }
 
-/// A pass counted as waiting for its turn (see [`Metrics::waiting`]).
+/// A pass counted as waiting for its turn (see [`Metrics::waiting`]); its wait is observed when it ends.
 #[derive(Debug)]
-pub struct Waiting(Gauge);
+pub struct Waiting(Gauge, Histogram, std::time::Instant);
 
 impl Drop for Waiting {
     fn drop(&mut self) {
         self.0.dec();
+        self.1.observe(self.2.elapsed().as_secs_f64());
     }
 }
 
@@ -305,7 +356,10 @@ mod tests {
             })
             .inc();
         m.api_requests
-            .get_or_create(&VerbLabel { verb: "patch" })
+            .get_or_create(&VerbLabel {
+                verb: "patch",
+                cluster: "in-cluster".into(),
+            })
             .inc_by(3);
         m.reconcile_duration.observe(0.02);
         let text = m.encode();
@@ -314,7 +368,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("kedge_api_requests_total{verb=\"patch\"} 3"),
+            text.contains("kedge_api_requests_total{verb=\"patch\",cluster=\"in-cluster\"} 3"),
             "{text}"
         );
         assert!(

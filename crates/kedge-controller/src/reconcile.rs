@@ -522,10 +522,17 @@ impl Pass<'_> {
         let previous_sha = self.status.sync.revision.clone();
         // Only a fresh resolution of the spec's revision may be reused; an operation's explicit revision must not be.
         let resolving_spec = target.revision.is_none();
+        let started = Instant::now();
         let rendered = ctx
             .pipeline
             .render(app, target.revision.as_deref(), previous_sha.clone())
             .await;
+        ctx.metrics
+            .render_duration
+            .get_or_create(&crate::metrics::RepoLabel::of(
+                &app.spec.primary_source().repo_url,
+            ))
+            .observe(started.elapsed().as_secs_f64());
         let (revision, rendered) = match rendered {
             Ok(r) => {
                 set_source_verified(app, &mut self.status, &r, self.generation, &self.now);
@@ -1682,7 +1689,12 @@ async fn report_failure(
         err,
         PipelineError::Source(_) | PipelineError::Credentials(_)
     ) {
-        ctx.metrics.git_fetch_errors.inc();
+        ctx.metrics
+            .git_fetch_errors
+            .get_or_create(&crate::metrics::RepoLabel::of(
+                &app.spec.primary_source().repo_url,
+            ))
+            .inc();
     }
     let previous = status
         .conditions

@@ -756,12 +756,16 @@ async fn poll_repositories(
             let refs = tokio::task::spawn_blocking(move || source.ls_remote(&probe)).await;
             metrics
                 .git_fetch_duration
+                .get_or_create(&crate::metrics::RepoLabel::of(&url))
                 .observe(started.elapsed().as_secs_f64());
             let apps_ref: Vec<&Application> = apps.iter().map(Arc::as_ref).collect();
             let refs = match refs {
                 Ok(Ok(refs)) => refs,
                 Ok(Err(err)) => {
-                    metrics.git_fetch_errors.inc();
+                    metrics
+                        .git_fetch_errors
+                        .get_or_create(&crate::metrics::RepoLabel::of(&url))
+                        .inc();
                     tracing::warn!(error = %err, "repository check failed");
                     if failing.insert(url.clone()) {
                         queue_pushed(&ctx.moved_repos, &ctx.admission, &triggers, &apps_ref, None);
