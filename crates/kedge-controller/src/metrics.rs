@@ -148,6 +148,8 @@ pub struct Metrics {
     pub shard_applications: Gauge,
     /// Replicas sharing the applications, this one included (1 when they do not share).
     pub shard_members: Gauge,
+    /// Whether this replica holds the leader Lease (1) or not (0).
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -185,6 +187,13 @@ impl Metrics {
         let shard_applications = Gauge::default();
         let shard_members = Gauge::default();
         let cluster_connected = Family::<ClusterLabel, Gauge>::default();
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "Whether this replica holds the leader Lease (1) or not (0): the leader checks the registered clusters, \
+             and with --sharing off reconciles every application",
+            leader.clone(),
+        );
         let app_info = Family::<AppInfoLabels, Gauge>::default();
         let app_syncs = Family::<AppSyncLabels, Counter>::default();
         let app_drift_reverted = Family::<AppSyncLabels, Counter>::default();
@@ -277,6 +286,7 @@ impl Metrics {
             app_drift_reverted,
             shard_applications,
             shard_members,
+            leader,
         }
     }
 

@@ -475,6 +475,21 @@ pub async fn run(
         metrics.clone(),
         shutdown.clone(),
     ));
+    // Leadership as a metric.
+    {
+        let mut changes = leader.changes();
+        let metrics = metrics.clone();
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                metrics.leader.set(i64::from(*changes.borrow_and_update()));
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    changed = changes.changed() => if changed.is_err() { return },
+                }
+            }
+        });
+    }
     // A changed Cluster queues its applications.
     tokio::spawn(crate::clusters::trigger_on_change(
         client.clone(),

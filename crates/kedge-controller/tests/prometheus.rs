@@ -163,6 +163,21 @@ async fn prometheus_reads_the_health_kedge_reports() {
     assert_eq!(labels["cluster"], "in-cluster", "{series}");
     assert_eq!(labels["job"], "kedge", "{series}");
 
+    // The only replica leads and holds the application.
+    for (metric, want) in [
+        ("kedge_leader", "1"),
+        ("kedge_shard_members", "1"),
+        ("kedge_shard_applications", "1"),
+    ] {
+        let got = wait_for(Duration::from_secs(30), POLL, || async {
+            let answer = query(prometheus.addr, metric)?;
+            let value = answer["data"]["result"][0]["value"][1].as_str()?.to_owned();
+            (value == want).then_some(value)
+        })
+        .await;
+        assert!(got.is_ok(), "{metric} is not {want}");
+    }
+
     // Every query of the dashboard is valid PromQL, and the count of applications is the one there is.
     let text = std::fs::read_to_string(repo_root().join("deploy/grafana/kedge-dashboard.json"))
         .expect("dashboard");
