@@ -69,6 +69,32 @@ impl AppSyncLabels {
     }
 }
 
+/// The labels of per-application series that have no state of their own.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppLabels {
+    /// The application's namespace.
+    pub namespace: String,
+    /// The application's name.
+    pub name: String,
+    /// Its project.
+    pub project: String,
+    /// The cluster it deploys to.
+    pub cluster: String,
+}
+
+impl AppLabels {
+    /// The labels of `app`.
+    pub fn of(app: &kedge_api::Application) -> Self {
+        use kube::ResourceExt;
+        Self {
+            namespace: app.namespace().unwrap_or_default(),
+            name: app.name_any(),
+            project: app.spec.project.clone(),
+            cluster: app.spec.cluster().to_owned(),
+        }
+    }
+}
+
 /// Label set with a single `cluster` label: a registered cluster's name.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClusterLabel {
@@ -140,6 +166,8 @@ pub struct Metrics {
     app_info_now: Arc<Mutex<HashMap<String, AppInfoLabels>>>,
     /// Syncs per application by how they ended.
     pub app_syncs: Family<AppSyncLabels, Counter>,
+    /// How long each application's last pass took.
+    pub app_reconcile_duration: Family<AppLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Drift reverted per application (self-heal syncs that succeeded; `phase` is always `Succeeded`).
     pub app_drift_reverted: Family<AppSyncLabels, Counter>,
     /// Whether each registered cluster answered the last check (1) or not (0); kept by the leader.
@@ -197,6 +225,14 @@ impl Metrics {
         let app_info = Family::<AppInfoLabels, Gauge>::default();
         let app_syncs = Family::<AppSyncLabels, Counter>::default();
         let app_drift_reverted = Family::<AppSyncLabels, Counter>::default();
+        let app_reconcile_duration =
+            Family::<AppLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register_with_unit(
+            "app_reconcile_duration",
+            "How long the last pass over each application took",
+            prometheus_client::registry::Unit::Seconds,
+            app_reconcile_duration.clone(),
+        );
         registry.register(
             "app_drift_reverted",
             "Live changes to an application's objects reverted by self-heal, per application",
@@ -284,6 +320,7 @@ impl Metrics {
             app_info_now: Arc::default(),
             app_syncs,
             app_drift_reverted,
+            app_reconcile_duration,
             shard_applications,
             shard_members,
             leader,
@@ -302,11 +339,29 @@ impl Metrics {
         self.app_info.get_or_create(&labels).set(1);
     }
 
+    /// Records how long the last pass over an application took, while the application has its `kedge_app_info`
+    /// series here (not after it was deleted or moved to another replica).
+    pub fn set_app_duration(&self, labels: &AppLabels, seconds: f64) {
+        let key = format!("{}/{}", labels.namespace, labels.name);
+        let now = self.app_info_now.lock().unwrap_or_else(|p| p.into_inner());
+        if now.contains_key(&key) {
+            self.app_reconcile_duration
+                .get_or_create(labels)
+                .set(seconds);
+        }
+    }
+
     /// Removes the per-application series of `namespace/name` (deleted, or reconciled by another replica now).
     pub fn forget_app(&self, key: &str) {
         let mut now = self.app_info_now.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = now.remove(key) {
             self.app_info.remove(&old);
+            self.app_reconcile_duration.remove(&AppLabels {
+                namespace: old.namespace.clone(),
+                name: old.name.clone(),
+                project: old.project.clone(),
+                cluster: old.cluster.clone(),
+            });
             for phase in ["Succeeded", "Failed"] {
                 let labels = AppSyncLabels {
                     namespace: old.namespace.clone(),

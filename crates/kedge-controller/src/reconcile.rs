@@ -363,9 +363,10 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
     // itself is several kilobytes of state.
     let result = Box::pin(reconcile_inner(&app, &ctx, turn.urgent).instrument(span)).await;
     drop(turn);
+    let took = started.elapsed().as_secs_f64();
+    ctx.metrics.reconcile_duration.observe(took);
     ctx.metrics
-        .reconcile_duration
-        .observe(started.elapsed().as_secs_f64());
+        .set_app_duration(&crate::metrics::AppLabels::of(&app), took);
     result
 }
 

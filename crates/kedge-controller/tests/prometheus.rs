@@ -178,6 +178,17 @@ async fn prometheus_reads_the_health_kedge_reports() {
         assert!(got.is_ok(), "{metric} is not {want}");
     }
 
+    let took = format!(
+        "kedge_app_reconcile_duration_seconds{{namespace=\"{}\", name=\"demo\"}} > 0",
+        env.ns()
+    );
+    let answer = query(prometheus.addr, &took).expect("Prometheus answers");
+    assert_eq!(
+        answer["data"]["result"].as_array().map(Vec::len),
+        Some(1),
+        "{took}: {answer}"
+    );
+
     // Every query of the dashboard is valid PromQL, and the count of applications is the one there is.
     let text = std::fs::read_to_string(repo_root().join("deploy/grafana/kedge-dashboard.json"))
         .expect("dashboard");
