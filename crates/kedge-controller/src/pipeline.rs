@@ -104,6 +104,11 @@ impl From<kedge_helm::HelmError> for PipelineError {
         match e {
             kedge_helm::HelmError::Source(e) => PipelineError::Source(e),
             kedge_helm::HelmError::Render(e) => PipelineError::Render(e),
+            // The pipeline's own error, passed through the chart's render (see `helm_inputs`).
+            kedge_helm::HelmError::Destination(e) => match e.downcast::<PipelineError>() {
+                Ok(e) => *e,
+                Err(e) => PipelineError::Cluster(e.to_string()),
+            },
             other => PipelineError::Helm(other),
         }
     }
@@ -195,15 +200,24 @@ impl Pipeline {
     }
 
     /// The cluster-side inputs of a chart's render: `valuesFrom` from the application's namespace here, and
-    /// `.Capabilities` from the cluster it deploys to.
-    async fn helm_inputs(&self, app: &Application) -> Result<kedge_helm::AppInputs, PipelineError> {
+    /// `.Capabilities` from the cluster it deploys to, whose engine is looked up only if a chart is rendered.
+    fn helm_inputs(&self, app: &Application) -> kedge_helm::AppInputs {
         let inputs = kedge_helm::AppInputs::new(&self.client, app);
         match &self.clusters {
-            Some(pool) if !app.spec.is_in_cluster() => match pool.engine_for(app).await? {
-                (Some(name), engine) => Ok(inputs.with_destination(name, engine.client().clone())),
-                (None, _) => Ok(inputs),
-            },
-            _ => Ok(inputs),
+            Some(pool) if !app.spec.is_in_cluster() => {
+                let (pool, app) = (pool.clone(), Arc::new(app.clone()));
+                inputs.with_destination(Arc::new(move || {
+                    let (pool, app) = (pool.clone(), app.clone());
+                    Box::pin(async move {
+                        match pool.engine_for(&app).await {
+                            Ok((Some(name), engine)) => Ok(Some((name, engine.client().clone()))),
+                            Ok((None, _)) => Ok(None),
+                            Err(e) => Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+                        }
+                    })
+                }))
+            }
+            _ => inputs,
         }
     }
 
@@ -333,7 +347,7 @@ impl Pipeline {
                         .into(),
                 ));
             }
-            let inputs = self.helm_inputs(app).await?;
+            let inputs = self.helm_inputs(app);
             let (revision, out) = self
                 .helm
                 .render_application(&inputs, &self.secrets, app, revision, Vec::new())
@@ -357,7 +371,7 @@ impl Pipeline {
         let mut options = render_options(app);
         options.decryption = self.decryption_keys(app).await?;
         let helm = self.helm.clone();
-        let inputs = self.helm_inputs(app).await?;
+        let inputs = self.helm_inputs(app);
         let app_for_vars = app.clone();
         tokio::task::spawn_blocking(move || {
             let snapshot = source.fetch(&request)?;
@@ -529,7 +543,7 @@ impl Pipeline {
         let mut one = app.clone();
         one.spec.source = chart.clone();
         one.spec.sources.clear();
-        let inputs = self.helm_inputs(&one).await?;
+        let inputs = self.helm_inputs(&one);
         let (revision, mut out) = self
             .helm
             .render_application(&inputs, &self.secrets, &one, revision, ref_values)

@@ -83,12 +83,22 @@ pub fn remote_chart_of(app: &Application, revision: Option<&str>) -> RemoteChart
     }
 }
 
+/// Resolves a destination cluster for [`AppInputs::with_destination`].
+pub type Destination = Arc<
+    dyn Fn() -> futures::future::BoxFuture<
+            'static,
+            Result<Option<(String, kube::Client)>, Box<dyn std::error::Error + Send + Sync>>,
+        > + Send
+        + Sync,
+>;
+
 /// The cluster-side inputs of one application's render, read lazily (only when a chart is rendered).
 #[derive(Clone)]
 pub struct AppInputs {
     client: kube::Client,
-    /// The cluster the application deploys to, when it is not the one of `client`: its name and a client.
-    destination: Option<(String, kube::Client)>,
+    /// Resolves the cluster the application deploys to, when it may not be the one of `client`: its name and a
+    /// client, or `None` for the cluster of `client`. Asked only when a chart is rendered.
+    destination: Option<Destination>,
     handle: Option<tokio::runtime::Handle>,
     app_namespace: String,
     values_from: Vec<kedge_api::HelmValuesReference>,
@@ -130,17 +140,22 @@ impl AppInputs {
         }
     }
 
-    /// Reads `.Capabilities` from the registered cluster `name` (through `client`) rather than from the cluster of
-    /// the inputs' own client, which still serves `valuesFrom`.
-    pub fn with_destination(mut self, name: impl Into<String>, client: kube::Client) -> Self {
-        self.destination = Some((name.into(), client));
+    /// Reads `.Capabilities` from the cluster `resolve` names (a registered cluster's name and a client for it, or
+    /// `None` for the cluster of the inputs' own client, which still serves `valuesFrom`). `resolve` is called only
+    /// when a chart is rendered, so that other sources never pay for it.
+    pub fn with_destination(mut self, resolve: Destination) -> Self {
+        self.destination = Some(resolve);
         self
     }
 
     /// The capabilities of the destination cluster.
     async fn capabilities(&self, helm: &HelmRenderer) -> Result<Arc<Capabilities>, HelmError> {
-        match &self.destination {
-            Some((name, client)) => helm.capabilities_of(name, client).await,
+        let remote = match &self.destination {
+            Some(resolve) => resolve().await.map_err(HelmError::Destination)?,
+            None => None,
+        };
+        match remote {
+            Some((name, client)) => helm.capabilities_of(&name, &client).await,
             None => helm.capabilities(&self.client).await,
         }
     }

@@ -6,6 +6,9 @@ use std::time::Duration;
 /// Failure to resolve or render a chart.
 #[derive(Debug, thiserror::Error)]
 pub enum HelmError {
+    /// The cluster the application deploys to could not be resolved (its `.Capabilities` are read there).
+    #[error("cannot resolve the destination cluster: {0}")]
+    Destination(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The application's spec cannot be acted on.
     #[error("invalid Helm source: {reason}")]
     InvalidSpec {

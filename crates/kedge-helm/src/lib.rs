@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 use kedge_render::{KustomizeConfig, RenderedObject, RenderedSet};
 
 pub use app::{
-    AppInputs, AppRender, helm_options, is_chart_dir, is_remote_chart, release_mode,
+    AppInputs, AppRender, Destination, helm_options, is_chart_dir, is_remote_chart, release_mode,
     remote_chart_of, split_hooks, value_file_in_tree, with_hooks_mapped,
 };
 pub use error::HelmError;
