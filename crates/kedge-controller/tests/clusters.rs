@@ -8,12 +8,24 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use kedge_api::{CONNECTED, Cluster, Condition};
+use kedge_api::Cluster;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 /// Waits until application `app` is Unknown because its cluster `cluster` cannot be reached, and checks that its
 /// Ready condition names the cluster.
+/// Rotates the kubeconfig held in cluster Secret `secret`.
+async fn set_kubeconfig(env: &Env, secret: &str, kubeconfig: &str) {
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(env.client.clone(), env.ns())
+        .patch(
+            secret,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "stringData": { "kubeconfig": kubeconfig } })),
+        )
+        .await
+        .expect("rotate credentials");
+}
+
 async fn wait_unavailable(env: &Env, app: &str, cluster: &str) {
     let down = env
         .wait_app(app, "Unknown while its cluster is away", |a| {
@@ -31,39 +43,6 @@ async fn wait_unavailable(env: &Env, app: &str, cluster: &str) {
         "{}",
         ready.message
     );
-}
-
-fn connected(cluster: &Cluster) -> Option<&Condition> {
-    cluster
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == CONNECTED)
-}
-
-async fn wait_cluster(
-    api: &Api<Cluster>,
-    name: &str,
-    what: &str,
-    cond: impl Fn(&Cluster) -> bool,
-) -> Cluster {
-    match kedge_testkit::wait_for(STEP, POLL, || async {
-        api.get_opt(name).await.ok().flatten().filter(|c| cond(c))
-    })
-    .await
-    {
-        Ok(c) => c,
-        Err(timeout) => {
-            let last = api
-                .get_opt(name)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|c| c.status);
-            panic!("cluster {name}: {what}: {timeout}; last status {last:?}")
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,14 +83,8 @@ async fn registered_clusters_report_whether_kedge_reaches_them() {
             .await
             .expect("create cluster");
     }
-    env.create_app_with(
-        "web",
-        "app",
-        json!({}),
-        json!({ "destination": { "name": "east", "namespace": "web" } }),
-        json!({}),
-    )
-    .await;
+    env.create_app_on("web", "app", json!({}), "east", "web")
+        .await;
     let mut rc = env.run_config("c1");
     rc.cluster_check_interval = Duration::from_millis(500);
     let _controller = RunningController::start(env.cluster.kubeconfig(), rc);
@@ -152,22 +125,12 @@ async fn registered_clusters_report_whether_kedge_reaches_them() {
 
     // Rotated to a token the cluster refuses: reported, then fixed without a restart.
     let token = kubeconfig_field(&east_config, "token");
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(env.client.clone(), env.ns());
-    let set = |text: String| {
-        let secrets = secrets.clone();
-        async move {
-            secrets
-                .patch(
-                    "east-creds",
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({ "stringData": { "kubeconfig": text } })),
-                )
-                .await
-                .expect("rotate credentials");
-        }
-    };
-    set(east_config.replace(token, "not-the-token")).await;
+    set_kubeconfig(
+        &env,
+        "east-creds",
+        &east_config.replace(token, "not-the-token"),
+    )
+    .await;
     let rotated = wait_cluster(&clusters, "east", "refused after rotation", |c| {
         connected(c).is_some_and(|c| c.status == "False")
     })
@@ -183,7 +146,7 @@ async fn registered_clusters_report_whether_kedge_reaches_them() {
         !condition.message.contains(token) && !condition.message.contains("not-the-token"),
         "no credential in the message"
     );
-    set(east_config.clone()).await;
+    set_kubeconfig(&env, "east-creds", &east_config).await;
     wait_cluster(&clusters, "east", "connected again", |c| {
         connected(c).is_some_and(|c| c.status == "True")
     })
@@ -397,16 +360,7 @@ async fn a_stopped_cluster_holds_back_only_its_own_applications() {
     // West is back, new and empty, with new credentials: the Secret and the Cluster are updated.
     let west = west_cluster().await;
     let config = std::fs::read_to_string(west.kubeconfig()).expect("west kubeconfig");
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(env.client.clone(), env.ns());
-    secrets
-        .patch(
-            "west-creds",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "stringData": { "kubeconfig": config } })),
-        )
-        .await
-        .expect("rotate west's credentials");
+    set_kubeconfig(&env, "west-creds", &config).await;
     clusters
         .patch(
             "west",

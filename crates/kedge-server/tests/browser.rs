@@ -82,14 +82,8 @@ async fn ui_in_headless_chromium() {
         json!({ "team": "api" }),
     )
     .await;
-    env.create_app_with(
-        "faraway",
-        "backend",
-        json!({}),
-        json!({ "destination": { "name": "far", "namespace": "far" } }),
-        json!({}),
-    )
-    .await;
+    env.create_app_on("faraway", "backend", json!({}), "far", "far")
+        .await;
     env.wait_app("guestbook", "compared", |a| {
         a.status.as_ref().is_some_and(|s| s.sync.revision.is_some())
     })

@@ -102,14 +102,8 @@ async fn clusters_are_added_listed_shown_and_removed() {
     })
     .await
     .expect("east connected");
-    env.create_app_with(
-        "web",
-        "app",
-        json!({}),
-        json!({ "destination": { "name": "east", "namespace": "web" } }),
-        json!({}),
-    )
-    .await;
+    env.create_app_on("web", "app", json!({}), "east", "web")
+        .await;
     let run = kedge(&env, cache.path(), &["cluster", "list"]).await;
     run.expect_code(0);
     let rows = table(&run.stdout);

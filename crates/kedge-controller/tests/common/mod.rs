@@ -236,13 +236,19 @@ impl Env {
     /// Secret `NAME-creds`.
     pub async fn register_cluster(&self, name: &str, cluster: &TestCluster) {
         let kubeconfig = std::fs::read_to_string(cluster.kubeconfig()).expect("kubeconfig");
-        let secret = format!("{name}-creds");
-        self.create_secret(&secret, json!({ "kubeconfig": kubeconfig }))
+        let server = kubeconfig_field(&kubeconfig, "server").to_owned();
+        self.register_cluster_at(name, &server, json!({ "kubeconfig": kubeconfig }))
             .await;
+    }
+
+    /// Registers Cluster `name` at `server` with Secret `NAME-creds` holding `secret_data` (string data).
+    pub async fn register_cluster_at(&self, name: &str, server: &str, secret_data: Value) {
+        let secret = format!("{name}-creds");
+        self.create_secret(&secret, secret_data).await;
         let cluster: kedge_api::Cluster = serde_json::from_value(json!({
             "apiVersion": "kedge.dev/v1alpha1", "kind": "Cluster",
             "metadata": { "name": name },
-            "spec": { "server": kubeconfig_field(&kubeconfig, "server"), "secretRef": { "name": secret } }
+            "spec": { "server": server, "secretRef": { "name": secret } }
         }))
         .expect("cluster");
         Api::<kedge_api::Cluster>::namespaced(self.client.clone(), self.ns())
@@ -815,4 +821,39 @@ pub fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// The `Connected` condition of a Cluster, once the controller has checked it.
+pub fn connected(cluster: &kedge_api::Cluster) -> Option<&kedge_api::Condition> {
+    cluster
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kedge_api::CONNECTED)
+}
+
+/// Waits until Cluster `name` meets `cond` (`what` says what for the failure message); panics with its last status.
+pub async fn wait_cluster(
+    api: &Api<kedge_api::Cluster>,
+    name: &str,
+    what: &str,
+    cond: impl Fn(&kedge_api::Cluster) -> bool,
+) -> kedge_api::Cluster {
+    match kedge_testkit::wait_for(STEP, POLL, || async {
+        api.get_opt(name).await.ok().flatten().filter(|c| cond(c))
+    })
+    .await
+    {
+        Ok(c) => c,
+        Err(timeout) => {
+            let last = api
+                .get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|c| c.status);
+            panic!("cluster {name}: {what}: {timeout}; last status {last:?}")
+        }
+    }
 }

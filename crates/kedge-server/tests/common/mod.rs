@@ -11,7 +11,7 @@ use std::time::Duration;
 pub use harness::*;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kedge_api::{Application, CONNECTED, Cluster};
+use kedge_api::{Application, Cluster};
 use kedge_controller::runner::RunConfig;
 use kedge_testkit::wait_for;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
@@ -174,48 +174,24 @@ impl ServerEnv for Env {
 /// under another key, for checks that no Secret value is shown.
 pub async fn register_cluster(env: &Env, name: &str, server: &str, marker: &str) {
     let kubeconfig = std::fs::read_to_string(env.cluster.kubeconfig()).expect("kubeconfig");
-    env.create_secret(
-        &format!("{name}-creds"),
+    env.register_cluster_at(
+        name,
+        server,
         json!({ "kubeconfig": kubeconfig, "note": marker }),
     )
     .await;
-    let cluster: Cluster = serde_json::from_value(json!({
-        "apiVersion": "kedge.dev/v1alpha1", "kind": "Cluster",
-        "metadata": { "name": name },
-        "spec": { "server": server, "secretRef": { "name": format!("{name}-creds") } }
-    }))
-    .expect("cluster");
-    Api::<Cluster>::namespaced(env.client.clone(), env.ns())
-        .create(&Default::default(), &cluster)
-        .await
-        .expect("create cluster");
 }
 
 /// Waits until the controller has found Cluster `name` not connected; returns the reason of its condition.
 pub async fn wait_not_connected(env: &Env, name: &str) -> String {
     let api = Api::<Cluster>::namespaced(env.client.clone(), env.ns());
-    let got = wait_for(STEP, POLL, || async {
-        let c = api.get_opt(name).await.ok().flatten()?;
-        let cond = c
-            .status?
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == CONNECTED)?;
-        (cond.status == "False").then_some(cond.reason)
+    let found = wait_cluster(&api, name, "not connected", |c| {
+        connected(c).is_some_and(|c| c.status == "False")
     })
     .await;
-    match got {
-        Ok(reason) => reason,
-        Err(t) => {
-            let last = api
-                .get_opt(name)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|c| c.status);
-            panic!("cluster {name} not reported as not connected: {t}; last status {last:?}")
-        }
-    }
+    connected(&found)
+        .map(|c| c.reason.clone())
+        .unwrap_or_default()
 }
 
 /// The controller with the server.
