@@ -164,37 +164,32 @@ async fn main() -> Result<()> {
     }
     if args.clusters > 0 {
         anyhow::ensure!(args.clusters >= 2, "--clusters needs at least 2");
-        let started = Instant::now();
-        let mut text = report_header("Fleet");
-        for &n in &args.scales {
-            eprintln!("fleet: {n} applications over {} clusters", args.clusters);
-            let mut env = env::Env::start(&tools, &format!("bench-fleet-{n}")).await?;
-            let figures = fleet::run(&mut env, n, args.clusters - 1).await;
-            env.stop();
-            let figures = figures?;
+        eprintln!("fleet: applications over {} clusters", args.clusters);
+        let others = args.clusters - 1;
+        let text = each_scale(&args, &tools, "Fleet", "bench-fleet", async |env, n| {
+            let figures = fleet::run(env, n, others).await?;
             eprintln!("{figures:?}");
-            text.push_str(&fleet::render(&figures));
-            text.push('\n');
-        }
-        let _ = writeln!(text, "Took {:.0} s.", started.elapsed().as_secs_f64());
+            Ok(fleet::render(&figures))
+        })
+        .await?;
         return write_report(&args.out, &text);
     }
     if args.replicas > 0 {
         anyhow::ensure!(args.replicas >= 2, "--replicas needs at least 2");
-        let started = Instant::now();
-        let mut text = report_header("Replicas");
-        for &n in &args.scales {
-            eprintln!("replicas: {} replicas, {n} applications", args.replicas);
-            let name = format!("bench-replicas-{n}");
-            let mut env = env::Env::start(&tools, &name).await?;
-            let figures = replicas::run(&mut env, n, args.replicas).await;
-            env.stop();
-            let figures = figures?;
-            eprintln!("{figures:?}");
-            text.push_str(&replicas::render(&figures));
-            text.push('\n');
-        }
-        let _ = writeln!(text, "Took {:.0} s.", started.elapsed().as_secs_f64());
+        eprintln!("replicas: {} replicas", args.replicas);
+        let replicas = args.replicas;
+        let text = each_scale(
+            &args,
+            &tools,
+            "Replicas",
+            "bench-replicas",
+            async |env, n| {
+                let figures = replicas::run(env, n, replicas).await?;
+                eprintln!("{figures:?}");
+                Ok(replicas::render(&figures))
+            },
+        )
+        .await?;
         return write_report(&args.out, &text);
     }
     let started = Instant::now();
@@ -235,4 +230,27 @@ fn report_header(title: &str) -> String {
         std::env::var("KEDGE_BENCH_COMMIT").unwrap_or_else(|_| "unknown".into()),
         report::machine(&report::loadavg()),
     )
+}
+
+/// Runs `scenario` at each scale of `--scales` on a fresh cluster and controller (`PREFIX-N`) and collects its
+/// sections into a report of its own, titled `title`.
+async fn each_scale(
+    args: &Args,
+    tools: &Tools,
+    title: &str,
+    prefix: &str,
+    mut scenario: impl AsyncFnMut(&mut env::Env, usize) -> Result<String>,
+) -> Result<String> {
+    let started = Instant::now();
+    let mut text = report_header(title);
+    for &n in &args.scales {
+        eprintln!("{title}: {n} applications");
+        let mut env = env::Env::start(tools, &format!("{prefix}-{n}")).await?;
+        let section = scenario(&mut env, n).await;
+        env.stop();
+        text.push_str(&section?);
+        text.push('\n');
+    }
+    let _ = writeln!(text, "Took {:.0} s.", started.elapsed().as_secs_f64());
+    Ok(text)
 }
