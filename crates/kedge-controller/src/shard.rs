@@ -191,8 +191,6 @@ struct State {
     allowed: HashSet<String>,
     /// Passes running, by application.
     running: HashMap<String, usize>,
-    /// Live members, this replica included.
-    members: Vec<String>,
     /// The applications the last round knew of.
     known: HashSet<String>,
 }
@@ -203,7 +201,6 @@ pub struct Shard {
     state: Arc<Mutex<State>>,
     wake: Arc<Notify>,
     writes: LeaderGuard,
-    identity: String,
 }
 
 impl Shard {
@@ -232,21 +229,6 @@ impl Shard {
     /// Whether this replica's own Lease is current: every write of the controller is gated by it.
     pub fn writes(&self) -> LeaderGuard {
         self.writes.clone()
-    }
-
-    /// This replica's identity.
-    pub fn identity(&self) -> &str {
-        &self.identity
-    }
-
-    /// The live members this replica knows of, itself included.
-    pub fn members(&self) -> Vec<String> {
-        self.lock().members.clone()
-    }
-
-    /// How many applications this replica may reconcile now.
-    pub fn owned(&self) -> usize {
-        self.lock().allowed.len()
     }
 
     /// Tells the membership task that an application changed: it looks again when the application is new to it.
@@ -300,11 +282,11 @@ pub fn spawn(
     stop: CancellationToken,
 ) -> (Shard, JoinHandle<()>) {
     let (writes, me) = guard_pair(config.renew_deadline);
+    let identity = config.identity.clone();
     let shard = Shard {
         state: Arc::default(),
         wake: Arc::new(Notify::new()),
         writes,
-        identity: config.identity.clone(),
     };
     let task = tokio::spawn(
         Member {
@@ -320,7 +302,7 @@ pub fn spawn(
             wanted: HashSet::new(),
             published: None,
             published_at: None,
-            members: vec![shard.identity.clone()],
+            members: vec![identity],
             others_claim: HashSet::new(),
             claims_everything: false,
             listed: false,
@@ -468,8 +450,7 @@ impl Member {
                 .collect()
         };
         let (gained, lost): (HashSet<String>, Vec<String>) = {
-            let mut state = self.shard.lock();
-            state.members = self.members.clone();
+            let state = self.shard.lock();
             (
                 allowed.difference(&state.allowed).cloned().collect(),
                 state.allowed.difference(&allowed).cloned().collect(),
