@@ -224,11 +224,12 @@ async fn replicas_share_applications_and_take_over_a_killed_ones_share() {
     let after_kill = final_owner.values().filter(|m| *m == "alpha").count();
     assert!(after_kill > 0 && after_kill < APPS, "{final_owner:?}");
 
-    // Nothing applied twice: each ConfigMap was written for v1 by one replica only, and for v2 (after the kill) by
-    // one replica only, the one that holds its application now.
+    // Nothing applied twice: each ConfigMap was written once for v1 and once for v2 (after the kill), the second time
+    // by a live replica. Which one may differ from the final owner: when beta's Lease ran out, bounded loads may move
+    // an application that alpha had already synced to v2 over to gamma, which then finds nothing to write.
     let events = env.cluster.audit_events().expect("audit log");
-    let mut before: BTreeMap<String, HashSet<&str>> = BTreeMap::new();
-    let mut later: BTreeMap<String, HashSet<&str>> = BTreeMap::new();
+    let mut before: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    let mut later: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for e in events.iter().filter(|e| {
         e.namespace == env.ns()
             && e.resource == "configmaps"
@@ -246,7 +247,7 @@ async fn replicas_share_applications_and_take_over_a_killed_ones_share() {
         } else {
             &mut later
         };
-        side.entry(e.name.clone()).or_default().insert(who);
+        side.entry(e.name.clone()).or_default().push(who);
     }
     assert_eq!(
         before.len(),
@@ -262,9 +263,11 @@ async fn replicas_share_applications_and_take_over_a_killed_ones_share() {
         assert_eq!(who.len(), 1, "{cm} was written for v1 by {who:?}");
     }
     for (cm, who) in &later {
-        let app = format!("app-{}", cm.trim_start_matches("cm-"));
-        let expected: HashSet<&str> = HashSet::from([final_owner[&app].as_str()]);
-        assert_eq!(*who, expected, "{cm} was written for v2 by {who:?}");
+        assert_eq!(who.len(), 1, "{cm} was written for v2 by {who:?}");
+        assert_ne!(
+            who[0], "beta",
+            "{cm} was written for v2 by the killed replica"
+        );
     }
 
     alpha.stop().await;
