@@ -14,6 +14,7 @@ mod application;
 mod bounded;
 mod cluster;
 mod duration;
+mod notification;
 mod operation;
 mod repo_secret;
 
@@ -27,6 +28,10 @@ pub use cluster::{
     IN_CLUSTER_NAME, IN_CLUSTER_SERVER, KUBECONFIG_KEY, normalize_server,
 };
 pub use duration::{DurationError, parse_duration};
+pub use notification::{
+    Alert, AlertSpec, AlertStatus, EventSeverity, EventSource, EventSourceKind, NoticeKind,
+    Provider, ProviderSpec, ProviderStatus, ProviderType,
+};
 pub use operation::*;
 pub use repo_secret::{
     REPOSITORY_SECRET_SELECTOR, RepositorySecrets, SECRET_TYPE_LABEL, decode_secret,

@@ -32,14 +32,25 @@ pub fn cluster_crd() -> Value {
     serde_json::to_value(kedge_api::Cluster::crd()).unwrap_or(Value::Null)
 }
 
+/// The notification CRDs: `Provider` and `Alert`.
+pub fn notification_crds() -> [Value; 2] {
+    [
+        serde_json::to_value(kedge_api::Provider::crd()).unwrap_or(Value::Null),
+        serde_json::to_value(kedge_api::Alert::crd()).unwrap_or(Value::Null),
+    ]
+}
+
 /// Every manifest, in apply order.
 pub fn manifests(opts: &InstallOptions) -> Vec<Value> {
     let ns = opts.namespace.as_str();
     let labels =
         json!({ "app.kubernetes.io/name": "kedge", "app.kubernetes.io/component": "controller" });
+    let [provider_crd, alert_crd] = notification_crds();
     vec![
         crd(),
         cluster_crd(),
+        provider_crd,
+        alert_crd,
         json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } }),
         json!({
             "apiVersion": "v1", "kind": "ServiceAccount",

@@ -178,6 +178,8 @@ pub struct Metrics {
     pub shard_members: Gauge,
     /// Whether this replica holds the leader Lease (1) or not (0).
     pub leader: Gauge,
+    /// Deliveries of notifications.
+    pub notify: kedge_notify::NotifyMetrics,
 }
 
 impl Default for Metrics {
@@ -216,6 +218,8 @@ impl Metrics {
         let shard_members = Gauge::default();
         let cluster_connected = Family::<ClusterLabel, Gauge>::default();
         let leader = Gauge::default();
+        let notify = kedge_notify::NotifyMetrics::default();
+        notify.register(&mut registry);
         registry.register(
             "leader",
             "Whether this replica holds the leader Lease (1) or not (0): the leader checks the registered clusters, \
@@ -324,6 +328,7 @@ impl Metrics {
             shard_applications,
             shard_members,
             leader,
+            notify,
         }
     }
 

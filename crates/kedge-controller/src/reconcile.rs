@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use kedge_api::{
     Application, ApplicationStatus, HealthCode, HealthStatus as ApiHealth, HistoryResult,
-    OPERATION_ANNOTATION, Operation, OperationPhase, OperationState, REFRESH_ANNOTATION,
-    RESOURCES_FINALIZER, ResourceResult, ResourceStatus, SyncCode, SyncResult as ApiSyncResult,
-    SyncStatus as ApiSyncStatus, TERMINATE_ANNOTATION, bound_results, join_bounded,
+    NoticeKind, OPERATION_ANNOTATION, Operation, OperationPhase, OperationState,
+    REFRESH_ANNOTATION, RESOURCES_FINALIZER, ResourceResult, ResourceStatus, SyncCode,
+    SyncResult as ApiSyncResult, SyncStatus as ApiSyncStatus, TERMINATE_ANNOTATION, bound_results,
+    join_bounded,
 };
 use kedge_engine::health::HealthStatus as EngineHealth;
 use kedge_engine::plan::{Plan, SyncStatus as PlanStatus};
@@ -134,6 +135,9 @@ struct AppMemory {
     quiet: Option<QuietMark>,
     /// Every object with its state, when the status lists only some of them.
     resources: Option<Arc<Vec<ResourceStatus>>>,
+    /// A HealthDegraded notice went out and no HealthRecovered since (the application may pass through
+    /// Progressing on its way back to Healthy).
+    degraded_notified: bool,
 }
 
 /// What a full pass that found nothing to do saw; a later pass that sees the same may skip the comparison.
@@ -195,6 +199,8 @@ pub struct Context {
     pub clusters: Arc<crate::clusters::ClusterPool>,
     /// This replica's share of the applications when replicas share them; `None` when one leader does all.
     pub shard: Option<crate::shard::Shard>,
+    /// Where notices of what happened go (Alerts and Providers); `None`: nowhere.
+    pub notifier: Option<kedge_notify::Notifier>,
 }
 
 impl Context {
@@ -232,6 +238,20 @@ impl Context {
             apps,
             config,
             shard: None,
+            notifier: None,
+        }
+    }
+
+    /// Sends notices of what happens to applications to `notifier`.
+    pub fn with_notifier(mut self, notifier: kedge_notify::Notifier) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// Tells the notifier that `kind` happened to `app` (at `revision`).
+    fn notify(&self, kind: NoticeKind, app: &Application, revision: Option<&str>, message: &str) {
+        if let Some(n) = &self.notifier {
+            n.notify(kedge_notify::Notice::new(kind, app, revision, message));
         }
     }
 
@@ -749,6 +769,12 @@ impl Pass<'_> {
                     ctx.recorder
                         .publish(app, Severity::Warning, "SyncFailed", &message)
                         .await;
+                    ctx.notify(
+                        NoticeKind::SyncFailed,
+                        app,
+                        Some(&comparison.revision.sha),
+                        &message,
+                    );
                 }
                 finish_operation(
                     &mut self.status,
@@ -864,7 +890,8 @@ impl Pass<'_> {
             requeue = requeue.min(heal_wait(ctx, &self.key));
         }
         let old_health = app.status.as_ref().map(|s| s.health.status);
-        if old_health.is_some_and(|h| h != status.health.status) {
+        let new_health = status.health.status;
+        if old_health.is_some_and(|h| h != new_health) {
             let msg = format!(
                 "health changed to {:?}{}",
                 status.health.status,
@@ -881,6 +908,49 @@ impl Pass<'_> {
                 Severity::Normal
             };
             ctx.recorder.publish(app, sev, "HealthChanged", &msg).await;
+            let revision = status.sync.revision.as_deref();
+            if new_health == HealthCode::Degraded {
+                ctx.with_memory(&self.key, |m| m.degraded_notified = true);
+                ctx.notify(NoticeKind::HealthDegraded, app, revision, &msg);
+            } else if new_health == HealthCode::Healthy
+                && (old_health == Some(HealthCode::Degraded)
+                    || ctx.with_memory(&self.key, |m| m.degraded_notified))
+            {
+                ctx.with_memory(&self.key, |m| m.degraded_notified = false);
+                ctx.notify(NoticeKind::HealthRecovered, app, revision, &msg);
+            }
+        }
+        // Drift that is not reverted: the application was Synced at this revision and a live change made it
+        // OutOfSync. (With self-heal, the sync that reverts it tells.)
+        let old_sync = app
+            .status
+            .as_ref()
+            .map(|s| (s.sync.status, s.sync.revision.clone()));
+        if !self_heal
+            && status.sync.status == SyncCode::OutOfSync
+            && old_sync.as_ref().is_some_and(|(code, rev)| {
+                *code == SyncCode::Synced && rev.is_some() && *rev == status.sync.revision
+            })
+        {
+            let drifted: Vec<String> = plan_for_status
+                .objects
+                .iter()
+                .filter(|o| o.status == PlanStatus::OutOfSync)
+                .map(|o| o.id.to_string())
+                .collect();
+            let msg = format!(
+                "live state differs from Git: {}",
+                join_bounded(&drifted, 20, "; ")
+            );
+            ctx.recorder
+                .publish(app, Severity::Normal, "DriftDetected", &msg)
+                .await;
+            ctx.notify(
+                NoticeKind::DriftDetected,
+                app,
+                status.sync.revision.as_deref(),
+                &msg,
+            );
         }
         patch_status(&self.api, app, status, requested, ctx).await?;
         // Later passes may skip the comparison only while the watches would report a change to any of its objects.
@@ -1026,7 +1096,24 @@ async fn run_sync(
         ctx.recorder
             .publish(app, Severity::Normal, "DriftDetected", &msg)
             .await;
+        ctx.notify(
+            NoticeKind::DriftDetected,
+            app,
+            Some(&comparison.revision.sha),
+            &msg,
+        );
     }
+    ctx.notify(
+        NoticeKind::SyncStarted,
+        app,
+        Some(&comparison.revision.sha),
+        &format!(
+            "syncing {} ({}){}",
+            short(&comparison.revision.sha),
+            trigger.initiated_by(),
+            on_cluster(app)
+        ),
+    );
     ctx.recorder
         .publish(
             app,
@@ -1267,11 +1354,48 @@ async fn run_sync(
         ctx.recorder
             .publish(app, Severity::Normal, reason, &message)
             .await;
+        let sha = comparison.revision.sha.as_str();
+        ctx.notify(
+            if *trigger == Trigger::SelfHeal {
+                NoticeKind::DriftReverted
+            } else {
+                NoticeKind::SyncSucceeded
+            },
+            app,
+            Some(sha),
+            &message,
+        );
+        // The revision deployed before: the newest history entry whose last sync succeeded.
+        let before = app.status.as_ref().and_then(|s| {
+            s.history
+                .iter()
+                .rev()
+                .find(|h| h.result == HistoryResult::Succeeded)
+                .map(|h| h.revision.clone())
+        });
+        if before.as_deref() != Some(sha) {
+            let message = match before {
+                Some(b) => format!(
+                    "deployed {} (was {}){}",
+                    short(sha),
+                    short(&b),
+                    on_cluster(app)
+                ),
+                None => format!("deployed {}{}", short(sha), on_cluster(app)),
+            };
+            ctx.notify(NoticeKind::RevisionDeployed, app, Some(sha), &message);
+        }
         Ok(result.map_err(|_| ()))
     } else {
         ctx.recorder
             .publish(app, Severity::Warning, "SyncFailed", &message)
             .await;
+        ctx.notify(
+            NoticeKind::SyncFailed,
+            app,
+            Some(&comparison.revision.sha),
+            &message,
+        );
         Ok(Err(()))
     }
 }

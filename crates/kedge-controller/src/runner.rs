@@ -73,6 +73,9 @@ pub struct RunConfig {
     pub cluster_check_interval: Duration,
     /// How replicas divide the work. Default [`Sharing::Applications`].
     pub sharing: Sharing,
+    /// The UI's external URL (e.g. `https://kedge.example.com`): notifications and commit statuses link to the
+    /// application's page there. No links when `None`.
+    pub ui_url: Option<String>,
 }
 
 /// How several replicas of the controller divide the work.
@@ -123,6 +126,7 @@ impl RunConfig {
             mirror_max_idle: Duration::from_secs(24 * 3600),
             cluster_check_interval: Duration::from_secs(30),
             sharing: Sharing::default(),
+            ui_url: None,
         }
     }
 
@@ -150,6 +154,13 @@ impl RunConfig {
         }
         if self.poll_interval.is_zero() || self.resync_interval.is_zero() {
             return invalid("the poll and resync intervals must be longer than zero".into());
+        }
+        if let Some(url) = &self.ui_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return invalid(format!(
+                "the UI URL {url:?} is not an http:// or https:// URL"
+            ));
         }
         self.lease_config().validate().map_err(RunError::Config)
     }
@@ -396,6 +407,18 @@ pub async fn run(
     if let Some((shard, _)) = &shard {
         ctx = ctx.with_shard(shard.clone());
     }
+    // Notices go to the Providers of the Alerts (in the namespaces this controller watches) that select them.
+    ctx = ctx.with_notifier(kedge_notify::Notifier::spawn(
+        client.clone(),
+        writes.clone(),
+        kedge_notify::NotifierConfig {
+            namespace: config.namespace.clone(),
+            ui_url: config.ui_url.clone(),
+            ..Default::default()
+        },
+        metrics.notify.clone(),
+        shutdown.clone(),
+    ));
     let ctx = Arc::new(ctx);
     let http = match config.listen {
         Some(addr) => {

@@ -8,10 +8,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -23,28 +21,8 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A Prometheus server on a loopback port, stopped when dropped.
-struct Prometheus {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-}
-
 /// Starts Prometheus scraping `target` every second as job `kedge`, with Kedge's alert rules loaded.
-fn start_prometheus(binary: &Path, target: SocketAddr) -> Prometheus {
+fn start_prometheus(binary: &Path, target: SocketAddr) -> ServerProcess {
     let dir = tempfile::tempdir().expect("temp dir");
     let rules = repo_root().join("deploy/prometheus/kedge-rules.yaml");
     let config = format!(
@@ -55,23 +33,12 @@ fn start_prometheus(binary: &Path, target: SocketAddr) -> Prometheus {
     let config_file = dir.path().join("prometheus.yml");
     std::fs::write(&config_file, config).expect("write config");
     let addr = free_addr();
-    let child = Command::new(binary)
-        .arg(format!("--config.file={}", config_file.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("prometheus.log")).expect("log file"))
-        .spawn()
-        .expect("start prometheus");
-    Prometheus {
-        child,
-        addr,
-        _dir: dir,
-    }
+    let args = vec![
+        format!("--config.file={}", config_file.display()),
+        format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+        format!("--web.listen-address={addr}"),
+    ];
+    ServerProcess::start(binary, args, addr, dir)
 }
 
 /// Percent-encodes a query parameter.
@@ -86,33 +53,13 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-/// `GET path` on Prometheus's HTTP API; the JSON answer, `None` when it does not answer (yet).
-fn get(addr: SocketAddr, path: &str) -> Option<Value> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let body = text.split_once("\r\n\r\n")?.1;
-    serde_json::from_str(body).ok()
-}
-
-fn query(addr: SocketAddr, promql: &str) -> Option<Value> {
-    get(addr, &format!("/api/v1/query?query={}", encode(promql)))
-}
-
-fn prometheus_binary() -> Option<PathBuf> {
-    let cache = std::env::var_os("KEDGE_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/kedge")))?;
-    let candidate = cache.join("bin/prometheus");
-    candidate.exists().then_some(candidate)
+fn query(prometheus: &ServerProcess, promql: &str) -> Option<Value> {
+    prometheus.get(&format!("/api/v1/query?query={}", encode(promql)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_reads_the_health_kedge_reports() {
-    let Some(binary) = prometheus_binary() else {
+    let Some(binary) = cache_binary("prometheus") else {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "prometheus is missing (scripts/install-prometheus)"
@@ -142,7 +89,7 @@ async fn prometheus_reads_the_health_kedge_reports() {
         env.ns()
     );
     let series = wait_for(Duration::from_secs(60), POLL, || async {
-        let answer = query(prometheus.addr, &promql)?;
+        let answer = query(&prometheus, &promql)?;
         let result = answer["data"]["result"].as_array()?.first()?.clone();
         Some(result)
     })
@@ -170,7 +117,7 @@ async fn prometheus_reads_the_health_kedge_reports() {
         ("kedge_shard_applications", "1"),
     ] {
         let got = wait_for(Duration::from_secs(30), POLL, || async {
-            let answer = query(prometheus.addr, metric)?;
+            let answer = query(&prometheus, metric)?;
             let value = answer["data"]["result"][0]["value"][1].as_str()?.to_owned();
             (value == want).then_some(value)
         })
@@ -182,7 +129,7 @@ async fn prometheus_reads_the_health_kedge_reports() {
         "kedge_app_reconcile_duration_seconds{{namespace=\"{}\", name=\"demo\"}} > 0",
         env.ns()
     );
-    let answer = query(prometheus.addr, &took).expect("Prometheus answers");
+    let answer = query(&prometheus, &took).expect("Prometheus answers");
     assert_eq!(
         answer["data"]["result"].as_array().map(Vec::len),
         Some(1),
@@ -203,7 +150,7 @@ async fn prometheus_reads_the_health_kedge_reports() {
                 .expect("expr")
                 .replace("$namespace", ".*")
                 .replace("$cluster", ".*");
-            let answer = query(prometheus.addr, &expr).expect("Prometheus answers");
+            let answer = query(&prometheus, &expr).expect("Prometheus answers");
             assert_eq!(
                 answer["status"], "success",
                 "panel {}: {expr}: {answer}",
@@ -213,7 +160,7 @@ async fn prometheus_reads_the_health_kedge_reports() {
         }
     }
     let count = query(
-        prometheus.addr,
+        &prometheus,
         &panels[0]["targets"][0]["expr"]
             .as_str()
             .expect("expr")
@@ -226,7 +173,7 @@ async fn prometheus_reads_the_health_kedge_reports() {
 
     // The alert rules loaded and evaluate without errors; none fires for a healthy application.
     let rules = wait_for(Duration::from_secs(30), POLL, || async {
-        let answer = get(prometheus.addr, "/api/v1/rules")?;
+        let answer = prometheus.get("/api/v1/rules")?;
         let group = answer["data"]["groups"].as_array()?.first()?.clone();
         let rules = group["rules"].as_array()?.clone();
         rules

@@ -31,6 +31,7 @@ mod cluster;
 mod error;
 mod git;
 mod process;
+mod receiver;
 mod requests;
 mod sops;
 mod wait;
@@ -46,6 +47,7 @@ pub use git::{
     git_clone,
 };
 pub use process::redact_url;
+pub use receiver::{Received, Receiver};
 pub use requests::{Recorded, RequestLog, SentRequest, recorded_client};
 pub use sops::{AgeKey, sops_binary, sops_encrypt};
 pub use wait::{Poll, wait_for};

@@ -541,6 +541,19 @@ pub async fn install_crd(client: &kube::Client) {
     )
     .await
     .expect("apply the Cluster CRD");
+    for crd in kedge_controller::install::notification_crds() {
+        let name = crd["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        api.patch(
+            &name,
+            &PatchParams::apply("kedge-e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("apply a notification CRD");
+    }
     let clusters: Api<kedge_api::Cluster> = Api::all(client.clone());
     wait_for(STEP, POLL, || async {
         clusters.list(&Default::default()).await.is_ok()
@@ -808,7 +821,8 @@ pub fn start_with_metrics(
     )
 }
 
-/// One metric of a controller's `/metrics` at `addr` (plain HTTP/1.0 over loopback).
+/// A metric of a controller's `/metrics` at `addr` (plain HTTP/1.0 over loopback): the series `name` when it
+/// names labels, else the sum of all its series; 0 when there is none.
 pub fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
@@ -818,9 +832,18 @@ pub fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
         .expect("request");
     let mut text = String::new();
     s.read_to_string(&mut text).expect("response");
+    // A name with labels is one series; a bare name sums all of its series.
     text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.strip_prefix(' ') {
+                Some(v) => v,
+                None if !name.contains('{') && rest.starts_with('{') => rest.rsplit_once("} ")?.1,
+                None => return None,
+            };
+            value.trim().parse::<f64>().ok()
+        })
+        .sum()
 }
 
 /// The `Connected` condition of a Cluster, once the controller has checked it.
@@ -855,5 +878,73 @@ pub async fn wait_cluster(
                 .and_then(|c| c.status);
             panic!("cluster {name}: {what}: {timeout}; last status {last:?}")
         }
+    }
+}
+
+/// A binary under `$KEDGE_CACHE/bin` (where the install scripts put them), if it is there.
+pub fn cache_binary(name: &str) -> Option<PathBuf> {
+    let cache = std::env::var_os("KEDGE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/kedge")))?;
+    let candidate = cache.join("bin").join(name);
+    candidate.exists().then_some(candidate)
+}
+
+/// A free loopback address (the port is free when this returns).
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
+/// A server process the test started on a loopback port (Prometheus, Alertmanager), with its folder; killed when
+/// dropped.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    /// Starts `binary` with `args`, its standard error in `NAME.log` of `dir`.
+    pub fn start(
+        binary: &Path,
+        args: Vec<String>,
+        addr: std::net::SocketAddr,
+        dir: tempfile::TempDir,
+    ) -> Self {
+        let name = binary
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).expect("log file");
+        let child = std::process::Command::new(binary)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Self { child, addr, dir }
+    }
+
+    /// `GET path`; the JSON answer (errors included), `None` when it does not answer with JSON (yet).
+    pub fn get(&self, path: &str) -> Option<Value> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+            .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let (_, body) = text.split_once("\r\n\r\n")?;
+        serde_json::from_str(body).ok()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

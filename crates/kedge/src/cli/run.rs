@@ -36,6 +36,10 @@ pub struct RunArgs {
     /// Mark session cookies Secure (when the UI is reached over TLS, e.g. through an ingress).
     #[arg(long)]
     pub secure_cookies: bool,
+    /// The web UI's external URL (e.g. https://kedge.example.com): notifications and commit statuses link to each
+    /// application's page there.
+    #[arg(long, value_name = "URL")]
+    pub ui_url: Option<String>,
     /// Serve only probes (and metrics on --metrics-listen): no API, web UI or webhooks.
     #[arg(long)]
     pub no_ui: bool,
@@ -205,6 +209,7 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
         rc.sharing = args.sharing;
         rc.max_fetch_bytes = args.max_fetch_size;
         rc.mirror_max_idle = args.mirror_max_idle;
+        rc.ui_url = args.ui_url.clone();
         if shutdown.is_cancelled() {
             return Ok(());
         }
