@@ -21,3 +21,4 @@ pub mod reconcile;
 pub mod runner;
 pub mod shard;
 pub mod spec_check;
+pub mod trace;

@@ -19,6 +19,9 @@ use kedge_source::source::{FetchRequest, Source};
 use kedge_source::tree::FileTree as _;
 use kedge_verify::TrustedKeys;
 use kube::ResourceExt;
+use tracing::Instrument as _;
+
+use crate::trace::phase_span;
 
 pub use kedge_api::SECRET_TYPE_LABEL;
 
@@ -348,10 +351,15 @@ impl Pipeline {
                 ));
             }
             let inputs = self.helm_inputs(app);
+            // Pulling the chart and rendering it are one step of kedge-helm.
+            let span = phase_span!("render", app, kedge.source = "chart");
             let (revision, out) = self
                 .helm
                 .render_application(&inputs, &self.secrets, app, revision, Vec::new())
-                .await?;
+                .instrument(span.clone())
+                .await
+                .inspect_err(|e| crate::trace::fail(&span, &crate::reconcile::error_chain(e)))?;
+            crate::trace::revision(&span, &revision.sha);
             return Ok(Rendered {
                 revision,
                 out,
@@ -373,12 +381,40 @@ impl Pipeline {
         let helm = self.helm.clone();
         let inputs = self.helm_inputs(app);
         let app_for_vars = app.clone();
+        // The pass's span (a reconcile's), which the phases below belong to from the blocking thread.
+        let pass = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
-            let snapshot = source.fetch(&request)?;
+            let app = &app_for_vars;
+            let span = phase_span!(parent: &pass, "fetch", app);
+            let snapshot = span
+                .in_scope(|| source.fetch(&request))
+                .inspect_err(|e| crate::trace::fail(&span, &crate::reconcile::error_chain(e)))?;
+            let sha = snapshot.revision().sha.clone();
+            crate::trace::revision(&span, &sha);
+            // The pass knows its revision from here on, even if what follows fails.
+            crate::trace::revision(&pass, &sha);
+            drop(span);
             let verified = match &verify {
-                Some(verification) => Some(check_signature(&snapshot, verification)?),
+                Some(verification) => {
+                    let span = phase_span!(parent: &pass, "verify", app);
+                    crate::trace::revision(&span, &sha);
+                    let checked = span
+                        .in_scope(|| check_signature(&snapshot, verification))
+                        .inspect_err(|e| crate::trace::fail(&span, e))?;
+                    Some(checked)
+                }
                 None => None,
             };
+            let span = phase_span!(
+                parent: &pass,
+                "render",
+                app,
+                kedge.source = tracing::field::Empty,
+                kedge.objects = tracing::field::Empty
+            );
+            crate::trace::revision(&span, &sha);
+            let _entered = span.enter();
+            let rendered = (|| {
             // kedge-render decides how the path renders: a chart with Helm, a directory or kustomization with the
             // renderer; Helm hook annotations are mapped either way.
             let kind = kedge_render::source_kind(&snapshot, &path)?;
@@ -403,9 +439,10 @@ impl Pipeline {
             if checked.annotations_envsubst
                 && let Some(k) = kustomize.as_mut()
             {
-                let vars = crate::spec_check::build_variables(&app_for_vars, &snapshot.revision().sha);
+                let vars = crate::spec_check::build_variables(app, &snapshot.revision().sha);
                 crate::spec_check::substitute_annotations(k, &vars)?;
             }
+            span.record("kedge.source", tracing::field::debug(kind));
             let out = match kind {
                 kedge_render::SourceKind::Helm => {
                     helm.render_chart_path(&snapshot, &path, &inputs)?
@@ -420,11 +457,17 @@ impl Pipeline {
                     kedge_helm::split_hooks(set, inputs.options().mode)
                 }
             };
+            span.record("kedge.objects", out.rendered.objects.len());
             Ok::<_, PipelineError>(Rendered {
                 revision: snapshot.revision().clone(),
                 out,
                 verified,
             })
+            })();
+            if let Err(e) = &rendered {
+                crate::trace::fail(&span, &crate::reconcile::error_chain(e));
+            }
+            rendered
         })
         .await
         .map_err(|e| PipelineError::Task(e.to_string()))?
@@ -544,10 +587,14 @@ impl Pipeline {
         one.spec.source = chart.clone();
         one.spec.sources.clear();
         let inputs = self.helm_inputs(&one);
+        let span = phase_span!("render", app, kedge.source = "chart");
         let (revision, mut out) = self
             .helm
             .render_application(&inputs, &self.secrets, &one, revision, ref_values)
-            .await?;
+            .instrument(span.clone())
+            .await
+            .inspect_err(|e| crate::trace::fail(&span, &crate::reconcile::error_chain(e)))?;
+        crate::trace::revision(&span, &revision.sha);
         let mut set = (*out.rendered).clone();
         set.inputs.extend(ref_inputs);
         out.rendered = Arc::new(set);

@@ -38,6 +38,7 @@ use crate::metrics::{Metrics, ResultLabel};
 use crate::pipeline::{
     Comparison, Pipeline, PipelineError, engine_spec, from_engine_id, inventory_of,
 };
+use crate::trace::{self, phase_span};
 
 /// Failure of a reconcile that kube-runtime should retry with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -379,9 +380,19 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     };
     let span = tracing::info_span!("reconcile", app = %key_of(&app));
+    // The pass as a trace of its own (disabled, and free, without a trace exporter); the phases are its children.
+    let pass = phase_span!(root "reconcile", &*app, kedge.decision = tracing::field::Empty);
     // Boxed: every queued application holds this function's future while it waits for its turn, and the pass
     // itself is several kilobytes of state.
-    let result = Box::pin(reconcile_inner(&app, &ctx, turn.urgent).instrument(span)).await;
+    let result = Box::pin(
+        reconcile_inner(&app, &ctx, turn.urgent)
+            .instrument(pass.clone())
+            .instrument(span),
+    )
+    .await;
+    if let Err(err) = &result {
+        trace::fail(&pass, &error_chain(err));
+    }
     drop(turn);
     let took = started.elapsed().as_secs_f64();
     ctx.metrics.reconcile_duration.observe(took);
@@ -556,6 +567,9 @@ impl Pass<'_> {
             .observe(started.elapsed().as_secs_f64());
         let (revision, rendered) = match rendered {
             Ok(r) => {
+                // The pass span (already recorded when the fetch resolved the commit; a chart's version is known
+                // only now).
+                trace::revision(&tracing::Span::current(), &r.revision.sha);
                 set_source_verified(app, &mut self.status, &r, self.generation, &self.now);
                 (r.revision, r.out)
             }
@@ -609,20 +623,46 @@ impl Pass<'_> {
             return Ok(Fetched::Done(Action::requeue(ctx.config.resync_interval)));
         }
         ctx.with_memory(&self.key, |m| m.quiet = None);
-        let planned = match ctx.clusters.engine_for(app).await {
-            Ok((cluster, engine)) => ctx
-                .pipeline
-                .plan_on(engine, app, revision, rendered.rendered)
-                .await
-                .map_err(|e| match (cluster, e) {
-                    // Another cluster that does not answer: say which, and that it is the cluster.
-                    (Some(name), PipelineError::Engine(e)) => {
-                        PipelineError::Cluster(format!("cluster {name}: {}", error_chain(&e)))
-                    }
-                    (_, e) => e,
-                }),
-            Err(e) => Err(e),
-        };
+        let plan_span = phase_span!(
+            "plan",
+            app,
+            kedge.objects = tracing::field::Empty,
+            kedge.sync_status = tracing::field::Empty
+        );
+        trace::revision(&plan_span, &revision.sha);
+        let planned = async {
+            match ctx.clusters.engine_for(app).await {
+                Ok((cluster, engine)) => ctx
+                    .pipeline
+                    .plan_on(engine, app, revision, rendered.rendered)
+                    .await
+                    .map_err(|e| match (cluster, e) {
+                        // Another cluster that does not answer: say which, and that it is the cluster.
+                        (Some(name), PipelineError::Engine(e)) => {
+                            PipelineError::Cluster(format!("cluster {name}: {}", error_chain(&e)))
+                        }
+                        (_, e) => e,
+                    }),
+                Err(e) => Err(e),
+            }
+        }
+        .instrument(plan_span.clone())
+        .await;
+        match &planned {
+            Ok(c) => {
+                plan_span.record("kedge.objects", c.plan.objects.len());
+                plan_span.record(
+                    "kedge.sync_status",
+                    if c.plan.is_synced() && c.plan.prune.is_empty() {
+                        "Synced"
+                    } else {
+                        "OutOfSync"
+                    },
+                );
+            }
+            Err(err) => trace::fail(&plan_span, &error_chain(err)),
+        }
+        drop(plan_span);
         let comparison = match planned {
             Ok(c) => c,
             Err(err) => {
@@ -720,6 +760,15 @@ impl Pass<'_> {
         if synced {
             ctx.with_memory(key, |m| m.heal_streak = 0);
         }
+        tracing::Span::current().record(
+            "kedge.decision",
+            match &decision {
+                Decision::Observe => "observe",
+                Decision::Sync(_) => "sync",
+                Decision::DryRun => "dry-run",
+                Decision::Refuse { .. } => "refuse",
+            },
+        );
         if let Decision::Sync(t) | Decision::Refuse { trigger: t, .. } = &decision {
             match t {
                 Trigger::Retry => record_retry(ctx, key),
@@ -803,6 +852,13 @@ impl Pass<'_> {
                 }
             }
             Decision::Sync(trigger) => {
+                let apply_span = phase_span!(
+                    "apply",
+                    app,
+                    kedge.trigger = %trigger.initiated_by(),
+                    kedge.sync_phase = tracing::field::Empty
+                );
+                trace::revision(&apply_span, &comparison.revision.sha);
                 let outcome = run_sync(
                     app,
                     ctx,
@@ -812,7 +868,16 @@ impl Pass<'_> {
                     target,
                     intake.terminate.as_deref(),
                 )
-                .await?;
+                .instrument(apply_span.clone())
+                .await
+                .inspect_err(|err| trace::fail(&apply_span, &error_chain(err)))?;
+                if let Some(state) = &self.status.operation_state {
+                    apply_span.record("kedge.sync_phase", tracing::field::debug(state.phase));
+                    if outcome.is_err() {
+                        trace::fail(&apply_span, &state.message);
+                    }
+                }
+                drop(apply_span);
                 if let Trigger::Rollback(id) = trigger {
                     suspend_after_rollback(&self.api, app, id, ctx).await?;
                 }
@@ -863,14 +928,33 @@ impl Pass<'_> {
         } = compared;
         let plan_for_status = executed.after.as_ref().unwrap_or(&comparison.plan);
         let mut requeue = executed.retry_in.unwrap_or(ctx.config.resync_interval);
-        let full = fill_status(
-            &mut self.status,
-            &comparison,
-            plan_for_status,
-            self.generation,
-            &self.now,
+        // Health as the engine assessed it (with the plan, or from what a sync applied), turned into the status.
+        let health_span = phase_span!(
+            "health",
             app,
+            kedge.health = tracing::field::Empty,
+            kedge.sync_status = tracing::field::Empty
         );
+        trace::revision(&health_span, &comparison.revision.sha);
+        let full = health_span.in_scope(|| {
+            fill_status(
+                &mut self.status,
+                &comparison,
+                plan_for_status,
+                self.generation,
+                &self.now,
+                app,
+            )
+        });
+        health_span.record(
+            "kedge.health",
+            tracing::field::debug(self.status.health.status),
+        );
+        health_span.record(
+            "kedge.sync_status",
+            tracing::field::debug(self.status.sync.status),
+        );
+        drop(health_span);
         ctx.with_memory(&self.key, |m| m.resources = full);
         let status = &self.status;
         if plan_for_status.health != EngineHealth::Healthy

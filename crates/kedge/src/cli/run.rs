@@ -87,6 +87,12 @@ pub struct RunArgs {
     /// Git mirrors and checkouts that no application used for this long are removed (checked every hour).
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub mirror_max_idle: std::time::Duration,
+    /// Export traces of every reconcile pass over OTLP/HTTP (protobuf) to this collector, e.g.
+    /// `http://otel-collector:4318` (`/v1/traces` is appended unless given). Without it, the standard
+    /// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (the full URL) or OTEL_EXPORTER_OTLP_ENDPOINT (a base URL) is used; with
+    /// none of them no traces are exported. See docs/tracing.md.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// A size in bytes, with an optional binary (`Ki`, `Mi`, `Gi`) or decimal (`k`, `M`, `G`) suffix, as Kubernetes
@@ -138,13 +144,24 @@ pub fn default_cache_dir(sub: &str) -> PathBuf {
 /// released and the process exits. Whatever still waits after that and a few more seconds does not hold the exit: a
 /// watchdog thread ends the process. A second signal ends it at once.
 pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn")),
+    // Before anything builds a TLS client (the trace exporter's included).
+    kedge_source::install_crypto_provider();
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        format!(
+            "{}-{}",
+            if host.is_empty() { "kedge" } else { &host },
+            std::process::id()
         )
-        .with_writer(std::io::stderr)
-        .init();
+    });
+    // Outside the runtime: the exporter sends from a thread of its own, and its last spans are sent after the
+    // runtime stopped.
+    let telemetry = kedge::telemetry::Telemetry::init(args.otlp_endpoint.as_deref(), &identity)?;
+    if let Some(endpoint) = telemetry.endpoint() {
+        tracing::info!(endpoint = %endpoint.url, from = endpoint.origin, "exporting traces over OTLP");
+    }
     let rt = runtime()?;
     let grace = args.shutdown_grace;
     let result = rt.block_on(async move {
@@ -163,7 +180,6 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
                 std::process::exit(130);
             });
         }
-        kedge_source::install_crypto_provider();
         let config = kube.config().await?;
         let namespace = if args.all_namespaces {
             None
@@ -174,16 +190,6 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
                     .unwrap_or_else(|| config.default_namespace.clone()),
             )
         };
-        let identity = args.identity.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/etc/hostname")
-                .map(|h| h.trim().to_owned())
-                .unwrap_or_default();
-            format!(
-                "{}-{}",
-                if host.is_empty() { "kedge" } else { &host },
-                std::process::id()
-            )
-        });
         let mut rc = RunConfig::new(
             args.cache_dir
                 .clone()
@@ -228,6 +234,8 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
     });
     // Blocking work still running (a git fetch from a server that stopped answering) does not hold the exit.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    // The spans of the last passes (the batch not sent yet) go out before the process ends.
+    telemetry.shutdown();
     result
 }
 
