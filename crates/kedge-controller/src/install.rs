@@ -150,6 +150,8 @@ mod tests {
         assert_eq!(m[0]["kind"], "CustomResourceDefinition");
         assert_eq!(m[0]["metadata"]["name"], "applications.kedge.dev");
         assert_eq!(m[1]["metadata"]["name"], "clusters.kedge.dev");
+        assert_eq!(m[2]["metadata"]["name"], "providers.kedge.dev");
+        assert_eq!(m[3]["metadata"]["name"], "alerts.kedge.dev");
         let binding = m
             .iter()
             .find(|v| v["kind"] == "ClusterRoleBinding")
