@@ -36,8 +36,9 @@ pub struct ApplicationSpec {
     /// Where they are deployed.
     #[serde(default)]
     pub destination: ApplicationDestination,
-    /// The project the application belongs to, as in Argo CD. Only `default` (which restricts nothing) exists so
-    /// far: another name is refused and nothing is applied.
+    /// The project the application belongs to (a `Project` in Kedge's namespace), as in Argo CD: it bounds the
+    /// repositories, destinations and kinds the application may use. `default` allows everything while no Project of
+    /// that name exists; another project that does not exist refuses the application.
     #[serde(default = "default_project")]
     #[schemars(default = "default_project")]
     pub project: String,

@@ -16,6 +16,7 @@ mod cluster;
 mod duration;
 mod notification;
 mod operation;
+mod project;
 mod repo_secret;
 
 pub use application::*;
@@ -33,6 +34,10 @@ pub use notification::{
     Provider, ProviderSpec, ProviderStatus, ProviderType,
 };
 pub use operation::*;
+pub use project::{
+    ClusterRef, DEFAULT_PROJECT, GroupKind, Project, ProjectDenied, ProjectDestination,
+    ProjectSpec, ProjectStatus,
+};
 pub use repo_secret::{
     REPOSITORY_SECRET_SELECTOR, RepositorySecrets, SECRET_TYPE_LABEL, decode_secret,
     select_repository_secret,

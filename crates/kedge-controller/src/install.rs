@@ -40,6 +40,11 @@ pub fn notification_crds() -> [Value; 2] {
     ]
 }
 
+/// The Project CRD.
+pub fn project_crd() -> Value {
+    serde_json::to_value(kedge_api::Project::crd()).unwrap_or(Value::Null)
+}
+
 /// Every manifest, in apply order.
 pub fn manifests(opts: &InstallOptions) -> Vec<Value> {
     let ns = opts.namespace.as_str();
@@ -51,6 +56,7 @@ pub fn manifests(opts: &InstallOptions) -> Vec<Value> {
         cluster_crd(),
         provider_crd,
         alert_crd,
+        project_crd(),
         json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } }),
         json!({
             "apiVersion": "v1", "kind": "ServiceAccount",

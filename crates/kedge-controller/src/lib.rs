@@ -17,6 +17,7 @@ pub mod leader;
 pub mod metrics;
 pub mod pipeline;
 pub mod probes;
+pub mod projects;
 pub mod reconcile;
 pub mod runner;
 pub mod shard;

@@ -64,6 +64,9 @@ pub enum PipelineError {
     /// A blocking task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// The application's project does not allow what it asks for (nothing was fetched, or nothing applied).
+    #[error("not permitted: {0}")]
+    NotPermitted(String),
 }
 
 impl PipelineError {
@@ -80,6 +83,7 @@ impl PipelineError {
             PipelineError::Helm(e) => e.reason(),
             PipelineError::VerifyKeys(_) | PipelineError::Unverified(_) => "VerificationFailed",
             PipelineError::DecryptionKeys(_) => "DecryptionFailed",
+            PipelineError::NotPermitted(_) => "NotPermitted",
         }
     }
 
@@ -96,7 +100,8 @@ impl PipelineError {
             PipelineError::InvalidSpec(_)
             | PipelineError::Render(_)
             | PipelineError::Inventory(_)
-            | PipelineError::Unverified(_) => false,
+            | PipelineError::Unverified(_)
+            | PipelineError::NotPermitted(_) => false,
             PipelineError::Helm(e) => e.is_retryable(),
         }
     }

@@ -103,6 +103,19 @@ pub struct ReconcileConfig {
     pub clusters_namespace: String,
     /// This replica's identity, written to `status.reconciledBy`.
     pub identity: String,
+    /// Namespaces besides `clusters_namespace` whose Applications this controller reconciles (`kedge run
+    /// --application-namespaces`); `None`: every namespace it watches.
+    pub application_namespaces: Option<globset::GlobSet>,
+}
+
+impl ReconcileConfig {
+    /// Whether Applications of `namespace` are this controller's to reconcile.
+    pub fn serves_namespace(&self, namespace: &str) -> bool {
+        match &self.application_namespaces {
+            None => true,
+            Some(globs) => namespace == self.clusters_namespace || globs.is_match(namespace),
+        }
+    }
 }
 
 impl Default for ReconcileConfig {
@@ -115,6 +128,7 @@ impl Default for ReconcileConfig {
             self_heal_backoff: Duration::from_secs(2),
             self_heal_backoff_max: Duration::from_secs(300),
             full_pass_interval: Duration::from_secs(1800),
+            application_namespaces: None,
         }
     }
 }
@@ -202,6 +216,8 @@ pub struct Context {
     pub shard: Option<crate::shard::Shard>,
     /// Where notices of what happened go (Alerts and Providers); `None`: nowhere.
     pub notifier: Option<kedge_notify::Notifier>,
+    /// The Projects that bound what applications may deploy.
+    pub projects: crate::projects::Projects,
 }
 
 impl Context {
@@ -223,6 +239,7 @@ impl Context {
             leader.clone(),
             drift.clone(),
         ));
+        let projects = crate::projects::Projects::none(config.clusters_namespace.clone());
         // Charts see the capabilities of the cluster they deploy to.
         let pipeline = pipeline.with_clusters(clusters.clone());
         Self {
@@ -240,7 +257,14 @@ impl Context {
             config,
             shard: None,
             notifier: None,
+            projects,
         }
+    }
+
+    /// Enforces the Projects of `projects`.
+    pub fn with_projects(mut self, projects: crate::projects::Projects) -> Self {
+        self.projects = projects;
+        self
     }
 
     /// Sends notices of what happens to applications to `notifier`.
@@ -353,6 +377,13 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
     // Another replica's application: nothing to do here (the shard queues it again if it becomes this replica's).
     if let Some(shard) = &ctx.shard
         && !shard.allows(&key_of(&app))
+    {
+        return Ok(Action::await_change());
+    }
+    // An application in a namespace this controller does not serve is not its own.
+    if !ctx
+        .config
+        .serves_namespace(app.namespace().as_deref().unwrap_or_default())
     {
         return Ok(Action::await_change());
     }
@@ -554,6 +585,23 @@ impl Pass<'_> {
         let previous_sha = self.status.sync.revision.clone();
         // Only a fresh resolution of the spec's revision may be reused; an operation's explicit revision must not be.
         let resolving_spec = target.revision.is_none();
+        // The project first: a repository or destination it does not allow is not even fetched.
+        let project = match ctx.projects.admit_app(app) {
+            Ok(p) => p,
+            Err(denied) => {
+                let status = std::mem::take(&mut self.status);
+                return Ok(Fetched::Done(
+                    report_failure(
+                        app,
+                        ctx,
+                        &self.api,
+                        status,
+                        PipelineError::NotPermitted(denied.to_string()),
+                    )
+                    .await?,
+                ));
+            }
+        };
         let started = Instant::now();
         let rendered = ctx
             .pipeline
@@ -632,17 +680,22 @@ impl Pass<'_> {
         trace::revision(&plan_span, &revision.sha);
         let planned = async {
             match ctx.clusters.engine_for(app).await {
-                Ok((cluster, engine)) => ctx
-                    .pipeline
-                    .plan_on(engine, app, revision, rendered.rendered)
-                    .await
-                    .map_err(|e| match (cluster, e) {
-                        // Another cluster that does not answer: say which, and that it is the cluster.
-                        (Some(name), PipelineError::Engine(e)) => {
-                            PipelineError::Cluster(format!("cluster {name}: {}", error_chain(&e)))
-                        }
-                        (_, e) => e,
-                    }),
+                Ok((cluster, engine)) => {
+                    // Every object within the project, before a single request about them.
+                    if let Some(project) = &project {
+                        permitted(project, app, &rendered.rendered, &engine).await?;
+                    }
+                    ctx.pipeline
+                        .plan_on(engine, app, revision, rendered.rendered)
+                        .await
+                        .map_err(|e| match (cluster, e) {
+                            // Another cluster that does not answer: say which, and that it is the cluster.
+                            (Some(name), PipelineError::Engine(e)) => PipelineError::Cluster(
+                                format!("cluster {name}: {}", error_chain(&e)),
+                            ),
+                            (_, e) => e,
+                        })
+                }
                 Err(e) => Err(e),
             }
         }
@@ -1482,6 +1535,58 @@ async fn run_sync(
         );
         Ok(Err(()))
     }
+}
+
+/// Checks every rendered object against the application's project: its kind (namespaced or cluster-scoped, as the
+/// destination's discovery says) and its namespace.
+async fn permitted(
+    project: &kedge_api::Project,
+    app: &Application,
+    rendered: &kedge_render::RenderedSet,
+    engine: &kedge_engine::Engine,
+) -> Result<(), PipelineError> {
+    use crate::projects::{ObjectFacts, check_objects, describe};
+    let mut scopes: HashMap<(String, String), Option<bool>> = HashMap::new();
+    for o in &rendered.objects {
+        let f = ObjectFacts::of(&o.object);
+        let key = (f.api_version.to_owned(), f.kind.to_owned());
+        if let std::collections::hash_map::Entry::Vacant(slot) = scopes.entry(key) {
+            slot.insert(engine.is_namespaced(f.api_version, f.kind).await?);
+        }
+    }
+    // A kind the cluster does not serve yet may come with its CRD in the same set: its scope is the CRD's.
+    for o in &rendered.objects {
+        let crd = &o.object;
+        if crd["kind"] != "CustomResourceDefinition" {
+            continue;
+        }
+        let group = crd["spec"]["group"].as_str().unwrap_or_default();
+        let kind = crd["spec"]["names"]["kind"].as_str().unwrap_or_default();
+        let namespaced = crd["spec"]["scope"].as_str() != Some("Cluster");
+        for v in crd["spec"]["versions"].as_array().into_iter().flatten() {
+            let version = v["name"].as_str().unwrap_or_default();
+            scopes
+                .entry((format!("{group}/{version}"), kind.to_owned()))
+                .and_modify(|s| {
+                    s.get_or_insert(namespaced);
+                })
+                .or_insert(Some(namespaced));
+        }
+    }
+    check_objects(
+        project,
+        app,
+        rendered.objects.iter().map(|o| ObjectFacts::of(&o.object)),
+        |f| {
+            scopes
+                .get(&(f.api_version.to_owned(), f.kind.to_owned()))
+                .copied()
+                .flatten()
+        },
+    )
+    .map_err(|denied| {
+        PipelineError::NotPermitted(format!("nothing was applied: {}", describe(&denied)))
+    })
 }
 
 /// Records the sync about to run as Running, unless a requested operation already is (then only its message

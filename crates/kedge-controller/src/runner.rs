@@ -76,6 +76,10 @@ pub struct RunConfig {
     /// The UI's external URL (e.g. `https://kedge.example.com`): notifications and commit statuses link to the
     /// application's page there. No links when `None`.
     pub ui_url: Option<String>,
+    /// Namespaces (globs) besides `lease_namespace` whose Applications are reconciled; empty: those of `namespace`
+    /// (all when it is `None`). Set, the controller watches every namespace and leaves the Applications of the others
+    /// alone; each application's project must also list its namespace in `sourceNamespaces`.
+    pub application_namespaces: Vec<String>,
 }
 
 /// How several replicas of the controller divide the work.
@@ -127,6 +131,7 @@ impl RunConfig {
             cluster_check_interval: Duration::from_secs(30),
             sharing: Sharing::default(),
             ui_url: None,
+            application_namespaces: Vec::new(),
         }
     }
 
@@ -143,6 +148,23 @@ impl RunConfig {
         }
     }
 
+    /// The `application_namespaces` globs, compiled; `None` when there are none.
+    pub fn application_namespace_globs(&self) -> Result<Option<globset::GlobSet>, RunError> {
+        if self.application_namespaces.is_empty() {
+            return Ok(None);
+        }
+        let mut set = globset::GlobSetBuilder::new();
+        for pattern in &self.application_namespaces {
+            let glob = globset::Glob::new(pattern).map_err(|e| {
+                RunError::Config(format!("application namespace pattern {pattern:?}: {e}"))
+            })?;
+            set.add(glob);
+        }
+        set.build()
+            .map(Some)
+            .map_err(|e| RunError::Config(format!("application namespaces: {e}")))
+    }
+
     /// Checks the settings that only make sense together.
     pub fn validate(&self) -> Result<(), RunError> {
         let invalid = |why: String| Err(RunError::Config(why));
@@ -154,6 +176,12 @@ impl RunConfig {
         }
         if self.poll_interval.is_zero() || self.resync_interval.is_zero() {
             return invalid("the poll and resync intervals must be longer than zero".into());
+        }
+        if self.application_namespace_globs()?.is_some() && self.namespace.is_some() {
+            return invalid(
+                "application namespaces need a controller that watches every namespace (no single namespace)"
+                    .into(),
+            );
         }
         if let Some(url) = &self.ui_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -310,6 +338,7 @@ pub async fn run(
         resync_interval: config.resync_interval,
         poll_interval: config.poll_interval,
         clusters_namespace: config.lease_namespace.clone(),
+        application_namespaces: config.application_namespace_globs()?,
         ..ReconcileConfig::default()
     };
     let apps: Api<Application> = match &config.namespace {
@@ -407,6 +436,15 @@ pub async fn run(
     if let Some((shard, _)) = &shard {
         ctx = ctx.with_shard(shard.clone());
     }
+    // Projects (in Kedge's namespace) bound what each application may deploy; a changed one queues its applications.
+    ctx = ctx.with_projects(crate::projects::Projects::spawn(
+        client.clone(),
+        writes.clone(),
+        config.lease_namespace.clone(),
+        store.clone(),
+        drift.trigger_sender(),
+        shutdown.clone(),
+    ));
     // Notices go to the Providers of the Alerts (in the namespaces this controller watches) that select them.
     ctx = ctx.with_notifier(kedge_notify::Notifier::spawn(
         client.clone(),

@@ -1,6 +1,6 @@
 //! What of an Application's Argo CD-shaped spec Kedge acts on.
 //!
-//! A spec that asks for something Kedge does not do — a project other than `default`, a shape of several sources,
+//! A spec that asks for something Kedge does not do — a shape of several sources,
 //! a sync option or a kustomize option it does not implement — is refused before anything is fetched or applied, with a message
 //! naming the field and the value ([`PipelineError::InvalidSpec`], reported as `Ready=False` and `Stalled=True`
 //! with reason `InvalidSpec`). What it accepts becomes engine and renderer options here, so that no field is taken
@@ -130,12 +130,6 @@ pub fn check(app: &Application) -> Result<CheckedSpec, PipelineError> {
     if let Some(r) = &spec.source.ref_ {
         return Err(refused(format!(
             "spec.source.ref {r:?} names a source for spec.sources, which is not supported yet"
-        )));
-    }
-    if !spec.project.is_empty() && spec.project != "default" {
-        return Err(refused(format!(
-            "spec.project {:?}: projects are not supported yet; only `default`, which restricts nothing, exists",
-            spec.project
         )));
     }
     let sync = sync_options(spec.sync_policy.as_ref()).map_err(refused)?;
@@ -503,16 +497,6 @@ mod tests {
             assert!(err.contains(item), "{item}: {err}");
             assert!(err.contains("spec.syncPolicy.syncOptions"), "{err}");
         }
-    }
-
-    #[test]
-    fn only_the_default_project_exists() {
-        let mut app = Application::new("a", Default::default());
-        app.spec.project = "default".into();
-        assert!(check(&app).is_ok());
-        app.spec.project = "team-a".into();
-        let err = check(&app).expect_err("another project").to_string();
-        assert!(err.contains("spec.project \"team-a\""), "{err}");
     }
 
     #[test]

@@ -193,6 +193,25 @@ impl Engine {
         before - c.len()
     }
 
+    /// Whether `kind` of `api_version` is namespaced on the cluster (discovery, refreshed once when the kind is not
+    /// known yet); `None` when the cluster does not serve it.
+    pub async fn is_namespaced(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Option<bool>, EngineError> {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        if let Some(r) = self.resources.lookup(group, version, kind).await? {
+            return Ok(Some(r.namespaced));
+        }
+        self.resources.refresh().await?;
+        Ok(self
+            .resources
+            .lookup(group, version, kind)
+            .await?
+            .map(|r| r.namespaced))
+    }
+
     /// Cached dry-run results held now.
     pub fn cached_dry_runs(&self) -> usize {
         self.cache.lock().map_or(0, |c| c.len())

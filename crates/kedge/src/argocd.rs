@@ -12,7 +12,8 @@
 //!   Secrets (`kedge.dev/secret-type`); values are copied, never shown in diagnostics.
 //! - Cluster Secrets become a Kedge `Cluster` (kedge.dev/v1alpha1) and a Secret holding a kubeconfig written
 //!   from Argo CD's connection settings (the cluster Kedge runs in needs none).
-//! - `AppProject` and `ApplicationSet` wait for projects and application sets; they are reported and skipped.
+//! - `AppProject` becomes a `Project` with what Kedge enforces (fields it does not, such as roles, are reported);
+//!   `ApplicationSet` waits for application sets: reported and skipped.
 //! - Any other document is passed through unchanged (with a note), except Argo CD's own settings, which are
 //!   skipped. A `List` (as `kubectl get -o yaml` writes) is read item by item.
 //!
@@ -30,6 +31,7 @@
 mod application;
 mod cluster;
 pub mod located;
+mod project;
 mod secret;
 
 use std::fmt;
@@ -255,10 +257,7 @@ impl Cx<'_> {
         let what = self.describe();
         match (group, kind) {
             ("argoproj.io", "Application") => application::convert(self).into_iter().collect(),
-            ("argoproj.io", "AppProject") => {
-                self.skip_document(&what, "projects are not supported yet (issue 17)");
-                Vec::new()
-            }
+            ("argoproj.io", "AppProject") => project::convert(self).into_iter().collect(),
             ("argoproj.io", "ApplicationSet") => {
                 self.skip_document(&what, "application sets are not supported yet (issue 18)");
                 Vec::new()

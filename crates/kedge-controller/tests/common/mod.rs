@@ -541,7 +541,8 @@ pub async fn install_crd(client: &kube::Client) {
     )
     .await
     .expect("apply the Cluster CRD");
-    for crd in kedge_controller::install::notification_crds() {
+    let [provider, alert] = kedge_controller::install::notification_crds();
+    for crd in [provider, alert, kedge_controller::install::project_crd()] {
         let name = crd["metadata"]["name"]
             .as_str()
             .unwrap_or_default()

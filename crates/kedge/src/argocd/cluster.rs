@@ -94,7 +94,11 @@ pub(crate) fn convert(cx: &mut Cx<'_>) -> Option<Vec<Value>> {
             ),
             "clusterResources" => cx.note(path, "nothing to limit; left out"),
             "config" => kubeconfig_parts = config(cx, path, v),
-            "project" => cx.lost(path, "projects are not supported yet (issue 17)"),
+            "project" => cx.lost(
+                path,
+                "project-scoped clusters are not supported: a project's destinations say which clusters its \
+                 applications may use",
+            ),
             "shard" => cx.note(
                 path,
                 "Kedge does not shard clusters between controllers; left out",

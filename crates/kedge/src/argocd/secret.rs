@@ -136,8 +136,8 @@ fn values(cx: &mut Cx<'_>, path: &[Seg], map: &Value, kind: &str) -> Map<String,
             "project" => cx.lost(
                 &p,
                 format!(
-                    "projects are not supported yet (issue 17): these {kind} credentials serve every application \
-                     of their namespace"
+                    "project-scoped credentials are not supported: these {kind} credentials serve every \
+                     application of their namespace"
                 ),
             ),
             "enableLfs" => cx.lost(&p, "Git LFS is not supported"),

@@ -170,7 +170,6 @@ spec:
     assert_eq!(
         summary(&c),
         [
-            "5 spec.project LOST",
             "16 spec.source.helm.version note",
             "17 spec.source.helm.skipTests note",
             "18 spec.source.helm.passCredentials LOST",
@@ -190,7 +189,8 @@ spec:
         "https://10.0.0.1:6443"
     );
     assert!(app["spec"]["syncPolicy"].get("automated").is_none());
-    assert!(c.diagnostics[0].reason.contains("team-a"));
+    // The project is carried over: Kedge enforces projects.
+    assert_eq!(app["spec"]["project"], "team-a");
 }
 
 #[test]
@@ -226,9 +226,8 @@ fn applications_kedge_cannot_render_are_skipped() {
 }
 
 #[test]
-fn projects_application_sets_and_settings_wait_for_their_issues() {
-    let input = "apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {name: team-a}\n---\n\
-                 apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata: {name: fleet}\n---\n\
+fn application_sets_and_settings_wait_for_their_issues() {
+    let input = "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata: {name: fleet}\n---\n\
                  apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: argocd-cm\n  labels: {app.kubernetes.io/part-of: argocd}\n\
                  ---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\ndata: {a: b}\n";
     let c = run(input);
@@ -236,11 +235,10 @@ fn projects_application_sets_and_settings_wait_for_their_issues() {
     assert_eq!(
         reasons,
         [
-            "1: AppProject team-a: not converted: projects are not supported yet (issue 17); skipped",
-            "5: ApplicationSet fleet: not converted: application sets are not supported yet (issue 18); skipped",
-            "9: ConfigMap argocd-cm: not converted: Argo CD's own settings have no Kedge equivalent to convert to; \
+            "1: ApplicationSet fleet: not converted: application sets are not supported yet (issue 18); skipped",
+            "5: ConfigMap argocd-cm: not converted: Argo CD's own settings have no Kedge equivalent to convert to; \
              skipped",
-            "15: ConfigMap plain: note: not an Argo CD resource; passed through unchanged",
+            "11: ConfigMap plain: note: not an Argo CD resource; passed through unchanged",
         ]
     );
     assert_eq!(
@@ -557,5 +555,36 @@ items:
     assert_eq!(
         c.documents[0]["metadata"]["labels"]["kedge.dev/secret-type"],
         "repo-creds"
+    );
+}
+
+#[test]
+fn app_projects_become_projects_with_what_kedge_enforces() {
+    let input = "apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata:\n  name: team-a\n  namespace: argocd\n\
+                 spec:\n  description: Team A\n  sourceRepos: ['https://github.com/acme/*']\n  destinations:\n\
+                 \x20 - {server: 'https://kubernetes.default.svc', namespace: 'team-a-*'}\n\
+                 \x20 clusterResourceWhitelist: [{group: '', kind: Namespace}]\n  sourceNamespaces: [team-a]\n\
+                 \x20 roles:\n  - {name: ci, policies: ['p, proj:team-a:ci, applications, sync, team-a/*, allow']}\n";
+    let c = run(input);
+    assert_eq!(
+        c.documents,
+        [json!({
+            "apiVersion": "kedge.dev/v1alpha1", "kind": "Project",
+            "metadata": { "name": "team-a", "namespace": "argocd" },
+            "spec": {
+                "description": "Team A",
+                "sourceRepos": ["https://github.com/acme/*"],
+                "destinations": [{ "server": "https://kubernetes.default.svc", "namespace": "team-a-*" }],
+                "clusterResourceWhitelist": [{ "group": "", "kind": "Namespace" }],
+                "sourceNamespaces": ["team-a"],
+            }
+        })]
+    );
+    let reasons: Vec<String> = c.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        reasons,
+        [
+            "13: spec.roles: not converted: project roles (UI and API access) are not supported yet (issue 17)"
+        ]
     );
 }

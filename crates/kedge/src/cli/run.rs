@@ -36,6 +36,11 @@ pub struct RunArgs {
     /// Mark session cookies Secure (when the UI is reached over TLS, e.g. through an ingress).
     #[arg(long)]
     pub secure_cookies: bool,
+    /// Namespaces (globs, comma-separated, e.g. 'team-*') besides Kedge's own whose Applications this controller
+    /// reconciles; the controller then watches every namespace, and each application's project must list its
+    /// namespace in `sourceNamespaces`.
+    #[arg(long, value_name = "GLOBS", value_delimiter = ',')]
+    pub application_namespaces: Vec<String>,
     /// The web UI's external URL (e.g. https://kedge.example.com): notifications and commit statuses link to each
     /// application's page there.
     #[arg(long, value_name = "URL")]
@@ -181,7 +186,7 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
             });
         }
         let config = kube.config().await?;
-        let namespace = if args.all_namespaces {
+        let namespace = if args.all_namespaces || !args.application_namespaces.is_empty() {
             None
         } else {
             Some(
@@ -200,6 +205,12 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
             .lease_namespace
             .clone()
             .or_else(|| namespace.clone())
+            .or_else(|| {
+                // Watching every namespace for application namespaces: Kedge's own is the one named, if any.
+                (!args.application_namespaces.is_empty())
+                    .then(|| kube.namespace.clone())
+                    .flatten()
+            })
             .unwrap_or_else(|| "kedge".to_owned());
         rc.namespace = namespace;
         rc.poll_interval = args.poll_interval;
@@ -216,6 +227,7 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
         rc.max_fetch_bytes = args.max_fetch_size;
         rc.mirror_max_idle = args.mirror_max_idle;
         rc.ui_url = args.ui_url.clone();
+        rc.application_namespaces = args.application_namespaces.clone();
         if shutdown.is_cancelled() {
             return Ok(());
         }

@@ -1,0 +1,301 @@
+//! Projects end to end: what a project does not allow is refused before any request about the objects (checked in
+//! the API server's audit log), a changed project releases its applications at once, and applications outside
+//! Kedge's namespace belong to a project only where it lists their namespace.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kedge_api::{Application, Project};
+use kedge_testkit::wait_for;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(100);
+
+async fn apply_project(env: &Env, name: &str, spec: Value) {
+    let p: Project = serde_json::from_value(json!({
+        "apiVersion": "kedge.dev/v1alpha1", "kind": "Project",
+        "metadata": { "name": name, "namespace": env.ns() }, "spec": spec,
+    }))
+    .expect("project");
+    Api::<Project>::namespaced(env.client.clone(), env.ns())
+        .patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&p))
+        .await
+        .expect("apply project");
+}
+
+/// Waits until Application `name` is refused by its project; returns the Ready condition's message.
+async fn wait_refused(env: &Env, name: &str, needle: &str) -> String {
+    let app = env
+        .wait_app(name, "refused by its project", |a| {
+            condition(a, "Ready")
+                .is_some_and(|c| c.reason == "NotPermitted" && c.message.contains(needle))
+        })
+        .await;
+    let ready = condition(&app, "Ready").expect("ready").clone();
+    assert_eq!(ready.status, "False");
+    let stalled = condition(&app, "Stalled").expect("stalled");
+    assert_eq!(stalled.reason, "NotPermitted");
+    ready.message
+}
+
+/// Requests the audit log shows about object `name` of namespace `ns` (dry-runs included).
+fn requests_about(env: &Env, ns: &str, name: &str) -> Vec<String> {
+    env.cluster
+        .audit_events()
+        .expect("audit log")
+        .into_iter()
+        .filter(|e| e.namespace == ns && e.name == name && e.resource == "configmaps")
+        .map(|e| format!("{} {}", e.verb, e.request_uri))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_bounds_sources_destinations_and_kinds_before_anything_is_sent() {
+    let env = Env::audited("proj").await;
+    let ns = env.ns().to_owned();
+    apply_project(
+        &env,
+        "team-a",
+        json!({
+            "sourceRepos": [env.repo_url],
+            "destinations": [{ "server": "https://kubernetes.default.svc", "namespace": ns }],
+        }),
+    )
+    .await;
+    env.write("app/cm.yaml", &config_map("settings", "color", "blue"));
+    let v1 = env.commit_push("allowed");
+    let _controller = env.start_controller("c1");
+    env.create_app_with(
+        "web",
+        "app",
+        automated(true, true),
+        json!({ "project": "team-a", "destination": { "namespace": ns } }),
+        json!({}),
+    )
+    .await;
+    env.wait_synced("web", &v1).await;
+
+    // A cluster-scoped kind the project does not list, and a ConfigMap it would allow: nothing of the sync is sent.
+    // Cluster-scoped: named after the test's namespace, and deleted at the end.
+    let role = format!("{ns}-admin");
+    env.write(
+        "app/role.yaml",
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {role}\nrules: []\n"
+        ),
+    );
+    env.write("app/extra.yaml", &config_map("extra", "k", "v"));
+    env.commit_push("a cluster role");
+    let message = wait_refused(&env, "web", "ClusterRole").await;
+    assert!(
+        message.contains(&format!(
+            "project team-a does not allow ClusterRole {role} (spec.clusterResourceWhitelist)"
+        )),
+        "{message}"
+    );
+    assert!(message.contains("nothing was applied"), "{message}");
+    assert!(env.config_map_data("extra").await.is_none());
+    assert!(
+        requests_about(&env, &ns, "extra").is_empty(),
+        "requests were sent about an object of a refused sync: {:?}",
+        requests_about(&env, &ns, "extra")
+    );
+    let events = env.events("web").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("NotPermitted")
+                || e.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("ClusterRole"))),
+        "{events:#?}"
+    );
+
+    // The project allows the kind: the application syncs without anything else happening to it.
+    apply_project(
+        &env,
+        "team-a",
+        json!({
+            "sourceRepos": [env.repo_url],
+            "destinations": [{ "server": "https://kubernetes.default.svc", "namespace": ns }],
+            "clusterResourceWhitelist": [{ "group": "rbac.authorization.k8s.io", "kind": "ClusterRole" }],
+        }),
+    )
+    .await;
+    let app = env
+        .wait_app("web", "synced once the project allows it", |a| {
+            a.status
+                .as_ref()
+                .is_some_and(|s| s.sync.status == kedge_api::SyncCode::Synced)
+        })
+        .await;
+    assert!(condition(&app, "Stalled").is_none_or(|c| c.status != "True"));
+    env.wait_config_map("extra", "k", "v").await;
+
+    // An object in a namespace outside the destinations is refused, naming the object.
+    env.write(
+        "app/elsewhere.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: elsewhere\n  namespace: kube-system\ndata:\n  k: v\n",
+    );
+    env.commit_push("another namespace");
+    let message = wait_refused(&env, "web", "kube-system").await;
+    assert!(
+        message.contains(
+            "project team-a does not allow destination in-cluster/kube-system for ConfigMap \
+             kube-system/elsewhere (spec.destinations)"
+        ),
+        "{message}"
+    );
+
+    // A repository and a project the application may not use.
+    env.create_app_with(
+        "other-repo",
+        "app",
+        automated(true, true),
+        json!({ "project": "team-a", "source": { "repoURL": env.servers.http.url("app.git"), "targetRevision": "main", "path": "app" } }),
+        json!({}),
+    )
+    .await;
+    let message = wait_refused(&env, "other-repo", "spec.sourceRepos").await;
+    assert!(message.contains("does not allow repository"), "{message}");
+    env.create_app_with(
+        "nowhere",
+        "app",
+        automated(true, true),
+        json!({ "project": "missing" }),
+        json!({}),
+    )
+    .await;
+    wait_refused(&env, "nowhere", "project missing not found").await;
+
+    // The project's status says whether its rules can be read.
+    let projects: Api<Project> = Api::namespaced(env.client.clone(), &ns);
+    wait_for(DEADLINE, POLL, || async {
+        let p = projects.get("team-a").await.ok()?;
+        p.status?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .then_some(())
+    })
+    .await
+    .expect("the project is Ready");
+    apply_project(&env, "broken", json!({ "sourceRepos": ["[unclosed"] })).await;
+    let message = wait_for(DEADLINE, POLL, || async {
+        let p = projects.get("broken").await.ok()?;
+        p.status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready" && c.status == "False")
+            .map(|c| c.message)
+    })
+    .await
+    .expect("the broken project is reported");
+    assert!(message.contains("spec.sourceRepos"), "{message}");
+    drop(_controller);
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(env.client.clone());
+    roles
+        .delete(&role, &Default::default())
+        .await
+        .expect("delete the cluster role");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applications_in_other_namespaces_need_the_controller_and_the_project_to_allow_them() {
+    let env = Env::new("proj-ns").await;
+    let kedge_ns = env.ns().to_owned();
+    let team = env
+        .cluster
+        .namespace(&format!("{kedge_ns}-team"))
+        .await
+        .expect("team namespace");
+    let outside = env
+        .cluster
+        .namespace(&format!("{kedge_ns}-outside"))
+        .await
+        .expect("outside namespace");
+    apply_project(
+        &env,
+        "team-a",
+        json!({
+            "sourceRepos": ["*"],
+            "destinations": [{ "name": "in-cluster", "namespace": "*" }],
+        }),
+    )
+    .await;
+    env.write("app/cm.yaml", &config_map("settings", "color", "blue"));
+    let v1 = env.commit_push("first");
+    let mut rc = env.run_config("c1");
+    rc.namespace = None;
+    rc.application_namespaces = vec![format!("{kedge_ns}-team*")];
+    let _controller = RunningController::start(env.cluster.kubeconfig(), rc);
+    let create_in = |ns: String, name: &'static str| {
+        let env = &env;
+        async move {
+            let app: Application = serde_json::from_value(json!({
+                "apiVersion": "kedge.dev/v1alpha1", "kind": "Application",
+                "metadata": { "name": name, "namespace": ns },
+                "spec": {
+                    "project": "team-a",
+                    "source": { "repoURL": env.repo_url, "targetRevision": "main", "path": "app" },
+                    "destination": { "namespace": ns },
+                    "syncPolicy": automated(true, true),
+                }
+            }))
+            .expect("application");
+            Api::<Application>::namespaced(env.client.clone(), &ns)
+                .create(&PostParams::default(), &app)
+                .await
+                .expect("create application");
+        }
+    };
+    create_in(team.name().to_owned(), "web").await;
+    create_in(outside.name().to_owned(), "web").await;
+    let team_apps: Api<Application> = Api::namespaced(env.client.clone(), team.name());
+    // The controller serves the team's namespace, but the project does not list it yet.
+    let message = wait_for(DEADLINE, POLL, || async {
+        let app = team_apps.get("web").await.ok()?;
+        let c = condition(&app, "Ready")?.clone();
+        (c.reason == "NotPermitted").then_some(c.message)
+    })
+    .await
+    .expect("refused by the project");
+    assert!(message.contains("spec.sourceNamespaces"), "{message}");
+    apply_project(
+        &env,
+        "team-a",
+        json!({
+            "sourceRepos": ["*"],
+            "destinations": [{ "name": "in-cluster", "namespace": "*" }],
+            "sourceNamespaces": [format!("{kedge_ns}-team*")],
+        }),
+    )
+    .await;
+    wait_for(DEADLINE, POLL, || async {
+        let app = team_apps.get("web").await.ok()?;
+        synced_at(&app, &v1).then_some(())
+    })
+    .await
+    .expect("the team's application syncs");
+    // The namespace the controller does not serve is left alone: no status, nothing deployed there.
+    let outside_app = Api::<Application>::namespaced(env.client.clone(), outside.name())
+        .get("web")
+        .await
+        .expect("outside application");
+    assert!(
+        outside_app
+            .status
+            .as_ref()
+            .is_none_or(|s| s.conditions.is_empty()),
+        "{:?}",
+        outside_app.status
+    );
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(env.client.clone(), outside.name());
+    assert!(cms.get_opt("settings").await.expect("read").is_none());
+}
