@@ -18,6 +18,7 @@ mod notification;
 mod operation;
 mod project;
 mod repo_secret;
+pub mod schedule;
 
 pub use application::*;
 pub use bounded::{
@@ -35,8 +36,8 @@ pub use notification::{
 };
 pub use operation::*;
 pub use project::{
-    ClusterRef, DEFAULT_PROJECT, GroupKind, Project, ProjectDenied, ProjectDestination,
-    ProjectSpec, ProjectStatus,
+    ClusterRef, DEFAULT_PROJECT, GroupKind, Hold, Project, ProjectDenied, ProjectDestination,
+    ProjectSpec, ProjectStatus, SyncWindow, WindowKind, WindowState, WindowVerdict,
 };
 pub use repo_secret::{
     REPOSITORY_SECRET_SELECTOR, RepositorySecrets, SECRET_TYPE_LABEL, decode_secret,

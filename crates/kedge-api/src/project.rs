@@ -55,6 +55,96 @@ pub struct ProjectSpec {
     /// watch them: `kedge run --application-namespaces`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub source_namespaces: Vec<String>,
+    /// When the applications may be synced: deny windows hold syncs while open; where allow windows apply, syncs
+    /// wait for one to open. Automated syncs and self-heal wait; manual syncs too unless the window says
+    /// `manualSync: true`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sync_windows: Vec<SyncWindow>,
+}
+
+/// A time when syncs are allowed or denied.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncWindow {
+    /// `allow` or `deny`.
+    pub kind: WindowKind,
+    /// When the window opens: a cron schedule (`0 22 * * *`, `@daily`), read in `timeZone`.
+    pub schedule: String,
+    /// How long it stays open, e.g. `1h`, `30m`.
+    pub duration: String,
+    /// Applications it applies to (name globs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applications: Vec<String>,
+    /// Destination namespaces it applies to (globs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Destination clusters it applies to (name or server globs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<String>,
+    /// Manual syncs are allowed while this window holds syncs.
+    #[serde(default)]
+    pub manual_sync: bool,
+    /// The time zone of the schedule (e.g. `Europe/Berlin`); UTC when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// The window applies only to applications that match every list it sets (not any).
+    #[serde(default)]
+    pub and_operator: bool,
+}
+
+/// The kinds of sync window.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowKind {
+    /// Syncs may run while it is open.
+    Allow,
+    /// Syncs wait while it is open.
+    Deny,
+}
+
+/// Why syncs wait now, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// What holds them, e.g. `deny window 0 22 * * * (8h, Europe/Berlin) is open until ...`.
+    pub reason: String,
+    /// When they may run again, if known.
+    pub until: Option<jiff::Timestamp>,
+}
+
+/// What the sync windows of a project allow an application now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WindowVerdict {
+    /// Why automated syncs and self-heal wait, if they do.
+    pub automated: Option<Hold>,
+    /// Why manual syncs wait, if they do.
+    pub manual: Option<Hold>,
+}
+
+/// A sync window read: schedule, duration and time zone parsed.
+struct ReadWindow<'a> {
+    window: &'a SyncWindow,
+    schedule: crate::schedule::Schedule,
+    duration: jiff::SignedDuration,
+    tz: jiff::tz::TimeZone,
+}
+
+impl ReadWindow<'_> {
+    fn describe(&self) -> String {
+        format!(
+            "{} window {:?} ({}, {})",
+            match self.window.kind {
+                WindowKind::Allow => "allow",
+                WindowKind::Deny => "deny",
+            },
+            self.window.schedule,
+            self.window.duration,
+            self.window
+                .time_zone
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .unwrap_or("UTC")
+        )
+    }
 }
 
 /// A destination a project allows (or, with `!`, denies).
@@ -91,12 +181,33 @@ pub struct ProjectStatus {
     pub conditions: Vec<Condition>,
 }
 
+/// A sync window now: open (until when) or not, and its next opening.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowState {
+    /// The window.
+    pub window: SyncWindow,
+    /// When it closes, if it is open (RFC 3339 in its time zone).
+    pub open_until: Option<String>,
+    /// When it next opens (RFC 3339 in its time zone), if within five years.
+    pub next_opening: Option<String>,
+}
+
 /// Why a project refuses something: the rule and what it refused, for conditions and Events.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProjectDenied {
     /// The project does not exist.
     #[error("project {0} not found")]
     NotFound(String),
+    /// A sync window cannot be read.
+    #[error("project {project}: spec.syncWindows[{index}]: {why}")]
+    BadWindow {
+        /// The project.
+        project: String,
+        /// The window's index.
+        index: usize,
+        /// What is wrong.
+        why: String,
+    },
     /// A pattern of the project cannot be read.
     #[error("project {project}: {field}: invalid pattern {pattern:?}")]
     BadPattern {
@@ -269,7 +380,148 @@ impl Project {
         ] {
             kind_listed(&p, field, list, "", "")?;
         }
+        self.windows()?;
         Ok(())
+    }
+
+    fn windows(&self) -> Result<Vec<ReadWindow<'_>>, ProjectDenied> {
+        let p = self.name_or_default();
+        let mut out = Vec::new();
+        for (index, window) in self.spec.sync_windows.iter().enumerate() {
+            let bad = |why: String| ProjectDenied::BadWindow {
+                project: p.clone(),
+                index,
+                why,
+            };
+            let schedule = window
+                .schedule
+                .parse()
+                .map_err(|e: crate::schedule::ScheduleError| bad(e.to_string()))?;
+            let duration = crate::parse_duration(&window.duration)
+                .map_err(|e| bad(format!("duration: {e}")))
+                .and_then(|d| {
+                    jiff::SignedDuration::try_from(d).map_err(|e| bad(format!("duration: {e}")))
+                })?;
+            let tz = crate::schedule::time_zone(window.time_zone.as_deref())
+                .map_err(|e| bad(e.to_string()))?;
+            for (field, patterns) in [
+                ("applications", &window.applications),
+                ("namespaces", &window.namespaces),
+                ("clusters", &window.clusters),
+            ] {
+                for pattern in patterns {
+                    glob(&p, "spec.syncWindows", pattern)
+                        .map_err(|_| bad(format!("{field}: invalid pattern {pattern:?}")))?;
+                }
+            }
+            out.push(ReadWindow {
+                window,
+                schedule,
+                duration,
+                tz,
+            });
+        }
+        Ok(out)
+    }
+
+    /// What the sync windows allow application `name` (deploying to `namespace` of `cluster`) at `now`.
+    pub fn window_verdict(
+        &self,
+        name: &str,
+        namespace: Option<&str>,
+        cluster: ClusterRef<'_>,
+        now: jiff::Timestamp,
+    ) -> Result<WindowVerdict, ProjectDenied> {
+        let p = self.name_or_default();
+        let windows = self.windows()?;
+        let any = |patterns: &[String], values: &[Option<&str>]| -> bool {
+            patterns.iter().any(|pat| {
+                glob(&p, "spec.syncWindows", pat)
+                    .map(|g| values.iter().flatten().any(|v| g.is_match(v)))
+                    .unwrap_or(false)
+            })
+        };
+        let applies = |w: &SyncWindow| {
+            let tests = [
+                (!w.applications.is_empty()).then(|| any(&w.applications, &[Some(name)])),
+                (!w.namespaces.is_empty()).then(|| any(&w.namespaces, &[namespace])),
+                (!w.clusters.is_empty()).then(|| any(&w.clusters, &[cluster.name, cluster.server])),
+            ];
+            let set: Vec<bool> = tests.into_iter().flatten().collect();
+            if w.and_operator {
+                !set.is_empty() && set.iter().all(|t| *t)
+            } else {
+                set.iter().any(|t| *t)
+            }
+        };
+        let mine: Vec<&ReadWindow<'_>> = windows.iter().filter(|w| applies(w.window)).collect();
+        let open = |w: &ReadWindow<'_>| w.schedule.open_until(now, w.duration, &w.tz);
+        let deny_open: Vec<(&ReadWindow<'_>, jiff::Timestamp)> = mine
+            .iter()
+            .filter(|w| w.window.kind == WindowKind::Deny)
+            .filter_map(|w| open(w).map(|until| (*w, until)))
+            .collect();
+        let allows: Vec<&&ReadWindow<'_>> = mine
+            .iter()
+            .filter(|w| w.window.kind == WindowKind::Allow)
+            .collect();
+        let allow_open = allows.iter().any(|w| open(w).is_some());
+        let mut verdict = WindowVerdict::default();
+        if let Some((w, until)) = deny_open.iter().max_by_key(|(_, until)| *until) {
+            let hold = Hold {
+                reason: format!(
+                    "{} is open until {}",
+                    w.describe(),
+                    crate::schedule::show(*until, &w.tz)
+                ),
+                until: Some(*until),
+            };
+            if deny_open.iter().any(|(w, _)| !w.window.manual_sync) {
+                verdict.manual = Some(hold.clone());
+            }
+            verdict.automated = Some(hold);
+        } else if !allows.is_empty() && !allow_open {
+            let next = allows
+                .iter()
+                .filter_map(|w| w.schedule.next_after(now, &w.tz).map(|t| (t, *w)))
+                .min_by_key(|(t, _)| *t);
+            let hold = Hold {
+                reason: match next {
+                    Some((t, w)) => format!(
+                        "outside the allow windows; the next, {}, opens at {}",
+                        w.describe(),
+                        crate::schedule::show(t, &w.tz)
+                    ),
+                    None => "outside the allow windows, and none opens again".to_owned(),
+                },
+                until: next.map(|(t, _)| t),
+            };
+            if !allows.iter().any(|w| w.window.manual_sync) {
+                verdict.manual = Some(hold.clone());
+            }
+            verdict.automated = Some(hold);
+        }
+        Ok(verdict)
+    }
+
+    /// Each sync window with whether it is open at `now` (until when) and when it next opens, for `kedge project
+    /// windows`.
+    pub fn window_schedule(&self, now: jiff::Timestamp) -> Result<Vec<WindowState>, ProjectDenied> {
+        Ok(self
+            .windows()?
+            .iter()
+            .map(|w| WindowState {
+                window: w.window.clone(),
+                open_until: w
+                    .schedule
+                    .open_until(now, w.duration, &w.tz)
+                    .map(|t| crate::schedule::show(t, &w.tz)),
+                next_opening: w
+                    .schedule
+                    .next_after(now, &w.tz)
+                    .map(|t| crate::schedule::show(t, &w.tz)),
+            })
+            .collect())
     }
 
     /// May an Application in `namespace` belong to this project? Kedge's own namespace always may.
@@ -545,6 +797,71 @@ mod tests {
                 .check_kind("rbac.authorization.k8s.io", "ClusterRole", false, "r")
                 .is_err()
         );
+    }
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn deny_windows_hold_syncs_while_open_and_allow_windows_until_one_opens() {
+        let p = project(serde_json::json!({
+            "syncWindows": [
+                { "kind": "deny", "schedule": "0 22 * * *", "duration": "8h", "timeZone": "Europe/Berlin",
+                  "namespaces": ["prod-*"], "manualSync": true },
+                { "kind": "allow", "schedule": "0 9 * * mon-fri", "duration": "8h", "clusters": ["east"] },
+            ]
+        }));
+        // 23:30 UTC is 00:30 in Berlin: the deny window holds prod, manual syncs still allowed.
+        let v = p
+            .window_verdict("web", Some("prod-eu"), IN, ts("2026-12-04T23:30:00Z"))
+            .expect("verdict");
+        let hold = v.automated.expect("held");
+        assert_eq!(hold.until, Some(ts("2026-12-05T05:00:00Z")));
+        assert!(hold.reason.contains("deny window \"0 22 * * *\" (8h, Europe/Berlin) is open until 2026-12-05T06:00:00+01:00"), "{}", hold.reason);
+        assert!(v.manual.is_none());
+        // Another namespace: no window applies.
+        assert_eq!(
+            p.window_verdict("web", Some("dev"), IN, ts("2026-12-04T23:30:00Z"))
+                .expect("verdict"),
+            WindowVerdict::default()
+        );
+        // East only syncs in office hours: on Saturday it waits for Monday 09:00, manual syncs too.
+        let east = ClusterRef {
+            name: Some("east"),
+            server: None,
+        };
+        let v = p
+            .window_verdict("web", Some("dev"), east, ts("2026-12-05T12:00:00Z"))
+            .expect("verdict");
+        assert_eq!(
+            v.automated.as_ref().and_then(|h| h.until),
+            Some(ts("2026-12-07T09:00:00Z"))
+        );
+        assert!(v.manual.is_some());
+        assert_eq!(
+            p.window_verdict("web", Some("dev"), east, ts("2026-12-07T10:00:00Z"))
+                .expect("verdict"),
+            WindowVerdict::default()
+        );
+        let states = p
+            .window_schedule(ts("2026-12-04T23:30:00Z"))
+            .expect("states");
+        assert_eq!(
+            states[0].open_until.as_deref(),
+            Some("2026-12-05T06:00:00+01:00")
+        );
+        assert_eq!(
+            states[1].next_opening.as_deref(),
+            Some("2026-12-07T09:00:00+00:00")
+        );
+        let bad = project(
+            serde_json::json!({ "syncWindows": [{ "kind": "deny", "schedule": "0 25 * * *", "duration": "1h" }] }),
+        );
+        assert!(matches!(
+            bad.validate(),
+            Err(ProjectDenied::BadWindow { index: 0, .. })
+        ));
     }
 
     #[test]

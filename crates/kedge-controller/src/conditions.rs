@@ -9,6 +9,9 @@ pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 /// Condition type: Kedge cannot make progress without a change (bad input, retries exhausted).
 pub const STALLED: &str = "Stalled";
+/// Condition type: a sync window of the application's project holds its syncs (True, with until when); absent when
+/// none does.
+pub const SYNC_WINDOW: &str = "SyncWindow";
 /// Condition type: the commit's signature was checked against the trusted keys of `spec.source.verify` (absent when
 /// commits are not verified).
 pub const SOURCE_VERIFIED: &str = "SourceVerified";

@@ -5,7 +5,7 @@
 //! Both are pure functions of values the reconcile gathered (the operation, the history, the comparison, what the
 //! controller remembers of earlier attempts), so every rule is unit-tested here without a cluster.
 
-use kedge_api::{HistoryEntry, Operation};
+use kedge_api::{HistoryEntry, Hold, Operation};
 
 /// Why a sync runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,6 +124,10 @@ pub struct Facts {
     pub heal_due: bool,
     /// Objects that cannot be applied: unknown kind, refused by the dry run, invalid manifest.
     pub blocked: Vec<String>,
+    /// Why automated syncs (and self-heal, retries) wait now: a sync window of the project.
+    pub held_automated: Option<Hold>,
+    /// Why requested syncs wait now.
+    pub held_manual: Option<Hold>,
 }
 
 /// What a pass does.
@@ -135,6 +139,13 @@ pub enum Decision {
     DryRun,
     /// Sync.
     Sync(Trigger),
+    /// A sync was due but a sync window of the project holds it: apply nothing until the window allows.
+    Held {
+        /// What asked for the sync.
+        trigger: Trigger,
+        /// Why it waits, and until when.
+        hold: Hold,
+    },
     /// A sync was due but objects cannot be applied: apply nothing (applying the rest would leave the cluster at
     /// half a commit) and report them.
     Refuse {
@@ -161,9 +172,21 @@ pub fn decide(facts: Facts) -> Decision {
             trigger = Some(Trigger::SelfHeal);
         }
     }
+    let held = match &trigger {
+        Some(Trigger::Operation(_) | Trigger::Rollback(_)) => facts.held_manual.clone(),
+        Some(_) => facts.held_automated.clone(),
+        None => None,
+    };
     match trigger {
         None => Decision::Observe,
         Some(_) if facts.dry_run => Decision::DryRun,
+        Some(trigger) if held.is_some() => Decision::Held {
+            trigger,
+            hold: held.unwrap_or_else(|| Hold {
+                reason: String::new(),
+                until: None,
+            }),
+        },
         Some(trigger) if !facts.blocked.is_empty() => Decision::Refuse {
             trigger,
             blocked: facts.blocked,
@@ -185,6 +208,46 @@ mod tests {
             heal_due: true,
             ..Facts::default()
         }
+    }
+
+    #[test]
+    fn sync_windows_hold_automation_and_requests_as_they_say() {
+        let hold = Hold {
+            reason: "deny window open".into(),
+            until: None,
+        };
+        let held = Facts {
+            new_target: true,
+            held_automated: Some(hold.clone()),
+            ..out_of_sync()
+        };
+        assert_eq!(
+            decide(held.clone()),
+            Decision::Held {
+                trigger: Trigger::Automated,
+                hold: hold.clone()
+            }
+        );
+        // manualSync: a requested sync goes ahead while automation waits.
+        let requested = Facts {
+            requested: Some(Trigger::Operation("alice".into())),
+            ..held.clone()
+        };
+        assert_eq!(
+            decide(requested.clone()),
+            Decision::Sync(Trigger::Operation("alice".into()))
+        );
+        let both = Facts {
+            held_manual: Some(hold.clone()),
+            ..requested
+        };
+        assert!(matches!(decide(both), Decision::Held { .. }));
+        // Nothing due: nothing held.
+        let synced = Facts {
+            synced: true,
+            ..held
+        };
+        assert_eq!(decide(synced), Decision::Observe);
     }
 
     #[test]

@@ -110,6 +110,35 @@ impl Projects {
     }
 }
 
+impl Projects {
+    /// What the sync windows of the application's project allow it at `now` (nothing held without a project, or
+    /// when its windows cannot be read: the pass refuses such a project before it gets here).
+    pub fn window_verdict(
+        &self,
+        app: &Application,
+        now: jiff::Timestamp,
+    ) -> kedge_api::WindowVerdict {
+        let Some(project) = self
+            .store
+            .get(&ObjectRef::<Project>::new(&app.spec.project).within(&self.namespace))
+        else {
+            return kedge_api::WindowVerdict::default();
+        };
+        project
+            .window_verdict(
+                &app.name_any(),
+                app.spec
+                    .destination
+                    .namespace
+                    .as_deref()
+                    .filter(|n| !n.is_empty()),
+                cluster_of(app),
+                now,
+            )
+            .unwrap_or_default()
+    }
+}
+
 /// The application's cluster by the names it goes by: the cluster Kedge runs in by both.
 pub fn cluster_of(app: &Application) -> ClusterRef<'_> {
     if app.spec.is_in_cluster() {

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::admission::Admission;
-use crate::conditions::{self, READY, RECONCILING, SOURCE_VERIFIED, STALLED};
+use crate::conditions::{self, READY, RECONCILING, SOURCE_VERIFIED, STALLED, SYNC_WINDOW};
 use crate::decide::{self, Decision, Trigger};
 use crate::drift::DriftWatcher;
 use crate::events::{EventRecorder, Severity};
@@ -782,7 +782,11 @@ impl Pass<'_> {
             r.revision != comparison.revision.sha
                 || r.generation.is_some_and(|g| Some(g) != self.generation)
         });
+        // The project's sync windows, read now.
+        let window = ctx.projects.window_verdict(app, jiff::Timestamp::now());
         let decision = decide::decide(decide::Facts {
+            held_automated: window.automated,
+            held_manual: window.manual,
             requested: target.requested.clone(),
             dry_run: target.dry_run,
             suspended: app.spec.suspend,
@@ -820,6 +824,7 @@ impl Pass<'_> {
                 Decision::Sync(_) => "sync",
                 Decision::DryRun => "dry-run",
                 Decision::Refuse { .. } => "refuse",
+                Decision::Held { .. } => "held",
             },
         );
         if let Decision::Sync(t) | Decision::Refuse { trigger: t, .. } = &decision {
@@ -847,8 +852,51 @@ impl Pass<'_> {
             retry_in: None,
             acted: matches!(decision, Decision::Sync(_) | Decision::DryRun),
         };
+        if !matches!(decision, Decision::Held { .. }) {
+            conditions::remove(&mut self.status.conditions, SYNC_WINDOW);
+        }
         match decision {
             Decision::Observe => {}
+            Decision::Held { trigger, hold } => {
+                let message = format!("sync held by a sync window: {}", hold.reason);
+                let changed = !self
+                    .status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == SYNC_WINDOW && c.message == message);
+                conditions::set(
+                    &mut self.status.conditions,
+                    SYNC_WINDOW,
+                    true,
+                    "Held",
+                    message.clone(),
+                    self.generation,
+                    &self.now,
+                );
+                if changed {
+                    ctx.recorder
+                        .publish(app, Severity::Normal, "SyncHeld", &message)
+                        .await;
+                }
+                if matches!(trigger, Trigger::Operation(_) | Trigger::Rollback(_)) {
+                    // A requested sync does not wait: it ends, saying why, and may be asked for again.
+                    finish_operation(
+                        &mut self.status,
+                        OperationPhase::Failed,
+                        message,
+                        &now_rfc3339(),
+                        None,
+                    );
+                }
+                // Come back when the window allows (the periodic pass comes sooner if it is due first).
+                if let Some(until) = hold.until {
+                    let wait = until
+                        .duration_since(jiff::Timestamp::now())
+                        .unsigned_abs()
+                        .max(Duration::from_secs(1));
+                    executed.retry_in = Some(wait.min(ctx.config.resync_interval));
+                }
+            }
             Decision::Refuse {
                 trigger: refused,
                 blocked,

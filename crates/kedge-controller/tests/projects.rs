@@ -299,3 +299,157 @@ async fn applications_in_other_namespaces_need_the_controller_and_the_project_to
         Api::namespaced(env.client.clone(), outside.name());
     assert!(cms.get_opt("settings").await.expect("read").is_none());
 }
+
+fn sync_request(who: &str) -> kedge_api::Operation {
+    kedge_api::Operation {
+        sync: Some(kedge_api::SyncOperation::default()),
+        initiated_by: who.into(),
+        requested_at: jiff::Timestamp::now().to_string(),
+        ..Default::default()
+    }
+}
+
+async fn ask_sync(env: &Env, name: &str, who: &str) {
+    env.patch_app(
+        name,
+        json!({ "metadata": { "annotations": {
+            kedge_api::OPERATION_ANNOTATION: sync_request(who).to_annotation() } } }),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_windows_hold_syncs_until_they_allow_them() {
+    let env = Env::new("proj-win").await;
+    let base = json!({
+        "sourceRepos": ["*"],
+        "destinations": [{ "name": "in-cluster", "namespace": "*" }],
+    });
+    let with_windows = |windows: Value| {
+        let mut spec = base.clone();
+        spec["syncWindows"] = windows;
+        spec
+    };
+    // A deny window open all the time for this application.
+    apply_project(
+        &env,
+        "team-a",
+        with_windows(json!([{ "kind": "deny", "schedule": "* * * * *", "duration": "1h", "applications": ["web"] }])),
+    )
+    .await;
+    env.write("app/cm.yaml", &config_map("settings", "color", "blue"));
+    let v1 = env.commit_push("first");
+    let _controller = env.start_controller("c1");
+    env.create_app_with(
+        "web",
+        "app",
+        automated(true, true),
+        json!({ "project": "team-a" }),
+        json!({}),
+    )
+    .await;
+    let held = env
+        .wait_app("web", "held by the deny window", |a| {
+            condition(a, "SyncWindow").is_some_and(|c| c.status == "True" && c.reason == "Held")
+        })
+        .await;
+    let message = condition(&held, "SyncWindow")
+        .expect("condition")
+        .message
+        .clone();
+    assert!(
+        message.starts_with(
+            "sync held by a sync window: deny window \"* * * * *\" (1h, UTC) is open until "
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        held.status.as_ref().map(|s| s.sync.status),
+        Some(kedge_api::SyncCode::OutOfSync)
+    );
+    assert!(env.config_map_data("settings").await.is_none());
+    // A requested sync is held too, and ends saying so.
+    ask_sync(&env, "web", "alice").await;
+    let app = env
+        .wait_app("web", "the requested sync ends held", |a| {
+            a.status
+                .as_ref()
+                .and_then(|s| s.operation_state.as_ref())
+                .is_some_and(|o| {
+                    o.phase == kedge_api::OperationPhase::Failed
+                        && o.message.contains("sync held by a sync window")
+                })
+        })
+        .await;
+    assert!(
+        env.config_map_data("settings").await.is_none(),
+        "{:?}",
+        app.status
+    );
+    // manualSync: the same request goes through while automation still waits.
+    apply_project(
+        &env,
+        "team-a",
+        with_windows(json!([{ "kind": "deny", "schedule": "* * * * *", "duration": "1h", "applications": ["web"],
+                              "manualSync": true }])),
+    )
+    .await;
+    ask_sync(&env, "web", "bob").await;
+    env.wait_synced("web", &v1).await;
+    env.wait_config_map("settings", "color", "blue").await;
+
+    // An allow window that opens within the next one or two minutes: a new commit waits for it, then syncs by
+    // itself when it opens.
+    let opens = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(80))
+        .expect("time");
+    let opens_at = opens.to_zoned(jiff::tz::TimeZone::UTC);
+    apply_project(
+        &env,
+        "team-a",
+        with_windows(json!([{ "kind": "allow", "schedule": format!("{} {} * * *", opens_at.minute(), opens_at.hour()),
+                              "duration": "1h", "applications": ["w*"] }])),
+    )
+    .await;
+    env.write("app/cm.yaml", &config_map("settings", "color", "green"));
+    let v2 = env.commit_push("second");
+    let held = env
+        .wait_app("web", "waiting for the allow window", |a| {
+            condition(a, "SyncWindow")
+                .is_some_and(|c| c.message.contains("outside the allow windows"))
+        })
+        .await;
+    let message = condition(&held, "SyncWindow")
+        .expect("condition")
+        .message
+        .clone();
+    assert!(message.contains("opens at "), "{message}");
+    assert_eq!(
+        env.config_map_data("settings").await.expect("config map")["color"],
+        "blue"
+    );
+    let app = wait_for(
+        Duration::from_secs(150),
+        Duration::from_millis(500),
+        || async {
+            let a = env.apps().get("web").await.ok()?;
+            synced_at(&a, &v2).then_some(a)
+        },
+    )
+    .await
+    .expect("synced once the allow window opened");
+    let now = jiff::Timestamp::now();
+    let opened = opens_at
+        .with()
+        .second(0)
+        .subsec_nanosecond(0)
+        .build()
+        .expect("time")
+        .timestamp();
+    assert!(
+        now >= opened,
+        "synced at {now}, before the window opened at {opened}"
+    );
+    assert!(condition(&app, "SyncWindow").is_none(), "{:?}", app.status);
+    env.wait_config_map("settings", "color", "green").await;
+}

@@ -31,6 +31,9 @@ enum Command {
     /// Register the clusters applications deploy to: add, list, get, remove.
     #[command(subcommand)]
     Cluster(cli::cluster::ClusterCommand),
+    /// Projects, which bound what each team's applications may deploy: list, and their sync windows.
+    #[command(subcommand)]
+    Project(cli::project::ProjectCommand),
     /// Convert another tool's resources into Kedge's: `kedge import argocd -f apps.yaml`.
     #[command(subcommand)]
     Import(cli::import::ImportCommand),
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Install(args) => cli::install::run(&cli.kube, args).map(|()| 0),
         Command::App(cmd) => cli::app::run(&cli.kube, cmd),
         Command::Cluster(cmd) => cli::cluster::run(&cli.kube, cmd),
+        Command::Project(cmd) => cli::project::run(&cli.kube, cmd),
         Command::Import(cmd) => cli::import::run(cli.kube.namespace.as_deref(), cmd),
     };
     match result {

@@ -226,7 +226,7 @@ fn a_file_converts_with_notes_and_exits_zero_or_names_what_is_lost() {
     std::fs::write(
         &lost,
         "apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {name: team-a}\nspec:\n  sourceRepos: ['*']\n  \
-         syncWindows: [{kind: deny, schedule: '0 22 * * *', duration: 1h}]\n",
+         roles: [{name: ci}]\n",
     )
     .unwrap();
     let out = kedge()
@@ -238,7 +238,7 @@ fn a_file_converts_with_notes_and_exits_zero_or_names_what_is_lost() {
     assert_eq!(
         text(&out.stderr),
         format!(
-            "{}:6: spec.syncWindows: not converted: sync windows are not supported yet (issue 17)\n",
+            "{}:6: spec.roles: not converted: project roles (UI and API access) are not supported yet (issue 17)\n",
             lost.display()
         )
     );
