@@ -27,6 +27,8 @@ import (
 	"time"
 
 	noopoteltrace "go.opentelemetry.io/otel/trace/noop"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsv1beta1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1beta1"
@@ -43,7 +45,9 @@ import (
 	"k8s.io/apiserver/pkg/admission/plugin/namespace/lifecycle"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/request/bearertoken"
+	"k8s.io/apiserver/pkg/authentication/request/union"
 	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
 	discoveryendpoint "k8s.io/apiserver/pkg/endpoints/discovery/aggregated"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
@@ -75,6 +79,7 @@ type options struct {
 	simulator   bool
 	simDelay    time.Duration
 	auditLog    string
+	rbac        bool
 }
 
 func main() {
@@ -91,6 +96,7 @@ func main() {
 	flag.BoolVar(&o.simulator, "simulator", true, "run the workload simulator")
 	flag.DurationVar(&o.simDelay, "sim-delay", time.Second, "delay before simulated workloads become ready")
 	flag.StringVar(&o.auditLog, "audit-log", "", "append an audit event (JSON line) for every request that is not a read to this file")
+	flag.BoolVar(&o.rbac, "rbac", false, "authorize by RBAC (members of system:masters are always allowed) and issue ServiceAccount tokens")
 	klog.InitFlags(flag.CommandLine)
 	flag.Parse()
 	if o.dataDir == "" {
@@ -109,6 +115,9 @@ func main() {
 func run(o options) error {
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return fmt.Errorf("failed to create data dir: %w", err)
+	}
+	if o.rbac {
+		registerRBACTypes()
 	}
 	caPEM, err := ensureCerts(o.dataDir)
 	if err != nil {
@@ -158,8 +167,22 @@ func run(o options) error {
 		}
 		return nil, false, nil
 	}))
+	// With --rbac, ServiceAccount tokens too, and RBAC instead of allowing everything; rb is set below, once the
+	// loopback client (which needs the loopback token) exists, and before the server serves.
+	var rb *rbacMode
+	if o.rbac {
+		admin := cfg.Authentication.Authenticator
+		cfg.Authentication.Authenticator = union.New(admin, bearertoken.New(authenticator.TokenFunc(func(ctx context.Context, t string) (*authenticator.Response, bool, error) {
+			return rb.authenticateToken(ctx, t)
+		})))
+	}
 	cfg.Authentication.Authenticator = publicPaths{cfg.Authentication.Authenticator}
 	cfg.Authorization.Authorizer = authorizerfactory.NewAlwaysAllowAuthorizer()
+	if o.rbac {
+		cfg.Authorization.Authorizer = authorizer.AuthorizerFunc(func(ctx context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
+			return rb.authorizer.Authorize(ctx, a)
+		})
+	}
 	genericapiserver.AuthorizeClientBearerToken(cfg.LoopbackClientConfig, &cfg.Authentication, &cfg.Authorization)
 
 	// OpenAPI: built-in definitions plus apiextensions' own.
@@ -180,6 +203,9 @@ func run(o options) error {
 
 	resCfg := serverstorage.NewResourceConfig()
 	resCfg.EnableVersions(gvs...)
+	if o.rbac {
+		resCfg.EnableVersions(authenticationv1.SchemeGroupVersion, authorizationv1.SchemeGroupVersion)
+	}
 	cfg.MergedResourceConfig = resCfg
 
 	loopbackClient, err := kubernetes.NewForConfig(cfg.LoopbackClientConfig)
@@ -187,6 +213,11 @@ func run(o options) error {
 		return fmt.Errorf("failed to create loopback client: %w", err)
 	}
 	cfg.SharedInformerFactory = informers.NewSharedInformerFactory(loopbackClient, 10*time.Minute)
+	if o.rbac {
+		if rb, err = newRBACMode(loopbackClient, o.dataDir); err != nil {
+			return err
+		}
+	}
 	cfg.ClientConfig = cfg.LoopbackClientConfig
 
 	// Admission: NamespaceLifecycle.
@@ -246,8 +277,16 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("failed to create server: %w", err)
 	}
-	if err := installBuiltins(core, cfg); err != nil {
+	if err := installBuiltins(core, cfg, rb); err != nil {
 		return err
+	}
+	if rb != nil {
+		if err := rb.installRBACGroups(core); err != nil {
+			return err
+		}
+		core.AddPostStartHookOrDie("kedge-rbac", func(ctx genericapiserver.PostStartHookContext) error {
+			return rb.start(ctx)
+		})
 	}
 	extGroup := metav1.GroupVersionForDiscovery{GroupVersion: apiextensionsv1.SchemeGroupVersion.String(), Version: "v1"}
 	core.DiscoveryGroupManager.AddGroup(metav1.APIGroup{Name: apiextensionsv1.GroupName, Versions: []metav1.GroupVersionForDiscovery{extGroup}, PreferredVersion: extGroup})
@@ -320,7 +359,7 @@ func (p publicPaths) AuthenticateRequest(req *http.Request) (*authenticator.Resp
 	return nil, false, nil
 }
 
-func installBuiltins(core *genericapiserver.GenericAPIServer, cfg *genericapiserver.RecommendedConfig) error {
+func installBuiltins(core *genericapiserver.GenericAPIServer, cfg *genericapiserver.RecommendedConfig, rb *rbacMode) error {
 	byGroup := map[string]*genericapiserver.APIGroupInfo{}
 	var order []string
 	for _, g := range servedGroups {
@@ -349,6 +388,9 @@ func installBuiltins(core *genericapiserver.GenericAPIServer, cfg *genericapiser
 			m[r.resource+"/finalize"] = newNamespaceFinalizeREST(main)
 		} else {
 			m[r.resource] = main
+		}
+		if r.resource == "serviceaccounts" && rb != nil {
+			m[r.resource+"/token"] = &tokenREST{serviceAccounts: main, tokens: rb.tokens}
 		}
 		if status != nil {
 			m[r.resource+"/status"] = status

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
+	"k8s.io/apimachinery/pkg/api/validation/path"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -257,6 +258,10 @@ func (s strategy) Validate(ctx context.Context, obj runtime.Object) field.ErrorL
 	nameFn := apimachineryvalidation.NameIsDNSSubdomain
 	if s.spec.resource == "namespaces" || s.spec.resource == "services" {
 		nameFn = apimachineryvalidation.NameIsDNSLabel
+	}
+	if rbacNames && s.spec.gv.Group == rbacv1.GroupName {
+		// As upstream: RBAC names are path segments ("system:discovery").
+		nameFn = path.ValidatePathSegmentName
 	}
 	errs := apimachineryvalidation.ValidateObjectMetaAccessor(m, s.spec.namespaced, nameFn, field.NewPath("metadata"))
 	return append(errs, validateObject(s.spec, obj, nil)...)

@@ -90,6 +90,29 @@ impl TestCluster {
         Self::connect(name, kubeconfig).await
     }
 
+    /// Like [`get`](Self::get), with the API server enforcing RBAC (`testcluster/up --name NAME --rbac`): the
+    /// admin kubeconfig (group `system:masters`) may still do anything, every other identity only what Roles,
+    /// ClusterRoles and their bindings grant; impersonation needs the `impersonate` verb, and ServiceAccounts get
+    /// tokens (see [`service_account_token`](Self::service_account_token), [`client_as`](Self::client_as),
+    /// [`write_kubeconfig_as`](Self::write_kubeconfig_as)). Use a cluster name of its own (by convention the test
+    /// cluster's name plus `-rbac`): a running cluster started without RBAC is refused, not restarted.
+    /// `KEDGE_TEST_KUBECONFIG` is ignored here.
+    pub async fn get_rbac(name: &str) -> Result<Self> {
+        let key = format!("{name} --rbac");
+        let known = started().lock().ok().and_then(|m| m.get(&key).cloned());
+        let kubeconfig = match known {
+            Some(path) => path,
+            None => {
+                let path = run_up(name, &["--rbac"]).await?;
+                if let Ok(mut m) = started().lock() {
+                    m.insert(key, path.clone());
+                }
+                path
+            }
+        };
+        Self::connect(name, kubeconfig).await
+    }
+
     async fn start(name: &str, extra: &[&str]) -> Result<Self> {
         let kubeconfig = match std::env::var_os(KUBECONFIG_ENV).filter(|v| !v.is_empty()) {
             Some(path) => PathBuf::from(path),

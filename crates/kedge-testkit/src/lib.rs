@@ -31,6 +31,7 @@ mod cluster;
 mod error;
 mod git;
 mod process;
+mod rbac;
 mod receiver;
 mod requests;
 mod sops;
@@ -47,6 +48,7 @@ pub use git::{
     git_clone,
 };
 pub use process::redact_url;
+pub use rbac::Identity;
 pub use receiver::{Received, Receiver};
 pub use requests::{Recorded, RequestLog, SentRequest, recorded_client};
 pub use sops::{AgeKey, sops_binary, sops_encrypt};
