@@ -39,6 +39,7 @@
 //!
 //! [`suite`] runs Gatekeeper's `gator verify` test suites; [`files`] reads policy documents from disk.
 
+mod compat;
 mod constraint;
 mod error;
 pub mod files;

@@ -119,10 +119,13 @@ impl Template {
         engine.set_rego_v0(!source.v1);
         // OPA's (and Gatekeeper's) semantics: a builtin that fails makes its expression undefined.
         engine.set_strict_builtin_errors(false);
+        if !source.v1 {
+            crate::compat::add_deprecated_builtins(&mut engine).map_err(err)?;
+        }
         let rego_err = |module: String, message: String| PolicyError::Rego {
             template: name.clone(),
             module,
-            message,
+            message: message.trim().to_owned(),
         };
         let main_path = format!("{name}/rego");
         let package = engine

@@ -5,5 +5,6 @@ pub mod cluster;
 pub mod import;
 pub mod install;
 pub mod kube;
+pub mod policy;
 pub mod render;
 pub mod run;
