@@ -37,9 +37,7 @@ pub(crate) fn add_deprecated_builtins(engine: &mut Engine) -> Result<(), String>
             2,
             Box::new(|args: Vec<Value>| {
                 Ok(match (&args[0], &args[1]) {
-                    (Value::Set(a), Value::Set(b)) => {
-                        a.difference(b).into_value()
-                    }
+                    (Value::Set(a), Value::Set(b)) => a.difference(b).into_value(),
                     _ => Value::Undefined,
                 })
             }),
@@ -59,7 +57,7 @@ pub(crate) fn add_deprecated_builtins(engine: &mut Engine) -> Result<(), String>
             1,
             Box::new(|args: Vec<Value>| {
                 Ok(match elements(&args[0]) {
-                    Some(items) => Value::from(items.iter().any(|v| *v == Value::Bool(true))),
+                    Some(items) => Value::from(items.contains(&Value::Bool(true))),
                     None => Value::Undefined,
                 })
             }),
@@ -84,10 +82,26 @@ pub(crate) fn add_deprecated_builtins(engine: &mut Engine) -> Result<(), String>
                 })
             }),
         ),
-        engine.add_extension("cast_string".to_owned(), 1, same_if(|v| matches!(v, Value::String(_)))),
-        engine.add_extension("cast_boolean".to_owned(), 1, same_if(|v| matches!(v, Value::Bool(_)))),
-        engine.add_extension("cast_null".to_owned(), 1, same_if(|v| matches!(v, Value::Null))),
-        engine.add_extension("cast_object".to_owned(), 1, same_if(|v| matches!(v, Value::Object(_)))),
+        engine.add_extension(
+            "cast_string".to_owned(),
+            1,
+            same_if(|v| matches!(v, Value::String(_))),
+        ),
+        engine.add_extension(
+            "cast_boolean".to_owned(),
+            1,
+            same_if(|v| matches!(v, Value::Bool(_))),
+        ),
+        engine.add_extension(
+            "cast_null".to_owned(),
+            1,
+            same_if(|v| matches!(v, Value::Null)),
+        ),
+        engine.add_extension(
+            "cast_object".to_owned(),
+            1,
+            same_if(|v| matches!(v, Value::Object(_))),
+        ),
     ];
     for result in added {
         result.map_err(|e| format!("failed to add OPA's deprecated builtins: {e:#}"))?;

@@ -391,8 +391,8 @@ impl PolicySet {
                 }
             }
         }
-        violations.sort_by(|a, b| a.0.cmp(&b.0));
-        errors.sort_by(|a, b| a.0.cmp(&b.0));
+        violations.sort_by_key(|(index, _)| *index);
+        errors.sort_by_key(|(index, _)| *index);
         Evaluation {
             violations: violations.into_iter().map(|(_, v)| v).collect(),
             errors: errors.into_iter().map(|(_, e)| e).collect(),

@@ -28,7 +28,7 @@ pub enum SuiteError {
         path: String,
         /// Why.
         #[source]
-        source: PolicyError,
+        source: Box<PolicyError>,
     },
     /// The suite file is not a valid Suite.
     #[error("invalid suite {path}: {message}")]
@@ -165,7 +165,7 @@ impl Suite {
         let shown = path.display().to_string();
         let doc = read_one(path).map_err(|source| SuiteError::Read {
             path: shown.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let invalid = |message: String| SuiteError::Invalid {
             path: shown.clone(),
@@ -264,7 +264,7 @@ pub fn is_suite(doc: &Value) -> bool {
 pub fn find_suites(path: &Path) -> Result<Vec<PathBuf>, SuiteError> {
     let read_err = |source| SuiteError::Read {
         path: path.display().to_string(),
-        source,
+        source: Box::new(source),
     };
     if !path.is_dir() {
         return Ok(vec![path.to_path_buf()]);

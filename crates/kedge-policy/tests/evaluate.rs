@@ -3,9 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use kedge_policy::{
-    EnforcementAction, Inventory, PolicyError, PolicySet, SyncRequirement,
-};
+use kedge_policy::{EnforcementAction, Inventory, PolicyError, PolicySet, SyncRequirement};
 use serde_json::{Value, json};
 
 fn template(kind: &str, rego: &str) -> Value {
@@ -46,7 +44,11 @@ violation[{"msg": msg}] {
 fn enforcement_actions() {
     let set = PolicySet::load(vec![
         template("K8sDenyAll", DENY_ALL),
-        constraint("K8sDenyAll", "a-deny", json!({"parameters": {"reason": "d"}})),
+        constraint(
+            "K8sDenyAll",
+            "a-deny",
+            json!({"parameters": {"reason": "d"}}),
+        ),
         constraint(
             "K8sDenyAll",
             "b-warn",
@@ -68,9 +70,21 @@ fn enforcement_actions() {
     assert_eq!(
         got,
         [
-            (EnforcementAction::Deny, "K8sDenyAll/a-deny".into(), "Pod web: d".into()),
-            (EnforcementAction::Warn, "K8sDenyAll/b-warn".into(), "Pod web: w".into()),
-            (EnforcementAction::Dryrun, "K8sDenyAll/c-dryrun".into(), "Pod web: r".into()),
+            (
+                EnforcementAction::Deny,
+                "K8sDenyAll/a-deny".into(),
+                "Pod web: d".into()
+            ),
+            (
+                EnforcementAction::Warn,
+                "K8sDenyAll/b-warn".into(),
+                "Pod web: w".into()
+            ),
+            (
+                EnforcementAction::Dryrun,
+                "K8sDenyAll/c-dryrun".into(),
+                "Pod web: r".into()
+            ),
         ]
     );
     assert!(result.denied());
@@ -82,8 +96,16 @@ fn enforcement_actions() {
     // Without the deny constraint, nothing blocks.
     let report_only = PolicySet::load(vec![
         template("K8sDenyAll", DENY_ALL),
-        constraint("K8sDenyAll", "w", json!({"enforcementAction": "warn", "parameters": {"reason": "w"}})),
-        constraint("K8sDenyAll", "r", json!({"enforcementAction": "dryrun", "parameters": {"reason": "r"}})),
+        constraint(
+            "K8sDenyAll",
+            "w",
+            json!({"enforcementAction": "warn", "parameters": {"reason": "w"}}),
+        ),
+        constraint(
+            "K8sDenyAll",
+            "r",
+            json!({"enforcementAction": "dryrun", "parameters": {"reason": "r"}}),
+        ),
     ])
     .unwrap();
     let result = report_only.evaluate(&[pod("a", "web", json!({}))], &Inventory::new());
@@ -98,7 +120,10 @@ fn enforcement_actions() {
         .unwrap_err();
         assert!(matches!(err, PolicyError::InFile { .. }));
         let text = err.to_string();
-        assert!(text.contains("K8sDenyAll/x") && text.contains(expected), "{text}");
+        assert!(
+            text.contains("K8sDenyAll/x") && text.contains(expected),
+            "{text}"
+        );
     }
 }
 
@@ -117,8 +142,7 @@ violation[{"msg": msg}] {
     ])
     .unwrap()
     .with_user_info(json!({"username": "system:serviceaccount:kedge:kedge"}));
-    let deployment =
-        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "a"}});
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "a"}});
     let result = set.evaluate(&[deployment], &Inventory::new());
     let seen: Value = serde_json::from_str(&result.violations[0].message).unwrap();
     assert_eq!(
@@ -177,7 +201,11 @@ fn inventory_for_referential_policies() {
         unique,
         template("K8sNamespaceExists", NAMESPACE_EXISTS),
         template("K8sDenyAll", DENY_ALL),
-        constraint("K8sUniqueLabel", "unique-app", json!({"parameters": {"key": "app"}})),
+        constraint(
+            "K8sUniqueLabel",
+            "unique-app",
+            json!({"parameters": {"key": "app"}}),
+        ),
         constraint(
             "K8sNamespaceExists",
             "ns-exists",
@@ -200,7 +228,8 @@ fn inventory_for_referential_policies() {
         pod("a", "web", json!({"app": "web"})),
         pod("a", "db", json!({"app": "db"})),
     ];
-    let live_namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}});
+    let live_namespace =
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}});
     let live_pod = pod("b", "old-web", json!({"app": "web"}));
     let mut inventory = Inventory::from_objects(&rendered);
     inventory.add(&live_namespace);
@@ -215,8 +244,15 @@ fn inventory_for_referential_policies() {
 
     // Without the live objects: the namespace is missing and the label is unique.
     let result = set.evaluate(&rendered, &Inventory::from_objects(&rendered));
-    let got: Vec<String> = result.violations.iter().map(|v| v.message.clone()).collect();
-    assert_eq!(got, ["namespace a does not exist", "namespace a does not exist"]);
+    let got: Vec<String> = result
+        .violations
+        .iter()
+        .map(|v| v.message.clone())
+        .collect();
+    assert_eq!(
+        got,
+        ["namespace a does not exist", "namespace a does not exist"]
+    );
 }
 
 #[test]
@@ -245,12 +281,20 @@ fn namespace_selector_reads_namespaces_from_objects_and_inventory() {
         pod("unknown", "c", json!({})),
     ];
     let result = set.evaluate(&objects, &inventory);
-    let got: Vec<String> = result.violations.iter().map(|v| v.object.to_string()).collect();
+    let got: Vec<String> = result
+        .violations
+        .iter()
+        .map(|v| v.object.to_string())
+        .collect();
     assert_eq!(got, ["Pod shop/a"]);
     // A namespace nobody knows is an error of a deny constraint: the sync is blocked, not guessed.
     assert_eq!(result.errors.len(), 1);
     assert_eq!(result.errors[0].object.to_string(), "Pod unknown/c");
-    assert!(result.errors[0].message.contains("namespace unknown"), "{}", result.errors[0]);
+    assert!(
+        result.errors[0].message.contains("namespace unknown"),
+        "{}",
+        result.errors[0]
+    );
     assert!(result.denied());
 }
 
@@ -283,13 +327,24 @@ latest(image) if not contains(image, ":")
             ]}],
         },
     });
-    let set = PolicySet::load(vec![doc, constraint("K8sNoLatest", "no-latest", json!({}))]).unwrap();
+    let set =
+        PolicySet::load(vec![doc, constraint("K8sNoLatest", "no-latest", json!({}))]).unwrap();
     let p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "a"},
                    "spec": {"containers": [{"name": "a", "image": "nginx"}, {"name": "b", "image": "nginx:1.27"},
                                            {"name": "c", "image": "nginx:latest"}]}});
     let result = set.evaluate(&[p], &Inventory::new());
-    let got: Vec<&str> = result.violations.iter().map(|v| v.message.as_str()).collect();
-    assert_eq!(got, ["container a uses a latest image", "container c uses a latest image"]);
+    let got: Vec<&str> = result
+        .violations
+        .iter()
+        .map(|v| v.message.as_str())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "container a uses a latest image",
+            "container c uses a latest image"
+        ]
+    );
 }
 
 #[test]
@@ -324,34 +379,58 @@ fn load_err(docs: Vec<Value>) -> String {
 
 #[test]
 fn errors_name_the_template_or_constraint() {
-    let syntax = load_err(vec![template("K8sBroken", "package k8sbroken\n\nviolation[{\"msg\": msg}] {\n  msg := \n}\n")]);
-    assert!(syntax.contains("ConstraintTemplate k8sbroken (rego)"), "{syntax}");
+    let syntax = load_err(vec![template(
+        "K8sBroken",
+        "package k8sbroken\n\nviolation[{\"msg\": msg}] {\n  msg := \n}\n",
+    )]);
+    assert!(
+        syntax.contains("ConstraintTemplate k8sbroken (rego)"),
+        "{syntax}"
+    );
     assert!(syntax.contains("document #1"), "{syntax}");
 
     let unknown = load_err(vec![
         template("K8sDenyAll", DENY_ALL),
         constraint("K8sMissing", "orphan", json!({})),
     ]);
-    assert!(unknown.contains("K8sMissing/orphan") && unknown.contains("known: K8sDenyAll"), "{unknown}");
+    assert!(
+        unknown.contains("K8sMissing/orphan") && unknown.contains("known: K8sDenyAll"),
+        "{unknown}"
+    );
 
     let mut misnamed = template("K8sDenyAll", DENY_ALL);
     misnamed["metadata"]["name"] = json!("deny-all");
     let misnamed = load_err(vec![misnamed]);
-    assert!(misnamed.contains("deny-all") && misnamed.contains("lowercase"), "{misnamed}");
+    assert!(
+        misnamed.contains("deny-all") && misnamed.contains("lowercase"),
+        "{misnamed}"
+    );
 
     let mut cel = template("K8sCel", "");
     cel["spec"]["targets"][0] = json!({"target": "admission.k8s.gatekeeper.sh", "code": [
         {"engine": "K8sNativeValidation", "source": {"validations": [{"expression": "true"}]}}]});
     let cel = load_err(vec![cel]);
-    assert!(cel.contains("k8scel") && cel.contains("K8sNativeValidation"), "{cel}");
+    assert!(
+        cel.contains("k8scel") && cel.contains("K8sNativeValidation"),
+        "{cel}"
+    );
 
     let mut bad_lib = template("K8sDenyAll", DENY_ALL);
     bad_lib["spec"]["targets"][0]["libs"] = json!(["package helpers\nx := 1\n"]);
     let bad_lib = load_err(vec![bad_lib]);
-    assert!(bad_lib.contains("libs[0]") && bad_lib.contains("data.lib"), "{bad_lib}");
+    assert!(
+        bad_lib.contains("libs[0]") && bad_lib.contains("data.lib"),
+        "{bad_lib}"
+    );
 
-    let no_violation = load_err(vec![template("K8sNothing", "package k8snothing\n\nallow { true }\n")]);
-    assert!(no_violation.contains("k8snothing") && no_violation.contains("no violation rule"), "{no_violation}");
+    let no_violation = load_err(vec![template(
+        "K8sNothing",
+        "package k8snothing\n\nallow { true }\n",
+    )]);
+    assert!(
+        no_violation.contains("k8snothing") && no_violation.contains("no violation rule"),
+        "{no_violation}"
+    );
 
     let unsafe_var = load_err(vec![template(
         "K8sUnsafe",
@@ -370,12 +449,19 @@ fn errors_name_the_template_or_constraint() {
         template("K8sDenyAll", DENY_ALL),
         constraint("K8sDenyAll", "x", json!({"match": {"scope": "Somewhere"}})),
     ]);
-    assert!(bad_match.contains("K8sDenyAll/x") && bad_match.contains("scope"), "{bad_match}");
+    assert!(
+        bad_match.contains("K8sDenyAll/x") && bad_match.contains("scope"),
+        "{bad_match}"
+    );
 }
 
 #[test]
 fn other_documents_are_listed_not_loaded() {
-    let set = PolicySet::load(vec![template("K8sDenyAll", DENY_ALL), pod("a", "p", json!({}))]).unwrap();
+    let set = PolicySet::load(vec![
+        template("K8sDenyAll", DENY_ALL),
+        pod("a", "p", json!({})),
+    ])
+    .unwrap();
     assert_eq!(set.ignored(), ["document #2 (Pod a/p)"]);
     assert_eq!(set.templates().collect::<Vec<_>>(), ["k8sdenyall"]);
     assert_eq!(set.constraints().count(), 0);

@@ -21,7 +21,7 @@ pub enum PolicyCommand {
     },
     /// Render an application and evaluate its objects against ConstraintTemplates and constraints; print every
     /// violation and exit 1 when one has enforcementAction deny.
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
 }
 
 /// Arguments of `kedge policy check`.
@@ -95,7 +95,10 @@ fn verify(paths: &[PathBuf]) -> anyhow::Result<u8> {
 fn check(args: &CheckArgs) -> anyhow::Result<u8> {
     let mut docs = Vec::new();
     for p in &args.policies {
-        docs.extend(files::read_dir(p).with_context(|| format!("failed to read policies from {}", p.display()))?);
+        docs.extend(
+            files::read_dir(p)
+                .with_context(|| format!("failed to read policies from {}", p.display()))?,
+        );
     }
     let policies = PolicySet::load_documents(docs).context("failed to load policies")?;
     if !policies.ignored().is_empty() {
