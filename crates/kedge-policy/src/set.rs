@@ -373,7 +373,14 @@ impl PolicySet {
                     engine.set_input(regorus::Value::from(input));
                     match engine.eval_rule(template.query.clone()) {
                         Ok(results) => {
-                            for (message, details) in results_of(&results) {
+                            let found = match results_of(&results) {
+                                Ok(found) => found,
+                                Err(message) => {
+                                    errors.push(error(message));
+                                    continue;
+                                }
+                            };
+                            for (message, details) in found {
                                 violations.push((
                                     index,
                                     Violation {
@@ -400,14 +407,28 @@ impl PolicySet {
     }
 }
 
-/// The `msg` and `details` of each result of a `violation` rule (a set; undefined when nothing was found).
-fn results_of(results: &regorus::Value) -> Vec<(String, Option<Value>)> {
+/// The `msg` and `details` of each result of a `violation` rule: a set, or undefined when nothing was found.
+/// Rego v0's `violation[{"msg": msg}] if {...}` (with `future.keywords.if`) is a partial set in OPA; the
+/// interpreter reads it as an object whose keys are the results, so an object's keys count as results too.
+/// Anything else is an error, never an empty result.
+fn results_of(results: &regorus::Value) -> Result<Vec<(String, Option<Value>)>, String> {
     let items: Vec<&regorus::Value> = match results {
+        regorus::Value::Undefined | regorus::Value::Null => Vec::new(),
         regorus::Value::Set(s) => s.iter().collect(),
         regorus::Value::Array(a) => a.iter().collect(),
-        _ => Vec::new(),
+        regorus::Value::Object(o) => o
+            .iter()
+            .filter(|(_, v)| **v == regorus::Value::Bool(true))
+            .map(|(k, _)| k)
+            .collect(),
+        other => {
+            return Err(format!(
+                "the violation rule must be a set of results, not {}",
+                serde_json::to_string(other).unwrap_or_default()
+            ));
+        }
     };
-    items
+    Ok(items
         .into_iter()
         .map(|r| {
             let json = serde_json::to_value(r).unwrap_or(Value::Null);
@@ -419,5 +440,5 @@ fn results_of(results: &regorus::Value) -> Vec<(String, Option<Value>)> {
             let details = json.get("details").cloned().filter(|d| !d.is_null());
             (message, details)
         })
-        .collect()
+        .collect())
 }

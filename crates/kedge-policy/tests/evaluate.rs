@@ -472,3 +472,117 @@ fn policy_sets_are_shared_across_threads() {
     fn shareable<T: Send + Sync>() {}
     shareable::<PolicySet>();
 }
+
+#[test]
+fn v0_templates_may_import_future_keywords_and_rego_v1() {
+    for import in [
+        "import future.keywords.if\nimport future.keywords.in",
+        "import future.keywords",
+        "import future.keywords.in\nimport future.keywords.if\nimport future.keywords.contains",
+        "import rego.v1",
+    ] {
+        let head =
+            if import.contains("contains") || import.ends_with("keywords") || import.contains("v1")
+            {
+                "violation contains {\"msg\": msg} if"
+            } else {
+                // OPA v0 reads this as a partial set too.
+                "violation[{\"msg\": msg}] if"
+            };
+        let rego = format!(
+            "package k8sfuture\n\n{import}\n\n{head} {{\n  some c in input.review.object.spec.containers\n  msg := c.name\n}}\n"
+        );
+        let set = PolicySet::load(vec![
+            template("K8sFuture", &rego),
+            constraint("K8sFuture", "f", json!({})),
+        ])
+        .unwrap();
+        let p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                       "spec": {"containers": [{"name": "a"}]}});
+        let result = set.evaluate(&[p], &Inventory::new());
+        assert_eq!(result.violations.len(), 1, "{import}: {result:?}");
+        assert_eq!(result.violations[0].message, "a");
+    }
+}
+
+#[test]
+fn suites_review_admission_requests_as_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write(
+        "template.yaml",
+        r#"apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata:
+  name: k8snoupdates
+spec:
+  crd:
+    spec:
+      names:
+        kind: K8sNoUpdates
+  targets:
+    - target: admission.k8s.gatekeeper.sh
+      rego: |
+        package k8snoupdates
+        violation[{"msg": msg}] {
+          input.review.operation == "UPDATE"
+          msg := sprintf("%v may not update %v", [input.review.userInfo.username, input.review.object.metadata.name])
+        }
+"#,
+    );
+    write(
+        "constraint.yaml",
+        "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sNoUpdates\nmetadata:\n  name: c\nspec:\n  match:\n    namespaces: [shop]\n",
+    );
+    write(
+        "update.yaml",
+        r#"apiVersion: admission.k8s.io/v1
+kind: AdmissionReview
+request:
+  operation: UPDATE
+  namespace: shop
+  userInfo:
+    username: alice
+  kind: {group: "", version: v1, kind: ConfigMap}
+  object:
+    apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: settings, namespace: shop}
+  oldObject:
+    apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: settings, namespace: shop}
+"#,
+    );
+    write(
+        "create.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: shop\n",
+    );
+    write(
+        "suite.yaml",
+        r#"kind: Suite
+apiVersion: test.gatekeeper.sh/v1alpha1
+tests:
+- name: t
+  template: template.yaml
+  constraint: constraint.yaml
+  cases:
+  - name: update
+    object: update.yaml
+    assertions:
+    - violations: 1
+      message: ^alice may not update settings$
+  - name: create
+    object: create.yaml
+    assertions:
+    - violations: no
+"#,
+    );
+    let results = kedge_policy::Suite::load(&dir.path().join("suite.yaml"))
+        .unwrap()
+        .run();
+    for r in &results {
+        assert_eq!(r.outcome, kedge_policy::CaseOutcome::Pass, "{r:?}");
+    }
+    assert_eq!(results.len(), 2);
+}
