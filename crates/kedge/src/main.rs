@@ -37,6 +37,9 @@ enum Command {
     /// Convert another tool's resources into Kedge's: `kedge import argocd -f apps.yaml`.
     #[command(subcommand)]
     Import(cli::import::ImportCommand),
+    /// Gatekeeper policies offline: run the library's test suites (verify), check a rendered application (check).
+    #[command(subcommand)]
+    Policy(cli::policy::PolicyCommand),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Cluster(cmd) => cli::cluster::run(&cli.kube, cmd),
         Command::Project(cmd) => cli::project::run(&cli.kube, cmd),
         Command::Import(cmd) => cli::import::run(cli.kube.namespace.as_deref(), cmd),
+        Command::Policy(cmd) => cli::policy::run(cmd),
     };
     match result {
         Ok(code) => ExitCode::from(code),

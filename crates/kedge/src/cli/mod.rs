@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod import;
 pub mod install;
 pub mod kube;
+pub mod policy;
 pub mod project;
 pub mod render;
 pub mod run;

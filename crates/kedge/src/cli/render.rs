@@ -26,8 +26,20 @@ pub enum Format {
 
 /// Arguments of `kedge render`.
 #[derive(Args, Debug)]
-#[command(group = clap::ArgGroup::new("source").required(true).multiple(true).args(["dir", "repo", "chart"]))]
 pub struct RenderArgs {
+    /// What to render.
+    #[command(flatten)]
+    pub source: RenderSourceArgs,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Yaml)]
+    pub output: Format,
+}
+
+/// What to render and how: a directory, a Git path or a Helm chart, with the renderer's options (shared by
+/// `kedge render` and `kedge policy check`).
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("source").required(true).multiple(true).args(["dir", "repo", "chart"]))]
+pub struct RenderSourceArgs {
     /// The application directory on disk.
     pub dir: Option<PathBuf>,
     /// The root of the tree the directory belongs to (kustomizations may reach anything inside it, nothing
@@ -61,9 +73,6 @@ pub struct RenderArgs {
     /// Skip files matching these globs, relative to the application directory (comma-separated or `{a,b}`).
     #[arg(long)]
     pub exclude: Option<String>,
-    /// Output format.
-    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Yaml)]
-    pub output: Format,
     /// The kustomize binary (a path ending in `kubectl` runs `kubectl kustomize`). Default:
     /// `$KEDGE_CACHE/bin/kustomize`, else `kustomize` on PATH, else `kubectl kustomize`.
     #[arg(long, env = "KEDGE_KUSTOMIZE")]
@@ -127,6 +136,12 @@ pub struct HelmArgs {
 
 /// Runs `kedge render`.
 pub fn run(args: RenderArgs) -> anyhow::Result<()> {
+    let set = render(&args.source)?;
+    print(&set, args.output)
+}
+
+/// Renders what the arguments name, as the controller would.
+pub fn render(args: &RenderSourceArgs) -> anyhow::Result<std::sync::Arc<RenderedSet>> {
     let renderer = Renderer::new(RenderConfig {
         kustomize: KustomizeConfig {
             binary: args.kustomize.clone(),
@@ -244,7 +259,7 @@ pub fn run(args: RenderArgs) -> anyhow::Result<()> {
         }
         (None, None) => bail!("give a directory, --repo or --chart"),
     };
-    print(&set, args.output)
+    Ok(set)
 }
 
 /// The Helm options of the command line, as `source.helm` would give them.
