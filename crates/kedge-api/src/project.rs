@@ -60,6 +60,25 @@ pub struct ProjectSpec {
     /// `manualSync: true`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sync_windows: Vec<SyncWindow>,
+    /// The ServiceAccount each destination's syncs run as: every request of an application's passes is made
+    /// impersonating it, so that the cluster's RBAC decides what the team may do. When the list is not empty, an
+    /// application whose destination no entry matches is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destination_service_accounts: Vec<DestinationServiceAccount>,
+}
+
+/// The ServiceAccount syncs to a destination run as.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationServiceAccount {
+    /// The cluster's server URL or name (glob).
+    pub server: String,
+    /// The destination namespace (glob; empty: any).
+    #[serde(default)]
+    pub namespace: String,
+    /// The ServiceAccount: `NAME` (in the destination namespace) or `NAMESPACE:NAME`.
+    #[schemars(length(min = 1))]
+    pub default_service_account: String,
 }
 
 /// A time when syncs are allowed or denied.
@@ -198,6 +217,16 @@ pub enum ProjectDenied {
     /// The project does not exist.
     #[error("project {0} not found")]
     NotFound(String),
+    /// The project maps destinations to ServiceAccounts, and none to this one.
+    #[error(
+        "project {project} names no ServiceAccount for destination {destination} (spec.destinationServiceAccounts)"
+    )]
+    NoServiceAccount {
+        /// The project.
+        project: String,
+        /// `cluster/namespace`.
+        destination: String,
+    },
     /// A sync window cannot be read.
     #[error("project {project}: spec.syncWindows[{index}]: {why}")]
     BadWindow {
@@ -547,6 +576,41 @@ impl Project {
         })
     }
 
+    /// The ServiceAccount (namespace, name) an application deploying to `namespace` of `cluster` runs as: `None`
+    /// when the project maps no destination (syncs run with the controller's rights).
+    pub fn service_account_for(
+        &self,
+        cluster: ClusterRef<'_>,
+        namespace: Option<&str>,
+    ) -> Result<Option<(String, String)>, ProjectDenied> {
+        let p = self.name_or_default();
+        let field = "spec.destinationServiceAccounts";
+        if self.spec.destination_service_accounts.is_empty() {
+            return Ok(None);
+        }
+        let ns = namespace.unwrap_or_default();
+        for d in &self.spec.destination_service_accounts {
+            let server_hit = [cluster.server.map(crate::normalize_server), cluster.name]
+                .into_iter()
+                .flatten()
+                .try_fold(false, |hit, v| {
+                    Ok::<_, ProjectDenied>(hit || matches(&p, field, &d.server, v)?)
+                })?;
+            let ns_hit = d.namespace.is_empty() || matches(&p, field, &d.namespace, ns)?;
+            if server_hit && ns_hit {
+                let sa = d.default_service_account.trim();
+                return Ok(Some(match sa.split_once(':') {
+                    Some((sa_ns, name)) => (sa_ns.to_owned(), name.to_owned()),
+                    None => (ns.to_owned(), sa.to_owned()),
+                }));
+            }
+        }
+        Err(ProjectDenied::NoServiceAccount {
+            project: p,
+            destination: format!("{}/{ns}", cluster.describe()),
+        })
+    }
+
     /// May the applications deploy from `repo`?
     pub fn check_source(&self, repo: &str) -> Result<(), ProjectDenied> {
         let p = self.name_or_default();
@@ -862,6 +926,40 @@ mod tests {
             bad.validate(),
             Err(ProjectDenied::BadWindow { index: 0, .. })
         ));
+    }
+
+    #[test]
+    fn destinations_map_to_service_accounts() {
+        let p = project(serde_json::json!({
+            "destinationServiceAccounts": [
+                { "server": "https://kubernetes.default.svc", "namespace": "team-a-*", "defaultServiceAccount": "deployer" },
+                { "server": "east", "defaultServiceAccount": "ops:sync" },
+            ]
+        }));
+        assert_eq!(
+            p.service_account_for(IN, Some("team-a-web"))
+                .expect("mapped"),
+            Some(("team-a-web".into(), "deployer".into()))
+        );
+        let east = ClusterRef {
+            name: Some("east"),
+            server: None,
+        };
+        assert_eq!(
+            p.service_account_for(east, Some("x")).expect("mapped"),
+            Some(("ops".into(), "sync".into()))
+        );
+        let err = p
+            .service_account_for(IN, Some("team-b"))
+            .expect_err("unmapped");
+        assert_eq!(
+            err.to_string(),
+            "project team-a names no ServiceAccount for destination in-cluster/team-b (spec.destinationServiceAccounts)"
+        );
+        assert_eq!(
+            project(serde_json::json!({})).service_account_for(IN, Some("x")),
+            Ok(None)
+        );
     }
 
     #[test]

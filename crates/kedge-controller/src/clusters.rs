@@ -412,11 +412,18 @@ pub struct ClusterPool {
     leader: LeaderGuard,
     drift: crate::drift::DriftWatcher,
     remotes: Mutex<HashMap<String, Remote>>,
+    /// How the controller reaches the cluster it runs in (to make clients that impersonate).
+    local_config: Mutex<Option<kube::Config>>,
+    /// Engines that impersonate a ServiceAccount, by cluster, cluster version and user, with their cluster's drift
+    /// watches.
+    impersonating: Mutex<HashMap<String, (Arc<Engine>, crate::drift::DriftWatcher)>>,
 }
 
 /// A registered cluster's engine and drift watches, as made for one version of its Cluster and Secret.
 struct Remote {
     key: String,
+    /// How it is reached (to make clients that impersonate).
+    config: kube::Config,
     engine: Arc<Engine>,
     drift: crate::drift::DriftWatcher,
     /// Stops its watches once the engine is replaced.
@@ -441,7 +448,81 @@ impl ClusterPool {
             leader,
             drift,
             remotes: Mutex::default(),
+            local_config: Mutex::default(),
+            impersonating: Mutex::default(),
         }
+    }
+
+    /// How the controller reaches the cluster it runs in: needed to sync with impersonation there.
+    pub fn set_local_config(&self, config: kube::Config) {
+        *self.local_config.lock().unwrap_or_else(|p| p.into_inner()) = Some(config);
+    }
+
+    /// An engine for `cluster` (`None`: the cluster Kedge runs in; else a registered cluster that
+    /// [`engine_for`](Self::engine_for) just returned) whose every request impersonates ServiceAccount
+    /// `namespace:name`, so that the cluster's RBAC decides what the application may do. Made once per cluster
+    /// version and account.
+    pub fn engine_as(
+        &self,
+        cluster: Option<&str>,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Arc<Engine>, PipelineError> {
+        let user = format!("system:serviceaccount:{namespace}:{name}");
+        let (base, version, drift) = match cluster {
+            None => (
+                self.local_config
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                    .ok_or_else(|| {
+                        PipelineError::Cluster(
+                            "syncs with impersonation need the controller's own connection settings".into(),
+                        )
+                    })?,
+                String::new(),
+                self.drift.clone(),
+            ),
+            Some(c) => {
+                let remotes = self.remotes.lock().unwrap_or_else(|p| p.into_inner());
+                let r = remotes.get(c).ok_or_else(|| {
+                    PipelineError::Cluster(format!("cluster {c}: not connected"))
+                })?;
+                (r.config.clone(), r.key.clone(), r.drift.clone())
+            }
+        };
+        let cluster_name = cluster.unwrap_or(IN_CLUSTER_NAME);
+        let key = format!("{cluster_name}|{version}|{user}");
+        if let Some((engine, _)) = self
+            .impersonating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(engine.clone());
+        }
+        let failed =
+            |e: String| PipelineError::Cluster(format!("cluster {cluster_name} as {user}: {e}"));
+        let mut config = base;
+        config.auth_info.impersonate = Some(user.clone());
+        let client = crate::client::leader_client_for(
+            config,
+            &self.metrics,
+            self.leader.clone(),
+            cluster_name,
+        )
+        .map_err(|e| failed(e.to_string()))?;
+        let engine = Arc::new(
+            Engine::new(client, EngineConfig::default()).map_err(|e| failed(e.to_string()))?,
+        );
+        let mut map = self.impersonating.lock().unwrap_or_else(|p| p.into_inner());
+        // Engines of replaced cluster versions go.
+        map.retain(|k, _| {
+            !k.starts_with(&format!("{cluster_name}|"))
+                || k.starts_with(&format!("{cluster_name}|{version}|"))
+        });
+        map.insert(key, (engine.clone(), drift));
+        Ok(engine)
     }
 
     /// The engine of the cluster Kedge runs in.
@@ -453,6 +534,15 @@ impl ClusterPool {
     pub fn drift_of(&self, engine: &Arc<Engine>) -> Option<crate::drift::DriftWatcher> {
         if Arc::ptr_eq(engine, &self.local) {
             return Some(self.drift.clone());
+        }
+        if let Some((_, drift)) = self
+            .impersonating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .find(|(e, _)| Arc::ptr_eq(e, engine))
+        {
+            return Some(drift.clone());
         }
         self.remotes
             .lock()
@@ -546,6 +636,7 @@ impl ClusterPool {
                 .map_err(|e| failed(e.to_string()))?;
         // A cluster that stops answering holds a pass (and its admission slot) this long at most per request.
         config.read_timeout = Some(REMOTE_READ_TIMEOUT);
+        let remote_config = config.clone();
         let client = crate::client::leader_client_for(
             config,
             &self.metrics,
@@ -559,6 +650,7 @@ impl ClusterPool {
         let stop = self.drift.shutdown().child_token();
         let remote = Remote {
             key,
+            config: remote_config,
             engine: engine.clone(),
             drift: self.drift.for_cluster(watch_client, stop.clone()),
             _stop: stop.drop_guard(),

@@ -97,16 +97,37 @@ impl Projects {
         for source in app.spec.all_sources() {
             project.check_source(&source.repo_url)?;
         }
-        project.check_destination(
+        let namespace = app
+            .spec
+            .destination
+            .namespace
+            .as_deref()
+            .filter(|n| !n.is_empty());
+        project.check_destination(cluster_of(app), namespace, None)?;
+        project.service_account_for(cluster_of(app), namespace)?;
+        Ok(Some(project))
+    }
+
+    /// The ServiceAccount (namespace, name) the application's requests impersonate, if its project maps its
+    /// destination to one.
+    pub fn service_account(
+        &self,
+        app: &Application,
+    ) -> Result<Option<(String, String)>, ProjectDenied> {
+        let Some(project) = self
+            .store
+            .get(&ObjectRef::<Project>::new(&app.spec.project).within(&self.namespace))
+        else {
+            return Ok(None);
+        };
+        project.service_account_for(
             cluster_of(app),
             app.spec
                 .destination
                 .namespace
                 .as_deref()
                 .filter(|n| !n.is_empty()),
-            None,
-        )?;
-        Ok(Some(project))
+        )
     }
 }
 

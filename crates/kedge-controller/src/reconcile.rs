@@ -679,7 +679,7 @@ impl Pass<'_> {
         );
         trace::revision(&plan_span, &revision.sha);
         let planned = async {
-            match ctx.clusters.engine_for(app).await {
+            match engine_of(ctx, app).await {
                 Ok((cluster, engine)) => {
                     // Every object within the project, before a single request about them.
                     if let Some(project) = &project {
@@ -1582,6 +1582,26 @@ async fn run_sync(
             &message,
         );
         Ok(Err(()))
+    }
+}
+
+/// The engine an application's passes use: its destination's, impersonating the ServiceAccount its project maps
+/// that destination to (so that the cluster's RBAC decides), with the registered cluster's name.
+async fn engine_of(
+    ctx: &Context,
+    app: &Application,
+) -> Result<(Option<String>, Arc<kedge_engine::Engine>), PipelineError> {
+    let (cluster, engine) = ctx.clusters.engine_for(app).await?;
+    match ctx
+        .projects
+        .service_account(app)
+        .map_err(|e| PipelineError::NotPermitted(e.to_string()))?
+    {
+        Some((ns, name)) => {
+            let engine = ctx.clusters.engine_as(cluster.as_deref(), &ns, &name)?;
+            Ok((cluster, engine))
+        }
+        None => Ok((cluster, engine)),
     }
 }
 
@@ -2489,9 +2509,7 @@ async fn finalize(app: &Application, ctx: &Context) -> Result<Action, ReconcileE
             message,
         };
         let spec = engine_spec(app).map_err(|e| failed(e.to_string()))?;
-        let (_, engine) = ctx
-            .clusters
-            .engine_for(app)
+        let (_, engine) = engine_of(ctx, app)
             .await
             .map_err(|e| failed(e.to_string()))?;
         let plan = engine

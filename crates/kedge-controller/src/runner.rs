@@ -313,6 +313,7 @@ pub async fn run(
     let write_guard = shard
         .as_ref()
         .map_or_else(|| leader.clone(), |(s, _)| s.writes());
+    let local_config = kube_config.clone();
     let writes = crate::client::leader_client(kube_config, &metrics, write_guard.clone())
         .map_err(RunError::Client)?;
     let source = Source::new(SourceConfig {
@@ -436,6 +437,8 @@ pub async fn run(
     if let Some((shard, _)) = &shard {
         ctx = ctx.with_shard(shard.clone());
     }
+    // Syncs with impersonation make clients of their own from the controller's connection settings.
+    ctx.clusters.set_local_config(local_config);
     // Projects (in Kedge's namespace) bound what each application may deploy; a changed one queues its applications.
     ctx = ctx.with_projects(crate::projects::Projects::spawn(
         client.clone(),

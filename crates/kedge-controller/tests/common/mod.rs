@@ -104,6 +104,15 @@ impl Env {
         Self::on(cluster, prefix, HttpAuth::basic("kedge", "not-used")).await
     }
 
+    /// Like [`new`](Self::new) on a cluster of its own (the test cluster's name plus `-rbac`) whose API server
+    /// enforces RBAC and impersonation for everyone but the admin (see [`TestCluster::get_rbac`]).
+    pub async fn rbac(prefix: &str) -> Self {
+        let cluster = TestCluster::get_rbac(&format!("{}-rbac", suite_cluster()))
+            .await
+            .expect("RBAC test cluster");
+        Self::on(cluster, prefix, HttpAuth::basic("kedge", "not-used")).await
+    }
+
     async fn on(cluster: TestCluster, prefix: &str, auth: HttpAuth) -> Self {
         init_tracing();
         kedge_source::install_crypto_provider();

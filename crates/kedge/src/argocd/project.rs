@@ -7,7 +7,7 @@ use super::located::{Seg, key};
 use super::{Cx, SERVER_SET_METADATA, WRITTEN_BY_APPLIERS};
 
 /// The fields Kedge's Project has, with the same meaning.
-const CARRIED: [&str; 9] = [
+const CARRIED: [&str; 10] = [
     "description",
     "sourceRepos",
     "destinations",
@@ -17,6 +17,7 @@ const CARRIED: [&str; 9] = [
     "namespaceResourceBlacklist",
     "sourceNamespaces",
     "syncWindows",
+    "destinationServiceAccounts",
 ];
 
 /// Converts the AppProject of `cx`; `None` when it cannot be (reported).
@@ -63,7 +64,6 @@ pub(crate) fn convert(cx: &mut Cx<'_>) -> Option<Value> {
 fn reason(field: &str) -> &'static str {
     match field {
         "roles" => "project roles (UI and API access) are not supported yet (issue 17)",
-        "destinationServiceAccounts" => "syncs with impersonation are not supported yet (issue 17)",
         "signatureKeys" => {
             "Kedge verifies signatures per application (spec.source.verify), not per project"
         }
