@@ -11,6 +11,10 @@ pub struct InstallOptions {
     pub namespace: String,
     /// Container image of the controller.
     pub image: String,
+    /// Give the controller only what it needs when every project impersonates
+    /// (`destinationServiceAccounts`): its own resources, Leases, Events, Secrets and ConfigMaps of its namespace,
+    /// and `impersonate` on ServiceAccounts. Applications then live in the controller's namespace only.
+    pub least_privilege: bool,
 }
 
 impl Default for InstallOptions {
@@ -18,6 +22,7 @@ impl Default for InstallOptions {
         Self {
             namespace: "kedge".to_owned(),
             image: format!("ghcr.io/kedge-dev/kedge:{}", env!("CARGO_PKG_VERSION")),
+            least_privilege: false,
         }
     }
 }
@@ -50,6 +55,19 @@ pub fn manifests(opts: &InstallOptions) -> Vec<Value> {
     let ns = opts.namespace.as_str();
     let labels =
         json!({ "app.kubernetes.io/name": "kedge", "app.kubernetes.io/component": "controller" });
+    // Least privilege: Applications (and their Secrets) in this namespace only.
+    let mut args = vec!["run"];
+    if opts.least_privilege {
+        args.extend(["--namespace", ns]);
+    } else {
+        args.push("--all-namespaces");
+    }
+    args.extend([
+        "--listen",
+        "0.0.0.0:8080",
+        "--metrics-listen",
+        "0.0.0.0:9090",
+    ]);
     let [provider_crd, alert_crd] = notification_crds();
     vec![
         crd(),
@@ -62,20 +80,18 @@ pub fn manifests(opts: &InstallOptions) -> Vec<Value> {
             "apiVersion": "v1", "kind": "ServiceAccount",
             "metadata": { "name": "kedge-controller", "namespace": ns }
         }),
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": { "name": "kedge-controller" },
-            // Kedge applies whatever Git declares, so it needs every verb on every resource, like Argo CD's
-            // application controller. Restrict it per cluster with projects once they exist.
-            "rules": [
-                { "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] },
-                { "nonResourceURLs": ["*"], "verbs": ["get"] }
-            ]
-        }),
+        cluster_role(opts.least_privilege),
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
             "metadata": { "name": "kedge-controller" },
             "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kedge-controller" },
+            "subjects": [ { "kind": "ServiceAccount", "name": "kedge-controller", "namespace": ns } ]
+        }),
+        namespace_role(ns),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": { "name": "kedge-controller", "namespace": ns },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "kedge-controller" },
             "subjects": [ { "kind": "ServiceAccount", "name": "kedge-controller", "namespace": ns } ]
         }),
         json!({
@@ -91,10 +107,7 @@ pub fn manifests(opts: &InstallOptions) -> Vec<Value> {
                         "containers": [{
                             "name": "kedge",
                             "image": opts.image,
-                            "args": [
-                                "run", "--all-namespaces", "--listen", "0.0.0.0:8080",
-                                "--metrics-listen", "0.0.0.0:9090"
-                            ],
+                            "args": args,
                             // The UI, API, webhooks and probes on one port; Prometheus metrics on their own, so
                             // that exposing the UI (an ingress on Service `kedge`) does not expose them.
                             "ports": [
@@ -129,6 +142,43 @@ pub fn manifests(opts: &InstallOptions) -> Vec<Value> {
             "spec": { "selector": labels, "ports": [ { "name": "metrics", "port": 9090, "targetPort": "metrics" } ] }
         }),
     ]
+}
+
+/// The controller's cluster-wide rights: everything (Kedge applies whatever Git declares, like Argo CD's
+/// application controller), or with `least_privilege` its own resources and `impersonate` on ServiceAccounts (every
+/// write then goes through a project's ServiceAccount).
+pub fn cluster_role(least_privilege: bool) -> Value {
+    let rules = if least_privilege {
+        json!([
+            { "apiGroups": ["kedge.dev"], "resources": ["*"], "verbs": ["*"] },
+            { "apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"] },
+            { "nonResourceURLs": ["/version", "/api", "/api/*", "/apis", "/apis/*"], "verbs": ["get"] }
+        ])
+    } else {
+        json!([
+            { "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] },
+            { "nonResourceURLs": ["*"], "verbs": ["get"] }
+        ])
+    };
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": { "name": "kedge-controller" },
+        "rules": rules,
+    })
+}
+
+/// The controller's rights in its own namespace: its Leases (leader election, replicas sharing the work), Events,
+/// and reading Secrets (repository, cluster and decryption credentials) and ConfigMaps.
+pub fn namespace_role(namespace: &str) -> Value {
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": { "name": "kedge-controller", "namespace": namespace },
+        "rules": [
+            { "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["*"] },
+            { "apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "get", "list", "watch"] },
+            { "apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get", "list", "watch"] }
+        ]
+    })
 }
 
 /// The controller's memory limit in the installed Deployment.

@@ -24,12 +24,18 @@ pub struct InstallArgs {
     /// Apply only the CRD and the namespace (for running `kedge run` outside the cluster).
     #[arg(long)]
     pub crd_only: bool,
+    /// Give the controller only its own resources, Leases, Events, its namespace's Secrets and `impersonate` on
+    /// ServiceAccounts: for installs where every project maps its destinations to ServiceAccounts
+    /// (`destinationServiceAccounts`). Applications then live in the install namespace only.
+    #[arg(long)]
+    pub least_privilege: bool,
 }
 
 /// Runs `kedge install`.
 pub fn run(kube: &KubeArgs, args: InstallArgs) -> anyhow::Result<()> {
     let mut opts = InstallOptions {
         namespace: args.install_namespace.clone(),
+        least_privilege: args.least_privilege,
         ..Default::default()
     };
     if let Some(image) = &args.image {
