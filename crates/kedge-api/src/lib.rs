@@ -36,8 +36,9 @@ pub use notification::{
 };
 pub use operation::*;
 pub use project::{
-    ClusterRef, DEFAULT_PROJECT, DestinationServiceAccount, GroupKind, Hold, Project,
-    ProjectDenied, ProjectDestination, ProjectSpec, ProjectStatus, SyncWindow, WindowKind,
+    ClusterRef, ConfigMapRef, DEFAULT_PROJECT, DestinationServiceAccount, GroupKind, Hold, PolicyOrigin,
+    PolicySource, Project, ProjectDenied, ProjectDestination, ProjectSpec, ProjectStatus, SyncWindow,
+    WindowKind,
     WindowState, WindowVerdict,
 };
 pub use repo_secret::{

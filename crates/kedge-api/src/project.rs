@@ -60,6 +60,13 @@ pub struct ProjectSpec {
     /// `manualSync: true`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sync_windows: Vec<SyncWindow>,
+    /// OPA Gatekeeper `ConstraintTemplate`s and constraints (the Gatekeeper policy library's format) that every
+    /// rendered object of the project's applications is checked against before anything is planned: a `deny`
+    /// constraint's violation refuses the sync, `warn` and `dryrun` ones are reported. Each source is a Git
+    /// repository path or a ConfigMap in the project's namespace; one that cannot be read refuses every sync of
+    /// the project's applications.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicySource>,
     /// The ServiceAccount each destination's syncs run as: every request of an application's passes is made
     /// impersonating it, so that the cluster's RBAC decides what the team may do. When the list is not empty, an
     /// application whose destination no entry matches is refused.
@@ -79,6 +86,113 @@ pub struct DestinationServiceAccount {
     /// The ServiceAccount: `NAME` (in the destination namespace) or `NAMESPACE:NAME`.
     #[schemars(length(min = 1))]
     pub default_service_account: String,
+}
+
+/// Where a project's policies come from: a path of a Git repository (`repoURL`, `targetRevision`, `path`), or a
+/// ConfigMap (`configMapRef`) in the project's namespace whose every data value is a YAML stream. Exactly one of
+/// `repoURL` and `configMapRef`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicySource {
+    /// The Git repository (credentials from the repository Secrets of the project's namespace).
+    #[serde(default, rename = "repoURL", skip_serializing_if = "Option::is_none")]
+    pub repo_url: Option<String>,
+    /// Branch, tag or commit of the repository; `HEAD` when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_revision: Option<String>,
+    /// The directory (or file) of the repository holding the policies: every `.yaml`, `.yml` and `.json` file
+    /// below it is read; documents that are neither templates nor constraints are left out. The root when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A ConfigMap in the project's namespace holding the policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<ConfigMapRef>,
+}
+
+/// A ConfigMap by name, in the namespace of the object that refers to it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct ConfigMapRef {
+    /// The ConfigMap's name.
+    pub name: String,
+}
+
+/// A policy source, read: what [`PolicySource`] names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PolicyOrigin<'a> {
+    /// A path of a Git repository at a revision.
+    Git {
+        /// The repository URL.
+        repo_url: &'a str,
+        /// The revision (`HEAD` when the source says none).
+        revision: &'a str,
+        /// The path (`""`: the root).
+        path: &'a str,
+    },
+    /// A ConfigMap of the project's namespace.
+    ConfigMap {
+        /// Its name.
+        name: &'a str,
+    },
+}
+
+impl std::fmt::Display for PolicyOrigin<'_> {
+    /// `https://git.example/policies.git@main:library/general` or `ConfigMap policies`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicyOrigin::Git {
+                repo_url,
+                revision,
+                path,
+            } => write!(
+                f,
+                "{repo_url}@{revision}:{}",
+                if path.is_empty() { "." } else { path }
+            ),
+            PolicyOrigin::ConfigMap { name } => write!(f, "ConfigMap {name}"),
+        }
+    }
+}
+
+impl PolicySource {
+    /// What the source names, or why it cannot be read (exactly one of `repoURL` and `configMapRef`, neither
+    /// empty).
+    pub fn origin(&self) -> Result<PolicyOrigin<'_>, String> {
+        let repo = self.repo_url.as_deref().map(str::trim);
+        match (repo, &self.config_map_ref) {
+            (Some(_), Some(_)) => {
+                Err("sets both repoURL and configMapRef; a source is one of them".into())
+            }
+            (None, None) => Err("sets neither repoURL nor configMapRef".into()),
+            (Some(""), None) => Err("repoURL is empty".into()),
+            (Some(repo_url), None) => Ok(PolicyOrigin::Git {
+                repo_url,
+                revision: self
+                    .target_revision
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or("HEAD"),
+                path: self
+                    .path
+                    .as_deref()
+                    .map(|p| p.trim().trim_matches('/'))
+                    .filter(|p| *p != ".")
+                    .unwrap_or_default(),
+            }),
+            (None, Some(cm)) => {
+                if self.target_revision.is_some() || self.path.is_some() {
+                    return Err(
+                        "sets targetRevision or path with configMapRef; they belong to repoURL"
+                            .into(),
+                    );
+                }
+                match cm.name.trim() {
+                    "" => Err("configMapRef.name is empty".into()),
+                    name => Ok(PolicyOrigin::ConfigMap { name }),
+                }
+            }
+        }
+    }
 }
 
 /// A time when syncs are allowed or denied.
@@ -233,6 +347,16 @@ pub enum ProjectDenied {
         /// The project.
         project: String,
         /// The window's index.
+        index: usize,
+        /// What is wrong.
+        why: String,
+    },
+    /// A policy source cannot be read.
+    #[error("project {project}: spec.policies[{index}]: {why}")]
+    BadPolicySource {
+        /// The project.
+        project: String,
+        /// The source's index.
         index: usize,
         /// What is wrong.
         why: String,
@@ -410,7 +534,26 @@ impl Project {
             kind_listed(&p, field, list, "", "")?;
         }
         self.windows()?;
+        self.policy_origins()?;
         Ok(())
+    }
+
+    /// The project's policy sources, read (see [`PolicySource::origin`]).
+    pub fn policy_origins(&self) -> Result<Vec<PolicyOrigin<'_>>, ProjectDenied> {
+        self.spec
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(index, source)| {
+                source
+                    .origin()
+                    .map_err(|why| ProjectDenied::BadPolicySource {
+                        project: self.name_or_default(),
+                        index,
+                        why,
+                    })
+            })
+            .collect()
     }
 
     fn windows(&self) -> Result<Vec<ReadWindow<'_>>, ProjectDenied> {
@@ -753,6 +896,63 @@ impl Project {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_sources_are_git_paths_or_config_maps() {
+        let p = project(serde_json::json!({ "policies": [
+            { "repoURL": "https://git.example/policies.git", "targetRevision": "v1", "path": "/library/general/" },
+            { "repoURL": "https://git.example/policies.git" },
+            { "configMapRef": { "name": "policies" } },
+        ] }));
+        let origins = p.policy_origins().expect("valid");
+        assert_eq!(
+            origins[0],
+            PolicyOrigin::Git {
+                repo_url: "https://git.example/policies.git",
+                revision: "v1",
+                path: "library/general"
+            }
+        );
+        assert_eq!(
+            origins[0].to_string(),
+            "https://git.example/policies.git@v1:library/general"
+        );
+        assert_eq!(
+            origins[1].to_string(),
+            "https://git.example/policies.git@HEAD:."
+        );
+        assert_eq!(origins[2], PolicyOrigin::ConfigMap { name: "policies" });
+        assert_eq!(origins[2].to_string(), "ConfigMap policies");
+        for (bad, why) in [
+            (
+                serde_json::json!({}),
+                "sets neither repoURL nor configMapRef",
+            ),
+            (
+                serde_json::json!({ "repoURL": "https://g/p.git", "configMapRef": { "name": "p" } }),
+                "sets both",
+            ),
+            (serde_json::json!({ "repoURL": " " }), "repoURL is empty"),
+            (
+                serde_json::json!({ "configMapRef": { "name": "" } }),
+                "configMapRef.name is empty",
+            ),
+            (
+                serde_json::json!({ "configMapRef": { "name": "p" }, "path": "x" }),
+                "belong to repoURL",
+            ),
+        ] {
+            let p = project(
+                serde_json::json!({ "policies": [{ "configMapRef": { "name": "ok" } }, bad] }),
+            );
+            let err = p.validate().expect_err("invalid").to_string();
+            assert!(
+                err.starts_with("project team-a: spec.policies[1]: "),
+                "{err}"
+            );
+            assert!(err.contains(why), "{err}");
+        }
+    }
 
     fn project(spec: serde_json::Value) -> Project {
         let spec: ProjectSpec = serde_json::from_value(spec).expect("spec");

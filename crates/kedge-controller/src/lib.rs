@@ -16,6 +16,7 @@ pub mod intake;
 pub mod leader;
 pub mod metrics;
 pub mod pipeline;
+pub mod policies;
 pub mod probes;
 pub mod projects;
 pub mod reconcile;

@@ -67,6 +67,20 @@ pub enum PipelineError {
     /// The application's project does not allow what it asks for (nothing was fetched, or nothing applied).
     #[error("not permitted: {0}")]
     NotPermitted(String),
+    /// A `deny` constraint of the project's policies refuses the rendered objects (nothing was applied).
+    #[error("denied by policy: {0}")]
+    PolicyDenied(String),
+    /// The project's policies cannot be used: a source that cannot be fetched or read, an invalid template or
+    /// constraint, live objects for `data.inventory` that cannot be listed. No sync runs without them.
+    #[error("cannot check the policies of project {project}: {message}")]
+    Policies {
+        /// The project.
+        project: String,
+        /// What failed, naming the source and file.
+        message: String,
+        /// Whether trying again may help (a fetch or read that failed) rather than needing a fix.
+        retryable: bool,
+    },
 }
 
 impl PipelineError {
@@ -84,6 +98,8 @@ impl PipelineError {
             PipelineError::VerifyKeys(_) | PipelineError::Unverified(_) => "VerificationFailed",
             PipelineError::DecryptionKeys(_) => "DecryptionFailed",
             PipelineError::NotPermitted(_) => "NotPermitted",
+            PipelineError::PolicyDenied(_) => "PolicyDenied",
+            PipelineError::Policies { .. } => "PolicyFailed",
         }
     }
 
@@ -101,7 +117,9 @@ impl PipelineError {
             | PipelineError::Render(_)
             | PipelineError::Inventory(_)
             | PipelineError::Unverified(_)
-            | PipelineError::NotPermitted(_) => false,
+            | PipelineError::NotPermitted(_)
+            | PipelineError::PolicyDenied(_) => false,
+            PipelineError::Policies { retryable, .. } => *retryable,
             PipelineError::Helm(e) => e.is_retryable(),
         }
     }
@@ -254,6 +272,11 @@ impl Pipeline {
     /// The engine of the cluster Kedge runs in, shared.
     pub fn engine_arc(&self) -> Arc<Engine> {
         self.engine.clone()
+    }
+
+    /// Where repository credentials are read.
+    pub fn repository_secrets(&self) -> &RepositorySecrets {
+        &self.secrets
     }
 
     /// The source (for the repository poller).
@@ -1025,7 +1048,7 @@ pub fn from_engine_id(id: &EngineObjectId, version: &str) -> ObjectRef {
 
 /// Finds the credentials for `url` among the repository Secrets of `namespace`: an exact `repository` match wins
 /// over the longest matching `repo-creds` prefix. Returns anonymous access when none matches.
-async fn credentials_for(
+pub(crate) async fn credentials_for(
     secrets: &RepositorySecrets,
     namespace: &str,
     url: &str,

@@ -153,6 +153,8 @@ struct AppMemory {
     /// A HealthDegraded notice went out and no HealthRecovered since (the application may pass through
     /// Progressing on its way back to Healthy).
     degraded_notified: bool,
+    /// A digest of the `warn` and `dryrun` policy violations last reported in a `PolicyWarning` event.
+    policy_warnings: Option<u64>,
 }
 
 /// What a full pass that found nothing to do saw; a later pass that sees the same may skip the comparison.
@@ -180,10 +182,12 @@ fn synced_and_healthy(sha: &str) -> String {
     format!("synced to {} and healthy", short(sha))
 }
 
-fn inputs_digest(inputs: &[(String, String)]) -> u64 {
+fn inputs_digest(inputs: &[(String, String)], policies: Option<u64>) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     inputs.hash(&mut h);
+    // The project's policies are inputs too: other policies must be checked again.
+    policies.hash(&mut h);
     h.finish()
 }
 
@@ -218,6 +222,8 @@ pub struct Context {
     pub notifier: Option<kedge_notify::Notifier>,
     /// The Projects that bound what applications may deploy.
     pub projects: crate::projects::Projects,
+    /// The compiled policies of the projects.
+    pub policies: Arc<crate::policies::PolicyLoader>,
 }
 
 impl Context {
@@ -240,6 +246,12 @@ impl Context {
             drift.clone(),
         ));
         let projects = crate::projects::Projects::none(config.clusters_namespace.clone());
+        let policies = Arc::new(crate::policies::PolicyLoader::new(
+            pipeline.client().clone(),
+            pipeline.source().clone(),
+            pipeline.repository_secrets().clone(),
+            config.poll_interval,
+        ));
         // Charts see the capabilities of the cluster they deploy to.
         let pipeline = pipeline.with_clusters(clusters.clone());
         Self {
@@ -258,6 +270,7 @@ impl Context {
             shard: None,
             notifier: None,
             projects,
+            policies,
         }
     }
 
@@ -633,8 +646,25 @@ impl Pass<'_> {
                 m.resolved = Some((revision.sha.clone(), Instant::now()))
             });
         }
+        // The project's policies, compiled (cached per project and version of its sources); a source that cannot
+        // be read refuses the sync, since skipping its policies would let through what they deny.
+        let policies = match &project {
+            Some(p) => match ctx.policies.load(p).await {
+                Ok(policies) => policies,
+                Err(err) => {
+                    let status = std::mem::take(&mut self.status);
+                    return Ok(Fetched::Done(
+                        report_failure(app, ctx, &self.api, status, err).await?,
+                    ));
+                }
+            },
+            None => None,
+        };
         let quiet = QuietMark {
-            inputs: inputs_digest(&rendered.rendered.inputs),
+            inputs: inputs_digest(
+                &rendered.rendered.inputs,
+                policies.as_ref().map(|p| p.digest),
+            ),
             generation: self.generation,
             epoch,
             at: Instant::now(),
@@ -678,12 +708,20 @@ impl Pass<'_> {
             kedge.sync_status = tracing::field::Empty
         );
         trace::revision(&plan_span, &revision.sha);
+        let mut reported = Vec::new();
         let planned = async {
             match engine_of(ctx, app).await {
                 Ok((cluster, engine)) => {
-                    // Every object within the project, before a single request about them.
+                    // Every object within the project and its policies, before a single request about them.
                     if let Some(project) = &project {
-                        permitted(project, app, &rendered.rendered, &engine).await?;
+                        reported = permitted(
+                            project,
+                            app,
+                            &rendered.rendered,
+                            &engine,
+                            policies.as_ref().map(|p| &p.set),
+                        )
+                        .await?;
                     }
                     ctx.pipeline
                         .plan_on(engine, app, revision, rendered.rendered)
@@ -716,6 +754,9 @@ impl Pass<'_> {
             Err(err) => trace::fail(&plan_span, &error_chain(err)),
         }
         drop(plan_span);
+        if planned.is_ok() {
+            self.report_policy_warnings(&reported).await;
+        }
         let comparison = match planned {
             Ok(c) => c,
             Err(err) => {
@@ -759,6 +800,37 @@ impl Pass<'_> {
             quiet,
             all_watched,
         })))
+    }
+
+    /// Reports the `warn` and `dryrun` policy violations in a `PolicyWarning` event, once per set of messages
+    /// (not at every pass); a set that clears is forgotten, so that its return is reported again.
+    async fn report_policy_warnings(&self, reported: &[String]) {
+        let (app, ctx) = (self.app, self.ctx);
+        let digest = (!reported.is_empty()).then(|| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            reported.hash(&mut h);
+            h.finish()
+        });
+        let changed = ctx.with_memory(&self.key, |m| {
+            std::mem::replace(&mut m.policy_warnings, digest) != digest
+        });
+        if changed && digest.is_some() {
+            // Only dryrun findings are no warning.
+            let severity = if reported.iter().all(|r| r.starts_with("dryrun ")) {
+                Severity::Normal
+            } else {
+                Severity::Warning
+            };
+            let message = format!(
+                "reported by policy, the sync goes on: {}",
+                crate::policies::bounded(reported)
+            );
+            tracing::info!(message, "policy violations reported");
+            ctx.recorder
+                .publish(app, severity, "PolicyWarning", &message)
+                .await;
+        }
     }
 
     /// Decide: gathers the facts of the comparison and what this controller remembers (backoffs), and counts the
@@ -1606,13 +1678,15 @@ async fn engine_of(
 }
 
 /// Checks every rendered object against the application's project: its kind (namespaced or cluster-scoped, as the
-/// destination's discovery says) and its namespace.
+/// destination's discovery says) and its namespace, then its policies (see [`check_policies`]). Returns the
+/// policy violations that are only reported (`warn`, `dryrun`).
 async fn permitted(
     project: &kedge_api::Project,
     app: &Application,
     rendered: &kedge_render::RenderedSet,
     engine: &kedge_engine::Engine,
-) -> Result<(), PipelineError> {
+    policies: Option<&Arc<kedge_policy::PolicySet>>,
+) -> Result<Vec<String>, PipelineError> {
     use crate::projects::{ObjectFacts, check_objects, describe};
     let mut scopes: HashMap<(String, String), Option<bool>> = HashMap::new();
     for o in &rendered.objects {
@@ -1641,20 +1715,148 @@ async fn permitted(
                 .or_insert(Some(namespaced));
         }
     }
+    let scope = |f: &ObjectFacts<'_>| {
+        scopes
+            .get(&(f.api_version.to_owned(), f.kind.to_owned()))
+            .copied()
+            .flatten()
+    };
     check_objects(
         project,
         app,
         rendered.objects.iter().map(|o| ObjectFacts::of(&o.object)),
-        |f| {
-            scopes
-                .get(&(f.api_version.to_owned(), f.kind.to_owned()))
-                .copied()
-                .flatten()
-        },
+        scope,
     )
     .map_err(|denied| {
         PipelineError::NotPermitted(format!("nothing was applied: {}", describe(&denied)))
-    })
+    })?;
+    let Some(policies) = policies else {
+        return Ok(Vec::new());
+    };
+    // Objects are reviewed as they will be applied: a namespaced object without a namespace goes to the
+    // destination's.
+    let destination = app
+        .spec
+        .destination
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty());
+    let objects: Vec<serde_json::Value> = rendered
+        .objects
+        .iter()
+        .map(|o| {
+            let mut object = o.object.clone();
+            let f = ObjectFacts::of(&o.object);
+            if f.namespace.is_none()
+                && scope(&f) == Some(true)
+                && let Some(ns) = destination
+                && let Some(meta) = object.get_mut("metadata").and_then(|m| m.as_object_mut())
+            {
+                meta.insert("namespace".into(), ns.into());
+            }
+            object
+        })
+        .collect();
+    check_policies(&project.name_any(), policies.clone(), objects, engine).await
+}
+
+/// Evaluates the project's policies against the objects, with `data.inventory` holding the objects and the
+/// destination's live objects of the kinds referential templates need (at most
+/// [`LIVE_OBJECTS_PER_KIND`](crate::policies::LIVE_OBJECTS_PER_KIND) each). A `deny` violation, or a `deny`
+/// constraint that could not be evaluated, refuses the sync naming each; the others are returned.
+async fn check_policies(
+    project: &str,
+    policies: Arc<kedge_policy::PolicySet>,
+    objects: Vec<serde_json::Value>,
+    engine: &kedge_engine::Engine,
+) -> Result<Vec<String>, PipelineError> {
+    let mut inventory = kedge_policy::Inventory::new();
+    for live in live_inventory(project, &policies.inventory_kinds(), engine).await? {
+        inventory.add(&live);
+    }
+    // The application's own objects as they will be, over what is live.
+    for o in &objects {
+        inventory.add(o);
+    }
+    let evaluation = tokio::task::spawn_blocking(move || policies.evaluate(&objects, &inventory))
+        .await
+        .map_err(|e| PipelineError::Task(e.to_string()))?;
+    let (denied, reported) = crate::policies::split(&evaluation);
+    if !denied.is_empty() {
+        return Err(PipelineError::PolicyDenied(format!(
+            "nothing was applied: {}",
+            crate::policies::bounded(&denied)
+        )));
+    }
+    Ok(reported)
+}
+
+/// The destination's live objects of the kinds `kinds` lists (each group, version and kind the cluster serves),
+/// with their `apiVersion` and `kind` set, without `managedFields`.
+async fn live_inventory(
+    project: &str,
+    kinds: &[kedge_policy::SyncRequirement],
+    engine: &kedge_engine::Engine,
+) -> Result<Vec<serde_json::Value>, PipelineError> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for req in kinds {
+        for group in &req.groups {
+            for version in &req.versions {
+                for kind in &req.kinds {
+                    let api_version = if group.is_empty() {
+                        version.clone()
+                    } else {
+                        format!("{group}/{version}")
+                    };
+                    if !seen.insert((api_version.clone(), kind.clone())) {
+                        continue;
+                    }
+                    let Some(resolved) = engine.resource(&api_version, kind).await? else {
+                        tracing::debug!(%api_version, %kind, "not served: no live objects of it in data.inventory");
+                        continue;
+                    };
+                    let api = resolved.api(engine.client(), None);
+                    let params = kube::api::ListParams::default()
+                        .limit(crate::policies::LIVE_OBJECTS_PER_KIND);
+                    let list = api.list(&params).await.map_err(|e| PipelineError::Policies {
+                        project: project.to_owned(),
+                        message: format!(
+                            "cannot list the live {kind} objects ({api_version}) for data.inventory: {e}"
+                        ),
+                        retryable: true,
+                    })?;
+                    if list
+                        .metadata
+                        .continue_
+                        .as_deref()
+                        .is_some_and(|c| !c.is_empty())
+                    {
+                        tracing::warn!(
+                            %api_version,
+                            %kind,
+                            limit = crate::policies::LIVE_OBJECTS_PER_KIND,
+                            "data.inventory holds only the first live objects of this kind"
+                        );
+                    }
+                    for item in list.items {
+                        let Ok(mut value) = serde_json::to_value(&item) else {
+                            continue;
+                        };
+                        value["apiVersion"] = api_version.clone().into();
+                        value["kind"] = kind.clone().into();
+                        if let Some(meta) =
+                            value.get_mut("metadata").and_then(|m| m.as_object_mut())
+                        {
+                            meta.remove("managedFields");
+                        }
+                        out.push(value);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Records the sync about to run as Running, unless a requested operation already is (then only its message

@@ -200,16 +200,25 @@ impl Engine {
         api_version: &str,
         kind: &str,
     ) -> Result<Option<bool>, EngineError> {
-        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        if let Some(r) = self.resources.lookup(group, version, kind).await? {
-            return Ok(Some(r.namespaced));
-        }
-        self.resources.refresh().await?;
         Ok(self
-            .resources
-            .lookup(group, version, kind)
+            .resource(api_version, kind)
             .await?
             .map(|r| r.namespaced))
+    }
+
+    /// Where `kind` of `api_version` is served on the cluster and whether it is namespaced (discovery, refreshed
+    /// once when the kind is not known yet); `None` when the cluster does not serve it.
+    pub async fn resource(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Option<crate::cluster::Resolved>, EngineError> {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        if let Some(r) = self.resources.lookup(group, version, kind).await? {
+            return Ok(Some(r));
+        }
+        self.resources.refresh().await?;
+        self.resources.lookup(group, version, kind).await
     }
 
     /// Cached dry-run results held now.

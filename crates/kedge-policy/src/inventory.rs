@@ -118,9 +118,15 @@ pub struct SyncRequirement {
 }
 
 /// Reads the `requires-sync-data` annotation: a JSON list of lists ("any of" inside, "all of" outside) of
-/// requirements. Kedge needs every alternative that is named, so it flattens them.
+/// requirements. Kedge needs every alternative that is named, so it flattens them. The library writes the list
+/// between double quotes (`"[[...]]"`, a block scalar keeping them), which Gatekeeper takes off; so does Kedge.
 pub(crate) fn parse_sync_requirements(annotation: &str) -> Result<Vec<SyncRequirement>, String> {
-    let lists: Vec<Vec<SyncRequirement>> = serde_json::from_str(annotation)
+    let trimmed = annotation.trim();
+    let text = trimmed
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(trimmed);
+    let lists: Vec<Vec<SyncRequirement>> = serde_json::from_str(text)
         .map_err(|e| format!("annotation metadata.gatekeeper.sh/requires-sync-data: {e}"))?;
     let mut out: Vec<SyncRequirement> = lists.into_iter().flatten().collect();
     out.sort();
@@ -169,5 +175,11 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].kinds, ["Ingress"]);
         assert!(parse_sync_requirements("not json").is_err());
+        // As the library writes it: quoted, in a block scalar.
+        let quoted = parse_sync_requirements(
+            "\"[\n  [\n    {\"groups\": [\"\"], \"versions\": [\"v1\"], \"kinds\": [\"Service\"]}\n  ]\n]\"\n",
+        )
+        .unwrap();
+        assert_eq!(quoted[0].kinds, ["Service"]);
     }
 }
