@@ -36,10 +36,9 @@ pub use notification::{
 };
 pub use operation::*;
 pub use project::{
-    ClusterRef, ConfigMapRef, DEFAULT_PROJECT, DestinationServiceAccount, GroupKind, Hold, PolicyOrigin,
-    PolicySource, Project, ProjectDenied, ProjectDestination, ProjectSpec, ProjectStatus, SyncWindow,
-    WindowKind,
-    WindowState, WindowVerdict,
+    ClusterRef, ConfigMapRef, DEFAULT_PROJECT, DestinationServiceAccount, GroupKind, Hold,
+    PolicyOrigin, PolicySource, Project, ProjectDenied, ProjectDestination, ProjectSpec,
+    ProjectStatus, SyncWindow, WindowKind, WindowState, WindowVerdict,
 };
 pub use repo_secret::{
     REPOSITORY_SECRET_SELECTOR, RepositorySecrets, SECRET_TYPE_LABEL, decode_secret,
