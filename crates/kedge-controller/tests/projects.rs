@@ -398,10 +398,11 @@ async fn sync_windows_hold_syncs_until_they_allow_them() {
     env.wait_synced("web", &v1).await;
     env.wait_config_map("settings", "color", "blue").await;
 
-    // An allow window that opens within the next one or two minutes: a new commit waits for it, then syncs by
-    // itself when it opens.
+    // An allow window that opens in one to two minutes (its schedule has whole minutes: at least 60 s from now, so
+    // that a slow machine still sees the commit wait): a new commit waits for it, then syncs by itself when it
+    // opens.
     let opens = jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_secs(80))
+        .checked_add(jiff::SignedDuration::from_secs(120))
         .expect("time");
     let opens_at = opens.to_zoned(jiff::tz::TimeZone::UTC);
     apply_project(

@@ -408,7 +408,8 @@ fn alertmanager(notice: &Notice, extras: Extras<'_>) -> Option<Value> {
     let ends = if firing {
         starts.checked_add(ALERT_LIFETIME).unwrap_or(starts)
     } else {
-        starts
+        // Never in the future: Alertmanager takes an end still to come as "firing until then".
+        starts.min(jiff::Timestamp::now())
     };
     let mut annotations = serde_json::Map::new();
     annotations.insert("summary".into(), json!(notice.title()));

@@ -69,8 +69,14 @@ impl Notice {
             app: AppRef::of(app),
             revision: revision.filter(|r| !r.is_empty()).map(str::to_owned),
             message: message.into(),
+            // Truncated, never rounded up: a resolved alert whose end lies in the future is not resolved yet for
+            // Alertmanager, which then keeps the firing alert's end.
             time: jiff::Timestamp::now()
-                .round(jiff::Unit::Second)
+                .round(
+                    jiff::TimestampRound::new()
+                        .smallest(jiff::Unit::Second)
+                        .mode(jiff::RoundMode::Trunc),
+                )
                 .unwrap_or_else(|_| jiff::Timestamp::now())
                 .to_string(),
         }
