@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use kedge_api::Project;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
@@ -74,25 +73,17 @@ async fn an_impersonated_application_may_do_what_its_account_may_and_nothing_mor
         }),
     )
     .await;
-    let project: Project = serde_json::from_value(json!({
-        "apiVersion": "kedge.dev/v1alpha1", "kind": "Project",
-        "metadata": { "name": "team-a", "namespace": ns },
-        "spec": {
+    apply_project(
+        &env,
+        "team-a",
+        json!({
             "sourceRepos": ["*"],
             "destinations": [{ "server": "https://kubernetes.default.svc", "namespace": ns }],
             "destinationServiceAccounts": [{ "server": "https://kubernetes.default.svc", "namespace": ns,
                                              "defaultServiceAccount": "deployer" }],
-        }
-    }))
-    .expect("project");
-    Api::<Project>::namespaced(env.client.clone(), &ns)
-        .patch(
-            "team-a",
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&project),
-        )
-        .await
-        .expect("project");
+        }),
+    )
+    .await;
     env.write("app/cm.yaml", &config_map("settings", "color", "blue"));
     let v1 = env.commit_push("a config map the account may write");
     let _controller = env.start_controller("c1");
@@ -239,24 +230,16 @@ async fn a_least_privilege_controller_writes_only_through_the_projects_accounts(
         ),
         ("open", json!([])),
     ] {
-        let project: Project = serde_json::from_value(json!({
-            "apiVersion": "kedge.dev/v1alpha1", "kind": "Project",
-            "metadata": { "name": name, "namespace": ns },
-            "spec": {
+        apply_project(
+            &env,
+            name,
+            json!({
                 "sourceRepos": ["*"],
                 "destinations": [{ "server": "https://kubernetes.default.svc", "namespace": ns }],
                 "destinationServiceAccounts": accounts,
-            }
-        }))
-        .expect("project");
-        Api::<Project>::namespaced(env.client.clone(), &ns)
-            .patch(
-                name,
-                &PatchParams::apply("test").force(),
-                &Patch::Apply(&project),
-            )
-            .await
-            .expect("project");
+            }),
+        )
+        .await;
     }
     env.write("team/cm.yaml", &config_map("team", "k", "v"));
     env.write("open/cm.yaml", &config_map("open", "k", "v"));

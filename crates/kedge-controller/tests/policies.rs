@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use common::*;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kedge_api::Project;
 use kedge_testkit::GitFixture;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -45,18 +44,6 @@ fn labelled_config_map(name: &str, labels: &[(&str, &str)]) -> String {
     s
 }
 
-async fn apply_project(env: &Env, name: &str, spec: Value) {
-    let p: Project = serde_json::from_value(json!({
-        "apiVersion": "kedge.dev/v1alpha1", "kind": "Project",
-        "metadata": { "name": name, "namespace": env.ns() }, "spec": spec,
-    }))
-    .expect("project");
-    Api::<Project>::namespaced(env.client.clone(), env.ns())
-        .patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&p))
-        .await
-        .expect("apply project");
-}
-
 /// A project allowing everything in the test's namespace, with these policy sources.
 fn project_with(env: &Env, policies: Value) -> Value {
     json!({
@@ -64,35 +51,6 @@ fn project_with(env: &Env, policies: Value) -> Value {
         "destinations": [{ "name": "in-cluster", "namespace": env.ns() }],
         "policies": policies,
     })
-}
-
-/// Waits until Application `name` is refused with `reason` and a message containing `needle`; returns the
-/// message. The refusal stalls it (Ready=False, Stalled=True with the same reason).
-async fn wait_refused(env: &Env, name: &str, reason: &str, needle: &str) -> String {
-    let app = env
-        .wait_app(name, "refused by a policy", |a| {
-            condition(a, "Ready").is_some_and(|c| c.reason == reason && c.message.contains(needle))
-        })
-        .await;
-    let ready = condition(&app, "Ready").expect("ready").clone();
-    assert_eq!(ready.status, "False");
-    let stalled = condition(&app, "Stalled").expect("stalled");
-    assert_eq!(
-        (stalled.status.as_str(), stalled.reason.as_str()),
-        ("True", reason)
-    );
-    ready.message
-}
-
-/// Requests the audit log shows about ConfigMap `name` of namespace `ns` (dry-runs included).
-fn requests_about(env: &Env, ns: &str, name: &str) -> Vec<String> {
-    env.cluster
-        .audit_events()
-        .expect("audit log")
-        .into_iter()
-        .filter(|e| e.namespace == ns && e.name == name && e.resource == "configmaps")
-        .map(|e| format!("{} {}", e.verb, e.request_uri))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

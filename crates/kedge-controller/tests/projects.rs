@@ -10,49 +10,11 @@ use std::time::Duration;
 use common::*;
 use kedge_api::{Application, Project};
 use kedge_testkit::wait_for;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(100);
-
-async fn apply_project(env: &Env, name: &str, spec: Value) {
-    let p: Project = serde_json::from_value(json!({
-        "apiVersion": "kedge.dev/v1alpha1", "kind": "Project",
-        "metadata": { "name": name, "namespace": env.ns() }, "spec": spec,
-    }))
-    .expect("project");
-    Api::<Project>::namespaced(env.client.clone(), env.ns())
-        .patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&p))
-        .await
-        .expect("apply project");
-}
-
-/// Waits until Application `name` is refused by its project; returns the Ready condition's message.
-async fn wait_refused(env: &Env, name: &str, needle: &str) -> String {
-    let app = env
-        .wait_app(name, "refused by its project", |a| {
-            condition(a, "Ready")
-                .is_some_and(|c| c.reason == "NotPermitted" && c.message.contains(needle))
-        })
-        .await;
-    let ready = condition(&app, "Ready").expect("ready").clone();
-    assert_eq!(ready.status, "False");
-    let stalled = condition(&app, "Stalled").expect("stalled");
-    assert_eq!(stalled.reason, "NotPermitted");
-    ready.message
-}
-
-/// Requests the audit log shows about object `name` of namespace `ns` (dry-runs included).
-fn requests_about(env: &Env, ns: &str, name: &str) -> Vec<String> {
-    env.cluster
-        .audit_events()
-        .expect("audit log")
-        .into_iter()
-        .filter(|e| e.namespace == ns && e.name == name && e.resource == "configmaps")
-        .map(|e| format!("{} {}", e.verb, e.request_uri))
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_project_bounds_sources_destinations_and_kinds_before_anything_is_sent() {
@@ -91,7 +53,7 @@ async fn a_project_bounds_sources_destinations_and_kinds_before_anything_is_sent
     );
     env.write("app/extra.yaml", &config_map("extra", "k", "v"));
     env.commit_push("a cluster role");
-    let message = wait_refused(&env, "web", "ClusterRole").await;
+    let message = wait_refused(&env, "web", "NotPermitted", "ClusterRole").await;
     assert!(
         message.contains(&format!(
             "project team-a does not allow ClusterRole {role} (spec.clusterResourceWhitelist)"
@@ -143,7 +105,7 @@ async fn a_project_bounds_sources_destinations_and_kinds_before_anything_is_sent
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: elsewhere\n  namespace: kube-system\ndata:\n  k: v\n",
     );
     env.commit_push("another namespace");
-    let message = wait_refused(&env, "web", "kube-system").await;
+    let message = wait_refused(&env, "web", "NotPermitted", "kube-system").await;
     assert!(
         message.contains(
             "project team-a does not allow destination in-cluster/kube-system for ConfigMap \
@@ -161,7 +123,7 @@ async fn a_project_bounds_sources_destinations_and_kinds_before_anything_is_sent
         json!({}),
     )
     .await;
-    let message = wait_refused(&env, "other-repo", "spec.sourceRepos").await;
+    let message = wait_refused(&env, "other-repo", "NotPermitted", "spec.sourceRepos").await;
     assert!(message.contains("does not allow repository"), "{message}");
     env.create_app_with(
         "nowhere",
@@ -171,7 +133,7 @@ async fn a_project_bounds_sources_destinations_and_kinds_before_anything_is_sent
         json!({}),
     )
     .await;
-    wait_refused(&env, "nowhere", "project missing not found").await;
+    wait_refused(&env, "nowhere", "NotPermitted", "project missing not found").await;
 
     // The project's status says whether its rules can be read.
     let projects: Api<Project> = Api::namespaced(env.client.clone(), &ns);

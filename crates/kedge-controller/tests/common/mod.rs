@@ -958,3 +958,45 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Applies Project `name` with `spec` in the test's namespace (Kedge's, in these tests).
+pub async fn apply_project(env: &Env, name: &str, spec: Value) {
+    let p: kedge_api::Project = serde_json::from_value(json!({
+        "apiVersion": "kedge.dev/v1alpha1", "kind": "Project",
+        "metadata": { "name": name, "namespace": env.ns() }, "spec": spec,
+    }))
+    .expect("project");
+    Api::<kedge_api::Project>::namespaced(env.client.clone(), env.ns())
+        .patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&p))
+        .await
+        .expect("apply project");
+}
+
+/// Waits until Application `name` is refused with `reason` and a message containing `needle`; returns the
+/// message. The refusal stalls it (Ready=False, Stalled=True with the same reason).
+pub async fn wait_refused(env: &Env, name: &str, reason: &str, needle: &str) -> String {
+    let app = env
+        .wait_app(name, "refused", |a| {
+            condition(a, "Ready").is_some_and(|c| c.reason == reason && c.message.contains(needle))
+        })
+        .await;
+    let ready = condition(&app, "Ready").expect("ready").clone();
+    assert_eq!(ready.status, "False");
+    let stalled = condition(&app, "Stalled").expect("stalled");
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", reason)
+    );
+    ready.message
+}
+
+/// Requests the audit log shows about ConfigMap `name` of namespace `ns` (dry-runs included).
+pub fn requests_about(env: &Env, ns: &str, name: &str) -> Vec<String> {
+    env.cluster
+        .audit_events()
+        .expect("audit log")
+        .into_iter()
+        .filter(|e| e.namespace == ns && e.name == name && e.resource == "configmaps")
+        .map(|e| format!("{} {}", e.verb, e.request_uri))
+        .collect()
+}
