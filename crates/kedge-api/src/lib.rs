@@ -18,6 +18,7 @@ mod notification;
 mod operation;
 mod project;
 mod repo_secret;
+mod roles;
 pub mod schedule;
 
 pub use application::*;
@@ -40,6 +41,7 @@ pub use project::{
     PolicyOrigin, PolicySource, Project, ProjectDenied, ProjectDestination, ProjectSpec,
     ProjectStatus, SyncWindow, WindowKind, WindowState, WindowVerdict,
 };
+pub use roles::{AppAction, BadRolePolicy, ProjectRole, RolePolicy, RoleToken, parse_policy};
 pub use repo_secret::{
     REPOSITORY_SECRET_SELECTOR, RepositorySecrets, SECRET_TYPE_LABEL, decode_secret,
     select_repository_secret,

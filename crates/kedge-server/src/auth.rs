@@ -57,6 +57,9 @@ pub enum Role {
     /// Read only.
     #[serde(rename = "readonly")]
     ReadOnly,
+    /// No rights of its own: what the caller may see and do comes from the project roles its groups (or its project
+    /// token) hold (see [`crate::access`]).
+    None,
 }
 
 impl Role {
@@ -65,6 +68,7 @@ impl Role {
         match self {
             Role::Admin => "admin",
             Role::ReadOnly => "readonly",
+            Role::None => "none",
         }
     }
 
@@ -72,6 +76,7 @@ impl Role {
         match s.trim() {
             "admin" => Some(Role::Admin),
             "readonly" | "read-only" | "readOnly" => Some(Role::ReadOnly),
+            "none" => Some(Role::None),
             _ => None,
         }
     }
@@ -92,10 +97,15 @@ pub enum Via {
 /// An authenticated caller.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    /// Account name.
+    /// Account name (`proj:<project>:<role>` for a project token).
     pub user: String,
     /// Role.
     pub role: Role,
+    /// The groups the caller belongs to (an account's `groups.<account>` entry, an OIDC login's groups claim): the
+    /// project roles listing one of them apply to the caller.
+    pub groups: Vec<String>,
+    /// The project role a project token stands for (project, role).
+    pub project_role: Option<(String, String)>,
     /// How they authenticated.
     pub via: Via,
 }
@@ -116,12 +126,18 @@ impl Caller {
         headers: &HeaderMap,
         form_csrf: Option<&str>,
     ) -> Result<(), ApiError> {
-        if self.role != Role::Admin {
+        if self.role == Role::ReadOnly {
             return Err(ApiError::forbidden(format!(
                 "account {} is read-only",
                 self.user
             )));
         }
+        self.check_csrf(headers, form_csrf)
+    }
+
+    /// Checks that a cookie session's request that changes something carries the session's CSRF token (from the
+    /// header or `form_csrf`) and comes from this server's origin; bearer callers need neither.
+    pub fn check_csrf(&self, headers: &HeaderMap, form_csrf: Option<&str>) -> Result<(), ApiError> {
         let Via::Cookie { csrf } = &self.via else {
             return Ok(());
         };
@@ -428,6 +444,14 @@ struct Account {
 pub struct Accounts {
     passwords: HashMap<String, Account>,
     tokens: HashMap<String, (String, Role)>,
+    /// account -> its groups (entries `groups.<account>`: a comma-separated list).
+    groups: HashMap<String, Vec<String>>,
+}
+
+impl Accounts {
+    fn groups_of(&self, user: &str) -> Vec<String> {
+        self.groups.get(user).cloned().unwrap_or_default()
+    }
 }
 
 const ACCOUNT_TTL: Duration = Duration::from_secs(5);
@@ -525,6 +549,9 @@ fn plan_store(
     let mut plan = StorePlan::default();
     let mut has_admin = false;
     for (key, value) in users {
+        if key.starts_with("groups.") {
+            continue;
+        }
         if key.starts_with("token.") {
             if let Some((role, token)) = value.trim().split_once(':')
                 && let Some(role) = Role::parse(role)
@@ -732,6 +759,16 @@ async fn write_store(
 fn accounts_from(entries: &[(String, String)]) -> Accounts {
     let mut accounts = Accounts::default();
     for (key, value) in entries {
+        if let Some(account) = key.strip_prefix("groups.") {
+            let groups = value
+                .split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(str::to_owned)
+                .collect();
+            accounts.groups.insert(account.to_owned(), groups);
+            continue;
+        }
         let Some((role, secret)) = value.trim().split_once(':') else {
             tracing::warn!(key, "ignoring account entry without <role>:<secret>");
             continue;
@@ -975,9 +1012,12 @@ pub async fn authenticate(
 ) -> Result<Option<Caller>, ApiError> {
     if let Some(token) = bearer(headers) {
         if let Some((user, role, _)) = session(state, &token).await? {
+            let groups = accounts(state, false).await?.groups_of(&user);
             return Ok(Some(Caller {
                 user,
                 role,
+                groups,
+                project_role: None,
                 via: Via::Bearer,
             }));
         }
@@ -988,15 +1028,20 @@ pub async fn authenticate(
             .map(|(user, role)| Caller {
                 user: user.clone(),
                 role: *role,
+                groups: accounts.groups_of(user),
+                project_role: None,
                 via: Via::Bearer,
             }));
     }
     if let Some(token) = cookie(headers, SESSION_COOKIE)
         && let Some((user, role, csrf)) = session(state, &token).await?
     {
+        let groups = accounts(state, false).await?.groups_of(&user);
         return Ok(Some(Caller {
             user,
             role,
+            groups,
+            project_role: None,
             via: Via::Cookie { csrf },
         }));
     }
@@ -1378,6 +1423,8 @@ mod tests {
         let c = Caller {
             user: "admin".into(),
             role: Role::Admin,
+            groups: Vec::new(),
+            project_role: None,
             via: Via::Cookie { csrf: "tok".into() },
         };
         assert!(c.check_write(&h, None).is_err());
@@ -1386,6 +1433,8 @@ mod tests {
         let reader = Caller {
             user: "r".into(),
             role: Role::ReadOnly,
+            groups: Vec::new(),
+            project_role: None,
             via: Via::Bearer,
         };
         assert_eq!(
