@@ -69,6 +69,8 @@ fn counting_layer(
             req.uri().path(),
             req.uri().query().unwrap_or(""),
         );
+        // Every request, for measuring what a pass costs (`RUST_LOG=kedge_controller::client=trace`).
+        tracing::trace!(verb, cluster = %cluster, path = req.uri().path(), "request");
         family
             .get_or_create(&VerbLabel {
                 verb,

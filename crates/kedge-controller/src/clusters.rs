@@ -647,6 +647,7 @@ impl ClusterPool {
         let engine = Arc::new(
             Engine::new(client, EngineConfig::default()).map_err(|e| failed(e.to_string()))?,
         );
+        engine.watch_namespaces(watch_client.clone());
         let stop = self.drift.shutdown().child_token();
         let remote = Remote {
             key,

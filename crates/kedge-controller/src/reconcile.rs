@@ -1397,7 +1397,7 @@ async fn run_sync(
     let api: &Api<Application> =
         &Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
     patch_status(api, app, status, true, ctx).await?;
-    let result = match ensure_namespace(app, comparison.engine.client(), &policy).await {
+    let result = match ensure_namespace(app, &comparison.engine, &policy).await {
         Ok(()) => {
             let (progress, updates) = watch::channel(String::new());
             let sync = async move {
@@ -1969,9 +1969,10 @@ async fn terminate_requested(ctx: &Context, app: &Application, cleared: Option<&
 /// is never pruned).
 async fn ensure_namespace(
     app: &Application,
-    client: &kube::Client,
+    engine: &kedge_engine::Engine,
     policy: &kedge_api::SyncPolicy,
 ) -> Result<(), String> {
+    let client = engine.client();
     if !policy.flag("CreateNamespace") {
         return Ok(());
     }
@@ -1985,9 +1986,14 @@ async fn ensure_namespace(
         return Ok(());
     };
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    match api.get_opt(&ns).await {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => {
+    // The engine's namespace watch answers without a request when it has a complete listing.
+    let exists = match engine.namespace_exists(&ns) {
+        Some(known) => Ok(known),
+        None => api.get_opt(&ns).await.map(|n| n.is_some()),
+    };
+    match exists {
+        Ok(true) => Ok(()),
+        Ok(false) => {
             let body =
                 json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
             api.patch(&ns, &PatchParams::apply("kedge"), &Patch::Apply(&body))

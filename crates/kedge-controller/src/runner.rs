@@ -335,6 +335,9 @@ pub async fn run(
     }));
     let engine =
         Arc::new(Engine::new(writes.clone(), EngineConfig::default()).map_err(RunError::Engine)?);
+    // Objects of namespaces that do not exist yet are planned without reading them (the watch reads as the drift
+    // watches do).
+    engine.watch_namespaces(client.clone());
     let admission = Admission::new(usize::from(config.concurrency));
     let (drift, triggers) =
         DriftWatcher::new(client.clone(), "kedge", admission.clone(), shutdown.clone());

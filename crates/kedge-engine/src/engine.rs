@@ -137,6 +137,8 @@ pub struct Engine {
     pub(crate) stats: Arc<EngineStats>,
     pub(crate) config: EngineConfig,
     pub(crate) health: HealthChecker,
+    /// Which namespaces exist, once [`Engine::watch_namespaces`] started the watch.
+    pub(crate) namespaces: std::sync::OnceLock<crate::namespaces::Namespaces>,
 }
 
 impl Engine {
@@ -167,7 +169,24 @@ impl Engine {
             stats,
             config,
             health,
+            namespaces: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Watches the cluster's namespaces through `client` (a client without a read timeout, allowed to list and watch
+    /// them), so that plans know, without a request, that a namespace does not exist yet: its objects are then
+    /// planned as missing without being read or dry-run. A second call does nothing. Engines whose client cannot
+    /// list namespaces (impersonating a team's ServiceAccount) do not call it and read as before.
+    pub fn watch_namespaces(&self, client: kube::Client) {
+        let _ = self
+            .namespaces
+            .get_or_init(|| crate::namespaces::Namespaces::start(client));
+    }
+
+    /// Whether namespace `name` exists, as the namespace watch last saw it; `None` without a watch or before its
+    /// first complete listing.
+    pub fn namespace_exists(&self, name: &str) -> Option<bool> {
+        self.namespaces.get().and_then(|n| n.exists(name))
     }
 
     /// Counters of the requests made so far.

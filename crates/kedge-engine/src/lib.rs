@@ -94,6 +94,7 @@ mod engine;
 pub mod error;
 pub mod fieldpath;
 pub mod health;
+mod namespaces;
 pub mod ignore;
 pub mod object;
 pub mod order;

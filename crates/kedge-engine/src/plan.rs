@@ -726,6 +726,17 @@ impl Engine {
         if o.status == SyncStatus::Error {
             return (o, false);
         }
+        if let Some(ns) = o.id.namespace.as_deref().filter(|_| resource.namespaced)
+            && self.namespace_exists(ns) == Some(false)
+        {
+            // Nothing can exist in a namespace that does not: no read, no dry-run (it would answer 404).
+            o.tracking = Tracking::Absent;
+            o.health = health.assess(None);
+            o.status = SyncStatus::Missing;
+            o.message = format!("will be created (namespace {ns} does not exist yet)");
+            o.diff = Some(diff(None, &normalize(&o.payload)));
+            return (o, false);
+        }
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
         let mut live = match self
             .live
