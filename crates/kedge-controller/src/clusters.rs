@@ -644,16 +644,22 @@ impl ClusterPool {
             &cluster_name,
         )
         .map_err(|e| failed(e.to_string()))?;
-        let engine = Arc::new(
-            Engine::new(client, EngineConfig::default()).map_err(|e| failed(e.to_string()))?,
-        );
-        engine.watch_namespaces(watch_client.clone());
         let stop = self.drift.shutdown().child_token();
+        let drift = self.drift.for_cluster(watch_client.clone(), stop.clone());
+        let live = Arc::new(kedge_engine::VersionedLiveObjects::new(
+            client.clone(),
+            drift.versions(),
+        ));
+        let engine = Arc::new(
+            Engine::with_live_objects(client, EngineConfig::default(), live)
+                .map_err(|e| failed(e.to_string()))?,
+        );
+        engine.watch_namespaces(watch_client);
         let remote = Remote {
             key,
             config: remote_config,
             engine: engine.clone(),
-            drift: self.drift.for_cluster(watch_client, stop.clone()),
+            drift,
             _stop: stop.drop_guard(),
         };
         // The replaced engine's watches stop as its entry is dropped, and the new ones start only as passes ask:

@@ -1,7 +1,7 @@
 //! Watch-driven drift detection: metadata-only watches on the kinds that applications manage, turning any change to
 //! a tracked object into a reconcile of the application that owns it, within a second.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -30,6 +30,66 @@ struct Inner {
     tx: mpsc::UnboundedSender<ObjectRef<Application>>,
     shutdown: CancellationToken,
     field_manager: String,
+    versions: Arc<Versions>,
+}
+
+/// The resource version of every object of the watched kinds, as the watches last saw them: what lets the engine
+/// answer a read from the object it last read or applied (see [`kedge_engine::VersionedLiveObjects`]).
+#[derive(Default)]
+pub struct Versions {
+    kinds: std::sync::RwLock<HashMap<(String, String), KindVersions>>,
+}
+
+#[derive(Default)]
+struct KindVersions {
+    /// Whether `objects` is a complete listing (from the watch's first listing on, until a watch error).
+    complete: bool,
+    /// The listing being made: objects not seen again by its end are gone.
+    listing: u64,
+    /// (namespace, name) -> (resourceVersion, the listing it was last seen in).
+    objects: HashMap<(String, String), (String, u64)>,
+}
+
+impl Versions {
+    fn with_kind(&self, key: &(String, String), f: impl FnOnce(&mut KindVersions)) {
+        let mut kinds = self.kinds.write().unwrap_or_else(|p| p.into_inner());
+        f(kinds.entry(key.clone()).or_default());
+    }
+
+    fn record(&self, key: &(String, String), meta: &kube::api::ObjectMeta, deleted: bool) {
+        let id = (
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        );
+        self.with_kind(key, |k| {
+            if deleted {
+                k.objects.remove(&id);
+            } else if let Some(v) = &meta.resource_version {
+                k.objects.insert(id, (v.clone(), k.listing));
+            }
+        });
+    }
+}
+
+impl kedge_engine::ObjectVersions for Versions {
+    fn version(
+        &self,
+        group: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Option<String>> {
+        let kinds = self.kinds.read().unwrap_or_else(|p| p.into_inner());
+        let k = kinds.get(&(group.to_owned(), kind.to_owned()))?;
+        if !k.complete {
+            return None;
+        }
+        Some(
+            k.objects
+                .get(&(namespace.unwrap_or_default().to_owned(), name.to_owned()))
+                .map(|(v, _)| v.clone()),
+        )
+    }
 }
 
 impl DriftWatcher {
@@ -49,6 +109,7 @@ impl DriftWatcher {
             tx,
             shutdown,
             field_manager: field_manager.into(),
+            versions: Arc::default(),
         };
         (
             Self {
@@ -68,6 +129,7 @@ impl DriftWatcher {
             tx: self.inner.tx.clone(),
             shutdown: stop,
             field_manager: self.inner.field_manager.clone(),
+            versions: Arc::default(),
         };
         Self {
             inner: Arc::new(inner),
@@ -82,6 +144,11 @@ impl DriftWatcher {
     /// The admission of reconcile passes these triggers feed.
     pub fn admission(&self) -> Arc<Admission> {
         self.inner.admission.clone()
+    }
+
+    /// The resource versions the watches of this cluster saw, for the cluster's engine to read through.
+    pub fn versions(&self) -> Arc<Versions> {
+        self.inner.versions.clone()
     }
 
     /// A sender for other triggers (repository poller, webhooks) that feed the same queue.
@@ -115,6 +182,7 @@ impl DriftWatcher {
                         api,
                         self.inner.clone(),
                         format!("{api_version}/{kind}"),
+                        (group.clone(), kind.clone()),
                     ));
                 }
                 Err(err) => {
@@ -127,7 +195,12 @@ impl DriftWatcher {
     }
 }
 
-async fn watch_kind(api: Api<PartialObjectMeta<DynamicObject>>, inner: Arc<Inner>, label: String) {
+async fn watch_kind(
+    api: Api<PartialObjectMeta<DynamicObject>>,
+    inner: Arc<Inner>,
+    label: String,
+    kind: (String, String),
+) {
     tracing::debug!(kind = %label, "watching for drift");
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
     let mut stream = std::pin::pin!(stream);
@@ -142,17 +215,31 @@ async fn watch_kind(api: Api<PartialObjectMeta<DynamicObject>>, inner: Arc<Inner
             Ok(Event::Delete(obj)) => (obj.metadata, true),
             Ok(Event::Init) => {
                 inner.admission.watches_restarted();
+                inner.versions.with_kind(&kind, |k| k.listing += 1);
                 continue;
             }
-            Ok(_) => continue,
+            Ok(Event::InitApply(obj)) => {
+                inner.versions.record(&kind, &obj.metadata, false);
+                continue;
+            }
+            Ok(Event::InitDone) => {
+                inner.versions.with_kind(&kind, |k| {
+                    let listing = k.listing;
+                    k.objects.retain(|_, (_, seen)| *seen == listing);
+                    k.complete = true;
+                });
+                continue;
+            }
             Err(err) => {
                 // Changes may go unseen until the watch is back: passes that skip the comparison because no change
-                // was reported must not trust this stretch.
+                // was reported must not trust this stretch, nor the versions recorded.
+                inner.versions.with_kind(&kind, |k| k.complete = false);
                 inner.admission.watches_restarted();
                 tracing::debug!(kind = %label, error = %err, "drift watch error; retrying");
                 continue;
             }
         };
+        inner.versions.record(&kind, &meta, deleted);
         let Some(tracking) = meta
             .annotations
             .as_ref()

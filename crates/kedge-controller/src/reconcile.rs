@@ -1987,7 +1987,7 @@ async fn ensure_namespace(
     };
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     // The engine's namespace watch answers without a request when it has a complete listing.
-    let exists = match engine.namespace_exists(&ns) {
+    let exists = match engine.namespace_exists(&ns).await {
         Some(known) => Ok(known),
         None => api.get_opt(&ns).await.map(|n| n.is_some()),
     };

@@ -333,14 +333,22 @@ pub async fn run(
         },
         ..RenderConfig::default()
     }));
-    let engine =
-        Arc::new(Engine::new(writes.clone(), EngineConfig::default()).map_err(RunError::Engine)?);
-    // Objects of namespaces that do not exist yet are planned without reading them (the watch reads as the drift
-    // watches do).
-    engine.watch_namespaces(client.clone());
     let admission = Admission::new(usize::from(config.concurrency));
     let (drift, triggers) =
         DriftWatcher::new(client.clone(), "kedge", admission.clone(), shutdown.clone());
+    // Live reads are answered from what the engine last read or applied while the drift watches say it has not
+    // changed since.
+    let live = Arc::new(kedge_engine::VersionedLiveObjects::new(
+        writes.clone(),
+        drift.versions(),
+    ));
+    let engine = Arc::new(
+        Engine::with_live_objects(writes.clone(), EngineConfig::default(), live)
+            .map_err(RunError::Engine)?,
+    );
+    // Objects of namespaces that do not exist yet are planned without reading them (the watch reads as the drift
+    // watches do).
+    engine.watch_namespaces(client.clone());
     let recorder = EventRecorder::new(writes.clone(), "kedge-controller", &config.identity);
     let reconcile_config = ReconcileConfig {
         identity: config.identity.clone(),

@@ -455,6 +455,8 @@ impl Engine {
         } else {
             o.payload_hash.clone()
         };
+        self.live
+            .remember(&resource, o.id.namespace.as_deref(), &o.id.name, &obj);
         if let Ok(mut c) = self.cache.lock() {
             c.insert(
                 o.id.clone(),

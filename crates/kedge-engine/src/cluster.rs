@@ -153,6 +153,21 @@ pub trait LiveObjects: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<Value>, kube::Error>> {
         self.get(resource, namespace, name)
     }
+
+    /// Told the object as an apply returned it (a cache may keep it; the default keeps nothing).
+    fn remember(
+        &self,
+        _resource: &Resolved,
+        _namespace: Option<&str>,
+        _name: &str,
+        _object: &Value,
+    ) {
+    }
+
+    /// Forgets what was not used for `age`; returns how many objects went (the default keeps nothing).
+    fn evict_unused(&self, _age: std::time::Duration) -> usize {
+        0
+    }
 }
 
 /// Serializes a dynamic object, making sure `apiVersion` and `kind` are set (list items lack them).

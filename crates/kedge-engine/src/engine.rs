@@ -183,10 +183,13 @@ impl Engine {
             .get_or_init(|| crate::namespaces::Namespaces::start(client));
     }
 
-    /// Whether namespace `name` exists, as the namespace watch last saw it; `None` without a watch or before its
-    /// first complete listing.
-    pub fn namespace_exists(&self, name: &str) -> Option<bool> {
-        self.namespaces.get().and_then(|n| n.exists(name))
+    /// Whether namespace `name` exists, as the namespace watch last saw it; `None` without a watch, or when it has
+    /// no complete listing within two seconds.
+    pub async fn namespace_exists(&self, name: &str) -> Option<bool> {
+        match self.namespaces.get() {
+            Some(n) => n.exists(name).await,
+            None => None,
+        }
     }
 
     /// Counters of the requests made so far.
@@ -201,15 +204,15 @@ impl Engine {
         }
     }
 
-    /// Forgets the cached dry-run results that no plan used for `age` (those of objects no application manages any
-    /// more, typically); how many were forgotten.
+    /// Forgets the cached dry-run results (and the live objects held, with a caching [`LiveObjects`]) that no plan
+    /// used for `age` (those of objects no application manages any more, typically); how many were forgotten.
     pub fn evict_unused(&self, age: std::time::Duration) -> usize {
         let Ok(mut c) = self.cache.lock() else {
             return 0;
         };
         let before = c.len();
         c.retain(|_, e| e.used.elapsed() < age);
-        before - c.len()
+        before - c.len() + self.live.evict_unused(age)
     }
 
     /// Whether `kind` of `api_version` is namespaced on the cluster (discovery, refreshed once when the kind is not

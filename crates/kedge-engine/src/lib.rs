@@ -94,11 +94,12 @@ mod engine;
 pub mod error;
 pub mod fieldpath;
 pub mod health;
-mod namespaces;
 pub mod ignore;
+mod namespaces;
 pub mod object;
 pub mod order;
 pub mod plan;
+mod versioned;
 mod watch;
 
 pub use apply::{Action, HookOutcome, ObjectOutcome, SyncPhase, SyncResult};
@@ -115,4 +116,5 @@ pub use plan::{
     MASS_PRUNE_MIN, Plan, PlannedHook, PlannedObject, PruneAction, PruneCandidate, SyncStatus,
     Tracking,
 };
+pub use versioned::{ObjectVersions, VersionedLiveObjects};
 pub use watch::WatchLiveObjects;

@@ -727,7 +727,7 @@ impl Engine {
             return (o, false);
         }
         if let Some(ns) = o.id.namespace.as_deref().filter(|_| resource.namespaced)
-            && self.namespace_exists(ns) == Some(false)
+            && self.namespace_exists(ns).await == Some(false)
         {
             // Nothing can exist in a namespace that does not: no read, no dry-run (it would answer 404).
             o.tracking = Tracking::Absent;

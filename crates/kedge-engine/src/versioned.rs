@@ -1,0 +1,171 @@
+//! Live reads that cost a request only when the object changed: [`VersionedLiveObjects`] keeps the objects it read or
+//! applied, and asks a watch's record of resource versions ([`ObjectVersions`]) whether each is still current.
+//!
+//! The record comes from watches the controller keeps anyway (its drift watches are metadata-only, so they hold one
+//! version string per object, not the objects); the objects kept here are only those the engine itself read or
+//! applied. A read answers from memory when the record names the version held; it answers "absent" without a request
+//! when the record has a complete listing of the kind, no such object, and the engine never held it; otherwise it
+//! reads the object and keeps it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::cluster::{ApiLiveObjects, LiveObjects, Resolved};
+
+/// A record of the current resource version of objects, kept by a watch.
+pub trait ObjectVersions: Send + Sync {
+    /// `None`: not known (the kind is not watched, or its watch has no complete listing); `Some(None)`: no such
+    /// object; `Some(Some(version))`: its current `resourceVersion`.
+    fn version(
+        &self,
+        group: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Option<String>>;
+}
+
+type Key = (String, String, Option<String>, String);
+
+struct Held {
+    version: String,
+    /// The object as compact JSON text (a parsed value takes several times the memory).
+    text: Box<str>,
+    used: Instant,
+}
+
+/// Most objects held; past it the least recently used tenth goes.
+const HELD_MAX: usize = 200_000;
+
+/// Live reads served from the objects last read or applied while a watch says they have not changed since.
+pub struct VersionedLiveObjects {
+    direct: ApiLiveObjects,
+    versions: Arc<dyn ObjectVersions>,
+    held: Mutex<HashMap<Key, Held>>,
+}
+
+impl VersionedLiveObjects {
+    /// Reads through `client` what `versions` cannot vouch for.
+    pub fn new(client: kube::Client, versions: Arc<dyn ObjectVersions>) -> Self {
+        Self {
+            direct: ApiLiveObjects::new(client),
+            versions,
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How many objects are held.
+    pub fn held(&self) -> usize {
+        self.held.lock().map(|h| h.len()).unwrap_or(0)
+    }
+
+    fn key(resource: &Resolved, namespace: Option<&str>, name: &str) -> Key {
+        let ar = &resource.resource;
+        (
+            ar.group.clone(),
+            ar.kind.clone(),
+            namespace.filter(|_| resource.namespaced).map(str::to_owned),
+            name.to_owned(),
+        )
+    }
+
+    fn keep(&self, key: Key, object: Option<&Value>) {
+        let Ok(mut held) = self.held.lock() else {
+            return;
+        };
+        let version = object
+            .and_then(|o| o.pointer("/metadata/resourceVersion"))
+            .and_then(Value::as_str);
+        match (object, version) {
+            (Some(o), Some(v)) => {
+                held.insert(
+                    key,
+                    Held {
+                        version: v.to_owned(),
+                        text: o.to_string().into_boxed_str(),
+                        used: Instant::now(),
+                    },
+                );
+                if held.len() > HELD_MAX {
+                    let mut used: Vec<Instant> = held.values().map(|h| h.used).collect();
+                    used.sort_unstable();
+                    let cut = used[held.len() - HELD_MAX * 9 / 10];
+                    held.retain(|_, h| h.used >= cut);
+                }
+            }
+            _ => {
+                held.remove(&key);
+            }
+        }
+    }
+
+    async fn read(
+        &self,
+        resource: &Resolved,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>, kube::Error> {
+        let got = self.direct.get(resource, namespace, name).await?;
+        self.keep(Self::key(resource, namespace, name), got.as_ref());
+        Ok(got)
+    }
+}
+
+impl LiveObjects for VersionedLiveObjects {
+    fn get<'a>(
+        &'a self,
+        resource: &'a Resolved,
+        namespace: Option<&'a str>,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Value>, kube::Error>> {
+        Box::pin(async move {
+            let ns = namespace.filter(|_| resource.namespaced);
+            let ar = &resource.resource;
+            let known = self.versions.version(&ar.group, &ar.kind, ns, name);
+            let key = Self::key(resource, namespace, name);
+            if let Some(current) = known
+                && let Ok(mut held) = self.held.lock()
+            {
+                match (current, held.get_mut(&key)) {
+                    (Some(v), Some(h)) if h.version == v => {
+                        h.used = Instant::now();
+                        if let Ok(value) = serde_json::from_str(&h.text) {
+                            return Ok(Some(value));
+                        }
+                    }
+                    // Absent from a complete listing, and never held: nothing to read. (One held and now absent was
+                    // deleted, or the watch lags behind an apply: read it.)
+                    (None, None) => return Ok(None),
+                    _ => {}
+                }
+            }
+            self.read(resource, namespace, name).await
+        })
+    }
+
+    fn get_fresh<'a>(
+        &'a self,
+        resource: &'a Resolved,
+        namespace: Option<&'a str>,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Value>, kube::Error>> {
+        Box::pin(self.read(resource, namespace, name))
+    }
+
+    fn remember(&self, resource: &Resolved, namespace: Option<&str>, name: &str, object: &Value) {
+        self.keep(Self::key(resource, namespace, name), Some(object));
+    }
+
+    fn evict_unused(&self, age: Duration) -> usize {
+        let Ok(mut held) = self.held.lock() else {
+            return 0;
+        };
+        let before = held.len();
+        held.retain(|_, h| h.used.elapsed() < age);
+        before - held.len()
+    }
+}
