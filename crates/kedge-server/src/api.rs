@@ -108,7 +108,7 @@ async fn create_session(
 }
 
 async fn whoami(caller: Caller) -> Json<Value> {
-    Json(json!({ "user": caller.user, "role": caller.role }))
+    Json(json!({ "user": caller.user, "role": caller.role, "groups": caller.groups }))
 }
 
 async fn delete_session(
