@@ -1,0 +1,443 @@
+//! OIDC login against a real OpenID Connect provider (oidc-provider, an OpenID-certified implementation, started from
+//! `tests/oidc/provider.mjs` on a free loopback port), with the controller and server running in-process on the test
+//! cluster. A cookie-keeping HTTP client walks the whole authorization code flow as a browser would: Kedge's
+//! `/auth/login`, the provider's login and consent forms, the callback.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use kedge_testkit::wait_for;
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use serde_json::Value;
+
+const CLIENT_ID: &str = "kedge-test";
+const CLIENT_SECRET: &str = "oidc-client-secret-never-shown";
+/// Redirects followed at most in one walk through the flow.
+const MAX_HOPS: usize = 20;
+
+/// The provider, stopped (killed) when dropped.
+struct Provider {
+    child: Child,
+    issuer: String,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Provider {
+    /// Starts the provider for a client whose redirect URI is `redirect_uri`; returns once its discovery document
+    /// answers.
+    async fn start(redirect_uri: &str) -> Provider {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
+        assert!(
+            dir.join("node_modules/oidc-provider").is_dir(),
+            "the OIDC provider is not installed: run scripts/install-deps (npm ci in {})",
+            dir.display()
+        );
+        let mut child = Command::new("node")
+            .arg("provider.mjs")
+            .current_dir(&dir)
+            .env("KEDGE_OIDC_CLIENT_ID", CLIENT_ID)
+            .env("KEDGE_OIDC_CLIENT_SECRET", CLIENT_SECRET)
+            .env("KEDGE_OIDC_REDIRECT_URI", redirect_uri)
+            // Kept open for the provider's life: it exits when the test process ends, even without the drop.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node (is Node.js installed?)");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(issuer) = line.strip_prefix("issuer ") {
+                    let _ = tx.send(issuer.to_owned());
+                }
+            }
+        });
+        let mut provider = Provider {
+            child,
+            issuer: String::new(),
+        };
+        provider.issuer = tokio::task::spawn_blocking(move || rx.recv_timeout(STEP))
+            .await
+            .expect("reader")
+            .expect("the provider prints its issuer");
+        assert!(provider.issuer.starts_with("http://127.0.0.1:"));
+        let discovery = format!("{}/.well-known/openid-configuration", provider.issuer);
+        let http = http();
+        wait_for(STEP, POLL, || async {
+            http.get(&discovery)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await
+        .expect("the provider's discovery document answers");
+        provider
+    }
+}
+
+/// A browser: keeps cookies (by name, for 127.0.0.1), follows no redirect by itself.
+struct Browser {
+    http: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+}
+
+/// One answer: its URL, status, `Location` and body.
+struct Page {
+    url: String,
+    status: StatusCode,
+    location: Option<String>,
+    body: String,
+}
+
+impl Browser {
+    fn new() -> Self {
+        Self {
+            http: http(),
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn read(&mut self, url: &str, r: reqwest::Response) -> Page {
+        for v in r.headers().get_all(SET_COOKIE) {
+            let v = v.to_str().unwrap();
+            let (pair, attrs) = v.split_once(';').unwrap_or((v, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || attrs.to_ascii_lowercase().contains("max-age=0") {
+                self.cookies.remove(name.trim());
+            } else {
+                self.cookies
+                    .insert(name.trim().to_owned(), value.trim().to_owned());
+            }
+        }
+        let location = r.headers().get(LOCATION).map(|l| {
+            let l = l.to_str().unwrap();
+            reqwest::Url::parse(url)
+                .unwrap()
+                .join(l)
+                .unwrap()
+                .to_string()
+        });
+        Page {
+            url: url.to_owned(),
+            status: r.status(),
+            location,
+            body: r.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, url: &str) -> Page {
+        let r = self
+            .http
+            .get(url)
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.read(url, r).await
+    }
+
+    async fn post(&mut self, url: &str, form: &[(String, String)]) -> Page {
+        let r = self
+            .http
+            .post(url)
+            .header(COOKIE, self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.read(url, r).await
+    }
+
+    /// Follows redirects from `page` until an answer that is not one, or until the provider sends the browser to
+    /// Kedge's callback (returned unvisited, as its `location`).
+    async fn follow(&mut self, mut page: Page, callback: &str) -> Page {
+        for _ in 0..MAX_HOPS {
+            match page.location.clone() {
+                Some(next) if !next.starts_with(callback) => page = self.get(&next).await,
+                _ => return page,
+            }
+        }
+        panic!("more than {MAX_HOPS} redirects, last at {}", page.url);
+    }
+
+    /// Starts a login at Kedge and walks through the provider's pages as `user` (logging in, granting consent)
+    /// until the provider sends the browser back; returns the callback URL. With `cancel`, the login is abandoned
+    /// at the provider instead.
+    async fn authorize(&mut self, base: &str, next: &str, user: &str, cancel: bool) -> String {
+        let callback = format!("{base}/auth/callback");
+        let start = self
+            .get(&format!(
+                "{base}/auth/login?next={}",
+                kedge_server::auth::encode_component(next)
+            ))
+            .await;
+        assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.body);
+        let mut page = self.follow(start, &callback).await;
+        for _ in 0..4 {
+            if let Some(location) = &page.location {
+                assert!(location.starts_with(&callback));
+                return location.clone();
+            }
+            assert_eq!(page.status, StatusCode::OK, "{}: {}", page.url, page.body);
+            let origin = reqwest::Url::parse(&page.url).unwrap();
+            if cancel {
+                let abort = attribute_after(&page.body, "href=\"", "/abort")
+                    .expect("the login page has a cancel link");
+                let abort = origin.join(&abort).unwrap().to_string();
+                let answer = self.get(&abort).await;
+                page = self.follow(answer, &callback).await;
+                continue;
+            }
+            let action = attribute_after(&page.body, "action=\"", "")
+                .unwrap_or_else(|| panic!("a form at {}: {}", page.url, page.body));
+            let action = origin.join(&action).unwrap().to_string();
+            let mut form = hidden_inputs(&page.body);
+            if page.body.contains("name=\"login\"") {
+                form.push(("login".into(), user.into()));
+                form.push(("password".into(), "any".into()));
+            }
+            let answer = self.post(&action, &form).await;
+            page = self.follow(answer, &callback).await;
+        }
+        panic!("the provider did not send the browser back: {}", page.url);
+    }
+
+    /// The JSON of `GET /api/v1/session` with this browser's cookies.
+    async fn whoami(&self, base: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(format!("{base}/api/v1/session"))
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// The first value of an attribute (`prefix` up to the next `"`) that contains `contains`, HTML entities for `&`
+/// decoded.
+fn attribute_after(html: &str, prefix: &str, contains: &str) -> Option<String> {
+    html.split(prefix)
+        .skip(1)
+        .filter_map(|rest| rest.split_once('"').map(|(v, _)| v))
+        .find(|v| v.contains(contains))
+        .map(|v| v.replace("&amp;", "&"))
+}
+
+/// The name and value of each hidden input of a page.
+fn hidden_inputs(html: &str) -> Vec<(String, String)> {
+    html.split("<input")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('>').map(|(tag, _)| tag))
+        .filter(|tag| tag.contains("type=\"hidden\""))
+        .filter_map(|tag| {
+            let name = attribute_after(tag, "name=\"", "")?;
+            let value = attribute_after(tag, "value=\"", "").unwrap_or_default();
+            Some((name, value))
+        })
+        .collect()
+}
+
+/// Where the page that ends a login goes on to (its refresh target).
+fn continues_to(page: &Page) -> String {
+    attribute_after(&page.body, "content=\"0;url=", "").expect("a page that goes on")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_logins_through_a_real_provider() {
+    let env = Env::new("srv-oidc").await;
+    env.write("app/cm.yaml", &config_map("settings", "color", "blue"));
+    env.commit_push("first commit");
+    env.put_secret("kedge-oidc", &[("clientSecret", CLIENT_SECRET)])
+        .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let provider = Provider::start(&format!("{base}/auth/callback")).await;
+    let issuer = provider.issuer.clone();
+    let (running, _password) = env
+        .start_ready_configured(
+            Duration::from_secs(1),
+            |run| run.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
+            |server| {
+                let mut oidc = kedge_server::OidcConfig::new(
+                    &issuer,
+                    CLIENT_ID,
+                    format!("{base}/auth/callback"),
+                );
+                oidc.admin_groups = vec!["platform-admins".into()];
+                server.oidc = Some(oidc);
+            },
+        )
+        .await;
+    assert_eq!(running.base, base);
+
+    // The login page offers SSO, keeping the page to return to.
+    let mut anonymous = Browser::new();
+    let login = anonymous.get(&format!("{base}/login?next=/clusters")).await;
+    assert!(
+        login.body.contains("href=\"/auth/login?next=/clusters\""),
+        "{}",
+        login.body
+    );
+
+    // alice: no global role, her groups for the project roles; the page asked for is where she lands.
+    let mut alice = Browser::new();
+    let callback = alice.authorize(&base, "/clusters", "alice", false).await;
+    assert!(callback.contains("code="), "{callback}");
+    let done = alice.get(&callback).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(continues_to(&done), "/clusters");
+    assert!(
+        alice
+            .cookies
+            .contains_key(kedge_server::auth::SESSION_COOKIE)
+    );
+    assert!(
+        !alice.cookies.contains_key("kedge_oidc_flow"),
+        "the login's cookie is removed"
+    );
+    let (status, who) = alice.whoami(&base).await;
+    assert_eq!(status, StatusCode::OK, "{who}");
+    assert_eq!(who["user"], "alice");
+    assert_eq!(who["role"], "none");
+    assert_eq!(who["groups"], serde_json::json!(["team-a"]));
+    // The same callback once more: the login it belonged to is over (and the code was used).
+    let again = Browser::new().get(&callback).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST, "{}", again.body);
+
+    // root: admin through --oidc-admin-groups; a page elsewhere is never where a login ends.
+    let mut root = Browser::new();
+    let callback = root
+        .authorize(&base, "https://evil.example/", "root", false)
+        .await;
+    let done = root.get(&callback).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(continues_to(&done), "/applications");
+    assert!(!done.body.contains("evil.example"));
+    let (_, who) = root.whoami(&base).await;
+    assert_eq!(who["user"], "root");
+    assert_eq!(who["role"], "admin");
+    assert_eq!(
+        who["groups"],
+        serde_json::json!(["platform-admins", "team-a"])
+    );
+    let r = root
+        .http
+        .get(format!("{base}/api/v1/applications"))
+        .header(COOKIE, root.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Without preferred_username, the email names the user; without either, the subject.
+    for (login, name) in [("mail", "mail@example.test"), ("nameless", "nameless")] {
+        let mut b = Browser::new();
+        let callback = b.authorize(&base, "/", login, false).await;
+        b.get(&callback).await;
+        let (_, who) = b.whoami(&base).await;
+        assert_eq!(who["user"], name);
+        assert_eq!(who["groups"], serde_json::json!([]));
+    }
+
+    // An answer whose state is not the one sent: refused, no session.
+    let mut forged = Browser::new();
+    let callback = forged.authorize(&base, "/", "alice", false).await;
+    let mut url = reqwest::Url::parse(&callback).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "state" {
+                "forged".into()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    let refused = forged.get(url.as_str()).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert!(
+        refused.body.contains("start the login again"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        !forged
+            .cookies
+            .contains_key(kedge_server::auth::SESSION_COOKIE)
+    );
+    assert_eq!(forged.whoami(&base).await.0, StatusCode::UNAUTHORIZED);
+
+    // The user cancels at the provider: its error is shown, no session.
+    let mut cancelled = Browser::new();
+    let callback = cancelled.authorize(&base, "/", "alice", true).await;
+    assert!(callback.contains("error=access_denied"), "{callback}");
+    let refused = cancelled.get(&callback).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(refused.body.contains("access_denied"), "{}", refused.body);
+    assert!(
+        !cancelled
+            .cookies
+            .contains_key(kedge_server::auth::SESSION_COOKIE)
+    );
+
+    // A wrong client secret: the provider refuses the code exchange; a clear error, no session, no secret shown.
+    let wrong = "wrong-secret-never-shown";
+    env.put_secret("kedge-oidc", &[("clientSecret", wrong)])
+        .await;
+    let mut unlucky = Browser::new();
+    let callback = unlucky.authorize(&base, "/", "alice", false).await;
+    let refused = unlucky.get(&callback).await;
+    assert_eq!(refused.status, StatusCode::BAD_GATEWAY, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("did not accept Kedge's client credentials"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("kedge-oidc"));
+    assert!(!refused.body.contains(wrong) && !refused.body.contains(CLIENT_SECRET));
+    assert!(
+        !unlucky
+            .cookies
+            .contains_key(kedge_server::auth::SESSION_COOKIE)
+    );
+    assert_eq!(unlucky.whoami(&base).await.0, StatusCode::UNAUTHORIZED);
+
+    // alice's session still holds (it needs no account), and logging out ends it.
+    assert_eq!(alice.whoami(&base).await.1["user"], "alice");
+
+    running.stop().await;
+    drop(provider);
+}
