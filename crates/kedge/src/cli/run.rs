@@ -193,6 +193,8 @@ pub fn default_cache_dir(sub: &str) -> PathBuf {
 /// released and the process exits. Whatever still waits after that and a few more seconds does not hold the exit: a
 /// watchdog thread ends the process. A second signal ends it at once.
 pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
+    // Flags that do not fit together are refused before anything starts.
+    let oidc = oidc_config(&args)?;
     // Before anything builds a TLS client (the trace exporter's included).
     kedge_source::install_crypto_provider();
     let identity = args.identity.clone().unwrap_or_else(|| {
@@ -283,7 +285,7 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
                 "--webhook-allow-unsigned has no effect with --no-ui (no webhooks are served)"
             );
         }
-        server.oidc = oidc_config(&args)?;
+        server.oidc = oidc;
         let routes = (!args.no_ui).then(|| kedge_server::route_builder(server));
         run_controller(config, rc, shutdown, routes)
             .await
