@@ -39,7 +39,7 @@ impl Drop for Provider {
 impl Provider {
     /// Starts the provider for a client whose redirect URI is `redirect_uri`; returns once its discovery document
     /// answers.
-    async fn start(redirect_uri: &str) -> Provider {
+    async fn start(redirect_uri: &str, claims_in_id_token: bool) -> Provider {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -52,6 +52,10 @@ impl Provider {
             .env("KEDGE_OIDC_CLIENT_ID", CLIENT_ID)
             .env("KEDGE_OIDC_CLIENT_SECRET", CLIENT_SECRET)
             .env("KEDGE_OIDC_REDIRECT_URI", redirect_uri)
+            .env(
+                "KEDGE_OIDC_ID_TOKEN_CLAIMS",
+                if claims_in_id_token { "1" } else { "0" },
+            )
             // Kept open for the provider's life: it exits when the test process ends, even without the drop.
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -268,9 +272,10 @@ fn continues_to(page: &Page) -> String {
     attribute_after(&page.body, "content=\"0;url=", "").expect("a page that goes on")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oidc_logins_through_a_real_provider() {
-    let env = Env::new("srv-oidc").await;
+/// Starts the provider and Kedge (OIDC configured, `platform-admins` are admins) in a namespace of its own; returns
+/// Kedge's base URL.
+async fn start(prefix: &str, claims_in_id_token: bool) -> (Env, Running, Provider, String) {
+    let env = Env::new(prefix).await;
     env.write("app/cm.yaml", &config_map("settings", "color", "blue"));
     env.commit_push("first commit");
     env.put_secret("kedge-oidc", &[("clientSecret", CLIENT_SECRET)])
@@ -280,7 +285,7 @@ async fn oidc_logins_through_a_real_provider() {
         .expect("free port")
         .port();
     let base = format!("http://127.0.0.1:{port}");
-    let provider = Provider::start(&format!("{base}/auth/callback")).await;
+    let provider = Provider::start(&format!("{base}/auth/callback"), claims_in_id_token).await;
     let issuer = provider.issuer.clone();
     let (running, _password) = env
         .start_ready_configured(
@@ -298,6 +303,13 @@ async fn oidc_logins_through_a_real_provider() {
         )
         .await;
     assert_eq!(running.base, base);
+    (env, running, provider, base)
+}
+
+/// The provider gives the user's claims through its userinfo endpoint only (the ID token carries `sub`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_logins_through_a_real_provider() {
+    let (env, running, provider, base) = start("srv-oidc", false).await;
 
     // The login page offers SSO, keeping the page to return to.
     let mut anonymous = Browser::new();
@@ -438,6 +450,32 @@ async fn oidc_logins_through_a_real_provider() {
     // alice's session still holds (it needs no account), and logging out ends it.
     assert_eq!(alice.whoami(&base).await.1["user"], "alice");
 
+    running.stop().await;
+    drop(provider);
+}
+
+/// The provider puts the claims in the ID token and has no userinfo endpoint: the groups come from the ID token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_groups_from_the_id_token() {
+    let (_env, running, provider, base) = start("srv-oidc-idt", true).await;
+    for (user, role, groups) in [
+        ("alice", "none", serde_json::json!(["team-a"])),
+        (
+            "root",
+            "admin",
+            serde_json::json!(["platform-admins", "team-a"]),
+        ),
+    ] {
+        let mut b = Browser::new();
+        let callback = b.authorize(&base, "/", user, false).await;
+        let done = b.get(&callback).await;
+        assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+        let (status, who) = b.whoami(&base).await;
+        assert_eq!(status, StatusCode::OK, "{who}");
+        assert_eq!(who["user"], user);
+        assert_eq!(who["role"], role);
+        assert_eq!(who["groups"], groups);
+    }
     running.stop().await;
     drop(provider);
 }

@@ -7,7 +7,8 @@
 // Prints `issuer <url>` once it listens. Any password is accepted; the login name picks the account below. Claims
 // asked for with scopes are given by the userinfo endpoint (the ID token of the code flow carries only `sub` and the
 // protocol claims, as the specification has it), so a client must read the groups from there when they are not in
-// the ID token.
+// the ID token. With KEDGE_OIDC_ID_TOKEN_CLAIMS=1 they are in the ID token instead, and there is no userinfo
+// endpoint at all.
 import http from 'node:http';
 import Provider from 'oidc-provider';
 
@@ -23,6 +24,7 @@ const env = (name) => {
 const clientId = env('KEDGE_OIDC_CLIENT_ID');
 const clientSecret = env('KEDGE_OIDC_CLIENT_SECRET');
 const redirectUri = env('KEDGE_OIDC_REDIRECT_URI');
+const idTokenClaims = process.env.KEDGE_OIDC_ID_TOKEN_CLAIMS === '1';
 
 // Login name -> claims. `nameless` has neither a preferred_username nor an email: Kedge names it by its subject.
 const accounts = {
@@ -53,6 +55,8 @@ server.listen(0, '127.0.0.1', () => {
       email: ['email', 'email_verified'],
       groups: ['groups'],
     },
+    conformIdTokenClaims: !idTokenClaims,
+    features: { userinfo: { enabled: !idTokenClaims } },
     // Every authorization request must carry a PKCE challenge (S256).
     pkce: { required: () => true },
     cookies: { keys: ['kedge-oidc-test-provider-cookie-key'] },
