@@ -449,6 +449,15 @@ async fn oidc_logins_through_a_real_provider() {
 
     // alice's session still holds (it needs no account), and logging out ends it.
     assert_eq!(alice.whoami(&base).await.1["user"], "alice");
+    let r = alice
+        .http
+        .delete(format!("{base}/api/v1/session"))
+        .header(COOKIE, alice.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(alice.whoami(&base).await.0, StatusCode::UNAUTHORIZED);
 
     running.stop().await;
     drop(provider);
