@@ -39,7 +39,7 @@ impl Drop for Provider {
 impl Provider {
     /// Starts the provider for a client whose redirect URI is `redirect_uri`; returns once its discovery document
     /// answers.
-    async fn start(redirect_uri: &str, claims_in_id_token: bool) -> Provider {
+    async fn start(redirect_uri: &str, claims_in_id_token: bool, host: &str) -> Provider {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -56,6 +56,7 @@ impl Provider {
                 "KEDGE_OIDC_ID_TOKEN_CLAIMS",
                 if claims_in_id_token { "1" } else { "0" },
             )
+            .env("KEDGE_OIDC_HOST", host)
             // Kept open for the provider's life: it exits when the test process ends, even without the drop.
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -79,7 +80,7 @@ impl Provider {
             .await
             .expect("reader")
             .expect("the provider prints its issuer");
-        assert!(provider.issuer.starts_with("http://127.0.0.1:"));
+        assert!(provider.issuer.starts_with(&format!("http://{host}:")));
         let discovery = format!("{}/.well-known/openid-configuration", provider.issuer);
         let http = http();
         wait_for(STEP, POLL, || async {
@@ -272,9 +273,13 @@ fn continues_to(page: &Page) -> String {
     attribute_after(&page.body, "content=\"0;url=", "").expect("a page that goes on")
 }
 
-/// Starts the provider and Kedge (OIDC configured, `platform-admins` are admins) in a namespace of its own; returns
-/// Kedge's base URL.
-async fn start(prefix: &str, claims_in_id_token: bool) -> (Env, Running, Provider, String) {
+/// Starts the provider (its issuer at `host`) and Kedge (OIDC configured, `platform-admins` are admins) in a namespace
+/// of its own; returns Kedge's base URL.
+async fn start(
+    prefix: &str,
+    claims_in_id_token: bool,
+    host: &str,
+) -> (Env, Running, Provider, String) {
     let env = Env::new(prefix).await;
     env.write("app/cm.yaml", &config_map("settings", "color", "blue"));
     env.commit_push("first commit");
@@ -285,7 +290,8 @@ async fn start(prefix: &str, claims_in_id_token: bool) -> (Env, Running, Provide
         .expect("free port")
         .port();
     let base = format!("http://127.0.0.1:{port}");
-    let provider = Provider::start(&format!("{base}/auth/callback"), claims_in_id_token).await;
+    let provider =
+        Provider::start(&format!("{base}/auth/callback"), claims_in_id_token, host).await;
     let issuer = provider.issuer.clone();
     let (running, _password) = env
         .start_ready_configured(
@@ -309,7 +315,7 @@ async fn start(prefix: &str, claims_in_id_token: bool) -> (Env, Running, Provide
 /// The provider gives the user's claims through its userinfo endpoint only (the ID token carries `sub`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidc_logins_through_a_real_provider() {
-    let (env, running, provider, base) = start("srv-oidc", false).await;
+    let (env, running, provider, base) = start("srv-oidc", false, "127.0.0.1").await;
 
     // The login page offers SSO, keeping the page to return to.
     let mut anonymous = Browser::new();
@@ -466,7 +472,7 @@ async fn oidc_logins_through_a_real_provider() {
 /// The provider puts the claims in the ID token and has no userinfo endpoint: the groups come from the ID token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidc_groups_from_the_id_token() {
-    let (_env, running, provider, base) = start("srv-oidc-idt", true).await;
+    let (_env, running, provider, base) = start("srv-oidc-idt", true, "127.0.0.1").await;
     for (user, role, groups) in [
         ("alice", "none", serde_json::json!(["team-a"])),
         (
@@ -485,6 +491,62 @@ async fn oidc_groups_from_the_id_token() {
         assert_eq!(who["role"], role);
         assert_eq!(who["groups"], groups);
     }
+    running.stop().await;
+    drop(provider);
+}
+
+/// What the browser check needs and is missing, if anything.
+fn missing_browser() -> Option<String> {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !PathBuf::from(&chromium).exists() {
+        return Some(format!("{chromium} is missing (apt-get install chromium)"));
+    }
+    let harness = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if !harness.join("node_modules/playwright-core").exists() {
+        return Some(
+            "playwright-core is missing (npm ci in crates/kedge-server/tests/browser)".into(),
+        );
+    }
+    None
+}
+
+/// A person's login in headless Chromium, the provider being another site than Kedge (`localhost` against
+/// `127.0.0.1`): the browser's cross-site cookie rules hold, and the login still ends on the page asked for, logged
+/// in. Skipped with a note where Chromium or playwright-core is missing, except in CI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_login_in_headless_chromium() {
+    if let Some(why) = missing_browser() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "browser test cannot run in CI: {why}"
+        );
+        eprintln!("SKIPPED oidc_login_in_headless_chromium: {why}");
+        return;
+    }
+    let (_env, running, provider, base) = start("srv-oidc-ui", false, "localhost").await;
+    let profile = tempfile::Builder::new()
+        .prefix("kedge-chromium-")
+        .tempdir()
+        .unwrap();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg("oidc.test.mjs")
+        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser"))
+        .env("BASE_URL", &base)
+        .env("SCREENSHOT_DIR", &shots)
+        .env("USER_DATA_DIR", profile.path())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("browser run within 120 s")
+        .expect("node starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser check failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("ok - OIDC login in Chromium"), "{stdout}");
     running.stop().await;
     drop(provider);
 }
