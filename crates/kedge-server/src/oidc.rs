@@ -31,10 +31,11 @@ use openidconnect::core::{
     CoreTokenIntrospectionResponse, CoreTokenType,
 };
 use openidconnect::{
-    AccessTokenHash, AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
-    EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenFields, IssuerUrl,
-    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
-    RequestTokenError, Scope, StandardErrorResponse, StandardTokenResponse, TokenResponse,
+    AccessTokenHash, AdditionalClaims, AuthorizationCode, ClaimsVerificationError, ClientId,
+    ClientSecret, CsrfToken, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet,
+    IdTokenFields, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RequestTokenError, Scope, SignatureVerificationError, StandardErrorResponse,
+    StandardTokenResponse, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -255,14 +256,37 @@ impl OidcState {
             .map_err(OidcError::Internal)
     }
 
-    /// The provider's metadata: cached, fetched again when older than an hour or when the last attempt failed.
-    async fn metadata(&self, config: &OidcConfig) -> Result<Arc<CoreProviderMetadata>, OidcError> {
+    /// The provider's metadata and keys: cached, fetched again when older than an hour, when the last attempt
+    /// failed, or when `refresh` (an ID token signed with a key not in the cached set: the provider rotated its keys).
+    /// When fetching again fails, metadata fetched before is used still (with a warning).
+    async fn metadata(
+        &self,
+        config: &OidcConfig,
+        refresh: bool,
+    ) -> Result<Arc<CoreProviderMetadata>, OidcError> {
         let mut cached = self.metadata.lock().await;
         if let Some((at, m)) = cached.as_ref()
             && at.elapsed() < METADATA_TTL
+            && !refresh
         {
             return Ok(m.clone());
         }
+        match self.discover(config).await {
+            Ok(metadata) => {
+                *cached = Some((Instant::now(), metadata.clone()));
+                Ok(metadata)
+            }
+            Err(e) => match cached.as_ref() {
+                Some((_, m)) => {
+                    tracing::warn!(error = %e, "using the OIDC provider's configuration read before");
+                    Ok(m.clone())
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    async fn discover(&self, config: &OidcConfig) -> Result<Arc<CoreProviderMetadata>, OidcError> {
         let discovery = |reason: String| OidcError::Discovery {
             issuer: config.issuer.clone(),
             reason,
@@ -273,9 +297,7 @@ impl OidcState {
         let metadata = CoreProviderMetadata::discover_async(issuer, &send)
             .await
             .map_err(|e| discovery(error_chain(&e)))?;
-        let metadata = Arc::new(metadata);
-        *cached = Some((Instant::now(), metadata.clone()));
-        Ok(metadata)
+        Ok(Arc::new(metadata))
     }
 }
 
@@ -373,7 +395,7 @@ async fn start(
         .oidc
         .as_ref()
         .ok_or(OidcError::NotConfigured)?;
-    let metadata = state.inner.oidc.metadata(config).await?;
+    let metadata = state.inner.oidc.metadata(config, false).await?;
     // The secret is not needed to build the authorization URL.
     let client = client(config, &metadata, None)?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -544,8 +566,8 @@ async fn finish(state: &AppState, q: CallbackQuery, flow: &Flow) -> Result<OidcU
             state.config().namespace
         ))
     })?;
-    let metadata = state.inner.oidc.metadata(config).await?;
-    let client = client(config, &metadata, Some(secret))?;
+    let metadata = state.inner.oidc.metadata(config, false).await?;
+    let mut client = client(config, &metadata, Some(secret.clone()))?;
     let http = state.inner.oidc.http()?;
     let send = |req| send(http.clone(), req);
     let token = client
@@ -574,9 +596,21 @@ async fn finish(state: &AppState, q: CallbackQuery, flow: &Flow) -> Result<OidcU
     let id_token = token
         .id_token()
         .ok_or_else(|| OidcError::IdToken("the token response has no ID token".into()))?;
+    let nonce = Nonce::new(flow.n.clone());
+    let unknown_key = matches!(
+        id_token.claims(&client.id_token_verifier(), &nonce),
+        Err(ClaimsVerificationError::SignatureVerification(
+            SignatureVerificationError::NoMatchingKey
+        ))
+    );
+    if unknown_key {
+        // Signed with a key this server has not seen yet: the provider rotated its keys. Read them again, once.
+        let metadata = state.inner.oidc.metadata(config, true).await?;
+        client = self::client(config, &metadata, Some(secret))?;
+    }
     let verifier = client.id_token_verifier();
     let claims = id_token
-        .claims(&verifier, &Nonce::new(flow.n.clone()))
+        .claims(&verifier, &nonce)
         .map_err(|e| OidcError::IdToken(error_chain(&e)))?;
     if let Some(expected) = claims.access_token_hash() {
         let alg = id_token
