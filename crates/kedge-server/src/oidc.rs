@@ -54,6 +54,8 @@ const FLOW_COOKIE: &str = "kedge_oidc_flow";
 const FLOW_TTL: Duration = Duration::from_secs(600);
 /// How long the provider's metadata and keys are kept.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
+/// The longest session token that still fits in a cookie with its name and attributes.
+const MAX_TOKEN_LEN: usize = 3800;
 /// How long one request to the provider may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -149,6 +151,12 @@ pub enum OidcError {
     /// The userinfo endpoint failed.
     #[error("cannot read the user's claims from the identity provider's userinfo endpoint: {0}")]
     UserInfo(String),
+    /// The session would not fit in a cookie.
+    #[error(
+        "the user is in too many groups ({0}) for a session cookie; have the identity provider send fewer in the \
+         groups claim (e.g. only the groups Kedge's roles name)"
+    )]
+    TooManyGroups(usize),
     /// Something of Kedge's own failed (the session key, the cluster).
     #[error("{0}")]
     Internal(String),
@@ -166,6 +174,7 @@ impl OidcError {
             | OidcError::Exchange(_)
             | OidcError::IdToken(_)
             | OidcError::UserInfo(_) => StatusCode::BAD_GATEWAY,
+            OidcError::TooManyGroups(_) => StatusCode::UNPROCESSABLE_ENTITY,
             OidcError::Secret(_) | OidcError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -487,6 +496,17 @@ async fn callback(
                     Ok(t) => t,
                     Err(e) => return failure(&state, &next, &OidcError::Internal(e.message)),
                 };
+            // Browsers drop a cookie larger than 4096 bytes (name and attributes included) without a word: the user
+            // would be back at the login page, not knowing why.
+            if token.len() > MAX_TOKEN_LEN {
+                let e = OidcError::TooManyGroups(groups.len());
+                tracing::info!(user = user.name.as_str(), error = %e, "OIDC login failed");
+                let mut resp = failure(&state, &next, &e);
+                if let Ok(v) = clear.parse() {
+                    resp.headers_mut().append(header::SET_COOKIE, v);
+                }
+                return resp;
+            }
             tracing::info!(user = user.name.as_str(), groups = ?groups, "login through OIDC");
             let mut resp = crate::ui::continue_page(&next);
             let headers_out = resp.headers_mut();

@@ -386,6 +386,27 @@ async fn oidc_logins_through_a_real_provider() {
         assert_eq!(who["groups"], serde_json::json!([]));
     }
 
+    // More groups than a session cookie holds: a clear error, not a cookie the browser would drop.
+    let mut crowd = Browser::new();
+    let callback = crowd.authorize(&base, "/", "crowd", false).await;
+    let refused = crowd.get(&callback).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("too many groups (300)"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        !crowd
+            .cookies
+            .contains_key(kedge_server::auth::SESSION_COOKIE)
+    );
+
     // An answer whose state is not the one sent: refused, no session.
     let mut forged = Browser::new();
     let callback = forged.authorize(&base, "/", "alice", false).await;

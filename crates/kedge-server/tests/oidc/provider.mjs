@@ -35,6 +35,8 @@ const accounts = {
   root: { preferred_username: 'root', email: 'root@example.test', groups: ['platform-admins', 'team-a'] },
   mail: { email: 'mail@example.test', groups: [] },
   nameless: {},
+  // More groups than a session cookie can hold.
+  crowd: { preferred_username: 'crowd', groups: Array.from({ length: 300 }, (_, i) => `group-number-${i}`) },
 };
 
 const server = http.createServer();
