@@ -39,7 +39,12 @@ impl Drop for Provider {
 impl Provider {
     /// Starts the provider for a client whose redirect URI is `redirect_uri`; returns once its discovery document
     /// answers.
-    async fn start(redirect_uri: &str, claims_in_id_token: bool, host: &str) -> Provider {
+    async fn start(
+        redirect_uri: &str,
+        claims_in_id_token: bool,
+        host: &str,
+        port: u16,
+    ) -> Provider {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -57,6 +62,7 @@ impl Provider {
                 if claims_in_id_token { "1" } else { "0" },
             )
             .env("KEDGE_OIDC_HOST", host)
+            .env("KEDGE_OIDC_PORT", port.to_string())
             // Kept open for the provider's life: it exits when the test process ends, even without the drop.
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -273,33 +279,34 @@ fn continues_to(page: &Page) -> String {
     attribute_after(&page.body, "content=\"0;url=", "").expect("a page that goes on")
 }
 
-/// Starts the provider (its issuer at `host`) and Kedge (OIDC configured, `platform-admins` are admins) in a namespace
-/// of its own; returns Kedge's base URL.
-async fn start(
-    prefix: &str,
-    claims_in_id_token: bool,
-    host: &str,
-) -> (Env, Running, Provider, String) {
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A test namespace with a repository and the client secret in Secret `kedge-oidc`.
+async fn oidc_env(prefix: &str) -> Env {
     let env = Env::new(prefix).await;
     env.write("app/cm.yaml", &config_map("settings", "color", "blue"));
     env.commit_push("first commit");
     env.put_secret("kedge-oidc", &[("clientSecret", CLIENT_SECRET)])
         .await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    env
+}
+
+/// Starts Kedge on `port` with OIDC login through `issuer` (`platform-admins` are admins); returns it with its base
+/// URL.
+async fn start_kedge(env: &Env, port: u16, issuer: &str) -> (Running, String) {
     let base = format!("http://127.0.0.1:{port}");
-    let provider =
-        Provider::start(&format!("{base}/auth/callback"), claims_in_id_token, host).await;
-    let issuer = provider.issuer.clone();
     let (running, _password) = env
         .start_ready_configured(
             Duration::from_secs(1),
             |run| run.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
             |server| {
                 let mut oidc = kedge_server::OidcConfig::new(
-                    &issuer,
+                    issuer,
                     CLIENT_ID,
                     format!("{base}/auth/callback"),
                 );
@@ -309,6 +316,20 @@ async fn start(
         )
         .await;
     assert_eq!(running.base, base);
+    (running, base)
+}
+
+/// Starts the provider (its issuer at `host`) and Kedge in a namespace of its own; returns Kedge's base URL.
+async fn start(
+    prefix: &str,
+    claims_in_id_token: bool,
+    host: &str,
+) -> (Env, Running, Provider, String) {
+    let env = oidc_env(prefix).await;
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/auth/callback");
+    let provider = Provider::start(&callback, claims_in_id_token, host, 0).await;
+    let (running, base) = start_kedge(&env, port, &provider.issuer).await;
     (env, running, provider, base)
 }
 
@@ -490,10 +511,37 @@ async fn oidc_logins_through_a_real_provider() {
     drop(provider);
 }
 
-/// The provider puts the claims in the ID token and has no userinfo endpoint: the groups come from the ID token.
+/// The provider puts the claims in the ID token and has no userinfo endpoint: the groups come from the ID token. The
+/// provider starts only after Kedge: a login before that fails with a clear error, and the next one reads the
+/// provider's configuration again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidc_groups_from_the_id_token() {
-    let (_env, running, provider, base) = start("srv-oidc-idt", true, "127.0.0.1").await;
+    let env = oidc_env("srv-oidc-idt").await;
+    let (kedge_port, provider_port) = (free_port(), free_port());
+    let issuer = format!("http://127.0.0.1:{provider_port}");
+    let (running, base) = start_kedge(&env, kedge_port, &issuer).await;
+    let mut early = Browser::new();
+    let refused = early
+        .get(&format!("{base}/auth/login?next=/applications"))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_GATEWAY, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("cannot read the identity provider's configuration"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains(&issuer), "{}", refused.body);
+
+    let provider = Provider::start(
+        &format!("{base}/auth/callback"),
+        true,
+        "127.0.0.1",
+        provider_port,
+    )
+    .await;
+    assert_eq!(provider.issuer, issuer);
     for (user, role, groups) in [
         ("alice", "none", serde_json::json!(["team-a"])),
         (

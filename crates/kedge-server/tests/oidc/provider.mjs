@@ -28,6 +28,8 @@ const idTokenClaims = process.env.KEDGE_OIDC_ID_TOKEN_CLAIMS === '1';
 // The host name in the issuer URL: `localhost` makes the provider another site than a Kedge at 127.0.0.1 for a
 // browser (ports do not make sites), as it is in real setups. The provider listens on 127.0.0.1 either way.
 const host = process.env.KEDGE_OIDC_HOST || '127.0.0.1';
+// The port to listen on (default: a free one).
+const listenPort = Number(process.env.KEDGE_OIDC_PORT || 0);
 
 // Login name -> claims. `nameless` has neither a preferred_username nor an email: Kedge names it by its subject.
 const accounts = {
@@ -40,7 +42,7 @@ const accounts = {
 };
 
 const server = http.createServer();
-server.listen(0, '127.0.0.1', () => {
+server.listen(listenPort, '127.0.0.1', () => {
   const { port } = server.address();
   const issuer = `http://${host}:${port}`;
   const provider = new Provider(issuer, {
