@@ -482,50 +482,46 @@ async fn callback(
     let next = flow
         .as_ref()
         .map_or_else(|| crate::ui::safe_next(None), |f| f.x.clone());
-    let result = match flow {
-        Some(flow) => finish(&state, q, &flow).await,
-        None => Err(OidcError::State(
-            "no login in progress in this browser (it took longer than 10 minutes, or was started elsewhere)",
-        )),
-    };
-    let clear = flow_cookie(&state, &headers, "", 0);
-    match result {
-        Ok(user) => {
-            let (token, groups) =
-                match auth::open_oidc_session(&state, &user.name, user.groups).await {
-                    Ok(t) => t,
-                    Err(e) => return failure(&state, &next, &OidcError::Internal(e.message)),
-                };
-            // Browsers drop a cookie larger than 4096 bytes (name and attributes included) without a word: the user
-            // would be back at the login page, not knowing why.
-            if token.len() > MAX_TOKEN_LEN {
-                let e = OidcError::TooManyGroups(groups.len());
-                tracing::info!(user = user.name.as_str(), error = %e, "OIDC login failed");
-                let mut resp = failure(&state, &next, &e);
-                if let Ok(v) = clear.parse() {
-                    resp.headers_mut().append(header::SET_COOKIE, v);
-                }
-                return resp;
-            }
-            tracing::info!(user = user.name.as_str(), groups = ?groups, "login through OIDC");
+    let mut resp = match open_session(&state, q, flow).await {
+        Ok(token) => {
             let mut resp = crate::ui::continue_page(&next);
-            let headers_out = resp.headers_mut();
-            for cookie in [clear, auth::session_cookie(&state, &headers, &token)] {
-                if let Ok(v) = cookie.parse() {
-                    headers_out.append(header::SET_COOKIE, v);
-                }
+            if let Ok(v) = auth::session_cookie(&state, &headers, &token).parse() {
+                resp.headers_mut().append(header::SET_COOKIE, v);
             }
             resp
         }
         Err(e) => {
             tracing::info!(error = %e, "OIDC login failed");
-            let mut resp = failure(&state, &next, &e);
-            if let Ok(v) = clear.parse() {
-                resp.headers_mut().append(header::SET_COOKIE, v);
-            }
-            resp
+            failure(&state, &next, &e)
         }
+    };
+    // The login is over, whatever its outcome.
+    if let Ok(v) = flow_cookie(&state, &headers, "", 0).parse() {
+        resp.headers_mut().append(header::SET_COOKIE, v);
     }
+    resp
+}
+
+/// The session token of a login that the provider's answer completes.
+async fn open_session(
+    state: &AppState,
+    q: CallbackQuery,
+    flow: Option<Flow>,
+) -> Result<String, OidcError> {
+    let flow = flow.ok_or(OidcError::State(
+        "no login in progress in this browser (it took longer than 10 minutes, or was started elsewhere)",
+    ))?;
+    let user = finish(state, q, &flow).await?;
+    let (token, groups) = auth::open_oidc_session(state, &user.name, user.groups)
+        .await
+        .map_err(|e| OidcError::Internal(e.message))?;
+    // Browsers drop a cookie larger than 4096 bytes (name and attributes included) without a word: the user would be
+    // back at the login page, not knowing why.
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(OidcError::TooManyGroups(groups.len()));
+    }
+    tracing::info!(user = user.name.as_str(), groups = ?groups, "login through OIDC");
+    Ok(token)
 }
 
 /// The error page of a failed login: the login page with the error.
