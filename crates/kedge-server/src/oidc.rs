@@ -13,8 +13,9 @@
 //! ID token lacks them (many providers put only `sub` in the ID token of the code flow). The session keeps the groups;
 //! the role is computed from them with the configuration in force at each request (see [`OidcConfig::role_of`]).
 //!
-//! The provider's metadata (discovery) and keys are fetched at the first login and kept for an hour; a failed
-//! discovery is tried again at the next login.
+//! The provider's metadata (discovery) and keys are fetched at the first login and kept for an hour, and fetched again
+//! at once when an ID token is signed with a key not among them (the provider rotated its keys); a failed discovery
+//! is tried again at the next login.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
