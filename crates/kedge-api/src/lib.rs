@@ -41,11 +41,11 @@ pub use project::{
     PolicyOrigin, PolicySource, Project, ProjectDenied, ProjectDestination, ProjectSpec,
     ProjectStatus, SyncWindow, WindowKind, WindowState, WindowVerdict,
 };
-pub use roles::{AppAction, BadRolePolicy, ProjectRole, RolePolicy, RoleToken, parse_policy};
 pub use repo_secret::{
     REPOSITORY_SECRET_SELECTOR, RepositorySecrets, SECRET_TYPE_LABEL, decode_secret,
     select_repository_secret,
 };
+pub use roles::{AppAction, BadRolePolicy, ProjectRole, RolePolicy, RoleToken, parse_policy};
 
 /// Annotation carrying the tracking id that ties a live object to the application that owns it.
 pub const TRACKING_ANNOTATION: &str = "kedge.dev/tracking-id";

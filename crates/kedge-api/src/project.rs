@@ -71,7 +71,8 @@ pub struct ProjectSpec {
     /// impersonating it, so that the cluster's RBAC decides what the team may do. When the list is not empty, an
     /// application whose destination no entry matches is refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub destination_service_accounts: Vec<DestinationServiceAccount>,    /// Who may see and act on the project's applications through Kedge's API and UI (see [`crate::ProjectRole`]).
+    pub destination_service_accounts: Vec<DestinationServiceAccount>,
+    /// Who may see and act on the project's applications through Kedge's API and UI (see [`crate::ProjectRole`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<crate::ProjectRole>,
 }

@@ -6,7 +6,8 @@
 //! matches any run of characters). A deny that matches wins over every allow.
 //!
 //! Actions Kedge's API offers: `get` (see the application: details, diff, resources, events, history, live
-//! updates; also ask for a refresh), `sync` (sync and rollback), `update` (suspend and resume); `*` is all three.
+//! updates), `sync` (sync, rollback and refresh: each writes to the application, so unlike Argo CD a refresh is not
+//! open to those who may only look), `update` (suspend and resume); `*` is all three.
 //! Argo CD's `create`, `delete`, `override` and `action/...` govern operations Kedge's API does not have, so a line
 //! naming them is refused rather than accepted and ignored.
 
@@ -53,9 +54,9 @@ pub struct RoleToken {
 /// What a caller does with an application.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AppAction {
-    /// See it (details, diff, resources, events, history, live updates) and ask for a refresh.
+    /// See it (details, diff, resources, events, history, live updates).
     Get,
-    /// Sync it or roll it back.
+    /// Sync it, roll it back, or ask for a refresh.
     Sync,
     /// Change its spec through the API (suspend, resume).
     Update,
@@ -266,7 +267,10 @@ mod tests {
             })
         );
         for (line, needle) in [
-            ("p, proj:team:deployer, applications, sync, team/*", "is not"),
+            (
+                "p, proj:team:deployer, applications, sync, team/*",
+                "is not",
+            ),
             (
                 "p, proj:other:deployer, applications, sync, team/*, allow",
                 "subject",

@@ -76,6 +76,12 @@ impl Projects {
         }
     }
 
+    /// The Project named `name`, if it exists.
+    pub fn get(&self, name: &str) -> Option<Arc<Project>> {
+        self.store
+            .get(&ObjectRef::<Project>::new(name).within(&self.namespace))
+    }
+
     /// The application's project, checked against the application's namespace, sources and destination; `None`
     /// when it is the default project and no Project of that name exists (everything is allowed, as before
     /// projects existed).
@@ -263,12 +269,18 @@ pub fn describe(denied: &[ProjectDenied]) -> String {
 
 /// Writes whether the Project's patterns can be read in its `Ready` condition, when that changed.
 async fn report_validity(api: &Api<Project>, project: &Project) {
-    let (ok, reason, message) = match project.validate() {
-        Ok(()) => (true, "Valid", "the project's rules are in force".to_owned()),
-        Err(e) => (
+    let (ok, reason, message) = match (project.validate(), project.validate_roles()) {
+        (Ok(()), Ok(())) => (true, "Valid", "the project's rules are in force".to_owned()),
+        (Err(e), _) => (
             false,
             "InvalidSpec",
             format!("{e}; nothing is allowed until it is fixed"),
+        ),
+        // A role that cannot be read grants nothing; the applications still sync.
+        (Ok(()), Err(e)) => (
+            false,
+            "InvalidRole",
+            format!("{e}; the role grants nothing until it is fixed"),
         ),
     };
     let status = if ok { "True" } else { "False" };

@@ -235,6 +235,11 @@ impl ServerHandles {
     pub fn all_resources(&self, app: &Application) -> Option<Arc<Vec<kedge_api::ResourceStatus>>> {
         self.context.all_resources(&key_of(app))
     }
+
+    /// The Project named `name` (in Kedge's namespace), if it exists.
+    pub fn project(&self, name: &str) -> Option<Arc<kedge_api::Project>> {
+        self.context.projects.get(name)
+    }
 }
 
 /// Name of the leader-election Lease.

@@ -458,7 +458,11 @@ impl Engine {
         if let Ok(mut c) = self.cache.lock() {
             c.insert(
                 o.id.clone(),
-                CacheEntry::new(payload_hash, live_hash(Some(&obj)), &normalize(&obj)),
+                CacheEntry::new(
+                    payload_hash,
+                    live_hash(Some(&obj), &payload, &self.config.field_manager),
+                    &normalize(&obj),
+                ),
             );
         }
         let (action, message) = if o.status == SyncStatus::Missing {

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams, ValidationDirective};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::attribution::{Attribution, attribute};
@@ -264,9 +264,24 @@ pub(crate) fn hash_value(v: &Value) -> String {
     hex::encode(Sha256::digest(v.to_string().as_bytes()))
 }
 
-/// Hash of the parts of a live object that can influence an apply result: everything but
-/// status, resourceVersion and managedFields timestamps.
-pub(crate) fn live_hash(live: Option<&Value>) -> String {
+/// The metadata maps whose keys other writers add beside the applier's own.
+const SHARED_MAPS: [&str; 2] = ["annotations", "labels"];
+
+/// The keys of `metadata.<map>` that `payload` sets.
+fn payload_keys<'a>(payload: &'a Value, map: &str) -> impl Iterator<Item = &'a String> {
+    payload
+        .pointer(&format!("/metadata/{map}"))
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|m| m.keys())
+}
+
+/// Hash of the parts of a live object that can influence the result of applying `payload` as `manager`: everything
+/// but status, resourceVersion, managedFields timestamps, other writers' managedFields entries, and the annotations
+/// and labels the payload does not set. What others write there (the deployment controller's revision annotation,
+/// a status) is carried into the apply result unchanged, so it does not call for another dry-run:
+/// [`rebase_metadata`] carries it into a cached result instead.
+pub(crate) fn live_hash(live: Option<&Value>, payload: &Value, manager: &str) -> String {
     let Some(live) = live else {
         return "absent".into();
     };
@@ -277,15 +292,68 @@ pub(crate) fn live_hash(live: Option<&Value>) -> String {
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
         if let Some(mf) = meta.get_mut("managedFields").and_then(Value::as_array_mut) {
-            mf.retain(|e| e.get("subresource").and_then(Value::as_str) != Some("status"));
+            mf.retain(|e| {
+                e.get("subresource").and_then(Value::as_str) != Some("status")
+                    && e.get("manager").and_then(Value::as_str) == Some(manager)
+            });
             for e in mf.iter_mut() {
                 if let Some(e) = e.as_object_mut() {
                     e.remove("time");
                 }
             }
         }
+        for map in SHARED_MAPS {
+            let keep: HashSet<&String> = payload_keys(payload, map).collect();
+            if let Some(m) = meta.get_mut(map).and_then(Value::as_object_mut) {
+                m.retain(|k, _| keep.contains(k));
+            }
+        }
     }
     hash_value(&v)
+}
+
+/// A cached apply result brought up to date with what others wrote into the annotations and labels since: the keys
+/// `payload` does not set take their live values (normalized, as the result is).
+pub(crate) fn rebase_metadata(result: &mut Value, live: &Value, payload: &Value) {
+    let live = normalize(live);
+    let Some(meta) = result
+        .as_object_mut()
+        .map(|o| {
+            o.entry("metadata")
+                .or_insert_with(|| Value::Object(Map::new()))
+        })
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for map in SHARED_MAPS {
+        let own: HashSet<&String> = payload_keys(payload, map).collect();
+        let mut merged: Map<String, Value> = meta
+            .get(map)
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| own.contains(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(theirs) = live
+            .pointer(&format!("/metadata/{map}"))
+            .and_then(Value::as_object)
+        {
+            for (k, v) in theirs {
+                if !own.contains(k) {
+                    merged.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        if merged.is_empty() {
+            meta.remove(map);
+        } else {
+            meta.insert(map.to_owned(), Value::Object(merged));
+        }
+    }
 }
 
 impl Engine {
@@ -716,7 +784,7 @@ impl Engine {
             ignored.prepare_payload(&mut o.payload, l, &self.config.field_manager);
         }
         o.payload_hash = hash_value(&o.payload);
-        let mut lhash = live_hash(live.as_ref());
+        let mut lhash = live_hash(live.as_ref(), &o.payload, &self.config.field_manager);
         let cached = self.cache.lock().ok().and_then(|mut c| {
             c.get_mut(&o.id)
                 .filter(|e| e.payload_hash == o.payload_hash && e.live_hash == lhash)
@@ -726,10 +794,13 @@ impl Engine {
                 })
         });
         let dry = match cached {
-            Some(result) => {
+            Some(mut result) => {
                 self.stats
                     .dry_run_cache_hits
                     .fetch_add(1, Ordering::Relaxed);
+                if let Some(l) = &live {
+                    rebase_metadata(&mut result, l, &o.payload);
+                }
                 result
             }
             None => match self.dry_run(&resource, &o).await {
@@ -748,7 +819,8 @@ impl Engine {
                         {
                             Ok(Some(newer)) if rv(&newer) == rv(&v) => {
                                 o.health = health.assess(Some(&newer));
-                                lhash = live_hash(Some(&newer));
+                                lhash =
+                                    live_hash(Some(&newer), &o.payload, &self.config.field_manager);
                                 live = Some(newer);
                             }
                             _ if !last_attempt => return (o, true),
@@ -988,6 +1060,79 @@ pub(crate) fn by_wave(objects: &[PlannedObject]) -> BTreeMap<i64, Vec<usize>> {
 mod tests {
     use super::*;
     use crate::object::AppRef;
+    use serde_json::json;
+
+    fn deployment(annotations: Value, managers: Value, replicas: i64) -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "web", "namespace": "ns", "resourceVersion": "7",
+                "annotations": annotations, "labels": { "app": "web" }, "managedFields": managers },
+            "spec": { "replicas": replicas },
+            "status": { "readyReplicas": 1 },
+        })
+    }
+
+    #[test]
+    fn what_others_write_beside_the_payload_keeps_the_cached_comparison() {
+        let payload = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "web", "annotations": { "team": "a", TRACKING_ANNOTATION: "t" },
+                "labels": { "app": "web" } },
+            "spec": { "replicas": 2 },
+        });
+        let ours = json!({ "manager": "kedge", "operation": "Apply", "time": "1", "fieldsV1": { "f:spec": {} } });
+        let applied = deployment(
+            json!({ "team": "a", TRACKING_ANNOTATION: "t" }),
+            json!([ours]),
+            2,
+        );
+        // The deployment controller adds its revision annotation (a non-status update) and the status changes.
+        let mut annotated = deployment(
+            json!({ "team": "a", TRACKING_ANNOTATION: "t", "deployment.kubernetes.io/revision": "1" }),
+            json!([ours, { "manager": "kube-controller-manager", "operation": "Update", "time": "2",
+                "fieldsV1": { "f:metadata": {} } }]),
+            2,
+        );
+        annotated["status"] = json!({ "readyReplicas": 2 });
+        let h = |v: &Value| live_hash(Some(v), &payload, "kedge");
+        assert_eq!(h(&applied), h(&annotated));
+        // A change to what the payload sets is not hidden: an annotation it sets, or the spec.
+        let drifted = deployment(
+            json!({ "team": "b", TRACKING_ANNOTATION: "t" }),
+            json!([ours]),
+            2,
+        );
+        assert_ne!(h(&applied), h(&drifted));
+        assert_ne!(
+            h(&applied),
+            h(&deployment(
+                json!({ "team": "a", TRACKING_ANNOTATION: "t" }),
+                json!([ours]),
+                3
+            ))
+        );
+        // Another writer's labels count neither; our own managedFields entry does.
+        let mut relabelled = applied.clone();
+        relabelled["metadata"]["labels"]["owner"] = json!("ops");
+        assert_eq!(h(&applied), h(&relabelled));
+        let mut released = applied.clone();
+        released["metadata"]["managedFields"][0]["fieldsV1"] = json!({ "f:metadata": {} });
+        assert_ne!(h(&applied), h(&released));
+
+        // The cached result takes the others' keys from the live object, keeps its own, and drops what is gone.
+        let mut cached = normalize(&deployment(
+            json!({ "team": "a", "gone": "x" }),
+            json!([]),
+            2,
+        ));
+        rebase_metadata(&mut cached, &annotated, &payload);
+        assert_eq!(
+            cached["metadata"]["annotations"],
+            json!({ "team": "a", "deployment.kubernetes.io/revision": "1" })
+        );
+        assert_eq!(cached["metadata"]["labels"], json!({ "app": "web" }));
+        assert!(diff(Some(&normalize(&annotated)), &cached).is_empty());
+    }
 
     fn plan_pruning(deleted: usize, kept: usize, inventory: usize) -> Plan {
         let candidate = |i: usize, action: PruneAction| PruneCandidate {

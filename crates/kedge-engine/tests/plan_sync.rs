@@ -91,8 +91,8 @@ async fn server_defaults_make_no_diff_and_replans_are_free() {
         health_of("Deployment"),
         Some(kedge_engine::HealthStatus::Progressing)
     );
-    // Once the simulator rolled the Deployment out, the live objects stop changing; after one
-    // replan that sees the final state, replans make no dry-run and no write.
+    // The simulator rolls the Deployment out: it writes the revision annotation and the status, neither of which
+    // the payload sets, so the comparison made at the apply still holds: replans make no dry-run and no write.
     kedge_testkit::wait_for(
         Duration::from_secs(20),
         Duration::from_millis(100),
@@ -107,11 +107,19 @@ async fn server_defaults_make_no_diff_and_replans_are_free() {
     )
     .await
     .unwrap();
-    let _ = ctx
-        .engine
-        .plan(&spec, set(), &result.inventory)
+    let annotated = deployments(&ctx.client, ctx.ns.name())
+        .get("web")
         .await
         .unwrap();
+    assert!(
+        annotated
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("deployment.kubernetes.io/revision")),
+        "the simulator annotates rolled-out Deployments: {:?}",
+        annotated.metadata.annotations
+    );
     let start = ctx.log.len();
     let stats = ctx.engine.stats();
     let plan = ctx

@@ -12,11 +12,13 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::access;
 use crate::apps::{self, ListQuery};
 use crate::auth::{self, Caller};
 use crate::details;
 use crate::error::ApiError;
 use crate::ops::{self, RollbackRequest, SyncRequest};
+use kedge_api::AppAction;
 
 /// The API routes.
 pub fn routes() -> Router<AppState> {
@@ -131,11 +133,11 @@ async fn delete_session(
 
 async fn list(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
-    let result = apps::list(state.handles().store.state(), &q)?;
+    let result = apps::list(access::visible(&state, &caller), &q)?;
     let elapsed = started.elapsed();
     Ok((
         [(
@@ -147,7 +149,8 @@ async fn list(
         .into_response())
 }
 
-async fn clusters(State(state): State<AppState>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+async fn clusters(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    access::require_global_read(&caller)?;
     Ok(Json(
         json!({ "items": crate::clusters::list(&state).await? }),
     ))
@@ -172,10 +175,10 @@ pub fn app_json(app: &Application) -> Value {
 
 async fn get_app(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let app = ops::find(&state, &ns, &name)?;
+    let app = access::authorize(&state, &caller, AppAction::Get, &ns, &name)?;
     Ok(Json(app_json(&app)))
 }
 
@@ -186,11 +189,11 @@ struct DiffQuery {
 
 async fn diff(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path((ns, name)): Path<(String, String)>,
     Query(q): Query<DiffQuery>,
 ) -> Result<Json<details::DiffResult>, ApiError> {
-    let app = ops::find(&state, &ns, &name)?;
+    let app = access::authorize(&state, &caller, AppAction::Get, &ns, &name)?;
     Ok(Json(
         details::diff(
             &state,
@@ -203,10 +206,10 @@ async fn diff(
 
 async fn resources(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let app = ops::find(&state, &ns, &name)?;
+    let app = access::authorize(&state, &caller, AppAction::Get, &ns, &name)?;
     let nodes = details::tree(&state, &app).await?;
     Ok(Json(json!({ "items": nodes })))
 }
@@ -244,11 +247,11 @@ impl ObjectQuery {
 
 async fn manifest(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path((ns, name)): Path<(String, String)>,
     Query(q): Query<ObjectQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let app = ops::find(&state, &ns, &name)?;
+    let app = access::authorize(&state, &caller, AppAction::Get, &ns, &name)?;
     let live = details::live_manifest(&state, &app, &q.to_ref()).await?;
     Ok(Json(
         json!({ "exists": live.is_some(), "manifest": live.unwrap_or_default() }),
@@ -257,10 +260,10 @@ async fn manifest(
 
 async fn events(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let app = ops::find(&state, &ns, &name)?;
+    let app = access::authorize(&state, &caller, AppAction::Get, &ns, &name)?;
     Ok(Json(
         json!({ "items": details::events(&state, &app).await? }),
     ))
@@ -268,10 +271,10 @@ async fn events(
 
 async fn history(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let app = ops::find(&state, &ns, &name)?;
+    let app = access::authorize(&state, &caller, AppAction::Get, &ns, &name)?;
     Ok(Json(
         json!({ "items": details::history(&state, &app).await }),
     ))
@@ -353,7 +356,7 @@ async fn refresh(
         .hard
         .as_deref()
         .is_some_and(|h| h.is_empty() || h == "true" || h == "1");
-    ops::refresh(&state, &ns, &name, hard).await?;
+    ops::refresh(&state, &caller, &ns, &name, hard).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "refresh": if hard { "hard" } else { "normal" } })),

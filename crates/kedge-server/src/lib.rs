@@ -18,6 +18,7 @@ use axum::Router;
 use kedge_controller::runner::{RouteBuilder, ServerHandles};
 use tokio::sync::broadcast;
 
+pub mod access;
 pub mod api;
 pub mod apps;
 mod assets;
@@ -100,6 +101,8 @@ struct Inner {
     oidc: oidc::OidcState,
     live: broadcast::Sender<live::Change>,
     commits: Mutex<details::CommitCache>,
+    /// Events recording who asked for what (audit).
+    recorder: kedge_controller::events::EventRecorder,
 }
 
 impl AppState {
@@ -115,6 +118,11 @@ impl AppState {
                 oidc: oidc::OidcState::default(),
                 live: tx,
                 commits: Mutex::new(details::CommitCache::default()),
+                recorder: kedge_controller::events::EventRecorder::new(
+                    handles.client.clone(),
+                    "kedge-server",
+                    std::env::var("HOSTNAME").unwrap_or_else(|_| "kedge".into()),
+                ),
                 handles,
                 config,
             }),
@@ -138,6 +146,19 @@ impl AppState {
     /// The Kubernetes client.
     pub fn client(&self) -> &kube::Client {
         &self.inner.handles.client
+    }
+
+    /// Records an Event on `app` naming the user who asked for something (audit).
+    pub async fn audit(&self, app: &kedge_api::Application, reason: &str, message: &str) {
+        self.inner
+            .recorder
+            .publish(
+                app,
+                kedge_controller::events::Severity::Normal,
+                reason,
+                message,
+            )
+            .await;
     }
 
     /// The server settings.

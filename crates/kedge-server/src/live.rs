@@ -40,9 +40,12 @@ pub fn subscribe(state: &AppState) -> impl Stream<Item = Change> + Send + use<> 
 /// `GET /ui/events`: the server-sent event stream of the UI.
 pub async fn sse(
     State(state): State<AppState>,
-    UiCaller(_caller): UiCaller,
+    UiCaller(caller): UiCaller,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let hello = futures::stream::once(async { Ok(Event::default().event("hello").data("ready")) });
-    let changes = subscribe(&state).map(|k| Ok(Event::default().event("app").data(k.as_ref())));
+    // Only the applications the caller may see (checked at each change: a project's roles may have changed).
+    let changes = subscribe(&state)
+        .filter(move |k| std::future::ready(crate::access::sees_key(&state, &caller, k)))
+        .map(|k| Ok(Event::default().event("app").data(k.as_ref())));
     Sse::new(hello.chain(changes)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::AppState;
+use crate::access;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use kedge_api::AppAction;
 
 /// Options of a sync request.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -104,7 +106,7 @@ pub async fn sync(
     name: &str,
     req: SyncRequest,
 ) -> Result<Operation, ApiError> {
-    find(state, namespace, name)?;
+    let app = access::authorize(state, caller, AppAction::Sync, namespace, name)?;
     let op = Operation {
         sync: Some(SyncOperation {
             prune: req.prune,
@@ -118,6 +120,32 @@ pub async fn sync(
     };
     request_operation(state, namespace, name, &op).await?;
     tracing::info!(app = %format!("{namespace}/{name}"), user = %caller.user, "sync requested");
+    let sync = op.sync.as_ref();
+    let mut how = Vec::new();
+    if let Some(r) = sync.and_then(|s| s.revision.as_deref()) {
+        how.push(format!("revision {r}"));
+    }
+    for (on, word) in [
+        (sync.is_some_and(|s| s.prune), "prune"),
+        (sync.is_some_and(|s| s.dry_run), "dry run"),
+        (sync.is_some_and(|s| s.confirm), "confirmed"),
+    ] {
+        if on {
+            how.push(word.to_owned());
+        }
+    }
+    let how = if how.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", how.join(", "))
+    };
+    state
+        .audit(
+            &app,
+            "SyncRequested",
+            &format!("{} requested a sync{how}", caller.user),
+        )
+        .await;
     Ok(op)
 }
 
@@ -129,7 +157,7 @@ pub async fn rollback(
     name: &str,
     req: RollbackRequest,
 ) -> Result<Operation, ApiError> {
-    let app = find(state, namespace, name)?;
+    let app = access::authorize(state, caller, AppAction::Sync, namespace, name)?;
     let known = app
         .status
         .as_ref()
@@ -151,17 +179,30 @@ pub async fn rollback(
     };
     request_operation(state, namespace, name, &op).await?;
     tracing::info!(app = %format!("{namespace}/{name}"), user = %caller.user, id = req.id, "rollback requested");
+    state
+        .audit(
+            &app,
+            "RollbackRequested",
+            &format!(
+                "{} requested a rollback to history entry {}{}",
+                caller.user,
+                req.id,
+                if req.prune { " (prune)" } else { "" }
+            ),
+        )
+        .await;
     Ok(op)
 }
 
 /// Asks for a comparison with Git now (`hard` also drops cached comparisons).
 pub async fn refresh(
     state: &AppState,
+    caller: &Caller,
     namespace: &str,
     name: &str,
     hard: bool,
 ) -> Result<(), ApiError> {
-    find(state, namespace, name)?;
+    let app = access::authorize(state, caller, AppAction::Sync, namespace, name)?;
     let value = if hard { "hard" } else { "normal" };
     let patch = json!({ "metadata": { "annotations": { REFRESH_ANNOTATION: value } } });
     api(state, namespace)
@@ -169,6 +210,13 @@ pub async fn refresh(
         .await
         .map_err(|e| ApiError::kube(&format!("request a refresh of {namespace}/{name}"), &e))?;
     trigger(state, namespace, name);
+    state
+        .audit(
+            &app,
+            "RefreshRequested",
+            &format!("{} requested a {value} refresh", caller.user),
+        )
+        .await;
     Ok(())
 }
 
@@ -180,7 +228,7 @@ pub async fn set_suspend(
     name: &str,
     suspend: bool,
 ) -> Result<(), ApiError> {
-    find(state, namespace, name)?;
+    let app = access::authorize(state, caller, AppAction::Update, namespace, name)?;
     let patch = json!({ "spec": { "suspend": suspend } });
     api(state, namespace)
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -188,5 +236,13 @@ pub async fn set_suspend(
         .map_err(|e| ApiError::kube(&format!("update {namespace}/{name}"), &e))?;
     trigger(state, namespace, name);
     tracing::info!(app = %format!("{namespace}/{name}"), user = %caller.user, suspend, "suspend changed");
+    let (reason, what) = if suspend {
+        ("Suspended", "suspended automated sync and self-heal")
+    } else {
+        ("Resumed", "resumed automated sync and self-heal")
+    };
+    state
+        .audit(&app, reason, &format!("{} {what}", caller.user))
+        .await;
     Ok(())
 }

@@ -13,12 +13,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use kedge_api::{Application, IN_CLUSTER_NAME};
+use kedge_api::{AppAction, Application, IN_CLUSTER_NAME};
 use kube::ResourceExt;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::access;
 use crate::api::ObjectQuery;
 use crate::apps::{self, AppSummary, ListQuery, ListResult};
 use crate::auth::{self, Caller, Role, UiCaller};
@@ -72,9 +73,9 @@ fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
                 header.top {
                     a.brand href="/applications" { (PreEscaped(crate::assets::icon())) "Kedge" }
                     nav aria-label="Main" {
-                        @if caller.is_some() {
+                        @if let Some(c) = caller {
                             a href="/applications" { "Applications" }
-                            a href="/clusters" { "Clusters" }
+                            @if access::sees_everything(c) { a href="/clusters" { "Clusters" } }
                         }
                     }
                     @if let Some(c) = caller {
@@ -467,7 +468,7 @@ async fn list_page(
     q.page = Some(q.page.unwrap_or(1).max(1));
     q.limit = None;
     q.continue_token = None;
-    let all = state.handles().store.state();
+    let all = access::visible(&state, &caller);
     let namespaces: BTreeSet<String> = all.iter().filter_map(|a| a.namespace()).collect();
     let clusters = cluster_choices(&all, q.cluster.as_deref());
     let result = match apps::list(all, &q) {
@@ -576,6 +577,9 @@ async fn clusters_page(
     UiCaller(caller): UiCaller,
     headers: HeaderMap,
 ) -> Response {
+    if let Err(e) = access::require_global_read(&caller) {
+        return error_page(&caller, &e);
+    }
     let result = clusters::list(&state).await;
     if is_htmx(&headers) && hx_target(&headers) == Some("cluster-list") {
         return clusters_fragment(&result).into_response();
@@ -598,7 +602,28 @@ struct AppQuery {
     revision: Option<String>,
 }
 
-fn summary(app: &Application, commit: Option<&details::CommitInfo>, caller: &Caller) -> Markup {
+/// What the caller may do with the application shown.
+#[derive(Clone, Copy, Debug)]
+struct Rights {
+    sync: bool,
+    update: bool,
+}
+
+impl Rights {
+    fn of(state: &AppState, caller: &Caller, app: &Application) -> Self {
+        Self {
+            sync: access::can(state, caller, AppAction::Sync, app),
+            update: access::can(state, caller, AppAction::Update, app),
+        }
+    }
+}
+
+fn summary(
+    app: &Application,
+    commit: Option<&details::CommitInfo>,
+    caller: &Caller,
+    rights: Rights,
+) -> Markup {
     let st = app.status.clone().unwrap_or_default();
     let key = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
     let base = format!("/applications/{key}");
@@ -655,7 +680,7 @@ fn summary(app: &Application, commit: Option<&details::CommitInfo>, caller: &Cal
                             p.muted { (op.message) }
                         } @else { p.muted { "No operation yet." } }
                     }
-                    @if caller.role == Role::Admin {
+                    @if rights.update {
                         (action_form(&base, "suspend-toggle", caller, if app.spec.suspend { "Resume" } else { "Suspend" },
                             if app.spec.suspend { "Resume automated sync and self-heal?" } else { "Suspend automated sync and self-heal?" }, html!{}))
                     }
@@ -689,8 +714,8 @@ fn action_form(
     }
 }
 
-fn actions(base: &str, caller: &Caller) -> Markup {
-    if caller.role != Role::Admin {
+fn actions(base: &str, caller: &Caller, rights: Rights) -> Markup {
+    if !rights.sync {
         return html! { div.actions { span.badge.tag { "read-only" } } };
     }
     let url = format!("{base}/actions/sync");
@@ -809,6 +834,7 @@ async fn tab_content(
     tab: &str,
     base: &str,
     caller: &Caller,
+    rights: Rights,
     revision: Option<&str>,
 ) -> Markup {
     match tab {
@@ -846,7 +872,7 @@ async fn tab_content(
                             td { span class={ "badge p-" (h.entry.result) } { (h.entry.result) }
                                 @if h.entry.attempts > 1 { div.muted { (h.entry.attempts) " syncs, " (h.entry.failures) " failed" } }
                                 @if let Some(e) = &h.entry.last_error { div.muted title=(e) { "last error: " (e.chars().take(120).collect::<String>()) } } }
-                            td { @if caller.role == Role::Admin {
+                            td { @if rights.sync {
                                 (action_form(base, "rollback", caller, "Roll back",
                                     &format!("Roll back to history entry {} ({})? Automated sync is suspended until resumed.", h.entry.id, h.entry.revision.get(..7).unwrap_or(&h.entry.revision)),
                                     html! { input type="hidden" name="id" value=(h.entry.id); }))
@@ -870,7 +896,7 @@ async fn app_page(
     Path((ns, name)): Path<(String, String)>,
     Query(q): Query<AppQuery>,
 ) -> Response {
-    let app = match ops::find(&state, &ns, &name) {
+    let app = match access::authorize(&state, &caller, AppAction::Get, &ns, &name) {
         Ok(a) => a,
         Err(e) => return error_page(&caller, &e),
     };
@@ -884,13 +910,23 @@ async fn app_page(
         Some(r) => details::commit_info(&state, &app, r).await,
         None => None,
     };
-    let content = tab_content(&state, &app, tab, &base, &caller, q.revision.as_deref()).await;
+    let rights = Rights::of(&state, &caller, &app);
+    let content = tab_content(
+        &state,
+        &app,
+        tab,
+        &base,
+        &caller,
+        rights,
+        q.revision.as_deref(),
+    )
+    .await;
     let tab_url = format!("{base}?tab={tab}");
     let body = html! {
         p.muted { a href="/applications" { "Applications" } " / " (ns) }
-        h1 { (name) (actions(&base, &caller)) }
+        h1 { (name) (actions(&base, &caller, rights)) }
         @if let Some(f) = &q.flash { div.panel role="status" { (f) } }
-        (summary(&app, commit.as_ref(), &caller))
+        (summary(&app, commit.as_ref(), &caller, rights))
         nav.tabs aria-label="Sections" {
             @for (t, label) in [("resources", "Resources"), ("diff", "Diff"), ("events", "Events"), ("history", "History")] {
                 a href={ (base) "?tab=" (t) } aria-current=[(t == tab).then_some("page")] { (label) }
@@ -911,7 +947,7 @@ async fn object_page(
     Path((ns, name)): Path<(String, String)>,
     Query(q): Query<ObjectQuery>,
 ) -> Response {
-    let app = match ops::find(&state, &ns, &name) {
+    let app = match access::authorize(&state, &caller, AppAction::Get, &ns, &name) {
         Ok(a) => a,
         Err(e) => return error_page(&caller, &e),
     };
@@ -1002,14 +1038,14 @@ async fn action(
                     "Sync requested".to_owned()
                 })
             }
-            "refresh" => ops::refresh(&state, &ns, &name, false)
+            "refresh" => ops::refresh(&state, &caller, &ns, &name, false)
                 .await
                 .map(|_| "Refresh requested".to_owned()),
-            "hard-refresh" => ops::refresh(&state, &ns, &name, true)
+            "hard-refresh" => ops::refresh(&state, &caller, &ns, &name, true)
                 .await
                 .map(|_| "Hard refresh requested".to_owned()),
             "suspend-toggle" => {
-                let app = ops::find(&state, &ns, &name)?;
+                let app = access::authorize(&state, &caller, AppAction::Update, &ns, &name)?;
                 let suspend = !app.spec.suspend;
                 ops::set_suspend(&state, &caller, &ns, &name, suspend).await?;
                 Ok(if suspend {

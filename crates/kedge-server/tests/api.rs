@@ -577,23 +577,7 @@ async fn api_endpoints_auth_roles_and_pages() {
     assert_eq!(r.status(), 403);
 
     // Live events: the stream says hello, reports a change, and ends at shutdown.
-    let mut sse = c
-        .get(format!("{base}/ui/events"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sse.status(), 200);
-    let mut seen = String::new();
-    let deadline = tokio::time::Instant::now() + STEP;
-    while !seen.contains("event: hello") {
-        let chunk = tokio::time::timeout_at(deadline, sse.chunk())
-            .await
-            .expect("hello in time")
-            .unwrap()
-            .expect("chunk");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let mut sse = Live::open(&c, &base, &cookie).await;
     assert_eq!(
         c.post(api(&format!("/{ns}/other-a/refresh")))
             .bearer_auth(&token)
@@ -603,15 +587,7 @@ async fn api_endpoints_auth_roles_and_pages() {
             .status(),
         202
     );
-    let want = format!("data: {ns}/other-a");
-    while !seen.contains(&want) {
-        let chunk = tokio::time::timeout_at(deadline, sse.chunk())
-            .await
-            .expect("change in time")
-            .unwrap()
-            .expect("chunk");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    sse.until(&format!("data: {ns}/other-a")).await;
     // Log out: the token stops working.
     let r = c
         .delete(format!("{base}/api/v1/session"))
@@ -632,7 +608,7 @@ async fn api_endpoints_auth_roles_and_pages() {
 
     running.stop().await;
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Ok(Some(_)) = sse.chunk().await {}
+        while let Ok(Some(_)) = sse.response.chunk().await {}
     })
     .await;
     assert!(ended.is_ok(), "the event stream ends at shutdown");

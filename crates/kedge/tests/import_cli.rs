@@ -226,7 +226,7 @@ fn a_file_converts_with_notes_and_exits_zero_or_names_what_is_lost() {
     std::fs::write(
         &lost,
         "apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {name: team-a}\nspec:\n  sourceRepos: ['*']\n  \
-         roles: [{name: ci}]\n",
+         signatureKeys: [{keyID: 4AEE18F83AFDEB23}]\n",
     )
     .unwrap();
     let out = kedge()
@@ -238,7 +238,7 @@ fn a_file_converts_with_notes_and_exits_zero_or_names_what_is_lost() {
     assert_eq!(
         text(&out.stderr),
         format!(
-            "{}:6: spec.roles: not converted: project roles (UI and API access) are not supported yet (issue 17)\n",
+            "{}:6: spec.signatureKeys: not converted: Kedge verifies signatures per application (spec.source.verify), not per project\n",
             lost.display()
         )
     );

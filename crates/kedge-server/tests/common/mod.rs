@@ -232,6 +232,58 @@ pub fn http() -> reqwest::Client {
         .expect("client")
 }
 
+/// The UI's live-update stream of one session, and what it has sent so far.
+pub struct Live {
+    /// The response being read.
+    pub response: reqwest::Response,
+    /// Everything read so far.
+    pub seen: String,
+}
+
+impl Live {
+    /// Opens the stream of the session `cookie` and reads until its hello.
+    pub async fn open(c: &reqwest::Client, base: &str, cookie: &str) -> Live {
+        let response = c
+            .get(format!("{base}/ui/events"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("event stream");
+        assert_eq!(response.status(), 200);
+        let mut live = Live {
+            response,
+            seen: String::new(),
+        };
+        live.until("event: hello").await;
+        live
+    }
+
+    /// Reads until `want` has been sent (within [`STEP`]).
+    pub async fn until(&mut self, want: &str) {
+        let deadline = tokio::time::Instant::now() + STEP;
+        while !self.seen.contains(want) {
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .unwrap_or_else(|_| panic!("{want:?} in time; read: {}", self.seen))
+                .expect("stream")
+                .expect("chunk");
+            self.seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+/// The text of a UI page read with the session `cookie`.
+pub async fn page_text(c: &reqwest::Client, url: String, cookie: &str) -> String {
+    c.get(url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("page text")
+}
+
 /// Logs in over the API; returns (token, csrf token).
 pub async fn login(base: &str, user: &str, password: &str) -> (String, String) {
     let r = http()

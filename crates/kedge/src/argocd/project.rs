@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::located::{Seg, key};
+use super::located::{Seg, index, key};
 use super::{Cx, SERVER_SET_METADATA, WRITTEN_BY_APPLIERS};
 
 /// The fields Kedge's Project has, with the same meaning.
@@ -36,6 +36,12 @@ pub(crate) fn convert(cx: &mut Cx<'_>) -> Option<Value> {
                     let fp = key(&p, field);
                     if CARRIED.contains(&field.as_str()) {
                         spec.insert(field.clone(), fv.clone());
+                    } else if field == "roles" {
+                        let project = value
+                            .pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        spec.insert(field.clone(), roles(cx, &fp, project, fv));
                     } else {
                         cx.lost(&fp, reason(field));
                     }
@@ -63,7 +69,6 @@ pub(crate) fn convert(cx: &mut Cx<'_>) -> Option<Value> {
 /// Why an AppProject field is not carried over.
 fn reason(field: &str) -> &'static str {
     match field {
-        "roles" => "project roles (UI and API access) are not supported yet (issue 17)",
         "signatureKeys" => {
             "Kedge verifies signatures per application (spec.source.verify), not per project"
         }
@@ -71,6 +76,43 @@ fn reason(field: &str) -> &'static str {
         "permitOnlyProjectScopedClusters" => "Kedge has no project-scoped clusters",
         _ => "a field of AppProject that Kedge does not read",
     }
+}
+
+/// The project's roles: name, description, groups, and the policy lines Kedge's API has actions for; the others, and
+/// the tokens (Argo CD signed them, so Kedge cannot check them), are reported.
+fn roles(cx: &mut Cx<'_>, path: &[Seg], project: &str, roles: &Value) -> Value {
+    let mut out = Vec::new();
+    for (i, role) in roles.as_array().into_iter().flatten().enumerate() {
+        let rp = index(path, i);
+        let name = role.get("name").and_then(Value::as_str).unwrap_or_default();
+        let mut kept = Map::new();
+        for (k, v) in role.as_object().into_iter().flatten() {
+            let p = key(&rp, k);
+            match k.as_str() {
+                "name" | "description" | "groups" => {
+                    kept.insert(k.clone(), v.clone());
+                }
+                "policies" => {
+                    let mut lines = Vec::new();
+                    for (j, line) in v.as_array().into_iter().flatten().enumerate() {
+                        let text = line.as_str().unwrap_or_default();
+                        match kedge_api::parse_policy(project, name, text) {
+                            Ok(_) => lines.push(line.clone()),
+                            Err(why) => cx.lost(&index(&p, j), why),
+                        }
+                    }
+                    kept.insert(k.clone(), Value::Array(lines));
+                }
+                "jwtTokens" => cx.lost(
+                    &p,
+                    "tokens Argo CD signed cannot be checked by Kedge; issue new ones with `kedge project token create`",
+                ),
+                _ => cx.lost(&p, "not a field of a project role"),
+            }
+        }
+        out.push(Value::Object(kept));
+    }
+    Value::Array(out)
 }
 
 fn metadata(cx: &mut Cx<'_>, path: &[Seg], meta: &Value, out: &mut Map<String, Value>) {

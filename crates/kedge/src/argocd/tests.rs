@@ -564,7 +564,9 @@ fn app_projects_become_projects_with_what_kedge_enforces() {
                  spec:\n  description: Team A\n  sourceRepos: ['https://github.com/acme/*']\n  destinations:\n\
                  \x20 - {server: 'https://kubernetes.default.svc', namespace: 'team-a-*'}\n\
                  \x20 clusterResourceWhitelist: [{group: '', kind: Namespace}]\n  sourceNamespaces: [team-a]\n\
-                 \x20 roles:\n  - {name: ci, policies: ['p, proj:team-a:ci, applications, sync, team-a/*, allow']}\n";
+                 \x20 roles:\n  - {name: ci, policies: ['p, proj:team-a:ci, applications, sync, team-a/*, allow',\
+                 \x20 'p, proj:team-a:ci, applications, delete, team-a/*, allow'], groups: [team-a-ci],\
+                 \x20 jwtTokens: [{iat: 1, id: x}]}\n";
     let c = run(input);
     assert_eq!(
         c.documents,
@@ -577,14 +579,22 @@ fn app_projects_become_projects_with_what_kedge_enforces() {
                 "destinations": [{ "server": "https://kubernetes.default.svc", "namespace": "team-a-*" }],
                 "clusterResourceWhitelist": [{ "group": "", "kind": "Namespace" }],
                 "sourceNamespaces": ["team-a"],
+                "roles": [{
+                    "name": "ci",
+                    "policies": ["p, proj:team-a:ci, applications, sync, team-a/*, allow"],
+                    "groups": ["team-a-ci"],
+                }],
             }
         })]
     );
     let reasons: Vec<String> = c.diagnostics.iter().map(ToString::to_string).collect();
-    assert_eq!(
-        reasons,
-        [
-            "13: spec.roles: not converted: project roles (UI and API access) are not supported yet (issue 17)"
-        ]
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[1].contains("spec.roles[0].policies[1]: not converted: action \"delete\""),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[0].contains("spec.roles[0].jwtTokens: not converted: tokens Argo CD signed"),
+        "{reasons:?}"
     );
 }
