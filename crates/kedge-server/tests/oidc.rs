@@ -236,6 +236,27 @@ impl Browser {
         panic!("the provider did not send the browser back: {}", page.url);
     }
 
+    /// The names of the applications `GET /api/v1/applications` lists for this browser's session.
+    async fn app_names(&self, base: &str) -> Vec<String> {
+        let r = self
+            .http
+            .get(format!("{base}/api/v1/applications"))
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.unwrap();
+        let mut names: Vec<String> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     /// The JSON of `GET /api/v1/session` with this browser's cookies.
     async fn whoami(&self, base: &str) -> (StatusCode, Value) {
         let r = self
@@ -337,6 +358,28 @@ async fn start(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidc_logins_through_a_real_provider() {
     let (env, running, provider, base) = start("srv-oidc", false, "127.0.0.1").await;
+    // Project `team` lets group team-a see its applications; `other` is in no project of theirs.
+    apply_project(
+        &env,
+        "team",
+        serde_json::json!({
+            "sourceRepos": ["*"],
+            "destinations": [{ "server": "*", "namespace": "*" }],
+            "roles": [{ "name": "viewer", "groups": ["team-a"], "policies": [
+                "p, proj:team:viewer, applications, get, team/*, allow",
+            ] }],
+        }),
+    )
+    .await;
+    env.create_app_with(
+        "web",
+        "app",
+        serde_json::json!({}),
+        serde_json::json!({ "project": "team" }),
+        serde_json::json!({}),
+    )
+    .await;
+    env.create_app("other", "app", serde_json::json!({})).await;
 
     // The login page offers SSO, keeping the page to return to.
     let mut anonymous = Browser::new();
@@ -368,6 +411,12 @@ async fn oidc_logins_through_a_real_provider() {
     assert_eq!(who["user"], "alice");
     assert_eq!(who["role"], "none");
     assert_eq!(who["groups"], serde_json::json!(["team-a"]));
+    // What she sees comes from the project roles that name her group.
+    wait_for(STEP, POLL, || async {
+        (alice.app_names(&base).await == ["web"]).then_some(())
+    })
+    .await
+    .expect("alice sees the application of her group's project, and only that");
     // The same callback once more: the login it belonged to is over (and the code was used).
     let again = Browser::new().get(&callback).await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST, "{}", again.body);
@@ -396,6 +445,11 @@ async fn oidc_logins_through_a_real_provider() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    wait_for(STEP, POLL, || async {
+        (root.app_names(&base).await == ["other", "web"]).then_some(())
+    })
+    .await
+    .expect("an admin sees every application");
 
     // Without preferred_username, the email names the user; without either, the subject.
     for (login, name) in [("mail", "mail@example.test"), ("nameless", "nameless")] {
@@ -405,6 +459,11 @@ async fn oidc_logins_through_a_real_provider() {
         let (_, who) = b.whoami(&base).await;
         assert_eq!(who["user"], name);
         assert_eq!(who["groups"], serde_json::json!([]));
+        assert_eq!(who["role"], "none");
+        assert!(
+            b.app_names(&base).await.is_empty(),
+            "no group, no role: nothing"
+        );
     }
 
     // More groups than a session cookie holds: a clear error, not a cookie the browser would drop.
