@@ -175,8 +175,33 @@ struct Claims {
     /// Expiry, Unix seconds.
     e: u64,
     /// The account's session generation when the session was opened (see [`generation`]): a changed password ends
-    /// its sessions.
+    /// its sessions. Empty for an OIDC session.
     g: String,
+    /// Where the session comes from; absent (as in every token made before OIDC logins) for an account of
+    /// `kedge-users`.
+    #[serde(default, skip_serializing_if = "SessionKind::is_account")]
+    k: SessionKind,
+    /// The groups of an OIDC login (its groups claim when it logged in).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    gs: Vec<String>,
+}
+
+/// Where a session comes from.
+#[derive(Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+enum SessionKind {
+    /// A password login of an account in `kedge-users`: checked against the account at each request.
+    #[default]
+    Account,
+    /// A login through the OIDC provider: no local account; the role comes from the groups (see
+    /// [`crate::oidc::OidcConfig::role_of`]), with the configuration in force at each request.
+    Oidc,
+}
+
+impl SessionKind {
+    fn is_account(&self) -> bool {
+        *self == SessionKind::Account
+    }
 }
 
 /// Login sessions: signed tokens (HMAC-SHA256 with a key kept in Secret `kedge-session-key`, created at first use),
@@ -218,7 +243,7 @@ impl Sessions {
 /// Version 2 tokens carry a session generation; version 1 tokens (a tag of the password) are no longer accepted.
 const TOKEN_PREFIX: &str = "v2.";
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -264,6 +289,44 @@ fn sign(key: &[u8], claims: &Claims) -> String {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let body = b64.encode(serde_json::to_vec(claims).unwrap_or_default());
     format!("{TOKEN_PREFIX}{body}.{}", b64.encode(mac(key, &body)))
+}
+
+/// `<value>.<signature>`, both base64url, of a value other than a session (e.g. a login in progress): the MAC covers
+/// `domain`, so that a value signed for one use is never accepted for another (nor as a session token).
+pub(crate) fn sign_value<T: Serialize>(key: &[u8], domain: &str, value: &T) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let body = b64.encode(serde_json::to_vec(value).unwrap_or_default());
+    let tag = hmac_parts(
+        key,
+        &[b"kedge-value\0", domain.as_bytes(), b"\0", body.as_bytes()],
+    );
+    format!("{body}.{}", b64.encode(tag))
+}
+
+/// The value of a [`sign_value`] text signed with this key for `domain`.
+pub(crate) fn verify_value<T: serde::de::DeserializeOwned>(
+    key: &[u8],
+    domain: &str,
+    signed: &str,
+) -> Option<T> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (body, signature) = signed.split_once('.')?;
+    let signature = b64.decode(signature).ok()?;
+    let tag = hmac_parts(
+        key,
+        &[b"kedge-value\0", domain.as_bytes(), b"\0", body.as_bytes()],
+    );
+    if !bool::from(tag.ct_eq(&signature)) {
+        return None;
+    }
+    serde_json::from_slice(&b64.decode(body).ok()?).ok()
+}
+
+/// The key that signs sessions and other values of the server.
+pub(crate) async fn session_key(state: &AppState) -> Result<Arc<Vec<u8>>, ApiError> {
+    state.inner.sessions.key(state).await
 }
 
 /// The claims of a token this key signed and that has not expired.
@@ -941,6 +1004,8 @@ pub async fn login(
             c: csrf.clone(),
             e: unix_now() + state.config().session_ttl.as_secs(),
             g: generation(&key, user, &salt),
+            k: SessionKind::Account,
+            gs: Vec::new(),
         },
     );
     tracing::info!(user, "login");
@@ -980,12 +1045,44 @@ pub async fn logout(state: &AppState, token: &str) {
     }
 }
 
-/// The account and CSRF token of a valid session token, checked against the current accounts (a removed account or
-/// a changed password ends its sessions; the role is the account's current one).
-async fn session(
+/// A valid session.
+struct Session {
+    user: String,
+    role: Role,
+    csrf: String,
+    /// The groups of an OIDC session (`None` for an account's session: its groups are the account's).
+    groups: Option<Vec<String>>,
+}
+
+/// Opens a session for a user who logged in through the OIDC provider, in `groups` (sorted, without duplicates);
+/// returns the token and the groups.
+pub(crate) async fn open_oidc_session(
     state: &AppState,
-    token: &str,
-) -> Result<Option<(String, Role, String)>, ApiError> {
+    user: &str,
+    mut groups: Vec<String>,
+) -> Result<(String, Vec<String>), ApiError> {
+    groups.sort_unstable();
+    groups.dedup();
+    let key = state.inner.sessions.key(state).await?;
+    let token = sign(
+        &key,
+        &Claims {
+            u: user.to_owned(),
+            c: random_hex(16),
+            e: unix_now() + state.config().session_ttl.as_secs(),
+            g: String::new(),
+            k: SessionKind::Oidc,
+            gs: groups.clone(),
+        },
+    );
+    Ok((token, groups))
+}
+
+/// The session of a valid session token. An account's session is checked against the current accounts (a removed
+/// account or a changed password ends its sessions; the role is the account's current one); an OIDC session needs
+/// no account, and its role comes from its groups with the current OIDC configuration (it ends when OIDC is no
+/// longer configured).
+async fn session(state: &AppState, token: &str) -> Result<Option<Session>, ApiError> {
     if !token.starts_with(TOKEN_PREFIX) {
         return Ok(None);
     }
@@ -995,6 +1092,14 @@ async fn session(
     };
     if state.inner.sessions.is_revoked(token) {
         return Ok(None);
+    }
+    if claims.k == SessionKind::Oidc {
+        return Ok(state.config().oidc.as_ref().map(|oidc| Session {
+            role: oidc.role_of(&claims.gs),
+            user: claims.u,
+            csrf: claims.c,
+            groups: Some(claims.gs),
+        }));
     }
     let accounts = accounts(state, false).await?;
     Ok(accounts
@@ -1008,7 +1113,12 @@ async fn session(
             );
             bool::from(g.as_bytes().ct_eq(claims.g.as_bytes()))
         })
-        .map(|a| (claims.u.clone(), a.role, claims.c.clone())))
+        .map(|a| Session {
+            user: claims.u.clone(),
+            role: a.role,
+            csrf: claims.c.clone(),
+            groups: None,
+        }))
 }
 
 /// Sets up the accounts at start: creates the initial admin password when there is no admin yet (and the server is
@@ -1020,13 +1130,19 @@ pub async fn start_accounts(state: &AppState) -> Result<(), ApiError> {
     accounts(state, true).await.map(|_| ())
 }
 
-/// The `Set-Cookie` value for a new session.
-pub fn session_cookie(state: &AppState, headers: &HeaderMap, token: &str) -> String {
-    let secure = state.config().secure_cookies
+/// Whether cookies set in answer to this request are `Secure`: when the server is configured so, or the request
+/// came through a proxy over TLS (`X-Forwarded-Proto: https`).
+pub(crate) fn secure_request(state: &AppState, headers: &HeaderMap) -> bool {
+    state.config().secure_cookies
         || headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+/// The `Set-Cookie` value for a new session.
+pub fn session_cookie(state: &AppState, headers: &HeaderMap, token: &str) -> String {
+    let secure = secure_request(state, headers);
     format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         state.config().session_ttl.as_secs(),
@@ -1053,7 +1169,7 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -1075,11 +1191,14 @@ pub async fn authenticate(
             let key = state.inner.sessions.key(state).await?;
             return Ok(project_caller(state, &key, &token));
         }
-        if let Some((user, role, _)) = session(state, &token).await? {
-            let groups = accounts(state, false).await?.groups_of(&user);
+        if let Some(s) = session(state, &token).await? {
+            let groups = match s.groups {
+                Some(g) => g,
+                None => accounts(state, false).await?.groups_of(&s.user),
+            };
             return Ok(Some(Caller {
-                user,
-                role,
+                user: s.user,
+                role: s.role,
                 groups,
                 project_role: None,
                 via: Via::Bearer,
@@ -1098,15 +1217,18 @@ pub async fn authenticate(
             }));
     }
     if let Some(token) = cookie(headers, SESSION_COOKIE)
-        && let Some((user, role, csrf)) = session(state, &token).await?
+        && let Some(s) = session(state, &token).await?
     {
-        let groups = accounts(state, false).await?.groups_of(&user);
+        let groups = match s.groups {
+            Some(g) => g,
+            None => accounts(state, false).await?.groups_of(&s.user),
+        };
         return Ok(Some(Caller {
-            user,
-            role,
+            user: s.user,
+            role: s.role,
             groups,
             project_role: None,
-            via: Via::Cookie { csrf },
+            via: Via::Cookie { csrf: s.csrf },
         }));
     }
     Ok(None)
@@ -1277,6 +1399,8 @@ mod tests {
             c: "csrf".into(),
             e: 2_000,
             g: generation(&key, "admin", "c2FsdHNhbHRzYWx0"),
+            k: SessionKind::Account,
+            gs: Vec::new(),
         };
         let token = sign(&key, &claims);
         assert_eq!(verify(&key, &token, 1_000), Some(claims.clone()));
@@ -1319,6 +1443,46 @@ mod tests {
         // A token of the previous format (a password tag instead of a generation) is refused.
         let v1 = token.replacen(TOKEN_PREFIX, "v1.", 1);
         assert_eq!(verify(&key, &v1, 1_000), None);
+    }
+
+    #[test]
+    fn tokens_made_before_oidc_logins_stay_valid_and_oidc_sessions_carry_their_groups() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let key = random_bytes(32);
+        // A token as signed before sessions had a kind: the same claims, no `k` or `gs`.
+        let body = b64.encode(br#"{"u":"admin","c":"csrf","e":2000,"g":"abc"}"#);
+        let old = format!("{TOKEN_PREFIX}{body}.{}", b64.encode(mac(&key, &body)));
+        let claims = verify(&key, &old, 1_000).expect("an old token verifies");
+        assert_eq!(claims.k, SessionKind::Account);
+        assert!(claims.gs.is_empty());
+        // An account's token is still written as before.
+        assert_eq!(sign(&key, &claims), old);
+        let oidc = Claims {
+            u: "alice".into(),
+            c: "csrf".into(),
+            e: 2_000,
+            g: String::new(),
+            k: SessionKind::Oidc,
+            gs: vec!["team-a".into()],
+        };
+        assert_eq!(verify(&key, &sign(&key, &oidc), 1_000), Some(oidc));
+    }
+
+    #[test]
+    fn signed_values_verify_only_for_their_use() {
+        let key = random_bytes(32);
+        let signed = sign_value(&key, "flow", &vec!["x".to_owned()]);
+        assert_eq!(
+            verify_value::<Vec<String>>(&key, "flow", &signed),
+            Some(vec!["x".to_owned()])
+        );
+        assert_eq!(verify_value::<Vec<String>>(&key, "other", &signed), None);
+        assert_eq!(
+            verify_value::<Vec<String>>(&random_bytes(32), "flow", &signed),
+            None
+        );
+        assert_eq!(verify(&key, &format!("{TOKEN_PREFIX}{signed}"), 0), None);
     }
 
     #[test]
@@ -1468,6 +1632,8 @@ mod tests {
                 c: String::new(),
                 e: 200,
                 g: String::new(),
+                k: SessionKind::Account,
+                gs: Vec::new(),
             },
         );
         assert_eq!(verify_project_token(&key, &session, 150), None);

@@ -8,6 +8,7 @@
 //! | --- | --- |
 //! | `/api/v1/...` | JSON API (see `/api/v1/openapi.json`); bearer token or session cookie |
 //! | `/api/webhook` | push events from GitHub, GitLab, Gitea/Forgejo and Bitbucket |
+//! | `/auth/login`, `/auth/callback` | login through an OpenID Connect provider, when configured ([`oidc`]) |
 //! | `/`, `/applications/...`, `/clusters`, `/login` | the web UI (server-rendered, htmx, live through server-sent events) |
 
 use std::sync::{Arc, Mutex};
@@ -27,12 +28,14 @@ pub mod details;
 pub mod error;
 pub mod limit;
 pub mod live;
+pub mod oidc;
 mod openapi;
 pub mod ops;
 mod ui;
 pub mod webhook;
 
 pub use error::ApiError;
+pub use oidc::OidcConfig;
 
 /// Name of the Secret holding the generated admin password (key `password`).
 pub const ADMIN_SECRET: &str = "kedge-initial-admin";
@@ -62,6 +65,8 @@ pub struct ServerConfig {
     pub login_limits: limit::LoginLimits,
     /// Accept unsigned pushes from a Git provider that has no secret in Secret `kedge-webhook` (otherwise refused).
     pub webhook_allow_unsigned: bool,
+    /// Login through an OpenID Connect provider (off when `None`); see [`oidc`].
+    pub oidc: Option<OidcConfig>,
 }
 
 impl ServerConfig {
@@ -76,6 +81,7 @@ impl ServerConfig {
             create_admin_secret: true,
             login_limits: limit::LoginLimits::default(),
             webhook_allow_unsigned: false,
+            oidc: None,
         }
     }
 }
@@ -92,6 +98,7 @@ struct Inner {
     sessions: auth::Sessions,
     accounts: auth::AccountCache,
     limiter: limit::LoginLimiter,
+    oidc: oidc::OidcState,
     live: broadcast::Sender<live::Change>,
     commits: Mutex<details::CommitCache>,
     /// Events recording who asked for what (audit).
@@ -108,6 +115,7 @@ impl AppState {
                 sessions: auth::Sessions::default(),
                 accounts: auth::AccountCache::default(),
                 limiter: limit::LoginLimiter::new(config.login_limits.clone()),
+                oidc: oidc::OidcState::default(),
                 live: tx,
                 commits: Mutex::new(details::CommitCache::default()),
                 recorder: kedge_controller::events::EventRecorder::new(
@@ -165,6 +173,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(webhook::routes())
         .merge(ui::routes())
+        .merge(oidc::routes())
         .merge(assets::routes())
         .with_state(state)
 }

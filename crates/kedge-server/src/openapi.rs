@@ -61,8 +61,9 @@ pub fn document() -> Value {
                         "properties": { "username": { "type": "string" }, "password": { "type": "string" } } } } } },
                     "responses": responses("200", sref("Session"))
                 },
-                "get": { "summary": "The current account", "responses": responses("200", json!({ "type": "object",
-                    "properties": { "user": { "type": "string" }, "role": { "enum": ["admin", "readonly"] } } })) },
+                "get": { "summary": "The current account (or OIDC user) and its groups", "responses": responses("200", json!({ "type": "object",
+                    "properties": { "user": { "type": "string" }, "role": { "enum": ["admin", "readonly", "none"] },
+                        "groups": { "type": "array", "items": { "type": "string" } } } })) },
                 "delete": { "summary": "Log out", "responses": { "204": { "description": "Logged out" } } }
             },
             "/api/v1/applications": {

@@ -154,18 +154,31 @@ struct NextQuery {
     next: Option<String>,
 }
 
-fn safe_next(next: Option<&str>) -> String {
+/// The local page to go to after a login: a path of this server (`/...`), never another site (`//host`, `/\\host`,
+/// a scheme, or control characters that browsers drop, e.g. `/\t/host`); otherwise the application list.
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control) =>
+        {
+            n.to_owned()
+        }
         _ => "/applications".into(),
     }
 }
 
-fn login_form(next: &str, error: Option<&str>) -> Markup {
+fn login_form(next: &str, error: Option<&str>, sso: bool) -> Markup {
     html! {
         div.login.panel {
             h1 { "Sign in to Kedge" }
             @if let Some(e) = error { p.error role="alert" { (e) } }
+            @if sso {
+                p { a.button.primary href={ "/auth/login?next=" (auth::encode_component(next)) } { "Log in with SSO" } }
+                p.muted { "Or with a Kedge account:" }
+            }
             form method="post" action="/login" {
                 input type="hidden" name="next" value=(next);
                 label { "Username" input type="text" name="username" autocomplete="username" required autofocus value="admin"; }
@@ -188,7 +201,55 @@ async fn login_page(
     if let Ok(Some(_)) = auth::authenticate(&state, &headers).await {
         return Redirect::to(&next).into_response();
     }
-    page(StatusCode::OK, "Sign in", None, login_form(&next, None))
+    page(
+        StatusCode::OK,
+        "Sign in",
+        None,
+        login_form(&next, None, state.config().oidc.is_some()),
+    )
+}
+
+/// The login page with an error (a failed SSO login).
+pub(crate) fn login_error_page(
+    state: &AppState,
+    status: StatusCode,
+    message: &str,
+    next: &str,
+) -> Response {
+    page(
+        status,
+        "Sign in",
+        None,
+        login_form(next, Some(message), state.config().oidc.is_some()),
+    )
+}
+
+/// The page that ends an SSO login: it goes on to `next` (a local path) from this server's own page, so that the
+/// browser sends the new session cookie (`SameSite=Strict`) with that request, which a redirect from the identity
+/// provider's site would not.
+pub(crate) fn continue_page(next: &str) -> Response {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content={ "0;url=" (next) };
+                title { "Signed in · Kedge" }
+                link rel="stylesheet" href={ "/assets/kedge.css?v=" (crate::assets::VERSION) };
+            }
+            body {
+                main id="content" {
+                    p { "Signed in. " a href=(next) { "Continue" } }
+                }
+            }
+        }
+    };
+    (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        markup,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -212,7 +273,7 @@ async fn login_submit(
             e.status,
             "Sign in",
             None,
-            login_form(&next, Some(&e.message)),
+            login_form(&next, Some(&e.message), state.config().oidc.is_some()),
         );
     }
     match auth::login(&state, f.username.trim(), &f.password, client).await {
@@ -229,7 +290,7 @@ async fn login_submit(
                 e.status,
                 "Sign in",
                 None,
-                login_form(&next, Some(&e.message)),
+                login_form(&next, Some(&e.message), state.config().oidc.is_some()),
             );
             if let Some(secs) = e.retry_after {
                 resp.headers_mut()

@@ -22,7 +22,7 @@ enum Command {
     /// apply, and print them.
     Render(cli::render::RenderArgs),
     /// Run the controller: keep every Application equal to Git.
-    Run(cli::run::RunArgs),
+    Run(Box<cli::run::RunArgs>),
     /// Install the Application CRD, a namespace, RBAC and the controller Deployment (or print them).
     Install(cli::install::InstallArgs),
     /// Work with Applications: create, list, get, diff, sync, history, rollback, suspend, resume, refresh, wait, delete.
@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Render(args) => cli::render::run(args).map(|()| 0),
-        Command::Run(args) => cli::run::run(&cli.kube, args).map(|()| 0),
+        Command::Run(args) => cli::run::run(&cli.kube, *args).map(|()| 0),
         Command::Install(args) => cli::install::run(&cli.kube, args).map(|()| 0),
         Command::App(cmd) => cli::app::run(&cli.kube, cmd),
         Command::Cluster(cmd) => cli::cluster::run(&cli.kube, cmd),

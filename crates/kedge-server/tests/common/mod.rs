@@ -130,6 +130,8 @@ impl ServerEnv for Env {
         config.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
         config.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port)));
         run(&mut config);
+        // `run` may choose the address (a test that must know it before the server starts).
+        let port = config.listen.map_or(port, |a| a.port());
         let mut server = kedge_server::ServerConfig::new(self.ns());
         configure(&mut server);
         let routes = kedge_server::route_builder(server);

@@ -45,6 +45,50 @@ pub struct RunArgs {
     /// application's page there.
     #[arg(long, value_name = "URL")]
     pub ui_url: Option<String>,
+    /// Log in through this OpenID Connect provider (its issuer URL, e.g. https://dex.example.com): the login page
+    /// offers "Log in with SSO". Needs --ui-url (the provider sends the browser back to <ui-url>/auth/callback,
+    /// which must be registered there) and --oidc-client-id; the client secret is read from Secret `kedge-oidc`
+    /// (key `clientSecret`) in Kedge's namespace at each login.
+    #[arg(long, value_name = "URL", requires = "oidc_client_id")]
+    pub oidc_issuer: Option<String>,
+    /// The client ID registered at the OIDC provider.
+    #[arg(long, value_name = "ID", requires = "oidc_issuer")]
+    pub oidc_client_id: Option<String>,
+    /// Scopes asked of the OIDC provider (comma-separated; `openid` is always asked for). Some providers have no
+    /// `groups` scope and put the groups claim in the token anyway: leave it out for them.
+    #[arg(
+        long,
+        value_name = "SCOPES",
+        value_delimiter = ',',
+        default_value = "openid,profile,email,groups",
+        requires = "oidc_issuer"
+    )]
+    pub oidc_scopes: Vec<String>,
+    /// The claim of the ID token (or, when absent there, of the userinfo answer) that lists the user's groups.
+    #[arg(
+        long,
+        value_name = "CLAIM",
+        default_value = "groups",
+        requires = "oidc_issuer"
+    )]
+    pub oidc_groups_claim: String,
+    /// OIDC groups (comma-separated) whose members are admins.
+    #[arg(
+        long,
+        value_name = "GROUPS",
+        value_delimiter = ',',
+        requires = "oidc_issuer"
+    )]
+    pub oidc_admin_groups: Vec<String>,
+    /// OIDC groups (comma-separated) whose members may read everything. Users in neither list have no rights of
+    /// their own: the project roles that list one of their groups decide what they may see and do.
+    #[arg(
+        long,
+        value_name = "GROUPS",
+        value_delimiter = ',',
+        requires = "oidc_issuer"
+    )]
+    pub oidc_readonly_groups: Vec<String>,
     /// Serve only probes (and metrics on --metrics-listen): no API, web UI or webhooks.
     #[arg(long)]
     pub no_ui: bool,
@@ -149,6 +193,8 @@ pub fn default_cache_dir(sub: &str) -> PathBuf {
 /// released and the process exits. Whatever still waits after that and a few more seconds does not hold the exit: a
 /// watchdog thread ends the process. A second signal ends it at once.
 pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
+    // Flags that do not fit together are refused before anything starts.
+    let oidc = oidc_config(&args)?;
     // Before anything builds a TLS client (the trace exporter's included).
     kedge_source::install_crypto_provider();
     let identity = args.identity.clone().unwrap_or_else(|| {
@@ -239,6 +285,7 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
                 "--webhook-allow-unsigned has no effect with --no-ui (no webhooks are served)"
             );
         }
+        server.oidc = oidc;
         let routes = (!args.no_ui).then(|| kedge_server::route_builder(server));
         run_controller(config, rc, shutdown, routes)
             .await
@@ -249,6 +296,46 @@ pub fn run(kube: &KubeArgs, args: RunArgs) -> anyhow::Result<()> {
     // The spans of the last passes (the batch not sent yet) go out before the process ends.
     telemetry.shutdown();
     result
+}
+
+/// The OIDC login settings of the flags (`None` without --oidc-issuer).
+fn oidc_config(args: &RunArgs) -> anyhow::Result<Option<kedge_server::OidcConfig>> {
+    let (Some(issuer), Some(client_id)) = (&args.oidc_issuer, &args.oidc_client_id) else {
+        return Ok(None);
+    };
+    if args.no_ui {
+        anyhow::bail!("--oidc-issuer has no effect with --no-ui (no web UI or API is served)");
+    }
+    let Some(ui_url) = args.ui_url.as_deref().map(|u| u.trim_end_matches('/')) else {
+        anyhow::bail!(
+            "--oidc-issuer needs --ui-url: the identity provider sends the browser back to <ui-url>/auth/callback"
+        );
+    };
+    if !(ui_url.starts_with("https://") || ui_url.starts_with("http://")) {
+        anyhow::bail!("--ui-url must be an http(s) URL for OIDC login, not {ui_url:?}");
+    }
+    if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+        anyhow::bail!("--oidc-issuer must be an http(s) URL, not {issuer:?}");
+    }
+    let list = |l: &[String]| -> Vec<String> {
+        l.iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let mut config = kedge_server::OidcConfig::new(
+        issuer.clone(),
+        client_id.clone(),
+        format!("{ui_url}/auth/callback"),
+    );
+    config.scopes = list(&args.oidc_scopes);
+    config.groups_claim = args.oidc_groups_claim.trim().to_owned();
+    if config.groups_claim.is_empty() {
+        anyhow::bail!("--oidc-groups-claim must name a claim");
+    }
+    config.admin_groups = list(&args.oidc_admin_groups);
+    config.readonly_groups = list(&args.oidc_readonly_groups);
+    Ok(Some(config))
 }
 
 /// SIGINT and SIGTERM, listened to from the moment they are created.
@@ -306,7 +393,59 @@ fn watchdog(after: std::time::Duration) {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{RunArgs, oidc_config, parse_size};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("run").chain(args.iter().copied())).map(|c| c.run)
+    }
+
+    #[test]
+    fn oidc_flags_make_the_server_settings() {
+        let args = parse(&[]).expect("no flags");
+        assert!(oidc_config(&args).expect("no OIDC").is_none());
+        let args = parse(&[
+            "--ui-url",
+            "https://kedge.example.com/",
+            "--oidc-issuer",
+            "https://idp.example.com",
+            "--oidc-client-id",
+            "kedge",
+            "--oidc-admin-groups",
+            "ops, platform",
+            "--oidc-readonly-groups",
+            "audit",
+        ])
+        .expect("flags");
+        let c = oidc_config(&args).expect("valid").expect("configured");
+        assert_eq!(c.redirect_url, "https://kedge.example.com/auth/callback");
+        assert_eq!(c.scopes, ["openid", "profile", "email", "groups"]);
+        assert_eq!(c.groups_claim, "groups");
+        assert_eq!(c.admin_groups, ["ops", "platform"]);
+        assert_eq!(c.readonly_groups, ["audit"]);
+    }
+
+    #[test]
+    fn oidc_without_a_ui_url_or_a_client_id_is_refused() {
+        let args = parse(&[
+            "--oidc-issuer",
+            "https://idp.example.com",
+            "--oidc-client-id",
+            "kedge",
+        ])
+        .expect("flags");
+        let err = oidc_config(&args).expect_err("no --ui-url").to_string();
+        assert!(err.contains("--ui-url"), "{err}");
+        assert!(parse(&["--oidc-issuer", "https://idp.example.com"]).is_err());
+        assert!(parse(&["--oidc-admin-groups", "ops"]).is_err());
+        assert!(parse(&["--oidc-client-id", "kedge"]).is_err());
+    }
 
     #[test]
     fn sizes_read_as_kubernetes_quantities() {
