@@ -71,6 +71,10 @@
 //! - [`Engine::sync`] executes the plan it is given; plan again right before syncing.
 //! - [`WatchLiveObjects`] serves live reads from watches (one per kind and namespace, started on
 //!   first use): with it a replan of an unchanged application makes no request at all.
+//! - [`VersionedLiveObjects`] keeps what the engine read or applied and answers from memory while a watch's record
+//!   of resource versions ([`ObjectVersions`]) says the object is unchanged (the controller's choice: its drift
+//!   watches hold versions, not objects). [`Engine::watch_namespaces`] lets plans skip the objects of a namespace
+//!   that does not exist yet (no read, no dry-run).
 //!
 //! - Per-object annotations are read once, in [`object`] and [`order`], each under Kedge's key and Argo CD's
 //!   (`kedge.dev/sync-wave` or `argocd.argoproj.io/sync-wave`, likewise `hook`, `hook-delete-policy`,
