@@ -388,3 +388,56 @@ fn free_form_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "items": { "type": "object", "x-kubernetes-preserve-unknown-fields": true }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn the_crd_keeps_templates_and_refused_generators_free_form() {
+        let crd = serde_json::to_value(ApplicationSet::crd()).expect("crd");
+        assert_eq!(crd["metadata"]["name"], "applicationsets.kedge.dev");
+        assert_eq!(crd["spec"]["scope"], "Namespaced");
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+        // `{{...}}` in the template spec only becomes an ApplicationSpec once rendered.
+        assert_eq!(
+            spec["template"]["properties"]["spec"]["x-kubernetes-preserve-unknown-fields"],
+            true
+        );
+        let generator = &spec["generators"]["items"]["properties"];
+        // Kept by the API server, so that the controller can refuse them by name instead of never seeing them.
+        for refused in [
+            "scmProvider",
+            "pullRequest",
+            "clusterDecisionResource",
+            "plugin",
+        ] {
+            assert_eq!(
+                generator[refused]["x-kubernetes-preserve-unknown-fields"], true,
+                "{refused}"
+            );
+        }
+        let nested = &generator["matrix"]["properties"]["generators"]["items"]["properties"];
+        assert_eq!(
+            nested["matrix"]["x-kubernetes-preserve-unknown-fields"],
+            true
+        );
+        assert_eq!(
+            spec["syncPolicy"]["properties"]["applicationsSync"]["enum"],
+            serde_json::json!(["create-only", "create-update", "create-delete", "sync"])
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_name() {
+        let err = serde_json::from_value::<ApplicationSetSpec>(serde_json::json!({
+            "generators": [{"list": {"elements": [], "elementz": []}}]
+        }))
+        .expect_err("unknown field");
+        assert!(
+            err.to_string().contains("unknown field `elementz`"),
+            "{err}"
+        );
+    }
+}

@@ -308,7 +308,17 @@ pub fn generate(set: &ApplicationSet, inputs: &Inputs<'_>) -> Result<Vec<Generat
                     field: "spec.templatePatch".into(),
                     message: format!("the rendered patch is not YAML: {e}"),
                 })?;
-                template::merge_patch(&mut rendered, &patch);
+                match patch {
+                    // A patch that renders to nothing (`{{ if }}` false) changes nothing.
+                    Value::Null => {}
+                    Value::Object(_) => template::merge_patch(&mut rendered, &patch),
+                    _ => {
+                        return Err(Error::Invalid {
+                            field: "spec.templatePatch".into(),
+                            message: format!("the rendered patch is not an object: {text:?}"),
+                        });
+                    }
+                }
             }
             let application = template::to_application(&rendered, &namespace, &params)?;
             let name = application.metadata.name.clone().unwrap_or_default();
