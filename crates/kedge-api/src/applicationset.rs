@@ -65,10 +65,12 @@ pub struct ApplicationSetSpec {
     pub apply_nested_selectors: Option<bool>,
 }
 
-/// One generator: exactly one of its kinds, optionally filtered by `selector`.
+/// One generator: exactly one of its kinds, optionally filtered by `selector`. At the top of `spec.generators`
+/// a `matrix` or `merge` is typed ([`ApplicationSetGenerator`]); inside one it is kept as JSON
+/// ([`NestedGenerator`]), as Argo CD does, read by the generator library and nesting no further.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ApplicationSetGenerator {
+pub struct Generator<Matrix, Merge> {
     /// Parameter sets written out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list: Option<ListGenerator>,
@@ -80,72 +82,46 @@ pub struct ApplicationSetGenerator {
     pub git: Option<GitGenerator>,
     /// The combinations of two generators' parameter sets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub matrix: Option<MatrixGenerator>,
+    pub matrix: Option<Matrix>,
     /// The first generator's parameter sets, overridden by those of the others sharing the `mergeKeys`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merge: Option<MergeGenerator>,
+    pub merge: Option<Merge>,
     /// Keeps only the parameter sets whose (flattened) parameters match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
     /// Argo CD generator, refused: not implemented.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::application::free_form_object")]
-    pub scm_provider: Option<serde_json::Value>,
+    pub scm_provider: Option<FreeForm>,
     /// Argo CD generator, refused: not implemented.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::application::free_form_object")]
-    pub pull_request: Option<serde_json::Value>,
+    pub pull_request: Option<FreeForm>,
     /// Argo CD generator, refused: not implemented.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::application::free_form_object")]
-    pub cluster_decision_resource: Option<serde_json::Value>,
+    pub cluster_decision_resource: Option<FreeForm>,
     /// Argo CD generator, refused: not implemented.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::application::free_form_object")]
-    pub plugin: Option<serde_json::Value>,
+    pub plugin: Option<FreeForm>,
 }
 
-/// A generator inside `matrix` or `merge`: as [`ApplicationSetGenerator`], but a nested `matrix` or `merge` is
-/// kept as JSON (as Argo CD does), read by the generator library, and may itself nest no further.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NestedGenerator {
-    /// Parameter sets written out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub list: Option<ListGenerator>,
-    /// One parameter set per registered Cluster (and the local cluster).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clusters: Option<ClusterGenerator>,
-    /// Parameter sets from the directories or files of a Git repository.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub git: Option<GitGenerator>,
-    /// A nested matrix (`generators` of list, clusters or git only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::application::free_form_object")]
-    pub matrix: Option<serde_json::Value>,
-    /// A nested merge (`generators` of list, clusters or git only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::application::free_form_object")]
-    pub merge: Option<serde_json::Value>,
-    /// Keeps only the parameter sets whose (flattened) parameters match.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selector: Option<LabelSelector>,
-    /// Argo CD generator, refused: not implemented.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::application::free_form_object")]
-    pub scm_provider: Option<serde_json::Value>,
-    /// Argo CD generator, refused: not implemented.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::application::free_form_object")]
-    pub pull_request: Option<serde_json::Value>,
-    /// Argo CD generator, refused: not implemented.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::application::free_form_object")]
-    pub cluster_decision_resource: Option<serde_json::Value>,
-    /// Argo CD generator, refused: not implemented.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::application::free_form_object")]
-    pub plugin: Option<serde_json::Value>,
+/// A generator of `spec.generators`.
+pub type ApplicationSetGenerator = Generator<MatrixGenerator, MergeGenerator>;
+
+/// A generator inside `matrix` or `merge`, whose own `matrix` or `merge` is kept as JSON.
+pub type NestedGenerator = Generator<FreeForm, FreeForm>;
+
+/// Any JSON object, kept by the API server as written (`x-kubernetes-preserve-unknown-fields`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(transparent)]
+pub struct FreeForm(pub serde_json::Value);
+
+impl JsonSchema for FreeForm {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FreeForm".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        crate::application::free_form_object(generator)
+    }
 }
 
 /// The template of the generated Applications: metadata and a spec holding `{{...}}` expressions.

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use kedge_api::{
-    ApplicationSetGenerator, ApplicationSetTemplate, ClusterGenerator, GitGenerator, LabelSelector,
-    ListGenerator, MatrixGenerator, MergeGenerator, NestedGenerator,
+    ApplicationSetGenerator, ApplicationSetTemplate, ClusterGenerator, FreeForm, Generator,
+    GitGenerator, LabelSelector, ListGenerator, MatrixGenerator, MergeGenerator, NestedGenerator,
 };
 use kedge_source::{EntryKind, FileTree};
 use serde_json::{Map, Value};
@@ -65,79 +65,69 @@ struct Kinds<'g> {
 }
 
 impl<'g> Kinds<'g> {
-    fn top(g: &'g ApplicationSetGenerator) -> Self {
+    /// The kinds of any generator, with its `matrix` and `merge` as given.
+    fn of<A, B>(
+        g: &'g Generator<A, B>,
+        matrix: Option<MatrixGenerator>,
+        merge: Option<MergeGenerator>,
+    ) -> Self {
+        let refused = [
+            (g.scm_provider.is_some(), "scmProvider"),
+            (g.pull_request.is_some(), "pullRequest"),
+            (
+                g.cluster_decision_resource.is_some(),
+                "clusterDecisionResource",
+            ),
+            (g.plugin.is_some(), "plugin"),
+        ];
         Self {
-            list: g.list.as_ref(),
-            clusters: g.clusters.as_ref(),
-            git: g.git.as_ref(),
-            matrix: g.matrix.clone(),
-            merge: g.merge.clone(),
-            selector: g.selector.as_ref(),
-            refused: refused(&[
-                (g.scm_provider.is_some(), "scmProvider"),
-                (g.pull_request.is_some(), "pullRequest"),
-                (
-                    g.cluster_decision_resource.is_some(),
-                    "clusterDecisionResource",
-                ),
-                (g.plugin.is_some(), "plugin"),
-            ]),
-        }
-    }
-
-    fn nested(g: &'g NestedGenerator, field: &str, depth: usize) -> Result<Self, Error> {
-        let read = |v: &Option<Value>, kind: &str| -> Result<Option<Value>, Error> {
-            match v {
-                Some(_) if depth >= 2 => Err(invalid(
-                    format!("{field}.{kind}"),
-                    "matrix and merge generators nest one level deep at most (as in Argo CD)",
-                )),
-                other => Ok(other.clone()),
-            }
-        };
-        let matrix = read(&g.matrix, "matrix")?
-            .map(|v| {
-                serde_path_to_error::deserialize::<_, MatrixGenerator>(v).map_err(|e| {
-                    invalid(
-                        format!("{field}.matrix.{}", e.path()),
-                        e.inner().to_string(),
-                    )
-                })
-            })
-            .transpose()?;
-        let merge = read(&g.merge, "merge")?
-            .map(|v| {
-                serde_path_to_error::deserialize::<_, MergeGenerator>(v).map_err(|e| {
-                    invalid(format!("{field}.merge.{}", e.path()), e.inner().to_string())
-                })
-            })
-            .transpose()?;
-        Ok(Self {
             list: g.list.as_ref(),
             clusters: g.clusters.as_ref(),
             git: g.git.as_ref(),
             matrix,
             merge,
             selector: g.selector.as_ref(),
-            refused: refused(&[
-                (g.scm_provider.is_some(), "scmProvider"),
-                (g.pull_request.is_some(), "pullRequest"),
-                (
-                    g.cluster_decision_resource.is_some(),
-                    "clusterDecisionResource",
-                ),
-                (g.plugin.is_some(), "plugin"),
-            ]),
-        })
+            refused: refused
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, n)| *n)
+                .collect(),
+        }
     }
-}
 
-fn refused(flags: &[(bool, &'static str)]) -> Vec<&'static str> {
-    flags
-        .iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, n)| *n)
-        .collect()
+    fn top(g: &'g ApplicationSetGenerator) -> Self {
+        Self::of(g, g.matrix.clone(), g.merge.clone())
+    }
+
+    /// A generator inside a matrix or merge at `depth`: its own matrix or merge is read from JSON, and refused
+    /// deeper than Argo CD allows.
+    fn nested(g: &'g NestedGenerator, field: &str, depth: usize) -> Result<Self, Error> {
+        fn read<T: serde::de::DeserializeOwned>(
+            v: &Option<FreeForm>,
+            field: &str,
+            kind: &str,
+            depth: usize,
+        ) -> Result<Option<T>, Error> {
+            let Some(FreeForm(v)) = v else {
+                return Ok(None);
+            };
+            if depth >= 2 {
+                return Err(invalid(
+                    format!("{field}.{kind}"),
+                    "matrix and merge generators nest one level deep at most (as in Argo CD)",
+                ));
+            }
+            serde_path_to_error::deserialize(v).map(Some).map_err(|e| {
+                invalid(
+                    format!("{field}.{kind}.{}", e.path()),
+                    e.inner().to_string(),
+                )
+            })
+        }
+        let matrix = read(&g.matrix, field, "matrix", depth)?;
+        let merge = read(&g.merge, field, "merge", depth)?;
+        Ok(Self::of(g, matrix, merge))
+    }
 }
 
 /// Runs the top-level generator `g`.
@@ -283,6 +273,14 @@ fn scalar(v: &Value) -> String {
     }
 }
 
+/// A cluster a clusters generator found: name, server, labels, annotations.
+type FoundCluster = (
+    String,
+    String,
+    BTreeMap<String, String>,
+    BTreeMap<String, String>,
+);
+
 // ----- clusters --------------------------------------------------------------------------------------------------
 
 fn cluster_params(
@@ -299,12 +297,7 @@ fn cluster_params(
     let selector = gen_.selector.clone().unwrap_or_default();
     check_selector(&selector, &format!("{field}.selector"))?;
     let no_selector = selector.match_labels.is_empty() && selector.match_expressions.is_empty();
-    let mut found: Vec<(
-        String,
-        String,
-        BTreeMap<String, String>,
-        BTreeMap<String, String>,
-    )> = Vec::new();
+    let mut found: Vec<FoundCluster> = Vec::new();
     for c in ctx.inputs.clusters {
         let labels = c.metadata.labels.clone().unwrap_or_default();
         if !selector_matches(&selector, &labels) {

@@ -403,14 +403,14 @@ struct Parser {
 }
 
 /// How a list of nodes ended.
-enum End {
+enum Stop {
     Eof,
     End,
     Else(Vec<Token>),
 }
 
 impl Parser {
-    fn list(&mut self) -> Result<(Vec<Node>, End), String> {
+    fn list(&mut self) -> Result<(Vec<Node>, Stop), String> {
         let mut nodes = Vec::new();
         while let Some(item) = self.items.next() {
             let tokens = match item {
@@ -426,19 +426,19 @@ impl Parser {
                 _ => "",
             };
             match keyword {
-                "end" => return Ok((nodes, End::End)),
-                "else" => return Ok((nodes, End::Else(tokens[1..].to_vec()))),
+                "end" => return Ok((nodes, Stop::End)),
+                "else" => return Ok((nodes, Stop::Else(tokens[1..].to_vec()))),
                 "if" => nodes.push(self.if_node(&tokens[1..])?),
                 "range" | "with" => {
                     let pipe = parse_pipeline(&tokens[1..], true)?;
                     let (body, end) = self.list()?;
                     let otherwise = match end {
-                        End::End => Vec::new(),
-                        End::Else(rest) if rest.is_empty() => self.until_end()?,
-                        End::Else(_) => {
+                        Stop::End => Vec::new(),
+                        Stop::Else(rest) if rest.is_empty() => self.until_end()?,
+                        Stop::Else(_) => {
                             return Err(format!("`else if` is not allowed in {keyword}"));
                         }
-                        End::Eof => {
+                        Stop::Eof => {
                             return Err(format!(
                                 "unexpected end of template: {keyword} without end"
                             ));
@@ -466,14 +466,14 @@ impl Parser {
                 _ => nodes.push(Node::Output(parse_pipeline(&tokens, true)?)),
             }
         }
-        Ok((nodes, End::Eof))
+        Ok((nodes, Stop::Eof))
     }
 
     fn until_end(&mut self) -> Result<Vec<Node>, String> {
         match self.list()? {
-            (nodes, End::End) => Ok(nodes),
-            (_, End::Else(_)) => Err("more than one else".into()),
-            (_, End::Eof) => Err("unexpected end of template: missing {{end}}".into()),
+            (nodes, Stop::End) => Ok(nodes),
+            (_, Stop::Else(_)) => Err("more than one else".into()),
+            (_, Stop::Eof) => Err("unexpected end of template: missing {{end}}".into()),
         }
     }
 
@@ -484,26 +484,26 @@ impl Parser {
             let (body, end) = self.list()?;
             branches.push((cond, body));
             match end {
-                End::End => {
+                Stop::End => {
                     return Ok(Node::If {
                         branches,
                         otherwise: Vec::new(),
                     });
                 }
-                End::Else(rest) if rest.is_empty() => {
+                Stop::Else(rest) if rest.is_empty() => {
                     return Ok(Node::If {
                         branches,
                         otherwise: self.until_end()?,
                     });
                 }
-                End::Else(rest) => match rest.first().map(|t| &t.tok) {
+                Stop::Else(rest) => match rest.first().map(|t| &t.tok) {
                     Some(Tok::Ident(k)) if k == "if" => cond = parse_pipeline(&rest[1..], true)?,
                     Some(Tok::Ident(k)) if k == "with" => {
                         return Err("`else with` is not supported".into());
                     }
                     _ => return Err("unexpected tokens after else".into()),
                 },
-                End::Eof => return Err("unexpected end of template: if without end".into()),
+                Stop::Eof => return Err("unexpected end of template: if without end".into()),
             }
         }
     }
@@ -650,9 +650,9 @@ impl Template {
             items: items.into_iter(),
         };
         let nodes = match parser.list().map_err(err)? {
-            (nodes, End::Eof) => nodes,
-            (_, End::End) => return Err(err("unexpected {{end}}".into())),
-            (_, End::Else(_)) => return Err(err("unexpected {{else}}".into())),
+            (nodes, Stop::Eof) => nodes,
+            (_, Stop::End) => return Err(err("unexpected {{end}}".into())),
+            (_, Stop::Else(_)) => return Err(err("unexpected {{else}}".into())),
         };
         Ok(Self {
             source: source.to_owned(),
