@@ -151,24 +151,37 @@ impl GitFiles for HashMap<String, Arc<dyn FileTree>> {
     }
 }
 
-/// Kedge's source cache: fetches the revision into the shared mirror, as the controller does.
+/// Kedge's source cache, anonymous access: fetches the revision into the shared mirror, as the controller does.
 impl GitFiles for kedge_source::Source {
     fn tree(&self, repo_url: &str, revision: &str) -> Result<Arc<dyn FileTree>, String> {
         let repo = kedge_source::RepoSpec::new(repo_url).map_err(|e| e.to_string())?;
-        let snapshot = self
-            .fetch(&kedge_source::FetchRequest::new(repo, revision))
-            .map_err(|e| {
-                let mut text = e.to_string();
-                let mut cause = std::error::Error::source(&e);
-                while let Some(c) = cause {
-                    text.push_str(": ");
-                    text.push_str(&c.to_string());
-                    cause = c.source();
-                }
-                text
-            })?;
-        Ok(Arc::new(snapshot))
+        fetch_tree(self, repo, revision)
     }
+}
+
+/// Fetches `revision` of `repo` (with its credentials) into the source cache and returns its tree; the error is
+/// the whole chain of causes.
+pub fn fetch_tree(
+    source: &kedge_source::Source,
+    repo: kedge_source::RepoSpec,
+    revision: &str,
+) -> Result<Arc<dyn FileTree>, String> {
+    let snapshot = source
+        .fetch(&kedge_source::FetchRequest::new(repo, revision))
+        .map_err(|e| {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                let c_text = c.to_string();
+                if !text.contains(&c_text) {
+                    text.push_str(": ");
+                    text.push_str(&c_text);
+                }
+                cause = c.source();
+            }
+            text
+        })?;
+    Ok(Arc::new(snapshot))
 }
 
 /// What generators read from outside the set.

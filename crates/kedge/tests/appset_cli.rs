@@ -1,7 +1,7 @@
 //! `kedge appset generate`: Argo CD's list example offline (YAML and JSON, the Argo CD note on stderr), refusals with
-//! their field and a non-zero exit, and, on the test cluster, a matrix of a Git repository (served over git://, read
-//! as the controller reads it) and the Clusters registered in the namespace, with the ApplicationSet CRD accepted by
-//! the API server.
+//! their field and a non-zero exit, and, on the test cluster, a matrix of a Git repository (served over HTTP with
+//! basic auth, credentials from a repository Secret, as the controller reads it) and the Clusters registered in the
+//! namespace, with the ApplicationSet CRD accepted by the API server.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod cli;
@@ -136,7 +136,11 @@ fn refusals_name_the_field_and_exit_non_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clusters_of_the_namespace_and_git_as_the_controller_reads_it() {
-    let env = Env::new("cli-appset").await;
+    let env = Env::with_auth(
+        "cli-appset",
+        kedge_testkit::HttpAuth::basic("kedge", "appset-secret-7"),
+    )
+    .await;
     // The CRD is accepted by the API server and an Argo CD-shaped set is stored as written.
     let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
         Api::all(env.client.clone());
@@ -200,7 +204,7 @@ spec:
       source: {{ repoURL: {repo}, targetRevision: main, path: '{{{{ .path.path }}}}' }}
       destination: {{ name: '{{{{ .name }}}}', namespace: '{{{{ .path.basename }}}}' }}
 "#,
-        repo = env.repo_url
+        repo = env.servers.http.url("app.git")
     );
     let sets: Api<ApplicationSet> = Api::namespaced(env.client.clone(), env.ns());
     kedge_testkit::wait_for(STEP, POLL, || async {
@@ -222,20 +226,40 @@ spec:
     let file = dir.path().join("addons.yaml");
     std::fs::write(&file, &text).unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let run = kedge(
-        &env,
-        cache.path(),
-        &[
-            "appset",
-            "generate",
-            "-f",
-            file.to_str().unwrap(),
-            "-o",
-            "json",
-        ],
-    )
-    .await;
+    let args = [
+        "appset",
+        "generate",
+        "-f",
+        file.to_str().unwrap(),
+        "-o",
+        "json",
+    ];
+
+    // The repository needs credentials: without a repository Secret, the generator says which repository failed.
+    let run = kedge(&env, cache.path(), &args).await;
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains("spec.generators[0].matrix.generators[0].git: failed to read http://")
+            && run.stderr.contains("AuthFailed"),
+        "{}",
+        run.stderr
+    );
+
+    // With the repository Secret the controller would use, in the set's namespace.
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "repo", "labels": { "kedge.dev/secret-type": "repository" } },
+        "stringData": { "url": env.servers.http.url("app.git"), "username": "kedge", "password": "appset-secret-7" }
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(env.client.clone(), env.ns())
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("repository Secret");
+    let run = kedge(&env, cache.path(), &args).await;
     run.expect_code(0);
+    assert!(!run.stdout.contains("appset-secret-7") && !run.stderr.contains("appset-secret-7"));
     let list: Value = serde_json::from_str(&run.stdout).unwrap();
     let items = list["items"].as_array().unwrap();
     // Directories sorted, then the clusters as listed (by name); the local cluster is left out by the selector.

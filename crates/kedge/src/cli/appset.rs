@@ -7,8 +7,12 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use kedge_api::Cluster;
-use kedge_appset::{Inputs, generate, notes, parse_set};
-use kedge_source::{Source, SourceConfig};
+use std::sync::Arc;
+
+use kedge_api::RepositorySecrets;
+use kedge_appset::{GitFiles, Inputs, fetch_tree, generate, notes, parse_set};
+use kedge_controller::pipeline::credentials_for;
+use kedge_source::{FileTree, RepoSpec, Source, SourceConfig};
 use kube::api::{Api, ListParams};
 
 use super::kube::{KubeArgs, runtime};
@@ -61,7 +65,7 @@ fn generate_cmd(
     for note in parsed.notes.iter().chain(&notes(&set.spec)) {
         eprintln!("kedge: note: {note}");
     }
-    let clusters = if uses_clusters(&set.spec) {
+    let clusters = if uses_generator(&set.spec, "clusters") {
         let (clusters, ns) = runtime()?.block_on(list_clusters(kube))?;
         if set.metadata.namespace.is_none() {
             set.metadata.namespace = Some(ns);
@@ -89,7 +93,8 @@ fn generate_cmd(
             .join("source"),
     };
     let source = Source::new(SourceConfig::new(cache))?;
-    let apps = generate(&set, &Inputs::new(&clusters, &source)).with_context(|| {
+    let git = CliGit::new(kube, &set, source)?;
+    let apps = generate(&set, &Inputs::new(&clusters, &git)).with_context(|| {
         format!(
             "ApplicationSet {} produces no Applications",
             set.metadata.name.as_deref().unwrap_or("")
@@ -109,16 +114,69 @@ fn generate_cmd(
     Ok(0)
 }
 
-/// Whether a clusters generator appears anywhere (nested generators are free-form JSON).
-fn uses_clusters(spec: &kedge_api::ApplicationSetSpec) -> bool {
-    fn walk(v: &serde_json::Value) -> bool {
+/// Git as the controller reads it: credentials from the repository Secrets of the set's namespace when the
+/// cluster can be reached, anonymous access otherwise (with a note).
+struct CliGit {
+    source: Source,
+    runtime: tokio::runtime::Runtime,
+    secrets: Option<(RepositorySecrets, String)>,
+}
+
+impl CliGit {
+    fn new(
+        kube: &KubeArgs,
+        set: &kedge_api::ApplicationSet,
+        source: Source,
+    ) -> anyhow::Result<Self> {
+        let runtime = runtime()?;
+        let mut secrets = None;
+        if uses_generator(&set.spec, "git") {
+            match runtime.block_on(kube.client()) {
+                Ok((client, ns)) => {
+                    let ns = set.metadata.namespace.clone().unwrap_or(ns);
+                    secrets = Some((RepositorySecrets::Read(client), ns));
+                }
+                Err(e) => eprintln!(
+                    "kedge: note: no cluster to read repository Secrets from ({e}); repositories are read without \
+                     credentials"
+                ),
+            }
+        }
+        Ok(Self {
+            source,
+            runtime,
+            secrets,
+        })
+    }
+}
+
+impl GitFiles for CliGit {
+    fn tree(&self, repo_url: &str, revision: &str) -> Result<Arc<dyn FileTree>, String> {
+        let repo = RepoSpec::new(repo_url).map_err(|e| e.to_string())?;
+        let repo = match &self.secrets {
+            Some((secrets, ns)) => {
+                let (credentials, insecure) = self
+                    .runtime
+                    .block_on(credentials_for(secrets, ns, repo_url))
+                    .map_err(|e| e.to_string())?;
+                repo.with_credentials(credentials).insecure(insecure)
+            }
+            None => repo,
+        };
+        fetch_tree(&self.source, repo, revision)
+    }
+}
+
+/// Whether a generator of `kind` appears anywhere (nested generators are free-form JSON).
+fn uses_generator(spec: &kedge_api::ApplicationSetSpec, kind: &str) -> bool {
+    fn walk(v: &serde_json::Value, kind: &str) -> bool {
         match v {
-            serde_json::Value::Object(m) => m.iter().any(|(k, v)| k == "clusters" || walk(v)),
-            serde_json::Value::Array(a) => a.iter().any(walk),
+            serde_json::Value::Object(m) => m.iter().any(|(k, v)| k == kind || walk(v, kind)),
+            serde_json::Value::Array(a) => a.iter().any(|v| walk(v, kind)),
             _ => false,
         }
     }
-    serde_json::to_value(&spec.generators).is_ok_and(|v| walk(&v))
+    serde_json::to_value(&spec.generators).is_ok_and(|v| walk(&v, kind))
 }
 
 async fn list_clusters(kube: &KubeArgs) -> anyhow::Result<(Vec<Cluster>, String)> {
