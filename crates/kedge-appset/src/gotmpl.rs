@@ -2,6 +2,12 @@
 //! uses: fields, variables, pipelines, `if`/`else if`/`else`, `range`, `with`, comparison and the common Sprig
 //! string functions. Anything else (`define`, `template`, `block`, `break`, unknown functions) is refused when the
 //! template is parsed, with the name of what is missing.
+//!
+//! Why not the `gtmpl` crate: its last release (0.7.1) is from August 2021, it brings Go's built-in functions only
+//! (every Sprig function would be written against its own value type, after converting the parameters to it), and
+//! `missingkey=error` would need checking on top; the subset ApplicationSets use is small enough to evaluate here over
+//! `serde_json::Value`, with errors that name the key or function and a parse step that refuses what is not
+//! implemented.
 
 use std::fmt::Write as _;
 
@@ -134,6 +140,7 @@ fn lex_action(src: &str) -> Result<Vec<Token>, String> {
     let mut i = 0;
     let mut out = Vec::new();
     let mut spaced = true;
+    let mut parens = 0usize;
     let ident_char = |c: char| c.is_alphanumeric() || c == '_';
     let fields = |chars: &[char], i: &mut usize| -> Vec<String> {
         let mut fields = Vec::new();
@@ -161,10 +168,15 @@ fn lex_action(src: &str) -> Result<Vec<Token>, String> {
         let tok = match c {
             '(' => {
                 i += 1;
+                parens += 1;
+                if parens > MAX_NESTING {
+                    return Err(format!("parentheses nest deeper than {MAX_NESTING}"));
+                }
                 Tok::LParen
             }
             ')' => {
                 i += 1;
+                parens = parens.saturating_sub(1);
                 Tok::RParen
             }
             '|' => {
@@ -400,7 +412,12 @@ fn find_action_end(s: &str) -> Option<usize> {
 
 struct Parser {
     items: std::vec::IntoIter<Item>,
+    /// How many `if`, `range` and `with` enclose the current position.
+    depth: usize,
 }
+
+/// The deepest nesting of blocks or parentheses a template may have (execution recurses as deep).
+const MAX_NESTING: usize = 100;
 
 /// How a list of nodes ended.
 enum Stop {
@@ -411,6 +428,16 @@ enum Stop {
 
 impl Parser {
     fn list(&mut self) -> Result<(Vec<Node>, Stop), String> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(format!("blocks nest deeper than {MAX_NESTING}"));
+        }
+        let result = self.list_inner();
+        self.depth -= 1;
+        result
+    }
+
+    fn list_inner(&mut self) -> Result<(Vec<Node>, Stop), String> {
         let mut nodes = Vec::new();
         while let Some(item) = self.items.next() {
             let tokens = match item {
@@ -648,6 +675,7 @@ impl Template {
         let items = split_items(source).map_err(err)?;
         let mut parser = Parser {
             items: items.into_iter(),
+            depth: 0,
         };
         let nodes = match parser.list().map_err(err)? {
             (nodes, Stop::Eof) => nodes,
@@ -920,6 +948,9 @@ fn type_name(v: &Value) -> &'static str {
         Value::Object(_) => "map",
     }
 }
+
+/// The longest text `repeat` makes: a set's author cannot make the controller allocate without bound.
+const MAX_REPEAT_BYTES: usize = 1 << 20;
 
 /// Go's truth: false, 0, nil and empty strings, lists and maps are false.
 pub fn truthy(v: &Value) -> bool {
@@ -1286,7 +1317,12 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
         }
         "repeat" => {
             want(name, &args, 2)?;
-            Value::String(s(1).repeat(usize::try_from(as_int(&args[0])?).unwrap_or(0)))
+            let count = usize::try_from(as_int(&args[0])?).unwrap_or(0);
+            let text = s(1);
+            if count.saturating_mul(text.len()) > MAX_REPEAT_BYTES {
+                return Err(format!("the result would exceed {MAX_REPEAT_BYTES} bytes"));
+            }
+            Value::String(text.repeat(count))
         }
         "quote" | "squote" => Value::String(
             args.iter()
@@ -1536,6 +1572,19 @@ mod tests {
         );
         let err = render("{{ if .a }}", &json!({"a": 1}), MissingKey::Error).expect_err("unclosed");
         assert!(err.to_string().contains("without end"), "{err}");
+        let err = render(
+            "{{ repeat 1000000000 \"x\" }}",
+            &json!({}),
+            MissingKey::Error,
+        )
+        .expect_err("bounded");
+        assert!(err.to_string().contains("exceed 1048576 bytes"), "{err}");
+        let deep = format!("{{{{ {}1{} }}}}", "(".repeat(200), ")".repeat(200));
+        let err = render(&deep, &json!({}), MissingKey::Error).expect_err("deep parentheses");
+        assert!(err.to_string().contains("nest deeper than 100"), "{err}");
+        let deep = "{{ if 1 }}".repeat(150) + &"{{ end }}".repeat(150);
+        let err = render(&deep, &json!({}), MissingKey::Error).expect_err("deep blocks");
+        assert!(err.to_string().contains("nest deeper than 100"), "{err}");
         let err = render("{{ .a ", &json!({}), MissingKey::Error).expect_err("unclosed action");
         assert!(err.to_string().contains("missing }}"), "{err}");
     }
