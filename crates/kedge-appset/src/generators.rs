@@ -26,11 +26,19 @@ pub struct Generated {
     pub template: Option<ApplicationSetTemplate>,
 }
 
+/// A repository read once per generation: its tree, and its directories and files (walked once).
+#[derive(Clone)]
+pub(crate) struct Opened {
+    tree: Arc<dyn FileTree>,
+    listing: Arc<(Vec<String>, Vec<String>)>,
+}
+
 /// What every generator needs: the inputs, the engine, and repositories already opened.
 pub struct Ctx<'a> {
     pub(crate) inputs: &'a Inputs<'a>,
     pub(crate) engine: Engine,
-    pub(crate) trees: HashMap<(String, String), Arc<dyn FileTree>>,
+    /// Repositories already read, by URL and revision: the tree and its directories and files.
+    pub(crate) trees: HashMap<(String, String), Opened>,
 }
 
 impl Ctx<'_> {
@@ -464,11 +472,17 @@ fn git_params(ctx: &mut Ctx<'_>, git: &GitGenerator, field: &str) -> Result<Vec<
         (true, true) => return Err(invalid(field, "give directories or files")),
         _ => {}
     }
+    let tree_err = |e: kedge_source::TreeError| Error::Git {
+        field: field.to_owned(),
+        repo: git.repo_url.clone(),
+        revision: revision.clone(),
+        message: e.to_string(),
+    };
     let key = (git.repo_url.clone(), revision.clone());
-    let tree = match ctx.trees.get(&key) {
-        Some(t) => t.clone(),
+    let opened = match ctx.trees.get(&key) {
+        Some(o) => o.clone(),
         None => {
-            let t = ctx
+            let tree = ctx
                 .inputs
                 .git
                 .tree(&git.repo_url, &revision)
@@ -478,17 +492,13 @@ fn git_params(ctx: &mut Ctx<'_>, git: &GitGenerator, field: &str) -> Result<Vec<
                     revision: revision.clone(),
                     message,
                 })?;
-            ctx.trees.insert(key, t.clone());
-            t
+            let listing = Arc::new(walk(tree.as_ref()).map_err(tree_err)?);
+            let o = Opened { tree, listing };
+            ctx.trees.insert(key, o.clone());
+            o
         }
     };
-    let tree_err = |e: kedge_source::TreeError| Error::Git {
-        field: field.to_owned(),
-        repo: git.repo_url.clone(),
-        revision: revision.clone(),
-        message: e.to_string(),
-    };
-    let (dirs, files) = walk(tree.as_ref()).map_err(tree_err)?;
+    let (tree, (dirs, files)) = (&opened.tree, opened.listing.as_ref());
     let prefix = git.path_param_prefix.clone().unwrap_or_default();
     let mut out = Vec::new();
     if !git.directories.is_empty() {
