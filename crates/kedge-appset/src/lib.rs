@@ -306,14 +306,14 @@ pub fn generate(set: &ApplicationSet, inputs: &Inputs<'_>) -> Result<Vec<Generat
             let mut rendered =
                 template::render_value(&tmpl, &params, engine).map_err(|source| {
                     Error::Template {
-                        field: "spec.template".into(),
+                        field: format!("spec.template (parameters {})", params_text(&params)),
                         source,
                     }
                 })?;
             if let Some(patch) = &spec.template_patch {
                 let text = template::render_str(patch, &params, engine).map_err(|source| {
                     Error::Template {
-                        field: "spec.templatePatch".into(),
+                        field: format!("spec.templatePatch (parameters {})", params_text(&params)),
                         source,
                     }
                 })?;
@@ -338,8 +338,8 @@ pub fn generate(set: &ApplicationSet, inputs: &Inputs<'_>) -> Result<Vec<Generat
             if let Some(&first) = names.get(&name) {
                 return Err(Error::Duplicate {
                     name,
-                    first: Value::Object(out[first].params.clone()).to_string(),
-                    second: Value::Object(params).to_string(),
+                    first: params_text(&out[first].params),
+                    second: params_text(&params),
                 });
             }
             names.insert(name, out.len());
@@ -434,6 +434,6 @@ pub fn notes(spec: &kedge_api::ApplicationSetSpec) -> Vec<String> {
 }
 
 /// The parameters of a generated Application as JSON text (for messages).
-pub fn params_text(params: &Params) -> String {
+pub(crate) fn params_text(params: &Params) -> String {
     Value::Object(Map::clone(params)).to_string()
 }

@@ -207,7 +207,7 @@ pub fn to_application(
         name: name.clone(),
         field,
         message,
-        params: Value::Object(params.clone()).to_string(),
+        params: crate::params_text(params),
     };
     if !valid_name(&name) {
         return Err(bad(

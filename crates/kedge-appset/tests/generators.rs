@@ -347,7 +347,7 @@ template:
         .replace("NAME", "{{ .name }}")
         .replace("NS", "{{ .namespace }}"));
     assert!(
-        e.contains("spec.template: failed to render")
+        e.contains("spec.template (parameters {\"name\":\"a\"}): failed to render")
             && e.contains("map has no entry for key \"namespace\""),
         "{e}"
     );
