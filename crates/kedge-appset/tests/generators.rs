@@ -486,3 +486,49 @@ fn sync_policy_and_strategy_are_typed() {
         ["a"]
     );
 }
+
+#[test]
+fn go_merge_keys_may_name_nested_parameters() {
+    let spec = r#"
+goTemplate: true
+generators:
+  - merge:
+      mergeKeys: [values.region]
+      generators:
+        - list: { elements: [ { name: a, values: { region: eu, size: s } }, { name: b, values: { region: us, size: s } } ] }
+        - list: { elements: [ { values: { region: us, size: xl } } ] }
+template:
+  metadata: { name: "{{ .name }}-{{ .values.size }}" }
+  spec:
+    source: { repoURL: "https://git.example/apps.git" }
+    destination: { name: in-cluster }
+"#;
+    assert_eq!(
+        names(&gen_with(spec, &[]).expect("generates")),
+        ["a-s", "b-xl"]
+    );
+}
+
+#[test]
+fn a_registered_local_cluster_is_not_listed_twice() {
+    let local = Cluster::new(
+        "local",
+        ClusterSpec {
+            server: "https://kubernetes.default.svc/".into(),
+            ..ClusterSpec::default()
+        },
+    );
+    let spec = r#"
+generators:
+  - clusters: {}
+template:
+  metadata: { name: "{{name}}" }
+  spec:
+    source: { repoURL: "https://git.example/apps.git" }
+    destination: { server: "{{server}}" }
+"#;
+    assert_eq!(
+        names(&gen_with(spec, &[local]).expect("generates")),
+        ["local"]
+    );
+}
