@@ -65,8 +65,9 @@ fn generate_cmd(
     for note in parsed.notes.iter().chain(&notes(&set.spec)) {
         eprintln!("kedge: note: {note}");
     }
+    let rt = runtime()?;
     let clusters = if uses_generator(&set.spec, "clusters") {
-        let (clusters, ns) = runtime()?.block_on(list_clusters(kube))?;
+        let (clusters, ns) = rt.block_on(list_clusters(kube))?;
         if set.metadata.namespace.is_none() {
             set.metadata.namespace = Some(ns);
         }
@@ -76,13 +77,7 @@ fn generate_cmd(
     };
     if set.metadata.namespace.is_none() {
         // Where the Applications would live: -n, else the context's namespace, else `default`.
-        let context_ns = || {
-            runtime()
-                .ok()?
-                .block_on(kube.config())
-                .ok()
-                .map(|c| c.default_namespace)
-        };
+        let context_ns = || rt.block_on(kube.config()).ok().map(|c| c.default_namespace);
         set.metadata.namespace = kube.namespace.clone().or_else(context_ns);
     }
     kedge_source::install_crypto_provider();
@@ -93,7 +88,7 @@ fn generate_cmd(
             .join("source"),
     };
     let source = Source::new(SourceConfig::new(cache))?;
-    let git = CliGit::new(kube, &set, source)?;
+    let git = CliGit::new(kube, &set, source, rt);
     let apps = generate(&set, &Inputs::new(&clusters, &git)).with_context(|| {
         format!(
             "ApplicationSet {} produces no Applications",
@@ -127,8 +122,8 @@ impl CliGit {
         kube: &KubeArgs,
         set: &kedge_api::ApplicationSet,
         source: Source,
-    ) -> anyhow::Result<Self> {
-        let runtime = runtime()?;
+        runtime: tokio::runtime::Runtime,
+    ) -> Self {
         let mut secrets = None;
         if uses_generator(&set.spec, "git") {
             match runtime.block_on(kube.client()) {
@@ -142,11 +137,11 @@ impl CliGit {
                 ),
             }
         }
-        Ok(Self {
+        Self {
             source,
             runtime,
             secrets,
-        })
+        }
     }
 }
 
