@@ -22,6 +22,11 @@ fn argo_cd_repo() -> HashMap<String, Arc<dyn FileTree>> {
     let prod = dev.replace("engineering-dev", "engineering-prod");
     let excludes = "applicationset/examples/git-generator-directory/excludes/cluster-addons";
     let tree = MemoryTree::new([
+        // Argo CD's list-elementsYaml-example.yaml, copied beside the fixtures.
+        (
+            "applicationset/examples/list-generator/list-elementsYaml-example.yaml".to_owned(),
+            fixture("list-elementsYaml-example.yaml"),
+        ),
         (format!("{excludes}/exclude-helm-guestbook/Chart.yaml"), "name: helm-guestbook".to_owned()),
         (format!("{excludes}/exclude-helm-guestbook/templates/service.yaml"), "kind: Service".to_owned()),
         (format!("{excludes}/prometheus-operator/Chart.yaml"), "name: prometheus-operator".to_owned()),
@@ -366,4 +371,56 @@ fn clusters_generator_without_selector_includes_the_local_cluster() {
             ),
         ]
     );
+}
+
+#[test]
+fn list_elements_yaml_from_a_git_file_in_a_matrix() {
+    let apps = run("list-elementsYaml-matrix.yaml", &[]);
+    let got: Vec<(String, String, String, String, String, String)> = apps
+        .iter()
+        .map(|g| {
+            let a = &g.application;
+            let source = &a.spec.sources[0];
+            (
+                a.metadata.name.clone().unwrap_or_default(),
+                a.metadata.namespace.clone().unwrap_or_default(),
+                source.chart.clone().unwrap_or_default(),
+                source.repo_url.clone(),
+                source.target_revision.clone(),
+                a.spec.destination.namespace.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let r = |n: &str, repo: &str, v: &str| {
+        (
+            n.to_owned(),
+            "argocd".to_owned(),
+            "podinfo".to_owned(),
+            repo.to_owned(),
+            v.to_owned(),
+            n.to_owned(),
+        )
+    };
+    assert_eq!(
+        got,
+        [
+            r(
+                "component1",
+                "https://stefanprodan.github.io/podinfo",
+                "6.3.2"
+            ),
+            r("component2", "ghcr.io/stefanprodan/charts", "6.3.3"),
+        ]
+    );
+    let spec = &apps[1].application.spec;
+    assert_eq!(
+        spec.sources[0]
+            .helm
+            .as_ref()
+            .and_then(|h| h.release_name.as_deref()),
+        Some("component2")
+    );
+    let policy = spec.sync_policy.as_ref().expect("syncPolicy");
+    assert!(policy.automated.as_ref().is_some_and(|a| a.self_heal));
+    assert_eq!(policy.sync_options, ["CreateNamespace=true"]);
 }
