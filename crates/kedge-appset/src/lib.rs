@@ -168,19 +168,7 @@ pub fn fetch_tree(
 ) -> Result<Arc<dyn FileTree>, String> {
     let snapshot = source
         .fetch(&kedge_source::FetchRequest::new(repo, revision))
-        .map_err(|e| {
-            let mut text = e.to_string();
-            let mut cause = std::error::Error::source(&e);
-            while let Some(c) = cause {
-                let c_text = c.to_string();
-                if !text.contains(&c_text) {
-                    text.push_str(": ");
-                    text.push_str(&c_text);
-                }
-                cause = c.source();
-            }
-            text
-        })?;
+        .map_err(|e| kedge_source::error::error_chain(&e))?;
     Ok(Arc::new(snapshot))
 }
 
