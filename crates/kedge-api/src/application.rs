@@ -357,7 +357,7 @@ pub struct KustomizeReplica {
     pub count: serde_json::Value,
 }
 
-fn int_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn int_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "x-kubernetes-int-or-string": true
     })
@@ -434,7 +434,7 @@ fn no_default(schema: &mut schemars::Schema) {
     }
 }
 
-fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true

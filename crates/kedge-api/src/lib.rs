@@ -11,6 +11,7 @@
 //! ```
 
 mod application;
+mod applicationset;
 mod bounded;
 mod cluster;
 mod duration;
@@ -22,6 +23,7 @@ mod roles;
 pub mod schedule;
 
 pub use application::*;
+pub use applicationset::*;
 pub use bounded::{
     CompactInventory, INVENTORY_ENCODING, INVENTORY_INLINE, InventoryError, RESOURCES_LISTED,
     ResourceSummary, bound_results, join_bounded, needs_attention,

@@ -1048,7 +1048,7 @@ pub fn from_engine_id(id: &EngineObjectId, version: &str) -> ObjectRef {
 
 /// Finds the credentials for `url` among the repository Secrets of `namespace`: an exact `repository` match wins
 /// over the longest matching `repo-creds` prefix. Returns anonymous access when none matches.
-pub(crate) async fn credentials_for(
+pub async fn credentials_for(
     secrets: &RepositorySecrets,
     namespace: &str,
     url: &str,

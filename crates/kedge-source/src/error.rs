@@ -142,7 +142,7 @@ impl SourceError {
 }
 
 /// Renders an error and all its sources as one line.
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut next = err.source();
     while let Some(e) = next {

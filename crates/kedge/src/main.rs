@@ -28,6 +28,9 @@ enum Command {
     /// Work with Applications: create, list, get, diff, sync, history, rollback, suspend, resume, refresh, wait, delete.
     #[command(subcommand)]
     App(cli::app::AppCommand),
+    /// ApplicationSets: print the Applications a set produces (generate).
+    #[command(subcommand)]
+    Appset(cli::appset::AppsetCommand),
     /// Register the clusters applications deploy to: add, list, get, remove.
     #[command(subcommand)]
     Cluster(cli::cluster::ClusterCommand),
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(&cli.kube, *args).map(|()| 0),
         Command::Install(args) => cli::install::run(&cli.kube, args).map(|()| 0),
         Command::App(cmd) => cli::app::run(&cli.kube, cmd),
+        Command::Appset(cmd) => cli::appset::run(&cli.kube, cmd),
         Command::Cluster(cmd) => cli::cluster::run(&cli.kube, cmd),
         Command::Project(cmd) => cli::project::run(&cli.kube, cmd),
         Command::Import(cmd) => cli::import::run(cli.kube.namespace.as_deref(), cmd),

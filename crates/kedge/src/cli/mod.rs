@@ -1,6 +1,7 @@
 //! Subcommands of the `kedge` binary, one module each.
 
 pub mod app;
+pub mod appset;
 pub mod cluster;
 pub mod import;
 pub mod install;

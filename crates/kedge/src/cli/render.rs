@@ -381,14 +381,23 @@ fn local_root(dir: &Path, root: Option<&Path>) -> anyhow::Result<LocalRoot> {
 }
 
 fn print(set: &RenderedSet, format: Format) -> anyhow::Result<()> {
+    print_objects(set.objects.iter().map(|o| &o.object), format)
+}
+
+/// Prints objects to stdout as a YAML stream or one JSON `List` (shared by the commands that print objects).
+pub fn print_objects<'a>(
+    objects: impl Iterator<Item = &'a serde_json::Value>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let objects: Vec<&serde_json::Value> = objects.collect();
     let mut text = String::new();
     match format {
         Format::Yaml => {
-            for (i, o) in set.objects.iter().enumerate() {
+            for (i, o) in objects.iter().enumerate() {
                 if i > 0 {
                     text.push_str("---\n");
                 }
-                let doc = serde_saphyr::to_string(&o.object).context("failed to write YAML")?;
+                let doc = serde_saphyr::to_string(o).context("failed to write YAML")?;
                 text.push_str(&doc);
                 if !doc.ends_with('\n') {
                     text.push('\n');
@@ -400,7 +409,7 @@ fn print(set: &RenderedSet, format: Format) -> anyhow::Result<()> {
                 "apiVersion": "v1",
                 "kind": "List",
                 "metadata": {},
-                "items": set.objects.iter().map(|o| &o.object).collect::<Vec<_>>(),
+                "items": objects,
             });
             text = serde_json::to_string_pretty(&list).context("failed to write JSON")?;
             text.push('\n');
