@@ -65,6 +65,23 @@ pub struct ApplicationSpec {
     /// Decrypts SOPS-encrypted manifests before they are compared and applied, as Flux's `Kustomization.spec.decryption`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decryption: Option<Decryption>,
+    /// Applications this one waits for, as Flux's `Kustomization.spec.dependsOn`: automated syncs (and self-heal)
+    /// start only when each is Synced and Healthy with no operation running; until then the application reports
+    /// `WaitingForDependencies`. A requested sync does not wait. A cycle refuses the syncs of its applications,
+    /// naming it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<AppDependency>,
+}
+
+/// An application another one waits for.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct AppDependency {
+    /// Its name.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Its namespace (default: that of the application that waits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// Decryption of SOPS-encrypted manifests.

@@ -39,7 +39,7 @@ pub use notification::{
 };
 pub use operation::*;
 pub use project::{
-    ClusterRef, ConfigMapRef, DEFAULT_PROJECT, DestinationServiceAccount, GroupKind, Hold,
+    ClusterRef, ConfigMapRef, DEFAULT_PROJECT, DestinationServiceAccount, GroupKind, Hold, HoldBy,
     PolicyOrigin, PolicySource, Project, ProjectDenied, ProjectDestination, ProjectSpec,
     ProjectStatus, SyncWindow, WindowKind, WindowState, WindowVerdict,
 };

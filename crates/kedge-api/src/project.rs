@@ -245,6 +245,18 @@ pub struct Hold {
     pub reason: String,
     /// When they may run again, if known.
     pub until: Option<jiff::Timestamp>,
+    /// What holds them.
+    pub by: HoldBy,
+}
+
+/// What holds syncs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HoldBy {
+    /// A sync window of the project.
+    #[default]
+    Window,
+    /// Applications it depends on that are not ready (`spec.dependsOn`).
+    Dependencies,
 }
 
 /// What the sync windows of a project allow an application now.
@@ -650,6 +662,7 @@ impl Project {
                     crate::schedule::show(*until, &w.tz)
                 ),
                 until: Some(*until),
+                by: HoldBy::Window,
             };
             if deny_open.iter().any(|(w, _)| !w.window.manual_sync) {
                 verdict.manual = Some(hold.clone());
@@ -670,6 +683,7 @@ impl Project {
                     None => "outside the allow windows, and none opens again".to_owned(),
                 },
                 until: next.map(|(t, _)| t),
+                by: HoldBy::Window,
             };
             if !allows.iter().any(|w| w.window.manual_sync) {
                 verdict.manual = Some(hold.clone());

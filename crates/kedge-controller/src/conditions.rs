@@ -12,6 +12,8 @@ pub const STALLED: &str = "Stalled";
 /// Condition type: a sync window of the application's project holds its syncs (True, with until when); absent when
 /// none does.
 pub const SYNC_WINDOW: &str = "SyncWindow";
+/// True while automated syncs wait for the applications this one depends on (`spec.dependsOn`).
+pub const WAITING_FOR_DEPENDENCIES: &str = "WaitingForDependencies";
 /// Condition type: the commit's signature was checked against the trusted keys of `spec.source.verify` (absent when
 /// commits are not verified).
 pub const SOURCE_VERIFIED: &str = "SourceVerified";

@@ -185,6 +185,7 @@ pub fn decide(facts: Facts) -> Decision {
             hold: held.unwrap_or_else(|| Hold {
                 reason: String::new(),
                 until: None,
+                by: kedge_api::HoldBy::Window,
             }),
         },
         Some(trigger) if !facts.blocked.is_empty() => Decision::Refuse {
@@ -215,6 +216,7 @@ mod tests {
         let hold = Hold {
             reason: "deny window open".into(),
             until: None,
+            by: kedge_api::HoldBy::Window,
         };
         let held = Facts {
             new_target: true,

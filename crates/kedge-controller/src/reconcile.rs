@@ -854,10 +854,19 @@ impl Pass<'_> {
             r.revision != comparison.revision.sha
                 || r.generation.is_some_and(|g| Some(g) != self.generation)
         });
-        // The project's sync windows, read now.
+        // The project's sync windows, read now; then the applications this one depends on.
         let window = ctx.projects.window_verdict(app, jiff::Timestamp::now());
+        let dependencies = dependency_state(&ctx.apps, app);
+        let waiting = match &dependencies {
+            Dependencies::Waiting(reason) => Some(kedge_api::Hold {
+                reason: reason.clone(),
+                until: None,
+                by: kedge_api::HoldBy::Dependencies,
+            }),
+            _ => None,
+        };
         let decision = decide::decide(decide::Facts {
-            held_automated: window.automated,
+            held_automated: window.automated.or(waiting),
             held_manual: window.manual,
             requested: target.requested.clone(),
             dry_run: target.dry_run,
@@ -884,6 +893,10 @@ impl Pass<'_> {
                 .filter(|o| o.status == PlanStatus::Error)
                 .map(|o| format!("{}: {}", o.id, o.message))
                 .chain(plan.invalid.iter().cloned())
+                .chain(match dependencies {
+                    Dependencies::Cycle(cycle) => Some(format!("dependency cycle: {cycle}")),
+                    _ => None,
+                })
                 .collect(),
         });
         if synced {
@@ -924,11 +937,48 @@ impl Pass<'_> {
             retry_in: None,
             acted: matches!(decision, Decision::Sync(_) | Decision::DryRun),
         };
-        if !matches!(decision, Decision::Held { .. }) {
+        let held_by = match &decision {
+            Decision::Held { hold, .. } => Some(hold.by),
+            _ => None,
+        };
+        if held_by != Some(kedge_api::HoldBy::Window) {
             conditions::remove(&mut self.status.conditions, SYNC_WINDOW);
+        }
+        if held_by != Some(kedge_api::HoldBy::Dependencies) {
+            conditions::remove(
+                &mut self.status.conditions,
+                conditions::WAITING_FOR_DEPENDENCIES,
+            );
         }
         match decision {
             Decision::Observe => {}
+            Decision::Held { hold, .. } if hold.by == kedge_api::HoldBy::Dependencies => {
+                // Waiting is a state of its own, not an error: the dependencies queue this application when they
+                // become ready (and the periodic pass checks again).
+                let changed = !self.status.conditions.iter().any(|c| {
+                    c.type_ == conditions::WAITING_FOR_DEPENDENCIES && c.message == hold.reason
+                });
+                conditions::set(
+                    &mut self.status.conditions,
+                    conditions::WAITING_FOR_DEPENDENCIES,
+                    true,
+                    "Waiting",
+                    hold.reason.clone(),
+                    self.generation,
+                    &self.now,
+                );
+                if changed {
+                    ctx.recorder
+                        .publish(
+                            app,
+                            Severity::Normal,
+                            "WaitingForDependencies",
+                            &hold.reason,
+                        )
+                        .await;
+                }
+                executed.retry_in = Some(Duration::from_secs(30).min(ctx.config.resync_interval));
+            }
             Decision::Held { trigger, hold } => {
                 let message = format!("sync held by a sync window: {}", hold.reason);
                 let changed = !self
@@ -1210,6 +1260,11 @@ impl Pass<'_> {
             );
         }
         patch_status(&self.api, app, status, requested, ctx).await?;
+        // Applications waiting for this one go as soon as it is ready.
+        let ready = |s: Option<&ApplicationStatus>| s.is_some_and(is_ready);
+        if ready(Some(status)) && !ready(app.status.as_ref()) {
+            queue_dependents(&ctx.apps, &ctx.drift.trigger_sender(), app);
+        }
         // Later passes may skip the comparison only while the watches would report a change to any of its objects.
         if !executed.acted
             && all_watched
@@ -1223,6 +1278,121 @@ impl Pass<'_> {
             ctx.with_memory(&self.key, |m| m.quiet = Some(quiet));
         }
         Ok(Action::requeue(requeue))
+    }
+}
+
+/// Where the applications an application depends on stand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Dependencies {
+    /// None, or all Synced and Healthy with no operation running.
+    Ready,
+    /// Some are not ready: which, and how they stand.
+    Waiting(String),
+    /// The dependencies lead back to the application: the cycle, e.g. `ns/a -> ns/b -> ns/a`.
+    Cycle(String),
+}
+
+/// Whether an application is ready for those that depend on it: Synced and Healthy, no operation running.
+pub(crate) fn is_ready(status: &ApplicationStatus) -> bool {
+    status.sync.status == SyncCode::Synced
+        && status.health.status == HealthCode::Healthy
+        && status
+            .operation_state
+            .as_ref()
+            .is_none_or(|o| o.phase.is_completed())
+}
+
+fn dependency_keys(app: &Application) -> Vec<String> {
+    let own = app.namespace().unwrap_or_default();
+    app.spec
+        .depends_on
+        .iter()
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d.namespace
+                    .as_deref()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or(&own),
+                d.name
+            )
+        })
+        .collect()
+}
+
+/// Where the dependencies of `app` stand, from the controller's cache of Applications.
+pub(crate) fn dependency_state(apps: &Store<Application>, app: &Application) -> Dependencies {
+    if app.spec.depends_on.is_empty() {
+        return Dependencies::Ready;
+    }
+    let find = |key: &str| {
+        let (ns, name) = key.split_once('/')?;
+        apps.get(&CacheRef::new(name).within(ns))
+    };
+    // A cycle through this application: depth-first along dependsOn, bounded by the number of applications.
+    let start = key_of(app);
+    let mut stack = vec![(start.clone(), vec![start.clone()])];
+    let mut seen = std::collections::HashSet::new();
+    while let Some((key, path)) = stack.pop() {
+        let deps = if key == start {
+            dependency_keys(app)
+        } else {
+            find(&key).map(|a| dependency_keys(&a)).unwrap_or_default()
+        };
+        for dep in deps {
+            if dep == start {
+                let mut cycle = path.clone();
+                cycle.push(dep);
+                return Dependencies::Cycle(cycle.join(" -> "));
+            }
+            if seen.insert(dep.clone()) {
+                let mut next = path.clone();
+                next.push(dep.clone());
+                stack.push((dep, next));
+            }
+        }
+    }
+    let waiting: Vec<String> = dependency_keys(app)
+        .into_iter()
+        .filter_map(|key| match find(&key) {
+            None => Some(format!("{key} (not found)")),
+            Some(dep) => match dep.status.as_ref() {
+                Some(s) if is_ready(s) => None,
+                Some(s) => Some(format!(
+                    "{key} ({:?}, {:?}{})",
+                    s.sync.status,
+                    s.health.status,
+                    if s.operation_state
+                        .as_ref()
+                        .is_some_and(|o| !o.phase.is_completed())
+                    {
+                        ", syncing"
+                    } else {
+                        ""
+                    }
+                )),
+                None => Some(format!("{key} (not reconciled yet)")),
+            },
+        })
+        .collect();
+    if waiting.is_empty() {
+        Dependencies::Ready
+    } else {
+        Dependencies::Waiting(format!("waiting for {}", join_bounded(&waiting, 20, ", ")))
+    }
+}
+
+/// Queues the applications that depend on `app`.
+fn queue_dependents(
+    apps: &Store<Application>,
+    triggers: &tokio::sync::mpsc::UnboundedSender<CacheRef<Application>>,
+    app: &Application,
+) {
+    let key = key_of(app);
+    for other in apps.state() {
+        if dependency_keys(&other).contains(&key) {
+            let _ = triggers.send(CacheRef::from_obj(other.as_ref()));
+        }
     }
 }
 
