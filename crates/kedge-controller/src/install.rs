@@ -50,6 +50,11 @@ pub fn project_crd() -> Value {
     serde_json::to_value(kedge_api::Project::crd()).unwrap_or(Value::Null)
 }
 
+/// The ApplicationSet CRD.
+pub fn applicationset_crd() -> Value {
+    serde_json::to_value(kedge_api::ApplicationSet::crd()).unwrap_or(Value::Null)
+}
+
 /// Every manifest, in apply order.
 pub fn manifests(opts: &InstallOptions) -> Vec<Value> {
     let ns = opts.namespace.as_str();
@@ -75,6 +80,7 @@ pub fn manifests(opts: &InstallOptions) -> Vec<Value> {
         provider_crd,
         alert_crd,
         project_crd(),
+        applicationset_crd(),
         json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } }),
         json!({
             "apiVersion": "v1", "kind": "ServiceAccount",
@@ -208,6 +214,8 @@ mod tests {
         assert_eq!(m[1]["metadata"]["name"], "clusters.kedge.dev");
         assert_eq!(m[2]["metadata"]["name"], "providers.kedge.dev");
         assert_eq!(m[3]["metadata"]["name"], "alerts.kedge.dev");
+        assert_eq!(m[4]["metadata"]["name"], "projects.kedge.dev");
+        assert_eq!(m[5]["metadata"]["name"], "applicationsets.kedge.dev");
         let binding = m
             .iter()
             .find(|v| v["kind"] == "ClusterRoleBinding")

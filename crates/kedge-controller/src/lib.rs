@@ -4,6 +4,7 @@
 //! [`pipeline::Pipeline`] is the fetch-render-plan path shared with the CLI's previews.
 
 pub mod admission;
+pub mod appsets;
 pub mod client;
 pub mod clusters;
 pub mod conditions;

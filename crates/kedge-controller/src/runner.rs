@@ -464,6 +464,14 @@ pub async fn run(
         drift.trigger_sender(),
         shutdown.clone(),
     ));
+    // ApplicationSets (in Kedge's namespace) make, change and delete their Applications.
+    crate::appsets::spawn(
+        client.clone(),
+        writes.clone(),
+        config.lease_namespace.clone(),
+        pipeline.source().clone(),
+        shutdown.clone(),
+    );
     // Notices go to the Providers of the Alerts (in the namespaces this controller watches) that select them.
     ctx = ctx.with_notifier(kedge_notify::Notifier::spawn(
         client.clone(),

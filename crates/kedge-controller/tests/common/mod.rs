@@ -551,7 +551,12 @@ pub async fn install_crd(client: &kube::Client) {
     .await
     .expect("apply the Cluster CRD");
     let [provider, alert] = kedge_controller::install::notification_crds();
-    for crd in [provider, alert, kedge_controller::install::project_crd()] {
+    for crd in [
+        provider,
+        alert,
+        kedge_controller::install::project_crd(),
+        kedge_controller::install::applicationset_crd(),
+    ] {
         let name = crd["metadata"]["name"]
             .as_str()
             .unwrap_or_default()

@@ -1,0 +1,424 @@
+//! ApplicationSets: each set's Applications (what `kedge-appset` generates from it) created, updated and deleted as
+//! its `syncPolicy.applicationsSync` allows.
+//!
+//! Safe by default: a generation that fails (a Git error, a template error) changes nothing and says why in the
+//! set's `ErrorOccurred` condition; at most [`MAX_DELETIONS`] Applications are deleted per pass unless the set carries
+//! [`CONFIRM_DELETIONS`]; an Application of the same name that the set did not make is never taken over. The
+//! Applications a set made carry [`SET_LABEL`]; deleting the set leaves them (and what they deployed) in place. An
+//! Application the set deletes takes what it deployed with it only when its template asks for that with the
+//! `kedge.dev/resources-finalizer` finalizer, and not with `syncPolicy.preserveResourcesOnDeletion`.
+//! A set runs again when it changes, when the registered Clusters change, and every `requeueAfterSeconds` (180 s by
+//! default) for its Git generators.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kedge_api::{
+    Application, ApplicationSet, ApplicationsSync, Cluster, Condition, RepositorySecrets,
+};
+use kedge_appset::{GitFiles, Inputs};
+use kedge_source::FileTree;
+use kedge_source::source::Source;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// Label on the Applications a set made: the set's name.
+pub const SET_LABEL: &str = "kedge.dev/application-set";
+/// Annotation of a set (`"true"`) that lifts the bound on deletions per pass.
+pub const CONFIRM_DELETIONS: &str = "kedge.dev/confirm-deletions";
+/// Most Applications one pass of a set deletes without [`CONFIRM_DELETIONS`].
+pub const MAX_DELETIONS: usize = 5;
+/// The field manager of the Applications' fields a set sets.
+const FIELD_MANAGER: &str = "kedge-applicationset";
+/// How often due sets are looked for.
+const TICK: Duration = Duration::from_secs(10);
+
+/// Reconciles the ApplicationSets of `namespace` (reading with `read`, writing with `write`) until `shutdown`.
+pub fn spawn(
+    read: Client,
+    write: Client,
+    namespace: String,
+    source: Source,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let sets: Api<ApplicationSet> = Api::namespaced(read.clone(), &namespace);
+        let (store, writer) = reflector::store::<ApplicationSet>();
+        let changes = watcher(sets, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .touched_objects()
+            .predicate_filter(kube::runtime::predicates::generation, Default::default());
+        let clusters = watcher(
+            Api::<Cluster>::namespaced(read.clone(), &namespace),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .touched_objects();
+        let mut changes = std::pin::pin!(changes);
+        let mut clusters = std::pin::pin!(clusters);
+        let mut tick = tokio::time::interval(TICK);
+        let mut last: HashMap<String, Instant> = HashMap::new();
+        let cx = Cx {
+            read,
+            write,
+            namespace,
+            source,
+        };
+        loop {
+            let due: Vec<Arc<ApplicationSet>> = tokio::select! {
+                () = shutdown.cancelled() => return,
+                next = changes.next() => match next {
+                    None => return,
+                    Some(Ok(set)) => store
+                        .get(&ObjectRef::from_obj(&set))
+                        .into_iter()
+                        .collect(),
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "cannot watch the ApplicationSets");
+                        Vec::new()
+                    }
+                },
+                // A registered cluster came, went or changed its labels: every set may generate otherwise.
+                Some(Ok(_)) = clusters.next() => store.state(),
+                _ = tick.tick() => store
+                    .state()
+                    .into_iter()
+                    .filter(|s| {
+                        last.get(&s.name_any()).is_none_or(|at| at.elapsed() >= requeue_of(s))
+                    })
+                    .collect(),
+            };
+            for set in due {
+                last.insert(set.name_any(), Instant::now());
+                cx.reconcile(&set).await;
+            }
+        }
+    });
+}
+
+/// How often a set runs again for its Git generators: the shortest `requeueAfterSeconds` of its top-level Git
+/// generators, 180 s by default.
+fn requeue_of(set: &ApplicationSet) -> Duration {
+    let secs = set
+        .spec
+        .generators
+        .iter()
+        .filter_map(|g| g.git.as_ref().and_then(|g| g.requeue_after_seconds))
+        .min()
+        .unwrap_or(180);
+    Duration::from_secs(secs.max(1))
+}
+
+struct Cx {
+    read: Client,
+    write: Client,
+    namespace: String,
+    source: Source,
+}
+
+/// Git as the controller reads it: the repository Secrets of the set's namespace.
+struct ControllerGit {
+    source: Source,
+    secrets: RepositorySecrets,
+    namespace: String,
+    handle: tokio::runtime::Handle,
+}
+
+impl GitFiles for ControllerGit {
+    fn tree(&self, repo_url: &str, revision: &str) -> Result<Arc<dyn FileTree>, String> {
+        let repo = kedge_source::RepoSpec::new(repo_url).map_err(|e| e.to_string())?;
+        let (credentials, insecure) = self
+            .handle
+            .block_on(crate::pipeline::credentials_for(
+                &self.secrets,
+                &self.namespace,
+                repo_url,
+            ))
+            .map_err(|e| e.to_string())?;
+        kedge_appset::fetch_tree(
+            &self.source,
+            repo.with_credentials(credentials).insecure(insecure),
+            revision,
+        )
+    }
+}
+
+/// What one pass of a set did.
+#[derive(Default, Debug)]
+struct Outcome {
+    created: Vec<String>,
+    updated: usize,
+    deleted: Vec<String>,
+    /// Deletions left for later passes (the bound).
+    deferred: usize,
+    /// Names taken by Applications the set did not make.
+    foreign: Vec<String>,
+}
+
+impl Cx {
+    async fn reconcile(&self, set: &ApplicationSet) {
+        let name = set.name_any();
+        match self.generate_and_apply(set).await {
+            Ok((names, outcome)) => {
+                let mut message = format!(
+                    "{} application(s): {} created, {} updated, {} deleted",
+                    names.len(),
+                    outcome.created.len(),
+                    outcome.updated,
+                    outcome.deleted.len()
+                );
+                if outcome.deferred > 0 {
+                    message.push_str(&format!(
+                        "; {} more to delete in later passes ({MAX_DELETIONS} per pass unless annotated \
+                         {CONFIRM_DELETIONS}: \"true\")",
+                        outcome.deferred
+                    ));
+                }
+                let error = (!outcome.foreign.is_empty()).then(|| {
+                    format!(
+                        "Applications not made by this set have the names it generates, left alone: {}",
+                        outcome.foreign.join(", ")
+                    )
+                });
+                self.write_status(set, error.as_deref(), &message, Some(names))
+                    .await;
+            }
+            Err(error) => {
+                tracing::info!(set = %name, %error, "application set not generated");
+                self.write_status(
+                    set,
+                    Some(&error),
+                    "nothing was changed: the Applications made before stay",
+                    None,
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn generate_and_apply(
+        &self,
+        set: &ApplicationSet,
+    ) -> Result<(Vec<String>, Outcome), String> {
+        let set_name = set.name_any();
+        let ns = set.namespace().unwrap_or_else(|| self.namespace.clone());
+        let clusters = Api::<Cluster>::namespaced(self.read.clone(), &self.namespace)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| format!("cannot list the registered Clusters: {e}"))?
+            .items;
+        let git = ControllerGit {
+            source: self.source.clone(),
+            secrets: RepositorySecrets::Read(self.read.clone()),
+            namespace: ns.clone(),
+            handle: tokio::runtime::Handle::current(),
+        };
+        let owned = set.clone();
+        let generated = tokio::task::spawn_blocking(move || {
+            kedge_appset::generate(&owned, &Inputs::new(&clusters, &git))
+        })
+        .await
+        .map_err(|e| format!("generation stopped: {e}"))?
+        .map_err(|e| e.to_string())?;
+        let policy = set
+            .spec
+            .sync_policy
+            .as_ref()
+            .and_then(|p| p.applications_sync)
+            .unwrap_or(ApplicationsSync::Sync);
+        let (create, update, delete) = match policy {
+            ApplicationsSync::CreateOnly => (true, false, false),
+            ApplicationsSync::CreateUpdate => (true, true, false),
+            ApplicationsSync::CreateDelete => (true, false, true),
+            ApplicationsSync::Sync => (true, true, true),
+        };
+        let apps: Api<Application> = Api::namespaced(self.read.clone(), &ns);
+        let writes: Api<Application> = Api::namespaced(self.write.clone(), &ns);
+        let existing: HashMap<String, Arc<Application>> = apps
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| format!("cannot list the Applications of namespace {ns}: {e}"))?
+            .items
+            .into_iter()
+            .map(|a| (a.name_any(), Arc::new(a)))
+            .collect();
+        let mine = |a: &Application| a.labels().get(SET_LABEL) == Some(&set_name);
+        let mut outcome = Outcome::default();
+        let mut names = BTreeSet::new();
+        for g in generated {
+            let mut app = g.application;
+            let app_name = app.name_any();
+            if let Some(other) = app.metadata.namespace.as_deref().filter(|n| *n != ns) {
+                return Err(format!(
+                    "application {app_name}: the set generates it into namespace {other}; a set's Applications \
+                     live in the set's namespace ({ns})"
+                ));
+            }
+            names.insert(app_name.clone());
+            let found = existing.get(&app_name);
+            match found {
+                Some(a) if !mine(a) => {
+                    outcome.foreign.push(app_name);
+                    continue;
+                }
+                Some(_) if !update => continue,
+                None if !create => continue,
+                _ => {}
+            }
+            app.metadata.namespace = Some(ns.clone());
+            app.labels_mut()
+                .insert(SET_LABEL.to_owned(), set_name.clone());
+            let body = json!({
+                "apiVersion": "kedge.dev/v1alpha1",
+                "kind": "Application",
+                "metadata": {
+                    "name": app_name,
+                    "namespace": ns,
+                    "labels": app.metadata.labels,
+                    "annotations": app.metadata.annotations,
+                    "finalizers": app.metadata.finalizers,
+                },
+                "spec": app.spec,
+            });
+            writes
+                .patch(
+                    &app_name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&body),
+                )
+                .await
+                .map_err(|e| format!("cannot write application {app_name}: {e}"))?;
+            if found.is_some() {
+                outcome.updated += 1;
+            } else {
+                outcome.created.push(app_name);
+            }
+        }
+        if delete {
+            let gone: Vec<&String> = existing
+                .iter()
+                .filter(|(n, a)| mine(a) && !names.contains(*n))
+                .map(|(n, _)| n)
+                .collect();
+            let confirmed = set
+                .annotations()
+                .get(CONFIRM_DELETIONS)
+                .is_some_and(|v| v == "true");
+            let bound = if confirmed { usize::MAX } else { MAX_DELETIONS };
+            let mut gone: Vec<&String> = gone;
+            gone.sort();
+            outcome.deferred = gone.len().saturating_sub(bound);
+            let preserve = set
+                .spec
+                .sync_policy
+                .as_ref()
+                .is_some_and(|p| p.preserve_resources_on_deletion);
+            for n in gone.into_iter().take(bound) {
+                let finalizers = existing
+                    .get(n)
+                    .map(|a| a.finalizers().to_vec())
+                    .unwrap_or_default();
+                if preserve
+                    && finalizers
+                        .iter()
+                        .any(|f| f == kedge_api::RESOURCES_FINALIZER)
+                {
+                    // What the Application deployed stays: without the finalizer, deleting it deletes nothing else.
+                    let kept: Vec<&String> = finalizers
+                        .iter()
+                        .filter(|f| *f != kedge_api::RESOURCES_FINALIZER)
+                        .collect();
+                    let patch = json!({ "metadata": { "finalizers": kept } });
+                    writes
+                        .patch(n, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .map_err(|e| format!("cannot release application {n}: {e}"))?;
+                }
+                match writes.delete(n, &DeleteParams::default()).await {
+                    Ok(_) => outcome.deleted.push(n.clone()),
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(format!("cannot delete application {n}: {e}")),
+                }
+            }
+        }
+        Ok((names.into_iter().collect(), outcome))
+    }
+
+    async fn write_status(
+        &self,
+        set: &ApplicationSet,
+        error: Option<&str>,
+        message: &str,
+        applications: Option<Vec<String>>,
+    ) {
+        let now = jiff::Timestamp::now()
+            .round(jiff::Unit::Second)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let generation = set.metadata.generation;
+        let old = set.status.clone().unwrap_or_default();
+        let condition = |type_: &str, on: bool, reason: &str, message: &str| {
+            let status = if on { "True" } else { "False" };
+            let since = old
+                .conditions
+                .iter()
+                .find(|c| c.type_ == type_ && c.status == status)
+                .and_then(|c| c.last_transition_time.clone())
+                .unwrap_or_else(|| now.clone());
+            Condition {
+                type_: type_.to_owned(),
+                status: status.to_owned(),
+                reason: reason.to_owned(),
+                message: message.to_owned(),
+                observed_generation: generation,
+                last_transition_time: Some(since),
+            }
+        };
+        let conditions = vec![
+            match error {
+                Some(e) => condition("ErrorOccurred", true, "GenerationFailed", e),
+                None => condition("ErrorOccurred", false, "Generated", "no error"),
+            },
+            condition(
+                "ResourcesUpToDate",
+                error.is_none(),
+                if error.is_none() { "Applied" } else { "Kept" },
+                message,
+            ),
+        ];
+        let applications = applications.unwrap_or(old.applications.clone());
+        if old.applications == applications
+            && old.conditions.len() == conditions.len()
+            && old.conditions.iter().zip(&conditions).all(|(a, b)| {
+                a.type_ == b.type_
+                    && a.status == b.status
+                    && a.message == b.message
+                    && a.observed_generation == b.observed_generation
+            })
+        {
+            return;
+        }
+        let patch = json!({ "status": { "conditions": conditions, "applications": applications } });
+        let api: Api<ApplicationSet> = Api::namespaced(
+            self.write.clone(),
+            &set.namespace().unwrap_or_else(|| self.namespace.clone()),
+        );
+        if let Err(e) = api
+            .patch_status(
+                &set.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            tracing::debug!(set = %set.name_any(), error = %e, "cannot write the set's status");
+        }
+    }
+}
