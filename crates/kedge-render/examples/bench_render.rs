@@ -1,6 +1,6 @@
 //! Render benchmark: a generated 1,000-object directory and a kustomize overlay, ours against plain
 //! `kubectl kustomize` / `kustomize build`. Prints figures; run with
-//! `cargo run --release -p kedge-render --example bench`.
+//! `cargo run --release -p kedge-render --example bench_render`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
