@@ -71,6 +71,84 @@ pub struct ApplicationSpec {
     /// naming it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<AppDependency>,
+    /// Promotion from another application (the stage before this one): this application deploys, from its own
+    /// path, the commit its upstream has run Synced and Healthy for at least `soak`, once approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<Promotion>,
+}
+
+/// Where an application's revisions come from when it is a stage of a promotion chain.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Promotion {
+    /// The application of the stage before (default namespace: this application's).
+    pub from: AppDependency,
+    /// How long the upstream must have run a revision Synced and Healthy before it is a candidate here, e.g. `10m`,
+    /// `1h30m`, `45s` (default: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<String>,
+    /// `Auto` (the default): a candidate is promoted when it has soaked; `Manual`: it waits in
+    /// `status.promotion.pending` until `kedge app promote` approves it.
+    #[serde(default)]
+    pub approval: PromotionApproval,
+}
+
+/// Who promotes a candidate.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PromotionApproval {
+    /// The controller, once the candidate has soaked.
+    #[default]
+    Auto,
+    /// A person, with `kedge app promote`.
+    Manual,
+}
+
+/// Where an application stands in its promotion chain.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionStatus {
+    /// The revision promoted here: what this application deploys (none before the first promotion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// A candidate waiting for approval (`approval: Manual`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
+    /// Why the next revision waits: soak left, approval, the upstream not healthy.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub waiting: String,
+    /// The promotions made here, newest last (at most 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<PromotionRecord>,
+}
+
+/// One promotion.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionRecord {
+    /// The revision promoted.
+    pub revision: String,
+    /// The upstream application (`namespace/name`), or who chose the revision by hand.
+    pub from: String,
+    /// Who approved: `auto`, or the user.
+    pub approved_by: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// Annotation asking the controller to promote (JSON [`PromoteRequest`]), written by `kedge app promote`.
+pub const PROMOTE_ANNOTATION: &str = "kedge.dev/promote";
+
+/// A person's promotion: the pending candidate, or a revision of their choice.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PromoteRequest {
+    /// The revision to promote; absent: the pending candidate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Who asked.
+    pub by: String,
+    /// When (RFC 3339); also makes repeated requests distinct.
+    pub at: String,
 }
 
 /// An application another one waits for.
@@ -794,6 +872,9 @@ pub struct ApplicationStatus {
     /// applications, each reconciled by one of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconciled_by: Option<String>,
+    /// With `spec.promotion`: the revision promoted here, the candidate waiting and why, the promotions made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionStatus>,
 }
 
 /// Sync state of an application.

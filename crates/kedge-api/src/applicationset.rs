@@ -312,7 +312,7 @@ pub enum ApplicationsSync {
     Sync,
 }
 
-/// A progressive-sync strategy (typed; not acted on yet).
+/// How a set's Applications take a new revision: all at once, or step by step (`RollingSync`).
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApplicationSetStrategy {
@@ -356,7 +356,44 @@ pub struct ApplicationSetStatus {
     /// The Applications it generated, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub applications: Vec<String>,
+    /// With a `RollingSync` strategy: the step of each Application and where it stands (Argo CD's field).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub application_status: Vec<ApplicationSetApplicationStatus>,
 }
+
+/// Where one Application of a set stands in its rollout.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationSetApplicationStatus {
+    /// The Application's name.
+    pub application: String,
+    /// `Waiting`, `Progressing`, `Healthy` or `Degraded`.
+    pub status: String,
+    /// Why it waits, or what it does.
+    #[serde(default)]
+    pub message: String,
+    /// Its step, from 1 (empty when no step selects it).
+    #[serde(default)]
+    pub step: String,
+    /// The revision it may sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_revisions: Vec<String>,
+    /// When `status` last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
+/// Annotation the set controller puts on the Applications of a `RollingSync` set: the set's name. Automated syncs
+/// (and self-heal) of such an Application run only for the revision in [`ROLLOUT_RELEASE_ANNOTATION`].
+pub const ROLLOUT_ANNOTATION: &str = "kedge.dev/rollout";
+/// Annotation the set controller puts on an Application of a `RollingSync` set: the revision its rollout step
+/// released it for.
+pub const ROLLOUT_RELEASE_ANNOTATION: &str = "kedge.dev/rollout-release";
+/// Annotation the set controller puts on an Application of a `RollingSync` set: why it waits.
+pub const ROLLOUT_WAIT_ANNOTATION: &str = "kedge.dev/rollout-wait";
+/// Annotation of a set: `name@revision` pairs, comma-separated, of Degraded Applications the rollout passes
+/// (`kedge appset rollout NAME --resume` writes it, `--restart` removes it).
+pub const ROLLOUT_SKIP_ANNOTATION: &str = "kedge.dev/rollout-skip";
 
 fn free_form_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({

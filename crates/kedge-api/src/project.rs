@@ -257,6 +257,10 @@ pub enum HoldBy {
     Window,
     /// Applications it depends on that are not ready (`spec.dependsOn`).
     Dependencies,
+    /// The rollout of its ApplicationSet has not reached it for this revision (`RollingSync`).
+    Rollout,
+    /// Nothing has been promoted to it yet (`spec.promotion`).
+    Promotion,
 }
 
 /// What the sync windows of a project allow an application now.

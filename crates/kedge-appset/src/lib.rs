@@ -25,6 +25,7 @@
 mod generators;
 pub mod gotmpl;
 mod memory;
+pub mod rollout;
 pub mod template;
 
 use std::collections::HashMap;
@@ -405,20 +406,33 @@ fn refuse_unsupported(spec: &kedge_api::ApplicationSetSpec) -> Result<(), Error>
             ),
         });
     }
-    Ok(())
-}
-
-/// Notes about fields that are read but not acted on yet (e.g. `strategy`), for people.
-pub fn notes(spec: &kedge_api::ApplicationSetSpec) -> Vec<String> {
-    let mut notes = Vec::new();
-    if spec
-        .strategy
-        .as_ref()
-        .is_some_and(|s| s.type_ == "RollingSync")
-    {
-        notes.push("spec.strategy (RollingSync) is read but not acted on yet: Applications are synced all at once".into());
+    if let Some(strategy) = &spec.strategy {
+        match (strategy.type_.as_str(), &strategy.rolling_sync) {
+            ("RollingSync", None) => {
+                return Err(Error::Invalid {
+                    field: "spec.strategy.rollingSync".into(),
+                    message: "a RollingSync strategy needs its steps".into(),
+                });
+            }
+            ("RollingSync", Some(rolling)) => {
+                rollout::validate(&rolling.steps).map_err(|e| Error::Invalid {
+                    field: "spec.strategy.rollingSync".into(),
+                    message: e.to_string(),
+                })?;
+            }
+            (_, Some(_)) => {
+                return Err(Error::Invalid {
+                    field: "spec.strategy.rollingSync".into(),
+                    message: format!(
+                        "steps are read only with type RollingSync, not {:?}",
+                        strategy.type_
+                    ),
+                });
+            }
+            _ => {}
+        }
     }
-    notes
+    Ok(())
 }
 
 /// The parameters of a generated Application as JSON text (for messages).

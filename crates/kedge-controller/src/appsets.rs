@@ -9,14 +9,23 @@
 //! `kedge.dev/resources-finalizer` finalizer, and not with `syncPolicy.preserveResourcesOnDeletion`.
 //! A set runs again when it changes, when the registered Clusters change, and every `requeueAfterSeconds` (180 s by
 //! default) for its Git generators.
+//!
+//! With `strategy: RollingSync`, the set's Applications carry [`ROLLOUT_ANNOTATION`]: their automated syncs wait
+//! until the set releases them for the revision they are out of sync with ([`ROLLOUT_RELEASE_ANNOTATION`]), step by
+//! step as [`kedge_appset::rollout`] decides. The rollout moves on as the Applications' states change (a watch of
+//! the sets' Applications), and says where each stands in `status.applicationStatus` and the `RolloutProgressing`
+//! condition. An Application without automated sync is asked to sync (as the CLI would) when released, as Argo CD
+//! does.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kedge_api::{
-    Application, ApplicationSet, ApplicationsSync, Cluster, Condition, RepositorySecrets,
+    Application, ApplicationSet, ApplicationSetApplicationStatus, ApplicationsSync, Cluster,
+    Condition, Operation, OperationPhase, ROLLOUT_ANNOTATION, ROLLOUT_RELEASE_ANNOTATION,
+    ROLLOUT_SKIP_ANNOTATION, ROLLOUT_WAIT_ANNOTATION, RepositorySecrets, SyncCode, SyncOperation,
 };
 use kedge_appset::{GitFiles, Inputs};
 use kedge_source::FileTree;
@@ -36,6 +45,9 @@ pub const CONFIRM_DELETIONS: &str = "kedge.dev/confirm-deletions";
 pub const MAX_DELETIONS: usize = 5;
 /// The field manager of the Applications' fields a set sets.
 const FIELD_MANAGER: &str = "kedge-applicationset";
+/// The field manager of the rollout's annotations on the Applications.
+const ROLLOUT_MANAGER: &str = "kedge-applicationset-rollout";
+static EMPTY: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
 /// How often due sets are looked for.
 const TICK: Duration = Duration::from_secs(10);
 
@@ -61,8 +73,17 @@ pub fn spawn(
         )
         .default_backoff()
         .touched_objects();
+        // The sets' Applications: a change of their state moves the rollouts on.
+        let members = watcher(
+            Api::<Application>::namespaced(read.clone(), &namespace),
+            watcher::Config::default().labels(SET_LABEL),
+        )
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(rollout_facts, Default::default());
         let mut changes = std::pin::pin!(changes);
         let mut clusters = std::pin::pin!(clusters);
+        let mut members = std::pin::pin!(members);
         let mut tick = tokio::time::interval(TICK);
         let mut last: HashMap<String, Instant> = HashMap::new();
         let cx = Cx {
@@ -72,6 +93,8 @@ pub fn spawn(
             source,
         };
         loop {
+            // Sets to generate again, and sets whose rollout may move on.
+            let mut rolls: BTreeSet<String> = BTreeSet::new();
             let due: Vec<Arc<ApplicationSet>> = tokio::select! {
                 () = shutdown.cancelled() => return,
                 next = changes.next() => match next {
@@ -87,6 +110,14 @@ pub fn spawn(
                 },
                 // A registered cluster came, went or changed its labels: every set may generate otherwise.
                 Some(Ok(_)) = clusters.next() => store.state(),
+                Some(Ok(app)) = members.next() => {
+                    rolls.extend(app.labels().get(SET_LABEL).cloned());
+                    // Several changes at once are taken together.
+                    while let Some(Some(Ok(app))) = members.next().now_or_never() {
+                        rolls.extend(app.labels().get(SET_LABEL).cloned());
+                    }
+                    Vec::new()
+                }
                 _ = tick.tick() => store
                     .state()
                     .into_iter()
@@ -95,9 +126,17 @@ pub fn spawn(
                     })
                     .collect(),
             };
-            for set in due {
+            for set in &due {
                 last.insert(set.name_any(), Instant::now());
-                cx.reconcile(&set).await;
+                cx.reconcile(set).await;
+            }
+            for set in store.state() {
+                if rolls.contains(&set.name_any())
+                    && !due.iter().any(|d| d.name_any() == set.name_any())
+                    && rolling(&set).is_some()
+                {
+                    cx.roll_only(&set).await;
+                }
             }
         }
     });
@@ -114,6 +153,53 @@ fn requeue_of(set: &ApplicationSet) -> Duration {
         .min()
         .unwrap_or(180);
     Duration::from_secs(secs.max(1))
+}
+
+/// The steps of a set's `RollingSync` strategy, if it has one.
+fn rolling(set: &ApplicationSet) -> Option<&kedge_api::RollingSync> {
+    set.spec
+        .strategy
+        .as_ref()
+        .filter(|s| s.type_ == "RollingSync")
+        .and_then(|s| s.rolling_sync.as_ref())
+}
+
+/// What a rollout looks at in an Application: a change of it may move the rollout on.
+fn rollout_facts(app: &Application) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let status = app.status.as_ref();
+    status.map(|s| s.sync.status as u8).hash(&mut h);
+    status.and_then(|s| s.sync.revision.clone()).hash(&mut h);
+    status.map(|s| s.health.status as u8).hash(&mut h);
+    status
+        .and_then(|s| s.operation_state.as_ref())
+        .map(|o| o.phase.as_str())
+        .hash(&mut h);
+    app.labels().hash(&mut h);
+    app.annotations()
+        .get(ROLLOUT_RELEASE_ANNOTATION)
+        .hash(&mut h);
+    Some(h.finish())
+}
+
+/// What a generation pass did, for the set's status.
+struct Generated<'a> {
+    /// Why it failed, if it did.
+    error: Option<&'a str>,
+    /// What it did, or that it kept everything.
+    message: &'a str,
+    /// The Applications it generated (`None`: unknown, keep what status says).
+    applications: Option<Vec<String>>,
+}
+
+/// A rollout's verdicts, for the set's status.
+struct RolloutReport {
+    entries: Vec<ApplicationSetApplicationStatus>,
+    /// `RolloutProgressing`: whether it is, why, and what it says.
+    progressing: bool,
+    reason: &'static str,
+    message: String,
 }
 
 struct Cx {
@@ -187,16 +273,30 @@ impl Cx {
                         outcome.foreign.join(", ")
                     )
                 });
-                self.write_status(set, error.as_deref(), &message, Some(names))
-                    .await;
+                let rollout = self.roll(set).await;
+                self.write_status(
+                    set,
+                    Some(Generated {
+                        error: error.as_deref(),
+                        message: &message,
+                        applications: Some(names),
+                    }),
+                    rollout,
+                )
+                .await;
             }
             Err(error) => {
                 tracing::info!(set = %name, %error, "application set not generated");
+                // The rollout of what exists goes on.
+                let rollout = self.roll(set).await;
                 self.write_status(
                     set,
-                    Some(&error),
-                    "nothing was changed: the Applications made before stay",
-                    None,
+                    Some(Generated {
+                        error: Some(&error),
+                        message: "nothing was changed: the Applications made before stay",
+                        applications: None,
+                    }),
+                    rollout,
                 )
                 .await;
             }
@@ -275,6 +375,10 @@ impl Cx {
             app.metadata.namespace = Some(ns.clone());
             app.labels_mut()
                 .insert(SET_LABEL.to_owned(), set_name.clone());
+            if rolling(set).is_some() {
+                app.annotations_mut()
+                    .insert(ROLLOUT_ANNOTATION.to_owned(), set_name.clone());
+            }
             let body = json!({
                 "apiVersion": "kedge.dev/v1alpha1",
                 "kind": "Application",
@@ -351,12 +455,231 @@ impl Cx {
         Ok((names.into_iter().collect(), outcome))
     }
 
+    /// A pass of the rollout alone (an Application of the set changed): the set as it is now, its rollout moved on.
+    async fn roll_only(&self, set: &ApplicationSet) {
+        let api: Api<ApplicationSet> = Api::namespaced(
+            self.read.clone(),
+            &set.namespace().unwrap_or_else(|| self.namespace.clone()),
+        );
+        let set = match api.get(&set.name_any()).await {
+            Ok(set) => set,
+            Err(e) => {
+                tracing::debug!(set = %set.name_any(), error = %e, "cannot read the set");
+                return;
+            }
+        };
+        let rollout = self.roll(&set).await;
+        self.write_status(&set, None, rollout).await;
+    }
+
+    /// Moves the rollout of `set` on: releases what its steps allow, holds the rest, asks Applications without
+    /// automated sync to sync when released. Without a `RollingSync` strategy, removes what a rollout left. `None`
+    /// when the set has no rollout (or its Applications cannot be read: the next pass tries again).
+    async fn roll(&self, set: &ApplicationSet) -> Option<RolloutReport> {
+        let set_name = set.name_any();
+        let ns = set.namespace().unwrap_or_else(|| self.namespace.clone());
+        let apps: Api<Application> = Api::namespaced(self.read.clone(), &ns);
+        let writes: Api<Application> = Api::namespaced(self.write.clone(), &ns);
+        let members = match apps
+            .list(&ListParams::default().labels(&format!("{SET_LABEL}={set_name}")))
+            .await
+        {
+            Ok(list) => list.items,
+            Err(e) => {
+                tracing::debug!(set = %set_name, error = %e, "cannot list the set's Applications");
+                return None;
+            }
+        };
+        let annotated = |a: &Application, key: &str| a.annotations().get(key).cloned();
+        let Some(steps) = rolling(set) else {
+            // No rollout (any more): nothing of one stays on the Applications.
+            for app in &members {
+                if annotated(app, ROLLOUT_RELEASE_ANNOTATION).is_some()
+                    || annotated(app, ROLLOUT_WAIT_ANNOTATION).is_some()
+                {
+                    self.annotate(&writes, app, None, None).await;
+                }
+            }
+            return None;
+        };
+        let skipped: BTreeSet<String> = set
+            .annotations()
+            .get(ROLLOUT_SKIP_ANNOTATION)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let view: Vec<kedge_appset::rollout::Member<'_>> = members
+            .iter()
+            .map(|a| {
+                let status = a.status.as_ref();
+                let op = status.and_then(|s| s.operation_state.as_ref());
+                kedge_appset::rollout::Member {
+                    name: a.metadata.name.as_deref().unwrap_or_default(),
+                    labels: a.metadata.labels.as_ref().unwrap_or(&EMPTY),
+                    revision: status.and_then(|s| s.sync.revision.as_deref()),
+                    synced: status.is_some_and(|s| s.sync.status == SyncCode::Synced),
+                    health: status.map(|s| s.health.status).unwrap_or_default(),
+                    operating: op.is_some_and(|o| !o.phase.is_completed()),
+                    failed: op.is_some_and(|o| {
+                        matches!(o.phase, OperationPhase::Failed | OperationPhase::Error)
+                    }),
+                    released: a
+                        .annotations()
+                        .get(ROLLOUT_RELEASE_ANNOTATION)
+                        .map(String::as_str),
+                }
+            })
+            .collect();
+        let plan = match kedge_appset::rollout::plan(&steps.steps, &view, &skipped) {
+            Ok(plan) => plan,
+            Err(e) => {
+                return Some(RolloutReport {
+                    entries: Vec::new(),
+                    progressing: false,
+                    reason: "InvalidStrategy",
+                    message: e.to_string(),
+                });
+            }
+        };
+        let now = jiff::Timestamp::now()
+            .round(jiff::Unit::Second)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let old: HashMap<&str, &ApplicationSetApplicationStatus> = set
+            .status
+            .iter()
+            .flat_map(|s| &s.application_status)
+            .map(|e| (e.application.as_str(), e))
+            .collect();
+        let mut entries = Vec::new();
+        for (app, verdict) in members.iter().zip(&plan.members) {
+            let wait = (verdict.state == kedge_appset::rollout::MemberState::Waiting)
+                .then(|| verdict.message.clone());
+            let newly_released = verdict.release.is_some()
+                && verdict.release != annotated(app, ROLLOUT_RELEASE_ANNOTATION);
+            if verdict.release != annotated(app, ROLLOUT_RELEASE_ANNOTATION)
+                || wait != annotated(app, ROLLOUT_WAIT_ANNOTATION)
+                || annotated(app, ROLLOUT_ANNOTATION).as_ref() != Some(&set_name)
+            {
+                self.annotate(&writes, app, verdict.release.as_deref(), wait.as_deref())
+                    .await;
+            }
+            let automated = app
+                .spec
+                .sync_policy
+                .as_ref()
+                .and_then(|p| p.automation())
+                .is_some();
+            if newly_released
+                && !automated
+                && verdict.state == kedge_appset::rollout::MemberState::Progressing
+            {
+                // Argo CD syncs the Applications of a step whatever their policy: ask, as the CLI would.
+                let op = Operation {
+                    sync: Some(SyncOperation {
+                        revision: verdict.release.clone(),
+                        ..SyncOperation::default()
+                    }),
+                    rollback: None,
+                    initiated_by: format!("applicationset/{set_name}"),
+                    requested_at: now.clone(),
+                };
+                let patch = json!({ "metadata": { "annotations": {
+                    kedge_api::OPERATION_ANNOTATION: op.to_annotation() } } });
+                if let Err(e) = writes
+                    .patch(
+                        &verdict.name,
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await
+                {
+                    tracing::debug!(app = %verdict.name, error = %e, "cannot ask for a sync");
+                }
+            }
+            let status = verdict.state.as_str().to_owned();
+            let since = old
+                .get(verdict.name.as_str())
+                .filter(|e| e.status == status)
+                .and_then(|e| e.last_transition_time.clone())
+                .unwrap_or_else(|| now.clone());
+            entries.push(ApplicationSetApplicationStatus {
+                application: verdict.name.clone(),
+                status,
+                message: verdict.message.clone(),
+                step: verdict.step.map(|s| s.to_string()).unwrap_or_default(),
+                target_revisions: verdict.release.iter().cloned().collect(),
+                last_transition_time: Some(since),
+            });
+        }
+        entries.sort_by(|a, b| a.application.cmp(&b.application));
+        let total = steps.steps.len();
+        let (progressing, reason, message) = match (&plan.stopped, plan.step) {
+            (Some(why), _) => (true, "Stopped", format!("the rollout stopped at {why}")),
+            (None, Some(step)) => (
+                true,
+                "Progressing",
+                format!("step {step} of {total} in progress"),
+            ),
+            (None, None) => (
+                false,
+                "Complete",
+                format!("every step of {total} is Synced and Healthy"),
+            ),
+        };
+        Some(RolloutReport {
+            entries,
+            progressing,
+            reason,
+            message,
+        })
+    }
+
+    /// Sets (or removes) the rollout's annotations of `app`.
+    async fn annotate(
+        &self,
+        writes: &Api<Application>,
+        app: &Application,
+        release: Option<&str>,
+        wait: Option<&str>,
+    ) {
+        let mut annotations = serde_json::Map::new();
+        if let Some(r) = release {
+            annotations.insert(ROLLOUT_RELEASE_ANNOTATION.into(), r.into());
+        }
+        if let Some(w) = wait {
+            annotations.insert(ROLLOUT_WAIT_ANNOTATION.into(), w.into());
+        }
+        let name = app.name_any();
+        let body = json!({
+            "apiVersion": "kedge.dev/v1alpha1",
+            "kind": "Application",
+            "metadata": { "name": name, "annotations": annotations },
+        });
+        if let Err(e) = writes
+            .patch(
+                &name,
+                &PatchParams::apply(ROLLOUT_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+        {
+            tracing::debug!(app = %name, error = %e, "cannot write the rollout's annotations");
+        }
+    }
+
+    /// Writes the set's status: the generation's outcome (error, message, the Applications) when there was one,
+    /// and the rollout's.
     async fn write_status(
         &self,
         set: &ApplicationSet,
-        error: Option<&str>,
-        message: &str,
-        applications: Option<Vec<String>>,
+        generated: Option<Generated<'_>>,
+        rollout: Option<RolloutReport>,
     ) {
         let now = jiff::Timestamp::now()
             .round(jiff::Unit::Second)
@@ -381,20 +704,40 @@ impl Cx {
                 last_transition_time: Some(since),
             }
         };
-        let conditions = vec![
-            match error {
-                Some(e) => condition("ErrorOccurred", true, "GenerationFailed", e),
-                None => condition("ErrorOccurred", false, "Generated", "no error"),
-            },
-            condition(
-                "ResourcesUpToDate",
-                error.is_none(),
-                if error.is_none() { "Applied" } else { "Kept" },
-                message,
-            ),
-        ];
-        let applications = applications.unwrap_or(old.applications.clone());
+        let mut conditions: Vec<Condition> = match &generated {
+            Some(Generated { error, message, .. }) => vec![
+                match error {
+                    Some(e) => condition("ErrorOccurred", true, "GenerationFailed", e),
+                    None => condition("ErrorOccurred", false, "Generated", "no error"),
+                },
+                condition(
+                    "ResourcesUpToDate",
+                    error.is_none(),
+                    if error.is_none() { "Applied" } else { "Kept" },
+                    message,
+                ),
+            ],
+            None => old
+                .conditions
+                .iter()
+                .filter(|c| c.type_ != "RolloutProgressing")
+                .cloned()
+                .collect(),
+        };
+        if let Some(r) = &rollout {
+            conditions.push(condition(
+                "RolloutProgressing",
+                r.progressing,
+                r.reason,
+                &r.message,
+            ));
+        }
+        let applications = generated
+            .and_then(|g| g.applications)
+            .unwrap_or(old.applications.clone());
+        let application_status = rollout.map(|r| r.entries).unwrap_or_default();
         if old.applications == applications
+            && old.application_status == application_status
             && old.conditions.len() == conditions.len()
             && old.conditions.iter().zip(&conditions).all(|(a, b)| {
                 a.type_ == b.type_
@@ -405,7 +748,11 @@ impl Cx {
         {
             return;
         }
-        let patch = json!({ "status": { "conditions": conditions, "applications": applications } });
+        let patch = json!({ "status": {
+            "conditions": conditions,
+            "applications": applications,
+            "applicationStatus": application_status,
+        } });
         let api: Api<ApplicationSet> = Api::namespaced(
             self.write.clone(),
             &set.namespace().unwrap_or_else(|| self.namespace.clone()),

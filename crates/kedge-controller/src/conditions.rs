@@ -14,6 +14,10 @@ pub const STALLED: &str = "Stalled";
 pub const SYNC_WINDOW: &str = "SyncWindow";
 /// True while automated syncs wait for the applications this one depends on (`spec.dependsOn`).
 pub const WAITING_FOR_DEPENDENCIES: &str = "WaitingForDependencies";
+/// True while automated syncs wait for the rollout of the application's set to reach it (`RollingSync`).
+pub const WAITING_FOR_ROLLOUT: &str = "WaitingForRollout";
+/// True while automated syncs wait for a first promotion from the upstream stage (`spec.promotion`).
+pub const WAITING_FOR_PROMOTION: &str = "WaitingForPromotion";
 /// Condition type: the commit's signature was checked against the trusted keys of `spec.source.verify` (absent when
 /// commits are not verified).
 pub const SOURCE_VERIFIED: &str = "SourceVerified";

@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod policies;
 pub mod probes;
 pub mod projects;
+pub mod promotion;
 pub mod reconcile;
 pub mod runner;
 pub mod shard;

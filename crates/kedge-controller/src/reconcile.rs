@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use kedge_api::{
     Application, ApplicationStatus, HealthCode, HealthStatus as ApiHealth, HistoryResult,
-    NoticeKind, OPERATION_ANNOTATION, Operation, OperationPhase, OperationState,
+    NoticeKind, OPERATION_ANNOTATION, Operation, OperationPhase, OperationState, PromoteRequest,
     REFRESH_ANNOTATION, RESOURCES_FINALIZER, ResourceResult, ResourceStatus, SyncCode,
     SyncResult as ApiSyncResult, SyncStatus as ApiSyncStatus, TERMINATE_ANNOTATION, bound_results,
     join_bounded,
@@ -38,6 +38,7 @@ use crate::metrics::{Metrics, ResultLabel};
 use crate::pipeline::{
     Comparison, Pipeline, PipelineError, engine_spec, from_engine_id, inventory_of,
 };
+use crate::promotion;
 use crate::trace::{self, phase_span};
 
 /// Failure of a reconcile that kube-runtime should retry with backoff.
@@ -462,6 +463,10 @@ struct Pass<'a> {
     now: String,
     /// The status this pass writes.
     status: ApplicationStatus,
+    /// With `spec.promotion` and nothing promoted yet: why automated syncs wait.
+    promotion_hold: Option<String>,
+    /// When to look again for the promotion (a candidate's soak ending).
+    recheck: Option<Duration>,
 }
 
 /// What fetch hands on: the comparison, or the end of the pass (a failure reported, or nothing changed).
@@ -509,6 +514,8 @@ async fn reconcile_inner(
         generation: app.meta().generation,
         now: now_rfc3339(),
         status: app.status.clone().unwrap_or_default(),
+        promotion_hold: None,
+        recheck: None,
     };
     let (intake, operation) = pass.intake().await?;
     let target = pass.target(operation.as_ref()).await;
@@ -520,9 +527,12 @@ async fn reconcile_inner(
         Fetched::Compared(c) => c,
     };
     let decision = pass.decide(&compared.comparison, &target);
-    let executed = pass
+    let mut executed = pass
         .execute(decision, &compared.comparison, &target, &intake)
         .await?;
+    if let Some(at) = pass.recheck {
+        executed.retry_in = Some(executed.retry_in.map_or(at, |r| r.min(at)));
+    }
     pass.report(*compared, executed, intake.requested()).await
 }
 
@@ -569,7 +579,10 @@ impl Pass<'_> {
                     .map(|(sha, _)| sha.clone())
             })
         };
-        let target = decide::target(operation, &self.status.history, fresh);
+        let mut target = decide::target(operation, &self.status.history, fresh);
+        if let Err(e) = self.promote(operation, &mut target).await {
+            tracing::debug!(error = %e, "cannot take the promotion request");
+        }
         if let Some(msg) = &target.failed {
             ctx.recorder
                 .publish(self.app, Severity::Warning, "RollbackFailed", msg)
@@ -583,6 +596,114 @@ impl Pass<'_> {
             );
         }
         target
+    }
+
+    /// Promotion (`spec.promotion`): a person's request taken, the upstream's candidate promoted as the approval
+    /// allows, and the revision promoted here made the target, unless the operation names one.
+    async fn promote(
+        &mut self,
+        operation: Option<&Operation>,
+        target: &mut decide::Target,
+    ) -> Result<(), ReconcileError> {
+        let (app, ctx) = (self.app, self.ctx);
+        let Some(spec) = app.spec.promotion.as_ref() else {
+            self.status.promotion = None;
+            return Ok(());
+        };
+        let key = promotion::upstream_key(app, spec);
+        if key == self.key {
+            self.promotion_hold = Some("spec.promotion.from names this application itself".into());
+            return Ok(());
+        }
+        let soak = match promotion::soak(spec) {
+            Ok(soak) => soak,
+            Err(e) => {
+                self.promotion_hold = Some(e);
+                return Ok(());
+            }
+        };
+        let upstream = key
+            .split_once('/')
+            .and_then(|(ns, name)| ctx.apps.get(&CacheRef::new(name).within(ns)));
+        let candidate =
+            promotion::candidate(upstream.as_deref(), &key, soak, jiff::Timestamp::now());
+        let raw = app
+            .annotations()
+            .get(kedge_api::PROMOTE_ANNOTATION)
+            .cloned();
+        let (request, invalid) = match raw.as_deref().map(serde_json::from_str::<PromoteRequest>) {
+            Some(Ok(r)) => (Some(r), None),
+            Some(Err(e)) => (None, Some(e.to_string())),
+            None => (None, None),
+        };
+        let old = self.status.promotion.clone().unwrap_or_default();
+        let step = promotion::step(
+            spec,
+            old.clone(),
+            &key,
+            candidate,
+            request.as_ref(),
+            &self.now,
+        );
+        if let Some(invalid) = invalid {
+            let message = format!(
+                "ignored invalid {} annotation: {invalid}",
+                kedge_api::PROMOTE_ANNOTATION
+            );
+            ctx.recorder
+                .publish(app, Severity::Warning, "PromotionRefused", &message)
+                .await;
+        }
+        if let Some(why) = &step.refused {
+            ctx.recorder
+                .publish(app, Severity::Warning, "PromotionRefused", why)
+                .await;
+        }
+        if let Some(p) = &step.promoted {
+            let message = format!(
+                "revision {} promoted from {} (approved by {})",
+                short(&p.revision),
+                p.from,
+                p.approved_by
+            );
+            ctx.recorder
+                .publish(app, Severity::Normal, "Promoted", &message)
+                .await;
+        }
+        if step.status.pending.is_some() && step.status.pending != old.pending {
+            ctx.recorder
+                .publish(
+                    app,
+                    Severity::Normal,
+                    "PromotionPending",
+                    &step.status.waiting,
+                )
+                .await;
+        }
+        self.recheck = step.recheck;
+        let explicit = operation.is_some_and(|o| {
+            o.rollback.is_some() || o.sync.as_ref().is_some_and(|s| s.revision.is_some())
+        });
+        match &step.status.revision {
+            Some(rev) if !explicit => target.revision = Some(rev.clone()),
+            Some(_) => {}
+            None => {
+                self.promotion_hold = Some(format!(
+                    "nothing promoted from {key} yet: {}",
+                    if step.status.waiting.is_empty() {
+                        "no candidate"
+                    } else {
+                        &step.status.waiting
+                    }
+                ));
+            }
+        }
+        self.status.promotion = Some(step.status);
+        // Taken (or refused) once: cleared only if it still asks for the same.
+        if let Some(raw) = raw {
+            clear_annotation(&self.api, app, kedge_api::PROMOTE_ANNOTATION, &raw, ctx).await?;
+        }
+        Ok(())
     }
 
     /// Fetch: the target revision fetched, verified, rendered and compared with the cluster, unless nothing changed
@@ -865,8 +986,14 @@ impl Pass<'_> {
             }),
             _ => None,
         };
+        let rollout = rollout_hold(app, &comparison.revision.sha);
+        let promotion = self.promotion_hold.clone().map(|reason| kedge_api::Hold {
+            reason,
+            until: None,
+            by: kedge_api::HoldBy::Promotion,
+        });
         let decision = decide::decide(decide::Facts {
-            held_automated: window.automated.or(waiting),
+            held_automated: window.automated.or(waiting).or(rollout).or(promotion),
             held_manual: window.manual,
             requested: target.requested.clone(),
             dry_run: target.dry_run,
@@ -950,17 +1077,40 @@ impl Pass<'_> {
                 conditions::WAITING_FOR_DEPENDENCIES,
             );
         }
+        if held_by != Some(kedge_api::HoldBy::Rollout) {
+            conditions::remove(&mut self.status.conditions, conditions::WAITING_FOR_ROLLOUT);
+        }
+        if held_by != Some(kedge_api::HoldBy::Promotion) {
+            conditions::remove(
+                &mut self.status.conditions,
+                conditions::WAITING_FOR_PROMOTION,
+            );
+        }
         match decision {
             Decision::Observe => {}
-            Decision::Held { hold, .. } if hold.by == kedge_api::HoldBy::Dependencies => {
+            Decision::Held { hold, .. }
+                if matches!(
+                    hold.by,
+                    kedge_api::HoldBy::Dependencies
+                        | kedge_api::HoldBy::Rollout
+                        | kedge_api::HoldBy::Promotion
+                ) =>
+            {
                 // Waiting is a state of its own, not an error: the dependencies queue this application when they
-                // become ready (and the periodic pass checks again).
-                let changed = !self.status.conditions.iter().any(|c| {
-                    c.type_ == conditions::WAITING_FOR_DEPENDENCIES && c.message == hold.reason
-                });
+                // become ready, the set's rollout when it releases it (and the periodic pass checks again).
+                let kind = match hold.by {
+                    kedge_api::HoldBy::Rollout => conditions::WAITING_FOR_ROLLOUT,
+                    kedge_api::HoldBy::Promotion => conditions::WAITING_FOR_PROMOTION,
+                    _ => conditions::WAITING_FOR_DEPENDENCIES,
+                };
+                let changed = !self
+                    .status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == kind && c.message == hold.reason);
                 conditions::set(
                     &mut self.status.conditions,
-                    conditions::WAITING_FOR_DEPENDENCIES,
+                    kind,
                     true,
                     "Waiting",
                     hold.reason.clone(),
@@ -969,12 +1119,7 @@ impl Pass<'_> {
                 );
                 if changed {
                     ctx.recorder
-                        .publish(
-                            app,
-                            Severity::Normal,
-                            "WaitingForDependencies",
-                            &hold.reason,
-                        )
+                        .publish(app, Severity::Normal, kind, &hold.reason)
                         .await;
                 }
                 executed.retry_in = Some(Duration::from_secs(30).min(ctx.config.resync_interval));
@@ -1260,9 +1405,10 @@ impl Pass<'_> {
             );
         }
         patch_status(&self.api, app, status, requested, ctx).await?;
-        // Applications waiting for this one go as soon as it is ready.
+        // Applications waiting for this one go as soon as it is ready; the stages promoted from it learn at once
+        // that it is not ready any more.
         let ready = |s: Option<&ApplicationStatus>| s.is_some_and(is_ready);
-        if ready(Some(status)) && !ready(app.status.as_ref()) {
+        if ready(Some(status)) != ready(app.status.as_ref()) {
             queue_dependents(&ctx.apps, &ctx.drift.trigger_sender(), app);
         }
         // Later passes may skip the comparison only while the watches would report a change to any of its objects.
@@ -1318,6 +1464,31 @@ fn dependency_keys(app: &Application) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// What holds the automated syncs of `app`, an Application of a `RollingSync` set, at `revision`: nothing once the
+/// set's rollout released it for that revision.
+fn rollout_hold(app: &Application, revision: &str) -> Option<kedge_api::Hold> {
+    let annotations = app.annotations();
+    let set = annotations.get(kedge_api::ROLLOUT_ANNOTATION)?;
+    if annotations
+        .get(kedge_api::ROLLOUT_RELEASE_ANNOTATION)
+        .is_some_and(|r| r == revision)
+    {
+        return None;
+    }
+    let why = annotations
+        .get(kedge_api::ROLLOUT_WAIT_ANNOTATION)
+        .filter(|w| !w.is_empty())
+        .map_or("its step has not started yet", String::as_str);
+    Some(kedge_api::Hold {
+        reason: format!(
+            "the rollout of application set {set} has not reached revision {}: {why}",
+            revision.get(..7).unwrap_or(revision)
+        ),
+        until: None,
+        by: kedge_api::HoldBy::Rollout,
+    })
 }
 
 /// Where the dependencies of `app` stand, from the controller's cache of Applications.
@@ -1382,7 +1553,7 @@ pub(crate) fn dependency_state(apps: &Store<Application>, app: &Application) -> 
     }
 }
 
-/// Queues the applications that depend on `app`.
+/// Queues the applications that depend on `app`, and the stages promoted from it.
 fn queue_dependents(
     apps: &Store<Application>,
     triggers: &tokio::sync::mpsc::UnboundedSender<CacheRef<Application>>,
@@ -1390,7 +1561,12 @@ fn queue_dependents(
 ) {
     let key = key_of(app);
     for other in apps.state() {
-        if dependency_keys(&other).contains(&key) {
+        let downstream = other
+            .spec
+            .promotion
+            .as_ref()
+            .is_some_and(|p| promotion::upstream_key(&other, p) == key);
+        if downstream || dependency_keys(&other).contains(&key) {
             let _ = triggers.send(CacheRef::from_obj(other.as_ref()));
         }
     }

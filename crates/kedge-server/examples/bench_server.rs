@@ -2,7 +2,7 @@
 //! JSON), printing server time and bytes per request shape.
 //!
 //! `cargo run --release -p kedge-server --example bench_server`
-//! (Webhook push-to-synced latency is measured by `cargo test -p kedge-server --test webhook -- --nocapture`.)
+//! (Webhook push-to-synced latency is measured by `cargo test -p kedge-server --test it webhook:: -- --nocapture`.)
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::Instant;

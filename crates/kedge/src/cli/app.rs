@@ -1,5 +1,5 @@
-//! `kedge app ...`: create, list, inspect, diff, test, sync, roll back, suspend, resume, refresh, wait for and delete
-//! Applications.
+//! `kedge app ...`: create, list, inspect, diff, test, sync, roll back, promote, suspend, resume, refresh, wait for
+//! and delete Applications.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use kedge_api::{
-    Application, OPERATION_ANNOTATION, Operation, OperationPhase, REFRESH_ANNOTATION,
-    RESOURCES_FINALIZER, RollbackOperation, SyncOperation, TERMINATE_ANNOTATION,
+    Application, OPERATION_ANNOTATION, Operation, OperationPhase, PROMOTE_ANNOTATION,
+    PromoteRequest, REFRESH_ANNOTATION, RESOURCES_FINALIZER, RollbackOperation, SyncOperation,
+    TERMINATE_ANNOTATION,
 };
 use kedge_controller::pipeline::Pipeline;
 use kedge_engine::plan::SyncStatus as PlanStatus;
@@ -127,6 +128,24 @@ pub enum AppCommand {
         /// How long to wait until the operation has stopped.
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         timeout: Duration,
+    },
+    /// Promote to a stage (an Application with spec.promotion) the candidate waiting for approval, or with
+    /// --revision a revision of your choice (a rollback, or a stage skipped on purpose); waits until it is taken.
+    Promote {
+        /// Application name.
+        name: String,
+        /// The revision (commit SHA) to promote instead of the pending candidate.
+        #[arg(long)]
+        revision: Option<String>,
+        /// How long to wait until the controller has taken the request.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Show the promotion chain an Application belongs to: each stage, the revision it runs, the candidate waiting
+    /// and why.
+    Promotions {
+        /// Application name (any stage of the chain).
+        name: String,
     },
     /// Wait until an Application is Synced and Healthy with no operation left (or only what the flags name), as
     /// compared for its current spec; exits 1 with the last state when the timeout passes.
@@ -289,6 +308,8 @@ pub fn run(kube: &KubeArgs, cmd: AppCommand) -> anyhow::Result<u8> {
                 Ok(0)
             }
             AppCommand::TerminateOp { name, timeout } => terminate(&api, &name, timeout).await,
+            AppCommand::Promote { name, revision, timeout } => promote(&api, &name, revision, timeout).await,
+            AppCommand::Promotions { name } => promotions(&api, &name).await,
             AppCommand::Delete { name, cascade } => {
                 let app = get(&api, &name).await?;
                 let mut finalizers: Vec<String> = app.finalizers().iter().filter(|f| *f != RESOURCES_FINALIZER).cloned().collect();
@@ -307,6 +328,177 @@ pub fn run(kube: &KubeArgs, cmd: AppCommand) -> anyhow::Result<u8> {
             }
         }
     })
+}
+
+/// Who runs the CLI, for what it records (`cli:$USER`).
+fn cli_user() -> String {
+    match std::env::var("USER") {
+        Ok(u) if !u.is_empty() => format!("cli:{u}"),
+        _ => "cli".to_owned(),
+    }
+}
+
+async fn promote(
+    api: &Api<Application>,
+    name: &str,
+    revision: Option<String>,
+    timeout: Duration,
+) -> anyhow::Result<u8> {
+    let app = get(api, name).await?;
+    if app.spec.promotion.is_none() {
+        bail!("application {name} has no spec.promotion: it deploys its own targetRevision");
+    }
+    let status = app.status.and_then(|s| s.promotion).unwrap_or_default();
+    if revision.is_none() && status.pending.is_none() {
+        bail!(
+            "application {name} has no candidate waiting for approval{} (name one with --revision)",
+            if status.waiting.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", status.waiting)
+            }
+        );
+    }
+    let request = PromoteRequest {
+        revision,
+        by: cli_user(),
+        at: jiff::Timestamp::now().to_string(),
+    };
+    let raw = serde_json::to_string(&request)?;
+    let patch = json!({ "metadata": { "annotations": { PROMOTE_ANNOTATION: raw } } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .context("failed to request the promotion")?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let app = get(api, name).await?;
+        if app.annotations().get(PROMOTE_ANNOTATION) != Some(&raw) {
+            let status = app.status.and_then(|s| s.promotion).unwrap_or_default();
+            return match status
+                .history
+                .last()
+                .filter(|h| h.at >= request.at || Some(&h.revision) == request.revision.as_ref())
+            {
+                Some(h) if status.revision.as_ref() == Some(&h.revision) => {
+                    println!(
+                        "application {name}: revision {} promoted ({}, approved by {})",
+                        h.revision, h.from, h.approved_by
+                    );
+                    Ok(0)
+                }
+                _ => bail!(
+                    "application {name}: the promotion was refused (see `kedge app get {name}` and its Events)"
+                ),
+            };
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "application {name}: the controller has not taken the promotion after {}s",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn promotions(api: &Api<Application>, name: &str) -> anyhow::Result<u8> {
+    let app = get(api, name).await?;
+    let ns = app.namespace().unwrap_or_default();
+    let all = api
+        .list(&ListParams::default())
+        .await
+        .context("failed to list Applications")?
+        .items;
+    let find = |n: &str| all.iter().find(|a| a.name_any() == n);
+    let upstream_of = |a: &Application| {
+        a.spec
+            .promotion
+            .as_ref()
+            .filter(|p| p.from.namespace.as_deref().is_none_or(|x| x == ns))
+            .map(|p| p.from.name.clone())
+    };
+    // Up to the first stage, then down along the stages promoted from each (bounded by the number of Applications).
+    let mut first = app.name_any();
+    for _ in 0..all.len() {
+        match find(&first).and_then(upstream_of) {
+            Some(up) if find(&up).is_some() && up != app.name_any() => first = up,
+            _ => break,
+        }
+    }
+    let mut chain = vec![first];
+    while chain.len() <= all.len() {
+        let last = chain.last().cloned().unwrap_or_default();
+        let next: Vec<String> = all
+            .iter()
+            .filter(|a| upstream_of(a).as_deref() == Some(last.as_str()))
+            .map(|a| a.name_any())
+            .collect();
+        match next.as_slice() {
+            [] => break,
+            [one] if !chain.contains(one) => chain.push(one.clone()),
+            [one] => bail!("the promotion chain of {name} loops back to {one}"),
+            many => {
+                chain.push(many.join("+"));
+                break;
+            }
+        }
+    }
+    let short = |s: &str| s.get(..7).unwrap_or(s).to_owned();
+    let mut rows = vec![
+        [
+            "STAGE", "APPROVAL", "REVISION", "SYNC", "HEALTH", "PENDING", "WAITING",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for stage in &chain {
+        let Some(a) = find(stage) else {
+            rows.push(vec![
+                stage.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "several stages promote from the one before".into(),
+            ]);
+            continue;
+        };
+        let status = a.status.clone().unwrap_or_default();
+        let promotion = status.promotion.clone().unwrap_or_default();
+        let revision = match &a.spec.promotion {
+            Some(_) => promotion
+                .revision
+                .as_deref()
+                .map(short)
+                .unwrap_or_else(|| "-".into()),
+            None => status
+                .sync
+                .revision
+                .as_deref()
+                .map(short)
+                .unwrap_or_else(|| "-".into()),
+        };
+        rows.push(vec![
+            stage.clone(),
+            a.spec
+                .promotion
+                .as_ref()
+                .map(|p| format!("{:?}", p.approval))
+                .unwrap_or_else(|| "source".into()),
+            revision,
+            format!("{:?}", status.sync.status),
+            format!("{:?}", status.health.status),
+            promotion
+                .pending
+                .as_deref()
+                .map(short)
+                .unwrap_or_else(|| "-".into()),
+            promotion.waiting.clone(),
+        ]);
+    }
+    print_table(&rows);
+    Ok(0)
 }
 
 fn operation(by: &str) -> Operation {

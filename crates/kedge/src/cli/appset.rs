@@ -1,19 +1,21 @@
-//! `kedge appset`: what an ApplicationSet produces. `generate` prints the Applications a set would produce now,
-//! reading the registered Clusters from the cluster (only when the set has a clusters generator) and Git as the
-//! controller does.
+//! `kedge appset`: what an ApplicationSet produces and how its rollout stands. `generate` prints the Applications a
+//! set would produce now, reading the registered Clusters from the cluster (only when the set has a clusters
+//! generator) and Git as the controller does; `rollout` shows a `RollingSync` set's rollout and lets it pass a
+//! Degraded Application (`--resume`) or wait for it again (`--restart`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use kedge_api::Cluster;
+use kedge_api::{ApplicationSet, Cluster, ROLLOUT_SKIP_ANNOTATION};
 use std::sync::Arc;
 
 use kedge_api::RepositorySecrets;
-use kedge_appset::{GitFiles, Inputs, fetch_tree, generate, notes, parse_set};
+use kedge_appset::{GitFiles, Inputs, fetch_tree, generate, parse_set};
 use kedge_controller::pipeline::credentials_for;
 use kedge_source::{FileTree, RepoSpec, Source, SourceConfig};
-use kube::api::{Api, ListParams};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 
 use super::kube::{KubeArgs, runtime};
 use super::render::{Format, print_objects};
@@ -34,6 +36,19 @@ pub enum AppsetCommand {
         #[arg(long)]
         cache_dir: Option<PathBuf>,
     },
+    /// Show the rollout of a RollingSync set (each Application's step and state); with --resume, let it pass the
+    /// Applications that stop it (Degraded, or their sync failed) at their current revision; with --restart, drop
+    /// what --resume allowed, so that the rollout waits for every Application again.
+    Rollout {
+        /// The ApplicationSet's name.
+        name: String,
+        /// Let the rollout pass the Applications that stop it now.
+        #[arg(long, conflicts_with = "restart")]
+        resume: bool,
+        /// Forget what --resume allowed.
+        #[arg(long)]
+        restart: bool,
+    },
 }
 
 /// Runs a `kedge appset` subcommand.
@@ -44,7 +59,110 @@ pub fn run(kube: &KubeArgs, cmd: AppsetCommand) -> anyhow::Result<u8> {
             output,
             cache_dir,
         } => generate_cmd(kube, &file, output, cache_dir),
+        AppsetCommand::Rollout {
+            name,
+            resume,
+            restart,
+        } => runtime()?.block_on(rollout_cmd(kube, &name, resume, restart)),
     }
+}
+
+async fn rollout_cmd(
+    kube: &KubeArgs,
+    name: &str,
+    resume: bool,
+    restart: bool,
+) -> anyhow::Result<u8> {
+    let (client, ns) = kube.client().await?;
+    let api: Api<ApplicationSet> = Api::namespaced(client, &ns);
+    let set = api
+        .get_opt(name)
+        .await
+        .with_context(|| format!("failed to read application set {name} in namespace {ns}"))?
+        .with_context(|| format!("application set {name} not found in namespace {ns}"))?;
+    let rolling = set
+        .spec
+        .strategy
+        .as_ref()
+        .is_some_and(|s| s.type_ == "RollingSync");
+    if !rolling {
+        bail!(
+            "application set {name} has no RollingSync strategy: its Applications sync all at once"
+        );
+    }
+    let status = set.status.clone().unwrap_or_default();
+    if resume {
+        let pass: Vec<String> = status
+            .application_status
+            .iter()
+            .filter(|e| e.status == "Degraded")
+            .filter_map(|e| {
+                e.target_revisions
+                    .first()
+                    .map(|r| format!("{}@{r}", e.application))
+            })
+            .collect();
+        if pass.is_empty() {
+            bail!("the rollout of {name} is not stopped by any Application: nothing to resume");
+        }
+        let mut all: Vec<String> = set
+            .annotations()
+            .get(ROLLOUT_SKIP_ANNOTATION)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for p in &pass {
+            if !all.contains(p) {
+                all.push(p.clone());
+            }
+        }
+        let patch = serde_json::json!({ "metadata": { "annotations": { ROLLOUT_SKIP_ANNOTATION: all.join(",") } } });
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .with_context(|| format!("failed to annotate application set {name}"))?;
+        println!("the rollout of {name} passes {}", pass.join(", "));
+        return Ok(0);
+    }
+    if restart {
+        let patch =
+            serde_json::json!({ "metadata": { "annotations": { ROLLOUT_SKIP_ANNOTATION: null } } });
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .with_context(|| format!("failed to annotate application set {name}"))?;
+        println!("the rollout of {name} waits for every Application again");
+        return Ok(0);
+    }
+    if let Some(c) = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "RolloutProgressing")
+    {
+        println!("{}: {}", c.reason, c.message);
+    }
+    println!(
+        "{:<32} {:<5} {:<12} {:<9} MESSAGE",
+        "APPLICATION", "STEP", "STATUS", "REVISION"
+    );
+    for e in &status.application_status {
+        let rev = e
+            .target_revisions
+            .first()
+            .map(|r| r.get(..7).unwrap_or(r))
+            .unwrap_or("-");
+        println!(
+            "{:<32} {:<5} {:<12} {:<9} {}",
+            e.application,
+            if e.step.is_empty() { "-" } else { &e.step },
+            e.status,
+            rev,
+            e.message
+        );
+    }
+    Ok(0)
 }
 
 fn generate_cmd(
@@ -62,7 +180,7 @@ fn generate_cmd(
     let parsed = parse_set(&text)
         .with_context(|| format!("{} is not a usable ApplicationSet", file.display()))?;
     let mut set = parsed.set;
-    for note in parsed.notes.iter().chain(&notes(&set.spec)) {
+    for note in &parsed.notes {
         eprintln!("kedge: note: {note}");
     }
     let rt = runtime()?;
