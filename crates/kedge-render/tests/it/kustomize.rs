@@ -408,7 +408,7 @@ fn kustomize_sees_none_of_the_callers_environment() {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "kustomize_sees_none_of_the_callers_environment",
+            "kustomize::kustomize_sees_none_of_the_callers_environment",
             "--nocapture",
         ])
         .env(ENV_PROBE, &fake)
