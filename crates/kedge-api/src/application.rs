@@ -160,6 +160,11 @@ pub struct AppDependency {
     /// Its namespace (default: that of the application that waits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// A CEL expression that says when it is ready, over `dep` (that Application) and `self` (the one that waits),
+    /// e.g. `dep.status.health.status == 'Healthy'`; it replaces the built-in check (Synced, Healthy, no operation
+    /// running), as Flux's `readyExpr`. Only in `spec.dependsOn`.
+    #[serde(rename = "readyExpr", default, skip_serializing_if = "Option::is_none")]
+    pub ready_expr: Option<String>,
 }
 
 /// Decryption of SOPS-encrypted manifests.

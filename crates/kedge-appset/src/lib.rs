@@ -25,6 +25,7 @@
 mod generators;
 pub mod gotmpl;
 mod memory;
+pub mod owned;
 pub mod rollout;
 pub mod template;
 
@@ -111,6 +112,19 @@ pub enum Error {
         message: String,
         /// The parameter set it came from (JSON).
         params: String,
+    },
+    /// A generated Application would live in another namespace than its set.
+    #[error(
+        "application {name}: the set generates it into namespace {namespace}; a set's Applications live in the set's \
+         namespace ({set_namespace})"
+    )]
+    Namespace {
+        /// The generated name.
+        name: String,
+        /// The namespace the template gives it.
+        namespace: String,
+        /// The set's namespace.
+        set_namespace: String,
     },
     /// Two parameter sets produce the same Application name.
     #[error(

@@ -32,6 +32,9 @@ pub struct Member<'a> {
     pub failed: bool,
     /// The revision the rollout released it for before.
     pub released: Option<&'a str>,
+    /// What it deploys from (its repository and target revision, any stable key): Applications of one source must
+    /// report the same commit before any of them counts as done at it.
+    pub source: Option<&'a str>,
 }
 
 impl Member<'_> {
@@ -203,6 +206,40 @@ pub fn plan(
     members: &[Member<'_>],
     skipped: &BTreeSet<String>,
 ) -> Result<Rollout, MaxUpdateError> {
+    // A new commit reaches the Applications of one source one after another: while some still report the commit
+    // before, they have not been compared with the new one, and none of them is done (or could be released) at
+    // either commit yet.
+    let mut commits: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for m in members {
+        if let (Some(source), Some(revision)) = (m.source, m.revision) {
+            commits.entry(source).or_default().insert(revision);
+        }
+    }
+    let unsettled: BTreeMap<&str, String> = commits
+        .into_iter()
+        .filter(|(_, revisions)| revisions.len() > 1)
+        .map(|(source, revisions)| {
+            let short: Vec<&str> = revisions.iter().map(|r| &r[..r.len().min(7)]).collect();
+            (source, short.join(", "))
+        })
+        .collect();
+    let members: Vec<Member<'_>> = members
+        .iter()
+        .map(|m| {
+            let mut m = m.clone();
+            if m.source.is_some_and(|s| unsettled.contains_key(s)) {
+                m.revision = None;
+            }
+            m
+        })
+        .collect();
+    let not_compared = |m: &Member<'_>| match m.source.and_then(|s| unsettled.get(s)) {
+        Some(commits) => format!(
+            "not compared with the newest commit yet: the Applications of its source report {commits}"
+        ),
+        None => "not compared yet".to_owned(),
+    };
+    let members = members.as_slice();
     let step_of_member: Vec<Option<usize>> =
         members.iter().map(|m| step_of(steps, m.labels)).collect();
     let is_skipped = |m: &Member<'_>| {
@@ -309,7 +346,7 @@ pub fn plan(
                 v.state = MemberState::Progressing;
                 v.message = "released: syncing and becoming healthy".to_owned();
             } else if m.revision.is_none() {
-                v.message = "not compared yet".to_owned();
+                v.message = not_compared(m);
             } else if stopped.is_some() {
                 v.message = format!("step {} stopped: {}", s + 1, broken.join(", "));
             } else if limit == 0 {
@@ -365,6 +402,7 @@ mod tests {
         health: HealthCode,
         failed: bool,
         released: Option<String>,
+        source: Option<String>,
     }
 
     fn app(name: &str, env: &str) -> App {
@@ -376,6 +414,7 @@ mod tests {
             health: HealthCode::Healthy,
             failed: false,
             released: Some("old".into()),
+            source: Some("repo#main".into()),
         }
     }
 
@@ -390,6 +429,7 @@ mod tests {
                 operating: false,
                 failed: a.failed,
                 released: a.released.as_deref(),
+                source: a.source.as_deref(),
             })
             .collect()
     }
@@ -549,5 +589,44 @@ mod tests {
             "{:?}",
             r.members[0]
         );
+    }
+
+    #[test]
+    fn an_application_not_yet_compared_with_the_new_commit_is_not_done_at_the_old_one() {
+        let steps = [step("dev", None), step("staging", None), step("prod", None)];
+        let mut apps = [
+            app("a-dev", "dev"),
+            app("b-staging", "staging"),
+            app("c-prod", "prod"),
+        ];
+        // dev and staging still report v1, Synced and Healthy; prod has been compared with v2 already.
+        for a in &mut apps[..2] {
+            a.revision = Some("v1".into());
+            a.released = Some("v1".into());
+            a.synced = true;
+        }
+        apps[2].revision = Some("v2".into());
+        apps[2].released = Some("v1".into());
+        let r = plan(&steps, &members(&apps), &BTreeSet::new()).expect("plan");
+        assert!(r.members.iter().all(|v| v.release.as_deref() != Some("v2")));
+        assert_eq!(r.step, Some(1), "{r:?}");
+        assert!(
+            r.members[0].message.contains("report v1, v2"),
+            "{:?}",
+            r.members[0]
+        );
+        // Once dev is compared with v2, dev alone is released for it.
+        apps[0].revision = Some("v2".into());
+        apps[0].synced = false;
+        apps[1].revision = Some("v2".into());
+        apps[1].synced = false;
+        let r = plan(&steps, &members(&apps), &BTreeSet::new()).expect("plan");
+        let v2: Vec<&str> = r
+            .members
+            .iter()
+            .filter(|v| v.release.as_deref() == Some("v2"))
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(v2, ["a-dev"]);
     }
 }

@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use kedge_api::{
-    Application, ApplicationSet, ApplicationSetApplicationStatus, ApplicationsSync, Cluster,
-    Condition, Operation, OperationPhase, ROLLOUT_ANNOTATION, ROLLOUT_RELEASE_ANNOTATION,
-    ROLLOUT_SKIP_ANNOTATION, ROLLOUT_WAIT_ANNOTATION, RepositorySecrets, SyncCode, SyncOperation,
+    Application, ApplicationSet, ApplicationSetApplicationStatus, Cluster, Condition, Operation,
+    OperationPhase, ROLLOUT_ANNOTATION, ROLLOUT_RELEASE_ANNOTATION, ROLLOUT_SKIP_ANNOTATION,
+    ROLLOUT_WAIT_ANNOTATION, RepositorySecrets, SyncCode, SyncOperation,
 };
 use kedge_appset::{GitFiles, Inputs};
 use kedge_source::FileTree;
@@ -37,14 +37,12 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-/// Label on the Applications a set made: the set's name.
-pub const SET_LABEL: &str = "kedge.dev/application-set";
+pub use kedge_appset::owned::SET_LABEL;
 /// Annotation of a set (`"true"`) that lifts the bound on deletions per pass.
 pub const CONFIRM_DELETIONS: &str = "kedge.dev/confirm-deletions";
 /// Most Applications one pass of a set deletes without [`CONFIRM_DELETIONS`].
 pub const MAX_DELETIONS: usize = 5;
-/// The field manager of the Applications' fields a set sets.
-const FIELD_MANAGER: &str = "kedge-applicationset";
+use kedge_appset::owned::FIELD_MANAGER;
 /// The field manager of the rollout's annotations on the Applications.
 const ROLLOUT_MANAGER: &str = "kedge-applicationset-rollout";
 static EMPTY: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
@@ -66,7 +64,7 @@ pub fn spawn(
             .default_backoff()
             .reflect(writer)
             .touched_objects()
-            .predicate_filter(kube::runtime::predicates::generation, Default::default());
+            .predicate_filter(set_facts, Default::default());
         let clusters = watcher(
             Api::<Cluster>::namespaced(read.clone(), &namespace),
             watcher::Config::default(),
@@ -162,6 +160,15 @@ fn rolling(set: &ApplicationSet) -> Option<&kedge_api::RollingSync> {
         .as_ref()
         .filter(|s| s.type_ == "RollingSync")
         .and_then(|s| s.rolling_sync.as_ref())
+}
+
+/// What a set's pass depends on: its spec (generation) and the Applications a person let its rollout pass.
+fn set_facts(set: &ApplicationSet) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    set.metadata.generation.hash(&mut h);
+    set.annotations().get(ROLLOUT_SKIP_ANNOTATION).hash(&mut h);
+    Some(h.finish())
 }
 
 /// What a rollout looks at in an Application: a change of it may move the rollout on.
@@ -327,18 +334,12 @@ impl Cx {
         .await
         .map_err(|e| format!("generation stopped: {e}"))?
         .map_err(|e| e.to_string())?;
-        let policy = set
-            .spec
-            .sync_policy
-            .as_ref()
-            .and_then(|p| p.applications_sync)
-            .unwrap_or(ApplicationsSync::Sync);
-        let (create, update, delete) = match policy {
-            ApplicationsSync::CreateOnly => (true, false, false),
-            ApplicationsSync::CreateUpdate => (true, true, false),
-            ApplicationsSync::CreateDelete => (true, false, true),
-            ApplicationsSync::Sync => (true, true, true),
-        };
+        let kedge_appset::owned::Allowed {
+            create,
+            update,
+            delete,
+            ..
+        } = kedge_appset::owned::Allowed::of(set);
         let apps: Api<Application> = Api::namespaced(self.read.clone(), &ns);
         let writes: Api<Application> = Api::namespaced(self.write.clone(), &ns);
         let existing: HashMap<String, Arc<Application>> = apps
@@ -349,18 +350,26 @@ impl Cx {
             .into_iter()
             .map(|a| (a.name_any(), Arc::new(a)))
             .collect();
-        let mine = |a: &Application| a.labels().get(SET_LABEL) == Some(&set_name);
+        let mine = |a: &Application| kedge_appset::owned::made_by(a, &set_name);
+        let confirmed = set
+            .annotations()
+            .get(CONFIRM_DELETIONS)
+            .is_some_and(|v| v == "true");
+        // Nothing generated at all is far more often a selector or a repository gone wrong than a fleet meant to be
+        // empty: the Applications made before stay until a person confirms.
+        let made = existing.values().filter(|a| mine(a)).count();
+        if generated.is_empty() && delete && made > 0 && !confirmed {
+            return Err(format!(
+                "the generators returned no Applications; the {made} made before stay (annotate the set {CONFIRM_DELETIONS}: \"true\" to delete them)"
+            ));
+        }
         let mut outcome = Outcome::default();
         let mut names = BTreeSet::new();
         for g in generated {
-            let mut app = g.application;
-            let app_name = app.name_any();
-            if let Some(other) = app.metadata.namespace.as_deref().filter(|n| *n != ns) {
-                return Err(format!(
-                    "application {app_name}: the set generates it into namespace {other}; a set's Applications \
-                     live in the set's namespace ({ns})"
-                ));
-            }
+            let app_name = g.application.name_any();
+            // What the set writes: the same body `kedge appset diff` previews.
+            let body = kedge_appset::owned::desired(set, &g.application, &ns)
+                .map_err(|e| e.to_string())?;
             names.insert(app_name.clone());
             let found = existing.get(&app_name);
             match found {
@@ -372,25 +381,6 @@ impl Cx {
                 None if !create => continue,
                 _ => {}
             }
-            app.metadata.namespace = Some(ns.clone());
-            app.labels_mut()
-                .insert(SET_LABEL.to_owned(), set_name.clone());
-            if rolling(set).is_some() {
-                app.annotations_mut()
-                    .insert(ROLLOUT_ANNOTATION.to_owned(), set_name.clone());
-            }
-            let body = json!({
-                "apiVersion": "kedge.dev/v1alpha1",
-                "kind": "Application",
-                "metadata": {
-                    "name": app_name,
-                    "namespace": ns,
-                    "labels": app.metadata.labels,
-                    "annotations": app.metadata.annotations,
-                    "finalizers": app.metadata.finalizers,
-                },
-                "spec": app.spec,
-            });
             writes
                 .patch(
                     &app_name,
@@ -411,10 +401,6 @@ impl Cx {
                 .filter(|(n, a)| mine(a) && !names.contains(*n))
                 .map(|(n, _)| n)
                 .collect();
-            let confirmed = set
-                .annotations()
-                .get(CONFIRM_DELETIONS)
-                .is_some_and(|v| v == "true");
             let bound = if confirmed { usize::MAX } else { MAX_DELETIONS };
             let mut gone: Vec<&String> = gone;
             gone.sort();
@@ -513,9 +499,21 @@ impl Cx {
                     .collect()
             })
             .unwrap_or_default();
-        let view: Vec<kedge_appset::rollout::Member<'_>> = members
+        let sources: Vec<String> = members
             .iter()
             .map(|a| {
+                let source = a.spec.primary_source();
+                format!(
+                    "{}#{}",
+                    kedge_source::url::normalize(&source.repo_url),
+                    source.target_revision
+                )
+            })
+            .collect();
+        let view: Vec<kedge_appset::rollout::Member<'_>> = members
+            .iter()
+            .zip(&sources)
+            .map(|(a, source)| {
                 let status = a.status.as_ref();
                 let op = status.and_then(|s| s.operation_state.as_ref());
                 kedge_appset::rollout::Member {
@@ -532,6 +530,7 @@ impl Cx {
                         .annotations()
                         .get(ROLLOUT_RELEASE_ANNOTATION)
                         .map(String::as_str),
+                    source: Some(source.as_str()),
                 }
             })
             .collect();

@@ -23,6 +23,9 @@ pub struct Projects {
 /// Most refusals one message names.
 const NAMED: usize = 20;
 
+/// How soon a project's status that could not be written is tried again.
+const STATUS_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Projects {
     /// Watches the Projects of `namespace` (reads with `read`, writes their status with `write`), queueing through
     /// `triggers` the applications of a project that changes, until `shutdown`.
@@ -42,17 +45,37 @@ impl Projects {
             .touched_objects()
             .predicate_filter(kube::runtime::predicates::generation, Default::default());
         let status_api = Api::<Project>::namespaced(write, &namespace);
+        let retry_store = store.clone();
+        let retry_namespace = namespace.clone();
         tokio::spawn(async move {
             let mut changes = std::pin::pin!(changes);
+            // Status writes that failed (e.g. before this replica may write) are tried again from the cache, since
+            // the watch reports a project again only when its spec changes.
+            let mut unwritten = std::collections::BTreeSet::<String>::new();
+            let mut retry = tokio::time::interval(STATUS_RETRY);
+            retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let next = tokio::select! {
                     () = shutdown.cancelled() => return,
+                    _ = retry.tick(), if !unwritten.is_empty() => {
+                        for name in std::mem::take(&mut unwritten) {
+                            let key = ObjectRef::<Project>::new(&name).within(&retry_namespace);
+                            if let Some(project) = retry_store.get(&key)
+                                && !report_validity(&status_api, &project).await
+                            {
+                                unwritten.insert(name);
+                            }
+                        }
+                        continue;
+                    }
                     next = changes.next() => next,
                 };
                 match next {
                     None => return,
                     Some(Ok(project)) => {
-                        report_validity(&status_api, &project).await;
+                        if !report_validity(&status_api, &project).await {
+                            unwritten.insert(project.name_any());
+                        }
                         let name = project.name_any();
                         for app in apps.state() {
                             if app.spec.project == name {
@@ -267,8 +290,9 @@ pub fn describe(denied: &[ProjectDenied]) -> String {
     message
 }
 
-/// Writes whether the Project's patterns can be read in its `Ready` condition, when that changed.
-async fn report_validity(api: &Api<Project>, project: &Project) {
+/// Writes whether the Project's patterns can be read in its `Ready` condition, when that changed; false when the
+/// write failed.
+async fn report_validity(api: &Api<Project>, project: &Project) -> bool {
     let (ok, reason, message) = match (project.validate(), project.validate_roles()) {
         (Ok(()), Ok(())) => (true, "Valid", "the project's rules are in force".to_owned()),
         (Err(e), _) => (
@@ -293,7 +317,7 @@ async fn report_validity(api: &Api<Project>, project: &Project) {
             && c.message == message
             && c.observed_generation == project.metadata.generation
     }) {
-        return;
+        return true;
     }
     let now = jiff::Timestamp::now()
         .round(jiff::Unit::Second)
@@ -316,7 +340,9 @@ async fn report_validity(api: &Api<Project>, project: &Project) {
         .await
     {
         tracing::debug!(project = %project.name_any(), error = %e, "cannot write the project's status");
+        return false;
     }
+    true
 }
 
 #[cfg(test)]

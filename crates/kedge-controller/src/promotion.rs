@@ -244,6 +244,7 @@ mod tests {
             from: AppDependency {
                 name: "dev".into(),
                 namespace: None,
+                ready_expr: None,
             },
             soak: Some(soak.into()),
             approval,

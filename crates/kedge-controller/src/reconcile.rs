@@ -611,6 +611,14 @@ impl Pass<'_> {
             return Ok(());
         };
         let key = promotion::upstream_key(app, spec);
+        if spec.from.ready_expr.is_some() {
+            self.promotion_hold = Some(
+                "spec.promotion.from.readyExpr is not supported: the upstream's Ready condition and the soak decide \
+                 (readyExpr belongs in spec.dependsOn)"
+                    .into(),
+            );
+            return Ok(());
+        }
         if key == self.key {
             self.promotion_hold = Some("spec.promotion.from names this application itself".into());
             return Ok(());
@@ -804,7 +812,11 @@ impl Pass<'_> {
             // application's inputs as they were (another path of a monorepo) only moves the revision it is synced to.
             ctx.metrics.quiet_passes.inc();
             let status = &mut self.status;
-            if status.sync.revision.as_deref() != Some(revision.sha.as_str()) {
+            // What the promotion says (e.g. why the upstream offers nothing) changes without any change here.
+            let promotion_changed =
+                status.promotion.as_ref() != app.status.as_ref().and_then(|s| s.promotion.as_ref());
+            let moved = status.sync.revision.as_deref() != Some(revision.sha.as_str());
+            if moved {
                 status.sync.revision = Some(revision.sha.clone());
                 status.sync.short_revision = Some(short(&revision.sha).to_owned());
                 status.reconciled_at = Some(self.now.clone());
@@ -817,9 +829,15 @@ impl Pass<'_> {
                     self.generation,
                     &self.now,
                 );
+            }
+            if moved || promotion_changed {
                 patch_status(&self.api, app, status, false, ctx).await?;
             }
-            return Ok(Fetched::Done(Action::requeue(ctx.config.resync_interval)));
+            // A soak that ends before the next resync is looked at when it ends.
+            let next = self.recheck.map_or(ctx.config.resync_interval, |r| {
+                r.min(ctx.config.resync_interval)
+            });
+            return Ok(Fetched::Done(Action::requeue(next)));
         }
         ctx.with_memory(&self.key, |m| m.quiet = None);
         let plan_span = phase_span!(
@@ -1022,6 +1040,7 @@ impl Pass<'_> {
                 .chain(plan.invalid.iter().cloned())
                 .chain(match dependencies {
                     Dependencies::Cycle(cycle) => Some(format!("dependency cycle: {cycle}")),
+                    Dependencies::Invalid(why) => Some(why.clone()),
                     _ => None,
                 })
                 .collect(),
@@ -1407,9 +1426,13 @@ impl Pass<'_> {
         patch_status(&self.api, app, status, requested, ctx).await?;
         // Applications waiting for this one go as soon as it is ready; the stages promoted from it learn at once
         // that it is not ready any more.
-        let ready = |s: Option<&ApplicationStatus>| s.is_some_and(is_ready);
-        if ready(Some(status)) != ready(app.status.as_ref()) {
-            queue_dependents(&ctx.apps, &ctx.drift.trigger_sender(), app);
+        if standing(Some(status)) != standing(app.status.as_ref()) {
+            queue_dependents(
+                &ctx.apps,
+                &ctx.drift.trigger_sender(),
+                app,
+                standing(Some(status)),
+            );
         }
         // Later passes may skip the comparison only while the watches would report a change to any of its objects.
         if !executed.acted
@@ -1436,6 +1459,8 @@ pub(crate) enum Dependencies {
     Waiting(String),
     /// The dependencies lead back to the application: the cycle, e.g. `ns/a -> ns/b -> ns/a`.
     Cycle(String),
+    /// A `readyExpr` that cannot be evaluated: which and why.
+    Invalid(String),
 }
 
 /// Whether an application is ready for those that depend on it: Synced and Healthy, no operation running.
@@ -1491,6 +1516,27 @@ fn rollout_hold(app: &Application, revision: &str) -> Option<kedge_api::Hold> {
     })
 }
 
+/// Whether `readyExpr` `expr` holds for dependency `dep` of `app` (`dep` and `self` in the expression); an
+/// expression that does not compile, fails, or gives anything but a bool is an error naming why.
+pub(crate) fn ready_expr(expr: &str, dep: &Application, app: &Application) -> Result<bool, String> {
+    use kube_cel::KubeCelExt;
+    use kube_cel::cel;
+    let program =
+        cel::Program::compile(expr).map_err(|e| format!("{expr:?} does not compile: {e}"))?;
+    let mut cx = cel::Context::default();
+    cx.register_all();
+    for (name, object) in [("dep", dep), ("self", app)] {
+        let json = serde_json::to_value(object).map_err(|e| e.to_string())?;
+        let value = cel::to_value(&json).map_err(|e| e.to_string())?;
+        cx.add_variable_from_value(name, value);
+    }
+    match program.execute(&cx) {
+        Ok(cel::Value::Bool(b)) => Ok(b),
+        Ok(other) => Err(format!("{expr:?} gives {other:?}, not a bool")),
+        Err(e) => Err(format!("{expr:?} fails: {e}")),
+    }
+}
+
 /// Where the dependencies of `app` stand, from the controller's cache of Applications.
 pub(crate) fn dependency_state(apps: &Store<Application>, app: &Application) -> Dependencies {
     if app.spec.depends_on.is_empty() {
@@ -1523,13 +1569,36 @@ pub(crate) fn dependency_state(apps: &Store<Application>, app: &Application) -> 
             }
         }
     }
-    let waiting: Vec<String> = dependency_keys(app)
+    let mut waiting: Vec<String> = Vec::new();
+    for (i, (key, dependency)) in dependency_keys(app)
         .into_iter()
-        .filter_map(|key| match find(&key) {
-            None => Some(format!("{key} (not found)")),
-            Some(dep) => match dep.status.as_ref() {
-                Some(s) if is_ready(s) => None,
-                Some(s) => Some(format!(
+        .zip(&app.spec.depends_on)
+        .enumerate()
+    {
+        let Some(expr) = dependency.ready_expr.as_deref() else {
+            continue;
+        };
+        match find(&key) {
+            None => waiting.push(format!("{key} (not found)")),
+            Some(dep) => match ready_expr(expr, &dep, app) {
+                Ok(true) => {}
+                Ok(false) => waiting.push(format!("{key} (its readyExpr is false)")),
+                Err(e) => {
+                    return Dependencies::Invalid(format!("spec.dependsOn[{i}].readyExpr: {e}"));
+                }
+            },
+        }
+    }
+    let builtin = dependency_keys(app)
+        .into_iter()
+        .zip(&app.spec.depends_on)
+        .filter(|(_, d)| d.ready_expr.is_none())
+        .map(|(key, _)| key);
+    waiting.extend(builtin.filter_map(|key| match find(&key) {
+        None => Some(format!("{key} (not found)")),
+        Some(dep) => match dep.status.as_ref() {
+            Some(s) if is_ready(s) => None,
+            Some(s) => Some(format!(
                     "{key} ({:?}, {:?}{})",
                     s.sync.status,
                     s.health.status,
@@ -1542,10 +1611,9 @@ pub(crate) fn dependency_state(apps: &Store<Application>, app: &Application) -> 
                         ""
                     }
                 )),
-                None => Some(format!("{key} (not reconciled yet)")),
-            },
-        })
-        .collect();
+            None => Some(format!("{key} (not reconciled yet)")),
+        },
+    }));
     if waiting.is_empty() {
         Dependencies::Ready
     } else {
@@ -1554,7 +1622,52 @@ pub(crate) fn dependency_state(apps: &Store<Application>, app: &Application) -> 
 }
 
 /// Queues the applications that depend on `app`, and the stages promoted from it.
+/// How an application stands for those that wait for it or are promoted from it (and say so in their status): its
+/// sync and health codes and whether an operation runs.
+type Standing = Option<(SyncCode, HealthCode, bool)>;
+
+fn standing(status: Option<&ApplicationStatus>) -> Standing {
+    status.map(|s| {
+        (
+            s.sync.status,
+            s.health.status,
+            s.operation_state
+                .as_ref()
+                .is_some_and(|o| !o.phase.is_completed()),
+        )
+    })
+}
+
+/// Queues the applications that depend on `app` or are promoted from it, once the cache they read `app` from shows
+/// it `standing` as the status just written says (they would otherwise see the state before; bounded wait).
 fn queue_dependents(
+    apps: &Store<Application>,
+    triggers: &tokio::sync::mpsc::UnboundedSender<CacheRef<Application>>,
+    app: &Application,
+    now: Standing,
+) {
+    let (apps, triggers, app) = (apps.clone(), triggers.clone(), app.clone());
+    let own = CacheRef::from_obj(&app);
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + DEPENDENTS_CACHE_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            let cached = apps.get(&own);
+            if cached
+                .as_ref()
+                .is_none_or(|a| standing(a.status.as_ref()) == now)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        send_dependents(&apps, &triggers, &app);
+    });
+}
+
+/// How long [`queue_dependents`] waits for the cache to show the status written.
+const DEPENDENTS_CACHE_WAIT: Duration = Duration::from_secs(10);
+
+fn send_dependents(
     apps: &Store<Application>,
     triggers: &tokio::sync::mpsc::UnboundedSender<CacheRef<Application>>,
     app: &Application,
@@ -3172,6 +3285,33 @@ pub fn error_policy(app: Arc<Application>, err: &ReconcileError, _ctx: Arc<Conte
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ready_expressions_see_the_dependency_and_the_application() {
+        let app = |name: &str, health: &str| -> Application {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "kedge.dev/v1alpha1", "kind": "Application",
+                "metadata": { "name": name, "namespace": "ns", "labels": { "tier": "data" } },
+                "spec": { "source": { "repoURL": "r", "path": "p" }, "destination": {} },
+                "status": { "health": { "status": health } },
+            }))
+            .expect("application")
+        };
+        let (db, web) = (app("db", "Healthy"), app("web", "Progressing"));
+        let eval = |e: &str| ready_expr(e, &db, &web);
+        assert_eq!(eval("dep.status.health.status == 'Healthy'"), Ok(true));
+        assert_eq!(eval("self.status.health.status == 'Healthy'"), Ok(false));
+        assert_eq!(
+            eval("dep.metadata.labels.tier == 'data' && self.metadata.name == 'web'"),
+            Ok(true)
+        );
+        let not_bool = eval("dep.metadata.name").expect_err("a string");
+        assert!(not_bool.contains("not a bool"), "{not_bool}");
+        let broken = eval("dep.status ==").expect_err("does not compile");
+        assert!(broken.contains("does not compile"), "{broken}");
+        let missing = eval("dep.status.nothing.here == 1").expect_err("no such field");
+        assert!(missing.contains("fails"), "{missing}");
+    }
 
     #[test]
     fn statuses_that_differ_only_in_time_are_the_same() {

@@ -53,9 +53,10 @@
     source.addEventListener("hello", function () { setState("live", "Live updates on"); });
     source.addEventListener("app", function (e) {
       var key = e.data;
+      // `data-live` names one application, `*` for all, or several separated by spaces (a promotion pipeline).
       document.querySelectorAll("[data-live]").forEach(function (el) {
-        var want = el.getAttribute("data-live");
-        if (key === "*" || want === "*" || want === key) schedule(el);
+        var want = el.getAttribute("data-live").split(/\s+/);
+        if (key === "*" || want.indexOf("*") >= 0 || want.indexOf(key) >= 0) schedule(el);
       });
     });
     source.onerror = function () { setState("off", "Live updates reconnecting"); };

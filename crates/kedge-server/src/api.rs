@@ -18,6 +18,7 @@ use crate::auth::{self, Caller};
 use crate::details;
 use crate::error::ApiError;
 use crate::ops::{self, RollbackRequest, SyncRequest};
+use crate::promotions::{self, PromoteBody};
 use kedge_api::AppAction;
 
 /// The API routes.
@@ -56,6 +57,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/applications/{namespace}/{name}/refresh",
             post(refresh),
+        )
+        .route(
+            "/api/v1/applications/{namespace}/{name}/promote",
+            post(promote),
+        )
+        .route(
+            "/api/v1/applications/{namespace}/{name}/promotions",
+            get(promotions),
         )
         .route(
             "/api/v1/applications/{namespace}/{name}/suspend",
@@ -384,4 +393,26 @@ async fn resume(
     caller.check_write(&headers, None)?;
     ops::set_suspend(&state, &caller, &ns, &name, false).await?;
     Ok(Json(json!({ "suspended": false })))
+}
+
+async fn promote(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.check_write(&headers, None)?;
+    let req: PromoteBody = parse_body(&body)?;
+    let accepted = promotions::promote(&state, &caller, &ns, &name, req).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+async fn promotions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Json<promotions::Chain>, ApiError> {
+    let app = access::authorize(&state, &caller, AppAction::Get, &ns, &name)?;
+    Ok(Json(promotions::chain(&state, &caller, &app)))
 }

@@ -31,6 +31,7 @@ pub mod live;
 pub mod oidc;
 mod openapi;
 pub mod ops;
+pub mod promotions;
 mod ui;
 pub mod webhook;
 

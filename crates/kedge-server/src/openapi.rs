@@ -40,6 +40,59 @@ fn action(summary: &str, body: Option<Value>, extra_params: Value) -> Value {
     json!({ "post": op })
 }
 
+fn promote_path() -> Value {
+    let sref = |n: &str| json!({ "$ref": format!("#/components/schemas/{n}") });
+    json!({
+        "post": {
+            "summary": "Promote to a stage (an application with spec.promotion) its pending candidate, or a commit of your choice (a rollback, or a stage skipped on purpose); the controller takes the request and records who approved. Needs the sync action",
+            "parameters": app_params(),
+            "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "properties": {
+                "revision": { "type": "string", "description": "A commit SHA, 40 hex digits or at least the first 7, to promote instead of the pending candidate" },
+                "candidate": { "type": "string", "description": "The pending candidate approved, as shown; 409 when another one is pending now" } } } } } },
+            "responses": {
+                "202": { "description": "Requested", "content": { "application/json": { "schema": sref("PromoteAccepted") } } },
+                "400": { "$ref": "#/components/responses/Error" },
+                "401": { "$ref": "#/components/responses/Error" },
+                "403": { "$ref": "#/components/responses/Error" },
+                "404": { "$ref": "#/components/responses/Error" },
+                "409": { "$ref": "#/components/responses/Error" }
+            }
+        }
+    })
+}
+
+fn promote_accepted_schema() -> Value {
+    json!({ "type": "object", "properties": {
+        "application": { "type": "string", "description": "namespace/name" },
+        "request": { "type": "object", "description": "As written in annotation kedge.dev/promote", "properties": {
+            "revision": { "type": "string" }, "by": { "type": "string" }, "at": { "type": "string", "format": "date-time" } } },
+        "revision": { "type": "string", "description": "The revision promoted: the one named, or the pending candidate" },
+        "candidate": { "type": "boolean", "description": "Whether the pending candidate is approved" } } })
+}
+
+fn promotion_chain_schema() -> Value {
+    json!({ "type": "object", "properties": {
+        "stages": { "type": "array", "items": { "type": "object", "required": ["namespace", "name", "column", "current"], "properties": {
+            "namespace": { "type": "string" }, "name": { "type": "string" },
+            "upstream": { "type": "string", "description": "namespace/name of the stage it is promoted from" },
+            "column": { "type": "integer", "description": "Place from the left, 0 for the first stage shown" },
+            "current": { "type": "boolean" },
+            "hidden": { "type": "boolean", "description": "The caller may not see it; nothing else is told" },
+            "missing": { "type": "boolean", "description": "It does not exist (told to callers who see every application)" },
+            "sync": { "enum": ["Synced", "OutOfSync", "Unknown"] },
+            "health": { "enum": ["Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"] },
+            "operationRunning": { "type": "boolean" },
+            "revision": { "type": "string", "description": "The revision promoted there, or for a first stage the one it is synced to" },
+            "syncedRevision": { "type": "string" },
+            "approval": { "enum": ["Auto", "Manual"] }, "soak": { "type": "string" },
+            "pending": { "type": "string" }, "waiting": { "type": "string" },
+            "requested": { "type": "object", "description": "A promotion requested and not taken yet" },
+            "history": { "type": "array", "items": { "type": "object", "properties": {
+                "revision": { "type": "string" }, "from": { "type": "string" }, "approvedBy": { "type": "string" }, "at": { "type": "string" } } } },
+            "mayPromote": { "type": "boolean" } } } },
+        "problem": { "type": "string" } } })
+}
+
 /// The document.
 pub fn document() -> Value {
     let sref = |n: &str| json!({ "$ref": format!("#/components/schemas/{n}") });
@@ -126,6 +179,8 @@ pub fn document() -> Value {
                 "id": { "type": "integer" }, "prune": { "type": "boolean" } } })), json!([])),
             "/api/v1/applications/{namespace}/{name}/refresh": action("Compare with Git now", None, json!([
                 { "name": "hard", "in": "query", "description": "Also drop cached comparisons", "schema": { "type": "boolean" } }])),
+            "/api/v1/applications/{namespace}/{name}/promote": promote_path(),
+            "/api/v1/applications/{namespace}/{name}/promotions": read("The promotion chain around the application: the stages upstream of it, itself, and those promoted from it, each with its revision, pending candidate, why it waits and its last promotions; a stage the caller may not see is named hidden (upstream) or left out (downstream)", sref("PromotionChain")),
             "/api/v1/applications/{namespace}/{name}/suspend": action("Suspend automated sync and self-heal", None, json!([])),
             "/api/v1/applications/{namespace}/{name}/resume": action("Resume automated sync and self-heal", None, json!([])),
             "/api/webhook": {
@@ -195,6 +250,8 @@ pub fn document() -> Value {
                 "Event": { "type": "object", "properties": {
                     "type": { "type": "string" }, "reason": { "type": "string" }, "message": { "type": "string" },
                     "count": { "type": "integer" }, "lastTimestamp": { "type": "string" }, "source": { "type": "string" } } },
+                "PromoteAccepted": promote_accepted_schema(),
+                "PromotionChain": promotion_chain_schema(),
                 "HistoryEntry": { "type": "object", "properties": {
                     "id": { "type": "integer" }, "revision": { "type": "string" }, "deployedAt": { "type": "string" },
                     "initiatedBy": { "type": "string" }, "result": { "type": "string", "enum": ["Succeeded", "Failed"] },
@@ -217,6 +274,8 @@ mod tests {
             "/api/v1/clusters",
             "/api/v1/applications/{namespace}/{name}/diff",
             "/api/v1/applications/{namespace}/{name}/rollback",
+            "/api/v1/applications/{namespace}/{name}/promote",
+            "/api/v1/applications/{namespace}/{name}/promotions",
             "/api/webhook",
         ] {
             assert!(paths.contains_key(p), "{p}");

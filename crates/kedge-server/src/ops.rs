@@ -1,4 +1,5 @@
-//! Actions on an application, shared by the API and the UI: sync, rollback, refresh, suspend and resume.
+//! Actions on an application, shared by the API and the UI: sync, rollback, refresh, suspend and resume (promotion
+//! is in [`crate::promotions`]).
 //!
 //! Each is a patch the controller acts on (the `kedge.dev/operation` and `kedge.dev/refresh` annotations,
 //! `spec.suspend`), followed by a reconcile trigger so that it happens at once.
@@ -67,18 +68,21 @@ pub fn find(state: &AppState, namespace: &str, name: &str) -> Result<Arc<Applica
         .ok_or_else(not_found)
 }
 
-fn api(state: &AppState, namespace: &str) -> Api<Application> {
+/// The Applications of `namespace`, through the controller's client.
+pub(crate) fn api(state: &AppState, namespace: &str) -> Api<Application> {
     Api::namespaced(state.client().clone(), namespace)
 }
 
-fn trigger(state: &AppState, namespace: &str, name: &str) {
+/// Queues a reconcile of `namespace/name` now.
+pub(crate) fn trigger(state: &AppState, namespace: &str, name: &str) {
     let _ = state
         .handles()
         .triggers
         .send(ObjectRef::new(name).within(namespace));
 }
 
-fn now() -> String {
+/// Now, RFC 3339.
+pub(crate) fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
 

@@ -3,7 +3,9 @@
 //!
 //! Live regions (`data-live`) refresh themselves by fetching their page again and keeping only themselves
 //! (`hx-select`, `outerHTML`), and pass none of that down (`hx-disinherit="*"`): an action form inside one would
-//! otherwise filter its answer, a toast for `#flash`, through the region's `hx-select` and show nothing.
+//! otherwise filter its answer, a toast for `#flash`, through the region's `hx-select` and show nothing. A region
+//! follows the applications its `data-live` names, separated by spaces (the promotion pipeline follows each of its
+//! stages), or `*` for all.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use kedge_api::{AppAction, Application, IN_CLUSTER_NAME};
+use kedge_api::{AppAction, Application, IN_CLUSTER_NAME, PromotionApproval};
 use kube::ResourceExt;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
@@ -27,6 +29,7 @@ use crate::clusters::{self, ClusterView};
 use crate::details::{self, DiffResult, ObjectDiffView, TreeNode};
 use crate::error::ApiError;
 use crate::ops::{self, RollbackRequest, SyncRequest};
+use crate::promotions::{self, Chain, PromoteBody, Stage};
 
 /// The UI routes.
 pub fn routes() -> Router<AppState> {
@@ -893,6 +896,7 @@ async fn tab_content(
 async fn app_page(
     State(state): State<AppState>,
     UiCaller(caller): UiCaller,
+    headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
     Query(q): Query<AppQuery>,
 ) -> Response {
@@ -900,11 +904,16 @@ async fn app_page(
         Ok(a) => a,
         Err(e) => return error_page(&caller, &e),
     };
+    let base = format!("/applications/{ns}/{name}");
+    let chain = promotions::chain(&state, &caller, &app);
+    // The pipeline refreshes itself often (each of its stages changes it): only it is rendered then.
+    if is_htmx(&headers) && hx_target(&headers) == Some("app-promotion") {
+        return pipeline(&base, &chain, &caller).into_response();
+    }
     let tab = ["diff", "events", "history"]
         .into_iter()
         .find(|t| q.tab.as_deref() == Some(*t))
         .unwrap_or("resources");
-    let base = format!("/applications/{ns}/{name}");
     let revision = app.status.as_ref().and_then(|s| s.sync.revision.clone());
     let commit = match &revision {
         Some(r) => details::commit_info(&state, &app, r).await,
@@ -927,6 +936,11 @@ async fn app_page(
         h1 { (name) (actions(&base, &caller, rights)) }
         @if let Some(f) = &q.flash { div.panel role="status" { (f) } }
         (summary(&app, commit.as_ref(), &caller, rights))
+        @if chain.is_pipeline() {
+            (pipeline(&base, &chain, &caller))
+            // Outside the pipeline, which refreshes itself: the answer to a promotion stays until the next one.
+            div.promote-result id="promote-result" aria-live="polite" {}
+        }
         nav.tabs aria-label="Sections" {
             @for (t, label) in [("resources", "Resources"), ("diff", "Diff"), ("events", "Events"), ("history", "History")] {
                 a href={ (base) "?tab=" (t) } aria-current=[(t == tab).then_some("page")] { (label) }
@@ -939,6 +953,107 @@ async fn app_page(
         }
     };
     page(StatusCode::OK, &name, Some(&caller), body)
+}
+
+// ---------- promotion pipeline ----------
+
+/// The promotion pipeline: the stages from left to right, live with each of them (`data-live` lists their keys).
+fn pipeline(base: &str, chain: &Chain, caller: &Caller) -> Markup {
+    let keys: Vec<String> = chain
+        .stages
+        .iter()
+        .filter(|s| s.detail.is_some())
+        .map(|s| format!("{}/{}", s.namespace, s.name))
+        .collect();
+    let own_ns = chain
+        .stages
+        .iter()
+        .find(|s| s.current)
+        .map_or("", |s| s.namespace.as_str());
+    html! {
+        section id="app-promotion" data-live=(keys.join(" ")) data-live-every="500" hx-get=(base) hx-trigger="kedge:changed"
+            hx-select="#app-promotion" hx-swap="outerHTML" hx-disinherit="*" aria-label="Promotion pipeline" {
+            h2 { "Promotion" }
+            @if let Some(p) = &chain.problem { p.error { (p) } }
+            ol.stages {
+                @for column in 0..chain.columns() {
+                    li.stage-col {
+                        @if column > 0 { span.stage-arrow aria-hidden="true" { "→" } }
+                        div.stage-stack {
+                            @for s in chain.stages.iter().filter(|s| s.column == column) { (stage_card(s, own_ns, caller)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One stage: its namespace is named when it is not that of the application shown.
+fn stage_card(s: &Stage, own_ns: &str, caller: &Caller) -> Markup {
+    let key = format!("{}/{}", s.namespace, s.name);
+    let short =
+        |r: Option<&str>| r.map_or_else(|| "—".to_owned(), |r| promotions::short(r).to_owned());
+    let soak =
+        |soak: Option<&str>| html! { @if let Some(s) = soak { " " span.muted { "soak " (s) } } };
+    let Some(d) = &s.detail else {
+        return html! {
+            div.stage.stage-hidden data-app=(key) {
+                div.stage-name { strong { (s.name) } @if s.namespace != own_ns { " " span.muted { (s.namespace) } } }
+                p.muted { @if s.missing { "not found" } @else { "hidden: you may not see this application" } }
+            }
+        };
+    };
+    html! {
+        div.stage data-app=(key) aria-current=[s.current.then_some("page")] {
+            div.stage-name {
+                a href={ "/applications/" (key) } { strong { (s.name) } }
+                @if s.namespace != own_ns { " " span.muted { (s.namespace) } }
+            }
+            div.stage-badges {
+                (sync_badge(apps::sync_name(d.sync))) " " (health_badge(apps::health_name(d.health)))
+                @if d.operation_running { " " span.badge.tag { "syncing" } }
+            }
+            dl.stage-facts {
+                dt { "Revision" } dd.mono.stage-revision title=[d.revision.as_deref()] { (short(d.revision.as_deref())) }
+                @if let Some(p) = &d.pending { dt { "Pending" } dd.mono.stage-pending title=(p) { (promotions::short(p)) } }
+                dt { "Promotion" } dd.stage-mode {
+                    @match d.approval {
+                        Some(PromotionApproval::Manual) => {
+                            span.badge.tag-info { "Manual" } (soak(d.soak.as_deref()))
+                        }
+                        Some(PromotionApproval::Auto) => {
+                            span.badge.tag { "Auto" } (soak(d.soak.as_deref()))
+                        }
+                        None => span.muted { "first stage" },
+                    }
+                }
+            }
+            @if !d.waiting.is_empty() { p.muted.stage-waiting { (d.waiting) } }
+            @if let Some(r) = &d.requested {
+                p.stage-requested { span.badge.tag-info { "promotion requested" } @if !r.by.is_empty() { " " span.muted { "by " (r.by) } } }
+            } @else if d.may_promote {
+                @if let Some(p) = &d.pending { (promote_form(&key, &s.name, p, caller)) }
+            }
+            @if let Some(h) = d.history.first() {
+                p.muted.stage-last { "Last: " span.mono title=(h.revision) { (promotions::short(&h.revision)) } " from " (h.from)
+                    ", approved by " (h.approved_by) " " (time(Some(&h.at))) }
+            }
+        }
+    }
+}
+
+fn promote_form(key: &str, name: &str, pending: &str, caller: &Caller) -> Markup {
+    let url = format!("/applications/{key}/actions/promote");
+    let short = promotions::short(pending);
+    html! {
+        form.promote method="post" action=(url) hx-post=(url) hx-target="#promote-result" hx-swap="innerHTML"
+            hx-confirm=(format!("Promote {short} to {name}?")) {
+            input type="hidden" name="_csrf" value=(caller.csrf());
+            input type="hidden" name="candidate" value=(pending);
+            button.primary type="submit" data-action="promote" { "Promote " (short) }
+        }
+    }
 }
 
 async fn object_page(
@@ -1000,6 +1115,8 @@ struct ActionForm {
     revision: Option<String>,
     #[serde(default)]
     id: Option<i64>,
+    #[serde(default)]
+    candidate: Option<String>,
 }
 
 fn checked(v: &Option<String>) -> bool {
@@ -1076,6 +1193,23 @@ async fn action(
                 .await?;
                 Ok(format!("Rollback to {id} requested"))
             }
+            "promote" => {
+                let accepted = promotions::promote(
+                    &state,
+                    &caller,
+                    &ns,
+                    &name,
+                    PromoteBody {
+                        revision: f.revision.clone(),
+                        candidate: f.candidate.clone(),
+                    },
+                )
+                .await?;
+                Ok(format!(
+                    "Promotion of {} to {name} requested",
+                    promotions::short(&accepted.revision)
+                ))
+            }
             other => Err(ApiError::not_found(format!("unknown action {other}"))),
         }
     }
@@ -1083,6 +1217,13 @@ async fn action(
     if let Ok(msg) = &result {
         crate::live::publish(&state, &format!("{ns}/{name}"));
         tracing::debug!(action, msg, "ui action");
+    }
+    if is_htmx(&headers) && action == "promote" {
+        // Shown beside the pipeline (`#promote-result`), errors included.
+        return match result {
+            Ok(msg) => html! { p.promote-ok role="status" { (msg) } }.into_response(),
+            Err(e) => html! { p.error role="alert" { (e.message) } }.into_response(),
+        };
     }
     if is_htmx(&headers) {
         // Toasts are swapped into #flash, errors included, so the status stays 200 for htmx to swap them.

@@ -12,8 +12,11 @@
 //!   Secrets (`kedge.dev/secret-type`); values are copied, never shown in diagnostics.
 //! - Cluster Secrets become a Kedge `Cluster` (kedge.dev/v1alpha1) and a Secret holding a kubeconfig written
 //!   from Argo CD's connection settings (the cluster Kedge runs in needs none).
-//! - `AppProject` becomes a `Project` with what Kedge enforces (fields it does not, such as roles, are reported);
-//!   `ApplicationSet` waits for application sets: reported and skipped.
+//! - `AppProject` becomes a `Project` with what Kedge enforces (fields it does not, such as roles, are reported).
+//! - `ApplicationSet` becomes Kedge's `ApplicationSet` (the same spec): its template is converted as an Application
+//!   is, its generators key by key; a set using what Kedge does not run (an `scmProvider` generator, say) is
+//!   reported and skipped, since leaving a generator out would make other Applications. An Application an Argo CD
+//!   ApplicationSet owns gets the label by which the imported set knows it as its own.
 //! - Any other document is passed through unchanged (with a note), except Argo CD's own settings, which are
 //!   skipped. A `List` (as `kubectl get -o yaml` writes) is read item by item.
 //!
@@ -29,6 +32,7 @@
 //! ```
 
 mod application;
+mod appset;
 mod cluster;
 pub mod located;
 mod project;
@@ -258,10 +262,7 @@ impl Cx<'_> {
         match (group, kind) {
             ("argoproj.io", "Application") => application::convert(self).into_iter().collect(),
             ("argoproj.io", "AppProject") => project::convert(self).into_iter().collect(),
-            ("argoproj.io", "ApplicationSet") => {
-                self.skip_document(&what, "application sets are not supported yet (issue 18)");
-                Vec::new()
-            }
+            ("argoproj.io", "ApplicationSet") => appset::convert(self).into_iter().collect(),
             ("", "Secret") if secret::argocd_type(v) == Some("cluster") => {
                 cluster::convert(self).unwrap_or_default()
             }

@@ -28,7 +28,8 @@ enum Command {
     /// Work with Applications: create, list, get, diff, sync, history, rollback, suspend, resume, refresh, wait, delete.
     #[command(subcommand)]
     App(cli::app::AppCommand),
-    /// ApplicationSets: print the Applications a set produces (generate).
+    /// ApplicationSets: print the Applications a set produces (generate), what applying it would do (diff), its
+    /// rollout (rollout).
     #[command(subcommand)]
     Appset(cli::appset::AppsetCommand),
     /// Register the clusters applications deploy to: add, list, get, remove.
@@ -48,7 +49,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Like `kubectl diff`: 0 in sync, 1 differences, 2 (above 1) when the comparison itself failed.
-    let error_code = if matches!(cli.command, Command::App(cli::app::AppCommand::Diff { .. })) {
+    let error_code = if matches!(
+        cli.command,
+        Command::App(cli::app::AppCommand::Diff { .. })
+            | Command::Appset(cli::appset::AppsetCommand::Diff { .. })
+    ) {
         2
     } else {
         1

@@ -1,5 +1,5 @@
 //! `spec.dependsOn`: an application waits, without an error, until those it depends on are Synced and Healthy, and
-//! goes as soon as they are; a cycle is refused with the cycle named.
+//! goes as soon as they are; a cycle is refused with the cycle named; a `readyExpr` decides instead when given.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use crate::common;
@@ -15,6 +15,9 @@ async fn an_application_waits_for_its_dependencies_and_cycles_are_refused() {
     env.write("web/cm.yaml", &config_map("web", "k", "v"));
     env.write("a/cm.yaml", &config_map("a", "k", "v"));
     env.write("b/cm.yaml", &config_map("b", "k", "v"));
+    for name in ["d", "e", "f"] {
+        env.write(&format!("{name}/cm.yaml"), &config_map(name, "k", "v"));
+    }
     let sha = env.commit_push("apps");
     let _controller = env.start_controller("c1");
 
@@ -85,4 +88,48 @@ async fn an_application_waits_for_its_dependencies_and_cycles_are_refused() {
     env.wait_event("a", "SyncFailed", |m| m.contains(&cycle))
         .await;
     assert!(cms.get_opt("a").await.unwrap().is_none());
+
+    // readyExpr decides instead of the built-in check: true goes, false waits and says so, one that cannot be read
+    // is refused by its path.
+    let depends = |expr: &str| json!({ "dependsOn": [{ "name": "db", "readyExpr": expr }] });
+    env.create_app_with(
+        "d",
+        "d",
+        automated(true, true),
+        depends("dep.status.health.status == 'Healthy' && self.metadata.name == 'd'"),
+        json!({}),
+    )
+    .await;
+    env.create_app_with(
+        "e",
+        "e",
+        automated(true, true),
+        depends("dep.status.sync.status == 'OutOfSync'"),
+        json!({}),
+    )
+    .await;
+    env.create_app_with(
+        "f",
+        "f",
+        automated(true, true),
+        depends("dep.status.health.status =="),
+        json!({}),
+    )
+    .await;
+    env.wait_synced("d", &sha).await;
+    let e = env
+        .wait_app("e", "waiting for its readyExpr", |a| {
+            condition(a, "WaitingForDependencies").is_some_and(|c| c.status == "True")
+        })
+        .await;
+    assert_eq!(
+        condition(&e, "WaitingForDependencies").unwrap().message,
+        format!("waiting for {ns}/db (its readyExpr is false)")
+    );
+    env.wait_event("f", "SyncFailed", |m| {
+        m.contains("spec.dependsOn[0].readyExpr") && m.contains("does not compile")
+    })
+    .await;
+    assert!(cms.get_opt("e").await.unwrap().is_none());
+    assert!(cms.get_opt("f").await.unwrap().is_none());
 }

@@ -16,7 +16,6 @@ fn promotion_of(app: &Application) -> PromotionStatus {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open: prod does not yet report a Degraded staging as the reason it waits within the test's bound; run with --run-ignored to reproduce"]
 async fn one_commit_moves_through_three_stages_with_a_soak_an_approval_and_a_block() {
     let env = Env::new("promo").await;
     for stage in ["dev", "staging", "prod"] {

@@ -3,7 +3,7 @@
 //   BASE_URL, PASSWORD, NAMESPACE, FIRST_SHA, WORK_DIR, REPO_URL, KUBECONFIG, SCREENSHOT_DIR, USER_DATA_DIR,
 //   SECRET_MARKER (a value of the registered cluster's Secret, never to be shown)
 // Applications: guestbook and backend in the cluster Kedge runs in, faraway on the registered cluster "far", whose
-// server nobody answers for.
+// server nobody answers for; at the end, the promotion stages dev and prod (paths stages/dev and stages/prod).
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -229,6 +229,46 @@ spec:
       if (Date.now() > deadline) throw new Error("the ConfigMap did not return to blue");
       await page.waitForTimeout(100);
     }
+  });
+
+  await step("a promotion pipeline shows each stage live; Promote approves prod's pending candidate", async () => {
+    const stageApp = (name, extra) => `apiVersion: kedge.dev/v1alpha1
+kind: Application
+metadata: {name: ${name}, namespace: ${ns}}
+spec:
+  source: {repoURL: "${env("REPO_URL")}", targetRevision: main, path: stages/${name}}
+  destination: {namespace: ${ns}}
+  syncPolicy: {automated: {prune: true, selfHeal: true}}
+${extra}`;
+    await page.goto(`${base}/applications`);
+    kubectlApply(stageApp("dev", ""));
+    await page.locator(`tr[data-app="${ns}/dev"]`).waitFor();
+    kubectlApply(stageApp("prod", "  promotion: {from: {name: dev}, approval: Manual}\n"));
+    await page.locator(`tr[data-app="${ns}/prod"] a`).first().click();
+    await page.waitForURL(new RegExp(`/applications/${ns}/prod$`));
+    const marker = await page.evaluate(() => (window.__kedgeMarker = Math.random()));
+    const dev = page.locator(`#app-promotion .stage[data-app="${ns}/dev"]`);
+    const prod = page.locator(`#app-promotion .stage[data-app="${ns}/prod"]`);
+    await prod.locator(".stage-mode").filter({ hasText: "Manual" }).waitFor();
+    assert.equal(await prod.getAttribute("aria-current"), "page");
+    // dev syncs and prod is offered its commit, on the page as it happens.
+    await dev.locator(".s-Synced").waitFor();
+    await prod.locator(".stage-pending").waitFor();
+    const revision = await trimmed(dev.locator(".stage-revision"));
+    assert.match(revision, /^[0-9a-f]{7}$/);
+    assert.equal(await trimmed(prod.locator(".stage-pending")), revision);
+    assert.equal(await trimmed(prod.locator(".stage-revision")), "—");
+    assert.match(await prod.locator(".stage-waiting").innerText(), /waits for approval/);
+    assert.equal(await dev.locator("a").first().getAttribute("href"), `/applications/${ns}/dev`);
+    await page.screenshot({ path: `${shots}/promotion.png`, fullPage: true });
+    await prod.locator("button[data-action=promote]").click();
+    await page.locator("#promote-result .promote-ok").filter({ hasText: `Promotion of ${revision} to prod requested` }).waitFor();
+    await prod.locator(".stage-revision").filter({ hasText: revision }).waitFor();
+    await prod.locator(".stage-last").filter({ hasText: "approved by admin" }).waitFor();
+    await prod.locator(".s-Synced").waitFor();
+    assert.equal(await prod.locator("button[data-action=promote]").count(), 0, "nothing left to promote");
+    assert.equal(kubectl("get", "configmap", "stage-prod", "-o", "jsonpath={.data.tier}"), "prod");
+    assert.equal(await page.evaluate(() => window.__kedgeMarker), marker, "the page was not reloaded");
   });
 
   await step("no script errors on any page", async () => {

@@ -1,6 +1,6 @@
 //! Browser checks: the controller and server run in-process; `node tests/browser/ui.test.mjs` drives headless
 //! Chromium through login, list, filter (by cluster too), the clusters page, diff, sync with live status, drift and
-//! revert, and rollback, and saves
+//! revert, rollback, and a promotion pipeline whose pending candidate is promoted from the page, and saves
 //! screenshots under the build's temporary folder (`target/tmp/screenshots`); with `KEDGE_SCREENSHOT_DIR`
 //! (absolute, e.g. `$PWD/docs/screenshots` from the repository root) it refreshes the documentation's copies, on purpose.
 //!
@@ -57,6 +57,15 @@ async fn ui_in_headless_chromium() {
     );
     env.write("guestbook/web.yaml", &deployment("web", 1));
     env.write("backend/cm.yaml", &config_map("backend", "tier", "api"));
+    // The stages of a promotion pipeline, created by the browser checks at their end.
+    env.write(
+        "stages/dev/cm.yaml",
+        &config_map("stage-dev", "tier", "dev"),
+    );
+    env.write(
+        "stages/prod/cm.yaml",
+        &config_map("stage-prod", "tier", "prod"),
+    );
     let first = env.commit_push("Guestbook with a blue theme");
     // A registered cluster nobody answers for: shown as not connected, with an application of its own.
     let marker = "secret-marker-never-shown";

@@ -6,5 +6,6 @@ mod api;
 mod browser;
 mod common;
 mod oidc;
+mod promotion;
 mod prop_webhook;
 mod webhook;

@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
+use kedge_appset::owned::SET_LABEL;
 use kedge_controller::spec_check;
 
 use super::located::{Path, Seg, index, key};
@@ -17,10 +18,7 @@ pub(crate) fn convert(cx: &mut Cx<'_>) -> Option<Value> {
     let value = cx.value;
     let what = cx.describe();
     let (mut meta, mut spec) = (Map::new(), Map::new());
-    let mut conv = AppConversion {
-        skip: None,
-        renamed: Vec::new(),
-    };
+    let mut conv = AppConversion::new(false);
     for (k, v) in entries(value) {
         let p = key(&[], k);
         match k {
@@ -61,13 +59,13 @@ pub(crate) fn convert(cx: &mut Cx<'_>) -> Option<Value> {
 }
 
 /// `out` read through Kedge's own `Application` type and written back: what that type does not hold is gone.
-fn read_back(out: &Value) -> Result<Value, serde_json::Error> {
+pub(crate) fn read_back(out: &Value) -> Result<Value, serde_json::Error> {
     let app: kedge_api::Application = serde_json::from_value(out.clone())?;
     serde_json::to_value(&app)
 }
 
 /// The entries of a mapping (none for anything else).
-fn entries(v: &Value) -> impl Iterator<Item = (&str, &Value)> {
+pub(crate) fn entries(v: &Value) -> impl Iterator<Item = (&str, &Value)> {
     v.as_object()
         .into_iter()
         .flatten()
@@ -82,6 +80,7 @@ fn metadata(
     spec: &mut Map<String, Value>,
 ) {
     let mut suspend = false;
+    let mut owner_set = None;
     for (k, v) in entries(meta) {
         let p = key(path, k);
         match k {
@@ -112,12 +111,39 @@ fn metadata(
                 }
             }
             k if SERVER_SET_METADATA.contains(&k) => cx.note(&p, "set by the API server; left out"),
-            "ownerReferences" => cx.lost(
-                &p,
-                "owners (such as an ApplicationSet) are not carried over; application sets are not supported \
-                 yet (issue 18)",
-            ),
+            "ownerReferences" => {
+                for (i, owner) in v.as_array().into_iter().flatten().enumerate() {
+                    let set = owner["kind"] == "ApplicationSet"
+                        && owner["apiVersion"]
+                            .as_str()
+                            .is_some_and(|a| a.starts_with("argoproj.io/"));
+                    match owner["name"].as_str() {
+                        Some(name) if set => {
+                            cx.note(
+                                &index(&p, i),
+                                format!(
+                                    "written as label {SET_LABEL}: {name}: the ApplicationSet {name}, imported too, \
+                                     manages this Application as one it made"
+                                ),
+                            );
+                            owner_set = Some(name.to_owned());
+                        }
+                        _ => cx.lost(
+                            &index(&p, i),
+                            "owners other than an Argo CD ApplicationSet are not carried over",
+                        ),
+                    }
+                }
+            }
             _ => cx.lost(&p, "not a field of an object's metadata"),
+        }
+    }
+    if let Some(set) = owner_set {
+        let labels = out
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(labels) = labels.as_object_mut() {
+            labels.insert(SET_LABEL.to_owned(), Value::String(set));
         }
     }
     if suspend {
@@ -128,7 +154,7 @@ fn metadata(
 
 /// Annotations Argo CD reads on the objects an application applies (here: on this Application, as applied by an
 /// app of apps); Kedge's engine reads them the same way.
-const RESOURCE_ANNOTATIONS: &[&str] = &[
+pub(crate) const RESOURCE_ANNOTATIONS: &[&str] = &[
     "argocd.argoproj.io/sync-wave",
     "argocd.argoproj.io/hook",
     "argocd.argoproj.io/hook-delete-policy",
@@ -136,7 +162,9 @@ const RESOURCE_ANNOTATIONS: &[&str] = &[
     "argocd.argoproj.io/compare-options",
 ];
 
-fn annotation(
+/// One annotation of an Application (or of an ApplicationSet's template): kept, rewritten or reported; `suspend` is
+/// set when it asks for `spec.suspend`.
+pub(crate) fn annotation(
     cx: &mut Cx<'_>,
     path: &[Seg],
     name: &str,
@@ -190,7 +218,8 @@ fn annotation(
     }
 }
 
-fn finalizer(cx: &mut Cx<'_>, path: &[Seg], f: &Value, kept: &mut Vec<Value>) {
+/// One finalizer of an Application (or of an ApplicationSet's template): kept, rewritten or reported.
+pub(crate) fn finalizer(cx: &mut Cx<'_>, path: &[Seg], f: &Value, kept: &mut Vec<Value>) {
     let name = f.as_str().unwrap_or("");
     let kedge = Value::String(kedge_api::RESOURCES_FINALIZER.to_owned());
     match name {
@@ -231,15 +260,33 @@ fn finalizer(cx: &mut Cx<'_>, path: &[Seg], f: &Value, kept: &mut Vec<Value>) {
 }
 
 /// What one Application's conversion carries between its parts.
-struct AppConversion {
+pub(crate) struct AppConversion {
     /// Why the whole application cannot be converted, if it cannot.
-    skip: Option<String>,
+    pub(crate) skip: Option<String>,
     /// Paths of the output that stand for other paths of the input (`spec.source` for `spec.sources[0]`).
     renamed: Vec<(Path, Path)>,
+    /// Whether this is an ApplicationSet's template: it may be partial (a generator's template overrides some
+    /// fields only), and its `{{...}}` values are only known once rendered.
+    template: bool,
 }
 
 impl AppConversion {
-    fn spec(&mut self, cx: &mut Cx<'_>, path: &[Seg], spec: &Value, out: &mut Map<String, Value>) {
+    /// The conversion of an Application (`template`: of an ApplicationSet's template).
+    pub(crate) fn new(template: bool) -> Self {
+        Self {
+            skip: None,
+            renamed: Vec::new(),
+            template,
+        }
+    }
+
+    pub(crate) fn spec(
+        &mut self,
+        cx: &mut Cx<'_>,
+        path: &[Seg],
+        spec: &Value,
+        out: &mut Map<String, Value>,
+    ) {
         let mut has_source = false;
         for (k, v) in entries(spec) {
             let p = key(path, k);
@@ -272,7 +319,7 @@ impl AppConversion {
                 _ => cx.lost(&p, "not a field of Argo CD's Application spec"),
             }
         }
-        if !has_source && self.skip.is_none() {
+        if !has_source && self.skip.is_none() && !self.template {
             self.skip = Some("it has neither spec.source nor spec.sources".to_owned());
         }
     }
@@ -330,7 +377,13 @@ impl AppConversion {
 
     /// Removes from `out` what Kedge's types dropped or read differently (`back`), reporting each at the input
     /// field it came from.
-    fn keep_what_kedge_reads(&self, cx: &mut Cx<'_>, at: &mut Path, out: &mut Value, back: &Value) {
+    pub(crate) fn keep_what_kedge_reads(
+        &self,
+        cx: &mut Cx<'_>,
+        at: &mut Path,
+        out: &mut Value,
+        back: &Value,
+    ) {
         match (out, back) {
             (Value::Object(map), Value::Object(kept)) => {
                 let keys: Vec<String> = map.keys().cloned().collect();
@@ -367,10 +420,13 @@ impl AppConversion {
 
     /// Reports what Kedge's own check of an application spec refuses (an application Kedge refuses applies
     /// nothing): each sync option on its own, then the spec again without each field it names, until it passes.
-    fn report_what_kedge_refuses(&self, cx: &mut Cx<'_>, out: &Value) {
+    pub(crate) fn report_what_kedge_refuses(&self, cx: &mut Cx<'_>, out: &Value) {
         let options_path = crate::argocd::path(&["spec", "syncPolicy", "syncOptions"]);
         let options = out["spec"]["syncPolicy"]["syncOptions"].as_array();
         for (i, option) in options.into_iter().flatten().enumerate() {
+            if self.template && option.as_str().is_some_and(templated) {
+                continue;
+            }
             let policy = kedge_api::SyncPolicy {
                 sync_options: vec![option.as_str().unwrap_or_default().to_owned()],
                 ..Default::default()
@@ -397,7 +453,10 @@ impl AppConversion {
                 .find(|w| w.starts_with("spec."))
                 .map(parse_field)
                 .unwrap_or_else(|| crate::argocd::path(&["spec"]));
-            cx.lost(&self.input_path(&field), refusal(&message));
+            // A template's `{{...}}` is only known once rendered: a refusal of it says nothing yet.
+            if !(self.template && templated(&message)) {
+                cx.lost(&self.input_path(&field), refusal(&message));
+            }
             if !remove(&mut probe, &field) {
                 return;
             }
@@ -415,6 +474,11 @@ impl AppConversion {
         }
         at.to_vec()
     }
+}
+
+/// Whether a value (or a message quoting one) holds a template expression, known only once rendered.
+pub(crate) fn templated(text: &str) -> bool {
+    text.contains("{{")
 }
 
 /// A field as messages name it (`spec.sources[0].chart`) as a path.
@@ -492,7 +556,7 @@ fn destination(cx: &mut Cx<'_>, path: &[Seg], dest: &Value, out: &mut Map<String
                 } else {
                     text == kedge_api::IN_CLUSTER_NAME
                 };
-                if !local {
+                if !local && !templated(text) {
                     cx.note(
                         &p,
                         "another cluster: Kedge deploys there once it is registered as a Cluster (kedge cluster \

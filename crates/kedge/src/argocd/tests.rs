@@ -226,7 +226,7 @@ fn applications_kedge_cannot_render_are_skipped() {
 }
 
 #[test]
-fn application_sets_and_settings_wait_for_their_issues() {
+fn a_set_without_a_spec_and_settings_are_skipped() {
     let input = "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata: {name: fleet}\n---\n\
                  apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: argocd-cm\n  labels: {app.kubernetes.io/part-of: argocd}\n\
                  ---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\ndata: {a: b}\n";
@@ -235,7 +235,7 @@ fn application_sets_and_settings_wait_for_their_issues() {
     assert_eq!(
         reasons,
         [
-            "1: ApplicationSet fleet: not converted: application sets are not supported yet (issue 18); skipped",
+            "1: ApplicationSet fleet: not converted: it has no spec; skipped",
             "5: ConfigMap argocd-cm: not converted: Argo CD's own settings have no Kedge equivalent to convert to; \
              skipped",
             "11: ConfigMap plain: note: not an Argo CD resource; passed through unchanged",
@@ -246,6 +246,356 @@ fn application_sets_and_settings_wait_for_their_issues() {
         [
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "plain"}, "data": {"a": "b"}})
         ]
+    );
+}
+
+/// Argo CD's own ApplicationSet examples, unchanged (kedge-appset's test fixtures).
+const ARGOCD_SETS: [(&str, &str); 9] = [
+    (
+        "cluster-example-fasttemplate",
+        include_str!("../../../kedge-appset/tests/fixtures/cluster-example-fasttemplate.yaml"),
+    ),
+    (
+        "git-directories-exclude-example",
+        include_str!("../../../kedge-appset/tests/fixtures/git-directories-exclude-example.yaml"),
+    ),
+    (
+        "git-generator-files",
+        include_str!("../../../kedge-appset/tests/fixtures/git-generator-files.yaml"),
+    ),
+    (
+        "list-elementsYaml-matrix",
+        include_str!("../../../kedge-appset/tests/fixtures/list-elementsYaml-matrix.yaml"),
+    ),
+    (
+        "list-example",
+        include_str!("../../../kedge-appset/tests/fixtures/list-example.yaml"),
+    ),
+    (
+        "matrix-cluster-and-git",
+        include_str!("../../../kedge-appset/tests/fixtures/matrix-cluster-and-git.yaml"),
+    ),
+    (
+        "matrix-list-and-git",
+        include_str!("../../../kedge-appset/tests/fixtures/matrix-list-and-git.yaml"),
+    ),
+    (
+        "merge-clusters-and-list-fasttemplate",
+        include_str!(
+            "../../../kedge-appset/tests/fixtures/merge-clusters-and-list-fasttemplate.yaml"
+        ),
+    ),
+    (
+        "template-overrides-example-fasttemplate",
+        include_str!(
+            "../../../kedge-appset/tests/fixtures/template-overrides-example-fasttemplate.yaml"
+        ),
+    ),
+];
+
+#[test]
+fn argocd_example_sets_convert_as_they_are() {
+    for (name, input) in ARGOCD_SETS {
+        let c = run(input);
+        assert!(c.complete(), "{name}: {:?}", c.diagnostics);
+        assert_eq!(c.documents.len(), 1, "{name}");
+        let out = &c.documents[0];
+        assert_eq!(out["apiVersion"], "kedge.dev/v1alpha1", "{name}");
+        assert_eq!(out["kind"], "ApplicationSet", "{name}");
+        let original: serde_json::Value = serde_saphyr::from_str(input).unwrap();
+        assert_eq!(out["metadata"], original["metadata"], "{name}");
+        let mut spec = original["spec"].clone();
+        if name == "list-elementsYaml-matrix" {
+            // Its one source is written as `source`, as for an Application.
+            assert_eq!(summary(&c), ["33 spec.template.spec.sources note"]);
+            let sources = spec["template"]["spec"]
+                .as_object_mut()
+                .unwrap()
+                .remove("sources")
+                .unwrap();
+            spec["template"]["spec"]["source"] = sources[0].clone();
+        } else {
+            assert_eq!(summary(&c), Vec::<String>::new(), "{name}");
+        }
+        assert_eq!(out["spec"], spec, "{name}");
+        // What Kedge reads of it.
+        let text = serde_json::to_string(out).unwrap();
+        kedge_appset::parse_set(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn converted_sets_generate_the_applications_the_originals_do() {
+    for (name, input) in ARGOCD_SETS {
+        // The sets that need no repository: list and clusters generators (the local cluster only).
+        if input.contains("git:") {
+            continue;
+        }
+        let converted = run(input).documents[0].clone();
+        let converted = kedge_appset::parse_set(&serde_json::to_string(&converted).unwrap())
+            .unwrap()
+            .set;
+        let original = kedge_appset::parse_set(input).unwrap().set;
+        let inputs = kedge_appset::Inputs::new(&[], &kedge_appset::NoGit);
+        let apps = |set| -> Vec<serde_json::Value> {
+            kedge_appset::generate(set, &inputs)
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .into_iter()
+                .map(|g| serde_json::to_value(g.application).unwrap())
+                .collect()
+        };
+        let (want, have) = (apps(&original), apps(&converted));
+        assert!(!want.is_empty(), "{name}");
+        assert_eq!(have, want, "{name}");
+    }
+}
+
+#[test]
+fn a_set_with_a_generator_kedge_does_not_run_is_skipped_and_says_which() {
+    // Argo CD's SCM provider and pull request examples, inside a matrix.
+    let input = r#"apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata:
+  name: myapps
+  namespace: argocd
+spec:
+  goTemplate: true
+  generators:
+  - matrix:
+      generators:
+      - scmProvider:
+          github:
+            organization: myorg
+            tokenRef: {secretName: github-token, key: token}
+      - pullRequest:
+          github: {owner: myorg, repo: myrepository}
+          requeueAfterSeconds: 1800
+  template:
+    metadata:
+      name: '{{ .repository }}-{{ .number }}'
+    spec:
+      source:
+        repoURL: '{{ .url }}'
+        targetRevision: '{{ .head_sha }}'
+        path: kubernetes/
+      project: default
+      destination:
+        server: https://kubernetes.default.svc
+        namespace: default
+"#;
+    let c = run(input);
+    assert!(c.documents.is_empty());
+    assert!(!c.complete());
+    let reasons: Vec<String> = c.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        reasons,
+        [
+            "1: ApplicationSet myapps: not converted: its generators include scmProvider, which Kedge does not run; \
+             skipped",
+            "11: spec.generators[0].matrix.generators[0].scmProvider: not converted: the scmProvider generator is \
+             not supported by Kedge yet",
+            "15: spec.generators[0].matrix.generators[1].pullRequest: not converted: the pullRequest generator is \
+             not supported by Kedge yet",
+        ]
+    );
+}
+
+#[test]
+fn what_kedge_does_not_run_skips_a_set_naming_the_field() {
+    let set = |spec: &str| {
+        format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata: {{name: s}}\nspec:\n{spec}"
+        )
+    };
+    let template = "  template:\n    metadata: {name: '{{.name}}'}\n    spec:\n      source: {repoURL: \
+                    'https://git.example/a.git', path: a}\n      destination: {namespace: a}\n";
+    // All clusters as one parameter set.
+    let c = run(&set(&format!(
+        "  generators:\n  - clusters: {{flatList: true}}\n{template}"
+    )));
+    assert!(c.documents.is_empty());
+    assert_eq!(
+        summary(&c),
+        [
+            "1 ApplicationSet s LOST",
+            "6 spec.generators[0].clusters.flatList LOST"
+        ]
+    );
+    // A Go template function Kedge's templates lack.
+    let c = run(&set(
+        "  goTemplate: true\n  generators:\n  - list: {elements: [{name: a}]}\n  template:\n    metadata:\n      \
+         name: '{{ regexReplaceAll \"a\" .name \"b\" }}'\n    spec:\n      source: {repoURL: \
+         'https://git.example/a.git', path: a}\n      destination: {namespace: a}\n",
+    ));
+    assert!(c.documents.is_empty());
+    assert_eq!(
+        summary(&c),
+        [
+            "1 ApplicationSet s LOST",
+            "10 spec.template.metadata.name LOST"
+        ]
+    );
+    assert!(
+        c.diagnostics[1]
+            .reason
+            .contains("function \"regexReplaceAll\" not defined"),
+        "{}",
+        c.diagnostics[1].reason
+    );
+    // A template rendered by a config management plugin.
+    let c = run(&set(
+        "  generators:\n  - list: {elements: [{name: a}]}\n  template:\n    metadata: {name: '{{name}}'}\n    \
+         spec:\n      source: {repoURL: 'https://git.example/a.git', plugin: {name: nix}}\n      destination: \
+         {namespace: a}\n",
+    ));
+    assert!(c.documents.is_empty());
+    assert_eq!(
+        summary(&c),
+        [
+            "1 ApplicationSet s LOST",
+            "10 spec.template.spec.source.plugin LOST"
+        ]
+    );
+}
+
+#[test]
+fn a_set_field_by_field() {
+    let input = r#"apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata:
+  name: fleet
+  namespace: argocd
+  annotations:
+    argocd.argoproj.io/application-set-refresh: "true"
+    example.com/owner: platform
+spec:
+  goTemplate: true
+  goTemplateOptions: ["missingkey=error", "somethingelse"]
+  applyNestedSelectors: false
+  generators:
+  - matrix:
+      generators:
+      - list:
+          elements: [{env: dev}, {env: prod}]
+          template: {metadata: {labels: {x: y}}}
+      - clusters: {}
+  template:
+    metadata:
+      name: '{{.env}}-{{.name}}'
+      namespace: argocd
+      labels: {env: '{{.env}}'}
+      annotations:
+        notifications.argoproj.io/subscribe.on-sync-failed.slack: team
+        argocd.argoproj.io/skip-reconcile: "true"
+      finalizers: [resources-finalizer.argocd.argoproj.io]
+    spec:
+      project: default
+      source: {repoURL: https://git.example/apps.git, targetRevision: HEAD, path: '{{.env}}'}
+      destination: {server: '{{.server}}', namespace: web}
+      syncPolicy:
+        automated: {prune: true, enabled: true}
+        syncOptions: [CreateNamespace=true, NotAnOption=true]
+  syncPolicy:
+    applicationsSync: create-update
+    preserveResourcesOnDeletion: true
+  strategy:
+    type: RollingSync
+    deletionOrder: Reverse
+    rollingSync:
+      steps:
+      - matchExpressions: [{key: env, operator: In, values: [dev]}]
+      - matchExpressions: [{key: env, operator: In, values: [prod]}]
+        maxUpdate: 50%
+  preservedFields:
+    annotations: [example.com/touched-by]
+  ignoreApplicationDifferences:
+  - jsonPointers: [/spec/source/targetRevision]
+"#;
+    let c = convert(
+        input,
+        &Options {
+            namespace: Some("kedge".into()),
+        },
+    );
+    assert_eq!(
+        summary(&c),
+        [
+            "5 metadata.namespace note",
+            "7 metadata.annotations[argocd.argoproj.io/application-set-refresh] note",
+            "11 spec.goTemplateOptions[1] LOST",
+            "12 spec.applyNestedSelectors note",
+            "18 spec.generators[0].matrix.generators[0].list.template note",
+            "23 spec.template.metadata.namespace note",
+            "26 spec.template.metadata.annotations[notifications.argoproj.io/subscribe.on-sync-failed.slack] LOST",
+            "27 spec.template.metadata.annotations[argocd.argoproj.io/skip-reconcile] note",
+            "28 spec.template.metadata.finalizers[0] note",
+            "34 spec.template.spec.syncPolicy.automated.enabled note",
+            "35 spec.template.spec.syncPolicy.syncOptions[1] LOST",
+            "41 spec.strategy.deletionOrder LOST",
+            "48 spec.preservedFields.annotations note",
+            "49 spec.ignoreApplicationDifferences LOST",
+        ]
+    );
+    let out = &c.documents[0];
+    assert_eq!(
+        out["metadata"],
+        json!({"name": "fleet", "namespace": "kedge", "annotations": {"example.com/owner": "platform"}})
+    );
+    let spec = &out["spec"];
+    assert_eq!(spec["goTemplateOptions"], json!(["missingkey=error"]));
+    assert!(spec.get("applyNestedSelectors").is_none());
+    assert!(
+        spec.get("preservedFields").is_none() && spec.get("ignoreApplicationDifferences").is_none()
+    );
+    assert_eq!(
+        spec["generators"][0]["matrix"]["generators"][0],
+        json!({"list": {"elements": [{"env": "dev"}, {"env": "prod"}]}})
+    );
+    let template = &spec["template"];
+    assert_eq!(
+        template["metadata"],
+        json!({"name": "{{.env}}-{{.name}}", "labels": {"env": "{{.env}}"},
+               "finalizers": ["kedge.dev/resources-finalizer"]})
+    );
+    assert_eq!(template["spec"]["suspend"], true);
+    assert_eq!(template["spec"]["destination"]["server"], "{{.server}}");
+    assert_eq!(
+        template["spec"]["syncPolicy"],
+        json!({"automated": {"prune": true}, "syncOptions": ["CreateNamespace=true"]})
+    );
+    assert_eq!(
+        spec["syncPolicy"],
+        json!({"applicationsSync": "create-update", "preserveResourcesOnDeletion": true})
+    );
+    assert_eq!(
+        spec["strategy"],
+        json!({"type": "RollingSync", "rollingSync": {"steps": [
+            {"matchExpressions": [{"key": "env", "operator": "In", "values": ["dev"]}]},
+            {"matchExpressions": [{"key": "env", "operator": "In", "values": ["prod"]}], "maxUpdate": "50%"},
+        ]}})
+    );
+    // Kedge reads what was written.
+    let parsed = kedge_appset::parse_set(&serde_json::to_string(out).unwrap()).unwrap();
+    assert_eq!(parsed.set.metadata.namespace.as_deref(), Some("kedge"));
+}
+
+#[test]
+fn an_application_an_argocd_set_owns_is_labelled_for_the_imported_set() {
+    let input = "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: dev-web\n  \
+                 ownerReferences:\n  - {apiVersion: argoproj.io/v1alpha1, kind: ApplicationSet, name: fleet, uid: u1}\n  \
+                 - {apiVersion: v1, kind: ConfigMap, name: other, uid: u2}\nspec:\n  source: {repoURL: \
+                 'https://git.example/a.git', path: a}\n  destination: {namespace: a}\n";
+    let c = run(input);
+    assert_eq!(
+        summary(&c),
+        [
+            "6 metadata.ownerReferences[0] note",
+            "7 metadata.ownerReferences[1] LOST",
+        ]
+    );
+    assert_eq!(
+        c.documents[0]["metadata"]["labels"],
+        json!({"kedge.dev/application-set": "fleet"})
     );
 }
 

@@ -1,17 +1,20 @@
 //! `kedge appset`: what an ApplicationSet produces and how its rollout stands. `generate` prints the Applications a
 //! set would produce now, reading the registered Clusters from the cluster (only when the set has a clusters
-//! generator) and Git as the controller does; `rollout` shows a `RollingSync` set's rollout and lets it pass a
-//! Degraded Application (`--resume`) or wait for it again (`--restart`).
+//! generator) and Git as the controller does; `diff` compares them with the Applications the set made, as the
+//! controller would write them (`kedge_appset::owned`, server-side dry runs), and says what applying would create,
+//! change and delete; `rollout` shows a `RollingSync` set's rollout and lets it pass a Degraded Application
+//! (`--resume`) or wait for it again (`--restart`).
 
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use kedge_api::{ApplicationSet, Cluster, ROLLOUT_SKIP_ANNOTATION};
-use std::sync::Arc;
-
-use kedge_api::RepositorySecrets;
+use kedge_api::{Application, ApplicationSet, Cluster, ROLLOUT_SKIP_ANNOTATION, RepositorySecrets};
+use kedge_appset::owned::{Allowed, FIELD_MANAGER, desired, made_by, policy_name};
 use kedge_appset::{GitFiles, Inputs, fetch_tree, generate, parse_set};
+use kedge_controller::appsets::{CONFIRM_DELETIONS, MAX_DELETIONS};
 use kedge_controller::pipeline::credentials_for;
 use kedge_source::{FileTree, RepoSpec, Source, SourceConfig};
 use kube::ResourceExt;
@@ -32,6 +35,21 @@ pub enum AppsetCommand {
         /// Output format.
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Yaml)]
         output: Format,
+        /// Where Git mirrors are kept. Default: `$KEDGE_CACHE/source`.
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Show what the controller would do to an ApplicationSet's Applications now: those it would create, change (a
+    /// unified diff of what the set writes: labels, annotations, finalizers, spec) and delete, as its
+    /// applicationsSync policy allows. Exits 0 when nothing would change, 1 when something would, 2 on errors.
+    Diff {
+        /// The ApplicationSet's name (with -f, it may be left out).
+        #[arg(required_unless_present = "file")]
+        name: Option<String>,
+        /// Compare the set written in this file (YAML or JSON, Kedge's or Argo CD's; `-` for standard input), as it
+        /// would be once applied, instead of the stored one.
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
         /// Where Git mirrors are kept. Default: `$KEDGE_CACHE/source`.
         #[arg(long)]
         cache_dir: Option<PathBuf>,
@@ -59,6 +77,11 @@ pub fn run(kube: &KubeArgs, cmd: AppsetCommand) -> anyhow::Result<u8> {
             output,
             cache_dir,
         } => generate_cmd(kube, &file, output, cache_dir),
+        AppsetCommand::Diff {
+            name,
+            file,
+            cache_dir,
+        } => diff_cmd(kube, name.as_deref(), file.as_deref(), cache_dir),
         AppsetCommand::Rollout {
             name,
             resume,
@@ -171,18 +194,7 @@ fn generate_cmd(
     output: Format,
     cache_dir: Option<PathBuf>,
 ) -> anyhow::Result<u8> {
-    let text = if file.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin()).context("failed to read standard input")?
-    } else {
-        std::fs::read_to_string(file)
-            .with_context(|| format!("failed to read {}", file.display()))?
-    };
-    let parsed = parse_set(&text)
-        .with_context(|| format!("{} is not a usable ApplicationSet", file.display()))?;
-    let mut set = parsed.set;
-    for note in &parsed.notes {
-        eprintln!("kedge: note: {note}");
-    }
+    let mut set = read_set(file)?;
     let rt = runtime()?;
     let clusters = if uses_generator(&set.spec, "clusters") {
         let (clusters, ns) = rt.block_on(list_clusters(kube))?;
@@ -198,15 +210,7 @@ fn generate_cmd(
         let context_ns = || rt.block_on(kube.config()).ok().map(|c| c.default_namespace);
         set.metadata.namespace = kube.namespace.clone().or_else(context_ns);
     }
-    kedge_source::install_crypto_provider();
-    let cache = match cache_dir {
-        Some(c) => c,
-        None => kedge_render::kustomize::cache_dir()
-            .context("cannot find a cache directory: set KEDGE_CACHE or HOME")?
-            .join("source"),
-    };
-    let source = Source::new(SourceConfig::new(cache))?;
-    let git = CliGit::new(kube, &set, source, rt);
+    let git = CliGit::new(kube, &set, source(cache_dir)?, rt);
     let apps = generate(&set, &Inputs::new(&clusters, &git)).with_context(|| {
         format!(
             "ApplicationSet {} produces no Applications",
@@ -225,6 +229,307 @@ fn generate_cmd(
     print_objects(objects.iter(), output)?;
     eprintln!("kedge: {} application(s)", apps.len());
     Ok(0)
+}
+
+/// Reads an ApplicationSet file (`-`: standard input), printing the parser's notes.
+fn read_set(file: &Path) -> anyhow::Result<ApplicationSet> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("failed to read standard input")?
+    } else {
+        std::fs::read_to_string(file)
+            .with_context(|| format!("failed to read {}", file.display()))?
+    };
+    let parsed = parse_set(&text)
+        .with_context(|| format!("{} is not a usable ApplicationSet", file.display()))?;
+    for note in &parsed.notes {
+        eprintln!("kedge: note: {note}");
+    }
+    Ok(parsed.set)
+}
+
+/// Kedge's source cache: `cache_dir`, else `$KEDGE_CACHE/source`.
+fn source(cache_dir: Option<PathBuf>) -> anyhow::Result<Source> {
+    kedge_source::install_crypto_provider();
+    let cache = match cache_dir {
+        Some(c) => c,
+        None => kedge_render::kustomize::cache_dir()
+            .context("cannot find a cache directory: set KEDGE_CACHE or HOME")?
+            .join("source"),
+    };
+    Ok(Source::new(SourceConfig::new(cache))?)
+}
+
+/// What applying a set would do to its Applications.
+#[derive(Debug, Default)]
+struct Preview {
+    /// Generated, not there yet.
+    created: Vec<String>,
+    /// Made by the set and different from what it generates now: the name and the diff.
+    changed: Vec<(String, String)>,
+    /// Made by the set and no longer generated.
+    gone: Vec<Application>,
+    /// Generated, but the name belongs to an Application the set did not make.
+    taken: Vec<String>,
+    /// Made by the set and equal to what it generates.
+    unchanged: usize,
+}
+
+fn diff_cmd(
+    kube: &KubeArgs,
+    name: Option<&str>,
+    file: Option<&Path>,
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<u8> {
+    let rt = runtime()?;
+    let (client, context_ns) = rt
+        .block_on(kube.client())
+        .context("kedge appset diff compares with the Applications in the cluster")?;
+    let mut set = match file {
+        Some(file) => {
+            let set = read_set(file)?;
+            let in_file = set
+                .metadata
+                .name
+                .clone()
+                .filter(|n| !n.is_empty())
+                .with_context(|| format!("{} has no metadata.name", file.display()))?;
+            if let Some(name) = name.filter(|n| *n != in_file) {
+                bail!(
+                    "{} holds application set {in_file}, not {name}",
+                    file.display()
+                );
+            }
+            if let (Some(flag), Some(own)) = (&kube.namespace, &set.metadata.namespace)
+                && flag != own
+            {
+                bail!(
+                    "{} puts application set {in_file} in namespace {own}, not {flag} (-n)",
+                    file.display()
+                );
+            }
+            set
+        }
+        None => {
+            let name = name.context("name the application set, or give its file with -f")?;
+            let api: Api<ApplicationSet> = Api::namespaced(client.clone(), &context_ns);
+            rt.block_on(api.get_opt(name))
+                .with_context(|| {
+                    format!("failed to read application set {name} in namespace {context_ns}")
+                })?
+                .with_context(|| {
+                    format!("application set {name} not found in namespace {context_ns}")
+                })?
+        }
+    };
+    let ns = set
+        .metadata
+        .namespace
+        .get_or_insert_with(|| context_ns.clone())
+        .clone();
+    let set_name = set.metadata.name.clone().unwrap_or_default();
+    let clusters = if uses_generator(&set.spec, "clusters") {
+        rt.block_on(list_clusters_in(client.clone(), &ns))?
+    } else {
+        Vec::new()
+    };
+    let git = CliGit::new(kube, &set, source(cache_dir)?, rt);
+    let generated = generate(&set, &Inputs::new(&clusters, &git)).with_context(|| {
+        format!(
+            "application set {set_name} produces no Applications: the controller changes none of them while this \
+             lasts"
+        )
+    })?;
+    let rt = &git.runtime;
+    let apps: Api<Application> = Api::namespaced(client, &ns);
+    let existing: BTreeMap<String, Application> = rt
+        .block_on(apps.list(&ListParams::default()))
+        .with_context(|| format!("failed to list the Applications of namespace {ns}"))?
+        .items
+        .into_iter()
+        .map(|a| (a.name_any(), a))
+        .collect();
+    let mut preview = Preview::default();
+    let mut names = BTreeSet::new();
+    for g in &generated {
+        let app_name = g.application.name_any();
+        // The body the controller writes; what it refuses (another namespace) stops its whole pass.
+        let body = desired(&set, &g.application, &ns).with_context(|| {
+            format!("application set {set_name}: the controller changes none of its Applications")
+        })?;
+        names.insert(app_name.clone());
+        match existing.get(&app_name) {
+            None => preview.created.push(app_name),
+            Some(live) if !made_by(live, &set_name) => preview.taken.push(app_name),
+            Some(live) => {
+                // What the Application would be after the controller's write: the API server's answer to a dry
+                // run of it (as the set's field manager), so that fields others own stay as they would.
+                let after = rt
+                    .block_on(apps.patch(
+                        &app_name,
+                        &PatchParams::apply(FIELD_MANAGER).force().dry_run(),
+                        &Patch::Apply(&body),
+                    ))
+                    .with_context(|| {
+                        format!(
+                            "cannot compare application {app_name}: the API server refused a dry run of the set's \
+                             write"
+                        )
+                    })?;
+                let text = managed_diff(&app_name, live, &after)?;
+                if text.is_empty() {
+                    preview.unchanged += 1;
+                } else {
+                    preview.changed.push((app_name, text));
+                }
+            }
+        }
+    }
+    preview.gone = existing
+        .into_values()
+        .filter(|a| made_by(a, &set_name) && !names.contains(&a.name_any()))
+        .collect();
+    let (out, changes) = report(&set, generated.is_empty(), &preview);
+    print!("{out}");
+    Ok(if changes { 1 } else { 0 })
+}
+
+/// What applying `set` would do, as printed by `kedge appset diff`, and whether it would change anything
+/// (`generated_empty`: its generators returned no Applications at all).
+fn report(set: &ApplicationSet, generated_empty: bool, preview: &Preview) -> (String, bool) {
+    let set_name = set.metadata.name.as_deref().unwrap_or_default();
+    let allowed = Allowed::of(set);
+    let policy = policy_name(allowed.policy);
+    let mut out = String::new();
+    let mut changes = 0;
+    for n in &preview.created {
+        out.push_str(&format!("created: {n}\n"));
+        changes += 1;
+    }
+    for (n, text) in &preview.changed {
+        if allowed.update {
+            out.push_str(&format!("changed: {n}\n"));
+            changes += 1;
+        } else {
+            out.push_str(&format!(
+                "not changed: {n} (it differs from what the set generates, but applicationsSync {policy} never \
+                 updates)\n"
+            ));
+        }
+        out.push_str(text);
+        if !text.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    let confirmed = set
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CONFIRM_DELETIONS))
+        .is_some_and(|v| v == "true");
+    let preserve = set
+        .spec
+        .sync_policy
+        .as_ref()
+        .is_some_and(|p| p.preserve_resources_on_deletion);
+    // As the controller: nothing generated at all keeps what the set made until a person confirms.
+    let held = generated_empty && allowed.delete && !preview.gone.is_empty() && !confirmed;
+    for app in &preview.gone {
+        let n = app.name_any();
+        if !allowed.delete {
+            out.push_str(&format!(
+                "not deleted: {n} (no longer generated, but applicationsSync {policy} never deletes)\n"
+            ));
+        } else if held {
+            out.push_str(&format!(
+                "not deleted: {n} (the generators returned no Applications: the controller keeps the ones made \
+                 before until the set is annotated {CONFIRM_DELETIONS}: \"true\")\n"
+            ));
+        } else {
+            let finalizer = app
+                .finalizers()
+                .iter()
+                .any(|f| f == kedge_api::RESOURCES_FINALIZER);
+            let deployed = match (preserve, finalizer) {
+                (true, _) => "what it deployed stays: syncPolicy.preserveResourcesOnDeletion",
+                (false, true) => {
+                    "what it deployed is deleted with it: it has the kedge.dev/resources-finalizer finalizer"
+                }
+                (false, false) => {
+                    "what it deployed stays: it has no kedge.dev/resources-finalizer finalizer"
+                }
+            };
+            out.push_str(&format!("deleted: {n} ({deployed})\n"));
+            changes += 1;
+        }
+    }
+    let deletions = if allowed.delete && !held {
+        preview.gone.len()
+    } else {
+        0
+    };
+    if deletions > MAX_DELETIONS && !confirmed {
+        out.push_str(&format!(
+            "note: the controller deletes at most {MAX_DELETIONS} Applications per pass: these {deletions} go over \
+             several passes (annotate the set {CONFIRM_DELETIONS}: \"true\" to delete them at once)\n"
+        ));
+    }
+    for n in &preview.taken {
+        out.push_str(&format!(
+            "taken: {n} (taken by an Application the set did not make: the set leaves it alone)\n"
+        ));
+    }
+    out.push_str(&format!(
+        "application set {set_name}: {} to create, {} to change, {deletions} to delete, {} unchanged{}\n",
+        preview.created.len(),
+        if allowed.update {
+            preview.changed.len()
+        } else {
+            0
+        },
+        preview.unchanged,
+        if preview.taken.is_empty() {
+            String::new()
+        } else {
+            format!(", {} taken", preview.taken.len())
+        }
+    ));
+    (out, changes > 0)
+}
+
+/// The unified diff of what the set manages of an Application (labels, annotations, finalizers, spec; never status)
+/// between `live` and `after` the set's write; empty when they are equal.
+fn managed_diff(name: &str, live: &Application, after: &Application) -> anyhow::Result<String> {
+    fn view(app: &Application) -> anyhow::Result<serde_json::Value> {
+        let mut meta = serde_json::Map::new();
+        for (key, map) in [
+            ("labels", &app.metadata.labels),
+            ("annotations", &app.metadata.annotations),
+        ] {
+            if let Some(m) = map.as_ref().filter(|m| !m.is_empty()) {
+                meta.insert(key.to_owned(), serde_json::to_value(m)?);
+            }
+        }
+        if let Some(f) = app.metadata.finalizers.as_ref().filter(|f| !f.is_empty()) {
+            meta.insert("finalizers".to_owned(), serde_json::to_value(f)?);
+        }
+        Ok(serde_json::json!({ "metadata": meta, "spec": serde_json::to_value(&app.spec)? }))
+    }
+    let (before, after) = (view(live)?, view(after)?);
+    if before == after {
+        return Ok(String::new());
+    }
+    let (before, after) = (
+        kedge_engine::diff::to_yaml(&before),
+        kedge_engine::diff::to_yaml(&after),
+    );
+    Ok(similar::TextDiff::from_lines(&before, &after)
+        .unified_diff()
+        .context_radius(3)
+        .header(
+            &format!("{name} (live)"),
+            &format!("{name} (as the set writes it)"),
+        )
+        .to_string())
 }
 
 /// Git as the controller reads it: credentials from the repository Secrets of the set's namespace when the
@@ -297,9 +602,15 @@ async fn list_clusters(kube: &KubeArgs) -> anyhow::Result<(Vec<Cluster>, String)
         .client()
         .await
         .context("the set has a clusters generator, which reads the registered Clusters")?;
-    let api: Api<Cluster> = Api::namespaced(client, &ns);
+    let clusters = list_clusters_in(client, &ns).await?;
+    Ok((clusters, ns))
+}
+
+/// The Clusters registered in namespace `ns`, for a set with a clusters generator.
+async fn list_clusters_in(client: kube::Client, ns: &str) -> anyhow::Result<Vec<Cluster>> {
+    let api: Api<Cluster> = Api::namespaced(client, ns);
     match api.list(&ListParams::default()).await {
-        Ok(list) => Ok((list.items, ns)),
+        Ok(list) => Ok(list.items),
         Err(kube::Error::Api(e)) if e.code == 404 => bail!(
             "the set has a clusters generator, but the Cluster CRD is not installed (kedge install) in the current \
              context"

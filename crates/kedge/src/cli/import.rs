@@ -10,9 +10,10 @@ use kedge::argocd::{self, Options};
 /// What to import.
 #[derive(Subcommand, Debug)]
 pub enum ImportCommand {
-    /// Convert Argo CD Applications, repository and cluster Secrets into Kedge's, printed as YAML. Every field without an
-    /// equivalent is listed on stderr with its line; exits 1 when something could not be converted. With -n, every
-    /// converted resource goes to that namespace (default: each keeps its own).
+    /// Convert Argo CD Applications, ApplicationSets, AppProjects, repository and cluster Secrets into Kedge's,
+    /// printed as YAML. Every field without an equivalent is listed on stderr with its line; exits 1 when something
+    /// could not be converted. With -n, every converted resource goes to that namespace (default: each keeps its
+    /// own).
     Argocd(ArgocdArgs),
 }
 

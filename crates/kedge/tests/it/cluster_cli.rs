@@ -23,14 +23,15 @@ async fn clusters_are_added_listed_shown_and_removed() {
     let cache = tempfile::tempdir().unwrap();
     let east_config = east.kubeconfig().to_str().unwrap().to_owned();
 
-    // Added: reached first, then written.
+    // Added: reached first, then written. Its name is this test's own: `cluster list` counts the applications of
+    // every namespace that deploy to a cluster of that name, and other tests run beside this one.
     let run = kedge(
         &env,
         cache.path(),
         &[
             "cluster",
             "add",
-            "east",
+            "east-cli",
             "--cluster-kubeconfig",
             &east_config,
             "--label",
@@ -40,12 +41,12 @@ async fn clusters_are_added_listed_shown_and_removed() {
     .await;
     run.expect_code(0);
     assert!(
-        run.stdout.contains("cluster east added") && run.stdout.contains("Kubernetes v1."),
+        run.stdout.contains("cluster east-cli added") && run.stdout.contains("Kubernetes v1."),
         "{}",
         run.stdout
     );
     let clusters: Api<Cluster> = Api::namespaced(env.client.clone(), env.ns());
-    let cluster = clusters.get("east").await.expect("Cluster east");
+    let cluster = clusters.get("east-cli").await.expect("Cluster east");
     assert_eq!(
         cluster.labels().get("region").map(String::as_str),
         Some("east")
@@ -91,7 +92,7 @@ async fn clusters_are_added_listed_shown_and_removed() {
     rc.cluster_check_interval = Duration::from_millis(500);
     let _controller = RunningController::start(env.cluster.kubeconfig(), rc);
     kedge_testkit::wait_for(STEP, POLL, || async {
-        clusters.get("east").await.ok().filter(|c| {
+        clusters.get("east-cli").await.ok().filter(|c| {
             c.status.as_ref().is_some_and(|s| {
                 s.conditions
                     .iter()
@@ -101,7 +102,7 @@ async fn clusters_are_added_listed_shown_and_removed() {
     })
     .await
     .expect("east connected");
-    env.create_app_on("web", "app", json!({}), "east", "web")
+    env.create_app_on("web", "app", json!({}), "east-cli", "web")
         .await;
     let run = kedge(&env, cache.path(), &["cluster", "list"]).await;
     run.expect_code(0);
@@ -114,7 +115,10 @@ async fn clusters_are_added_listed_shown_and_removed() {
         rows[1][0..3],
         ["in-cluster", "https://kubernetes.default.svc", "Connected"]
     );
-    let row = rows.iter().find(|r| r[0] == "east").expect("east listed");
+    let row = rows
+        .iter()
+        .find(|r| r[0] == "east-cli")
+        .expect("east listed");
     assert_eq!(row[1], server);
     assert_eq!(row[2], "Connected");
     assert!(row[3].starts_with("v1."), "{row:?}");
@@ -135,10 +139,10 @@ async fn clusters_are_added_listed_shown_and_removed() {
     let rows = table(&run.stdout);
     let web = rows.iter().find(|r| r[0] == "web").expect("web listed");
     // Counted from the end: the revision is empty until the first sync.
-    assert_eq!(web[web.len() - 5], "east", "{}", run.stdout);
+    assert_eq!(web[web.len() - 5], "east-cli", "{}", run.stdout);
     assert_eq!(web.last(), Some(&"c1"), "{}", run.stdout);
     assert_eq!(rows[0].last(), Some(&"REPLICA"));
-    let run = kedge(&env, cache.path(), &["cluster", "get", "east"]).await;
+    let run = kedge(&env, cache.path(), &["cluster", "get", "east-cli"]).await;
     run.expect_code(0);
     assert!(
         run.stdout.contains(&format!("{}/web", env.ns())) && run.stdout.contains("region=east"),
@@ -147,24 +151,24 @@ async fn clusters_are_added_listed_shown_and_removed() {
     );
 
     // Removal is refused while an application deploys there, then done with --force, taking its Secret only.
-    let run = kedge(&env, cache.path(), &["cluster", "remove", "east"]).await;
+    let run = kedge(&env, cache.path(), &["cluster", "remove", "east-cli"]).await;
     assert_eq!(run.code, Some(1));
     assert!(
         run.stderr.contains(&format!("{}/web", env.ns())),
         "{}",
         run.stderr
     );
-    assert!(clusters.get_opt("east").await.unwrap().is_some());
+    assert!(clusters.get_opt("east-cli").await.unwrap().is_some());
     env.create_secret("unrelated", json!({ "k": "v" })).await;
     let run = kedge(
         &env,
         cache.path(),
-        &["cluster", "remove", "east", "--force"],
+        &["cluster", "remove", "east-cli", "--force"],
     )
     .await;
     run.expect_code(0);
-    assert!(clusters.get_opt("east").await.unwrap().is_none());
-    assert!(secrets.get_opt("cluster-east").await.unwrap().is_none());
+    assert!(clusters.get_opt("east-cli").await.unwrap().is_none());
+    assert!(secrets.get_opt("cluster-east-cli").await.unwrap().is_none());
     assert!(secrets.get_opt("unrelated").await.unwrap().is_some());
 }
 

@@ -3,6 +3,7 @@
 
 mod app_cli;
 mod appset_cli;
+mod appset_diff_cli;
 mod argocd_examples;
 mod cli;
 mod cluster_cli;
