@@ -72,6 +72,30 @@ impl OwnRequests {
         }
         counts
     }
+
+    /// The counts so far by verb and resource ([`resource_key`]).
+    pub fn by_resource(&self) -> Resources {
+        let mut counts = Resources::new();
+        for sent in self.0.all().iter().filter(|s| s.is_api()) {
+            *counts
+                .entry(resource_key(
+                    sent.verb(),
+                    sent.is_dry_run(),
+                    &sent.resource(),
+                ))
+                .or_default() += 1.0;
+        }
+        counts
+    }
+}
+
+/// Requests by verb and resource, e.g. `APPLY configmaps`, `APPLY (dry-run) deployments`, `CREATE events`.
+pub type Resources = BTreeMap<String, f64>;
+
+/// The key of [`Resources`].
+pub fn resource_key(verb: &str, dry: bool, resource: &str) -> String {
+    let dry = if dry { " (dry-run)" } else { "" };
+    format!("{verb}{dry} {resource}")
 }
 
 /// A client of the cluster whose requests are counted.
@@ -90,6 +114,8 @@ pub struct ServerCounts {
     pub in_server: Counts,
     /// All other requests.
     pub rest: Counts,
+    /// All other requests by verb and resource.
+    pub rest_by_resource: Resources,
 }
 
 /// Reads `apiserver_request_total` from the server's `/metrics` (requests made by `client` itself are counted too).
@@ -122,6 +148,16 @@ pub async fn server_counts(client: &kube::Client) -> Result<ServerCounts> {
         let in_server = matches!(resource, "replicasets" | "pods")
             || (verb == "UPDATE" && resource != "leases")
             || (verb == "CREATE" && matches!(resource, "serviceaccounts" | "configmaps"));
+        if !in_server {
+            let resource = if sub.is_empty() || sub.starts_with('/') {
+                resource.to_owned()
+            } else {
+                format!("{resource}/{sub}")
+            };
+            *out.rest_by_resource
+                .entry(resource_key(&verb, dry, &resource))
+                .or_default() += value;
+        }
         let target = if in_server {
             &mut out.in_server
         } else {
@@ -133,7 +169,10 @@ pub async fn server_counts(client: &kube::Client) -> Result<ServerCounts> {
 }
 
 /// `after - before` per class, dropping zeros.
-pub fn delta(after: &Counts, before: &Counts) -> Counts {
+pub fn delta<K: Ord + Clone>(
+    after: &BTreeMap<K, f64>,
+    before: &BTreeMap<K, f64>,
+) -> BTreeMap<K, f64> {
     after
         .iter()
         .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
@@ -142,7 +181,7 @@ pub fn delta(after: &Counts, before: &Counts) -> Counts {
 }
 
 /// `a - b` per class, floored at zero, dropping zeros.
-pub fn minus(a: &Counts, b: &Counts) -> Counts {
+pub fn minus<K: Ord + Clone>(a: &BTreeMap<K, f64>, b: &BTreeMap<K, f64>) -> BTreeMap<K, f64> {
     a.iter()
         .map(|(k, v)| (k.clone(), (v - b.get(k).copied().unwrap_or(0.0)).max(0.0)))
         .filter(|(_, v)| *v > 0.0)

@@ -297,6 +297,31 @@ pub fn render(args: &Args, root: &Path, r: &Results, took: Duration, load_start:
             }
             let _ = writeln!(s, "{}", line.trim_end());
         }
+        let _ = writeln!(
+            s,
+            "\nRequests by verb and resource (server side, Kedge; the bench's own taken out), the largest first:\n"
+        );
+        let mut keys: Vec<(&String, f64)> = r
+            .ttp
+            .last()
+            .map(|t| t.by_resource.iter().map(|(k, v)| (k, *v)).collect())
+            .unwrap_or_default();
+        keys.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let mut head = "| request | ".to_owned();
+        let mut rule = "| --- | ".to_owned();
+        for t in &r.ttp {
+            let _ = write!(head, "{} apps | per app | ", int(t.apps as f64));
+            rule.push_str("--- | --- | ");
+        }
+        let _ = writeln!(s, "{}\n{}", head.trim_end(), rule.trim_end());
+        for (key, _) in keys.iter().take(20) {
+            let mut line = format!("| {key} | ");
+            for t in &r.ttp {
+                let v = t.by_resource.get(*key).copied().unwrap_or(0.0);
+                let _ = write!(line, "{} | {:.2} | ", int(v), v / (t.apps.max(1) as f64));
+            }
+            let _ = writeln!(s, "{}", line.trim_end());
+        }
         let _ = writeln!(s, "\nAnchor: {FLUX_ANCHOR}.\n");
     }
 

@@ -33,6 +33,8 @@ pub struct Ttp {
     pub server: Counts,
     /// Server-side requests of the in-server controllers (simulator, GC, namespace controller).
     pub in_server: Counts,
+    /// [`Self::server`] by verb and resource.
+    pub by_resource: cluster::Resources,
     pub kedge_own: OwnCounts,
 }
 
@@ -126,6 +128,7 @@ struct Marks {
     proc: procstat::ProcSample,
     server: cluster::ServerCounts,
     own: Counts,
+    own_by_resource: cluster::Resources,
     kedge: OwnCounts,
     reconciles: f64,
     at: Instant,
@@ -137,6 +140,7 @@ async fn marks(env: &Env) -> Result<Marks> {
         proc: env.proc()?,
         server: cluster::server_counts(&env.client).await?,
         own: env.own.snapshot(),
+        own_by_resource: env.own.by_resource(),
         kedge: own_counts(&metrics),
         reconciles: metrics
             .get("kedge_reconcile_duration_seconds_count")
@@ -148,6 +152,7 @@ async fn marks(env: &Env) -> Result<Marks> {
 
 struct PhaseDelta {
     server: Counts,
+    by_resource: cluster::Resources,
     in_server: Counts,
     kedge: OwnCounts,
     cpu: f64,
@@ -157,8 +162,11 @@ struct PhaseDelta {
 fn phase_delta(a: &Marks, b: &Marks) -> PhaseDelta {
     let rest = cluster::delta(&b.server.rest, &a.server.rest);
     let own = cluster::delta(&b.own, &a.own);
+    let by_resource = cluster::delta(&b.server.rest_by_resource, &a.server.rest_by_resource);
+    let own_by_resource = cluster::delta(&b.own_by_resource, &a.own_by_resource);
     PhaseDelta {
         server: cluster::minus(&rest, &own),
+        by_resource: cluster::minus(&by_resource, &own_by_resource),
         in_server: cluster::delta(&b.server.in_server, &a.server.in_server),
         kedge: own_delta(&b.kedge, &a.kedge),
         cpu: b.proc.cpu - a.proc.cpu,
@@ -198,6 +206,7 @@ async fn time_to_production(env: &mut Env, range: Range<usize>) -> Result<Ttp> {
         reconciles: d.reconciles,
         server: d.server,
         in_server: d.in_server,
+        by_resource: d.by_resource,
         kedge_own: d.kedge,
     })
 }

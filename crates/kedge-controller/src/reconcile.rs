@@ -2377,18 +2377,18 @@ async fn report_progress(
 ) {
     const EVERY: Duration = Duration::from_secs(1);
     let mut status = status.clone();
-    let mut last_write: Option<tokio::time::Instant> = None;
+    // The Running status was written just before: a sync that ends within the interval writes no progress at all
+    // (its result follows at once), which saves a write per application on a first deployment.
+    let mut last_write = tokio::time::Instant::now();
     loop {
         if updates.changed().await.is_err() {
             return;
         }
-        if let Some(at) = last_write {
-            let due = at + EVERY;
-            while tokio::time::Instant::now() < due {
-                tokio::select! {
-                    () = tokio::time::sleep_until(due) => {}
-                    changed = updates.changed() => if changed.is_err() { return },
-                }
+        let due = last_write + EVERY;
+        while tokio::time::Instant::now() < due {
+            tokio::select! {
+                () = tokio::time::sleep_until(due) => {}
+                changed = updates.changed() => if changed.is_err() { return },
             }
         }
         let step = updates.borrow_and_update().clone();
@@ -2399,7 +2399,7 @@ async fn report_progress(
             continue;
         }
         state.message = step;
-        last_write = Some(tokio::time::Instant::now());
+        last_write = tokio::time::Instant::now();
         if let Err(e) = patch_status(api, app, &status, true, ctx).await {
             tracing::warn!(error = %error_chain(&e), "could not report the sync's progress");
         }

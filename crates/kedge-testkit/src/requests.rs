@@ -53,6 +53,31 @@ impl SentRequest {
         ) && !self.is_dry_run()
     }
 
+    /// The resource and subresource as `apiserver_request_total` labels them, joined by `/` (`configmaps`,
+    /// `applications/status`, `namespaces`), or empty for a path outside a resource.
+    pub fn resource(&self) -> String {
+        let segs: Vec<&str> = self.path().trim_matches('/').split('/').collect();
+        let rest = match segs.first() {
+            Some(&"api") => segs.get(2..),
+            Some(&"apis") => segs.get(3..),
+            _ => None,
+        }
+        .unwrap_or(&[]);
+        // `namespaces/NS/RESOURCE[/NAME[/SUB]]`; `namespaces[/NAME[/SUB]]` itself is cluster-scoped (its
+        // subresources are `status` and `finalize`).
+        let own_sub = rest.len() == 3 && matches!(rest[2], "status" | "finalize");
+        let rest = if rest.first() == Some(&"namespaces") && rest.len() >= 3 && !own_sub {
+            &rest[2..]
+        } else {
+            rest
+        };
+        match rest {
+            [] => String::new(),
+            [resource] | [resource, _] => (*resource).to_owned(),
+            [resource, _, sub, ..] => format!("{resource}/{sub}"),
+        }
+    }
+
     /// The verb the API server's `apiserver_request_total` counts this request under (`GET`, `LIST`, `WATCH`,
     /// `APPLY`, `PATCH`, `CREATE`, `UPDATE`, `DELETE`, `DELETECOLLECTION`).
     pub fn verb(&self) -> &'static str {
@@ -193,6 +218,27 @@ mod tests {
             method,
             path_and_query: path_and_query.into(),
             content_type: content_type.into(),
+        }
+    }
+
+    #[test]
+    fn resources_are_named_like_the_server_does() {
+        use http::Method as M;
+        let cases = [
+            ("/api/v1/namespaces/a/configmaps/b", "configmaps"),
+            ("/api/v1/namespaces/a/configmaps", "configmaps"),
+            ("/api/v1/namespaces", "namespaces"),
+            ("/api/v1/namespaces/a", "namespaces"),
+            ("/api/v1/namespaces/a/status", "namespaces/status"),
+            (
+                "/apis/kedge.dev/v1alpha1/namespaces/k/applications/web/status?fieldManager=x",
+                "applications/status",
+            ),
+            ("/apis/apps/v1/deployments?watch=true", "deployments"),
+            ("/api/v1", ""),
+        ];
+        for (path, want) in cases {
+            assert_eq!(sent(M::GET, path, "").resource(), want, "{path}");
         }
     }
 
