@@ -278,6 +278,7 @@ type garbageCollector struct {
 	watching   map[schema.GroupResource]chan struct{}
 	dependents map[types.UID]map[objRef]bool // owner uid -> dependents
 	ownersOf   map[objRef][]metav1.OwnerReference
+	present    map[types.UID]bool // objects the informers show, by uid
 	refresh    chan struct{}
 	crds       cache.Store
 }
@@ -291,6 +292,7 @@ func newGarbageCollector(md metadata.Interface, disc discovery.DiscoveryInterfac
 		watching:   map[schema.GroupResource]chan struct{}{},
 		dependents: map[types.UID]map[objRef]bool{},
 		ownersOf:   map[objRef][]metav1.OwnerReference{},
+		present:    map[types.UID]bool{},
 		refresh:    make(chan struct{}, 1),
 	}
 }
@@ -508,6 +510,19 @@ func (g *garbageCollector) observe(gvr schema.GroupVersionResource, obj interfac
 		}
 	}
 	delete(g.ownersOf, ref)
+	if deleted {
+		delete(g.present, m.UID)
+	} else {
+		g.present[m.UID] = true
+	}
+	// Like the upstream collector, a dependent is checked only when one of its owners is not in the graph: an
+	// update of an object whose owners are all present costs no request.
+	ownerMissing := false
+	for _, o := range m.OwnerReferences {
+		if !g.present[o.UID] {
+			ownerMissing = true
+		}
+	}
 	var dependents []objRef
 	if deleted {
 		for d := range g.dependents[m.UID] {
@@ -536,7 +551,7 @@ func (g *garbageCollector) observe(gvr schema.GroupVersionResource, obj interfac
 		}
 		return
 	}
-	if len(m.OwnerReferences) > 0 {
+	if ownerMissing {
 		g.queue.Add(gcItem{op: opDependent, ref: ref})
 	}
 	if m.DeletionTimestamp != nil && (hasFinalizer(m.Finalizers, finalizerForeground) || hasFinalizer(m.Finalizers, finalizerOrphan)) {

@@ -31,6 +31,8 @@ pub struct Tools {
     pub kedge: PathBuf,
     /// Where controller logs and caches go.
     pub work: PathBuf,
+    /// Extra flags for `kedge run`.
+    pub run_args: Vec<String>,
 }
 
 /// A running scenario.
@@ -146,6 +148,7 @@ impl Env {
             .arg(metrics_listen.to_string())
             .arg("--cache-dir")
             .arg(dir.join("cache"))
+            .args(&tools.run_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
@@ -344,6 +347,20 @@ impl Env {
     /// Memory and CPU of the controller.
     pub fn proc(&self) -> Result<ProcSample> {
         procstat::sample(self.pid)
+    }
+
+    /// CPU seconds of the test API server (with its in-server controllers) and of its etcd so far, from the pid
+    /// files `testcluster/up` writes beside the kubeconfig; 0 for one that cannot be read.
+    pub fn cluster_cpu(&self) -> (f64, f64) {
+        let cpu = |file: &str| {
+            self.kubeconfig
+                .parent()
+                .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
+                .and_then(|p| p.trim().parse::<u32>().ok())
+                .and_then(|pid| procstat::sample(pid).ok())
+                .map_or(0.0, |s| s.cpu)
+        };
+        (cpu("server.pid"), cpu("etcd.pid"))
     }
 
     /// Resets the controller's peak RSS (VmHWM) so that the next phase's peak can be read.

@@ -80,6 +80,10 @@ pub struct Args {
     /// requests each API server received.
     #[arg(long, default_value_t = 0)]
     pub clusters: usize,
+    /// An extra flag for `kedge run` in the benchmarks (repeatable), e.g. `--run-arg=--concurrency=32`; named in
+    /// the report.
+    #[arg(long = "run-arg", allow_hyphen_values = true)]
+    pub run_args: Vec<String>,
     /// Folder for controller logs and caches.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
@@ -126,6 +130,7 @@ async fn main() -> Result<()> {
         root: root.clone(),
         kedge: std::fs::canonicalize(&args.kedge).context("failed to resolve --kedge")?,
         work,
+        run_args: args.run_args.clone(),
     };
     if args.faults {
         let fargs = faults::FaultArgs {

@@ -64,3 +64,23 @@ pub fn sample(pid: u32) -> Result<ProcSample> {
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
+
+/// CPU time of the whole machine from `/proc/stat`: (busy, all) in seconds over all cores, where busy is all but
+/// idle and iowait.
+pub fn machine() -> Result<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").context("failed to read /proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("no cpu line in /proc/stat")?;
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse::<f64>().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest times are inside user already).
+    let all: f64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
+    let hz = clock_ticks();
+    Ok(((all - idle) / hz, all / hz))
+}

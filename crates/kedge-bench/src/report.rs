@@ -180,8 +180,8 @@ pub fn render(args: &Args, root: &Path, r: &Results, took: Duration, load_start:
     let _ = writeln!(
         s,
         "- commit: `{}`\n- machine: {}\n- run: `bench/run --scales {}` (steady window {}, {} drift edits, {} webhook \
-         and {} polling commits), {} in total\n- controller: `kedge run` with defaults (poll interval 60 s, resync \
-         180 s, 8 concurrent reconciles), release build; test API server `testcluster/` on etcd with the workload \
+         and {} polling commits), {} in total\n- controller: `kedge run` {} (poll interval 60 s, resync 180 s, 8 \
+         concurrent reconciles unless set), release build; test API server `testcluster/` on etcd with the workload \
          simulator (1 s delay before a Deployment reports ready); git daemon on 127.0.0.1\n",
         commit(root),
         machine(load_start),
@@ -195,6 +195,11 @@ pub fn render(args: &Args, root: &Path, r: &Results, took: Duration, load_start:
         args.webhook_commits,
         args.poll_commits,
         secs(took),
+        if args.run_args.is_empty() {
+            "with defaults".to_owned()
+        } else {
+            format!("with `{}`", args.run_args.join(" "))
+        },
     );
 
     // 1. Time to production.
@@ -254,7 +259,30 @@ pub fn render(args: &Args, root: &Path, r: &Results, took: Duration, load_start:
                 format!("{:.0} MiB", mib(t.rss_after))
             }),
             row("controller CPU", &|t| format!("{:.1} s", t.cpu)),
+            row(
+                "test API server CPU (with its in-server controllers)",
+                &|t| format!("{:.1} s", t.apiserver_cpu),
+            ),
+            row("etcd CPU", &|t| format!("{:.1} s", t.etcd_cpu)),
+            row("machine busy (all cores)", &|t| {
+                if t.machine_all > 0.0 {
+                    format!("{:.0}%", 100.0 * t.machine_busy / t.machine_all)
+                } else {
+                    "-".to_owned()
+                }
+            }),
+            row("what ran out", &|t| bottleneck(t)),
             row("reconciles", &|t| int(t.reconciles)),
+            row("… mean pass, mean wait for a slot", &|t| {
+                let per = |x: f64| {
+                    if t.reconciles > 0.0 {
+                        format!("{:.0} ms", 1000.0 * x / t.reconciles)
+                    } else {
+                        "-".to_owned()
+                    }
+                };
+                format!("{}, {}", per(t.pass_seconds), per(t.wait_seconds))
+            }),
             row("API requests by Kedge (server)", &|t| {
                 let (w, d, o) = split(&t.server);
                 int(w + d + o)
@@ -508,4 +536,32 @@ pub fn render(args: &Args, root: &Path, r: &Results, took: Duration, load_start:
         s.push('\n');
     }
     s
+}
+
+/// Which resource limited a time-to-production phase: the machine's CPU when it was nearly all busy (naming the
+/// largest user), else none of the CPUs measured, so waiting (latency, or work done one at a time) limited it.
+fn bottleneck(t: &crate::scenarios::Ttp) -> String {
+    if t.machine_all <= 0.0 {
+        return "-".to_owned();
+    }
+    let busy = t.machine_busy / t.machine_all;
+    let users = [
+        ("test API server", t.apiserver_cpu),
+        ("etcd", t.etcd_cpu),
+        ("Kedge", t.cpu),
+    ];
+    let (top, secs) = users
+        .iter()
+        .copied()
+        .fold(("", 0.0), |best, u| if u.1 > best.1 { u } else { best });
+    let share = if t.machine_busy > 0.0 {
+        100.0 * secs / t.machine_busy
+    } else {
+        0.0
+    };
+    if busy >= 0.85 {
+        format!("machine CPU ({top}: {share:.0}% of the busy time)")
+    } else {
+        format!("no CPU ({:.0}% busy): waits limit it", 100.0 * busy)
+    }
 }

@@ -29,6 +29,15 @@ pub struct Ttp {
     pub rss_after: u64,
     pub cpu: f64,
     pub reconciles: f64,
+    /// Seconds the passes took in all, and waited for a free slot in all.
+    pub pass_seconds: f64,
+    pub wait_seconds: f64,
+    /// CPU seconds of the test API server (with its in-server controllers), of etcd, and of the whole machine
+    /// (busy, all cores).
+    pub apiserver_cpu: f64,
+    pub etcd_cpu: f64,
+    pub machine_busy: f64,
+    pub machine_all: f64,
     /// Server-side requests attributed to Kedge (bench driver and in-server controllers taken out).
     pub server: Counts,
     /// Server-side requests of the in-server controllers (simulator, GC, namespace controller).
@@ -131,6 +140,10 @@ struct Marks {
     own_by_resource: cluster::Resources,
     kedge: OwnCounts,
     reconciles: f64,
+    pass_seconds: f64,
+    wait_seconds: f64,
+    cluster_cpu: (f64, f64),
+    machine: (f64, f64),
     at: Instant,
 }
 
@@ -146,6 +159,16 @@ async fn marks(env: &Env) -> Result<Marks> {
             .get("kedge_reconcile_duration_seconds_count")
             .copied()
             .unwrap_or(0.0),
+        pass_seconds: metrics
+            .get("kedge_reconcile_duration_seconds_sum")
+            .copied()
+            .unwrap_or(0.0),
+        wait_seconds: metrics
+            .get("kedge_queue_wait_seconds_sum")
+            .copied()
+            .unwrap_or(0.0),
+        cluster_cpu: env.cluster_cpu(),
+        machine: procstat::machine().unwrap_or((0.0, 0.0)),
         at: Instant::now(),
     })
 }
@@ -157,6 +180,12 @@ struct PhaseDelta {
     kedge: OwnCounts,
     cpu: f64,
     reconciles: f64,
+    pass_seconds: f64,
+    wait_seconds: f64,
+    apiserver_cpu: f64,
+    etcd_cpu: f64,
+    machine_busy: f64,
+    machine_all: f64,
 }
 
 fn phase_delta(a: &Marks, b: &Marks) -> PhaseDelta {
@@ -171,6 +200,12 @@ fn phase_delta(a: &Marks, b: &Marks) -> PhaseDelta {
         kedge: own_delta(&b.kedge, &a.kedge),
         cpu: b.proc.cpu - a.proc.cpu,
         reconciles: b.reconciles - a.reconciles,
+        pass_seconds: b.pass_seconds - a.pass_seconds,
+        wait_seconds: b.wait_seconds - a.wait_seconds,
+        apiserver_cpu: b.cluster_cpu.0 - a.cluster_cpu.0,
+        etcd_cpu: b.cluster_cpu.1 - a.cluster_cpu.1,
+        machine_busy: b.machine.0 - a.machine.0,
+        machine_all: b.machine.1 - a.machine.1,
     }
 }
 
@@ -204,6 +239,12 @@ async fn time_to_production(env: &mut Env, range: Range<usize>) -> Result<Ttp> {
         rss_after: b.proc.rss,
         cpu: d.cpu,
         reconciles: d.reconciles,
+        pass_seconds: d.pass_seconds,
+        wait_seconds: d.wait_seconds,
+        apiserver_cpu: d.apiserver_cpu,
+        etcd_cpu: d.etcd_cpu,
+        machine_busy: d.machine_busy,
+        machine_all: d.machine_all,
         server: d.server,
         in_server: d.in_server,
         by_resource: d.by_resource,

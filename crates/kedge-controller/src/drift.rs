@@ -46,8 +46,17 @@ struct KindVersions {
     complete: bool,
     /// The listing being made: objects not seen again by its end are gone.
     listing: u64,
-    /// (namespace, name) -> (resourceVersion, the listing it was last seen in).
-    objects: HashMap<(String, String), (String, u64)>,
+    /// (namespace, name) -> what the watch last saw of it.
+    objects: HashMap<(String, String), Seen>,
+}
+
+/// An object as a watch last saw it.
+struct Seen {
+    version: String,
+    /// The listing it was last seen in.
+    listing: u64,
+    /// The whole object as JSON text, for the kinds watched whole and objects Kedge tracks.
+    object: Option<Arc<str>>,
 }
 
 impl Versions {
@@ -56,7 +65,13 @@ impl Versions {
         f(kinds.entry(key.clone()).or_default());
     }
 
-    fn record(&self, key: &(String, String), meta: &kube::api::ObjectMeta, deleted: bool) {
+    fn record(
+        &self,
+        key: &(String, String),
+        meta: &kube::api::ObjectMeta,
+        deleted: bool,
+        object: Option<Arc<str>>,
+    ) {
         let id = (
             meta.namespace.clone().unwrap_or_default(),
             meta.name.clone().unwrap_or_default(),
@@ -65,7 +80,15 @@ impl Versions {
             if deleted {
                 k.objects.remove(&id);
             } else if let Some(v) = &meta.resource_version {
-                k.objects.insert(id, (v.clone(), k.listing));
+                let listing = k.listing;
+                k.objects.insert(
+                    id,
+                    Seen {
+                        version: v.clone(),
+                        listing,
+                        object,
+                    },
+                );
             }
         });
     }
@@ -87,8 +110,26 @@ impl kedge_engine::ObjectVersions for Versions {
         Some(
             k.objects
                 .get(&(namespace.unwrap_or_default().to_owned(), name.to_owned()))
-                .map(|(v, _)| v.clone()),
+                .map(|seen| seen.version.clone()),
         )
+    }
+
+    fn object(
+        &self,
+        group: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        version: &str,
+    ) -> Option<Arc<str>> {
+        let kinds = self.kinds.read().unwrap_or_else(|p| p.into_inner());
+        let seen = kinds
+            .get(&(group.to_owned(), kind.to_owned()))?
+            .objects
+            .get(&(namespace.unwrap_or_default().to_owned(), name.to_owned()))?;
+        (seen.version == version)
+            .then(|| seen.object.clone())
+            .flatten()
     }
 }
 
@@ -176,14 +217,28 @@ impl DriftWatcher {
             match kube::discovery::pinned_kind(&self.inner.client, &gvk).await {
                 Ok((resource, _caps)) => {
                     known.insert((api_version.clone(), kind.clone()));
-                    let api: Api<PartialObjectMeta<DynamicObject>> =
-                        Api::all_with(self.inner.client.clone(), &resource);
-                    tokio::spawn(watch_kind(
-                        api,
-                        self.inner.clone(),
-                        format!("{api_version}/{kind}"),
-                        (group.clone(), kind.clone()),
-                    ));
+                    let label = format!("{api_version}/{kind}");
+                    let key = (group.clone(), kind.clone());
+                    if kedge_engine::health::follows_rollout(&group, &kind) {
+                        // Kept whole (the objects Kedge tracks): each step of a rollout is read from here.
+                        let api: Api<DynamicObject> =
+                            Api::all_with(self.inner.client.clone(), &resource);
+                        let types = kube::api::TypeMeta {
+                            api_version: api_version.clone(),
+                            kind: kind.clone(),
+                        };
+                        let stream = watcher::watcher(api, watcher::Config::default())
+                            .default_backoff()
+                            .map(move |e| e.map(|e| map_event(e, |o| whole(o, &types))));
+                        tokio::spawn(watch_kind(stream, self.inner.clone(), label, key));
+                    } else {
+                        let api: Api<PartialObjectMeta<DynamicObject>> =
+                            Api::all_with(self.inner.client.clone(), &resource);
+                        let stream = watcher::watcher(api, watcher::Config::default())
+                            .default_backoff()
+                            .map(|e| e.map(|e| map_event(e, |o| (o.metadata, None))));
+                        tokio::spawn(watch_kind(stream, self.inner.clone(), label, key));
+                    }
                 }
                 Err(err) => {
                     all = false;
@@ -195,14 +250,44 @@ impl DriftWatcher {
     }
 }
 
+/// What a watch event carries here: the object's metadata, and the whole object for the kinds kept whole.
+type Observed = (kube::api::ObjectMeta, Option<Arc<str>>);
+
+fn map_event<K>(event: Event<K>, f: impl FnOnce(K) -> Observed) -> Event<Observed> {
+    match event {
+        Event::Apply(o) => Event::Apply(f(o)),
+        Event::Delete(o) => Event::Delete(f(o)),
+        Event::Init => Event::Init,
+        Event::InitApply(o) => Event::InitApply(f(o)),
+        Event::InitDone => Event::InitDone,
+    }
+}
+
+/// The metadata of an object watched whole, and its JSON text when Kedge tracks it (others are not kept). Listed
+/// items carry no kind, so it is set from the watch's.
+fn whole(mut object: DynamicObject, types: &kube::api::TypeMeta) -> Observed {
+    let tracked = object
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(TRACKING_ANNOTATION));
+    let text = tracked
+        .then(|| {
+            object.types = Some(types.clone());
+            serde_json::to_string(&object).ok()
+        })
+        .flatten()
+        .map(Arc::from);
+    (object.metadata, text)
+}
+
 async fn watch_kind(
-    api: Api<PartialObjectMeta<DynamicObject>>,
+    stream: impl futures::Stream<Item = Result<Event<Observed>, watcher::Error>>,
     inner: Arc<Inner>,
     label: String,
     kind: (String, String),
 ) {
     tracing::debug!(kind = %label, "watching for drift");
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
     let mut stream = std::pin::pin!(stream);
     loop {
         let next = tokio::select! {
@@ -210,22 +295,22 @@ async fn watch_kind(
             next = stream.next() => next,
         };
         let Some(event) = next else { return };
-        let (meta, deleted) = match event {
-            Ok(Event::Apply(obj)) => (obj.metadata, false),
-            Ok(Event::Delete(obj)) => (obj.metadata, true),
+        let (meta, object, deleted) = match event {
+            Ok(Event::Apply((meta, object))) => (meta, object, false),
+            Ok(Event::Delete((meta, _))) => (meta, None, true),
             Ok(Event::Init) => {
                 inner.admission.watches_restarted();
                 inner.versions.with_kind(&kind, |k| k.listing += 1);
                 continue;
             }
-            Ok(Event::InitApply(obj)) => {
-                inner.versions.record(&kind, &obj.metadata, false);
+            Ok(Event::InitApply((meta, object))) => {
+                inner.versions.record(&kind, &meta, false, object);
                 continue;
             }
             Ok(Event::InitDone) => {
                 inner.versions.with_kind(&kind, |k| {
                     let listing = k.listing;
-                    k.objects.retain(|_, (_, seen)| *seen == listing);
+                    k.objects.retain(|_, seen| seen.listing == listing);
                     k.complete = true;
                 });
                 continue;
@@ -239,7 +324,7 @@ async fn watch_kind(
                 continue;
             }
         };
-        inner.versions.record(&kind, &meta, deleted);
+        inner.versions.record(&kind, &meta, deleted, object);
         let Some(tracking) = meta
             .annotations
             .as_ref()

@@ -1,6 +1,7 @@
 //! Kubernetes Events on Applications (core/v1, so `kubectl describe` and `kubectl get events` show them).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
@@ -8,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kedge_api::Application;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::{Resource, ResourceExt};
+use tokio::sync::Semaphore;
 
 /// Severity of an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +26,9 @@ pub struct EventRecorder {
     client: kube::Client,
     component: String,
     instance: String,
+    /// When set, events are created by tasks of their own, this many at once at most (beyond that the caller
+    /// waits), so that a pass does not wait for its events.
+    background: Option<Arc<Semaphore>>,
 }
 
 impl EventRecorder {
@@ -37,7 +42,15 @@ impl EventRecorder {
             client,
             component: component.into(),
             instance: instance.into(),
+            background: None,
         }
+    }
+
+    /// Creates events without making the caller wait, at most `at_once` in flight (beyond that the caller waits for
+    /// its own). Their times are taken when they are published, so their order stays.
+    pub fn in_background(mut self, at_once: usize) -> Self {
+        self.background = Some(Arc::new(Semaphore::new(at_once.max(1))));
+        self
     }
 
     /// Publishes one event on `app`. `reason` is CamelCase; `message` must not contain secret values.
@@ -94,6 +107,20 @@ impl EventRecorder {
             ..Default::default()
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        if let Some(permit) = self
+            .background
+            .as_ref()
+            .and_then(|s| s.clone().try_acquire_owned().ok())
+        {
+            let (app, reason) = (app.name_any(), reason.to_owned());
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(err) = api.create(&PostParams::default(), &event).await {
+                    tracing::warn!(%app, %reason, error = %err, "failed to publish event");
+                }
+            });
+            return;
+        }
         if let Err(err) = api.create(&PostParams::default(), &event).await {
             tracing::warn!(app = %app.name_any(), reason, error = %err, "failed to publish event");
         }

@@ -210,6 +210,9 @@ pub struct Context {
     pub leader: LeaderGuard,
     /// Repositories whose refs moved since the applications using them were last reconciled.
     pub moved_repos: Arc<Mutex<HashMap<String, Instant>>>,
+    /// The commit each (repository, revision) resolved to in some application's pass, and when: the applications
+    /// of a monorepo resolve a branch once per poll interval between them, not each on its own.
+    resolved_revisions: Mutex<HashMap<(String, String), (String, Instant)>>,
     memory: Mutex<HashMap<String, AppMemory>>,
     /// The controller's cache of Applications.
     apps: Store<Application>,
@@ -265,6 +268,7 @@ impl Context {
             drift,
             leader,
             moved_repos: Arc::default(),
+            resolved_revisions: Mutex::default(),
             memory: Mutex::default(),
             apps,
             config,
@@ -316,6 +320,11 @@ impl Context {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, at| at.elapsed() < std::time::Duration::from_secs(24 * 3600));
+        let poll = self.config.poll_interval;
+        self.resolved_revisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (_, at)| at.elapsed() < poll);
         forgotten
     }
 
@@ -369,6 +378,16 @@ impl Context {
             Err(source) => Err(ReconcileError::Read { name: key, source }),
         }
     }
+}
+
+/// The (repository, revision) an application's spec names, when what it resolves to is the same for every
+/// application naming it: one Git source, not a chart repository.
+fn shared_revision_key(app: &Application) -> Option<(String, String)> {
+    if !app.spec.sources.is_empty() || kedge_helm::is_remote_chart(app) {
+        return None;
+    }
+    let source = &app.spec.source;
+    Some((source.repo_url.clone(), source.target_revision.clone()))
 }
 
 fn now_rfc3339() -> String {
@@ -569,13 +588,24 @@ impl Pass<'_> {
                 let moved = ctx.moved_repos.lock().unwrap_or_else(|p| p.into_inner());
                 moved.get(&self.app.spec.git_source().repo_url).copied()
             };
-            ctx.with_memory(&self.key, |m| {
+            let usable = |at: &Instant| {
+                at.elapsed() < ctx.config.poll_interval && moved_at.is_none_or(|moved| moved < *at)
+            };
+            let own = ctx.with_memory(&self.key, |m| {
                 m.resolved
                     .as_ref()
-                    .filter(|(_, at)| {
-                        at.elapsed() < ctx.config.poll_interval
-                            && moved_at.is_none_or(|moved| moved < *at)
-                    })
+                    .filter(|(_, at)| usable(at))
+                    .map(|(sha, _)| sha.clone())
+            });
+            own.or_else(|| {
+                let key = shared_revision_key(self.app)?;
+                let shared = ctx
+                    .resolved_revisions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                shared
+                    .get(&key)
+                    .filter(|(_, at)| usable(at))
                     .map(|(sha, _)| sha.clone())
             })
         };
@@ -774,6 +804,12 @@ impl Pass<'_> {
             ctx.with_memory(&self.key, |m| {
                 m.resolved = Some((revision.sha.clone(), Instant::now()))
             });
+            if let Some(key) = shared_revision_key(app) {
+                ctx.resolved_revisions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, (revision.sha.clone(), Instant::now()));
+            }
         }
         // The project's policies, compiled (cached per project and version of its sources); a source that cannot
         // be read refuses the sync, since skipping its policies would let through what they deny.
@@ -1852,10 +1888,11 @@ async fn run_sync(
             .is_some_and(|v| v.eq_ignore_ascii_case("false")),
         ..crate::spec_check::sync_defaults(app)
     };
+    // Running is written by the progress reporter once the sync has lasted a second: one that ends sooner has its
+    // result written at once (an operation a user asked for was recorded as Running when it was taken).
     record_running(status, comparison, trigger, options.prune, &started_at);
     let api: &Api<Application> =
         &Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
-    patch_status(api, app, status, true, ctx).await?;
     let result = match ensure_namespace(app, &comparison.engine, &policy).await {
         Ok(()) => {
             let (progress, updates) = watch::channel(String::new());
@@ -2365,8 +2402,10 @@ fn on_cluster(app: &Application) -> String {
     }
 }
 
-/// Writes what a running sync waits for into `status.operationState.message` as it changes: at most once a second,
-/// and only when the message changed. Returns when the sync drops its end of the channel; a write in flight is
+/// Writes the Running operation state once the sync has lasted a second, then what it waits for into
+/// `status.operationState.message` as it changes: at most once a second, and only when the message changed. A sync
+/// that ends within the second writes nothing here (its result follows at once), which saves a status write per
+/// application on a first deployment. Returns when the sync drops its end of the channel; a write in flight is
 /// finished first, so that it cannot land after the sync's final status.
 async fn report_progress(
     mut updates: watch::Receiver<String>,
@@ -2377,14 +2416,13 @@ async fn report_progress(
 ) {
     const EVERY: Duration = Duration::from_secs(1);
     let mut status = status.clone();
-    // The Running status was written just before: a sync that ends within the interval writes no progress at all
-    // (its result follows at once), which saves a write per application on a first deployment.
-    let mut last_write = tokio::time::Instant::now();
+    let start = tokio::time::Instant::now();
+    let mut last_write: Option<tokio::time::Instant> = None;
     loop {
-        if updates.changed().await.is_err() {
+        if last_write.is_some() && updates.changed().await.is_err() {
             return;
         }
-        let due = last_write + EVERY;
+        let due = last_write.unwrap_or(start) + EVERY;
         while tokio::time::Instant::now() < due {
             tokio::select! {
                 () = tokio::time::sleep_until(due) => {}
@@ -2395,11 +2433,13 @@ async fn report_progress(
         let Some(state) = status.operation_state.as_mut() else {
             return;
         };
-        if state.message == step || step.is_empty() {
+        if last_write.is_some() && (state.message == step || step.is_empty()) {
             continue;
         }
-        state.message = step;
-        last_write = tokio::time::Instant::now();
+        if !step.is_empty() {
+            state.message = step;
+        }
+        last_write = Some(tokio::time::Instant::now());
         if let Err(e) = patch_status(api, app, &status, true, ctx).await {
             tracing::warn!(error = %error_chain(&e), "could not report the sync's progress");
         }

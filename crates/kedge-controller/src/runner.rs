@@ -349,7 +349,9 @@ pub async fn run(
     // Objects of namespaces that do not exist yet are planned without reading them (the watch reads as the drift
     // watches do).
     engine.watch_namespaces(client.clone());
-    let recorder = EventRecorder::new(writes.clone(), "kedge-controller", &config.identity);
+    // A pass does not wait for its events (a first deployment publishes two or three).
+    let recorder =
+        EventRecorder::new(writes.clone(), "kedge-controller", &config.identity).in_background(64);
     let reconcile_config = ReconcileConfig {
         identity: config.identity.clone(),
         resync_interval: config.resync_interval,

@@ -289,6 +289,18 @@ fn reason_message(c: &Condition<'_>) -> String {
     }
 }
 
+/// Kinds whose health follows the status their own controllers write in the seconds after an apply (a rollout):
+/// the ones worth keeping whole in a watch, so that each step of the rollout is read without a request.
+pub fn follows_rollout(group: &str, kind: &str) -> bool {
+    matches!(
+        (group, kind),
+        (
+            "apps",
+            "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet"
+        ) | ("batch", "Job")
+    )
+}
+
 fn builtin(group: &str, kind: &str, obj: &Value) -> Health {
     if value_at(obj, &["metadata", "deletionTimestamp"]).is_some_and(|v| !v.is_null()) {
         return Health::new(HealthStatus::Progressing, "object is being deleted");

@@ -5,9 +5,11 @@
 //! version string per object, not the objects); the objects kept here are only those the engine itself read or
 //! applied. A read answers from memory when the record names the version held; it answers "absent" without a request
 //! when the record has a complete listing of the kind, no such object, and the engine never held it; otherwise it
-//! reads the object and keeps it.
+//! reads the object and keeps it. For the kinds a watch keeps whole ([`ObjectVersions::object`], e.g. Deployments,
+//! whose status moves through a rollout), the watch's copy answers too, so a rollout's steps cost no reads.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,19 @@ pub trait ObjectVersions: Send + Sync {
         namespace: Option<&str>,
         name: &str,
     ) -> Option<Option<String>>;
+
+    /// The object itself as JSON text when the watch keeps this kind whole and holds it at `version`; `None`
+    /// otherwise (the default: watches of metadata only).
+    fn object(
+        &self,
+        _group: &str,
+        _kind: &str,
+        _namespace: Option<&str>,
+        _name: &str,
+        _version: &str,
+    ) -> Option<Arc<str>> {
+        None
+    }
 }
 
 type Key = (String, String, Option<String>, String);
@@ -46,6 +61,7 @@ pub struct VersionedLiveObjects {
     direct: ApiLiveObjects,
     versions: Arc<dyn ObjectVersions>,
     held: Mutex<HashMap<Key, Held>>,
+    served_by_watch: AtomicU64,
 }
 
 impl VersionedLiveObjects {
@@ -55,12 +71,18 @@ impl VersionedLiveObjects {
             direct: ApiLiveObjects::new(client),
             versions,
             held: Mutex::new(HashMap::new()),
+            served_by_watch: AtomicU64::new(0),
         }
     }
 
     /// How many objects are held.
     pub fn held(&self) -> usize {
         self.held.lock().map(|h| h.len()).unwrap_or(0)
+    }
+
+    /// How many reads the watch's copy of a whole-kept object answered.
+    pub fn served_by_watch(&self) -> u64 {
+        self.served_by_watch.load(Ordering::Relaxed)
     }
 
     fn key(resource: &Resolved, namespace: Option<&str>, name: &str) -> Key {
@@ -127,21 +149,32 @@ impl LiveObjects for VersionedLiveObjects {
             let ar = &resource.resource;
             let known = self.versions.version(&ar.group, &ar.kind, ns, name);
             let key = Self::key(resource, namespace, name);
-            if let Some(current) = known
-                && let Ok(mut held) = self.held.lock()
-            {
-                match (current, held.get_mut(&key)) {
-                    (Some(v), Some(h)) if h.version == v => {
-                        h.used = Instant::now();
-                        if let Ok(value) = serde_json::from_str(&h.text) {
-                            return Ok(Some(value));
+            if let Some(current) = known {
+                if let Ok(mut held) = self.held.lock() {
+                    match (&current, held.get_mut(&key)) {
+                        (Some(v), Some(h)) if h.version == *v => {
+                            h.used = Instant::now();
+                            if let Ok(value) = serde_json::from_str(&h.text) {
+                                return Ok(Some(value));
+                            }
                         }
+                        // Absent from a complete listing, and never held: nothing to read. (One held and now absent
+                        // was deleted, or the watch lags behind an apply: read it.)
+                        (None, None) => return Ok(None),
+                        _ => {}
                     }
-                    // Absent from a complete listing, and never held: nothing to read. (One held and now absent was
-                    // deleted, or the watch lags behind an apply: read it.)
-                    (None, None) => return Ok(None),
-                    _ => {}
                 }
+                // A newer version than the one held: the watch's own copy, when it keeps the kind whole.
+                if let Some(v) = &current
+                    && let Some(text) = self.versions.object(&ar.group, &ar.kind, ns, name, v)
+                    && let Ok(value) = serde_json::from_str::<Value>(&text)
+                {
+                    self.served_by_watch.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Some(value));
+                }
+                tracing::debug!(kind = %ar.kind, ?ns, name, ?current, "live read: the version held is not current");
+            } else {
+                tracing::debug!(kind = %ar.kind, ?ns, name, "live read: the kind's watch has no complete listing");
             }
             self.read(resource, namespace, name).await
         })

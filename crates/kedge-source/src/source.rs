@@ -343,9 +343,26 @@ impl Source {
         let spec = parse_spec(repo, revision)?;
         let lock = self.lock_repo(repo, "fetch", revision)?;
         let mirror = lock.mirror.clone();
-        let refs = self.list_refs(repo, revision, &mirror)?;
-        let wanted = resolve_remote(&spec, &refs)
-            .map_err(|e| err(ErrorKind::RevisionNotFound, "resolve", repo, revision, e))?;
+        // A commit id the mirror already holds needs nothing from the remote: no listing of its refs (a network
+        // round trip, under the repository's lock, that every application of a monorepo would otherwise take in
+        // turn on each pass).
+        let wanted = match &spec {
+            crate::revision::RevisionSpec::Sha(sha) if self.has_commit(&mirror, sha) => {
+                // Named after the branch (or tag) whose tip it was at the last fetch, as a listing would name it.
+                match self.local_tip(&mirror, sha) {
+                    Some(name) => Wanted::Ref {
+                        name,
+                        commit: sha.clone(),
+                    },
+                    None => Wanted::Sha(sha.clone()),
+                }
+            }
+            _ => {
+                let refs = self.list_refs(repo, revision, &mirror)?;
+                resolve_remote(&spec, &refs)
+                    .map_err(|e| err(ErrorKind::RevisionNotFound, "resolve", repo, revision, e))?
+            }
+        };
         let depth = self.inner.config.depth;
         let mut fetched = false;
         let (sha, ref_name) = match wanted {
@@ -509,6 +526,31 @@ impl Source {
         self.open(mirror)
             .map(|r| r.find_commit(id).is_ok())
             .unwrap_or(false)
+    }
+
+    /// The branch (preferred) or tag of the mirror whose tip is `sha`, the first by name.
+    fn local_tip(&self, mirror: &Path, sha: &str) -> Option<String> {
+        let id = gix::ObjectId::from_hex(sha.as_bytes()).ok()?;
+        let repo = self.open(mirror).ok()?;
+        let refs = repo.references().ok()?;
+        let mut found: Vec<(bool, String)> = refs
+            .all()
+            .ok()?
+            .flatten()
+            .filter(|r| r.target().try_id() == Some(id.as_ref()))
+            .map(|r| r.name().as_bstr().to_string())
+            .filter_map(|name| {
+                if name.starts_with("refs/heads/") {
+                    Some((false, name))
+                } else if name.starts_with("refs/tags/") {
+                    Some((true, name))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        found.sort();
+        found.into_iter().next().map(|(_, name)| name)
     }
 
     fn has_ref(&self, mirror: &Path, name: &str) -> bool {

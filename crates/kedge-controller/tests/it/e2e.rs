@@ -1271,9 +1271,13 @@ async fn only_commits_signed_by_a_trusted_key_are_applied() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drift_watches_say_when_a_kind_cannot_be_watched() {
-    let env = Env::new("kinds").await;
+/// A drift watcher of its own on the test's cluster, watching ConfigMaps and Deployments; cancel the token to stop it.
+async fn watching_config_maps_and_deployments(
+    env: &Env,
+) -> (
+    kedge_controller::drift::DriftWatcher,
+    tokio_util::sync::CancellationToken,
+) {
     let admission = kedge_controller::admission::Admission::new(1);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (drift, _rx) = kedge_controller::drift::DriftWatcher::new(
@@ -1288,12 +1292,166 @@ async fn drift_watches_say_when_a_kind_cannot_be_watched() {
             .ensure_kinds([kind("v1", "ConfigMap"), kind("apps/v1", "Deployment")].into_iter())
             .await
     );
+    (drift, shutdown)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_watches_say_when_a_kind_cannot_be_watched() {
+    let env = Env::new("kinds").await;
+    let (drift, shutdown) = watching_config_maps_and_deployments(&env).await;
+    let kind = |v: &str, k: &str| (v.to_owned(), k.to_owned());
     // A kind the server does not serve (a CRD not created yet): not watched, and said so.
     assert!(
         !drift
             .ensure_kinds([kind("v1", "ConfigMap"), kind("example.test/v1", "Nothing")].into_iter())
             .await
     );
+    shutdown.cancel();
+}
+
+/// Deployments are watched whole: a read of a tracked one at the version the watch saw is answered from the watch's
+/// copy, with no request, through each step of its rollout; untracked ones and kinds watched by metadata are read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracked_deployments_are_read_from_the_watch() {
+    use kedge_engine::LiveObjects;
+    let env = Env::new("whole").await;
+    let ns = env.ns().to_owned();
+    let (drift, shutdown) = watching_config_maps_and_deployments(&env).await;
+    let live = kedge_engine::VersionedLiveObjects::new(env.client.clone(), drift.versions());
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(env.client.clone(), &ns);
+    let deployment = |name: &str, tracked: bool| {
+        let annotations = if tracked {
+            json!({ kedge_api::TRACKING_ANNOTATION:
+                format!("{ns}/app:apps/Deployment:{ns}/{name}") })
+        } else {
+            json!({})
+        };
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": name, "namespace": ns, "annotations": annotations },
+            "spec": {
+                "replicas": 1,
+                "selector": { "matchLabels": { "app": name } },
+                "template": {
+                    "metadata": { "labels": { "app": name } },
+                    "spec": { "containers": [{ "name": "c", "image": "example.test/c:1" }] },
+                },
+            },
+        })
+    };
+    let apply = PatchParams::apply("someone-else");
+    for (name, tracked) in [("tracked", true), ("untracked", false)] {
+        deployments
+            .patch(name, &apply, &Patch::Apply(deployment(name, tracked)))
+            .await
+            .expect("create deployment");
+    }
+    let resolved = |group: &str, version: &str, kind: &str, plural: &str| kedge_engine::Resolved {
+        resource: kube::api::ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: if group.is_empty() {
+                version.into()
+            } else {
+                format!("{group}/{version}")
+            },
+            kind: kind.into(),
+            plural: plural.into(),
+        },
+        namespaced: true,
+    };
+    let deploy = resolved("apps", "v1", "Deployment", "deployments");
+    // The workload simulator moves the tracked Deployment through its rollout; each version the watch reports is
+    // read from its copy, and is the object the API server holds.
+    let versions = drift.versions();
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    wait_for(STEP, Duration::from_millis(20), || async {
+        let Ok(server) = deployments.get("tracked").await else {
+            return false;
+        };
+        let current = server.metadata.resource_version.clone().unwrap_or_default();
+        let watched = kedge_engine::ObjectVersions::version(
+            versions.as_ref(),
+            "apps",
+            "Deployment",
+            Some(&ns),
+            "tracked",
+        );
+        if watched != Some(Some(current.clone())) {
+            return false;
+        }
+        let before = live.served_by_watch();
+        let read = live
+            .get(&deploy, Some(&ns), "tracked")
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(live.served_by_watch(), before + 1, "read from the watch");
+        assert_eq!(
+            read.pointer("/metadata/resourceVersion")
+                .and_then(|v| v.as_str()),
+            Some(current.as_str())
+        );
+        assert_eq!(read["kind"], "Deployment");
+        assert_eq!(read["apiVersion"], "apps/v1");
+        seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        read.pointer("/status/readyReplicas")
+            .and_then(|v| v.as_i64())
+            == Some(1)
+    })
+    .await
+    .expect("the tracked Deployment becomes ready, read from the watch");
+    assert!(seen.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    // Not tracked: the watch keeps no copy, so it is read.
+    wait_for(STEP, Duration::from_millis(20), || async {
+        kedge_engine::ObjectVersions::version(
+            versions.as_ref(),
+            "apps",
+            "Deployment",
+            Some(&ns),
+            "untracked",
+        )
+        .flatten()
+        .is_some()
+    })
+    .await
+    .expect("the watch sees the untracked Deployment");
+    let before = live.served_by_watch();
+    let read = live
+        .get(&deploy, Some(&ns), "untracked")
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(read["metadata"]["name"], "untracked");
+    assert_eq!(
+        live.served_by_watch(),
+        before,
+        "an untracked object is read"
+    );
+    // ConfigMaps are watched by metadata only: no copy either.
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &ns);
+    cms.patch(
+        "settings",
+        &apply,
+        &Patch::Apply(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "settings", "annotations": { kedge_api::TRACKING_ANNOTATION:
+                format!("{ns}/app:/ConfigMap:{ns}/settings") } },
+            "data": { "k": "v" },
+        })),
+    )
+    .await
+    .expect("create config map");
+    let cm = resolved("", "v1", "ConfigMap", "configmaps");
+    let before = live.served_by_watch();
+    let read = live
+        .get(&cm, Some(&ns), "settings")
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(read["data"]["k"], "v");
+    assert_eq!(live.served_by_watch(), before, "a ConfigMap is read");
     shutdown.cancel();
 }
 

@@ -67,6 +67,21 @@ fn git_daemon_fetch_and_cheap_check() {
         "a change check never fetches"
     );
     assert_eq!(after.ref_listings, before.ref_listings + 1);
+    // A commit the mirror holds is read without asking the remote, and named after the branch it is the tip of.
+    let snapshot = src
+        .fetch(&FetchRequest::new(repo.clone(), e.sha.clone()))
+        .unwrap();
+    assert_eq!(snapshot.revision().sha, e.sha);
+    assert_eq!(
+        snapshot.revision().ref_name.as_deref(),
+        Some("refs/heads/main")
+    );
+    assert!(!snapshot.revision().fetched);
+    let last = src.stats();
+    assert_eq!(
+        last.ref_listings, after.ref_listings,
+        "no listing for a held commit"
+    );
 }
 
 #[test]
