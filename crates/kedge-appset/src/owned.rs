@@ -12,6 +12,30 @@ use crate::Error;
 pub const SET_LABEL: &str = "kedge.dev/application-set";
 /// The field manager of the Applications' fields a set writes (server-side apply).
 pub const FIELD_MANAGER: &str = "kedge-applicationset";
+/// Annotation of a set (`"true"`) that confirms deletions: it lifts the bound on deletions per pass, and lets a set
+/// whose generators return nothing delete what it made.
+pub const CONFIRM_DELETIONS: &str = "kedge.dev/confirm-deletions";
+
+/// Whether `set` is annotated [`CONFIRM_DELETIONS`]`: "true"`.
+pub fn deletions_confirmed(set: &ApplicationSet) -> bool {
+    set.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CONFIRM_DELETIONS))
+        .is_some_and(|v| v == "true")
+}
+
+/// Whether the `made` Applications a set made stay although it would delete them (`delete`): its generators
+/// returned none at all, and the deletion is not confirmed. Nothing generated is far more often a selector or a
+/// repository gone wrong than a fleet meant to be empty.
+pub fn held_when_nothing_generated(
+    set: &ApplicationSet,
+    delete: bool,
+    generated_empty: bool,
+    made: usize,
+) -> bool {
+    generated_empty && delete && made > 0 && !deletions_confirmed(set)
+}
 
 /// What a set's `syncPolicy.applicationsSync` lets the controller do to its Applications.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -37,9 +37,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-pub use kedge_appset::owned::SET_LABEL;
-/// Annotation of a set (`"true"`) that lifts the bound on deletions per pass.
-pub const CONFIRM_DELETIONS: &str = "kedge.dev/confirm-deletions";
+pub use kedge_appset::owned::{CONFIRM_DELETIONS, SET_LABEL};
 /// Most Applications one pass of a set deletes without [`CONFIRM_DELETIONS`].
 pub const MAX_DELETIONS: usize = 5;
 use kedge_appset::owned::FIELD_MANAGER;
@@ -351,14 +349,11 @@ impl Cx {
             .map(|a| (a.name_any(), Arc::new(a)))
             .collect();
         let mine = |a: &Application| kedge_appset::owned::made_by(a, &set_name);
-        let confirmed = set
-            .annotations()
-            .get(CONFIRM_DELETIONS)
-            .is_some_and(|v| v == "true");
-        // Nothing generated at all is far more often a selector or a repository gone wrong than a fleet meant to be
-        // empty: the Applications made before stay until a person confirms.
+        let confirmed = kedge_appset::owned::deletions_confirmed(set);
+        // Nothing generated at all: the Applications made before stay until a person confirms.
         let made = existing.values().filter(|a| mine(a)).count();
-        if generated.is_empty() && delete && made > 0 && !confirmed {
+        if kedge_appset::owned::held_when_nothing_generated(set, delete, generated.is_empty(), made)
+        {
             return Err(format!(
                 "the generators returned no Applications; the {made} made before stay (annotate the set {CONFIRM_DELETIONS}: \"true\" to delete them)"
             ));

@@ -420,19 +420,19 @@ fn report(set: &ApplicationSet, generated_empty: bool, preview: &Preview) -> (St
             out.push('\n');
         }
     }
-    let confirmed = set
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CONFIRM_DELETIONS))
-        .is_some_and(|v| v == "true");
+    let confirmed = kedge_appset::owned::deletions_confirmed(set);
     let preserve = set
         .spec
         .sync_policy
         .as_ref()
         .is_some_and(|p| p.preserve_resources_on_deletion);
     // As the controller: nothing generated at all keeps what the set made until a person confirms.
-    let held = generated_empty && allowed.delete && !preview.gone.is_empty() && !confirmed;
+    let held = kedge_appset::owned::held_when_nothing_generated(
+        set,
+        allowed.delete,
+        generated_empty,
+        preview.gone.len(),
+    );
     for app in &preview.gone {
         let n = app.name_any();
         if !allowed.delete {
