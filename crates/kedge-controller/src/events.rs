@@ -28,7 +28,7 @@ pub struct EventRecorder {
     instance: String,
     /// When set, events are created by tasks of their own, this many at once at most (beyond that the caller
     /// waits), so that a pass does not wait for its events.
-    background: Option<Arc<Semaphore>>,
+    background: Option<(Arc<Semaphore>, u32)>,
 }
 
 impl EventRecorder {
@@ -49,8 +49,22 @@ impl EventRecorder {
     /// Creates events without making the caller wait, at most `at_once` in flight (beyond that the caller waits for
     /// its own). Their times are taken when they are published, so their order stays.
     pub fn in_background(mut self, at_once: usize) -> Self {
-        self.background = Some(Arc::new(Semaphore::new(at_once.max(1))));
+        let at_once = u32::try_from(at_once.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
+        self.background = Some((Arc::new(Semaphore::new(at_once as usize)), at_once));
         self
+    }
+
+    /// Waits until the events created in the background so far are published (or have failed), for at most
+    /// `within`; returns whether they all were. A replica that stops calls it before it gives up its lease, so that
+    /// its last events are neither lost nor published after its successor's.
+    pub async fn flush(&self, within: std::time::Duration) -> bool {
+        let Some((semaphore, at_once)) = &self.background else {
+            return true;
+        };
+        matches!(
+            tokio::time::timeout(within, semaphore.acquire_many(*at_once)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Publishes one event on `app`. `reason` is CamelCase; `message` must not contain secret values.
@@ -110,7 +124,7 @@ impl EventRecorder {
         if let Some(permit) = self
             .background
             .as_ref()
-            .and_then(|s| s.clone().try_acquire_owned().ok())
+            .and_then(|(s, _)| s.clone().try_acquire_owned().ok())
         {
             let (app, reason) = (app.name_any(), reason.to_owned());
             tokio::spawn(async move {

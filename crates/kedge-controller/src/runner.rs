@@ -352,6 +352,7 @@ pub async fn run(
     // A pass does not wait for its events (a first deployment publishes two or three).
     let recorder =
         EventRecorder::new(writes.clone(), "kedge-controller", &config.identity).in_background(64);
+    let recorder_for_shutdown = recorder.clone();
     let reconcile_config = ReconcileConfig {
         identity: config.identity.clone(),
         resync_interval: config.resync_interval,
@@ -645,6 +646,9 @@ pub async fn run(
         () = passes.drained() => {}
     }
     tracing::info!("no pass is running any more");
+    if !recorder_for_shutdown.flush(Duration::from_secs(2)).await {
+        tracing::warn!("some events were still being published at shutdown");
+    }
     // Only now is the Lease given up (the guard turns false first), so that no pass of this replica overlaps with
     // the successor's.
     let tail = tokio::time::Instant::now() + SHUTDOWN_TAIL;

@@ -867,6 +867,9 @@ async fn only_the_leader_acts_and_a_follower_takes_over() {
     let v2 = env.commit_push("v2");
     env.wait_synced("demo", &v2).await;
     refresh_and_wait(&env, "demo").await;
+    // Events are published in the background: the status may show the sync before its events are there.
+    env.wait_event("demo", "SyncStarted", |m| m.contains(&v2[..7]))
+        .await;
     let events = env.events("demo").await;
     let instances: std::collections::BTreeSet<String> = events
         .iter()
@@ -898,6 +901,8 @@ async fn only_the_leader_acts_and_a_follower_takes_over() {
     let v3 = env.commit_push("v3");
     env.wait_synced("demo", &v3).await;
     env.wait_config_map("settings", "version", "3").await;
+    env.wait_event("demo", "SyncStarted", |m| m.contains(&v3[..7]))
+        .await;
     let by_beta = env
         .events("demo")
         .await
@@ -1031,6 +1036,8 @@ async fn follower_takes_over_once_a_crashed_leaders_lease_expires() {
         took >= Duration::from_secs(10),
         "beta acted after {took:?}, before alpha's lease expired"
     );
+    env.wait_event("demo", "SyncStarted", |m| m.contains(&v2[..7]))
+        .await;
     let syncs: Vec<String> = env
         .events("demo")
         .await

@@ -164,15 +164,15 @@ async fn a_running_operation_says_what_it_waits_for_and_a_newer_request_is_not_l
             .is_none_or(|a| !a.contains_key(OPERATION_ANNOTATION)),
         "the second request was cleared once recorded"
     );
-    let synced = env
-        .events("demo")
-        .await
-        .iter()
-        .filter(|e| e.reason.as_deref() == Some("SyncSucceeded"))
-        .count();
+    // Events are published in the background: they may follow the status.
+    let synced = wait_for(STEP, POLL, || async {
+        Some(env.count_events("demo", "SyncSucceeded").await).filter(|n| *n >= 2)
+    })
+    .await;
     assert!(
-        synced >= 2,
-        "both requests synced ({synced} SyncSucceeded events)"
+        synced.is_ok(),
+        "both requests synced ({} SyncSucceeded events)",
+        env.count_events("demo", "SyncSucceeded").await
     );
     // Two syncs of one revision: one history entry.
     let history = app.status.map(|s| s.history).unwrap_or_default();
@@ -222,13 +222,7 @@ async fn an_operation_interrupted_by_a_crash_is_finished_by_the_next_controller(
         env.config_map_data("after").await.is_some(),
         "wave 1 applied by the resumed sync"
     );
-    assert!(
-        env.events("demo")
-            .await
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("OperationResumed")),
-        "an OperationResumed event"
-    );
+    env.wait_event("demo", "OperationResumed", |_| true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,16 +67,17 @@ async fn a_project_bounds_sources_destinations_and_kinds_before_anything_is_sent
         "requests were sent about an object of a refused sync: {:?}",
         requests_about(&env, &ns, "extra")
     );
-    let events = env.events("web").await;
-    assert!(
-        events
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("NotPermitted")
+    // Events are published in the background: they may follow the status.
+    let refused = wait_for(STEP, POLL, || async {
+        env.events("web").await.into_iter().find(|e| {
+            e.reason.as_deref() == Some("NotPermitted")
                 || e.message
                     .as_deref()
-                    .is_some_and(|m| m.contains("ClusterRole"))),
-        "{events:#?}"
-    );
+                    .is_some_and(|m| m.contains("ClusterRole"))
+        })
+    })
+    .await;
+    assert!(refused.is_ok(), "{:#?}", env.events("web").await);
 
     // The project allows the kind: the application syncs without anything else happening to it.
     apply_project(

@@ -220,18 +220,28 @@ async fn api_endpoints_auth_roles_and_pages() {
     } else {
         eprintln!("note: this cluster runs no pods; the tree shows Deployment -> ReplicaSet only");
     }
-    let events: Value = get(api(&format!("/{ns}/web/events")))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert!(
+    // The controller publishes its events in the background: they may follow the status.
+    let succeeded = wait_for(STEP, POLL, || async {
+        let events: Value = get(api(&format!("/{ns}/web/events")))
+            .await
+            .json()
+            .await
+            .ok()?;
         events["items"]
-            .as_array()
-            .unwrap()
+            .as_array()?
             .iter()
-            .any(|e| e["reason"] == "SyncSucceeded"),
-        "{events}"
+            .any(|e| e["reason"] == "SyncSucceeded")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        succeeded.is_ok(),
+        "no SyncSucceeded event in {}",
+        get(api(&format!("/{ns}/web/events")))
+            .await
+            .text()
+            .await
+            .unwrap_or_default()
     );
     let history: Value = get(api(&format!("/{ns}/web/history")))
         .await
