@@ -154,6 +154,8 @@ struct AppMemory {
     /// A HealthDegraded notice went out and no HealthRecovered since (the application may pass through
     /// Progressing on its way back to Healthy).
     degraded_notified: bool,
+    /// When this controller last wrote the Application's status.
+    status_written: Option<Instant>,
     /// A digest of the `warn` and `dryrun` policy violations last reported in a `PolicyWarning` event.
     policy_warnings: Option<u64>,
 }
@@ -1459,7 +1461,23 @@ impl Pass<'_> {
                 &msg,
             );
         }
-        patch_status(&self.api, app, status, requested, ctx).await?;
+        // A rollout's progress (health messages while it stays Progressing) is written at most every few seconds:
+        // each step of every Deployment's rollout would otherwise be a write. The state itself (sync, health,
+        // operation) is written at once, and the latest message is written when the interval is over.
+        let since_written = ctx.with_memory(&self.key, |m| m.status_written.map(|at| at.elapsed()));
+        let held = (!requested
+            && app
+                .status
+                .as_ref()
+                .is_some_and(|old| only_progress_moved(old, status)))
+        .then_some(since_written)
+        .flatten()
+        .and_then(|since| PROGRESS_WRITE_INTERVAL.checked_sub(since))
+        .filter(|left| !left.is_zero());
+        match held {
+            Some(left) => requeue = requeue.min(left),
+            None => patch_status(&self.api, app, status, requested, ctx).await?,
+        }
         // Applications waiting for this one go as soon as it is ready; the stages promoted from it learn at once
         // that it is not ready any more.
         if standing(Some(status)) != standing(app.status.as_ref()) {
@@ -2880,6 +2898,34 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 }
 
 /// Whether two statuses differ only in `reconciledAt`.
+/// How often a rollout's progress alone (new health messages, the health still Progressing) is written.
+const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Whether `new` differs from `old` only in what a rollout in progress says: both Progressing, the same but for
+/// messages and the time of the pass.
+fn only_progress_moved(old: &ApplicationStatus, new: &ApplicationStatus) -> bool {
+    if old.health.status != HealthCode::Progressing || new.health.status != HealthCode::Progressing
+    {
+        return false;
+    }
+    let quiet = |s: &ApplicationStatus| {
+        let mut s = s.clone();
+        s.reconciled_at = None;
+        s.reconciled_by = None;
+        s.health.message = None;
+        for r in &mut s.resources {
+            if let Some(h) = r.health.as_mut() {
+                h.message = None;
+            }
+        }
+        for c in &mut s.conditions {
+            c.message.clear();
+        }
+        s
+    };
+    quiet(old) == quiet(new)
+}
+
 fn same_but_time(a: &ApplicationStatus, b: &ApplicationStatus) -> bool {
     let mut a = a.clone();
     a.reconciled_at.clone_from(&b.reconciled_at);
@@ -2939,7 +2985,10 @@ async fn patch_status(
         &Patch::Apply(&patch),
     )
     .await
-    .map(|written| ctx.saw_version(&written))
+    .map(|written| {
+        ctx.saw_version(&written);
+        ctx.with_memory(&key_of(app), |m| m.status_written = Some(Instant::now()));
+    })
     .map_err(|source| ReconcileError::Update {
         name: key_of(app),
         source,
@@ -3325,6 +3374,43 @@ pub fn error_policy(app: Arc<Application>, err: &ReconcileError, _ctx: Arc<Conte
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_rollouts_messages_may_wait_to_be_written() {
+        let status = |health: &str, message: &str, sync: &str| -> ApplicationStatus {
+            serde_json::from_value(serde_json::json!({
+                "sync": { "status": sync },
+                "health": { "status": health, "message": message },
+                "resources": [{ "kind": "Deployment", "name": "web", "status": sync,
+                                "health": { "status": health, "message": message } }],
+                "conditions": [{ "type": "Ready", "status": "False", "reason": health, "message": message }],
+                "reconciledAt": message,
+            }))
+            .expect("status")
+        };
+        let step = |m: &str| status("Progressing", m, "Synced");
+        assert!(only_progress_moved(
+            &step("0 of 1 updated"),
+            &step("1 of 1 updated")
+        ));
+        assert!(only_progress_moved(&step("same"), &step("same")));
+        // Any change of state is written at once.
+        assert!(!only_progress_moved(
+            &step("1 of 1"),
+            &status("Healthy", "", "Synced")
+        ));
+        assert!(!only_progress_moved(
+            &status("Degraded", "a", "Synced"),
+            &status("Degraded", "b", "Synced")
+        ));
+        assert!(!only_progress_moved(
+            &step("a"),
+            &status("Progressing", "b", "OutOfSync")
+        ));
+        let mut moved = step("a");
+        moved.sync.revision = Some("0123456".into());
+        assert!(!only_progress_moved(&step("a"), &moved));
+    }
 
     #[test]
     fn ready_expressions_see_the_dependency_and_the_application() {

@@ -1,5 +1,6 @@
 //! A commit's tree read straight from the mirror's object database, implementing [`FileTree`].
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,7 @@ struct Inner {
     budget: Budget,
     trees_dir: PathBuf,
     materialized: Mutex<Option<PathBuf>>,
+    lookups: Arc<Lookups>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -54,6 +56,43 @@ impl std::fmt::Debug for Snapshot {
             .field("revision", &self.inner.revision)
             .field("path", &self.inner.path)
             .finish()
+    }
+}
+
+/// How many path resolutions [`Lookups`] keeps in each of its two generations.
+const LOOKUPS_KEPT: usize = 16 * 1024;
+
+type Resolutions = HashMap<(gix::ObjectId, String), Node>;
+
+/// Paths resolved in trees, by root tree id, shared by the snapshots of one source. Bounded: when the newer of two
+/// generations is full, the older is dropped; a path found in the older one moves to the newer.
+#[derive(Default)]
+pub(crate) struct Lookups {
+    generations: Mutex<(Resolutions, Resolutions)>,
+}
+
+impl Lookups {
+    fn get(&self, root: gix::ObjectId, path: &str) -> Option<Node> {
+        let mut g = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (root, path.to_owned());
+        if let Some(node) = g.0.get(&key) {
+            return Some(*node);
+        }
+        let node = g.1.remove(&key)?;
+        Self::insert(&mut g, key, node);
+        Some(node)
+    }
+
+    fn put(&self, root: gix::ObjectId, path: String, node: Node) {
+        let mut g = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        Self::insert(&mut g, (root, path), node);
+    }
+
+    fn insert(g: &mut (Resolutions, Resolutions), key: (gix::ObjectId, String), node: Node) {
+        if g.0.len() >= LOOKUPS_KEPT {
+            g.1 = std::mem::take(&mut g.0);
+        }
+        g.0.insert(key, node);
     }
 }
 
@@ -70,13 +109,14 @@ struct Entry {
 }
 
 impl Snapshot {
-    /// Opens the tree of `revision` (already in the mirror at `mirror`).
+    /// Opens the tree of `revision` (already in the mirror `repo`).
     pub(crate) fn open(
-        mirror: &Path,
+        repo: gix::ThreadSafeRepository,
         revision: Revision,
         path: String,
         limits: Limits,
         trees_dir: PathBuf,
+        lookups: Arc<Lookups>,
     ) -> Result<Self, SourceError> {
         let fail = |e: String| {
             SourceError::new(
@@ -87,13 +127,11 @@ impl Snapshot {
                 e,
             )
         };
-        let repo = gix::open_opts(mirror, gix::open::Options::isolated())
-            .map_err(|e| fail(error_chain(&e)))?;
         let root =
             gix::ObjectId::from_hex(revision.tree.as_bytes()).map_err(|e| fail(e.to_string()))?;
         Ok(Snapshot {
             inner: Arc::new(Inner {
-                repo: repo.into_sync(),
+                repo,
                 revision,
                 root,
                 path,
@@ -101,6 +139,7 @@ impl Snapshot {
                 budget: Budget::default(),
                 trees_dir,
                 materialized: Mutex::new(None),
+                lookups,
             }),
         })
     }
@@ -217,28 +256,41 @@ impl Snapshot {
     }
 
     /// Resolves a path to a tree or blob, following in-tree symlinks in every component.
+    ///
+    /// What a path resolves to in a tree never changes (a tree's id names its content), so resolutions are kept in
+    /// the [`Lookups`] shared by all snapshots of a source, and a walk starts from the longest prefix resolved before:
+    /// the files of an application directory in a monorepo do not each read the directory that lists every
+    /// application.
     fn lookup(&self, repo: &gix::Repository, path: &str) -> Result<Node, TreeError> {
         let mut parts: Vec<String> = clean_relative(path)?
             .into_iter()
             .map(str::to_owned)
             .collect();
+        let root = self.inner.root;
+        let lookups = &self.inner.lookups;
+        let asked = parts.join("/");
+        if let Some(node) = lookups.get(root, &asked) {
+            return Ok(node);
+        }
         let mut hops = 0;
         'restart: loop {
-            let mut node = Node::Tree(self.inner.root);
-            for i in 0..parts.len() {
+            let (mut node, from) = (1..parts.len())
+                .rev()
+                .find_map(|k| lookups.get(root, &parts[..k].join("/")).map(|n| (n, k)))
+                .unwrap_or((Node::Tree(root), 0));
+            for i in from..parts.len() {
                 let Node::Tree(tree) = node else {
                     return Err(TreeError::NotFound {
                         path: path.to_owned(),
                     });
                 };
                 let shown = parts[..=i].join("/");
-                let entry = Self::entries(repo, tree, &shown)?
-                    .into_iter()
-                    .find(|e| e.name == parts[i])
-                    .ok_or_else(|| TreeError::NotFound {
+                let (mode, id) = Self::child(repo, tree, &parts[i], &shown)?.ok_or_else(|| {
+                    TreeError::NotFound {
                         path: path.to_owned(),
-                    })?;
-                if entry.mode.is_link() {
+                    }
+                })?;
+                if mode.is_link() {
                     hops += 1;
                     if hops > MAX_LINK_HOPS {
                         return Err(TreeError::SymlinkEscape {
@@ -246,26 +298,46 @@ impl Snapshot {
                             target: "too many levels of symbolic links".into(),
                         });
                     }
-                    let target = Self::link_target(repo, entry.id, &shown)?;
+                    let target = Self::link_target(repo, id, &shown)?;
                     let link: Vec<&str> = parts[..=i].iter().map(String::as_str).collect();
                     let mut resolved = resolve_link(&link, &target)?;
                     resolved.extend(parts[i + 1..].iter().cloned());
                     parts = resolved;
                     continue 'restart;
                 }
-                node = if entry.mode.is_tree() {
-                    Node::Tree(entry.id)
-                } else if entry.mode.is_blob() {
-                    Node::Blob(entry.id)
+                node = if mode.is_tree() {
+                    Node::Tree(id)
+                } else if mode.is_blob() {
+                    Node::Blob(id)
                 } else {
                     // Submodules are not part of the tree's content.
                     return Err(TreeError::NotFound {
                         path: path.to_owned(),
                     });
                 };
+                // `shown` was walked from the root without a link in it.
+                lookups.put(root, shown, node);
             }
+            lookups.put(root, asked, node);
             return Ok(node);
         }
+    }
+
+    /// The entry `name` of tree `id`, found without copying the others.
+    fn child(
+        repo: &gix::Repository,
+        id: gix::ObjectId,
+        name: &str,
+        path: &str,
+    ) -> Result<Option<(gix::objs::tree::EntryMode, gix::ObjectId)>, TreeError> {
+        let tree = repo.find_tree(id).map_err(|e| Self::io_err(path, e))?;
+        for entry in tree.iter() {
+            let entry = entry.map_err(|e| Self::io_err(path, e))?;
+            if entry.filename() == name.as_bytes() {
+                return Ok(Some((entry.mode(), entry.object_id())));
+            }
+        }
+        Ok(None)
     }
 
     fn write_tree(
@@ -434,5 +506,41 @@ impl FileTree for Snapshot {
 
     fn describe(&self) -> String {
         format!("{}@{}", self.inner.revision.repo, self.inner.revision.sha)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: usize) -> gix::ObjectId {
+        let mut bytes = [0u8; 20];
+        bytes[..8].copy_from_slice(&(n as u64).to_be_bytes());
+        gix::ObjectId::from_bytes_or_panic(&bytes)
+    }
+
+    #[test]
+    fn lookups_keep_two_generations_and_move_what_is_used() {
+        let lookups = Lookups::default();
+        let root = id(0);
+        lookups.put(root, "used".into(), Node::Tree(id(1)));
+        lookups.put(root, "unused".into(), Node::Blob(id(2)));
+        // The newer generation fills up: both move to the older one, and are still found.
+        for n in 0..LOOKUPS_KEPT {
+            lookups.put(root, format!("p{n}"), Node::Blob(id(n)));
+        }
+        assert_eq!(lookups.get(root, "used"), Some(Node::Tree(id(1))));
+        assert_eq!(lookups.get(id(9), "used"), None, "another tree's path");
+        // Once more: the older generation is dropped, except what was used meanwhile.
+        for n in 0..LOOKUPS_KEPT {
+            lookups.put(root, format!("q{n}"), Node::Blob(id(n)));
+        }
+        assert_eq!(lookups.get(root, "used"), Some(Node::Tree(id(1))));
+        assert_eq!(lookups.get(root, "unused"), None);
+        let g = lookups
+            .generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        assert!(g.0.len() + g.1.len() <= 2 * LOOKUPS_KEPT);
     }
 }

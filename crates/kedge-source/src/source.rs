@@ -115,6 +115,12 @@ struct Inner {
     ref_listings: AtomicU64,
     fetches: AtomicU64,
     coalesced: AtomicU64,
+    /// Paths resolved in the trees of every snapshot.
+    lookups: Arc<crate::snapshot::Lookups>,
+    /// Each mirror opened once: opening reads its configuration and pack indexes, which every read would repeat.
+    /// Objects a later fetch adds are found all the same (the object store looks for new packs when an object is
+    /// missing); a mirror removed or created again is forgotten here.
+    opened: Mutex<HashMap<PathBuf, gix::ThreadSafeRepository>>,
 }
 
 /// Fetches revisions of Git repositories into one shared bare mirror per repository URL.
@@ -171,6 +177,8 @@ impl Source {
                 ref_listings: AtomicU64::new(0),
                 fetches: AtomicU64::new(0),
                 coalesced: AtomicU64::new(0),
+                lookups: Arc::default(),
+                opened: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -457,12 +465,16 @@ impl Source {
             history,
             fetched,
         };
+        let opened = self
+            .opened(&mirror)
+            .map_err(|e| err(ErrorKind::Cache, "open", repo, revision, e))?;
         let snapshot = Snapshot::open(
-            &mirror,
+            opened,
             revision_out,
             req.path.clone(),
             self.inner.config.limits,
             self.inner.config.cache_dir.join("trees"),
+            self.inner.lookups.clone(),
         )?;
         snapshot.check_path()?;
         Ok(snapshot)
@@ -516,7 +528,36 @@ impl Source {
     }
 
     fn open(&self, mirror: &Path) -> Result<gix::Repository, String> {
-        gix::open_opts(mirror, gix::open::Options::isolated()).map_err(|e| error_chain(&e))
+        self.opened(mirror).map(|r| r.to_thread_local())
+    }
+
+    /// The mirror at `mirror`, opened once and shared.
+    fn opened(&self, mirror: &Path) -> Result<gix::ThreadSafeRepository, String> {
+        let known = {
+            let opened = self.inner.opened.lock().unwrap_or_else(|p| p.into_inner());
+            opened.get(mirror).cloned()
+        };
+        if let Some(repo) = known {
+            return Ok(repo);
+        }
+        let repo = gix::open_opts(mirror, gix::open::Options::isolated())
+            .map_err(|e| error_chain(&e))?
+            .into_sync();
+        self.inner
+            .opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(mirror.to_owned(), repo.clone());
+        Ok(repo)
+    }
+
+    /// Forgets the opened mirror at `mirror` (removed, or about to be created again).
+    fn forget_opened(&self, mirror: &Path) {
+        self.inner
+            .opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(mirror);
     }
 
     fn has_commit(&self, mirror: &Path, sha: &str) -> bool {
@@ -732,6 +773,7 @@ impl Source {
                 .join("tmp")
                 .join(format!("{id}.gc.{}", std::process::id()));
             if fs::rename(entry.path(), &doomed).is_ok() {
+                self.forget_opened(&entry.path());
                 let _ = fs::remove_dir_all(&doomed);
                 report.bytes_freed += bytes;
                 report.mirrors_removed.push(name);
@@ -839,6 +881,7 @@ impl Source {
         // The lock file's modification time says when the mirror was last used (see `collect_garbage`).
         crate::gc::touch(&lock_path);
         if !mirror.join("HEAD").exists() {
+            self.forget_opened(&mirror);
             let tmp = self
                 .inner
                 .config
