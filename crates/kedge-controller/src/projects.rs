@@ -51,19 +51,20 @@ impl Projects {
             let mut changes = std::pin::pin!(changes);
             // Status writes that failed (e.g. before this replica may write) are tried again from the cache, since
             // the watch reports a project again only when its spec changes.
-            let mut unwritten = std::collections::BTreeSet::<String>::new();
+            // The project as last seen is kept too: the cache may not hold it yet (it is filled once the first list
+            // is complete, which can come after the first failed write).
+            let mut unwritten = std::collections::BTreeMap::<String, Project>::new();
             let mut retry = tokio::time::interval(STATUS_RETRY);
             retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let next = tokio::select! {
                     () = shutdown.cancelled() => return,
                     _ = retry.tick(), if !unwritten.is_empty() => {
-                        for name in std::mem::take(&mut unwritten) {
+                        for (name, seen) in std::mem::take(&mut unwritten) {
                             let key = ObjectRef::<Project>::new(&name).within(&retry_namespace);
-                            if let Some(project) = retry_store.get(&key)
-                                && !report_validity(&status_api, &project).await
-                            {
-                                unwritten.insert(name);
+                            let project = retry_store.get(&key).map_or(seen, |p| (*p).clone());
+                            if !report_validity(&status_api, &project).await {
+                                unwritten.insert(name, project);
                             }
                         }
                         continue;
@@ -74,7 +75,7 @@ impl Projects {
                     None => return,
                     Some(Ok(project)) => {
                         if !report_validity(&status_api, &project).await {
-                            unwritten.insert(project.name_any());
+                            unwritten.insert(project.name_any(), project.clone());
                         }
                         let name = project.name_any();
                         for app in apps.state() {
@@ -291,7 +292,7 @@ pub fn describe(denied: &[ProjectDenied]) -> String {
 }
 
 /// Writes whether the Project's patterns can be read in its `Ready` condition, when that changed; false when the
-/// write failed.
+/// write failed (and should be tried again: not when the project is gone).
 async fn report_validity(api: &Api<Project>, project: &Project) -> bool {
     let (ok, reason, message) = match (project.validate(), project.validate_roles()) {
         (Ok(()), Ok(())) => (true, "Valid", "the project's rules are in force".to_owned()),
@@ -340,7 +341,7 @@ async fn report_validity(api: &Api<Project>, project: &Project) -> bool {
         .await
     {
         tracing::debug!(project = %project.name_any(), error = %e, "cannot write the project's status");
-        return false;
+        return matches!(&e, kube::Error::Api(status) if status.code == 404);
     }
     true
 }
