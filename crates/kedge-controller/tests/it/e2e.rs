@@ -1450,6 +1450,20 @@ async fn tracked_deployments_are_read_from_the_watch() {
     )
     .await
     .expect("create config map");
+    // Until the watch has seen it, the watch's answer is that it does not exist.
+    wait_for(STEP, Duration::from_millis(20), || async {
+        kedge_engine::ObjectVersions::version(
+            versions.as_ref(),
+            "",
+            "ConfigMap",
+            Some(&ns),
+            "settings",
+        )
+        .flatten()
+        .is_some()
+    })
+    .await
+    .expect("the watch sees the ConfigMap");
     let cm = resolved("", "v1", "ConfigMap", "configmaps");
     let before = live.served_by_watch();
     let read = live
