@@ -51,6 +51,9 @@ struct Held {
     /// The object as compact JSON text (a parsed value takes several times the memory).
     text: Box<str>,
     used: Instant,
+    /// Whether the watch has reported this version. Until it has, a different version the watch reports may be older
+    /// than this one (the watch lags behind an apply or a read), and its copy must not be served.
+    seen_by_watch: bool,
 }
 
 /// Most objects held; past it the least recently used tenth goes.
@@ -110,6 +113,7 @@ impl VersionedLiveObjects {
                         version: v.to_owned(),
                         text: o.to_string().into_boxed_str(),
                         used: Instant::now(),
+                        seen_by_watch: false,
                     },
                 );
                 if held.len() > HELD_MAX {
@@ -150,10 +154,14 @@ impl LiveObjects for VersionedLiveObjects {
             let known = self.versions.version(&ar.group, &ar.kind, ns, name);
             let key = Self::key(resource, namespace, name);
             if let Some(current) = known {
+                // Whether the watch's copy may be older than what is held: it has not yet reported the version held
+                // (an apply's or a read's), so the version it reports now may come before it.
+                let mut watch_behind = false;
                 if let Ok(mut held) = self.held.lock() {
                     match (&current, held.get_mut(&key)) {
                         (Some(v), Some(h)) if h.version == *v => {
                             h.used = Instant::now();
+                            h.seen_by_watch = true;
                             if let Ok(value) = serde_json::from_str(&h.text) {
                                 return Ok(Some(value));
                             }
@@ -161,11 +169,13 @@ impl LiveObjects for VersionedLiveObjects {
                         // Absent from a complete listing, and never held: nothing to read. (One held and now absent
                         // was deleted, or the watch lags behind an apply: read it.)
                         (None, None) => return Ok(None),
+                        (Some(_), Some(h)) => watch_behind = !h.seen_by_watch,
                         _ => {}
                     }
                 }
                 // A newer version than the one held: the watch's own copy, when it keeps the kind whole.
                 if let Some(v) = &current
+                    && !watch_behind
                     && let Some(text) = self.versions.object(&ar.group, &ar.kind, ns, name, v)
                     && let Ok(value) = serde_json::from_str::<Value>(&text)
                 {

@@ -1410,6 +1410,31 @@ async fn tracked_deployments_are_read_from_the_watch() {
     .await
     .expect("the tracked Deployment becomes ready, read from the watch");
     assert!(seen.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    // An apply's result is held at once; a version the watch reported before it is never served in its place.
+    let applied = deployments
+        .patch(
+            "tracked",
+            &PatchParams::apply("kedge"),
+            &Patch::Apply(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": { "name": "tracked", "namespace": ns, "labels": { "applied": "yes" } },
+            })),
+        )
+        .await
+        .expect("apply");
+    let applied = serde_json::to_value(&applied).expect("json");
+    live.remember(&deploy, Some(&ns), "tracked", &applied);
+    let read = live
+        .get(&deploy, Some(&ns), "tracked")
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(
+        read.pointer("/metadata/resourceVersion"),
+        applied.pointer("/metadata/resourceVersion"),
+        "the applied version, not an older one the watch had"
+    );
+    assert_eq!(read["metadata"]["labels"]["applied"], "yes");
     // Not tracked: the watch keeps no copy, so it is read.
     wait_for(STEP, Duration::from_millis(20), || async {
         kedge_engine::ObjectVersions::version(
