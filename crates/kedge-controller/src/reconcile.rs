@@ -1464,16 +1464,18 @@ impl Pass<'_> {
         // A rollout's progress (health messages while it stays Progressing) is written at most every few seconds:
         // each step of every Deployment's rollout would otherwise be a write. The state itself (sync, health,
         // operation) is written at once, and the latest message is written when the interval is over.
-        let since_written = ctx.with_memory(&self.key, |m| m.status_written.map(|at| at.elapsed()));
-        let held = (!requested
+        let progress_only = !requested
             && app
                 .status
                 .as_ref()
-                .is_some_and(|old| only_progress_moved(old, status)))
-        .then_some(since_written)
-        .flatten()
-        .and_then(|since| PROGRESS_WRITE_INTERVAL.checked_sub(since))
-        .filter(|left| !left.is_zero());
+                .is_some_and(|old| only_progress_moved(old, status));
+        let held = if progress_only {
+            ctx.with_memory(&self.key, |m| m.status_written.map(|at| at.elapsed()))
+                .and_then(|since| PROGRESS_WRITE_INTERVAL.checked_sub(since))
+                .filter(|left| !left.is_zero())
+        } else {
+            None
+        };
         match held {
             Some(left) => requeue = requeue.min(left),
             None => patch_status(&self.api, app, status, requested, ctx).await?,
@@ -2897,7 +2899,6 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
-/// Whether two statuses differ only in `reconciledAt`.
 /// How often a rollout's progress alone (new health messages, the health still Progressing) is written.
 const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -2926,6 +2927,7 @@ fn only_progress_moved(old: &ApplicationStatus, new: &ApplicationStatus) -> bool
     quiet(old) == quiet(new)
 }
 
+/// Whether two statuses differ only in `reconciledAt`.
 fn same_but_time(a: &ApplicationStatus, b: &ApplicationStatus) -> bool {
     let mut a = a.clone();
     a.reconciled_at.clone_from(&b.reconciled_at);

@@ -1372,6 +1372,24 @@ async fn tracked_deployments_are_read_from_the_watch() {
     // The workload simulator moves the tracked Deployment through its rollout; each version the watch reports is
     // read from its copy, and is the object the API server holds.
     let versions = drift.versions();
+    // Waits until the watch has reported the object (until then its answer is that it does not exist).
+    let watch_sees = |group: &'static str, kind: &'static str, name: &'static str| {
+        let (versions, ns) = (versions.clone(), ns.clone());
+        wait_for(STEP, Duration::from_millis(20), move || {
+            let (versions, ns) = (versions.clone(), ns.clone());
+            async move {
+                kedge_engine::ObjectVersions::version(
+                    versions.as_ref(),
+                    group,
+                    kind,
+                    Some(&ns),
+                    name,
+                )
+                .flatten()
+                .is_some()
+            }
+        })
+    };
     let seen = std::sync::atomic::AtomicUsize::new(0);
     wait_for(STEP, Duration::from_millis(20), || async {
         let Ok(server) = deployments.get("tracked").await else {
@@ -1436,19 +1454,9 @@ async fn tracked_deployments_are_read_from_the_watch() {
     );
     assert_eq!(read["metadata"]["labels"]["applied"], "yes");
     // Not tracked: the watch keeps no copy, so it is read.
-    wait_for(STEP, Duration::from_millis(20), || async {
-        kedge_engine::ObjectVersions::version(
-            versions.as_ref(),
-            "apps",
-            "Deployment",
-            Some(&ns),
-            "untracked",
-        )
-        .flatten()
-        .is_some()
-    })
-    .await
-    .expect("the watch sees the untracked Deployment");
+    watch_sees("apps", "Deployment", "untracked")
+        .await
+        .expect("the watch sees the untracked Deployment");
     let before = live.served_by_watch();
     let read = live
         .get(&deploy, Some(&ns), "untracked")
@@ -1475,20 +1483,9 @@ async fn tracked_deployments_are_read_from_the_watch() {
     )
     .await
     .expect("create config map");
-    // Until the watch has seen it, the watch's answer is that it does not exist.
-    wait_for(STEP, Duration::from_millis(20), || async {
-        kedge_engine::ObjectVersions::version(
-            versions.as_ref(),
-            "",
-            "ConfigMap",
-            Some(&ns),
-            "settings",
-        )
-        .flatten()
-        .is_some()
-    })
-    .await
-    .expect("the watch sees the ConfigMap");
+    watch_sees("", "ConfigMap", "settings")
+        .await
+        .expect("the watch sees the ConfigMap");
     let cm = resolved("", "v1", "ConfigMap", "configmaps");
     let before = live.served_by_watch();
     let read = live
