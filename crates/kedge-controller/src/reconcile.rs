@@ -3238,11 +3238,33 @@ async fn suspend(
 ///   Warning Event `DeleteHooksSkipped` names the cause and the objects are deleted without hooks.
 /// - An application without delete hooks is deleted exactly as without this step; one that never rendered is not
 ///   rendered at all.
-async fn finalize(app: &Application, ctx: &Context) -> Result<Action, ReconcileError> {
-    if !app.finalizers().iter().any(|f| f == RESOURCES_FINALIZER) {
+async fn finalize(cached: &Application, ctx: &Context) -> Result<Action, ReconcileError> {
+    if !cached.finalizers().iter().any(|f| f == RESOURCES_FINALIZER) {
         return Ok(Action::await_change());
     }
-    let name = key_of(app);
+    let name = key_of(cached);
+    // The cache may still show the finalizer after a previous pass removed it (and the application is gone):
+    // running the deletion again would run its hooks again (a post-delete hook with BeforeHookCreation would be
+    // deleted and made anew after the application was gone). One read decides.
+    let api: Api<Application> =
+        Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+    let fresh = api
+        .get_opt(&cached.name_any())
+        .await
+        .map_err(|e| ReconcileError::Finalize {
+            name: name.clone(),
+            message: format!("cannot read the application: {e}; nothing deleted"),
+        })?;
+    let app = match fresh {
+        Some(a)
+            if a.uid() == cached.uid()
+                && a.finalizers().iter().any(|f| f == RESOURCES_FINALIZER) =>
+        {
+            a
+        }
+        _ => return Ok(Action::await_change()),
+    };
+    let app = &app;
     let inventory = inventory_of(app).map_err(|e| ReconcileError::Finalize {
         name: name.clone(),
         message: format!("{e}; nothing deleted"),
@@ -3331,8 +3353,6 @@ async fn finalize(app: &Application, ctx: &Context) -> Result<Action, ReconcileE
             .publish(app, Severity::Normal, "ResourcesDeleted", &message)
             .await;
     }
-    let api: Api<Application> =
-        Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
     let remaining: Vec<String> = app
         .finalizers()
         .iter()

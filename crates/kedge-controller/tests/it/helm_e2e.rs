@@ -380,6 +380,16 @@ impl History {
             .unwrap_or_else(|| panic!("never saw {what:?} in {:?}", *log))
     }
 
+    /// How many times `what` happened.
+    fn times(&self, what: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, w)| w == what)
+            .count()
+    }
+
     /// When the object started to go (marked for deletion or deleted).
     fn gone(&self, kind_name: &str) -> u64 {
         let log = self.0.lock().unwrap();
@@ -461,8 +471,20 @@ async fn deleting_a_chart_application_runs_pre_delete_hooks_then_prunes_then_pos
         env.config_map_data("rel-post-delete").await.unwrap()["step"],
         "after"
     );
+    // The deletion ran once: a pass that still saw the finalizer in its cache after the application was gone
+    // must not run the hooks again.
+    let deleted = env
+        .wait_event("web", "ResourcesDeleted", |m| m.contains("rel-web"))
+        .await;
     for w in watches {
         w.abort();
+    }
+    for hook in [
+        "ConfigMap rel-pre-delete-first",
+        "Job rel-pre-delete",
+        "ConfigMap rel-post-delete",
+    ] {
+        assert_eq!(history.times(&format!("Added {hook}")), 1, "{hook}");
     }
 
     // Order, by etcd revision: pre-delete hooks by weight, each complete before the next step, then the prune,
@@ -478,9 +500,6 @@ async fn deleting_a_chart_application_runs_pre_delete_hooks_then_prunes_then_pos
     assert!(job_done < config_gone);
     assert!(web_gone < post && config_gone < post);
 
-    let deleted = env
-        .wait_event("web", "ResourcesDeleted", |m| m.contains("rel-web"))
-        .await;
     let message = deleted.message.unwrap();
     assert!(message.contains("pre-delete"), "{message}");
     assert!(message.contains("post-delete"), "{message}");
