@@ -56,6 +56,20 @@ pub fn down(repo_root: &Path, name: &str) {
         .status();
 }
 
+/// CPU seconds so far of the test API server (with its in-server controllers) and of etcd of the cluster whose
+/// kubeconfig is `kubeconfig` (0 when unknown).
+pub fn cluster_cpu(kubeconfig: &Path) -> (f64, f64) {
+    let cpu = |file: &str| {
+        kubeconfig
+            .parent()
+            .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            .and_then(|pid| crate::procstat::sample(pid).ok())
+            .map_or(0.0, |s| s.cpu)
+    };
+    (cpu("server.pid"), cpu("etcd.pid"))
+}
+
 /// Counts the bench's own requests, so that they can be taken out of the server's counters.
 #[derive(Clone, Default)]
 pub struct OwnRequests(RequestLog);

@@ -352,15 +352,7 @@ impl Env {
     /// CPU seconds of the test API server (with its in-server controllers) and of its etcd so far, from the pid
     /// files `testcluster/up` writes beside the kubeconfig; 0 for one that cannot be read.
     pub fn cluster_cpu(&self) -> (f64, f64) {
-        let cpu = |file: &str| {
-            self.kubeconfig
-                .parent()
-                .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
-                .and_then(|p| p.trim().parse::<u32>().ok())
-                .and_then(|pid| procstat::sample(pid).ok())
-                .map_or(0.0, |s| s.cpu)
-        };
-        (cpu("server.pid"), cpu("etcd.pid"))
+        cluster::cluster_cpu(&self.kubeconfig)
     }
 
     /// Resets the controller's peak RSS (VmHWM) so that the next phase's peak can be read.

@@ -1,5 +1,6 @@
 //! Benchmark driver: measures Kedge against the test cluster and a local git server and writes a Markdown report.
 
+mod ceiling;
 mod cluster;
 mod env;
 mod faults;
@@ -45,6 +46,10 @@ pub struct Args {
     /// Objects for the sync-throughput comparison (0 to skip).
     #[arg(long, default_value_t = 1000)]
     pub throughput_objects: usize,
+    /// Skip the API server's ceiling for time to production (the same objects written directly, on a cluster of
+    /// their own, before each scale).
+    #[arg(long)]
+    pub no_ceiling: bool,
     /// The `kedge` binary under test.
     #[arg(long)]
     pub kedge: PathBuf,

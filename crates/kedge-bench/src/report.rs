@@ -272,6 +272,20 @@ pub fn render(args: &Args, root: &Path, r: &Results, took: Duration, load_start:
                 }
             }),
             row("what ran out", &|t| bottleneck(t)),
+            row(
+                "ceiling: the same namespaces and objects as parallel SSA PATCHes, to all available",
+                &|t| ceiling_way(t, |c| &c.apply),
+            ),
+            row("… as parallel creates, to all available", &|t| {
+                ceiling_way(t, |c| &c.create)
+            }),
+            row("Kedge / ceiling (SSA)", &|t| match &t.ceiling {
+                Some(c) if !t.timed_out && c.apply.available > Duration::ZERO => format!(
+                    "{:.2}×",
+                    t.total.as_secs_f64() / c.apply.available.as_secs_f64()
+                ),
+                _ => "-".into(),
+            }),
             row("reconciles", &|t| int(t.reconciles)),
             row("… mean pass, mean wait for a slot", &|t| {
                 let per = |x: f64| {
@@ -540,6 +554,23 @@ pub fn render(args: &Args, root: &Path, r: &Results, took: Duration, load_start:
 
 /// Which resource limited a time-to-production phase: the machine's CPU when it was nearly all busy (naming the
 /// largest user), else none of the CPUs measured, so waiting (latency, or work done one at a time) limited it.
+/// One way of the scale's ceiling: time to all available, the writes' time and the cluster's CPU.
+fn ceiling_way(
+    t: &crate::scenarios::Ttp,
+    way: fn(&crate::ceiling::Ceiling) -> &crate::ceiling::Way,
+) -> String {
+    match t.ceiling.as_ref().map(way) {
+        Some(w) => format!(
+            "{} (written in {}; API server {:.1} s, etcd {:.1} s)",
+            secs(w.available),
+            secs(w.written),
+            w.apiserver_cpu,
+            w.etcd_cpu
+        ),
+        None => "-".into(),
+    }
+}
+
 fn bottleneck(t: &crate::scenarios::Ttp) -> String {
     if t.machine_all <= 0.0 {
         return "-".to_owned();

@@ -45,6 +45,8 @@ pub struct Ttp {
     /// [`Self::server`] by verb and resource.
     pub by_resource: cluster::Resources,
     pub kedge_own: OwnCounts,
+    /// The API server's ceiling at this scale, measured on a cluster of its own in the same run.
+    pub ceiling: Option<crate::ceiling::Ceiling>,
 }
 
 /// Steady state at the largest scale.
@@ -249,6 +251,7 @@ async fn time_to_production(env: &mut Env, range: Range<usize>) -> Result<Ttp> {
         in_server: d.in_server,
         by_resource: d.by_resource,
         kedge_own: d.kedge,
+        ceiling: None,
     })
 }
 
@@ -507,6 +510,28 @@ pub async fn run_all(args: &Args, tools: &Tools) -> Results {
     }
     let largest = args.scales.iter().copied().max().unwrap_or(0);
     for &n in &args.scales {
+        let ceiling = if args.no_ceiling {
+            None
+        } else {
+            eprintln!(
+                "[{:>4}s] scale {n}: the API server's ceiling (the same objects written directly)",
+                started().elapsed().as_secs()
+            );
+            match crate::ceiling::measure(&args.root, n).await {
+                Ok(c) => {
+                    eprintln!(
+                        "  SSA: all available after {:.1}s; creates: {:.1}s",
+                        c.apply.available.as_secs_f64(),
+                        c.create.available.as_secs_f64()
+                    );
+                    Some(c)
+                }
+                Err(e) => {
+                    results.errors.push(format!("scale {n}: ceiling: {e:#}"));
+                    None
+                }
+            }
+        };
         eprintln!(
             "[{:>4}s] scale {n}: starting a fresh cluster and controller",
             started().elapsed().as_secs()
@@ -518,7 +543,11 @@ pub async fn run_all(args: &Args, tools: &Tools) -> Results {
                 continue;
             }
         };
-        if let Err(e) = scale(&mut env, n, n == largest, args, &mut results).await {
+        let result = scale(&mut env, n, n == largest, args, &mut results).await;
+        if let Some(t) = results.ttp.iter_mut().rev().find(|t| t.apps == n) {
+            t.ceiling = ceiling;
+        }
+        if let Err(e) = result {
             results.errors.push(format!(
                 "scale {n}: {e:#} (controller log: {})",
                 env.log.display()
