@@ -9,6 +9,7 @@ pub mod client;
 pub mod clusters;
 pub mod conditions;
 pub mod decide;
+pub mod dependents;
 pub mod drift;
 pub mod events;
 pub mod history;

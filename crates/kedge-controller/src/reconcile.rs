@@ -218,6 +218,8 @@ pub struct Context {
     memory: Mutex<HashMap<String, AppMemory>>,
     /// The controller's cache of Applications.
     apps: Store<Application>,
+    /// The applications downstream of each (kept from the watch of Applications).
+    pub dependents: Arc<crate::dependents::Dependents>,
     /// Admission of passes (see [`reconcile`]).
     pub admission: Arc<Admission>,
     /// The engines of the clusters applications deploy to.
@@ -273,6 +275,7 @@ impl Context {
             resolved_revisions: Mutex::default(),
             memory: Mutex::default(),
             apps,
+            dependents: Arc::default(),
             config,
             shard: None,
             notifier: None,
@@ -1483,12 +1486,7 @@ impl Pass<'_> {
         // Applications waiting for this one go as soon as it is ready; the stages promoted from it learn at once
         // that it is not ready any more.
         if standing(Some(status)) != standing(app.status.as_ref()) {
-            queue_dependents(
-                &ctx.apps,
-                &ctx.drift.trigger_sender(),
-                app,
-                standing(Some(status)),
-            );
+            queue_dependents(ctx, app, standing(Some(status)));
         }
         // Later passes may skip the comparison only while the watches would report a change to any of its objects.
         if !executed.acted
@@ -1529,7 +1527,7 @@ pub(crate) fn is_ready(status: &ApplicationStatus) -> bool {
             .is_none_or(|o| o.phase.is_completed())
 }
 
-fn dependency_keys(app: &Application) -> Vec<String> {
+pub(crate) fn dependency_keys(app: &Application) -> Vec<String> {
     let own = app.namespace().unwrap_or_default();
     app.spec
         .depends_on
@@ -1696,14 +1694,17 @@ fn standing(status: Option<&ApplicationStatus>) -> Standing {
 
 /// Queues the applications that depend on `app` or are promoted from it, once the cache they read `app` from shows
 /// it `standing` as the status just written says (they would otherwise see the state before; bounded wait).
-fn queue_dependents(
-    apps: &Store<Application>,
-    triggers: &tokio::sync::mpsc::UnboundedSender<CacheRef<Application>>,
-    app: &Application,
-    now: Standing,
-) {
-    let (apps, triggers, app) = (apps.clone(), triggers.clone(), app.clone());
-    let own = CacheRef::from_obj(&app);
+fn queue_dependents(ctx: &Context, app: &Application, now: Standing) {
+    let key = key_of(app);
+    if ctx.dependents.of(&key).is_empty() {
+        return;
+    }
+    let (apps, triggers, dependents) = (
+        ctx.apps.clone(),
+        ctx.drift.trigger_sender(),
+        ctx.dependents.clone(),
+    );
+    let own = CacheRef::from_obj(app);
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + DEPENDENTS_CACHE_WAIT;
         while tokio::time::Instant::now() < deadline {
@@ -1716,30 +1717,14 @@ fn queue_dependents(
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        send_dependents(&apps, &triggers, &app);
+        for downstream in dependents.of(&key) {
+            let _ = triggers.send(downstream);
+        }
     });
 }
 
 /// How long [`queue_dependents`] waits for the cache to show the status written.
 const DEPENDENTS_CACHE_WAIT: Duration = Duration::from_secs(10);
-
-fn send_dependents(
-    apps: &Store<Application>,
-    triggers: &tokio::sync::mpsc::UnboundedSender<CacheRef<Application>>,
-    app: &Application,
-) {
-    let key = key_of(app);
-    for other in apps.state() {
-        let downstream = other
-            .spec
-            .promotion
-            .as_ref()
-            .is_some_and(|p| promotion::upstream_key(&other, p) == key);
-        if downstream || dependency_keys(&other).contains(&key) {
-            let _ = triggers.send(CacheRef::from_obj(other.as_ref()));
-        }
-    }
-}
 
 /// Whether a self-heal sync would change anything: an object to apply, or (with prune) one to delete that makes
 /// the application OutOfSync (an `IgnoreExtraneous` one waits for the next sync, as in Argo CD).

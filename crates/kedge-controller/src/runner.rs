@@ -370,14 +370,29 @@ pub async fn run(
     // Changes to an Application queue a pass unless only its status changed: the status is this controller's own
     // report, and a pass after each of its writes would double the work of every sync (the store still sees them).
     let (app_changes, _) = tokio::sync::broadcast::channel::<Arc<str>>(4096);
+    let dependents = Arc::new(crate::dependents::Dependents::default());
     let changes = watcher(apps, watcher::Config::default())
         .default_backoff()
+        // Nothing reads an Application's managedFields, and each status write lists every field it owns there: as
+        // parsed JSON, several KiB per application held for nothing.
+        .modify(|app| app.managed_fields_mut().clear())
         .reflect(writer)
         .inspect({
             let app_changes = app_changes.clone();
             let shard = shard.as_ref().map(|(s, _)| s.clone());
             let metrics = metrics.clone();
+            let (dependents, store) = (dependents.clone(), store.clone());
             move |event| {
+                match event {
+                    Ok(watcher::Event::Apply(app)) => dependents.saw(app),
+                    Ok(watcher::Event::Delete(app)) => dependents.gone(app),
+                    // The store holds the new listing by now.
+                    Ok(watcher::Event::InitDone) => {
+                        let apps = store.state();
+                        dependents.rebuild(apps.iter().map(|a| a.as_ref()));
+                    }
+                    _ => {}
+                }
                 if let Ok(watcher::Event::Apply(app) | watcher::Event::Delete(app)) = event {
                     let _ = app_changes.send(key_of(app).into());
                 }
@@ -453,6 +468,7 @@ pub async fn run(
         write_guard.clone(),
         store.clone(),
     );
+    ctx.dependents = dependents;
     if let Some((shard, _)) = &shard {
         ctx = ctx.with_shard(shard.clone());
     }
