@@ -180,6 +180,12 @@ impl QuietMark {
     }
 }
 
+/// When a progressing application is looked at again without a change of its objects, when one of its kinds is
+/// not watched.
+const PROGRESS_FALLBACK: Duration = Duration::from_secs(10);
+/// ... and when every kind is watched (a change of any of its objects queues a pass at once).
+const PROGRESS_FALLBACK_WATCHED: Duration = Duration::from_secs(30);
+
 /// The message of the Ready condition of an application that is Synced and Healthy at `sha`.
 fn synced_and_healthy(sha: &str) -> String {
     format!("synced to {} and healthy", short(sha))
@@ -1389,8 +1395,14 @@ impl Pass<'_> {
             && plan_for_status.health != EngineHealth::Suspended
         {
             // Status changes of the objects themselves queue a pass through the drift watches; this is only a
-            // fallback. (At 2 s, 100 progressing applications kept every worker busy re-checking them.)
-            requeue = requeue.min(Duration::from_secs(10));
+            // fallback, for a kind that is not watched (yet) or a watch that is being restarted. (At 2 s, 100
+            // progressing applications kept every worker busy re-checking them; with thousands of applications
+            // waiting for their Deployments, passes every 10 s found what the watches would have reported.)
+            requeue = requeue.min(if all_watched {
+                PROGRESS_FALLBACK_WATCHED
+            } else {
+                PROGRESS_FALLBACK
+            });
         }
         let self_heal = app
             .spec
