@@ -57,7 +57,13 @@ struct Seen {
     listing: u64,
     /// The whole object as JSON text, for the kinds watched whole and objects Kedge tracks.
     object: Option<Arc<str>>,
+    /// For those: the versions this watch reported before `version`, newest first (at most [`EARLIER_KEPT`]).
+    earlier: Vec<Box<str>>,
 }
+
+/// How many earlier versions of an object kept whole are remembered: enough to tell that the watch has passed the
+/// version of Kedge's own apply while a rollout moves the object's status on.
+const EARLIER_KEPT: usize = 4;
 
 impl Versions {
     fn with_kind(&self, key: &(String, String), f: impl FnOnce(&mut KindVersions)) {
@@ -81,12 +87,22 @@ impl Versions {
                 k.objects.remove(&id);
             } else if let Some(v) = &meta.resource_version {
                 let listing = k.listing;
+                let mut earlier = Vec::new();
+                if object.is_some()
+                    && let Some(before) = k.objects.get_mut(&id)
+                    && before.version != *v
+                {
+                    earlier = std::mem::take(&mut before.earlier);
+                    earlier.insert(0, before.version.as_str().into());
+                    earlier.truncate(EARLIER_KEPT);
+                }
                 k.objects.insert(
                     id,
                     Seen {
                         version: v.clone(),
                         listing,
                         object,
+                        earlier,
                     },
                 );
             }
@@ -120,14 +136,14 @@ impl kedge_engine::ObjectVersions for Versions {
         kind: &str,
         namespace: Option<&str>,
         name: &str,
-        version: &str,
+        since: &str,
     ) -> Option<Arc<str>> {
         let kinds = self.kinds.read().unwrap_or_else(|p| p.into_inner());
         let seen = kinds
             .get(&(group.to_owned(), kind.to_owned()))?
             .objects
             .get(&(namespace.unwrap_or_default().to_owned(), name.to_owned()))?;
-        (seen.version == version)
+        (seen.version == since || seen.earlier.iter().any(|e| **e == *since))
             .then(|| seen.object.clone())
             .flatten()
     }
@@ -369,4 +385,60 @@ fn last_writer_is(meta: &kube::api::ObjectMeta, manager: &str) -> bool {
     at_newest
         .iter()
         .all(|f| f.manager.as_deref() == Some(manager) && f.subresource.is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use kedge_engine::ObjectVersions;
+
+    use super::*;
+
+    fn meta(version: &str) -> kube::api::ObjectMeta {
+        kube::api::ObjectMeta {
+            namespace: Some("ns".into()),
+            name: Some("web".into()),
+            resource_version: Some(version.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_whole_kept_object_is_served_once_the_watch_passed_the_version_asked() {
+        let versions = Versions::default();
+        let kind = ("apps".to_owned(), "Deployment".to_owned());
+        let record = |v: &str| {
+            let text: Arc<str> = Arc::from(format!("{{\"v\":{v}}}"));
+            versions.record(&kind, &meta(v), false, Some(text));
+        };
+        let copy = |since: &str| {
+            versions
+                .object("apps", "Deployment", Some("ns"), "web", since)
+                .map(|t| t.to_string())
+        };
+        for v in ["10", "11", "12"] {
+            record(v);
+        }
+        // The newest copy, for any version the watch has reported.
+        for since in ["10", "11", "12"] {
+            assert_eq!(copy(since).as_deref(), Some("{\"v\":12}"), "{since}");
+        }
+        assert_eq!(
+            copy("13"),
+            None,
+            "not reported yet: the watch may be behind"
+        );
+        for v in ["13", "14", "15", "16"] {
+            record(v);
+        }
+        assert_eq!(
+            copy("11"),
+            None,
+            "only the last {EARLIER_KEPT} earlier versions are kept"
+        );
+        assert_eq!(copy("12").as_deref(), Some("{\"v\":16}"));
+
+        // Gone: nothing to serve.
+        versions.record(&kind, &meta("17"), true, None);
+        assert_eq!(copy("16"), None);
+    }
 }

@@ -30,15 +30,16 @@ pub trait ObjectVersions: Send + Sync {
         name: &str,
     ) -> Option<Option<String>>;
 
-    /// The object itself as JSON text when the watch keeps this kind whole and holds it at `version`; `None`
-    /// otherwise (the default: watches of metadata only).
+    /// The object as the watch holds it now, as JSON text, when the watch keeps this kind whole and has reported
+    /// version `since` of it, now or before (so its copy is not older than `since`); `None` otherwise (the default:
+    /// watches of metadata only).
     fn object(
         &self,
         _group: &str,
         _kind: &str,
         _namespace: Option<&str>,
         _name: &str,
-        _version: &str,
+        _since: &str,
     ) -> Option<Arc<str>> {
         None
     }
@@ -154,9 +155,9 @@ impl LiveObjects for VersionedLiveObjects {
             let known = self.versions.version(&ar.group, &ar.kind, ns, name);
             let key = Self::key(resource, namespace, name);
             if let Some(current) = known {
-                // Whether the watch's copy may be older than what is held: it has not yet reported the version held
-                // (an apply's or a read's), so the version it reports now may come before it.
-                let mut watch_behind = false;
+                // The version the watch's copy must not be older than: the one held, until the watch has been seen
+                // to report it (after an apply or a read the watch may still be behind).
+                let mut since: Option<String> = None;
                 if let Ok(mut held) = self.held.lock() {
                     match (&current, held.get_mut(&key)) {
                         (Some(v), Some(h)) if h.version == *v => {
@@ -169,14 +170,19 @@ impl LiveObjects for VersionedLiveObjects {
                         // Absent from a complete listing, and never held: nothing to read. (One held and now absent
                         // was deleted, or the watch lags behind an apply: read it.)
                         (None, None) => return Ok(None),
-                        (Some(_), Some(h)) => watch_behind = !h.seen_by_watch,
+                        (Some(_), Some(h)) if !h.seen_by_watch => since = Some(h.version.clone()),
                         _ => {}
                     }
                 }
                 // A newer version than the one held: the watch's own copy, when it keeps the kind whole.
                 if let Some(v) = &current
-                    && !watch_behind
-                    && let Some(text) = self.versions.object(&ar.group, &ar.kind, ns, name, v)
+                    && let Some(text) = self.versions.object(
+                        &ar.group,
+                        &ar.kind,
+                        ns,
+                        name,
+                        since.as_deref().unwrap_or(v),
+                    )
                     && let Ok(value) = serde_json::from_str::<Value>(&text)
                 {
                     self.served_by_watch.fetch_add(1, Ordering::Relaxed);
