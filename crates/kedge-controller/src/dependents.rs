@@ -57,7 +57,7 @@ impl Index {
 }
 
 /// The applications `app` waits for or is promoted from, as `namespace/name` keys.
-pub fn upstreams(app: &Application) -> Vec<String> {
+fn upstreams(app: &Application) -> Vec<String> {
     let mut ups = dependency_keys(app);
     if let Some(p) = &app.spec.promotion {
         ups.push(promotion::upstream_key(app, p));

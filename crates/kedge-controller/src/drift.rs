@@ -90,11 +90,13 @@ impl Versions {
                 let mut earlier = Vec::new();
                 if object.is_some()
                     && let Some(before) = k.objects.get_mut(&id)
-                    && before.version != *v
                 {
+                    // The same version again (a new listing) keeps what was reported before it.
                     earlier = std::mem::take(&mut before.earlier);
-                    earlier.insert(0, before.version.as_str().into());
-                    earlier.truncate(EARLIER_KEPT);
+                    if before.version != *v {
+                        earlier.insert(0, before.version.as_str().into());
+                        earlier.truncate(EARLIER_KEPT);
+                    }
                 }
                 k.objects.insert(
                     id,
@@ -436,6 +438,9 @@ mod tests {
             "only the last {EARLIER_KEPT} earlier versions are kept"
         );
         assert_eq!(copy("12").as_deref(), Some("{\"v\":16}"));
+        // A new listing reports the current version again: what came before is still known.
+        record("16");
+        assert_eq!(copy("13").as_deref(), Some("{\"v\":16}"));
 
         // Gone: nothing to serve.
         versions.record(&kind, &meta("17"), true, None);
