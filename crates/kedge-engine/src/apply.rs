@@ -450,11 +450,7 @@ impl Engine {
         };
         let obj = serde_json::to_value(obj).map_err(|e| e.to_string())?;
         // The object as applied is exactly what a dry-run of the same payload would return.
-        let payload_hash = if o.payload_hash.is_empty() {
-            hash_value(&payload)
-        } else {
-            o.payload_hash.clone()
-        };
+        let payload_hash = o.payload_hash.unwrap_or_else(|| hash_value(&payload));
         self.live
             .remember(&resource, o.id.namespace.as_deref(), &o.id.name, &obj);
         if let Ok(mut c) = self.cache.lock() {

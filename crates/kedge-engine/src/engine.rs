@@ -292,7 +292,7 @@ mod tests {
         let mut cache = HashMap::new();
         let start = Instant::now();
         for n in 0..30 {
-            let mut e = CacheEntry::new("p".into(), "l".into(), &json!({}));
+            let mut e = CacheEntry::new([1; 32], [2; 32], &json!({}));
             e.used = start + Duration::from_millis(n as u64);
             cache.insert(id(n), e);
         }

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use kube::api::{Patch, PatchParams, ValidationDirective};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::attribution::{Attribution, attribute};
 use crate::cluster::{Resolved, api_code, api_message};
@@ -88,7 +88,7 @@ pub struct PlannedObject {
     #[serde(skip)]
     pub(crate) secrets: Vec<String>,
     #[serde(skip)]
-    pub(crate) payload_hash: String,
+    pub(crate) payload_hash: Option<Digest>,
 }
 
 impl PlannedObject {
@@ -234,8 +234,8 @@ pub const MASS_PRUNE_MIN: usize = 10;
 /// Dry-run results keyed by object, valid while both payload and live content are unchanged.
 #[derive(Clone)]
 pub(crate) struct CacheEntry {
-    pub(crate) payload_hash: String,
-    pub(crate) live_hash: String,
+    pub(crate) payload_hash: Digest,
+    pub(crate) live_hash: Digest,
     /// The normalized dry-run result as compact JSON text: one entry is kept per managed object for as long as the
     /// engine lives, and a parsed value takes several times the memory of its text.
     result: Box<str>,
@@ -245,7 +245,7 @@ pub(crate) struct CacheEntry {
 }
 
 impl CacheEntry {
-    pub(crate) fn new(payload_hash: String, live_hash: String, result: &Value) -> Self {
+    pub(crate) fn new(payload_hash: Digest, live_hash: Digest, result: &Value) -> Self {
         Self {
             payload_hash,
             live_hash,
@@ -260,8 +260,11 @@ impl CacheEntry {
     }
 }
 
-pub(crate) fn hash_value(v: &Value) -> String {
-    hex::encode(Sha256::digest(v.to_string().as_bytes()))
+/// A SHA-256 digest, kept as bytes (one per managed object is cached: hex text would take three times the memory).
+pub(crate) type Digest = [u8; 32];
+
+pub(crate) fn hash_value(v: &Value) -> Digest {
+    Sha256::digest(v.to_string().as_bytes()).into()
 }
 
 /// The metadata maps whose keys other writers add beside the applier's own.
@@ -281,9 +284,10 @@ fn payload_keys<'a>(payload: &'a Value, map: &str) -> impl Iterator<Item = &'a S
 /// and labels the payload does not set. What others write there (the deployment controller's revision annotation,
 /// a status) is carried into the apply result unchanged, so it does not call for another dry-run:
 /// [`rebase_metadata`] carries it into a cached result instead.
-pub(crate) fn live_hash(live: Option<&Value>, payload: &Value, manager: &str) -> String {
+pub(crate) fn live_hash(live: Option<&Value>, payload: &Value, manager: &str) -> Digest {
     let Some(live) = live else {
-        return "absent".into();
+        // No object: a digest no JSON text has (every text hashes to something else but by a SHA-256 collision).
+        return [0; 32];
     };
     let mut v = live.clone();
     if let Some(m) = v.as_object_mut() {
@@ -528,7 +532,7 @@ impl Engine {
                 resource,
                 live_uid: None,
                 secrets,
-                payload_hash: String::new(),
+                payload_hash: None,
             });
         }
 
@@ -794,11 +798,12 @@ impl Engine {
         if let Some(l) = &live {
             ignored.prepare_payload(&mut o.payload, l, &self.config.field_manager);
         }
-        o.payload_hash = hash_value(&o.payload);
+        let payload_hash = hash_value(&o.payload);
+        o.payload_hash = Some(payload_hash);
         let mut lhash = live_hash(live.as_ref(), &o.payload, &self.config.field_manager);
         let cached = self.cache.lock().ok().and_then(|mut c| {
             c.get_mut(&o.id)
-                .filter(|e| e.payload_hash == o.payload_hash && e.live_hash == lhash)
+                .filter(|e| e.payload_hash == payload_hash && e.live_hash == lhash)
                 .and_then(|e| {
                     e.used = std::time::Instant::now();
                     e.result()
@@ -840,10 +845,7 @@ impl Engine {
                     }
                     let result = normalize(&v);
                     if let Ok(mut c) = self.cache.lock() {
-                        c.insert(
-                            o.id.clone(),
-                            CacheEntry::new(o.payload_hash.clone(), lhash, &result),
-                        );
+                        c.insert(o.id.clone(), CacheEntry::new(payload_hash, lhash, &result));
                         crate::engine::bound_cache(&mut c);
                     }
                     result

@@ -6,7 +6,8 @@
 //! applied. A read answers from memory when the record names the version held; it answers "absent" without a request
 //! when the record has a complete listing of the kind, no such object, and the engine never held it; otherwise it
 //! reads the object and keeps it. For the kinds a watch keeps whole ([`ObjectVersions::object`], e.g. Deployments,
-//! whose status moves through a rollout), the watch's copy answers too, so a rollout's steps cost no reads.
+//! whose status moves through a rollout), the watch's copy answers too, so a rollout's steps cost no reads; once the
+//! watch holds the version kept here, the copy kept here is dropped, so such an object is in memory once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -158,9 +159,22 @@ impl LiveObjects for VersionedLiveObjects {
                 // The version the watch's copy must not be older than: the one held, until the watch has been seen
                 // to report it (after an apply or a read the watch may still be behind).
                 let mut since: Option<String> = None;
+                // The version held, when the watch's current version differs: once the watch's copy answers, the
+                // copy held here is older than it and goes.
+                let mut superseded: Option<String> = None;
                 if let Ok(mut held) = self.held.lock() {
                     match (&current, held.get_mut(&key)) {
                         (Some(v), Some(h)) if h.version == *v => {
+                            // A watch that keeps the object whole holds this very version: its copy answers from
+                            // now on, and the one held here goes (the object would otherwise be in memory twice).
+                            if let Some(text) =
+                                self.versions.object(&ar.group, &ar.kind, ns, name, v)
+                                && let Ok(value) = serde_json::from_str::<Value>(&text)
+                            {
+                                held.remove(&key);
+                                self.served_by_watch.fetch_add(1, Ordering::Relaxed);
+                                return Ok(Some(value));
+                            }
                             h.used = Instant::now();
                             h.seen_by_watch = true;
                             if let Ok(value) = serde_json::from_str(&h.text) {
@@ -170,7 +184,12 @@ impl LiveObjects for VersionedLiveObjects {
                         // Absent from a complete listing, and never held: nothing to read. (One held and now absent
                         // was deleted, or the watch lags behind an apply: read it.)
                         (None, None) => return Ok(None),
-                        (Some(_), Some(h)) if !h.seen_by_watch => since = Some(h.version.clone()),
+                        (Some(_), Some(h)) => {
+                            superseded = Some(h.version.clone());
+                            if !h.seen_by_watch {
+                                since = Some(h.version.clone());
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -185,6 +204,13 @@ impl LiveObjects for VersionedLiveObjects {
                     )
                     && let Ok(value) = serde_json::from_str::<Value>(&text)
                 {
+                    // Unless an apply has put a newer version there meanwhile.
+                    if let Some(old) = superseded
+                        && let Ok(mut held) = self.held.lock()
+                        && held.get(&key).is_some_and(|h| h.version == old)
+                    {
+                        held.remove(&key);
+                    }
                     self.served_by_watch.fetch_add(1, Ordering::Relaxed);
                     return Ok(Some(value));
                 }

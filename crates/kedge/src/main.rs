@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Pull-based GitOps continuous delivery for Kubernetes.
 #[derive(Parser, Debug)]
 #[command(name = "kedge", version, about)]

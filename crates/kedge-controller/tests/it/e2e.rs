@@ -1390,22 +1390,19 @@ async fn tracked_deployments_are_read_from_the_watch() {
             }
         })
     };
-    let seen = std::sync::atomic::AtomicUsize::new(0);
-    wait_for(STEP, Duration::from_millis(20), || async {
-        let Ok(server) = deployments.get("tracked").await else {
-            return false;
-        };
-        let current = server.metadata.resource_version.clone().unwrap_or_default();
-        let watched = kedge_engine::ObjectVersions::version(
+    // The version of the tracked Deployment the watch reports now.
+    let watched = || {
+        kedge_engine::ObjectVersions::version(
             versions.as_ref(),
             "apps",
             "Deployment",
             Some(&ns),
             "tracked",
-        );
-        if watched != Some(Some(current.clone())) {
-            return false;
-        }
+        )
+        .flatten()
+    };
+    // Reads the tracked Deployment, asserting that the watch's copy answered.
+    let read_from_watch = || async {
         let before = live.served_by_watch();
         let read = live
             .get(&deploy, Some(&ns), "tracked")
@@ -1413,11 +1410,25 @@ async fn tracked_deployments_are_read_from_the_watch() {
             .expect("read")
             .expect("present");
         assert_eq!(live.served_by_watch(), before + 1, "read from the watch");
-        assert_eq!(
-            read.pointer("/metadata/resourceVersion")
-                .and_then(|v| v.as_str()),
-            Some(current.as_str())
-        );
+        read
+    };
+    let version_of = |v: &serde_json::Value| {
+        v.pointer("/metadata/resourceVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    wait_for(STEP, Duration::from_millis(20), || async {
+        let Ok(server) = deployments.get("tracked").await else {
+            return false;
+        };
+        let current = server.metadata.resource_version.clone();
+        if current.is_none() || watched() != current {
+            return false;
+        }
+        let read = read_from_watch().await;
+        assert_eq!(Some(version_of(&read)), current);
         assert_eq!(read["kind"], "Deployment");
         assert_eq!(read["apiVersion"], "apps/v1");
         seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1441,6 +1452,7 @@ async fn tracked_deployments_are_read_from_the_watch() {
         .await
         .expect("apply");
     let applied = serde_json::to_value(&applied).expect("json");
+    let held_version = version_of(&applied);
     live.remember(&deploy, Some(&ns), "tracked", &applied);
     let read = live
         .get(&deploy, Some(&ns), "tracked")
@@ -1448,11 +1460,46 @@ async fn tracked_deployments_are_read_from_the_watch() {
         .expect("read")
         .expect("present");
     assert_eq!(
-        read.pointer("/metadata/resourceVersion"),
-        applied.pointer("/metadata/resourceVersion"),
+        version_of(&read),
+        held_version,
         "the applied version, not an older one the watch had"
     );
     assert_eq!(read["metadata"]["labels"]["applied"], "yes");
+    // Once the watch reports the version held, its copy answers and the held one goes: not kept twice.
+    wait_for(STEP, Duration::from_millis(20), || async {
+        let Ok(server) = deployments.get("tracked").await else {
+            return false;
+        };
+        let current = server.metadata.resource_version.clone();
+        current.as_deref() == Some(held_version.as_str()) && watched() == current
+    })
+    .await
+    .expect("the watch reports the applied version, which stays current");
+    let read = read_from_watch().await;
+    assert_eq!(version_of(&read), held_version);
+    assert_eq!(live.held(), 0, "the held copy went once the watch had it");
+    // Held again, then moved on by another writer: the watch's newer copy answers, and the older one held goes.
+    live.remember(&deploy, Some(&ns), "tracked", &read);
+    assert_eq!(live.held(), 1);
+    deployments
+        .patch(
+            "tracked",
+            &PatchParams {
+                field_manager: Some("someone-else".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(json!({ "metadata": { "labels": { "edited": "yes" } } })),
+        )
+        .await
+        .expect("edit");
+    wait_for(STEP, Duration::from_millis(20), || async {
+        watched().is_some_and(|v| v != held_version)
+    })
+    .await
+    .expect("the watch reports the edit");
+    let read = read_from_watch().await;
+    assert_eq!(read["metadata"]["labels"]["edited"], "yes");
+    assert_eq!(live.held(), 0, "the older copy held went");
     // Not tracked: the watch keeps no copy, so it is read.
     watch_sees("apps", "Deployment", "untracked")
         .await
