@@ -238,6 +238,8 @@ pub struct Context {
     pub projects: crate::projects::Projects,
     /// The compiled policies of the projects.
     pub policies: Arc<crate::policies::PolicyLoader>,
+    /// Whether the controller counted as busy when last sampled, and when (see [`Context::busy`]).
+    busy: Mutex<Option<(Instant, bool)>>,
 }
 
 impl Context {
@@ -287,7 +289,34 @@ impl Context {
             notifier: None,
             projects,
             policies,
+            busy: Mutex::default(),
         }
+    }
+
+    /// Whether the controller is busy: at least [`BUSY`] passes wait for a slot, or as many of its applications are
+    /// Progressing (a rollout of many at once). Sampled at most once a second (the second counts the cache).
+    fn busy(&self) -> bool {
+        let mut sample = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, busy)) = *sample
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return busy;
+        }
+        let busy = self.admission.waiting() >= BUSY
+            || self
+                .apps
+                .state()
+                .iter()
+                .filter(|a| {
+                    a.status
+                        .as_ref()
+                        .is_some_and(|s| s.health.status == HealthCode::Progressing)
+                })
+                .take(BUSY)
+                .count()
+                >= BUSY;
+        *sample = Some((Instant::now(), busy));
+        busy
     }
 
     /// Enforces the Projects of `projects`.
@@ -1486,7 +1515,7 @@ impl Pass<'_> {
                 .is_some_and(|old| only_progress_moved(old, status));
         let held = if progress_only {
             ctx.with_memory(&self.key, |m| m.status_written.map(|at| at.elapsed()))
-                .and_then(|since| PROGRESS_WRITE_INTERVAL.checked_sub(since))
+                .and_then(|since| progress_write_interval(ctx.busy()).checked_sub(since))
                 .filter(|left| !left.is_zero())
         } else {
             None
@@ -1905,7 +1934,7 @@ async fn run_sync(
             .is_some_and(|v| v.eq_ignore_ascii_case("false")),
         ..crate::spec_check::sync_defaults(app)
     };
-    // Running is written by the progress reporter once the sync has lasted a second: one that ends sooner has its
+    // Running is written by the progress reporter once the sync has lasted a second (five while busy): one that ends sooner has its
     // result written at once (an operation a user asked for was recorded as Running when it was taken).
     record_running(status, comparison, trigger, options.prune, &started_at);
     let api: &Api<Application> =
@@ -2431,7 +2460,12 @@ async fn report_progress(
     status: &ApplicationStatus,
     ctx: &Context,
 ) {
-    const EVERY: Duration = Duration::from_secs(1);
+    // Busy, the API server's time goes to the syncs themselves first (see `progress_write_interval`).
+    let every = if ctx.busy() {
+        SYNC_PROGRESS_EVERY_BUSY
+    } else {
+        SYNC_PROGRESS_EVERY
+    };
     let mut status = status.clone();
     let start = tokio::time::Instant::now();
     let mut last_write: Option<tokio::time::Instant> = None;
@@ -2439,7 +2473,7 @@ async fn report_progress(
         if last_write.is_some() && updates.changed().await.is_err() {
             return;
         }
-        let due = last_write.unwrap_or(start) + EVERY;
+        let due = last_write.unwrap_or(start) + every;
         while tokio::time::Instant::now() < due {
             tokio::select! {
                 () = tokio::time::sleep_until(due) => {}
@@ -2898,6 +2932,24 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 
 /// How often a rollout's progress alone (new health messages, the health still Progressing) is written.
 const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_secs(5);
+/// ... while the controller is busy ([`Context::busy`]): the API server's time goes to the state of applications
+/// (synced, healthy, failed), written at once, before messages on the way there.
+const PROGRESS_WRITE_INTERVAL_BUSY: Duration = Duration::from_secs(30);
+/// How long a sync runs before it is recorded as Running, and how often its steps are written while it runs.
+const SYNC_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// ... while the controller is busy.
+const SYNC_PROGRESS_EVERY_BUSY: Duration = Duration::from_secs(5);
+/// Passes waiting for a slot, or applications Progressing, from which the controller counts as busy.
+const BUSY: usize = 64;
+
+/// How long a rollout's progress alone waits after the last status write.
+fn progress_write_interval(busy: bool) -> Duration {
+    if busy {
+        PROGRESS_WRITE_INTERVAL_BUSY
+    } else {
+        PROGRESS_WRITE_INTERVAL
+    }
+}
 
 /// Whether `new` differs from `old` only in what a rollout in progress says: both Progressing, the same but for
 /// messages and the time of the pass.
@@ -3429,6 +3481,13 @@ mod tests {
         let mut moved = step("a");
         moved.sync.revision = Some("0123456".into());
         assert!(!only_progress_moved(&step("a"), &moved));
+    }
+
+    #[test]
+    fn progress_waits_longer_while_the_controller_is_busy() {
+        assert_eq!(progress_write_interval(false), PROGRESS_WRITE_INTERVAL);
+        assert_eq!(progress_write_interval(true), PROGRESS_WRITE_INTERVAL_BUSY);
+        assert!(PROGRESS_WRITE_INTERVAL_BUSY > PROGRESS_WRITE_INTERVAL);
     }
 
     #[test]
