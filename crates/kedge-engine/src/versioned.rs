@@ -131,6 +131,23 @@ impl VersionedLiveObjects {
         }
     }
 
+    /// The watch's own copy of an object it keeps whole, not older than version `since`, counted as served by it.
+    fn watch_copy(
+        &self,
+        resource: &Resolved,
+        namespace: Option<&str>,
+        name: &str,
+        since: &str,
+    ) -> Option<Value> {
+        let ar = &resource.resource;
+        let text = self
+            .versions
+            .object(&ar.group, &ar.kind, namespace, name, since)?;
+        let value = serde_json::from_str(&text).ok()?;
+        self.served_by_watch.fetch_add(1, Ordering::Relaxed);
+        Some(value)
+    }
+
     async fn read(
         &self,
         resource: &Resolved,
@@ -167,12 +184,8 @@ impl LiveObjects for VersionedLiveObjects {
                         (Some(v), Some(h)) if h.version == *v => {
                             // A watch that keeps the object whole holds this very version: its copy answers from
                             // now on, and the one held here goes (the object would otherwise be in memory twice).
-                            if let Some(text) =
-                                self.versions.object(&ar.group, &ar.kind, ns, name, v)
-                                && let Ok(value) = serde_json::from_str::<Value>(&text)
-                            {
+                            if let Some(value) = self.watch_copy(resource, ns, name, v) {
                                 held.remove(&key);
-                                self.served_by_watch.fetch_add(1, Ordering::Relaxed);
                                 return Ok(Some(value));
                             }
                             h.used = Instant::now();
@@ -195,14 +208,8 @@ impl LiveObjects for VersionedLiveObjects {
                 }
                 // A newer version than the one held: the watch's own copy, when it keeps the kind whole.
                 if let Some(v) = &current
-                    && let Some(text) = self.versions.object(
-                        &ar.group,
-                        &ar.kind,
-                        ns,
-                        name,
-                        since.as_deref().unwrap_or(v),
-                    )
-                    && let Ok(value) = serde_json::from_str::<Value>(&text)
+                    && let Some(value) =
+                        self.watch_copy(resource, ns, name, since.as_deref().unwrap_or(v))
                 {
                     // Unless an apply has put a newer version there meanwhile.
                     if let Some(old) = superseded
@@ -211,7 +218,6 @@ impl LiveObjects for VersionedLiveObjects {
                     {
                         held.remove(&key);
                     }
-                    self.served_by_watch.fetch_add(1, Ordering::Relaxed);
                     return Ok(Some(value));
                 }
                 tracing::debug!(kind = %ar.kind, ?ns, name, ?current, "live read: the version held is not current");
