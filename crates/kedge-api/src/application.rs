@@ -64,7 +64,7 @@ pub struct ApplicationSpec {
     pub suspend: bool,
     /// Decrypts SOPS-encrypted manifests before they are compared and applied, as Flux's `Kustomization.spec.decryption`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decryption: Option<Decryption>,
+    pub decryption: Option<Box<Decryption>>,
     /// Applications this one waits for, as Flux's `Kustomization.spec.dependsOn`: automated syncs (and self-heal)
     /// start only when each is Synced and Healthy with no operation running; until then the application reports
     /// `WaitingForDependencies`. A requested sync does not wait. A cycle refuses the syncs of its applications,
@@ -74,7 +74,7 @@ pub struct ApplicationSpec {
     /// Promotion from another application (the stage before this one): this application deploys, from its own
     /// path, the commit its upstream has run Synced and Healthy for at least `soak`, once approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub promotion: Option<Promotion>,
+    pub promotion: Option<Box<Promotion>>,
 }
 
 /// Where an application's revisions come from when it is a stage of a promotion chain.
@@ -202,10 +202,10 @@ pub struct ApplicationSource {
     pub path: String,
     /// Options for a plain directory of YAML/JSON files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub directory: Option<DirectorySource>,
+    pub directory: Option<Box<DirectorySource>>,
     /// Options for a Kustomize directory (detected by its kustomization file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kustomize: Option<KustomizeSource>,
+    pub kustomize: Option<Box<KustomizeSource>>,
     /// The chart name in a Helm repository (`repoURL` is then an https:// Helm repository or an `oci://`
     /// registry path, and `targetRevision` a chart version or semver constraint). Unset for charts in Git,
     /// which are detected by the `Chart.yaml` in `path`.
@@ -213,10 +213,10 @@ pub struct ApplicationSource {
     pub chart: Option<String>,
     /// Options for a Helm chart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub helm: Option<HelmSource>,
+    pub helm: Option<Box<HelmSource>>,
     /// Render and apply only commits signed by a trusted key (OpenPGP or SSH), as Flux's `GitRepository.spec.verify`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verify: Option<VerifySource>,
+    pub verify: Option<Box<VerifySource>>,
     /// The name a chart of `spec.sources` reads value files from this source by (`$name/path` in
     /// `helm.valueFiles`); such a source deploys nothing itself. Only in `spec.sources`.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
@@ -879,7 +879,7 @@ pub struct ApplicationStatus {
     pub reconciled_by: Option<String>,
     /// With `spec.promotion`: the revision promoted here, the candidate waiting and why, the promotions made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub promotion: Option<PromotionStatus>,
+    pub promotion: Option<Box<PromotionStatus>>,
 }
 
 /// Sync state of an application.
@@ -1150,8 +1150,8 @@ pub struct ResourceResult {
     pub object: ObjectRef,
     /// `Synced`, `Pruned`, `PruneSkipped`, `Failed`, ...
     pub status: String,
-    /// Details.
-    #[serde(default)]
+    /// Details (absent when there are none, as for an object created or left unchanged).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// `PreSync`, `Sync`, `PostSync` or `SyncFail` for hooks; empty for ordinary objects.
     #[serde(default, skip_serializing_if = "String::is_empty")]

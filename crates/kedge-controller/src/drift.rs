@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use kedge_api::{Application, TRACKING_ANNOTATION};
+use kedge_engine::PackedText;
 use kube::api::{Api, DynamicObject};
 use kube::core::GroupVersionKind;
 use kube::core::PartialObjectMeta;
@@ -46,19 +47,25 @@ struct KindVersions {
     complete: bool,
     /// The listing being made: objects not seen again by its end are gone.
     listing: u64,
-    /// (namespace, name) -> what the watch last saw of it.
-    objects: HashMap<(String, String), Seen>,
+    /// `namespace/name` (the namespace empty for a cluster-scoped object) -> what the watch last saw of it: one
+    /// allocation per object, and less room in the table than two strings.
+    objects: HashMap<Box<str>, Seen>,
 }
 
 /// An object as a watch last saw it.
 struct Seen {
-    version: String,
+    version: Box<str>,
     /// The listing it was last seen in.
     listing: u64,
-    /// The whole object as JSON text, for the kinds watched whole and objects Kedge tracks.
-    object: Option<Arc<str>>,
+    /// The whole object as JSON text (packed), for the kinds watched whole and objects Kedge tracks.
+    object: Option<Arc<PackedText>>,
     /// For those: the versions this watch reported before `version`, newest first (at most [`EARLIER_KEPT`]).
     earlier: Vec<Box<str>>,
+}
+
+/// The key of an object in [`KindVersions::objects`].
+fn object_key(namespace: &str, name: &str) -> Box<str> {
+    format!("{namespace}/{name}").into_boxed_str()
 }
 
 /// How many earlier versions of an object kept whole are remembered: enough to tell that the watch has passed the
@@ -76,11 +83,11 @@ impl Versions {
         key: &(String, String),
         meta: &kube::api::ObjectMeta,
         deleted: bool,
-        object: Option<Arc<str>>,
+        object: Option<Arc<PackedText>>,
     ) {
-        let id = (
-            meta.namespace.clone().unwrap_or_default(),
-            meta.name.clone().unwrap_or_default(),
+        let id = object_key(
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
         );
         self.with_kind(key, |k| {
             if deleted {
@@ -93,15 +100,15 @@ impl Versions {
                 {
                     // The same version again (a new listing) keeps what was reported before it.
                     earlier = std::mem::take(&mut before.earlier);
-                    if before.version != *v {
-                        earlier.insert(0, before.version.as_str().into());
+                    if *before.version != **v {
+                        earlier.insert(0, before.version.clone());
                         earlier.truncate(EARLIER_KEPT);
                     }
                 }
                 k.objects.insert(
                     id,
                     Seen {
-                        version: v.clone(),
+                        version: v.as_str().into(),
                         listing,
                         object,
                         earlier,
@@ -127,8 +134,8 @@ impl kedge_engine::ObjectVersions for Versions {
         }
         Some(
             k.objects
-                .get(&(namespace.unwrap_or_default().to_owned(), name.to_owned()))
-                .map(|seen| seen.version.clone()),
+                .get(&object_key(namespace.unwrap_or_default(), name))
+                .map(|seen| seen.version.to_string()),
         )
     }
 
@@ -139,13 +146,13 @@ impl kedge_engine::ObjectVersions for Versions {
         namespace: Option<&str>,
         name: &str,
         since: &str,
-    ) -> Option<Arc<str>> {
+    ) -> Option<Arc<PackedText>> {
         let kinds = self.kinds.read().unwrap_or_else(|p| p.into_inner());
         let seen = kinds
             .get(&(group.to_owned(), kind.to_owned()))?
             .objects
-            .get(&(namespace.unwrap_or_default().to_owned(), name.to_owned()))?;
-        (seen.version == since || seen.earlier.iter().any(|e| **e == *since))
+            .get(&object_key(namespace.unwrap_or_default(), name))?;
+        (*seen.version == *since || seen.earlier.iter().any(|e| **e == *since))
             .then(|| seen.object.clone())
             .flatten()
     }
@@ -269,7 +276,7 @@ impl DriftWatcher {
 }
 
 /// What a watch event carries here: the object's metadata, and the whole object for the kinds kept whole.
-type Observed = (kube::api::ObjectMeta, Option<Arc<str>>);
+type Observed = (kube::api::ObjectMeta, Option<Arc<PackedText>>);
 
 fn map_event<K>(event: Event<K>, f: impl FnOnce(K) -> Observed) -> Event<Observed> {
     match event {
@@ -295,7 +302,7 @@ fn whole(mut object: DynamicObject, types: &kube::api::TypeMeta) -> Observed {
             serde_json::to_string(&object).ok()
         })
         .flatten()
-        .map(Arc::from);
+        .map(|text| Arc::new(PackedText::pack(&text)));
     (object.metadata, text)
 }
 
@@ -409,13 +416,13 @@ mod tests {
         let versions = Versions::default();
         let kind = ("apps".to_owned(), "Deployment".to_owned());
         let record = |v: &str| {
-            let text: Arc<str> = Arc::from(format!("{{\"v\":{v}}}"));
-            versions.record(&kind, &meta(v), false, Some(text));
+            let text = PackedText::pack(&format!("{{\"v\":{v}}}"));
+            versions.record(&kind, &meta(v), false, Some(Arc::new(text)));
         };
         let copy = |since: &str| {
             versions
                 .object("apps", "Deployment", Some("ns"), "web", since)
-                .map(|t| t.to_string())
+                .and_then(|t| t.unpack())
         };
         for v in ["10", "11", "12"] {
             record(v);

@@ -714,7 +714,12 @@ impl Pass<'_> {
             Some(Err(e)) => (None, Some(e.to_string())),
             None => (None, None),
         };
-        let old = self.status.promotion.clone().unwrap_or_default();
+        let old = self
+            .status
+            .promotion
+            .as_deref()
+            .cloned()
+            .unwrap_or_default();
         let step = promotion::step(
             spec,
             old.clone(),
@@ -776,7 +781,7 @@ impl Pass<'_> {
                 ));
             }
         }
-        self.status.promotion = Some(step.status);
+        self.status.promotion = Some(Box::new(step.status));
         // Taken (or refused) once: cleared only if it still asks for the same.
         if let Some(raw) = raw {
             clear_annotation(&self.api, app, kedge_api::PROMOTE_ANNOTATION, &raw, ctx).await?;

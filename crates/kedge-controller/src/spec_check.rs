@@ -134,7 +134,9 @@ pub fn check(app: &Application) -> Result<CheckedSpec, PipelineError> {
     }
     let sync = sync_options(spec.sync_policy.as_ref()).map_err(refused)?;
     let kustomize = match &spec.source.kustomize {
-        Some(k) if *k != KustomizeSource::default() => Some(kustomize_options(k).map_err(refused)?),
+        Some(k) if **k != KustomizeSource::default() => {
+            Some(kustomize_options(k).map_err(refused)?)
+        }
         _ => None,
     };
     if kustomize.is_some() && spec.source.chart.is_some() {
@@ -148,7 +150,7 @@ pub fn check(app: &Application) -> Result<CheckedSpec, PipelineError> {
         .source
         .helm
         .as_ref()
-        .is_some_and(|h| *h != kedge_api::HelmSource::default());
+        .is_some_and(|h| **h != kedge_api::HelmSource::default());
     if kustomize.is_some() && helm {
         return Err(refused(
             "spec.source sets both kustomize and helm: a source is one of them, as in Argo CD"
@@ -620,25 +622,25 @@ mod tests {
         }
         let mut app = Application::new("a", Default::default());
         app.spec.source.chart = Some("shop".into());
-        app.spec.source.kustomize = Some(KustomizeSource {
+        app.spec.source.kustomize = Some(Box::new(KustomizeSource {
             name_prefix: Some("x-".into()),
             ..Default::default()
-        });
+        }));
         assert!(check(&app).is_err());
-        app.spec.source.kustomize = Some(KustomizeSource::default());
+        app.spec.source.kustomize = Some(Box::default());
         assert!(
             check(&app).is_ok(),
             "an empty kustomize block asks for nothing"
         );
         app.spec.source.chart = None;
-        app.spec.source.kustomize = Some(KustomizeSource {
+        app.spec.source.kustomize = Some(Box::new(KustomizeSource {
             name_prefix: Some("x-".into()),
             ..Default::default()
-        });
-        app.spec.source.helm = Some(kedge_api::HelmSource {
+        }));
+        app.spec.source.helm = Some(Box::new(kedge_api::HelmSource {
             release_name: Some("r".into()),
             ..Default::default()
-        });
+        }));
         let err = check(&app).expect_err("both").to_string();
         assert!(err.contains("both kustomize and helm"), "{err}");
     }

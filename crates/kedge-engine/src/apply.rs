@@ -14,7 +14,6 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::cluster::{Resolved, api_code, api_message};
-use crate::diff::normalize;
 use crate::engine::{Engine, PropagationPolicy, SyncOptions};
 use crate::error::EngineError;
 use crate::health::{Health, HealthChecker, HealthStatus};
@@ -24,7 +23,7 @@ use crate::object::{
 use crate::order::{HookPhase, kind_rank};
 use crate::plan::{
     CacheEntry, Plan, PlannedHook, PlannedObject, PruneAction, SyncStatus, Tracking,
-    adopted_message, by_wave, hash_value, live_hash,
+    adopted_message, by_wave, cache_key, hash_value, live_hash,
 };
 
 /// What a sync did to one object.
@@ -455,16 +454,16 @@ impl Engine {
             .remember(&resource, o.id.namespace.as_deref(), &o.id.name, &obj);
         if let Ok(mut c) = self.cache.lock() {
             c.insert(
-                o.id.clone(),
-                CacheEntry::new(
+                cache_key(&o.id),
+                CacheEntry::applied(
                     payload_hash,
                     live_hash(Some(&obj), &payload, &self.config.field_manager),
-                    &normalize(&obj),
                 ),
             );
         }
+        // A created object needs no details: the plan's message ("will be created ...") is stale once it is.
         let (action, message) = if o.status == SyncStatus::Missing {
-            (Action::Created, o.message.clone())
+            (Action::Created, String::new())
         } else if o.tracking == Tracking::Untracked {
             (Action::Adopted, adopted_message(&o.adopted_from))
         } else {

@@ -12,6 +12,8 @@ use crate::health::{HealthChecker, HealthRule};
 use crate::ignore::IgnoreRule;
 use crate::object::{AppRef, ObjectId};
 use crate::plan::CacheEntry;
+#[cfg(test)]
+use crate::plan::cache_key;
 
 /// What the engine needs to know about an application.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -133,7 +135,7 @@ pub struct Engine {
     pub(crate) client: kube::Client,
     pub(crate) live: Arc<dyn LiveObjects>,
     pub(crate) resources: Resources,
-    pub(crate) cache: Mutex<HashMap<ObjectId, CacheEntry>>,
+    pub(crate) cache: Mutex<HashMap<Box<str>, CacheEntry>>,
     pub(crate) stats: Arc<EngineStats>,
     pub(crate) config: EngineConfig,
     pub(crate) health: HealthChecker,
@@ -254,11 +256,11 @@ impl Engine {
 pub const DRY_RUN_CACHE_MAX: usize = 200_000;
 
 /// Keeps `cache` within [`DRY_RUN_CACHE_MAX`] entries.
-pub(crate) fn bound_cache(cache: &mut HashMap<ObjectId, CacheEntry>) {
+pub(crate) fn bound_cache(cache: &mut HashMap<Box<str>, CacheEntry>) {
     bound_cache_to(cache, DRY_RUN_CACHE_MAX);
 }
 
-fn bound_cache_to(cache: &mut HashMap<ObjectId, CacheEntry>, max: usize) {
+fn bound_cache_to(cache: &mut HashMap<Box<str>, CacheEntry>, max: usize) {
     if cache.len() <= max {
         return;
     }
@@ -292,19 +294,22 @@ mod tests {
         let mut cache = HashMap::new();
         let start = Instant::now();
         for n in 0..30 {
-            let mut e = CacheEntry::new([1; 32], [2; 32], &json!({}));
+            let mut e = CacheEntry::new([1; 32], [2; 32], &json!({}), None);
             e.used = start + Duration::from_millis(n as u64);
-            cache.insert(id(n), e);
+            cache.insert(cache_key(&id(n)), e);
         }
         bound_cache_to(&mut cache, 40);
         assert_eq!(cache.len(), 30, "within the bound nothing goes");
         bound_cache_to(&mut cache, 20);
         assert_eq!(cache.len(), 18, "nine tenths of the bound are kept");
-        assert!(!cache.contains_key(&id(11)), "the least recently used go");
-        assert!(cache.contains_key(&id(12)) && cache.contains_key(&id(29)));
+        assert!(
+            !cache.contains_key(&cache_key(&id(11))),
+            "the least recently used go"
+        );
+        assert!(cache.contains_key(&cache_key(&id(12))) && cache.contains_key(&cache_key(&id(29))));
         bound_cache_to(&mut cache, 1);
         assert_eq!(cache.len(), 1);
-        assert!(cache.contains_key(&id(29)));
+        assert!(cache.contains_key(&cache_key(&id(29))));
     }
 }
 

@@ -102,6 +102,7 @@ pub mod ignore;
 mod namespaces;
 pub mod object;
 pub mod order;
+pub mod packed;
 pub mod plan;
 mod versioned;
 mod watch;
@@ -116,6 +117,7 @@ pub use health::{Health, HealthChecker, HealthRule, HealthStatus};
 pub use ignore::IgnoreRule;
 pub use object::{AppRef, DesiredObject, ObjectId, ObjectSyncOptions};
 pub use order::{HookDeletePolicy, HookPhase};
+pub use packed::PackedText;
 pub use plan::{
     MASS_PRUNE_MIN, Plan, PlannedHook, PlannedObject, PruneAction, PruneCandidate, SyncStatus,
     Tracking,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, PartialObjectMeta};
+use kube::api::{Api, ObjectMeta, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::task::JoinHandle;
@@ -31,6 +31,14 @@ impl Namespaces {
         let (flag, ready) = tokio::sync::watch::channel(false);
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
+            // Only the name is read: the rest (managedFields above all) would be held for every namespace.
+            .modify(|ns| {
+                ns.metadata = ObjectMeta {
+                    name: ns.metadata.name.take(),
+                    resource_version: ns.metadata.resource_version.take(),
+                    ..ObjectMeta::default()
+                };
+            })
             .reflect(writer);
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);

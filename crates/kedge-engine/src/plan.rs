@@ -236,28 +236,72 @@ pub const MASS_PRUNE_MIN: usize = 10;
 pub(crate) struct CacheEntry {
     pub(crate) payload_hash: Digest,
     pub(crate) live_hash: Digest,
-    /// The normalized dry-run result as compact JSON text: one entry is kept per managed object for as long as the
-    /// engine lives, and a parsed value takes several times the memory of its text.
-    result: Box<str>,
+    /// The normalized dry-run result as compact JSON text (one entry is kept per managed object for as long as the
+    /// engine lives, and a parsed value takes several times the memory of its text); `None` when it was the live
+    /// object itself, normalized, as it is after an apply and whenever the object is in sync. A live object with
+    /// the same [`live_hash`] then gives the same result, so nothing needs keeping.
+    result: Option<Box<str>>,
     /// When a plan last used it: entries nobody used for a while (objects of deleted applications, typically)
     /// are evicted.
     pub(crate) used: std::time::Instant,
 }
 
 impl CacheEntry {
-    pub(crate) fn new(payload_hash: Digest, live_hash: Digest, result: &Value) -> Self {
+    /// An entry for `result`, the normalized result of applying a payload with digest `payload_hash` to `live`
+    /// (whose digest is `live_hash`).
+    pub(crate) fn new(
+        payload_hash: Digest,
+        live_hash: Digest,
+        result: &Value,
+        live: Option<&Value>,
+    ) -> Self {
+        let same = live.is_some_and(|l| normalize(l) == *result);
         Self {
             payload_hash,
             live_hash,
-            result: result.to_string().into_boxed_str(),
+            result: (!same).then(|| result.to_string().into_boxed_str()),
             used: std::time::Instant::now(),
         }
     }
 
-    /// The cached result; `None` if the text does not parse (it always does: it was written from a value).
-    pub(crate) fn result(&self) -> Option<Value> {
-        serde_json::from_str(&self.result).ok()
+    /// An entry for an apply whose result is the live object it returned.
+    pub(crate) fn applied(payload_hash: Digest, live_hash: Digest) -> Self {
+        Self {
+            payload_hash,
+            live_hash,
+            result: None,
+            used: std::time::Instant::now(),
+        }
     }
+
+    /// The cached result, normalized, brought up to date with what others wrote into `live`'s annotations and
+    /// labels since; `None` if there is none to give (a text that does not parse, which cannot happen as it was
+    /// written from a value, or an entry of the live object itself with no live object).
+    pub(crate) fn result(&self, live: Option<&Value>, payload: &Value) -> Option<Value> {
+        match (&self.result, live) {
+            (None, Some(live)) => Some(normalize(live)),
+            (None, None) => None,
+            (Some(text), live) => {
+                let mut result: Value = serde_json::from_str(text).ok()?;
+                if let Some(l) = live {
+                    rebase_metadata(&mut result, l, payload);
+                }
+                Some(result)
+            }
+        }
+    }
+
+    /// Whether the result is kept as text (and not as "the live object"), for tests.
+    #[cfg(test)]
+    pub(crate) fn keeps_text(&self) -> bool {
+        self.result.is_some()
+    }
+}
+
+/// The key of an object's entry in the dry-run cache: its identity as one string (one allocation per managed object,
+/// and a quarter of the room of an [`ObjectId`] in the table).
+pub(crate) fn cache_key(id: &ObjectId) -> Box<str> {
+    id.to_string().into_boxed_str()
 }
 
 /// A SHA-256 digest, kept as bytes (one per managed object is cached: hex text would take three times the memory).
@@ -802,21 +846,18 @@ impl Engine {
         o.payload_hash = Some(payload_hash);
         let mut lhash = live_hash(live.as_ref(), &o.payload, &self.config.field_manager);
         let cached = self.cache.lock().ok().and_then(|mut c| {
-            c.get_mut(&o.id)
+            c.get_mut(&*cache_key(&o.id))
                 .filter(|e| e.payload_hash == payload_hash && e.live_hash == lhash)
                 .and_then(|e| {
                     e.used = std::time::Instant::now();
-                    e.result()
+                    e.result(live.as_ref(), &o.payload)
                 })
         });
         let dry = match cached {
-            Some(mut result) => {
+            Some(result) => {
                 self.stats
                     .dry_run_cache_hits
                     .fetch_add(1, Ordering::Relaxed);
-                if let Some(l) = &live {
-                    rebase_metadata(&mut result, l, &o.payload);
-                }
                 result
             }
             None => match self.dry_run(&resource, &o).await {
@@ -845,7 +886,10 @@ impl Engine {
                     }
                     let result = normalize(&v);
                     if let Ok(mut c) = self.cache.lock() {
-                        c.insert(o.id.clone(), CacheEntry::new(payload_hash, lhash, &result));
+                        c.insert(
+                            cache_key(&o.id),
+                            CacheEntry::new(payload_hash, lhash, &result, live.as_ref()),
+                        );
                         crate::engine::bound_cache(&mut c);
                     }
                     result
@@ -1145,6 +1189,52 @@ mod tests {
         );
         assert_eq!(cached["metadata"]["labels"], json!({ "app": "web" }));
         assert!(diff(Some(&normalize(&annotated)), &cached).is_empty());
+    }
+
+    #[test]
+    fn an_entry_of_an_object_in_sync_keeps_no_copy_and_gives_the_same_result() {
+        let payload = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "web", "annotations": { "team": "a" }, "labels": { "app": "web" } },
+            "spec": { "replicas": 2 },
+        });
+        let ours = json!({ "manager": "kedge", "operation": "Apply", "time": "1", "fieldsV1": { "f:spec": {} } });
+        let applied = deployment(json!({ "team": "a" }), json!([ours]), 2);
+        let h = |v: &Value| live_hash(Some(v), &payload, "kedge");
+        // Then the deployment controller annotates it and reports status: the same digest.
+        let mut later = deployment(
+            json!({ "team": "a", "deployment.kubernetes.io/revision": "1" }),
+            json!([ours]),
+            2,
+        );
+        later["status"] = json!({ "readyReplicas": 2 });
+        assert_eq!(h(&applied), h(&later));
+
+        let after_apply = CacheEntry::applied([1; 32], h(&applied));
+        let in_sync = CacheEntry::new([1; 32], h(&applied), &normalize(&applied), Some(&applied));
+        assert!(!after_apply.keeps_text() && !in_sync.keeps_text());
+        // What a kept copy would have given: the result rebased on the live object.
+        let mut kept = normalize(&applied);
+        rebase_metadata(&mut kept, &later, &payload);
+        for entry in [&after_apply, &in_sync] {
+            let result = entry.result(Some(&later), &payload).expect("result");
+            assert_eq!(result, kept);
+            assert!(diff(Some(&normalize(&later)), &result).is_empty());
+            // With no live object there is nothing to give (the digest of none never matches such an entry).
+            assert_eq!(entry.result(None, &payload), None);
+        }
+
+        // A result that differs from the live object (the payload changes the spec) is kept, and rebased.
+        let wanted = normalize(&deployment(json!({ "team": "a" }), json!([]), 3));
+        let out_of_sync = CacheEntry::new([2; 32], h(&applied), &wanted, Some(&applied));
+        assert!(out_of_sync.keeps_text());
+        let result = out_of_sync.result(Some(&later), &payload).expect("result");
+        assert_eq!(result["spec"]["replicas"], json!(3));
+        assert_eq!(
+            result["metadata"]["annotations"],
+            json!({ "team": "a", "deployment.kubernetes.io/revision": "1" })
+        );
+        assert!(!diff(Some(&normalize(&later)), &result).is_empty());
     }
 
     fn plan_pruning(deleted: usize, kept: usize, inventory: usize) -> Plan {

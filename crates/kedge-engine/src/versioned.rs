@@ -18,6 +18,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::cluster::{ApiLiveObjects, LiveObjects, Resolved};
+use crate::packed::PackedText;
 
 /// A record of the current resource version of objects, kept by a watch.
 pub trait ObjectVersions: Send + Sync {
@@ -31,7 +32,7 @@ pub trait ObjectVersions: Send + Sync {
         name: &str,
     ) -> Option<Option<String>>;
 
-    /// The object as the watch holds it now, as JSON text, when the watch keeps this kind whole and has reported
+    /// The object as the watch holds it now, as JSON text (packed), when the watch keeps this kind whole and has reported
     /// version `since` of it, now or before (so its copy is not older than `since`); `None` otherwise (the default:
     /// watches of metadata only).
     fn object(
@@ -41,17 +42,20 @@ pub trait ObjectVersions: Send + Sync {
         _namespace: Option<&str>,
         _name: &str,
         _since: &str,
-    ) -> Option<Arc<str>> {
+    ) -> Option<Arc<PackedText>> {
         None
     }
 }
 
-type Key = (String, String, Option<String>, String);
+/// `group/kind/namespace/name` (none of them holds a `/`; the namespace is empty for a cluster-scoped object): one
+/// allocation per object held, and a quarter of the room of four strings in the table.
+type Key = Box<str>;
 
 struct Held {
-    version: String,
-    /// The object as compact JSON text (a parsed value takes several times the memory).
-    text: Box<str>,
+    version: Box<str>,
+    /// The object as compact JSON text, packed (a parsed value takes several times the memory of its text, and the
+    /// text several times that of it packed).
+    text: PackedText,
     used: Instant,
     /// Whether the watch has reported this version. Until it has, a different version the watch reports may be older
     /// than this one (the watch lags behind an apply or a read), and its copy must not be served.
@@ -92,12 +96,10 @@ impl VersionedLiveObjects {
 
     fn key(resource: &Resolved, namespace: Option<&str>, name: &str) -> Key {
         let ar = &resource.resource;
-        (
-            ar.group.clone(),
-            ar.kind.clone(),
-            namespace.filter(|_| resource.namespaced).map(str::to_owned),
-            name.to_owned(),
-        )
+        let namespace = namespace
+            .filter(|_| resource.namespaced)
+            .unwrap_or_default();
+        format!("{}/{}/{namespace}/{name}", ar.group, ar.kind).into_boxed_str()
     }
 
     fn keep(&self, key: Key, object: Option<&Value>) {
@@ -112,8 +114,8 @@ impl VersionedLiveObjects {
                 held.insert(
                     key,
                     Held {
-                        version: v.to_owned(),
-                        text: o.to_string().into_boxed_str(),
+                        version: v.into(),
+                        text: PackedText::pack(&o.to_string()),
                         used: Instant::now(),
                         seen_by_watch: false,
                     },
@@ -143,7 +145,7 @@ impl VersionedLiveObjects {
         let text = self
             .versions
             .object(&ar.group, &ar.kind, namespace, name, since)?;
-        let value = serde_json::from_str(&text).ok()?;
+        let value = text.json()?;
         self.served_by_watch.fetch_add(1, Ordering::Relaxed);
         Some(value)
     }
@@ -181,7 +183,7 @@ impl LiveObjects for VersionedLiveObjects {
                 let mut superseded: Option<String> = None;
                 if let Ok(mut held) = self.held.lock() {
                     match (&current, held.get_mut(&key)) {
-                        (Some(v), Some(h)) if h.version == *v => {
+                        (Some(v), Some(h)) if *h.version == **v => {
                             // A watch that keeps the object whole holds this very version: its copy answers from
                             // now on, and the one held here goes (the object would otherwise be in memory twice).
                             if let Some(value) = self.watch_copy(resource, ns, name, v) {
@@ -190,7 +192,7 @@ impl LiveObjects for VersionedLiveObjects {
                             }
                             h.used = Instant::now();
                             h.seen_by_watch = true;
-                            if let Ok(value) = serde_json::from_str(&h.text) {
+                            if let Some(value) = h.text.json() {
                                 return Ok(Some(value));
                             }
                         }
@@ -198,9 +200,9 @@ impl LiveObjects for VersionedLiveObjects {
                         // was deleted, or the watch lags behind an apply: read it.)
                         (None, None) => return Ok(None),
                         (Some(_), Some(h)) => {
-                            superseded = Some(h.version.clone());
+                            superseded = Some(h.version.to_string());
                             if !h.seen_by_watch {
-                                since = Some(h.version.clone());
+                                since = Some(h.version.to_string());
                             }
                         }
                         _ => {}
@@ -214,7 +216,7 @@ impl LiveObjects for VersionedLiveObjects {
                     // Unless an apply has put a newer version there meanwhile.
                     if let Some(old) = superseded
                         && let Ok(mut held) = self.held.lock()
-                        && held.get(&key).is_some_and(|h| h.version == old)
+                        && held.get(&key).is_some_and(|h| *h.version == *old)
                     {
                         held.remove(&key);
                     }

@@ -535,7 +535,7 @@ mod tests {
                 .insert(PROMOTE_ANNOTATION.into(), raw.into());
         }
         app.status = Some(ApplicationStatus {
-            promotion,
+            promotion: promotion.map(Box::new),
             ..Default::default()
         });
         app

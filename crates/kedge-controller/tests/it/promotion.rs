@@ -11,7 +11,7 @@ use serde_json::json;
 fn promotion_of(app: &Application) -> PromotionStatus {
     app.status
         .as_ref()
-        .and_then(|s| s.promotion.clone())
+        .and_then(|s| s.promotion.as_deref().cloned())
         .unwrap_or_default()
 }
 

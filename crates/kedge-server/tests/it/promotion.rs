@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 fn promotion_of(app: &kedge_api::Application) -> PromotionStatus {
     app.status
         .as_ref()
-        .and_then(|s| s.promotion.clone())
+        .and_then(|s| s.promotion.as_deref().cloned())
         .unwrap_or_default()
 }
 
