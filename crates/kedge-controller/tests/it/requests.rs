@@ -51,6 +51,23 @@ async fn a_first_deployment_reads_only_what_changed() {
     )
     .await;
     env.wait_synced("web", &sha).await;
+    // What the sync did says "Created", and nothing more: not the plan's "will be created (namespace ... does not
+    // exist yet)", which is stale once it ran.
+    let app = env.app("web").await;
+    let result = app
+        .status
+        .and_then(|s| s.operation_state)
+        .and_then(|o| o.sync_result)
+        .expect("a sync result");
+    assert_eq!(result.resources.len(), CONFIG_MAPS + 1);
+    for r in &result.resources {
+        assert_eq!(
+            (r.status.as_str(), r.message.as_str()),
+            ("Created", ""),
+            "{}",
+            r.object.name
+        );
+    }
     let gets = requests(addr, "get") - before[0];
     let dry_runs = requests(addr, "patch_dry_run") - before[1];
     let patches = requests(addr, "patch") - before[2];
