@@ -9,8 +9,9 @@ use flate2::write::DeflateEncoder;
 
 /// A text kept deflated, or as it is when deflating does not make it smaller.
 ///
-/// An object's JSON repeats its keys, and more so with `managedFields`, which name every field again: a Deployment's
-/// 3 KiB deflate to about a quarter of that, and unpacking one costs a few microseconds, far less than parsing it.
+/// An object's JSON repeats its keys, and more so with `managedFields`, which name every field again: the Deployments
+/// of the benchmark, about 3.3 KiB of text each, are kept in about 340 bytes, a ConfigMap of about 550 in about 360,
+/// and unpacking one costs a few microseconds, less than parsing it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PackedText(Box<[u8]>);
 

@@ -257,10 +257,8 @@ impl CacheEntry {
     ) -> Self {
         let same = live.is_some_and(|l| normalize(l) == *result);
         Self {
-            payload_hash,
-            live_hash,
             result: (!same).then(|| result.to_string().into_boxed_str()),
-            used: std::time::Instant::now(),
+            ..Self::applied(payload_hash, live_hash)
         }
     }
 
