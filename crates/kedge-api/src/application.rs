@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use compact_str::CompactString;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -977,6 +978,9 @@ pub struct Condition {
 }
 
 /// The identity of a Kubernetes object.
+// Its strings are `CompactString`s, kept inline up to 24 bytes (every kind, version and namespace, and most names):
+// a status lists each object of its application up to three times, and the controller keeps every application's
+// status in memory. They serialize, and their schema reads, exactly as `String`s.
 #[derive(
     Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
 )]
@@ -984,17 +988,17 @@ pub struct Condition {
 pub struct ObjectRef {
     /// API group (empty for core).
     #[serde(default)]
-    pub group: String,
+    pub group: CompactString,
     /// API version.
     #[serde(default)]
-    pub version: String,
+    pub version: CompactString,
     /// Kind.
-    pub kind: String,
+    pub kind: CompactString,
     /// Namespace (empty for cluster-scoped objects).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub namespace: String,
+    #[serde(default, skip_serializing_if = "CompactString::is_empty")]
+    pub namespace: CompactString,
     /// Name.
-    pub name: String,
+    pub name: CompactString,
 }
 
 /// One object of an application with its state.
@@ -1149,7 +1153,7 @@ pub struct ResourceResult {
     #[serde(flatten)]
     pub object: ObjectRef,
     /// `Synced`, `Pruned`, `PruneSkipped`, `Failed`, ...
-    pub status: String,
+    pub status: CompactString,
     /// Details (absent when there are none, as for an object created or left unchanged).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
@@ -1174,6 +1178,28 @@ mod tests {
             serde_json::from_value(serde_json::json!({"automated": {"prune": true}}))
                 .expect("policy");
         assert!(policy.automation().is_some_and(|a| a.prune));
+    }
+
+    #[test]
+    fn object_refs_read_and_write_as_plain_strings_inline_or_not() {
+        let long = "a-deployment-name-longer-than-twenty-four-bytes";
+        let r: ObjectRef = serde_json::from_value(
+            serde_json::json!({"version": "v1", "kind": "Deployment", "name": long}),
+        )
+        .expect("parses");
+        assert_eq!((r.group.as_str(), r.namespace.as_str()), ("", ""));
+        assert_eq!(r.name, long);
+        assert_eq!(
+            serde_json::to_value(&r).expect("serializes"),
+            serde_json::json!({"group": "", "version": "v1", "kind": "Deployment", "name": long})
+        );
+        let schema = serde_json::to_value(schemars::schema_for!(ObjectRef)).expect("schema");
+        for field in ["group", "version", "kind", "namespace", "name"] {
+            assert_eq!(
+                schema["properties"][field]["type"], "string",
+                "{field} in {schema}"
+            );
+        }
     }
 
     #[test]

@@ -135,11 +135,11 @@ impl CompactInventory {
                 return Err(InventoryError::Line { line: i + 1 });
             }
             refs.push(ObjectRef {
-                group: group.to_owned(),
-                version: version.to_owned(),
-                kind: kind.to_owned(),
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
+                group: group.into(),
+                version: version.into(),
+                kind: kind.into(),
+                namespace: namespace.into(),
+                name: name.into(),
             });
         }
         if refs.len() != self.count as usize {
@@ -261,15 +261,15 @@ fn health_name(code: HealthCode) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::HealthStatus;
+    use crate::{CompactString, HealthStatus};
 
     fn cm(i: usize) -> ObjectRef {
         ObjectRef {
-            group: String::new(),
+            group: CompactString::default(),
             version: "v1".into(),
             kind: "ConfigMap".into(),
             namespace: "apps".into(),
-            name: format!("cm-{i:05}"),
+            name: compact_str::format_compact!("cm-{i:05}"),
         }
     }
 
@@ -298,7 +298,7 @@ mod tests {
                 group: "apps".into(),
                 version: "v1".into(),
                 kind: "Deployment".into(),
-                namespace: String::new(),
+                namespace: CompactString::default(),
                 name: "web".into(),
             }])
             .collect();

@@ -32,6 +32,8 @@ pub use cluster::{
     CONNECTED, Cluster, ClusterCredentials, ClusterSecretError, ClusterSpec, ClusterStatus,
     IN_CLUSTER_NAME, IN_CLUSTER_SERVER, KUBECONFIG_KEY, normalize_server,
 };
+/// The inline string type of [`ObjectRef`] and [`ResourceResult::status`].
+pub use compact_str::CompactString;
 pub use duration::{DurationError, parse_duration};
 pub use notification::{
     Alert, AlertSpec, AlertStatus, EventSeverity, EventSource, EventSourceKind, NoticeKind,

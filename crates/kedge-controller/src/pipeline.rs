@@ -1028,21 +1028,21 @@ pub fn inventory_of(app: &Application) -> Result<Vec<EngineObjectId>, PipelineEr
 /// Converts a stored object reference into the engine's identity.
 pub fn to_engine_id(r: &ObjectRef) -> EngineObjectId {
     EngineObjectId {
-        group: r.group.clone(),
-        kind: r.kind.clone(),
-        namespace: (!r.namespace.is_empty()).then(|| r.namespace.clone()),
-        name: r.name.clone(),
+        group: r.group.to_string(),
+        kind: r.kind.to_string(),
+        namespace: (!r.namespace.is_empty()).then(|| r.namespace.to_string()),
+        name: r.name.to_string(),
     }
 }
 
 /// Converts the engine's identity into a stored object reference.
 pub fn from_engine_id(id: &EngineObjectId, version: &str) -> ObjectRef {
     ObjectRef {
-        group: id.group.clone(),
-        version: version.to_owned(),
-        kind: id.kind.clone(),
-        namespace: id.namespace.clone().unwrap_or_default(),
-        name: id.name.clone(),
+        group: id.group.as_str().into(),
+        version: version.into(),
+        kind: id.kind.as_str().into(),
+        namespace: id.namespace.as_deref().unwrap_or_default().into(),
+        name: id.name.as_str().into(),
     }
 }
 

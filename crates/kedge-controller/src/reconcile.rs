@@ -2002,7 +2002,7 @@ async fn run_sync(
                 .iter()
                 .map(|o| ResourceResult {
                     object: from_engine_id(&o.id, &version_of(&comparison.plan, &o.id)),
-                    status: format!("{:?}", o.action),
+                    status: format!("{:?}", o.action).into(),
                     message: o.message.clone(),
                     hook_phase: String::new(),
                 })

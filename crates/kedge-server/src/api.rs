@@ -245,11 +245,11 @@ impl ObjectQuery {
     /// As an object reference.
     pub fn to_ref(&self) -> ObjectRef {
         ObjectRef {
-            group: self.group.clone(),
-            version: self.version.clone(),
-            kind: self.kind.clone(),
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
+            group: self.group.as_str().into(),
+            version: self.version.as_str().into(),
+            kind: self.kind.as_str().into(),
+            namespace: self.namespace.as_str().into(),
+            name: self.name.as_str().into(),
         }
     }
 }

@@ -249,11 +249,11 @@ pub async fn tree(state: &AppState, app: &Application) -> Result<Vec<TreeNode>, 
     let mut roots: Vec<TreeNode> = all_resources(state, app)
         .iter()
         .map(|r| TreeNode {
-            group: r.object.group.clone(),
-            version: r.object.version.clone(),
-            kind: r.object.kind.clone(),
-            namespace: r.object.namespace.clone(),
-            name: r.object.name.clone(),
+            group: r.object.group.to_string(),
+            version: r.object.version.to_string(),
+            kind: r.object.kind.to_string(),
+            namespace: r.object.namespace.to_string(),
+            name: r.object.name.to_string(),
             sync: Some(sync_name(r.status).into()),
             health: r.health.as_ref().map(|h| health_name(h.status).into()),
             message: r

@@ -38,7 +38,13 @@ async fn commit_is_synced_and_reported() {
     let mut listed: Vec<(String, String, SyncCode)> = status
         .resources
         .iter()
-        .map(|r| (r.object.kind.clone(), r.object.name.clone(), r.status))
+        .map(|r| {
+            (
+                r.object.kind.to_string(),
+                r.object.name.to_string(),
+                r.status,
+            )
+        })
         .collect();
     listed.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     assert_eq!(
@@ -507,7 +513,7 @@ async fn crd_and_custom_resource_in_one_commit() {
         .expect("status")
         .resources
         .iter()
-        .map(|r| r.object.kind.clone())
+        .map(|r| r.object.kind.to_string())
         .collect();
     kinds.sort();
     assert_eq!(kinds, vec!["CustomResourceDefinition", "Widget"]);

@@ -91,7 +91,7 @@ async fn five_thousand_objects_sync_report_and_prune_within_the_size_limit() {
         "a long inventory is not listed"
     );
     let inventory = status.inventory_refs().expect("inventory decodes");
-    let names: BTreeSet<String> = inventory.iter().map(|r| r.name.clone()).collect();
+    let names: BTreeSet<String> = inventory.iter().map(|r| r.name.to_string()).collect();
     assert_eq!(names.len(), 5000);
     assert_eq!(names, live_names(&env).await);
     let op = status.operation_state.expect("operation");

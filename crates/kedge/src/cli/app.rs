@@ -654,7 +654,7 @@ async fn wait_for_operation(
         if !pending && let Some(state) = ours.filter(|s| s.phase.is_completed()) {
             for r in state.sync_result.iter().flat_map(|r| r.resources.iter()) {
                 let key = format!("{}/{}/{}", r.object.kind, r.object.namespace, r.object.name);
-                if seen.get(&key) != Some(&r.status) {
+                if seen.get(&key).map(String::as_str) != Some(r.status.as_str()) {
                     let ns = if r.object.namespace.is_empty() {
                         String::new()
                     } else {
@@ -675,7 +675,7 @@ async fn wait_for_operation(
                         "  {:<12} {}{} {}{}{}",
                         r.status, ns, r.object.kind, r.object.name, hook, msg
                     )?;
-                    seen.insert(key, r.status.clone());
+                    seen.insert(key, r.status.to_string());
                 }
             }
             println!("{}: {}", state.phase, state.message);
@@ -1160,9 +1160,9 @@ fn print_app(app: &Application, output: Output) -> anyhow::Result<()> {
             ];
             for r in &st.resources {
                 rows.push(vec![
-                    r.object.kind.clone(),
-                    r.object.namespace.clone(),
-                    r.object.name.clone(),
+                    r.object.kind.to_string(),
+                    r.object.namespace.to_string(),
+                    r.object.name.to_string(),
                     format!("{:?}", r.status),
                     r.health
                         .as_ref()

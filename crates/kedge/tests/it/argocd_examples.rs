@@ -53,7 +53,7 @@ fn hooks(app: &Application) -> Vec<(String, String, String)> {
     sync_result(app)
         .into_iter()
         .filter(|r| !r.hook_phase.is_empty())
-        .map(|r| (r.hook_phase, r.object.kind, r.object.name))
+        .map(|r| (r.hook_phase, r.object.kind.into(), r.object.name.into()))
         .collect()
 }
 
@@ -61,7 +61,12 @@ fn hooks(app: &Application) -> Vec<(String, String, String)> {
 fn tracked_kinds(app: &Application) -> Vec<String> {
     app.status
         .as_ref()
-        .map(|s| s.resources.iter().map(|r| r.object.kind.clone()).collect())
+        .map(|s| {
+            s.resources
+                .iter()
+                .map(|r| r.object.kind.to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
