@@ -88,6 +88,11 @@ pub fn synced_and_healthy(app: &DynamicObject) -> bool {
     s["sync"]["status"] == "Synced" && s["health"]["status"] == "Healthy"
 }
 
+/// How many one-second RSS samples in a row must agree for [`Env::settled_rss`].
+const RSS_SETTLED_SAMPLES: usize = 5;
+/// How far they may spread: 1 MiB, under a tenth of the growth the memory figure measures.
+const RSS_SETTLED_SPAN: u64 = 1 << 20;
+
 impl Env {
     /// Starts a fresh cluster `name`, the git daemon with an initial commit, installs the CRD and the webhook
     /// secret, and starts `kedge run` with default intervals.
@@ -341,6 +346,41 @@ impl Env {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
             self.check_alive()?;
+        }
+    }
+
+    /// The controller's RSS once it has stopped falling: sampled every second until the last
+    /// [`RSS_SETTLED_SAMPLES`] samples lie within [`RSS_SETTLED_SPAN`] of each other (at most `timeout`), the newest
+    /// returned. Right after a burst of work the allocator still holds pages freed moments ago and returns them over
+    /// the next seconds; both samples of the memory figure are taken this way, so that neither counts them.
+    pub async fn settled_rss(&mut self, timeout: Duration) -> Result<u64> {
+        let started = Instant::now();
+        let mut samples: Vec<u64> = Vec::new();
+        loop {
+            self.check_alive()?;
+            samples.push(self.proc()?.rss);
+            let recent = &samples[samples.len().saturating_sub(RSS_SETTLED_SAMPLES)..];
+            let span = recent.iter().max().copied().unwrap_or(0)
+                - recent.iter().min().copied().unwrap_or(0);
+            if (recent.len() == RSS_SETTLED_SAMPLES && span <= RSS_SETTLED_SPAN)
+                || started.elapsed() > timeout
+            {
+                let first = samples.first().copied().unwrap_or(0);
+                let last = samples.last().copied().unwrap_or(0);
+                eprintln!(
+                    "  RSS {:.1} -> {:.1} MiB over {} s{}",
+                    first as f64 / 1048576.0,
+                    last as f64 / 1048576.0,
+                    samples.len() - 1,
+                    if span > RSS_SETTLED_SPAN {
+                        " (still moving; going on)"
+                    } else {
+                        ""
+                    }
+                );
+                return Ok(last);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 

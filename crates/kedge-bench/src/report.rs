@@ -524,8 +524,9 @@ pub fn render(args: &Args, root: &Path, r: &Results, took: Duration, load_start:
         let per_obj = (m.rss2 as f64 - m.rss1 as f64) / (o2 - o1).max(1) as f64;
         let _ = writeln!(
             s,
-            "## Memory per tracked object\n\nRSS of the controller after it settled (same process: grown from {} to \
-             {} applications by one more push, which took {}).\n\n| applications | objects | RSS |\n| --- | --- | --- \
+            "## Memory per tracked object\n\nRSS of the controller after it settled, no pass waiting and five samples a \
+             second apart within 1 MiB, at both sizes (same process: grown from {} to {} applications by one more \
+             push, which took {}).\n\n| applications | objects | RSS |\n| --- | --- | --- \
              |\n| {} | {} | {:.0} MiB |\n| {} | {} | {:.0} MiB |\n\nGrowth: {:.1} KiB per object ({:.1} KiB per \
              application).\n",
             int(m.apps1 as f64),

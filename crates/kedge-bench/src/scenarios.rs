@@ -597,7 +597,7 @@ async fn scale(
         args.steady
     );
     let steady = steady_state(env, n, args.steady).await?;
-    let rss1 = env.proc()?.rss;
+    let rss1 = env.settled_rss(Duration::from_secs(60)).await?;
     results.steady = Some(steady);
     if args.drift_edits > 0 {
         eprintln!(
@@ -639,7 +639,7 @@ async fn scale(
         }
         env.settle(Duration::from_secs(5), Duration::from_secs(20))
             .await?;
-        let rss2 = env.proc()?.rss;
+        let rss2 = env.settled_rss(Duration::from_secs(60)).await?;
         results.memory = Some(Memory {
             apps1: n,
             rss1,
