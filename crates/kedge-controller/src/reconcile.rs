@@ -381,6 +381,13 @@ impl Context {
         f(map.entry(key.to_owned()).or_default())
     }
 
+    /// The commit the last pass of an application (`namespace/name`) resolved its spec's revision to, if a pass
+    /// here has resolved one.
+    pub(crate) fn resolved_commit(&self, key: &str) -> Option<String> {
+        let map = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)?.resolved.as_ref().map(|(sha, _)| sha.clone())
+    }
+
     /// Remembers the version of an Application this controller just wrote or read.
     fn saw_version(&self, app: &Application) {
         let version = app.resource_version();

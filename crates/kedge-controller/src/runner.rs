@@ -909,9 +909,24 @@ async fn poll_repositories(
                 queue_pushed(&ctx.moved_repos, &ctx.admission, &triggers, &apps_ref, None);
                 continue;
             }
-            let Some(before) = before.filter(|_| moved) else {
+            let Some(before) = before else {
+                // The first look at this repository from here: there are no earlier tips to compare with, and a
+                // push may have landed between an application's last pass and now (a replica that has just gained
+                // its share, an application created a moment ago).
+                let behind = behind_at_first_look(&ctx, &apps_ref, &now);
+                if !behind.is_empty() {
+                    tracing::info!(
+                        repo = %kedge_source::repo::strip_userinfo(&url),
+                        apps = behind.len(),
+                        "first look at the repository: applications behind its refs"
+                    );
+                    queue_pushed(&ctx.moved_repos, &ctx.admission, &triggers, &behind, None);
+                }
                 continue;
             };
+            if !moved {
+                continue;
+            }
             tracing::info!(repo = %kedge_source::repo::strip_userinfo(&url), apps = apps.len(), "repository moved");
             let targets: Vec<String> = apps
                 .iter()
@@ -1040,6 +1055,33 @@ fn changed_files_since(
     files.sort();
     files.dedup();
     Some(files)
+}
+
+/// The applications that may be behind their repository's refs `now` when this replica looks at the repository for
+/// the first time: those whose last resolved commit is not what a ref they follow points at. Those no pass here has
+/// resolved yet are left to that pass, which resolves the revision afresh (at startup that is every application, and
+/// each is queued already). Queuing one that was up to date (an annotated tag advertises the tag, not its commit)
+/// costs a pass that finds nothing to do; missing one would leave it behind until its next resync.
+fn behind_at_first_look<'a>(
+    ctx: &Context,
+    apps: &[&'a Application],
+    now: &BTreeMap<String, String>,
+) -> Vec<&'a Application> {
+    apps.iter()
+        .copied()
+        .filter(|app| {
+            let Some(resolved) = ctx.resolved_commit(&key_of(app)) else {
+                return false;
+            };
+            match kedge_source::RevisionSpec::parse(&app.spec.git_source().target_revision) {
+                Ok(kedge_source::RevisionSpec::Sha(_)) => false,
+                Ok(spec) => !now
+                    .iter()
+                    .any(|(name, commit)| *commit == resolved && tracks(&spec, name)),
+                Err(_) => true,
+            }
+        })
+        .collect()
 }
 
 /// Whether an application asking for `spec` follows the advertised ref `name`.

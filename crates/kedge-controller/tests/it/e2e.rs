@@ -1839,3 +1839,62 @@ async fn automated_sync_turned_off_syncs_nothing_until_turned_on() {
     env.wait_synced("demo", &sha).await;
     env.wait_config_map("settings", "k", "v").await;
 }
+
+/// The status code of `GET path` from a controller's probes at `addr`; `None` while nothing answers.
+fn probe(addr: std::net::SocketAddr, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A push that lands after an application's pass and before the controller's first look at its repository is still
+/// applied at that look: the poller has no earlier tips to compare with, so it compares what each application last
+/// resolved with the refs it follows. (Replicas meet this when one gains a share and a push follows at once.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_before_the_first_look_at_a_repository_is_applied_at_that_look() {
+    let env = Env::new("e2e-first-look").await;
+    env.write("app/cm.yaml", &config_map("cm", "version", "1"));
+    let v1 = env.commit_push("v1");
+    let poll = Duration::from_secs(8);
+    let listen = free_addr();
+    let (_controller, metrics) = start_with_metrics(&env, "c1", |c| {
+        c.poll_interval = poll;
+        // No resync before the test ends: only the poller can bring the push.
+        c.resync_interval = Duration::from_secs(600);
+        c.listen = Some(listen);
+    });
+    // Ready once the poller's first round (with no application, so no repository) is done.
+    wait_for(STEP, POLL, || async {
+        (probe(listen, "/readyz") == Some(200)).then_some(())
+    })
+    .await
+    .expect("controller ready");
+    env.create_app("demo", "app", automated(true, false)).await;
+    env.wait_synced("demo", &v1).await;
+    let looks = "kedge_git_fetch_duration_seconds_count";
+    assert_eq!(
+        metric(metrics, looks),
+        0.0,
+        "the poller looked at the repository within {poll:?} of its first round, before the push below"
+    );
+    env.write("app/cm.yaml", &config_map("cm", "version", "2"));
+    let v2 = env.commit_push("v2");
+    let pushed = Instant::now();
+    wait_for(poll * 3, POLL, || async {
+        (metric(metrics, looks) >= 1.0).then_some(())
+    })
+    .await
+    .expect("the poller's first look at the repository");
+    env.wait_synced("demo", &v2).await;
+    env.wait_config_map("cm", "version", "2").await;
+    assert!(
+        pushed.elapsed() < poll * 2 + Duration::from_secs(10),
+        "v2 applied {:?} after the push",
+        pushed.elapsed()
+    );
+}
