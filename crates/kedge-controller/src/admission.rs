@@ -24,6 +24,8 @@ struct State {
     free: usize,
     waiting: VecDeque<(String, oneshot::Sender<bool>)>,
     urgent: HashSet<String>,
+    /// Applications waiting for their objects to become healthy, every kind of them watched.
+    rolling: HashSet<String>,
 }
 
 /// A running pass's slot; dropping it hands the slot to the next waiter.
@@ -42,6 +44,7 @@ impl Admission {
                 free: slots.max(1),
                 waiting: VecDeque::new(),
                 urgent: HashSet::new(),
+                rolling: HashSet::new(),
             }),
             epoch: AtomicU64::new(0),
         })
@@ -63,9 +66,32 @@ impl Admission {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps the urgent marks only of the applications `keep` says exist.
+    /// Keeps the urgent and rolling marks only of the applications `keep` says exist.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
-        self.lock().urgent.retain(|key| keep(key));
+        let mut state = self.lock();
+        state.urgent.retain(|key| keep(key));
+        state.rolling.retain(|key| keep(key));
+    }
+
+    /// Records whether the application `key` waits for its objects to become healthy while every kind of them is
+    /// watched. A change of one of those objects queues it; a watch that lists its kind anew (after an error, when a
+    /// change may have gone unseen) queues every application marked here ([`Admission::rolling`]). So these
+    /// applications need no timer to be looked at again, which with thousands of them waiting for their
+    /// Deployments kept the workers busy finding nothing new.
+    pub fn set_rolling(&self, key: &str, rolling: bool) {
+        let mut state = self.lock();
+        if rolling {
+            if !state.rolling.contains(key) {
+                state.rolling.insert(key.to_owned());
+            }
+        } else {
+            state.rolling.remove(key);
+        }
+    }
+
+    /// The applications marked by [`Admission::set_rolling`].
+    pub fn rolling(&self) -> Vec<String> {
+        self.lock().rolling.iter().cloned().collect()
     }
 
     /// Marks the application `key` (`namespace/name`) urgent: its next pass goes ahead of routine ones, also when it is
@@ -219,6 +245,23 @@ mod tests {
         admission.retain(|key| key == "ns/kept");
         let urgent = admission.lock().urgent.clone();
         assert_eq!(urgent.into_iter().collect::<Vec<_>>(), ["ns/kept"]);
+    }
+
+    #[test]
+    fn rolling_marks_follow_the_last_pass_and_go_with_the_application() {
+        let admission = Admission::new(1);
+        admission.set_rolling("ns/a", true);
+        admission.set_rolling("ns/a", true);
+        admission.set_rolling("ns/b", true);
+        admission.set_rolling("ns/c", false);
+        let mut rolling = admission.rolling();
+        rolling.sort();
+        assert_eq!(rolling, ["ns/a", "ns/b"]);
+        // Healthy again: no longer looked at after a watch lists anew.
+        admission.set_rolling("ns/a", false);
+        assert_eq!(admission.rolling(), ["ns/b"]);
+        admission.retain(|key| key != "ns/b");
+        assert!(admission.rolling().is_empty());
     }
 
     #[tokio::test]

@@ -338,6 +338,14 @@ async fn watch_kind(
                     k.objects.retain(|_, seen| seen.listing == listing);
                     k.complete = true;
                 });
+                // A change made before this listing (while the watch was down, or before it first listed) was not
+                // reported: the applications waiting for their objects' health look again.
+                for key in inner.admission.rolling() {
+                    if let Some((namespace, name)) = key.split_once('/') {
+                        inner.admission.expedite(&key);
+                        let _ = inner.tx.send(ObjectRef::new(name).within(namespace));
+                    }
+                }
                 continue;
             }
             Err(err) => {

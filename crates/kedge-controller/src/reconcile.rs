@@ -181,10 +181,9 @@ impl QuietMark {
 }
 
 /// When a progressing application is looked at again without a change of its objects, when one of its kinds is
-/// not watched.
+/// not watched. (When every kind is watched, a change of any of its objects queues a pass at once, and so does a
+/// watch listing its kind anew: see [`crate::admission::Admission::set_rolling`].)
 const PROGRESS_FALLBACK: Duration = Duration::from_secs(10);
-/// ... and when every kind is watched (a change of any of its objects queues a pass at once).
-const PROGRESS_FALLBACK_WATCHED: Duration = Duration::from_secs(30);
 
 /// The message of the Ready condition of an application that is Synced and Healthy at `sha`.
 fn synced_and_healthy(sha: &str) -> String {
@@ -1432,18 +1431,16 @@ impl Pass<'_> {
         drop(health_span);
         ctx.with_memory(&self.key, |m| m.resources = full);
         let status = &self.status;
-        if plan_for_status.health != EngineHealth::Healthy
-            && plan_for_status.health != EngineHealth::Suspended
-        {
-            // Status changes of the objects themselves queue a pass through the drift watches; this is only a
-            // fallback, for a kind that is not watched (yet) or a watch that is being restarted. (At 2 s, 100
-            // progressing applications kept every worker busy re-checking them; with thousands of applications
-            // waiting for their Deployments, passes every 10 s found what the watches would have reported.)
-            requeue = requeue.min(if all_watched {
-                PROGRESS_FALLBACK_WATCHED
-            } else {
-                PROGRESS_FALLBACK
-            });
+        let unsettled = plan_for_status.health != EngineHealth::Healthy
+            && plan_for_status.health != EngineHealth::Suspended;
+        // Status changes of the objects themselves queue a pass through the drift watches, and a watch that lists
+        // its kind anew queues the applications marked rolling. A timer is only a fallback for a kind that is not
+        // watched (yet). (With 10,000 applications waiting for their Deployments, a pass every 30 s for each kept
+        // the workers busy finding what the watches would have reported: a third of the controller's CPU.)
+        ctx.admission
+            .set_rolling(&self.key, unsettled && all_watched);
+        if unsettled && !all_watched {
+            requeue = requeue.min(PROGRESS_FALLBACK);
         }
         let self_heal = app
             .spec

@@ -1898,3 +1898,62 @@ async fn a_push_before_the_first_look_at_a_repository_is_applied_at_that_look() 
         pushed.elapsed()
     );
 }
+
+/// An application whose objects stay unhealthy is not compared again on a timer while every kind of them is watched:
+/// a change of its objects would queue it. (With 10,000 applications waiting for their Deployments, a re-check every
+/// 30 s of each took a third of the controller's CPU and found nothing the watches had not reported.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_application_waits_for_its_objects_not_for_a_timer() {
+    let env = Env::new("e2e-waits").await;
+    // The test cluster never makes a Deployment of a "fail" image available: it reports ProgressDeadlineExceeded.
+    env.write(
+        "app/web.yaml",
+        &deployment("web", 1, "registry.invalid/fail:1"),
+    );
+    let sha = env.commit_push("first");
+    let (_controller, addr) = start_with_metrics(&env, "c1", |c| {
+        // Only a change can bring a pass within the test.
+        c.resync_interval = Duration::from_secs(600);
+    });
+    env.create_app("demo", "app", automated(true, true)).await;
+    env.wait_app("demo", "Synced and Degraded", |a| {
+        a.status.as_ref().is_some_and(|s| {
+            s.sync.status == SyncCode::Synced
+                && s.sync.revision.as_deref() == Some(sha.as_str())
+                && s.health.status == HealthCode::Degraded
+        })
+    })
+    .await;
+    let passes = "kedge_reconcile_duration_seconds_count";
+    let before = metric(addr, passes);
+    assert!(before >= 1.0, "{before} passes");
+    // Longer than the 30 s after which such an application used to be compared again.
+    let window = Duration::from_secs(35);
+    let started = Instant::now();
+    while started.elapsed() < window {
+        let now = metric(addr, passes);
+        assert_eq!(
+            now,
+            before,
+            "a pass ran {:?} after the application was Degraded, with nothing changed",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // A change of the Deployment still queues a pass at once.
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(env.client.clone(), env.ns());
+    deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "labels": { "someone": "else" } } })),
+        )
+        .await
+        .expect("label the Deployment");
+    wait_for(STEP, POLL, || async {
+        (metric(addr, passes) > before).then_some(())
+    })
+    .await
+    .expect("a pass after the Deployment changed");
+}
