@@ -1522,16 +1522,18 @@ impl Pass<'_> {
                 .status
                 .as_ref()
                 .is_some_and(|old| only_progress_moved(old, status));
+        let busy = ctx.busy();
         let held = if progress_only {
             ctx.with_memory(&self.key, |m| m.status_written.map(|at| at.elapsed()))
-                .and_then(|since| progress_write_interval(ctx.busy()).checked_sub(since))
+                .and_then(|since| progress_write_interval(busy).checked_sub(since))
                 .filter(|left| !left.is_zero())
         } else {
             None
         };
-        match held {
-            Some(left) => requeue = requeue.min(left),
-            None => patch_status(&self.api, app, status, requested, ctx).await?,
+        match held_progress(held, busy) {
+            HeldProgress::Write => patch_status(&self.api, app, status, requested, ctx).await?,
+            HeldProgress::PassIn(left) => requeue = requeue.min(left),
+            HeldProgress::NextPass => {}
         }
         // Applications waiting for this one go as soon as it is ready; the stages promoted from it learn at once
         // that it is not ready any more.
@@ -2960,6 +2962,29 @@ fn progress_write_interval(busy: bool) -> Duration {
     }
 }
 
+/// What becomes of a status that differs from the written one only in a rollout's messages.
+#[derive(Debug, PartialEq, Eq)]
+enum HeldProgress {
+    /// Written now.
+    Write,
+    /// Written by a pass of its own once the interval is over.
+    PassIn(Duration),
+    /// Written by the application's next pass after the interval, whatever brings it (a change of its objects, the
+    /// state it reaches).
+    NextPass,
+}
+
+/// `held`: how long a progress-only status still waits, if it waits. While the controller is busy a held status gets
+/// no pass of its own: with 10,000 rollouts under way, those passes wrote about one status per application that the
+/// state written soon after replaced, each costing the API server as much as six object applies.
+fn held_progress(held: Option<Duration>, busy: bool) -> HeldProgress {
+    match held {
+        None => HeldProgress::Write,
+        Some(_) if busy => HeldProgress::NextPass,
+        Some(left) => HeldProgress::PassIn(left),
+    }
+}
+
 /// Whether `new` differs from `old` only in what a rollout in progress says: both Progressing, the same but for
 /// messages and the time of the pass.
 fn only_progress_moved(old: &ApplicationStatus, new: &ApplicationStatus) -> bool {
@@ -3494,6 +3519,11 @@ mod tests {
 
     #[test]
     fn progress_waits_longer_while_the_controller_is_busy() {
+        let left = Duration::from_secs(3);
+        assert_eq!(held_progress(None, false), HeldProgress::Write);
+        assert_eq!(held_progress(None, true), HeldProgress::Write);
+        assert_eq!(held_progress(Some(left), false), HeldProgress::PassIn(left));
+        assert_eq!(held_progress(Some(left), true), HeldProgress::NextPass);
         assert_eq!(progress_write_interval(false), PROGRESS_WRITE_INTERVAL);
         assert_eq!(progress_write_interval(true), PROGRESS_WRITE_INTERVAL_BUSY);
         assert!(PROGRESS_WRITE_INTERVAL_BUSY > PROGRESS_WRITE_INTERVAL);
