@@ -1514,26 +1514,23 @@ impl Pass<'_> {
                 &msg,
             );
         }
-        // A rollout's progress (health messages while it stays Progressing) is written at most every few seconds:
-        // each step of every Deployment's rollout would otherwise be a write. The state itself (sync, health,
-        // operation) is written at once, and the latest message is written when the interval is over.
+        // A rollout's progress (health messages while it stays Progressing) is written at most every few seconds,
+        // and not while the controller is busy: each step of every Deployment's rollout would otherwise be a write.
+        // The state itself (sync, health, operation) is written at once.
         let progress_only = !requested
             && app
                 .status
                 .as_ref()
                 .is_some_and(|old| only_progress_moved(old, status));
-        let busy = ctx.busy();
-        let held = if progress_only {
+        let since = if progress_only {
             ctx.with_memory(&self.key, |m| m.status_written.map(|at| at.elapsed()))
-                .and_then(|since| progress_write_interval(busy).checked_sub(since))
-                .filter(|left| !left.is_zero())
         } else {
             None
         };
-        match held_progress(held, busy) {
+        match held_progress(progress_only, since, ctx.busy()) {
             HeldProgress::Write => patch_status(&self.api, app, status, requested, ctx).await?,
             HeldProgress::PassIn(left) => requeue = requeue.min(left),
-            HeldProgress::NextPass => {}
+            HeldProgress::Kept => {}
         }
         // Applications waiting for this one go as soon as it is ready; the stages promoted from it learn at once
         // that it is not ready any more.
@@ -2471,7 +2468,7 @@ async fn report_progress(
     status: &ApplicationStatus,
     ctx: &Context,
 ) {
-    // Busy, the API server's time goes to the syncs themselves first (see `progress_write_interval`).
+    // Busy, the API server's time goes to the syncs themselves first (see `held_progress`).
     let every = if ctx.busy() {
         SYNC_PROGRESS_EVERY_BUSY
     } else {
@@ -2941,11 +2938,9 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
-/// How often a rollout's progress alone (new health messages, the health still Progressing) is written.
+/// How often a rollout's progress alone (new health messages, the health still Progressing) is written, while the
+/// controller is not busy ([`Context::busy`]).
 const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_secs(5);
-/// ... while the controller is busy ([`Context::busy`]): the API server's time goes to the state of applications
-/// (synced, healthy, failed), written at once, before messages on the way there.
-const PROGRESS_WRITE_INTERVAL_BUSY: Duration = Duration::from_secs(30);
 /// How long a sync runs before it is recorded as Running, and how often its steps are written while it runs.
 const SYNC_PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// ... while the controller is busy.
@@ -2953,35 +2948,33 @@ const SYNC_PROGRESS_EVERY_BUSY: Duration = Duration::from_secs(5);
 /// Passes waiting for a slot, or applications Progressing, from which the controller counts as busy.
 const BUSY: usize = 64;
 
-/// How long a rollout's progress alone waits after the last status write.
-fn progress_write_interval(busy: bool) -> Duration {
-    if busy {
-        PROGRESS_WRITE_INTERVAL_BUSY
-    } else {
-        PROGRESS_WRITE_INTERVAL
-    }
-}
-
 /// What becomes of a status that differs from the written one only in a rollout's messages.
 #[derive(Debug, PartialEq, Eq)]
 enum HeldProgress {
     /// Written now.
     Write,
-    /// Written by a pass of its own once the interval is over.
+    /// Written by a pass of its own once [`PROGRESS_WRITE_INTERVAL`] is over.
     PassIn(Duration),
-    /// Written by the application's next pass after the interval, whatever brings it (a change of its objects, the
-    /// state it reaches).
-    NextPass,
+    /// Not written: the controller is busy. A later pass writes the messages with the state the rollout reaches, or
+    /// once the controller is not busy any more.
+    Kept,
 }
 
-/// `held`: how long a progress-only status still waits, if it waits. While the controller is busy a held status gets
-/// no pass of its own: with 10,000 rollouts under way, those passes wrote about one status per application that the
-/// state written soon after replaced, each costing the API server as much as six object applies.
-fn held_progress(held: Option<Duration>, busy: bool) -> HeldProgress {
-    match held {
-        None => HeldProgress::Write,
-        Some(_) if busy => HeldProgress::NextPass,
-        Some(left) => HeldProgress::PassIn(left),
+/// `progress_only`: the status differs from the written one only in a rollout's messages; `since`: how long ago this
+/// controller last wrote the application's status. While the controller is busy the API server's time goes to the
+/// state of applications (synced, healthy, failed): with 10,000 rollouts under way, writing their messages cost
+/// about one status write per application (each as much API server time as six object applies) that the state
+/// written soon after replaced.
+fn held_progress(progress_only: bool, since: Option<Duration>, busy: bool) -> HeldProgress {
+    if !progress_only {
+        return HeldProgress::Write;
+    }
+    if busy {
+        return HeldProgress::Kept;
+    }
+    match since.and_then(|since| PROGRESS_WRITE_INTERVAL.checked_sub(since)) {
+        Some(left) if !left.is_zero() => HeldProgress::PassIn(left),
+        _ => HeldProgress::Write,
     }
 }
 
@@ -3518,15 +3511,32 @@ mod tests {
     }
 
     #[test]
-    fn progress_waits_longer_while_the_controller_is_busy() {
-        let left = Duration::from_secs(3);
-        assert_eq!(held_progress(None, false), HeldProgress::Write);
-        assert_eq!(held_progress(None, true), HeldProgress::Write);
-        assert_eq!(held_progress(Some(left), false), HeldProgress::PassIn(left));
-        assert_eq!(held_progress(Some(left), true), HeldProgress::NextPass);
-        assert_eq!(progress_write_interval(false), PROGRESS_WRITE_INTERVAL);
-        assert_eq!(progress_write_interval(true), PROGRESS_WRITE_INTERVAL_BUSY);
-        assert!(PROGRESS_WRITE_INTERVAL_BUSY > PROGRESS_WRITE_INTERVAL);
+    fn a_rollouts_messages_wait_and_are_not_written_while_the_controller_is_busy() {
+        let second = Duration::from_secs(1);
+        // A change of state is written at once, busy or not.
+        assert_eq!(
+            held_progress(false, Some(second), false),
+            HeldProgress::Write
+        );
+        assert_eq!(
+            held_progress(false, Some(second), true),
+            HeldProgress::Write
+        );
+        // Messages alone: written once the interval since the last write is over, by a pass of their own if need be.
+        assert_eq!(
+            held_progress(true, Some(second), false),
+            HeldProgress::PassIn(PROGRESS_WRITE_INTERVAL - second)
+        );
+        assert_eq!(
+            held_progress(true, Some(PROGRESS_WRITE_INTERVAL), false),
+            HeldProgress::Write
+        );
+        assert_eq!(held_progress(true, None, false), HeldProgress::Write);
+        // ... and not at all while busy, however long ago the last write was.
+        assert_eq!(
+            held_progress(true, Some(Duration::from_secs(600)), true),
+            HeldProgress::Kept
+        );
     }
 
     #[test]
