@@ -852,14 +852,17 @@ impl Pass<'_> {
             }
         };
         if resolving_spec {
+            // As of when the fetch started, not when it ended: a fetch that began before a push and ended after the
+            // poller (or a webhook) marked the repository moved must not pass for a resolution made after the move,
+            // or the passes that push queued would reuse the old commit and stay behind until their resync.
             ctx.with_memory(&self.key, |m| {
-                m.resolved = Some((revision.sha.clone(), Instant::now()))
+                m.resolved = Some((revision.sha.clone(), started))
             });
             if let Some(key) = shared_revision_key(app) {
                 ctx.resolved_revisions
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(key, (revision.sha.clone(), Instant::now()));
+                    .insert(key, (revision.sha.clone(), started));
             }
         }
         // The project's policies, compiled (cached per project and version of its sources); a source that cannot

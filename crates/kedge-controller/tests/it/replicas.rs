@@ -120,9 +120,10 @@ async fn replicas_share_applications_and_take_over_a_killed_ones_share() {
         rc.lease_duration = LEASE;
         rc.lease_renew_deadline = Duration::from_secs(4);
         rc.lease_renew_interval = Duration::from_secs(1);
-        // The periodic resync bounds how late a pass can come when a trigger is missed; 10 s keeps such a miss
-        // inside the takeover bound below (CI saw beta's applications finish at the 30 s resync twice, not
-        // reproduced on a quiet machine), and the late applications are named when the bound is exceeded.
+        // The periodic resync bounds how late a pass can come when a push is missed; 10 s keeps such a miss inside
+        // the takeover bound below, and the late applications are named when the bound is exceeded. (CI saw the
+        // last applications sync v2 at the 30 s resync twice: passes reused a revision resolved by a fetch that
+        // began before the push, fixed since by dating resolutions from the fetch's start.)
         rc.resync_interval = Duration::from_secs(10);
         RunningController::start(env.cluster.kubeconfig(), rc)
     };
