@@ -1530,7 +1530,9 @@ impl Pass<'_> {
         } else {
             None
         };
-        match held_progress(progress_only, since, ctx.busy()) {
+        // Whether busy matters only for a progress-only status; asked only then, since it may look at every
+        // application.
+        match held_progress(progress_only, since, progress_only && ctx.busy()) {
             HeldProgress::Write => patch_status(&self.api, app, status, requested, ctx).await?,
             HeldProgress::PassIn(left) => requeue = requeue.min(left),
             HeldProgress::Kept => {}

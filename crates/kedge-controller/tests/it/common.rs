@@ -836,17 +836,22 @@ pub fn start_with_metrics(
     )
 }
 
+/// The whole response (status line, headers, body) to `GET path` from a controller's endpoint at `addr`, in plain
+/// HTTP/1.0 over loopback, read for at most 5 s.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// A metric of a controller's `/metrics` at `addr` (plain HTTP/1.0 over loopback): the series `name` when it
 /// names labels, else the sum of all its series; 0 when there is none.
 pub fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .expect("request");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("response");
+    let text = http_get(addr, "/metrics").expect("a response from the metrics endpoint");
     // A name with labels is one series; a bare name sums all of its series.
     text.lines()
         .filter_map(|l| {

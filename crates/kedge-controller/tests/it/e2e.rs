@@ -1842,14 +1842,12 @@ async fn automated_sync_turned_off_syncs_nothing_until_turned_on() {
 
 /// The status code of `GET path` from a controller's probes at `addr`; `None` while nothing answers.
 fn probe(addr: std::net::SocketAddr, path: &str) -> Option<u16> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    text.split_whitespace().nth(1)?.parse().ok()
+    http_get(addr, path)
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// A push that lands after an application's pass and before the controller's first look at its repository is still
