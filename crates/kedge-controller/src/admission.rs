@@ -134,10 +134,15 @@ impl Admission {
     fn release(&self) {
         let mut state = self.lock();
         loop {
-            let next = state
-                .waiting
-                .iter()
-                .position(|(key, _)| state.urgent.contains(key))
+            // With no urgent mark, the first waiter: no need to look at the thousands behind it.
+            let next = (!state.urgent.is_empty())
+                .then(|| {
+                    state
+                        .waiting
+                        .iter()
+                        .position(|(key, _)| state.urgent.contains(key))
+                })
+                .flatten()
                 .or(if state.waiting.is_empty() {
                     None
                 } else {

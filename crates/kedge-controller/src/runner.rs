@@ -19,6 +19,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::admission::Admission;
 use crate::drift::DriftWatcher;
@@ -744,6 +745,27 @@ impl Passes {
         if self.shutdown.is_cancelled() {
             return Ok(Action::await_change());
         }
+        // The pass runs as a task of its own, and the runtime holds only its handle. The runtime polls every pass it
+        // holds each time any of them wakes, and every queued application holds one while it waits in `Admission`:
+        // with the passes inline, each step of a running pass (every response it awaits) polled thousands of waiting
+        // ones. A handle wakes the runtime once, when its pass ends.
+        let mut task = AbortOnDrop(tokio::spawn(
+            self.pass(app, ctx).instrument(tracing::Span::current()),
+        ));
+        match (&mut task.0).await {
+            Ok(result) => result,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            // Aborted: only by the guard, once nothing awaits the pass any more.
+            Err(_) => Ok(Action::await_change()),
+        }
+    }
+
+    async fn pass(
+        self,
+        app: Arc<Application>,
+        ctx: Arc<Context>,
+    ) -> Result<kube::runtime::controller::Action, reconcile::ReconcileError> {
+        use kube::runtime::controller::Action;
         self.running.send_modify(|n| *n += 1);
         let _running = Running(self.running.clone());
         let key = key_of(&app);
@@ -766,6 +788,15 @@ impl Passes {
         self.shutdown.cancelled().await;
         let mut running = self.running.subscribe();
         let _ = running.wait_for(|n| *n == 0).await;
+    }
+}
+
+/// A spawned pass, aborted when the runtime drops it (at shutdown, with the rest of the controller).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
