@@ -64,11 +64,59 @@ const LOOKUPS_KEPT: usize = 16 * 1024;
 
 type Resolutions = HashMap<(gix::ObjectId, String), Node>;
 
+/// A tree larger than this (in bytes as stored, about 35 per entry) is indexed by name the first time a path is
+/// looked up in it: the folder of a monorepo that lists every application.
+const WIDE_TREE_BYTES: usize = 8 * 1024;
+/// At most this many entries of wide trees are indexed; past it the oldest index goes.
+const WIDE_ENTRIES_KEPT: usize = 256 * 1024;
+
+/// The entries of one wide tree, by name.
+type TreeIndex = HashMap<Box<[u8]>, (gix::objs::tree::EntryMode, gix::ObjectId)>;
+
 /// Paths resolved in trees, by root tree id, shared by the snapshots of one source. Bounded: when the newer of two
 /// generations is full, the older is dropped; a path found in the older one moves to the newer.
+///
+/// Wide trees are indexed by name besides: with thousands of applications in one folder, their paths outnumber
+/// what the generations keep, and each path missed read that folder's tree again, hundreds of kilobytes to inflate
+/// (most of the controller's time spent in Git at 10,000 applications).
 #[derive(Default)]
 pub(crate) struct Lookups {
     generations: Mutex<(Resolutions, Resolutions)>,
+    wide: Mutex<WideTrees>,
+}
+
+/// Indexes of wide trees, oldest first.
+#[derive(Default)]
+struct WideTrees {
+    order: std::collections::VecDeque<gix::ObjectId>,
+    trees: HashMap<gix::ObjectId, Arc<TreeIndex>>,
+    entries: usize,
+}
+
+impl WideTrees {
+    fn get(&self, id: &gix::ObjectId) -> Option<Arc<TreeIndex>> {
+        self.trees.get(id).cloned()
+    }
+
+    fn put(&mut self, id: gix::ObjectId, index: TreeIndex) -> Arc<TreeIndex> {
+        if let Some(kept) = self.trees.get(&id) {
+            return kept.clone();
+        }
+        let index = Arc::new(index);
+        self.entries += index.len();
+        self.trees.insert(id, index.clone());
+        self.order.push_back(id);
+        // The newest index stays, however large.
+        while self.entries > WIDE_ENTRIES_KEPT && self.order.len() > 1 {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = self.trees.remove(&old) {
+                self.entries -= gone.len();
+            }
+        }
+        index
+    }
 }
 
 impl Lookups {
@@ -285,7 +333,7 @@ impl Snapshot {
                     });
                 };
                 let shown = parts[..=i].join("/");
-                let (mode, id) = Self::child(repo, tree, &parts[i], &shown)?.ok_or_else(|| {
+                let (mode, id) = self.child(repo, tree, &parts[i], &shown)?.ok_or_else(|| {
                     TreeError::NotFound {
                         path: path.to_owned(),
                     }
@@ -323,14 +371,34 @@ impl Snapshot {
         }
     }
 
-    /// The entry `name` of tree `id`, found without copying the others.
+    /// The entry `name` of tree `id`, found without copying the others; a wide tree is indexed, once.
     fn child(
+        &self,
         repo: &gix::Repository,
         id: gix::ObjectId,
         name: &str,
         path: &str,
     ) -> Result<Option<(gix::objs::tree::EntryMode, gix::ObjectId)>, TreeError> {
+        let wide = &self.inner.lookups.wide;
+        if let Some(index) = wide.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+            return Ok(index.get(name.as_bytes()).copied());
+        }
         let tree = repo.find_tree(id).map_err(|e| Self::io_err(path, e))?;
+        if tree.data.len() > WIDE_TREE_BYTES {
+            let mut index = TreeIndex::new();
+            for entry in tree.iter() {
+                let entry = entry.map_err(|e| Self::io_err(path, e))?;
+                // The first of two entries of one name wins, as in the scan below.
+                index
+                    .entry(entry.filename().to_vec().into_boxed_slice())
+                    .or_insert((entry.mode(), entry.object_id()));
+            }
+            let index = wide
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .put(id, index);
+            return Ok(index.get(name.as_bytes()).copied());
+        }
         for entry in tree.iter() {
             let entry = entry.map_err(|e| Self::io_err(path, e))?;
             if entry.filename() == name.as_bytes() {
@@ -542,5 +610,44 @@ mod tests {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         assert!(g.0.len() + g.1.len() <= 2 * LOOKUPS_KEPT);
+    }
+
+    #[test]
+    fn wide_tree_indexes_are_bounded_and_the_oldest_goes_first() {
+        let index = |n: usize| -> TreeIndex {
+            (0..n)
+                .map(|i| {
+                    (
+                        format!("app-{i}").into_bytes().into_boxed_slice(),
+                        (
+                            gix::objs::tree::EntryMode::from(gix::objs::tree::EntryKind::Tree),
+                            id(i),
+                        ),
+                    )
+                })
+                .collect()
+        };
+        let mut wide = WideTrees::default();
+        let half = WIDE_ENTRIES_KEPT / 2;
+        wide.put(id(1), index(half));
+        wide.put(id(2), index(half));
+        assert!(wide.get(&id(1)).is_some() && wide.get(&id(2)).is_some());
+        // Indexing the same tree again keeps the one held.
+        wide.put(id(2), index(1));
+        assert_eq!(wide.get(&id(2)).map(|i| i.len()), Some(half));
+        wide.put(id(3), index(10));
+        assert!(wide.get(&id(1)).is_none(), "the oldest goes");
+        assert!(wide.get(&id(2)).is_some() && wide.get(&id(3)).is_some());
+        assert_eq!(wide.entries, half + 10);
+        // One index larger than the bound is kept alone.
+        wide.put(id(4), index(WIDE_ENTRIES_KEPT + 1));
+        assert_eq!(wide.trees.len(), 1);
+        assert_eq!(
+            wide.get(&id(4)).and_then(|i| i.get(&b"app-7"[..]).copied()),
+            Some((
+                gix::objs::tree::EntryMode::from(gix::objs::tree::EntryKind::Tree),
+                id(7)
+            ))
+        );
     }
 }

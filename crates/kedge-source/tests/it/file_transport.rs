@@ -265,6 +265,62 @@ fn symlinks_limits_and_materialize() {
 }
 
 #[test]
+fn paths_in_a_folder_of_many_applications_resolve_like_any_other() {
+    // A folder of 600 applications is a tree of about 20 KiB: wide enough to be indexed by name. One of them is a
+    // link to another, one a file, and the folder is read at two commits.
+    let fx = Fixture::new();
+    for i in 0..600 {
+        fx.write(&format!("apps/app-{i:04}/cm.yaml"), &format!("n: {i}\n"));
+    }
+    fx.write("apps/notes.txt", "not an application\n");
+    std::os::unix::fs::symlink("app-0007", fx.work.join("apps/alias")).unwrap();
+    let c1 = fx.commit("many");
+    fx.write("apps/app-0599/cm.yaml", "n: changed\n");
+    let c2 = fx.commit("one changed");
+
+    let cache = tempfile::tempdir().unwrap();
+    let src = source(cache.path());
+    let repo = RepoSpec::new(&fx.url).unwrap();
+    for (sha, last) in [(&c1, "n: 599\n"), (&c2, "n: changed\n")] {
+        let snap = src
+            .fetch(&FetchRequest::new(repo.clone(), sha.as_str()).with_path("apps/app-0001"))
+            .unwrap();
+        for i in [0, 1, 300, 598] {
+            assert_eq!(
+                snap.read_file(&format!("apps/app-{i:04}/cm.yaml")).unwrap(),
+                format!("n: {i}\n").into_bytes()
+            );
+        }
+        assert_eq!(
+            snap.read_file("apps/app-0599/cm.yaml").unwrap(),
+            last.as_bytes()
+        );
+        assert_eq!(snap.read_file("apps/alias/cm.yaml").unwrap(), b"n: 7\n");
+        assert_eq!(
+            snap.dir_id("apps/alias").unwrap(),
+            snap.dir_id("apps/app-0007").unwrap()
+        );
+        assert_eq!(
+            snap.read_file("apps/notes.txt").unwrap(),
+            b"not an application\n"
+        );
+        assert!(matches!(
+            snap.read_file("apps/app-0600/cm.yaml"),
+            Err(TreeError::NotFound { .. })
+        ));
+        assert!(matches!(
+            snap.read_file("apps/notes.txt/cm.yaml"),
+            Err(TreeError::NotFound { .. })
+        ));
+        assert!(matches!(
+            snap.read_file("apps/app-0002"),
+            Err(TreeError::WrongType { .. })
+        ));
+        assert_eq!(snap.read_dir("apps").unwrap().len(), 602);
+    }
+}
+
+#[test]
 fn materialize_writes_once_per_commit_and_skips_escaping_links() {
     let fx = Fixture::new();
     fx.write("base/cm.yaml", "kind: ConfigMap\n");
