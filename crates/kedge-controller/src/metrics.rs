@@ -381,34 +381,12 @@ impl Metrics {
         }
     }
 
-    /// Counts a pass in [`reconciles_waiting`](Self::reconciles_waiting) until the returned value is dropped (also
-    /// when the pass is abandoned while it waits).
-    pub fn waiting(&self) -> Waiting {
-        self.reconciles_waiting.inc();
-        Waiting(
-            self.reconciles_waiting.clone(),
-            self.queue_wait.clone(),
-            std::time::Instant::now(),
-        )
-    }
-
     /// The metrics in the Prometheus text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
-    }
-}
-
-/// A pass counted as waiting for its turn (see [`Metrics::waiting`]); its wait is observed when it ends.
-#[derive(Debug)]
-pub struct Waiting(Gauge, Histogram, std::time::Instant);
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.0.dec();
-        self.1.observe(self.2.elapsed().as_secs_f64());
     }
 }
 

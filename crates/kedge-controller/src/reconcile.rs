@@ -448,15 +448,17 @@ pub(crate) fn key_of(app: &Application) -> String {
 /// Reconciles one application.
 ///
 /// Passes are admitted by [`Admission`]: in the order they were queued, urgent ones (drift, pushed changes, requested
-/// operations) first, at most [`RunConfig::concurrency`](crate::runner::RunConfig::concurrency) at a time. The controller runtime itself runs with no
-/// limit and only keeps one pass per application: its own limit picks the next application from a hash set, so under
-/// a steady stream of triggers (drift watches, health changes) the same applications won every free slot and others
-/// waited indefinitely.
+/// operations) first, at most [`RunConfig::concurrency`](crate::runner::RunConfig::concurrency) at a time. A pass
+/// that finds no slot leaves its application in the admission queue and ends; the admission asks for a pass again
+/// when it keeps a slot for it. The controller runtime itself runs with no limit and only keeps one pass per
+/// application: its own limit picks the next application from a hash set, so under a steady stream of triggers (drift
+/// watches, health changes) the same applications won every free slot and others waited indefinitely.
 pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     // Another replica's application: nothing to do here (the shard queues it again if it becomes this replica's).
     if let Some(shard) = &ctx.shard
         && !shard.allows(&key_of(&app))
     {
+        ctx.admission.forget(&key_of(&app));
         return Ok(Action::await_change());
     }
     // An application in a namespace this controller does not serve is not its own.
@@ -464,16 +466,25 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
         .config
         .serves_namespace(app.namespace().as_deref().unwrap_or_default())
     {
+        ctx.admission.forget(&key_of(&app));
         return Ok(Action::await_change());
     }
     if !ctx.leader.is_leading() {
+        ctx.admission.forget(&key_of(&app));
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
-    let turn = {
-        let _waiting = ctx.metrics.waiting();
-        ctx.admission.turn(&key_of(&app)).await
+    // No free slot: the application waits in the admission queue, not here, and a pass is asked for again when a
+    // slot is kept for it.
+    let turn = ctx.admission.try_turn(&key_of(&app));
+    ctx.metrics
+        .reconciles_waiting
+        .set(i64::try_from(ctx.admission.waiting()).unwrap_or(i64::MAX));
+    let Some(turn) = turn else {
+        return Ok(Action::await_change());
     };
-    // The share may have moved while the pass waited for its turn; from here on the claim holds until the pass ends.
+    ctx.metrics.queue_wait.observe(turn.waited.as_secs_f64());
+    // The share may have moved while the application waited for its turn; from here on the claim holds until the
+    // pass ends.
     let _held = match &ctx.shard {
         Some(shard) => match shard.start(&key_of(&app)) {
             Some(held) => Some(held),
@@ -492,8 +503,7 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
     let span = tracing::info_span!("reconcile", app = %key_of(&app));
     // The pass as a trace of its own (disabled, and free, without a trace exporter); the phases are its children.
     let pass = phase_span!(root "reconcile", &*app, kedge.decision = tracing::field::Empty);
-    // Boxed: every queued application holds this function's future while it waits for its turn, and the pass
-    // itself is several kilobytes of state.
+    // Boxed: the pass is several kilobytes of state.
     let result = Box::pin(
         reconcile_inner(&app, &ctx, turn.urgent)
             .instrument(pass.clone())

@@ -337,6 +337,26 @@ pub async fn run(
     let admission = Admission::new(usize::from(config.concurrency));
     let (drift, triggers) =
         DriftWatcher::new(client.clone(), "kedge", admission.clone(), shutdown.clone());
+    // A slot kept for a waiting application asks the runtime for its pass; now and then, slots kept for passes that
+    // never came go to the next ones.
+    {
+        let sender = drift.trigger_sender();
+        admission.call(move |key| {
+            if let Some((ns, name)) = key.split_once('/') {
+                let _ = sender.send(ObjectRef::new(name).within(ns));
+            }
+        });
+        let (admission, token) = (admission.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = every.tick() => admission.tick(),
+                }
+            }
+        });
+    }
     // Live reads are answered from what the engine last read or applied while the drift watches say it has not
     // changed since.
     let live = Arc::new(kedge_engine::VersionedLiveObjects::new(
@@ -382,6 +402,7 @@ pub async fn run(
             let app_changes = app_changes.clone();
             let shard = shard.as_ref().map(|(s, _)| s.clone());
             let metrics = metrics.clone();
+            let admission = admission.clone();
             let (dependents, store) = (dependents.clone(), store.clone());
             move |event| {
                 match event {
@@ -399,6 +420,7 @@ pub async fn run(
                 }
                 if let Ok(watcher::Event::Delete(app)) = event {
                     metrics.forget_app(&key_of(app));
+                    admission.forget(&key_of(app));
                 }
                 // A new or removed application changes the shares.
                 if let Some(shard) = &shard {
@@ -745,10 +767,10 @@ impl Passes {
         if self.shutdown.is_cancelled() {
             return Ok(Action::await_change());
         }
-        // The pass runs as a task of its own, and the runtime holds only its handle. The runtime polls every pass it
-        // holds each time any of them wakes, and every queued application holds one while it waits in `Admission`:
-        // with the passes inline, each step of a running pass (every response it awaits) polled thousands of waiting
-        // ones. A handle wakes the runtime once, when its pass ends.
+        // The pass runs as a task of its own, and the runtime holds only its handle: the runtime polls every pass it
+        // holds each time any of them wakes (and the watches of Applications wake it too), so with the passes
+        // inline, each response a running pass awaited polled all the others. A handle wakes the runtime once, when
+        // its pass ends. (Passes waiting for a slot are not held at all: see `Admission`.)
         let mut task = AbortOnDrop(tokio::spawn(
             self.pass(app, ctx).instrument(tracing::Span::current()),
         ));
