@@ -108,17 +108,15 @@ impl Admission {
     /// Keeps the urgent and rolling marks, places in the queue and kept slots only of the applications `keep` says
     /// exist.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
-        let gone: Vec<String> = {
-            let mut state = self.lock();
+        self.settle(|state| {
             state.urgent.retain(|key| keep(key));
             state.rolling.retain(|key| keep(key));
-            let mut gone: Vec<String> = state.queued.iter().filter(|k| !keep(k)).cloned().collect();
-            gone.extend(state.kept.keys().filter(|k| !keep(k)).cloned());
-            gone
-        };
-        for key in gone {
-            self.forget(&key);
-        }
+            state.queued.retain(|key| keep(key));
+            state.waiting.retain(|(key, _)| keep(key));
+            let kept = state.kept.len();
+            state.kept.retain(|key, _| keep(key));
+            state.free += kept - state.kept.len();
+        });
     }
 
     /// Records whether the application `key` waits for its objects to become healthy while every kind of them is
@@ -157,10 +155,7 @@ impl Admission {
     /// `None`, and the application waits in the queue (once, however many passes ask): the pass ends, and another is
     /// asked for when a slot is kept for it.
     pub fn try_turn(self: &Arc<Self>, key: &str) -> Option<Turn> {
-        let mut calls = Vec::new();
-        let turn = {
-            let mut state = self.lock();
-            self.reclaim(&mut state);
+        self.settle(|state| {
             if let Some((_, came)) = state.kept.remove(key) {
                 let urgent = state.urgent.remove(key);
                 Some(Turn {
@@ -180,60 +175,58 @@ impl Admission {
                 if state.queued.insert(key.to_owned()) {
                     state.waiting.push_back((key.to_owned(), Instant::now()));
                 }
-                // A slot freed while the queue was empty, and the queue is not any more.
-                Self::hand_out(&mut state, &mut calls);
                 None
             }
-        };
-        self.ask(calls);
-        turn
+        })
     }
 
     /// Gives up the application `key`'s place in the queue, and the slot kept for it if any (it was deleted, or its
     /// pass found it is not this controller's).
     pub fn forget(&self, key: &str) {
-        let mut calls = Vec::new();
-        {
-            let mut state = self.lock();
+        self.settle(|state| {
             if state.queued.remove(key) {
                 state.waiting.retain(|(k, _)| k != key);
             }
             if state.kept.remove(key).is_some() {
                 state.free += 1;
             }
-            self.reclaim(&mut state);
-            Self::hand_out(&mut state, &mut calls);
-        }
-        self.ask(calls);
+        });
     }
 
     /// Hands slots kept longer than [`KEPT_FOR`] to the next applications; call it now and then, so that a slot
     /// whose pass never comes is not lost while nothing else happens.
     pub fn tick(&self) {
-        let mut calls = Vec::new();
-        {
+        self.settle(|_| {});
+    }
+
+    /// Every change to the queue goes through here: under the lock, the slots kept too long are freed, `change` is
+    /// made, and each free slot is kept for the next application; then, outside the lock (the callback may take its
+    /// time), their passes are asked for.
+    fn settle<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
+        let (result, calls) = {
             let mut state = self.lock();
-            self.reclaim(&mut state);
-            Self::hand_out(&mut state, &mut calls);
+            if !state.kept.is_empty() {
+                let before = state.kept.len();
+                state
+                    .kept
+                    .retain(|_, (kept, _)| kept.elapsed() < self.kept_for);
+                state.free += before - state.kept.len();
+            }
+            let result = change(&mut state);
+            (result, Self::hand_out(&mut state))
+        };
+        if let Some(call) = self.call.get() {
+            for key in calls {
+                call(&key);
+            }
         }
-        self.ask(calls);
+        result
     }
 
-    /// Frees the slots kept too long.
-    fn reclaim(&self, state: &mut State) {
-        if state.kept.is_empty() {
-            return;
-        }
-        let before = state.kept.len();
-        state
-            .kept
-            .retain(|_, (kept, _)| kept.elapsed() < self.kept_for);
-        state.free += before - state.kept.len();
-    }
-
-    /// Keeps each free slot for the first urgent waiter, else the longest waiting one, and lists them to be asked
-    /// for.
-    fn hand_out(state: &mut State, calls: &mut Vec<String>) {
+    /// Keeps each free slot for the first urgent waiter, else the longest waiting one; the applications to ask
+    /// passes for.
+    fn hand_out(state: &mut State) -> Vec<String> {
+        let mut calls = Vec::new();
         while state.free > 0 && !state.waiting.is_empty() {
             // With no urgent mark, the first waiter: no need to look at the thousands behind it.
             let next = (!state.urgent.is_empty())
@@ -246,33 +239,18 @@ impl Admission {
                 .flatten()
                 .unwrap_or(0);
             let Some((key, came)) = state.waiting.remove(next) else {
-                return;
+                break;
             };
             state.queued.remove(&key);
             state.free -= 1;
             state.kept.insert(key.clone(), (Instant::now(), came));
             calls.push(key);
         }
-    }
-
-    /// Asks for the passes of `keys` (outside the lock: the callback may take its time).
-    fn ask(&self, keys: Vec<String>) {
-        if let Some(call) = self.call.get() {
-            for key in keys {
-                call(&key);
-            }
-        }
+        calls
     }
 
     fn release(&self) {
-        let mut calls = Vec::new();
-        {
-            let mut state = self.lock();
-            state.free += 1;
-            self.reclaim(&mut state);
-            Self::hand_out(&mut state, &mut calls);
-        }
-        self.ask(calls);
+        self.settle(|state| state.free += 1);
     }
 }
 

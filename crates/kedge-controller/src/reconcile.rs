@@ -454,11 +454,12 @@ pub(crate) fn key_of(app: &Application) -> String {
 /// application: its own limit picks the next application from a hash set, so under a steady stream of triggers (drift
 /// watches, health changes) the same applications won every free slot and others waited indefinitely.
 pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let key = key_of(&app);
     // Another replica's application: nothing to do here (the shard queues it again if it becomes this replica's).
     if let Some(shard) = &ctx.shard
-        && !shard.allows(&key_of(&app))
+        && !shard.allows(&key)
     {
-        ctx.admission.forget(&key_of(&app));
+        ctx.admission.forget(&key);
         return Ok(Action::await_change());
     }
     // An application in a namespace this controller does not serve is not its own.
@@ -466,16 +467,16 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
         .config
         .serves_namespace(app.namespace().as_deref().unwrap_or_default())
     {
-        ctx.admission.forget(&key_of(&app));
+        ctx.admission.forget(&key);
         return Ok(Action::await_change());
     }
     if !ctx.leader.is_leading() {
-        ctx.admission.forget(&key_of(&app));
+        ctx.admission.forget(&key);
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
     // No free slot: the application waits in the admission queue, not here, and a pass is asked for again when a
     // slot is kept for it.
-    let turn = ctx.admission.try_turn(&key_of(&app));
+    let turn = ctx.admission.try_turn(&key);
     ctx.metrics
         .reconciles_waiting
         .set(i64::try_from(ctx.admission.waiting()).unwrap_or(i64::MAX));
@@ -486,7 +487,7 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
     // The share may have moved while the application waited for its turn; from here on the claim holds until the
     // pass ends.
     let _held = match &ctx.shard {
-        Some(shard) => match shard.start(&key_of(&app)) {
+        Some(shard) => match shard.start(&key) {
             Some(held) => Some(held),
             None => return Ok(Action::await_change()),
         },
@@ -500,7 +501,7 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
     let Some(app) = ctx.latest(app).await? else {
         return Ok(Action::await_change());
     };
-    let span = tracing::info_span!("reconcile", app = %key_of(&app));
+    let span = tracing::info_span!("reconcile", app = %key);
     // The pass as a trace of its own (disabled, and free, without a trace exporter); the phases are its children.
     let pass = phase_span!(root "reconcile", &*app, kedge.decision = tracing::field::Empty);
     // Boxed: the pass is several kilobytes of state.

@@ -419,8 +419,9 @@ pub async fn run(
                     let _ = app_changes.send(key_of(app).into());
                 }
                 if let Ok(watcher::Event::Delete(app)) = event {
-                    metrics.forget_app(&key_of(app));
-                    admission.forget(&key_of(app));
+                    let key = key_of(app);
+                    metrics.forget_app(&key);
+                    admission.forget(&key);
                 }
                 // A new or removed application changes the shares.
                 if let Some(shard) = &shard {
